@@ -1,0 +1,263 @@
+//! The shared vocabulary: what a supervised process asked to do ([`Action`]) and
+//! what was decided about it ([`Verdict`], [`Decision`]).
+//!
+//! Plain data, no I/O. The supervisor produces actions, the policy judges them,
+//! the ledger records them. Paths and argv elements are raw bytes
+//! ([`PathBuf`] / [`OsString`]) so that nothing is lost when they are not UTF-8.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+/// One thing a process in the supervised tree asked the kernel to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start a program (`execve`, `execveat`).
+    Exec(ExecAction),
+    /// Open a file (`open`, `openat`, `openat2`, `creat`).
+    Open(OpenAction),
+}
+
+impl Action {
+    /// The kind of this action, as named in policies and records.
+    pub fn kind(&self) -> ActionKind {
+        match self {
+            Action::Exec(_) => ActionKind::Exec,
+            Action::Open(_) => ActionKind::Open,
+        }
+    }
+}
+
+/// The kinds of action Lexecon judges. New kinds (`unlink`, `rename`,
+/// `connect`) are added here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActionKind {
+    Exec,
+    Open,
+}
+
+impl ActionKind {
+    /// The lowercase name used in policy files and ledger records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Exec => "exec",
+            ActionKind::Open => "open",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A program execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecAction {
+    /// Absolute, normalised path of the program file as the kernel resolves it
+    /// (symlinks followed). For a `#!` script this is the script; the
+    /// interpreter is judged as an exec of its own.
+    pub path: PathBuf,
+    /// The argument vector exactly as passed (`argv[0]` included).
+    pub argv: Vec<OsString>,
+    /// Working directory of the process at the time of the call.
+    pub cwd: PathBuf,
+    /// SHA-256 of the program file's content, when it could be read.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A file open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAction {
+    /// Absolute, normalised path of the file as the kernel resolves it for
+    /// the calling process (relative paths, dirfds, `..`, symlinks and
+    /// `/proc/self` already resolved).
+    pub path: PathBuf,
+    /// What the open asks for.
+    pub access: Access,
+    /// Working directory of the process at the time of the call.
+    pub cwd: PathBuf,
+}
+
+/// The access an open asks for: a set of [`Access`] flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Access(u8);
+
+impl Access {
+    /// Read the content (`O_RDONLY`, `O_RDWR`; also `O_PATH`, judged as a read).
+    pub const READ: Access = Access(1 << 0);
+    /// Write the content (`O_WRONLY`, `O_RDWR`).
+    pub const WRITE: Access = Access(1 << 1);
+    /// May create the file (`O_CREAT`, `O_TMPFILE`, `creat`).
+    pub const CREATE: Access = Access(1 << 2);
+    /// Truncates the file (`O_TRUNC`, `creat`).
+    pub const TRUNCATE: Access = Access(1 << 3);
+    /// Appends (`O_APPEND`).
+    pub const APPEND: Access = Access(1 << 4);
+    /// Opens a directory (`O_DIRECTORY`, or the path is a directory).
+    pub const DIRECTORY: Access = Access(1 << 5);
+
+    /// Every flag, with its name, in a fixed order.
+    pub const ALL: [(Access, &'static str); 6] = [
+        (Access::READ, "read"),
+        (Access::WRITE, "write"),
+        (Access::CREATE, "create"),
+        (Access::TRUNCATE, "truncate"),
+        (Access::APPEND, "append"),
+        (Access::DIRECTORY, "directory"),
+    ];
+
+    /// The empty set.
+    pub const fn empty() -> Access {
+        Access(0)
+    }
+
+    /// The raw bits (stable: used in tests and benchmarks, not in records).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether every flag of `other` is in `self`.
+    pub const fn contains(self, other: Access) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether any flag of `other` is in `self`.
+    pub const fn intersects(self, other: Access) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The set as names, in the fixed order of [`Access::ALL`].
+    pub fn names(self) -> Vec<&'static str> {
+        Access::ALL
+            .iter()
+            .filter(|(a, _)| self.contains(*a))
+            .map(|(_, n)| *n)
+            .collect()
+    }
+
+    /// The flag with this name, if any.
+    pub fn from_name(name: &str) -> Option<Access> {
+        Access::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(a, _)| *a)
+    }
+}
+
+impl std::ops::BitOr for Access {
+    type Output = Access;
+    fn bitor(self, rhs: Access) -> Access {
+        Access(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Access {
+    fn bitor_assign(&mut self, rhs: Access) {
+        self.0 |= rhs.0;
+    }
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join(","))
+    }
+}
+
+/// What should happen to an action. Ordered by strength: when several rules
+/// match, the greatest wins (`Block` > `Escalate` > `Allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Allow,
+    Escalate,
+    Block,
+}
+
+impl Verdict {
+    /// The lowercase name used in policies and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Escalate => "escalate",
+            Verdict::Block => "block",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether refusals are carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    /// Verdicts are carried out.
+    Enforce,
+    /// Everything is judged and recorded, nothing is refused; the record says
+    /// what would have been refused.
+    Observe,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The outcome of judging one action against a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The verdict: the strongest among matching rules, or the kind's default.
+    pub verdict: Verdict,
+    /// Ids of every rule that matched, in policy order.
+    pub matched: Vec<String>,
+    /// Id of the rule whose verdict won, or `None` when the default applied.
+    pub rule: Option<String>,
+    /// Why: the winning rule's reason, or a sentence naming the default.
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdict_order_is_block_over_escalate_over_allow() {
+        assert!(Verdict::Block > Verdict::Escalate);
+        assert!(Verdict::Escalate > Verdict::Allow);
+        let strongest = [Verdict::Allow, Verdict::Block, Verdict::Escalate]
+            .into_iter()
+            .max();
+        assert_eq!(strongest, Some(Verdict::Block));
+    }
+
+    #[test]
+    fn access_names_round_trip() {
+        let a = Access::READ | Access::TRUNCATE | Access::DIRECTORY;
+        assert_eq!(a.names(), vec!["read", "truncate", "directory"]);
+        for (flag, name) in Access::ALL {
+            assert_eq!(Access::from_name(name), Some(flag));
+        }
+        assert_eq!(Access::from_name("execute"), None);
+        assert!(a.contains(Access::READ | Access::TRUNCATE));
+        assert!(!a.contains(Access::WRITE));
+        assert!(a.intersects(Access::WRITE | Access::READ));
+    }
+}

@@ -1,0 +1,107 @@
+//! Command-line interface: argument parsing, output formatting, exit codes.
+//! No logic of its own: every command calls into the library.
+//!
+//! Each command module owns its argument struct and a `run` function
+//! returning the process exit code. An `Err` is printed once here, with a
+//! fixed prefix, and mapped to the command's failure code.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod ledger;
+pub mod policy;
+pub mod supervise;
+
+/// Exit code of `lexecon-supervise` when Lexecon itself fails.
+pub const EXIT_SUPERVISOR_FAILURE: u8 = 125;
+/// Exit code of other commands for an error (bad input, unreadable file).
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lexecon",
+    version,
+    about = "Execution control for AI agents: judge every exec and open, record it in a signed ledger"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a command under supervision (same as `lexecon-supervise`).
+    Supervise(supervise::SuperviseArgs),
+    /// Run the end-to-end demo: an agent tries `rm -rf ./important_data`.
+    Demo(supervise::DemoArgs),
+    /// Create an Ed25519 key pair for signing ledgers.
+    InitKeys(ledger::InitKeysArgs),
+    /// Verify a ledger offline.
+    Verify(ledger::VerifyArgs),
+    /// Print an inclusion proof for one record.
+    Prove(ledger::ProveArgs),
+    /// Check an inclusion proof.
+    VerifyProof(ledger::VerifyProofArgs),
+    /// Ledger maintenance (`recover` a torn tail).
+    Ledger(ledger::LedgerArgs),
+    /// Validate and explain policies.
+    Policy(policy::PolicyArgs),
+}
+
+/// Entry point of the `lexecon` binary.
+pub fn main_lexecon() -> ExitCode {
+    let cli = Cli::parse();
+    let failure = match cli.command {
+        Command::Supervise(_) | Command::Demo(_) => EXIT_SUPERVISOR_FAILURE,
+        _ => EXIT_ERROR,
+    };
+    let result = match cli.command {
+        Command::Supervise(args) => supervise::run(args),
+        Command::Demo(args) => supervise::demo(args),
+        Command::InitKeys(args) => ledger::init_keys(args),
+        Command::Verify(args) => ledger::verify(args),
+        Command::Prove(args) => ledger::prove(args),
+        Command::VerifyProof(args) => ledger::verify_proof(args),
+        Command::Ledger(args) => ledger::ledger(args),
+        Command::Policy(args) => policy::run(args),
+    };
+    finish(result, failure)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lexecon-supervise",
+    version,
+    about = "Run a command with every exec and open judged by a policy and recorded in a signed ledger"
+)]
+struct SuperviseCli {
+    #[command(flatten)]
+    args: supervise::SuperviseArgs,
+}
+
+/// Entry point of the `lexecon-supervise` binary.
+pub fn main_supervise() -> ExitCode {
+    let cli = match SuperviseCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                EXIT_SUPERVISOR_FAILURE
+            } else {
+                0
+            });
+        }
+    };
+    finish(supervise::run(cli.args), EXIT_SUPERVISOR_FAILURE)
+}
+
+fn finish(result: anyhow::Result<ExitCode>, failure: u8) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lexecon: error: {e:#}");
+            ExitCode::from(failure)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Lexecon: execution control for AI agents on Linux.
+//!
+//! A supervised process tree runs under a seccomp user-notify filter; every
+//! program execution and file open is paused, judged by a deterministic
+//! policy, written to a signed, hash-chained ledger, and only then allowed or
+//! refused.
+//!
+//! Modules, and the one idea each owns:
+//! - [`action`]: the shared vocabulary (what was asked, what was decided).
+//! - [`policy`]: YAML policy → compiled matcher; pure and deterministic.
+//! - [`ledger`]: record format, canonical encoding, hash chain, checkpoints,
+//!   signing, appending and verification.
+//! - [`supervisor`]: the seccomp filter, the notification loop, reading the
+//!   tracee, resolving paths, answering, exec confirmation.
+//! - [`session`]: one supervised run; the only place that joins the three and
+//!   the place that fails closed.
+//! - [`cli`]: argument parsing, output and exit codes.
+
+pub mod action;
+pub mod cli;
+pub mod ledger;
+pub mod policy;
+pub mod session;
+pub mod supervisor;

@@ -1,0 +1,1 @@
+//! The policy language: YAML → compiled, deterministic matcher.

@@ -1,0 +1,1 @@
+//! One supervised run: decode → decide → record → answer.

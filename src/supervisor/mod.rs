@@ -1,0 +1,1 @@
+//! The seccomp user-notify supervisor.
