@@ -1,1 +1,3 @@
 //! The seccomp user-notify supervisor.
+pub mod filter;
+pub mod sys;
