@@ -1,0 +1,607 @@
+//! Decoding a notification into a request: which syscall, with which
+//! arguments, read from the caller's memory with explicit caps.
+//!
+//! Memory is read through the [`TraceeMemory`] trait so that the decoder is
+//! unit-tested against a fake address space, without root or a real tracee.
+//! The caller (the notification loop) re-checks `NOTIF_ID_VALID` after the
+//! decode, before acting on any byte read here.
+
+use std::io;
+
+use super::filter::nr;
+use super::sys::Notif;
+
+/// Longest path accepted, terminating NUL included (`PATH_MAX`).
+pub const PATH_MAX: usize = 4096;
+/// Longest single argv string (`MAX_ARG_STRLEN`: 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+/// Total argv bytes accepted. The kernel's own limit is a quarter of the
+/// stack rlimit (2 MiB with the usual 8 MiB stack).
+pub const ARG_MAX: usize = 2 * 1024 * 1024;
+/// Most argv entries accepted.
+pub const MAX_ARGS: usize = 256 * 1024;
+
+const OPEN_HOW_SIZE_VER0: u64 = 24;
+const PAGE_SIZE: u64 = 4096;
+
+/// Reads another process's memory.
+pub trait TraceeMemory {
+    /// Reads up to `buf.len()` bytes at `addr`; a short count means the byte
+    /// after the last one read is not mapped.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+/// The memory of a real process, through `process_vm_readv`.
+pub struct ProcessMemory {
+    pub pid: i32,
+}
+
+impl TraceeMemory for ProcessMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+        match super::sys::read_process_memory(self.pid, addr, buf) {
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => Ok(0),
+            other => other,
+        }
+    }
+}
+
+/// Why a call could not be decoded. Each maps to the errno the kernel would
+/// have returned for the same input, so a refused call looks natural.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("bad address {addr:#x} for the {what}")]
+    Fault { what: &'static str, addr: u64 },
+    #[error("the {what} is longer than the {cap}-byte limit")]
+    TooLong { what: &'static str, cap: usize },
+    #[error("argv has more than {cap} entries")]
+    TooManyArgs { cap: usize },
+    #[error("openat2: unsupported open_how size {size}")]
+    BadOpenHowSize { size: u64 },
+    #[error("reading the caller's memory failed: {0}")]
+    Read(String),
+}
+
+impl DecodeError {
+    /// The errno the caller gets.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DecodeError::Fault { .. } => libc::EFAULT,
+            DecodeError::TooLong { what, .. } if what.contains("path") => libc::ENAMETOOLONG,
+            DecodeError::TooLong { .. } | DecodeError::TooManyArgs { .. } => libc::E2BIG,
+            DecodeError::BadOpenHowSize { size } if *size < OPEN_HOW_SIZE_VER0 => libc::EINVAL,
+            DecodeError::BadOpenHowSize { .. } => libc::E2BIG,
+            DecodeError::Read(_) => libc::EPERM,
+        }
+    }
+}
+
+/// A decoded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Open(OpenRequest),
+    Exec(ExecRequest),
+    Signal(SignalRequest),
+    /// A notified syscall this decoder does not know: refused.
+    Unknown {
+        nr: i32,
+    },
+}
+
+/// `open`, `openat`, `openat2`, `creat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    pub syscall: &'static str,
+    /// `AT_FDCWD` or a descriptor of the caller.
+    pub dirfd: i32,
+    pub path: Vec<u8>,
+    /// Open flags, as `openat2` takes them (validated by the real `openat2`
+    /// when the supervisor performs the open).
+    pub flags: u64,
+    pub mode: u64,
+    pub resolve: u64,
+}
+
+/// `execve`, `execveat`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecRequest {
+    pub syscall: &'static str,
+    pub dirfd: i32,
+    pub path: Vec<u8>,
+    pub argv: Vec<Vec<u8>>,
+    /// `execveat` flags (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`).
+    pub flags: i32,
+}
+
+/// The signal family: who is aimed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalRequest {
+    pub syscall: &'static str,
+    pub target: SignalTarget,
+    pub signal: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    /// `kill(pid > 0)`, `rt_sigqueueinfo`, `pidfd_open`: a process.
+    Process(i32),
+    /// `kill(0)`: the caller's process group.
+    OwnGroup,
+    /// `kill(-pgid)`.
+    Group(i32),
+    /// `kill(-1)`: every process the caller may signal.
+    Everyone,
+    /// `tkill(tid)`, `tgkill(tgid, tid)`: a thread.
+    Thread { tgid: Option<i32>, tid: i32 },
+}
+
+/// Flags `open`/`openat` accept; the kernel silently drops the others
+/// (`VALID_OPEN_FLAGS`). `openat2` refuses unknown flags instead.
+pub const VALID_OPEN_FLAGS: u64 = (libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_ASYNC
+    | libc::O_DIRECT
+    | libc::O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_PATH
+    | libc::O_TMPFILE) as u64;
+
+/// Whether open flags will create a file (`O_CREAT` or `O_TMPFILE`).
+pub fn will_create(flags: u64) -> bool {
+    flags & libc::O_CREAT as u64 != 0 || flags & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64
+}
+
+/// Decodes one notification.
+pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError> {
+    let a = n.args;
+    let int = |i: usize| a[i] as i32;
+    // open/openat ignore mode bits outside 07777 and the mode itself unless
+    // the call creates; openat2 is strict about both, so normalise here.
+    let legacy_mode = |flags: u64, mode: u64| if will_create(flags) { mode & 0o7777 } else { 0 };
+    let req = match n.nr as u32 {
+        nr::OPEN => {
+            let flags = (a[1] & 0xffff_ffff) & VALID_OPEN_FLAGS | libc::O_LARGEFILE as u64;
+            Request::Open(OpenRequest {
+                syscall: "open",
+                dirfd: libc::AT_FDCWD,
+                path: read_path(mem, a[0])?,
+                flags,
+                mode: legacy_mode(flags, a[2]),
+                resolve: 0,
+            })
+        }
+        nr::CREAT => {
+            let flags = (libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC | libc::O_LARGEFILE) as u64;
+            Request::Open(OpenRequest {
+                syscall: "creat",
+                dirfd: libc::AT_FDCWD,
+                path: read_path(mem, a[0])?,
+                flags,
+                mode: a[1] & 0o7777,
+                resolve: 0,
+            })
+        }
+        nr::OPENAT => {
+            let flags = (a[2] & 0xffff_ffff) & VALID_OPEN_FLAGS | libc::O_LARGEFILE as u64;
+            Request::Open(OpenRequest {
+                syscall: "openat",
+                dirfd: int(0),
+                path: read_path(mem, a[1])?,
+                flags,
+                mode: legacy_mode(flags, a[3]),
+                resolve: 0,
+            })
+        }
+        nr::OPENAT2 => {
+            let size = a[3];
+            if size < OPEN_HOW_SIZE_VER0 || size > PAGE_SIZE {
+                return Err(DecodeError::BadOpenHowSize { size });
+            }
+            let mut how = vec![0u8; size as usize];
+            read_exact(mem, a[2], &mut how, "open_how")?;
+            // Bytes beyond the fields this kernel interface knows must be
+            // zero (the kernel's copy_struct_from_user rule).
+            if how[OPEN_HOW_SIZE_VER0 as usize..].iter().any(|&b| b != 0) {
+                return Err(DecodeError::BadOpenHowSize { size });
+            }
+            let field =
+                |i: usize| u64::from_ne_bytes(how[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+            Request::Open(OpenRequest {
+                syscall: "openat2",
+                dirfd: int(0),
+                path: read_path(mem, a[1])?,
+                flags: field(0),
+                mode: field(1),
+                resolve: field(2),
+            })
+        }
+        nr::EXECVE => Request::Exec(ExecRequest {
+            syscall: "execve",
+            dirfd: libc::AT_FDCWD,
+            path: read_path(mem, a[0])?,
+            argv: read_argv(mem, a[1])?,
+            flags: 0,
+        }),
+        nr::EXECVEAT => Request::Exec(ExecRequest {
+            syscall: "execveat",
+            dirfd: int(0),
+            path: read_path(mem, a[1])?,
+            argv: read_argv(mem, a[2])?,
+            flags: int(4),
+        }),
+        nr::KILL => {
+            let pid = int(0);
+            let target = match pid {
+                0 => SignalTarget::OwnGroup,
+                -1 => SignalTarget::Everyone,
+                p if p < 0 => SignalTarget::Group(p.wrapping_neg()),
+                p => SignalTarget::Process(p),
+            };
+            Request::Signal(SignalRequest {
+                syscall: "kill",
+                target,
+                signal: int(1),
+            })
+        }
+        nr::TKILL => Request::Signal(SignalRequest {
+            syscall: "tkill",
+            target: SignalTarget::Thread {
+                tgid: None,
+                tid: int(0),
+            },
+            signal: int(1),
+        }),
+        nr::TGKILL => Request::Signal(SignalRequest {
+            syscall: "tgkill",
+            target: SignalTarget::Thread {
+                tgid: Some(int(0)),
+                tid: int(1),
+            },
+            signal: int(2),
+        }),
+        nr::RT_SIGQUEUEINFO => Request::Signal(SignalRequest {
+            syscall: "rt_sigqueueinfo",
+            target: SignalTarget::Process(int(0)),
+            signal: int(1),
+        }),
+        nr::RT_TGSIGQUEUEINFO => Request::Signal(SignalRequest {
+            syscall: "rt_tgsigqueueinfo",
+            target: SignalTarget::Thread {
+                tgid: Some(int(0)),
+                tid: int(1),
+            },
+            signal: int(2),
+        }),
+        nr::PIDFD_OPEN => Request::Signal(SignalRequest {
+            syscall: "pidfd_open",
+            target: SignalTarget::Process(int(0)),
+            signal: 0,
+        }),
+        _ => Request::Unknown { nr: n.nr },
+    };
+    Ok(req)
+}
+
+fn read_exact(
+    mem: &dyn TraceeMemory,
+    addr: u64,
+    buf: &mut [u8],
+    what: &'static str,
+) -> Result<(), DecodeError> {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = mem
+            .read(addr.wrapping_add(done as u64), &mut buf[done..])
+            .map_err(|e| DecodeError::Read(e.to_string()))?;
+        if n == 0 {
+            return Err(DecodeError::Fault { what, addr });
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Reads a NUL-terminated string of at most `cap` bytes (NUL included).
+/// Reads page by page so that a string ending just before an unmapped page
+/// is read correctly.
+pub fn read_cstr(
+    mem: &dyn TraceeMemory,
+    addr: u64,
+    cap: usize,
+    what: &'static str,
+) -> Result<Vec<u8>, DecodeError> {
+    if addr == 0 {
+        return Err(DecodeError::Fault { what, addr });
+    }
+    let mut out = Vec::new();
+    let mut chunk = [0u8; PAGE_SIZE as usize];
+    let mut cur = addr;
+    loop {
+        let to_page_end = (PAGE_SIZE - cur % PAGE_SIZE) as usize;
+        let want = to_page_end.min(cap + 1 - out.len().min(cap));
+        let n = mem
+            .read(cur, &mut chunk[..want])
+            .map_err(|e| DecodeError::Read(e.to_string()))?;
+        if n == 0 {
+            return Err(DecodeError::Fault { what, addr });
+        }
+        if let Some(pos) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..pos]);
+            if out.len() + 1 > cap {
+                return Err(DecodeError::TooLong { what, cap });
+            }
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() + 1 > cap {
+            return Err(DecodeError::TooLong { what, cap });
+        }
+        cur = cur.wrapping_add(n as u64);
+    }
+}
+
+fn read_path(mem: &dyn TraceeMemory, addr: u64) -> Result<Vec<u8>, DecodeError> {
+    read_cstr(mem, addr, PATH_MAX, "path")
+}
+
+/// Reads a NULL-terminated array of string pointers (argv). A NULL array is
+/// an empty argv, as Linux accepts it.
+pub fn read_argv(mem: &dyn TraceeMemory, addr: u64) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut argv = Vec::new();
+    if addr == 0 {
+        return Ok(argv);
+    }
+    let mut total = 0usize;
+    for i in 0.. {
+        if i >= MAX_ARGS {
+            return Err(DecodeError::TooManyArgs { cap: MAX_ARGS });
+        }
+        let mut ptr = [0u8; 8];
+        read_exact(mem, addr.wrapping_add(8 * i as u64), &mut ptr, "argv array")?;
+        let p = u64::from_ne_bytes(ptr);
+        if p == 0 {
+            break;
+        }
+        let s = read_cstr(mem, p, MAX_ARG_STRLEN, "argv string")?;
+        total += s.len() + 1;
+        if total > ARG_MAX {
+            return Err(DecodeError::TooLong {
+                what: "argv",
+                cap: ARG_MAX,
+            });
+        }
+        argv.push(s);
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A fake address space: mapped regions at fixed addresses.
+    #[derive(Default)]
+    pub struct FakeMemory {
+        regions: BTreeMap<u64, Vec<u8>>,
+    }
+
+    impl FakeMemory {
+        pub fn map(&mut self, addr: u64, bytes: &[u8]) {
+            self.regions.insert(addr, bytes.to_vec());
+        }
+    }
+
+    impl TraceeMemory for FakeMemory {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+            for (&start, bytes) in &self.regions {
+                let end = start + bytes.len() as u64;
+                if addr >= start && addr < end {
+                    let off = (addr - start) as usize;
+                    let n = buf.len().min(bytes.len() - off);
+                    buf[..n].copy_from_slice(&bytes[off..off + n]);
+                    return Ok(n);
+                }
+            }
+            Ok(0)
+        }
+    }
+
+    fn notif(nr: u32, args: [u64; 6]) -> Notif {
+        Notif {
+            id: 1,
+            pid: 100,
+            nr: nr as i32,
+            arch: super::super::sys::AUDIT_ARCH_X86_64,
+            args,
+        }
+    }
+
+    #[test]
+    fn openat_reads_path_and_masks_flags() {
+        let mut m = FakeMemory::default();
+        m.map(0x1000, b"etc/passwd\0junk");
+        let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64 | 0x8000_0000; // unknown bit dropped
+        let r = decode(
+            &notif(
+                nr::OPENAT,
+                [libc::AT_FDCWD as u32 as u64, 0x1000, flags, 0o777, 0, 0],
+            ),
+            &m,
+        )
+        .unwrap();
+        let Request::Open(o) = r else {
+            panic!("not an open: {r:?}")
+        };
+        assert_eq!(o.path, b"etc/passwd");
+        assert_eq!(o.dirfd, libc::AT_FDCWD);
+        assert_eq!(o.flags & 0x8000_0000, 0);
+        assert_ne!(o.flags & libc::O_CLOEXEC as u64, 0);
+        assert_eq!(o.mode, 0, "mode is ignored without O_CREAT");
+    }
+
+    #[test]
+    fn creat_is_an_open_for_write_create_truncate() {
+        let mut m = FakeMemory::default();
+        m.map(0x2000, b"out.txt\0");
+        let Request::Open(o) =
+            decode(&notif(nr::CREAT, [0x2000, 0o100644, 0, 0, 0, 0]), &m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.flags & 3, libc::O_WRONLY as u64);
+        assert_ne!(o.flags & libc::O_CREAT as u64, 0);
+        assert_ne!(o.flags & libc::O_TRUNC as u64, 0);
+        assert_eq!(o.mode, 0o644);
+    }
+
+    #[test]
+    fn path_spanning_into_an_unmapped_page_is_a_fault() {
+        let mut m = FakeMemory::default();
+        // 10 bytes right before the end of a page, no NUL, next page unmapped.
+        m.map(0x3000 - 10, b"abcdefghij");
+        let e = decode(&notif(nr::OPEN, [0x3000 - 10, 0, 0, 0, 0, 0]), &m).unwrap_err();
+        assert_eq!(e.errno(), libc::EFAULT);
+    }
+
+    #[test]
+    fn path_ending_at_a_page_boundary_is_read() {
+        let mut m = FakeMemory::default();
+        m.map(0x4000 - 4, b"abc\0");
+        let Request::Open(o) = decode(&notif(nr::OPEN, [0x4000 - 4, 0, 0, 0, 0, 0]), &m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.path, b"abc");
+    }
+
+    #[test]
+    fn null_path_is_a_fault() {
+        let m = FakeMemory::default();
+        let e = decode(&notif(nr::OPEN, [0, 0, 0, 0, 0, 0]), &m).unwrap_err();
+        assert_eq!(
+            e,
+            DecodeError::Fault {
+                what: "path",
+                addr: 0
+            }
+        );
+    }
+
+    #[test]
+    fn path_at_path_max_is_refused_never_truncated() {
+        let mut m = FakeMemory::default();
+        let mut long = vec![b'a'; PATH_MAX];
+        long.push(0);
+        m.map(0x10000, &long);
+        let e = decode(&notif(nr::OPEN, [0x10000, 0, 0, 0, 0, 0]), &m).unwrap_err();
+        assert_eq!(e.errno(), libc::ENAMETOOLONG);
+        // One byte shorter fits (PATH_MAX counts the NUL).
+        let mut ok = vec![b'a'; PATH_MAX - 1];
+        ok.push(0);
+        m.map(0x20000, &ok);
+        let Request::Open(o) = decode(&notif(nr::OPEN, [0x20000, 0, 0, 0, 0, 0]), &m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.path.len(), PATH_MAX - 1);
+    }
+
+    #[test]
+    fn execve_reads_argv_exactly_including_non_utf8() {
+        let mut m = FakeMemory::default();
+        m.map(0x1000, b"/bin/rm\0");
+        m.map(0x2000, b"rm\0");
+        m.map(0x2100, b"-rf\0");
+        m.map(0x2200, b"\xff\xfe\x01dir\0");
+        let mut arr = Vec::new();
+        for p in [0x2000u64, 0x2100, 0x2200, 0] {
+            arr.extend_from_slice(&p.to_ne_bytes());
+        }
+        m.map(0x5000, &arr);
+        let Request::Exec(x) =
+            decode(&notif(nr::EXECVE, [0x1000, 0x5000, 0, 0, 0, 0]), &m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(x.path, b"/bin/rm");
+        assert_eq!(
+            x.argv,
+            vec![b"rm".to_vec(), b"-rf".to_vec(), b"\xff\xfe\x01dir".to_vec()]
+        );
+    }
+
+    #[test]
+    fn oversized_argv_is_refused() {
+        let mut m = FakeMemory::default();
+        m.map(0x1000, b"/bin/echo\0");
+        let big = vec![b'x'; MAX_ARG_STRLEN - 1];
+        let mut s = big.clone();
+        s.push(0);
+        m.map(0x100000, &s);
+        // Enough copies of the same 128 KiB string to pass ARG_MAX.
+        let count = ARG_MAX / MAX_ARG_STRLEN + 1;
+        let mut arr = Vec::new();
+        for _ in 0..count {
+            arr.extend_from_slice(&0x100000u64.to_ne_bytes());
+        }
+        arr.extend_from_slice(&0u64.to_ne_bytes());
+        m.map(0x5000, &arr);
+        let e = decode(&notif(nr::EXECVE, [0x1000, 0x5000, 0, 0, 0, 0]), &m).unwrap_err();
+        assert_eq!(e.errno(), libc::E2BIG);
+    }
+
+    #[test]
+    fn openat2_reads_open_how_and_checks_size() {
+        let mut m = FakeMemory::default();
+        m.map(0x1000, b"/tmp/x\0");
+        let mut how = Vec::new();
+        for v in [
+            (libc::O_WRONLY | libc::O_CREAT) as u64,
+            0o600,
+            libc::RESOLVE_NO_SYMLINKS,
+        ] {
+            how.extend_from_slice(&v.to_ne_bytes());
+        }
+        how.extend_from_slice(&[0u8; 8]); // a larger, zero-extended struct is fine
+        m.map(0x6000, &how);
+        let Request::Open(o) =
+            decode(&notif(nr::OPENAT2, [3, 0x1000, 0x6000, 32, 0, 0]), &m).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (o.dirfd, o.mode, o.resolve),
+            (3, 0o600, libc::RESOLVE_NO_SYMLINKS)
+        );
+        let e = decode(&notif(nr::OPENAT2, [3, 0x1000, 0x6000, 16, 0, 0]), &m).unwrap_err();
+        assert_eq!(e.errno(), libc::EINVAL);
+        how[30] = 1;
+        m.map(0x6000, &how);
+        let e = decode(&notif(nr::OPENAT2, [3, 0x1000, 0x6000, 32, 0, 0]), &m).unwrap_err();
+        assert_eq!(e.errno(), libc::E2BIG);
+    }
+
+    #[test]
+    fn kill_targets() {
+        let m = FakeMemory::default();
+        let target =
+            |pid: i64| match decode(&notif(nr::KILL, [pid as u64, 9, 0, 0, 0, 0]), &m).unwrap() {
+                Request::Signal(s) => s.target,
+                other => panic!("{other:?}"),
+            };
+        assert_eq!(target(0), SignalTarget::OwnGroup);
+        assert_eq!(target(-1), SignalTarget::Everyone);
+        assert_eq!(target(-42), SignalTarget::Group(42));
+        assert_eq!(target(42), SignalTarget::Process(42));
+    }
+}

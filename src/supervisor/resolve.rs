@@ -1,0 +1,549 @@
+//! Resolving a path the way the kernel would for the calling thread.
+//!
+//! The walk runs in the supervisor, one component at a time, on `O_PATH`
+//! descriptors, so that every step is pinned to an object:
+//!
+//! - the start is the caller's root (`/`), its cwd (`/proc/TID/cwd`) or its
+//!   dirfd (`/proc/TID/fd/N`), never the supervisor's;
+//! - `..` is taken on the pinned directory (the kernel's own `..`);
+//! - ordinary symlinks are read and spliced into the remaining path
+//!   (at most [`MAX_SYMLINKS`], then `ELOOP`);
+//! - `/proc/self` and `/proc/thread-self` are rewritten to the caller's
+//!   `/proc/TGID` and `/proc/TGID/task/TID`;
+//! - procfs magic links (`/proc/PID/fd/N`, `cwd`, `root`, `exe`) are jumped
+//!   the way the kernel jumps them: to the object they refer to, whose
+//!   current path becomes the canonical path.
+//!
+//! The result names the final object by its canonical absolute path (what
+//! the policy judges) and keeps the pinned parent directory and last name
+//! (or the object itself, for a magic link) for the open that follows, so
+//! that what is opened is what was judged.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::sys;
+
+/// Most symlinks followed in one resolution (the kernel's `MAXSYMLINKS`).
+pub const MAX_SYMLINKS: usize = 40;
+/// procfs' root inode number.
+const PROC_ROOT_INO: u64 = 1;
+
+/// Who is asking: the thread and its thread group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub tid: i32,
+    pub tgid: i32,
+}
+
+/// How to treat the last component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lookup {
+    /// Follow a symlink in the last component (no `O_NOFOLLOW`, no
+    /// `O_CREAT|O_EXCL`).
+    pub follow_last: bool,
+    /// An empty path means the dirfd itself (`AT_EMPTY_PATH`).
+    pub empty_path: bool,
+}
+
+/// The object a path names.
+#[derive(Debug)]
+pub struct Resolved {
+    /// Canonical absolute path (no `.`, `..` or symlinks), or for an object
+    /// without a path (pipe, socket, deleted file) what procfs calls it
+    /// (`pipe:[1234]`, `/tmp/x (deleted)`).
+    pub path: PathBuf,
+    /// How to reach it.
+    pub target: Target,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    /// The last component exists: its pinned parent directory, its name
+    /// (`.` when the path names a directory reached without a name, e.g.
+    /// `/`, `..`, `dir/.`), and its `lstat`.
+    Entry {
+        parent: OwnedFd,
+        name: CString,
+        stat: libc::stat,
+    },
+    /// The last component does not exist: the pinned parent and the name,
+    /// for `O_CREAT`.
+    Missing { parent: OwnedFd, name: CString },
+    /// Reached through a procfs magic link: an `O_PATH` descriptor of the
+    /// object itself, and its `fstat`.
+    Object { fd: OwnedFd, stat: libc::stat },
+}
+
+impl Resolved {
+    /// The `stat` of the object, when it exists.
+    pub fn stat(&self) -> Option<&libc::stat> {
+        match &self.target {
+            Target::Entry { stat, .. } | Target::Object { stat, .. } => Some(stat),
+            Target::Missing { .. } => None,
+        }
+    }
+}
+
+/// Resolution errors carry the errno the kernel would return.
+pub type Errno = i32;
+
+fn errno_of(e: &io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Facts about this machine the walk needs, read once.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcInfo {
+    /// Device of the procfs mounted at `/proc`.
+    pub dev: u64,
+}
+
+impl ProcInfo {
+    pub fn detect() -> io::Result<ProcInfo> {
+        let fd = open_path(sys_root()?.as_fd(), c"proc", true)?;
+        let st = sys::fstat(fd.as_fd())?;
+        Ok(ProcInfo { dev: st.st_dev })
+    }
+}
+
+fn sys_root() -> io::Result<OwnedFd> {
+    sys::openat(cwd_fd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
+}
+
+fn cwd_fd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a valid dirfd value for the *at family for the
+    // whole life of the process; it is never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+fn open_path(dir: BorrowedFd<'_>, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
+    let flags = libc::O_PATH | if follow { 0 } else { libc::O_NOFOLLOW };
+    sys::openat(dir, name, flags, 0)
+}
+
+fn is_dir(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn is_symlink(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+fn cstring(bytes: &[u8]) -> Result<CString, Errno> {
+    CString::new(bytes).map_err(|_| libc::EINVAL)
+}
+
+fn fd_path_of(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let link = cstring(link.as_bytes())?;
+    sys::readlinkat(cwd_fd(), &link).map_err(|e| errno_of(&e))
+}
+
+/// The canonical path as components (`/a/b` → `["a", "b"]`); `None` for
+/// what is not an absolute path (`pipe:[…]`).
+fn split_abs(path: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if !path.starts_with(b"/") {
+        return None;
+    }
+    Some(
+        path.split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect(),
+    )
+}
+
+fn join(components: &[Vec<u8>]) -> PathBuf {
+    let mut out = Vec::with_capacity(components.iter().map(|c| c.len() + 1).sum::<usize>().max(1));
+    for c in components {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// Resolves `path` (relative to `dirfd` of `caller`) as the kernel would.
+pub fn resolve(
+    proc_info: &ProcInfo,
+    caller: Caller,
+    dirfd: i32,
+    path: &[u8],
+    lookup: Lookup,
+) -> Result<Resolved, Errno> {
+    if path.is_empty() && !lookup.empty_path {
+        return Err(libc::ENOENT);
+    }
+    // Starting point.
+    let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if path.starts_with(b"/") {
+        (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
+    } else {
+        let link = if dirfd == libc::AT_FDCWD {
+            format!("/proc/{}/cwd", caller.tid)
+        } else if dirfd < 0 {
+            return Err(libc::EBADF);
+        } else {
+            format!("/proc/{}/fd/{}", caller.tid, dirfd)
+        };
+        let link = cstring(link.as_bytes())?;
+        let fd = open_path(cwd_fd(), &link, true).map_err(|e| match errno_of(&e) {
+            // No such fd in the caller.
+            libc::ENOENT => libc::EBADF,
+            other => other,
+        })?;
+        let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
+        let where_ = fd_path_of(fd.as_fd())?;
+        if path.is_empty() {
+            // AT_EMPTY_PATH: the dirfd's object itself.
+            return Ok(Resolved {
+                path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
+                target: Target::Object { fd, stat: st },
+            });
+        }
+        if !is_dir(&st) {
+            return Err(libc::ENOTDIR);
+        }
+        let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+        (fd, canon)
+    };
+
+    let trailing_slash = path.ends_with(b"/");
+    let mut queue: std::collections::VecDeque<Vec<u8>> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(<[u8]>::to_vec)
+        .collect();
+    // `dir/.` and `dir/..` name directories: like a trailing slash.
+    let ends_with_dot =
+        path.ends_with(b"/.") || path == b"." || path.ends_with(b"/..") || path == b"..";
+    let must_be_dir = trailing_slash || ends_with_dot;
+    let mut symlinks = 0usize;
+
+    loop {
+        let Some(comp) = queue.pop_front() else {
+            // The path named the current directory itself.
+            let stat = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
+            return Ok(Resolved {
+                path: join(&canon),
+                target: Target::Entry {
+                    parent: cur,
+                    name: c".".to_owned(),
+                    stat,
+                },
+            });
+        };
+        let last = queue.is_empty();
+        if comp == b".." {
+            let up = open_path(cur.as_fd(), c"..", false).map_err(|e| errno_of(&e))?;
+            canon.pop();
+            cur = up;
+            continue;
+        }
+        // /proc/self and /proc/thread-self mean the caller.
+        if comp == b"self" || comp == b"thread-self" {
+            let st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
+            if st.st_dev == proc_info.dev && st.st_ino == PROC_ROOT_INO {
+                let mut repl: Vec<Vec<u8>> = vec![caller.tgid.to_string().into_bytes()];
+                if comp == b"thread-self" {
+                    repl.push(b"task".to_vec());
+                    repl.push(caller.tid.to_string().into_bytes());
+                }
+                for c in repl.into_iter().rev() {
+                    queue.push_front(c);
+                }
+                continue;
+            }
+        }
+        let name = cstring(&comp)?;
+        let child = match open_path(cur.as_fd(), &name, false) {
+            Ok(fd) => fd,
+            Err(e) if errno_of(&e) == libc::ENOENT && last => {
+                if must_be_dir && trailing_slash {
+                    // open("new/", O_CREAT) fails with EISDIR in the kernel;
+                    // a plain lookup with ENOENT. The caller decides.
+                }
+                canon.push(comp);
+                return Ok(Resolved {
+                    path: join(&canon),
+                    target: Target::Missing { parent: cur, name },
+                });
+            }
+            Err(e) => return Err(errno_of(&e)),
+        };
+        let st = sys::fstat(child.as_fd()).map_err(|e| errno_of(&e))?;
+        if is_symlink(&st) && (!last || lookup.follow_last || must_be_dir) {
+            symlinks += 1;
+            if symlinks > MAX_SYMLINKS {
+                return Err(libc::ELOOP);
+            }
+            let parent_st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
+            let in_proc = st.st_dev == proc_info.dev;
+            let parent_is_proc_root =
+                parent_st.st_dev == proc_info.dev && parent_st.st_ino == PROC_ROOT_INO;
+            if in_proc && !parent_is_proc_root {
+                // A magic link: jump to the object, as the kernel does. The
+                // `self` components were rewritten above, so the link is
+                // always followed for an explicit pid.
+                let obj = open_path(cur.as_fd(), &name, true).map_err(|e| errno_of(&e))?;
+                let ost = sys::fstat(obj.as_fd()).map_err(|e| errno_of(&e))?;
+                let where_ = fd_path_of(obj.as_fd())?;
+                if last {
+                    if must_be_dir && !is_dir(&ost) {
+                        return Err(libc::ENOTDIR);
+                    }
+                    return Ok(Resolved {
+                        path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
+                        target: Target::Object { fd: obj, stat: ost },
+                    });
+                }
+                if !is_dir(&ost) {
+                    return Err(libc::ENOTDIR);
+                }
+                canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+                cur = obj;
+                continue;
+            }
+            let target = sys::readlinkat(child.as_fd(), c"").map_err(|e| errno_of(&e))?;
+            if target.is_empty() {
+                return Err(libc::ENOENT);
+            }
+            if target.starts_with(b"/") {
+                cur = sys_root().map_err(|e| errno_of(&e))?;
+                canon.clear();
+            }
+            let parts: Vec<Vec<u8>> = target
+                .split(|&b| b == b'/')
+                .filter(|c| !c.is_empty() && *c != b".")
+                .map(<[u8]>::to_vec)
+                .collect();
+            for c in parts.into_iter().rev() {
+                queue.push_front(c);
+            }
+            continue;
+        }
+        canon.push(comp);
+        if last {
+            if must_be_dir && !is_dir(&st) {
+                return Err(libc::ENOTDIR);
+            }
+            return Ok(Resolved {
+                path: join(&canon),
+                target: Target::Entry {
+                    parent: cur,
+                    name,
+                    stat: st,
+                },
+            });
+        }
+        if !is_dir(&st) {
+            return Err(libc::ENOTDIR);
+        }
+        cur = child;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn me() -> Caller {
+        // SAFETY: no arguments.
+        let pid = unsafe { libc::getpid() };
+        Caller {
+            tid: sys::gettid(),
+            tgid: pid,
+        }
+    }
+
+    fn res(path: &[u8], follow: bool) -> Result<Resolved, Errno> {
+        let info = ProcInfo::detect().unwrap();
+        resolve(
+            &info,
+            me(),
+            libc::AT_FDCWD,
+            path,
+            Lookup {
+                follow_last: follow,
+                empty_path: false,
+            },
+        )
+    }
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn dotdot_and_symlinks_resolve_to_the_real_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        fs::write(d.join("a/b/secret"), "x").unwrap();
+        symlink(d.join("a/b"), d.join("link")).unwrap();
+        symlink("../a/b/secret", d.join("a/rel")).unwrap();
+        let r = res(
+            format!("{}/a/./b/../b/secret", d.display()).as_bytes(),
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.path, d.join("a/b/secret"));
+        let r = res(format!("{}/link/secret", d.display()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("a/b/secret"));
+        // ".." after a symlink is taken on the real directory, as the kernel does.
+        let r = res(format!("{}/link/../b/secret", d.display()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("a/b/secret"));
+        let r = res(format!("{}/a/rel", d.display()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("a/b/secret"));
+        // Not following the last symlink names the link itself.
+        let r = res(format!("{}/a/rel", d.display()).as_bytes(), false).unwrap();
+        assert_eq!(r.path, d.join("a/rel"));
+        assert!(is_symlink(r.stat().unwrap()));
+    }
+
+    #[test]
+    fn missing_last_component_gives_parent_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        let r = res(format!("{}/new.txt", d.display()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("new.txt"));
+        assert!(matches!(r.target, Target::Missing { .. }));
+        assert_eq!(
+            res(format!("{}/no/such", d.display()).as_bytes(), true).unwrap_err(),
+            libc::ENOENT
+        );
+    }
+
+    #[test]
+    fn symlink_loops_end_in_eloop() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        symlink(d.join("b"), d.join("a")).unwrap();
+        symlink(d.join("a"), d.join("b")).unwrap();
+        assert_eq!(
+            res(format!("{}/a", d.display()).as_bytes(), true).unwrap_err(),
+            libc::ELOOP
+        );
+    }
+
+    #[test]
+    fn file_used_as_directory_is_enotdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        fs::write(d.join("f"), "x").unwrap();
+        assert_eq!(
+            res(format!("{}/f/x", d.display()).as_bytes(), true).unwrap_err(),
+            libc::ENOTDIR
+        );
+        assert_eq!(
+            res(format!("{}/f/", d.display()).as_bytes(), true).unwrap_err(),
+            libc::ENOTDIR
+        );
+    }
+
+    #[test]
+    fn proc_self_means_the_caller() {
+        let c = me();
+        let r = res(b"/proc/self/status", true).unwrap();
+        assert_eq!(r.path, p(&format!("/proc/{}/status", c.tgid)));
+        let r = res(b"/proc/thread-self/comm", true).unwrap();
+        assert_eq!(r.path, p(&format!("/proc/{}/task/{}/comm", c.tgid, c.tid)));
+        // Through an ordinary symlink to /proc/self (/proc/mounts → self/mounts).
+        let r = res(b"/proc/mounts", true).unwrap();
+        assert_eq!(r.path, p(&format!("/proc/{}/mounts", c.tgid)));
+    }
+
+    #[test]
+    fn fd_magic_links_resolve_to_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        fs::write(d.join("target"), "x").unwrap();
+        let f = fs::File::open(d.join("target")).unwrap();
+        let r = res(format!("/proc/self/fd/{}", f.as_raw_fd()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("target"));
+        assert!(matches!(r.target, Target::Object { .. }));
+        // /dev/fd → /proc/self/fd: the same object.
+        let r = res(format!("/dev/fd/{}", f.as_raw_fd()).as_bytes(), true).unwrap();
+        assert_eq!(r.path, d.join("target"));
+        // A directory through the cwd magic link, then further components.
+        let r = res(
+            format!("/proc/self/fd/{}/../", f.as_raw_fd()).as_bytes(),
+            true,
+        );
+        assert_eq!(r.unwrap_err(), libc::ENOTDIR);
+    }
+
+    #[test]
+    fn relative_paths_start_at_the_callers_cwd() {
+        let cwd = fs::canonicalize(std::env::current_dir().unwrap()).unwrap();
+        let r = res(b"Cargo.toml", true).unwrap();
+        assert_eq!(r.path, cwd.join("Cargo.toml"));
+        let r = res(b".", true).unwrap();
+        assert_eq!(r.path, cwd);
+    }
+
+    #[test]
+    fn dirfd_relative_and_empty_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir(d.join("sub")).unwrap();
+        fs::write(d.join("sub/f"), "x").unwrap();
+        let dfd = fs::File::open(d.join("sub")).unwrap();
+        let info = ProcInfo::detect().unwrap();
+        let r = resolve(
+            &info,
+            me(),
+            dfd.as_raw_fd(),
+            b"f",
+            Lookup {
+                follow_last: true,
+                empty_path: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.path, d.join("sub/f"));
+        let r = resolve(
+            &info,
+            me(),
+            dfd.as_raw_fd(),
+            b"",
+            Lookup {
+                follow_last: true,
+                empty_path: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.path, d.join("sub"));
+        let e = resolve(
+            &info,
+            me(),
+            987_654,
+            b"f",
+            Lookup {
+                follow_last: true,
+                empty_path: false,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e, libc::EBADF);
+    }
+
+    #[test]
+    fn non_utf8_names_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9\x01");
+        fs::write(d.join(name), "x").unwrap();
+        let mut path = d.as_os_str().as_bytes().to_vec();
+        path.extend_from_slice(b"/caf\xe9\x01");
+        let r = res(&path, true).unwrap();
+        assert_eq!(r.path.as_os_str().as_bytes(), &path[..]);
+    }
+}
