@@ -1,5 +1,328 @@
-//! The seccomp user-notify supervisor.
+//! The seccomp user-notify supervisor: runs a command with every exec and
+//! open of its whole process tree paused, judged and answered.
+//!
+//! It knows nothing of policies or ledgers: it asks a [`Judge`] and carries
+//! out the [`Ruling`]. Parts, one idea each:
+//!
+//! - [`filter`]: the BPF program (arch check, routes, hard denials);
+//! - [`launch`]: fork, child set-up, handing over the listener;
+//! - [`decode`]: notification → request, capped reads of tracee memory;
+//! - [`resolve`]: paths resolved as the kernel would for the caller;
+//! - [`notify`]: the notification loop and the answers (emulated opens);
+//! - [`trace`]: ptrace for exec confirmation, containment and reaping;
+//! - [`procfs`]: what is read from `/proc`, and program identities;
+//! - [`sys`]: the raw kernel interfaces.
+//!
+//! Threads: the calling thread forks the command and becomes the tracer;
+//! one thread serves notifications; one forwards SIGINT/SIGTERM/SIGHUP/
+//! SIGQUIT to the command's process group and calls [`Judge::tick`].
+
 pub mod decode;
 pub mod filter;
+pub mod launch;
+pub mod notify;
+pub mod procfs;
 pub mod resolve;
 pub mod sys;
+pub mod trace;
+
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::action::Action;
+
+pub use procfs::Identity;
+
+/// The thread that made a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Thread id.
+    pub tid: i32,
+    /// Process id (thread group id).
+    pub pid: i32,
+    /// Parent process id.
+    pub ppid: i32,
+}
+
+/// The answer to a judged call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ruling {
+    Allow,
+    /// Fail the call with this errno.
+    Deny(i32),
+}
+
+/// Decides about calls. Implemented by the session; called from the
+/// supervisor's threads, so it must be `Send + Sync`. Every method returns
+/// only once what it needs recorded is recorded.
+pub trait Judge: Send + Sync {
+    /// A call is waiting for an answer.
+    fn judge(
+        &self,
+        caller: &Caller,
+        syscall: &'static str,
+        action: &Action,
+        identity: Option<&Identity>,
+    ) -> Ruling;
+    /// The kernel has replaced `caller`'s program with `action` (what really
+    /// runs, read back from the process); `requested` is what was allowed at
+    /// the notification, when known. `false` kills the process before its
+    /// first instruction.
+    fn exec_committed(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        identity: Option<&Identity>,
+        requested: Option<&Action>,
+    ) -> bool;
+    /// A call was refused without being judged (undecodable, oversized,
+    /// aimed at the supervisor).
+    fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32);
+    /// Called about every 100 ms from a supervisor thread, for periodic work.
+    fn tick(&self) {}
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// The result of a supervised run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ran and ended.
+    Ran(Exit),
+    /// The command could not be executed (`errno` of its `execve`, e.g.
+    /// `EPERM` when the policy refused it, `ENOENT`, `EACCES`).
+    NotStarted(i32),
+}
+
+/// Errors of the supervisor itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("failed to {op}: {source}")]
+    Sys {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the command contains a NUL byte: {0:?}")]
+    Nul(OsString),
+}
+
+fn sys_err(op: &'static str) -> impl FnOnce(io::Error) -> SupervisorError {
+    move |source| SupervisorError::Sys { op, source }
+}
+
+/// A command to run.
+#[derive(Debug, Clone)]
+pub struct Command {
+    /// The program file (already searched in `PATH`).
+    pub program: PathBuf,
+    /// Its argv, `argv[0]` included.
+    pub argv: Vec<OsString>,
+    /// Its environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// Finds `name` the way a shell would: as given when it contains a `/`,
+/// else the first executable file of that name in `path_var`.
+pub fn find_program(name: &Path, path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        return Some(name.to_path_buf());
+    }
+    let path_var = path_var?;
+    for dir in path_var.as_bytes().split(|&b| b == b':') {
+        let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
+        let candidate = Path::new(std::ffi::OsStr::from_bytes(dir)).join(name);
+        let Ok(c) = CString::new(candidate.as_os_str().as_bytes()) else {
+            continue;
+        };
+        // SAFETY: c is NUL-terminated.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && candidate.is_file() {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+fn cstr(s: &std::ffi::OsStr) -> Result<CString, SupervisorError> {
+    CString::new(s.as_bytes()).map_err(|_| SupervisorError::Nul(s.to_os_string()))
+}
+
+const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+fn forwarded_set() -> libc::sigset_t {
+    // SAFETY: sigset_t is initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Runs `cmd` under supervision. Must be called before the process starts
+/// any other thread (it forks).
+pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorError> {
+    let mut argv = Vec::with_capacity(cmd.argv.len());
+    for a in &cmd.argv {
+        argv.push(cstr(a)?);
+    }
+    let mut envp = Vec::with_capacity(cmd.env.len());
+    for (k, v) in &cmd.env {
+        let mut kv = k.as_bytes().to_vec();
+        kv.push(b'=');
+        kv.extend_from_slice(v.as_bytes());
+        envp.push(CString::new(kv).map_err(|_| SupervisorError::Nul(k.clone()))?);
+    }
+    let prepared = launch::Prepared::new(cstr(cmd.program.as_os_str())?, argv, envp);
+
+    // SAFETY: plain prctl/umask/sigprocmask calls on this process.
+    let old_umask = unsafe {
+        // Nobody may ptrace the supervisor or open its /proc entries.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Orphans of the tree are re-parented here, so they stay reapable.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        let set = forwarded_set();
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // Emulated opens apply the caller's umask themselves.
+        libc::umask(0)
+    };
+    let result = run_inner(&prepared, judge);
+    // SAFETY: restores the umask and signal mask set above.
+    unsafe {
+        libc::umask(old_umask);
+        let set = forwarded_set();
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    result
+}
+
+fn run_inner(
+    prepared: &launch::Prepared,
+    judge: Arc<dyn Judge>,
+) -> Result<Outcome, SupervisorError> {
+    let shared = Arc::new(notify::Shared::new(Arc::clone(&judge)).map_err(sys_err("read /proc"))?);
+    let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
+    let child = started.pid;
+    let tty = Foreground::take(child);
+
+    let listener = Arc::new(sys::Listener::from_fd(
+        started
+            .listener
+            .try_clone()
+            .map_err(sys_err("duplicate the listener"))?,
+    ));
+    // Best effort: wake the supervisor on the caller's CPU (Linux 6.6+).
+    let _ = listener.set_sync_wakeup();
+    let stop = sys::eventfd().map_err(sys_err("create an eventfd"))?;
+    let stop_rx = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
+    let loop_listener = Arc::clone(&listener);
+    let loop_shared = Arc::clone(&shared);
+    let server = std::thread::Builder::new()
+        .name("lexecon-notify".into())
+        .spawn(move || notify::serve(loop_listener, loop_shared, stop_rx))
+        .map_err(sys_err("start the notification thread"))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let signals = {
+        let done = Arc::clone(&done);
+        let judge = Arc::clone(&judge);
+        std::thread::Builder::new()
+            .name("lexecon-signals".into())
+            .spawn(move || forward_signals(child, &done, judge.as_ref()))
+            .map_err(sys_err("start the signal thread"))?
+    };
+
+    let outcome = match started.release() {
+        Err(e) => Err(sys_err("attach to the command")(e)),
+        Ok(Err(errno)) => {
+            let _ = sys::waitpid(child, libc::__WALL);
+            Ok(Outcome::NotStarted(errno))
+        }
+        Ok(Ok(())) => trace::trace(child, &shared)
+            .map(Outcome::Ran)
+            .map_err(sys_err("wait for the command")),
+    };
+    if outcome.is_err() {
+        let _ = sys::kill(child, libc::SIGKILL);
+    }
+    done.store(true, Ordering::SeqCst);
+    let _ = sys::eventfd_signal(std::os::fd::AsFd::as_fd(&stop));
+    let _ = server.join();
+    let _ = signals.join();
+    drop(tty);
+    outcome
+}
+
+fn forward_signals(child: i32, done: &AtomicBool, judge: &dyn Judge) {
+    let set = forwarded_set();
+    let timeout = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 100_000_000,
+    };
+    while !done.load(Ordering::SeqCst) {
+        // SAFETY: set and timeout are valid; siginfo may be null.
+        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+        if sig > 0 {
+            // To the command's process group, as a terminal would; to the
+            // command alone if it left its group.
+            if sys::kill(-child, sig).is_err() {
+                let _ = sys::kill(child, sig);
+            }
+        }
+        judge.tick();
+    }
+}
+
+/// While the command runs, its process group is the terminal's foreground
+/// group (when the supervisor had the terminal): job control and Ctrl-C
+/// reach the command, not the supervisor.
+struct Foreground {
+    fd: i32,
+    pgrp: i32,
+}
+
+impl Foreground {
+    fn take(child: i32) -> Option<Foreground> {
+        let fd = std::io::stdin().as_raw_fd();
+        // SAFETY: isatty/tcgetpgrp/getpgrp/tcsetpgrp take integers only.
+        unsafe {
+            if libc::isatty(fd) != 1 {
+                return None;
+            }
+            let pgrp = libc::getpgrp();
+            if libc::tcgetpgrp(fd) != pgrp {
+                return None;
+            }
+            // The child calls setpgid(0,0) itself; call it here too so that
+            // the group exists before tcsetpgrp, whichever runs first.
+            libc::setpgid(child, child);
+            if libc::tcsetpgrp(fd, child) != 0 {
+                return None;
+            }
+            Some(Foreground { fd, pgrp })
+        }
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        // SAFETY: as above; SIGTTOU is ignored around the call because the
+        // supervisor is now in a background group.
+        unsafe {
+            let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(self.fd, self.pgrp);
+            libc::signal(libc::SIGTTOU, old);
+        }
+    }
+}

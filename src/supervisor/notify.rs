@@ -1,0 +1,544 @@
+//! The notification loop: receive → decode → check still valid → judge →
+//! answer.
+//!
+//! Answers, by kind:
+//! - **open**: never `CONTINUE`. The supervisor resolves the path in the
+//!   caller's context, asks the judge, opens the file itself on the pinned
+//!   parent directory with the caller's flags, and installs the fd in the
+//!   caller with `ADDFD`+`SEND`, so what was judged is what was opened.
+//!   `O_PATH` opens cannot be installed (the kernel refuses `O_PATH` files
+//!   in `ADDFD`) and are continued after judgement; see the README.
+//! - **exec**: judged here, then continued (there is no way to perform an
+//!   exec on the caller's behalf); what really runs is confirmed by the
+//!   tracer at the exec event before it executes one instruction.
+//! - **signals**: refused when aimed at the supervisor, continued otherwise
+//!   (their arguments are integers: nothing to rewrite after the check).
+//! - anything undecodable: refused with the errno the kernel would give.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::action::{Access, Action, ExecAction, OpenAction};
+
+use super::decode::{
+    self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
+};
+use super::procfs::{self, HashCache, Identity};
+use super::resolve::{self, Lookup, ProcInfo, Resolved, Target};
+use super::sys::{self, Listener, Notif, OpenHow};
+use super::{Caller, Judge, Ruling};
+
+/// Most opens that may block (FIFOs) handled on their own threads at once;
+/// beyond it such opens fail with `EAGAIN` rather than stall the loop.
+const MAX_BLOCKING_OPENS: usize = 64;
+
+/// State shared between the notification loop and the tracer.
+pub struct Shared {
+    pub judge: Arc<dyn Judge>,
+    pub proc_info: ProcInfo,
+    pub hashes: HashCache,
+    /// Exec requests allowed at the notification and not yet confirmed,
+    /// by thread id.
+    pub pending_exec: Mutex<HashMap<i32, Action>>,
+    /// Thread id → (thread group, parent), filled lazily, cleared by the
+    /// tracer when a thread exits.
+    pub threads: Mutex<HashMap<i32, (i32, i32)>>,
+    pub supervisor_pid: i32,
+    pub supervisor_pgid: i32,
+    blocking: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(judge: Arc<dyn Judge>) -> io::Result<Shared> {
+        // SAFETY: no arguments.
+        let (pid, pgid) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        Ok(Shared {
+            judge,
+            proc_info: ProcInfo::detect()?,
+            hashes: HashCache::default(),
+            pending_exec: Mutex::new(HashMap::new()),
+            threads: Mutex::new(HashMap::new()),
+            supervisor_pid: pid,
+            supervisor_pgid: pgid,
+            blocking: AtomicUsize::new(0),
+        })
+    }
+
+    /// Thread group and parent of `tid`.
+    pub fn caller(&self, tid: i32) -> io::Result<Caller> {
+        if let Some(&(tgid, ppid)) = lock(&self.threads).get(&tid) {
+            return Ok(Caller {
+                tid,
+                pid: tgid,
+                ppid,
+            });
+        }
+        let st = procfs::status(tid)?;
+        lock(&self.threads).insert(tid, (st.tgid, st.ppid));
+        Ok(Caller {
+            tid,
+            pid: st.tgid,
+            ppid: st.ppid,
+        })
+    }
+
+    pub fn forget_thread(&self, tid: i32) {
+        lock(&self.threads).remove(&tid);
+        lock(&self.pending_exec).remove(&tid);
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single map operation: a panicking holder
+    // cannot leave the map half-updated.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs the loop until `stop` becomes readable.
+pub fn serve(listener: Arc<Listener>, shared: Arc<Shared>, stop: OwnedFd) {
+    loop {
+        let revents = match sys::poll_readable(&[listener.as_fd(), stop.as_fd()], -1) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        if revents[1] != 0 {
+            return;
+        }
+        if revents[0] & libc::POLLIN == 0 {
+            if revents[0] & (libc::POLLHUP | libc::POLLERR) != 0 {
+                // No task uses the filter any more.
+                return;
+            }
+            continue;
+        }
+        let n = match listener.recv() {
+            Ok(n) => n,
+            // The caller went away (killed, or interrupted) before we received.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINTR)) => {
+                continue
+            }
+            Err(_) => return,
+        };
+        handle(&listener, &shared, n);
+    }
+}
+
+fn syscall_name(nr: i32) -> &'static str {
+    use super::filter::nr::*;
+    match nr as u32 {
+        OPEN => "open",
+        OPENAT => "openat",
+        OPENAT2 => "openat2",
+        CREAT => "creat",
+        EXECVE => "execve",
+        EXECVEAT => "execveat",
+        KILL => "kill",
+        TKILL => "tkill",
+        TGKILL => "tgkill",
+        RT_SIGQUEUEINFO => "rt_sigqueueinfo",
+        RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
+        PIDFD_OPEN => "pidfd_open",
+        _ => "unknown",
+    }
+}
+
+fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
+    let tid = n.pid as i32;
+    let decoded = decode::decode(&n, &ProcessMemory { pid: tid });
+    let caller = shared.caller(tid);
+    // Everything read so far is trusted only if the call is still waiting:
+    // otherwise the tid may already name another thread.
+    if !listener.id_valid(n.id) {
+        return;
+    }
+    let caller = match caller {
+        Ok(c) => c,
+        Err(_) => {
+            // The thread exists (the notification is valid) but its /proc
+            // entry cannot be read: fail closed.
+            let _ = listener.deny(n.id, libc::EPERM);
+            return;
+        }
+    };
+    let answer = match decoded {
+        Err(e) => {
+            let errno = e.errno();
+            shared
+                .judge
+                .refused(&caller, syscall_name(n.nr), &e.to_string(), errno);
+            Answer::Deny(errno)
+        }
+        Ok(Request::Open(o)) => open(listener, shared, &caller, n.id, &o),
+        Ok(Request::Exec(x)) => exec(shared, &caller, &x),
+        Ok(Request::Signal(s)) => signal(shared, &caller, &s),
+        Ok(Request::Unknown { nr }) => {
+            shared.judge.refused(
+                &caller,
+                "unknown",
+                &format!("notified syscall {nr} has no handler"),
+                libc::ENOSYS,
+            );
+            Answer::Deny(libc::ENOSYS)
+        }
+    };
+    let result = match answer {
+        Answer::Deny(errno) => listener.deny(n.id, errno),
+        Answer::Continue => listener.continue_call(n.id),
+        Answer::Done => Ok(()),
+    };
+    // ENOENT: the caller was interrupted or killed meanwhile; nothing
+    // happened on its side. Any other failure leaves the call to the kernel,
+    // which fails it with ENOSYS when the listener goes away.
+    let _ = result;
+}
+
+enum Answer {
+    Deny(i32),
+    Continue,
+    /// Already answered (fd injected, or handed to a worker thread).
+    Done,
+}
+
+/// The access an open asks for, from its flags and (when it exists) the
+/// object's type.
+pub fn access_of(flags: u64, stat: Option<&libc::stat>) -> Access {
+    let f = flags as i32;
+    let mut a = Access::empty();
+    if f & libc::O_PATH != 0 {
+        a |= Access::READ;
+    } else {
+        match f & libc::O_ACCMODE {
+            libc::O_RDONLY => a |= Access::READ,
+            libc::O_WRONLY => a |= Access::WRITE,
+            _ => a |= Access::READ | Access::WRITE,
+        }
+        if f & libc::O_TRUNC != 0 {
+            // The kernel requires write permission for O_TRUNC, whatever the
+            // access mode: it is a write.
+            a |= Access::TRUNCATE | Access::WRITE;
+        }
+        if f & libc::O_APPEND != 0 {
+            a |= Access::APPEND;
+        }
+        if decode::will_create(flags) {
+            a |= Access::CREATE;
+            if f & libc::O_TMPFILE == libc::O_TMPFILE {
+                a |= Access::WRITE;
+            }
+        }
+    }
+    let is_dir = stat.is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFDIR);
+    if f & libc::O_DIRECTORY != 0 || is_dir {
+        a |= Access::DIRECTORY;
+    }
+    a
+}
+
+fn cwd_of(tid: i32) -> PathBuf {
+    procfs::readlink(tid, "cwd").unwrap_or_default()
+}
+
+fn open(
+    listener: &Arc<Listener>,
+    shared: &Arc<Shared>,
+    caller: &Caller,
+    id: u64,
+    o: &OpenRequest,
+) -> Answer {
+    if o.resolve != 0 {
+        // openat2's RESOLVE_* constraints are not emulated: callers fall
+        // back to openat on ENOSYS.
+        return Answer::Deny(libc::ENOSYS);
+    }
+    let flags = o.flags as i32;
+    let excl_create = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
+    let lookup = Lookup {
+        follow_last: flags & libc::O_NOFOLLOW == 0 && !excl_create,
+        empty_path: false,
+    };
+    let rc = resolve::Caller {
+        tid: caller.tid,
+        tgid: caller.pid,
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let resolved = match resolve::resolve(&shared.proc_info, rc, o.dirfd, &o.path, lookup) {
+            Ok(r) => r,
+            // Nothing was opened: answered as the kernel would, not judged.
+            Err(errno) => return Answer::Deny(errno),
+        };
+        if let Some(errno) = precheck(&resolved, flags, &o.path) {
+            return Answer::Deny(errno);
+        }
+        let action = Action::Open(OpenAction {
+            path: resolved.path.clone(),
+            access: access_of(o.flags, resolved.stat()),
+            cwd: cwd_of(caller.tid),
+        });
+        if !listener.id_valid(id) {
+            return Answer::Done;
+        }
+        let identity = match &resolved.target {
+            Target::Entry { stat, .. } | Target::Object { stat, .. } => Some(Identity {
+                dev: stat.st_dev,
+                ino: stat.st_ino,
+                sha256: None,
+            }),
+            Target::Missing { .. } => None,
+        };
+        match shared
+            .judge
+            .judge(caller, o.syscall, &action, identity.as_ref())
+        {
+            Ruling::Deny(errno) => return Answer::Deny(errno),
+            Ruling::Allow => {}
+        }
+        if flags & libc::O_PATH != 0 {
+            // O_PATH descriptors cannot be installed with ADDFD. They grant
+            // no read or write; every use that does (reopen via
+            // /proc/self/fd, exec) is judged on the object itself.
+            return Answer::Continue;
+        }
+        let is_fifo = resolved
+            .stat()
+            .is_some_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFIFO);
+        if is_fifo && flags & libc::O_NONBLOCK == 0 {
+            return open_blocking(listener, shared, id, resolved, o.clone(), caller.tid);
+        }
+        let umask = umask_for(o.flags, caller.tid);
+        match perform_open(&resolved, o, umask) {
+            Ok(fd) => {
+                let _ = listener.inject_fd_and_reply(id, fd.as_fd(), flags & libc::O_CLOEXEC != 0);
+                return Answer::Done;
+            }
+            // A symlink appeared in place of the judged name between the
+            // walk and the open: judge again from scratch.
+            Err(e)
+                if e.raw_os_error() == Some(libc::ELOOP) && lookup.follow_last && attempts < 3 =>
+            {
+                continue
+            }
+            Err(e) => return Answer::Deny(e.raw_os_error().unwrap_or(libc::EIO)),
+        }
+    }
+}
+
+/// Errors the kernel reports from the lookup alone, before any open.
+fn precheck(r: &Resolved, flags: i32, path: &[u8]) -> Option<i32> {
+    match &r.target {
+        Target::Missing { .. } => {
+            if flags & libc::O_CREAT == 0 {
+                Some(libc::ENOENT)
+            } else if path.ends_with(b"/") {
+                Some(libc::EISDIR)
+            } else {
+                None
+            }
+        }
+        Target::Entry { stat, .. } => {
+            let is_link = stat.st_mode & libc::S_IFMT == libc::S_IFLNK;
+            if flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0 {
+                Some(libc::EEXIST)
+            } else if is_link && flags & libc::O_PATH == 0 {
+                // O_NOFOLLOW on a symlink.
+                Some(libc::ELOOP)
+            } else {
+                None
+            }
+        }
+        Target::Object { .. } => None,
+    }
+}
+
+fn umask_for(flags: u64, tid: i32) -> u32 {
+    if !decode::will_create(flags) {
+        return 0;
+    }
+    // When the umask cannot be read, apply the strictest one.
+    procfs::status(tid)
+        .ok()
+        .and_then(|s| s.umask)
+        .unwrap_or(0o077)
+}
+
+/// Opens what `r` names with the caller's flags. The supervisor runs with
+/// umask 0; the caller's umask is applied to the mode here.
+fn perform_open(r: &Resolved, o: &OpenRequest, umask: u32) -> io::Result<OwnedFd> {
+    let mode = if decode::will_create(o.flags) {
+        o.mode & !(umask as u64)
+    } else {
+        0
+    };
+    match &r.target {
+        Target::Entry { parent, name, .. } | Target::Missing { parent, name } => {
+            let how = OpenHow {
+                flags: o.flags,
+                mode,
+                // The walk already followed every symlink but a last one the
+                // caller asked not to follow: any symlink now is a race.
+                resolve: libc::RESOLVE_NO_SYMLINKS
+                    | libc::RESOLVE_NO_MAGICLINKS
+                    | libc::RESOLVE_BENEATH,
+            };
+            sys::openat2(parent.as_fd(), name, &how)
+        }
+        Target::Object { fd, .. } => {
+            // Reopen the object behind the magic link, exactly as the kernel
+            // does for /proc/PID/fd/N: through our own fd table.
+            let link = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map_err(io::Error::other)?;
+            let flags = (o.flags as i32) & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
+            let how = OpenHow {
+                flags: flags as u64,
+                mode: 0,
+                resolve: 0,
+            };
+            sys::openat2(at_fdcwd(), &link, &how)
+        }
+    }
+}
+
+fn at_fdcwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is valid as a dirfd for the life of the process.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// Opens of FIFOs block until the other end shows up: do them on a thread
+/// of their own so that the loop keeps serving everyone else.
+fn open_blocking(
+    listener: &Arc<Listener>,
+    shared: &Arc<Shared>,
+    id: u64,
+    resolved: Resolved,
+    o: OpenRequest,
+    tid: i32,
+) -> Answer {
+    if shared.blocking.fetch_add(1, Ordering::SeqCst) >= MAX_BLOCKING_OPENS {
+        shared.blocking.fetch_sub(1, Ordering::SeqCst);
+        return Answer::Deny(libc::EAGAIN);
+    }
+    let listener = Arc::clone(listener);
+    let shared2 = Arc::clone(shared);
+    let umask = umask_for(o.flags, tid);
+    let spawned = std::thread::Builder::new()
+        .name("lexecon-fifo".into())
+        .spawn(move || {
+            match perform_open(&resolved, &o, umask) {
+                Ok(fd) => {
+                    let _ = listener.inject_fd_and_reply(
+                        id,
+                        fd.as_fd(),
+                        o.flags as i32 & libc::O_CLOEXEC != 0,
+                    );
+                }
+                Err(e) => {
+                    let _ = listener.deny(id, e.raw_os_error().unwrap_or(libc::EIO));
+                }
+            }
+            shared2.blocking.fetch_sub(1, Ordering::SeqCst);
+        });
+    match spawned {
+        Ok(_) => Answer::Done,
+        Err(_) => {
+            shared.blocking.fetch_sub(1, Ordering::SeqCst);
+            Answer::Deny(libc::EAGAIN)
+        }
+    }
+}
+
+fn os(bytes: &[u8]) -> OsString {
+    OsString::from_vec(bytes.to_vec())
+}
+
+fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
+    let lookup = Lookup {
+        follow_last: x.flags & libc::AT_SYMLINK_NOFOLLOW == 0,
+        empty_path: x.flags & libc::AT_EMPTY_PATH != 0,
+    };
+    let rc = resolve::Caller {
+        tid: caller.tid,
+        tgid: caller.pid,
+    };
+    let resolved = match resolve::resolve(&shared.proc_info, rc, x.dirfd, &x.path, lookup) {
+        Ok(r) => r,
+        Err(errno) => return Answer::Deny(errno),
+    };
+    let stat = match resolved.stat() {
+        Some(s) => *s,
+        None => return Answer::Deny(libc::ENOENT),
+    };
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFLNK => return Answer::Deny(libc::ELOOP),
+        libc::S_IFREG => {}
+        _ => return Answer::Deny(libc::EACCES),
+    }
+    let identity = object_fd(&resolved)
+        .and_then(|fd| shared.hashes.identify(fd.as_fd()))
+        .ok();
+    let action = Action::Exec(ExecAction {
+        path: resolved.path.clone(),
+        argv: x.argv.iter().map(|a| os(a)).collect(),
+        cwd: cwd_of(caller.tid),
+        sha256: identity.and_then(|i| i.sha256),
+    });
+    match shared
+        .judge
+        .judge(caller, x.syscall, &action, identity.as_ref())
+    {
+        Ruling::Deny(errno) => Answer::Deny(errno),
+        Ruling::Allow => {
+            lock(&shared.pending_exec).insert(caller.tid, action);
+            Answer::Continue
+        }
+    }
+}
+
+/// An `O_PATH` descriptor of the resolved object.
+fn object_fd(r: &Resolved) -> io::Result<OwnedFd> {
+    match &r.target {
+        Target::Entry { parent, name, .. } => {
+            sys::openat(parent.as_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        }
+        Target::Object { fd, .. } => procfs::dup(fd.as_fd()),
+        Target::Missing { .. } => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+    }
+}
+
+fn signal(shared: &Arc<Shared>, caller: &Caller, s: &SignalRequest) -> Answer {
+    let ours = |pid: i32| pid == shared.supervisor_pid || procfs::is_own_task(pid);
+    let hits_supervisor = match s.target {
+        SignalTarget::Process(p) => ours(p),
+        SignalTarget::Thread { tgid, tid } => tgid.is_some_and(ours) || ours(tid),
+        SignalTarget::Everyone => true,
+        SignalTarget::Group(g) => g == shared.supervisor_pgid,
+        SignalTarget::OwnGroup => {
+            procfs::pgid(caller.pid).map_or(true, |g| g == shared.supervisor_pgid)
+        }
+    };
+    if hits_supervisor {
+        shared.judge.refused(
+            caller,
+            s.syscall,
+            &format!(
+                "{} aimed at the supervisor (signal {})",
+                s.syscall, s.signal
+            ),
+            libc::EPERM,
+        );
+        return Answer::Deny(libc::EPERM);
+    }
+    Answer::Continue
+}
+
+/// Identity (device, inode, hash) of the program `pid` runs.
+pub fn identify_exe(shared: &Shared, pid: i32) -> Option<Identity> {
+    let fd = procfs::open_exe(pid).ok()?;
+    shared.hashes.identify(fd.as_fd()).ok()
+}

@@ -1,0 +1,297 @@
+//! What the supervisor reads about a tracee from `/proc`: its thread group
+//! and parent, umask and credentials, working directory, command line, and
+//! the identity (device, inode, content hash) of files it opens or runs.
+//!
+//! Anything read here about a notifying thread is trusted only after the
+//! notification loop re-checks `NOTIF_ID_VALID`.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use super::sys;
+
+/// The fields of `/proc/TID/status` the supervisor uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    pub tgid: i32,
+    pub ppid: i32,
+    pub umask: Option<u32>,
+    /// Real, effective, saved, filesystem.
+    pub uid: [u32; 4],
+    pub gid: [u32; 4],
+    pub groups: Vec<u32>,
+}
+
+/// Parses the text of a `status` file.
+pub fn parse_status(text: &str) -> Status {
+    let mut s = Status::default();
+    let ids = |v: &str| -> [u32; 4] {
+        let mut out = [0u32; 4];
+        for (slot, f) in out.iter_mut().zip(v.split_whitespace()) {
+            *slot = f.parse().unwrap_or(u32::MAX);
+        }
+        out
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        match k {
+            "Tgid" => s.tgid = v.parse().unwrap_or(0),
+            "PPid" => s.ppid = v.parse().unwrap_or(0),
+            "Umask" => s.umask = u32::from_str_radix(v, 8).ok(),
+            "Uid" => s.uid = ids(v),
+            "Gid" => s.gid = ids(v),
+            "Groups" => {
+                s.groups = v
+                    .split_whitespace()
+                    .filter_map(|g| g.parse().ok())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+/// Reads `/proc/TID/status`.
+pub fn status(tid: i32) -> io::Result<Status> {
+    let text = fs::read_to_string(format!("/proc/{tid}/status"))?;
+    let s = parse_status(&text);
+    if s.tgid == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{tid}/status has no Tgid"),
+        ));
+    }
+    Ok(s)
+}
+
+/// Reads a `/proc/PID/…` symlink (`cwd`, `exe`, `fd/N`).
+pub fn readlink(pid: i32, what: &str) -> io::Result<PathBuf> {
+    let link = CString::new(format!("/proc/{pid}/{what}")).map_err(io::Error::other)?;
+    // SAFETY: AT_FDCWD is always a valid dirfd.
+    let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
+    sys::readlinkat(cwd, &link).map(|b| PathBuf::from(OsString::from_vec(b)))
+}
+
+/// Reads `/proc/PID/cmdline` as argv, capped at `cap` bytes (longer → error).
+pub fn cmdline(pid: i32, cap: usize) -> io::Result<Vec<OsString>> {
+    let mut f = fs::File::open(format!("/proc/{pid}/cmdline"))?;
+    let mut buf = Vec::new();
+    f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+    if buf.len() > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("command line longer than {cap} bytes"),
+        ));
+    }
+    if buf.last() == Some(&0) {
+        buf.pop();
+    }
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(buf
+        .split(|&b| b == 0)
+        .map(|a| OsString::from_vec(a.to_vec()))
+        .collect())
+}
+
+/// What was really opened or executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub sha256: Option<[u8; 32]>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Version {
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// SHA-256 of program files, cached by (device, inode) and invalidated when
+/// size, mtime or ctime change (ctime cannot be set from user space, so a
+/// rewritten file always misses the cache).
+#[derive(Default)]
+pub struct HashCache {
+    map: Mutex<HashMap<(u64, u64), (Version, [u8; 32])>>,
+}
+
+/// Most entries kept; the cache is cleared when full (bounded memory).
+const HASH_CACHE_MAX: usize = 4096;
+/// Files larger than this are not hashed (recorded without a hash).
+pub const HASH_MAX_BYTES: i64 = 512 * 1024 * 1024;
+
+impl HashCache {
+    /// Identity of the file open as `fd` (any mode, `O_PATH` included); its
+    /// content hash when it is a regular file that can be read.
+    pub fn identify(&self, fd: BorrowedFd<'_>) -> io::Result<Identity> {
+        let st = sys::fstat(fd)?;
+        let mut id = Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            sha256: None,
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size > HASH_MAX_BYTES {
+            return Ok(id);
+        }
+        let version = Version {
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        };
+        let key = (st.st_dev, st.st_ino);
+        if let Some((v, h)) = self.lock().get(&key) {
+            if *v == version {
+                id.sha256 = Some(*h);
+                return Ok(id);
+            }
+        }
+        // Reopen for reading through our own fd table: works for O_PATH fds
+        // and needs no path.
+        let path =
+            CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
+        // SAFETY: AT_FDCWD is always a valid dirfd.
+        let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
+        let file = match sys::openat(
+            cwd,
+            &path,
+            libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+            0,
+        ) {
+            Ok(f) => f,
+            // Execute-only programs cannot be read: no hash, not an error.
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => return Ok(id),
+            Err(e) => return Err(e),
+        };
+        let hash = hash_fd(file)?;
+        let mut map = self.lock();
+        if map.len() >= HASH_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (version, hash));
+        id.sha256 = Some(hash);
+        Ok(id)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), (Version, [u8; 32])>> {
+        // A panic while holding the lock leaves a map that is still
+        // consistent (inserts are single operations).
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn hash_fd(fd: OwnedFd) -> io::Result<[u8; 32]> {
+    let mut file = fs::File::from(fd);
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+/// Opens `/proc/PID/exe` (the program the process really runs).
+pub fn open_exe(pid: i32) -> io::Result<OwnedFd> {
+    let path = CString::new(format!("/proc/{pid}/exe")).map_err(io::Error::other)?;
+    // SAFETY: AT_FDCWD is always a valid dirfd.
+    let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
+    sys::openat(cwd, &path, libc::O_PATH, 0)
+}
+
+/// Duplicates a borrowed fd into an owned one (close-on-exec).
+pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd that nothing else owns.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: n is a fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// Whether `tid` is one of this process's own threads.
+pub fn is_own_task(tid: i32) -> bool {
+    tid > 0 && fs::symlink_metadata(format!("/proc/self/task/{tid}")).is_ok()
+}
+
+/// The process group of `pid` (field 5 of `/proc/PID/stat`).
+pub fn pgid(pid: i32) -> io::Result<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may contain spaces and ')': parse after the
+    // last ')'.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    rest.split_whitespace()
+        .nth(2)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("cannot parse /proc/{pid}/stat"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_fields_are_parsed() {
+        let s = parse_status(
+            "Name:\tcat\nUmask:\t0022\nTgid:\t42\nPid:\t43\nPPid:\t7\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n",
+        );
+        assert_eq!(s.tgid, 42);
+        assert_eq!(s.ppid, 7);
+        assert_eq!(s.umask, Some(0o022));
+        assert_eq!(s.uid, [1000, 1001, 1002, 1003]);
+        assert_eq!(s.gid, [5, 6, 7, 8]);
+        assert_eq!(s.groups, vec![10, 20]);
+    }
+
+    #[test]
+    fn own_status_and_pgid() {
+        // SAFETY: no arguments.
+        let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        let s = status(sys::gettid()).unwrap();
+        assert_eq!(s.tgid, pid);
+        assert_eq!(pgid(pid).unwrap(), pgrp);
+        assert!(is_own_task(sys::gettid()));
+        assert!(!is_own_task(1));
+    }
+
+    #[test]
+    fn hash_cache_sees_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prog");
+        fs::write(&p, b"one").unwrap();
+        let cache = HashCache::default();
+        let f = fs::File::open(&p).unwrap();
+        let a = cache.identify(f.as_fd()).unwrap();
+        assert_eq!(a.sha256.unwrap(), <[u8; 32]>::from(Sha256::digest(b"one")));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::write(&p, b"two").unwrap();
+        let b = cache.identify(f.as_fd()).unwrap();
+        assert_eq!(b.sha256.unwrap(), <[u8; 32]>::from(Sha256::digest(b"two")));
+        assert_eq!((a.dev, a.ino), (b.dev, b.ino));
+    }
+}
