@@ -1,15 +1,22 @@
-//! `init-keys`, `verify`, `prove`, `verify-proof`, `ledger recover`.
+//! `init-keys`, `verify`, `prove`, `verify-proof`, `ledger recover`:
+//! argument parsing and output over [`crate::ledger`].
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
+
+use crate::ledger::keys::{self, PublicKey};
+use crate::ledger::proof::{self, Proof};
+use crate::ledger::verify::{self, KeySource, Report, Severity, Status};
+use crate::ledger::{self as lg, LedgerError};
 
 #[derive(Args, Debug)]
 pub struct InitKeysArgs {
-    /// Directory for the key pair.
-    #[arg(long, default_value = ".lexecon")]
+    /// Directory for the key pair (created mode 0700).
+    #[arg(long, default_value = keys::DEFAULT_DIR)]
     pub dir: PathBuf,
     /// Overwrite an existing key pair.
     #[arg(long)]
@@ -17,10 +24,16 @@ pub struct InitKeysArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged); 2 could not read the ledger or key; \
+3 incomplete (partial last record, unsigned records, a run without end seal); \
+4 valid, but checked only against the key named in the ledger itself (no --pubkey and no .lexecon/ledger.pub)"
+)]
 pub struct VerifyArgs {
     /// The ledger file.
     pub ledger: PathBuf,
-    /// Public key file.
+    /// Host public key file (`ledger.pub` from `lexecon init-keys`) or key
+    /// directory. Default: `.lexecon/ledger.pub` when it exists.
     #[arg(long)]
     pub pubkey: Option<PathBuf>,
     /// Print the result as JSON.
@@ -30,12 +43,31 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct ProveArgs {
+    /// The ledger file.
     pub ledger: PathBuf,
+    /// Sequence number of the record to prove.
     pub seq: u64,
+    /// Prove against the checkpoint record with this seq instead of the
+    /// run's final checkpoint.
+    #[arg(long)]
+    pub checkpoint: Option<u64>,
+    /// Also write the record's line to this file (for `verify-proof --record`).
+    #[arg(long)]
+    pub record_out: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
-pub struct VerifyProofArgs {}
+pub struct VerifyProofArgs {
+    /// The proof (output of `lexecon prove`).
+    #[arg(long)]
+    pub proof: PathBuf,
+    /// A file holding the record's line.
+    #[arg(long)]
+    pub record: PathBuf,
+    /// Host public key file or key directory (default `.lexecon/ledger.pub`).
+    #[arg(long, default_value = ".lexecon/ledger.pub")]
+    pub pubkey: PathBuf,
+}
 
 #[derive(Args, Debug)]
 pub struct LedgerArgs {
@@ -45,26 +77,216 @@ pub struct LedgerArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum LedgerCommand {
-    /// Seal a ledger whose last line is torn so that appending can continue.
-    Recover { ledger: PathBuf },
+    /// Seal a ledger whose last line is torn, or whose last run has no end
+    /// seal, so that appending can continue.
+    Recover {
+        /// The ledger file.
+        ledger: PathBuf,
+        /// Key directory holding the host signing key.
+        #[arg(long, default_value = keys::DEFAULT_DIR)]
+        keys: PathBuf,
+    },
 }
 
-pub fn init_keys(_args: InitKeysArgs) -> anyhow::Result<ExitCode> {
-    bail!("init-keys: not implemented")
+pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
+    let public = keys::generate(&args.dir, args.force)?;
+    println!(
+        "Created {} (private, mode 0600) and {}",
+        args.dir.join(keys::PRIVATE_KEY_FILE).display(),
+        args.dir.join(keys::PUBLIC_KEY_FILE).display()
+    );
+    println!("Public key: {}", public.to_vkey());
+    println!("Fingerprint: {}", public.fingerprint());
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn verify(_args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    bail!("verify: not implemented")
+fn default_pubkey() -> Option<PathBuf> {
+    let p = Path::new(keys::DEFAULT_DIR).join(keys::PUBLIC_KEY_FILE);
+    p.exists().then_some(p)
 }
 
-pub fn prove(_args: ProveArgs) -> anyhow::Result<ExitCode> {
-    bail!("prove: not implemented")
+pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let key_path = args.pubkey.clone().or_else(default_pubkey);
+    let key = match &key_path {
+        Some(p) => match keys::load_public_key(p) {
+            Ok(k) => Some(k),
+            Err(e) => return unreadable(&args, &e),
+        },
+        None => None,
+    };
+    let report = match lg::verify_file(&args.ledger, key.as_ref().map(|k| k.verifying_key())) {
+        Ok(r) => r,
+        Err(e) => return unreadable(&args, &e),
+    };
+    if args.json {
+        println!(
+            "{}",
+            report_json(&args.ledger, key_path.as_deref(), &report)
+        );
+    } else {
+        print_report(&args.ledger, key_path.as_deref(), &report);
+    }
+    Ok(ExitCode::from(report.exit_code()))
 }
 
-pub fn verify_proof(_args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
-    bail!("verify-proof: not implemented")
+fn unreadable(args: &VerifyArgs, e: &LedgerError) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"ledger": args.ledger.display().to_string(), "status": "UNREADABLE", "error": e.to_string()})
+        );
+    } else {
+        eprintln!("lexecon: error: {e}");
+    }
+    Ok(ExitCode::from(verify::EXIT_UNREADABLE))
 }
 
-pub fn ledger(_args: LedgerArgs) -> anyhow::Result<ExitCode> {
-    bail!("ledger: not implemented")
+fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Status: {}", r.status.as_str());
+    let _ = writeln!(out, "Ledger: {}", ledger.display());
+    match (r.key_source, key_path) {
+        (KeySource::Supplied, Some(p)) => {
+            let _ = writeln!(out, "Key: {} ({})", r.host_keys.join(", "), p.display());
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "Key: NOT independently supplied: checked against the key named in the ledger itself ({}); this shows the file is intact, not who wrote it. Pass --pubkey FILE to authenticate.",
+                if r.host_keys.is_empty() { "none".to_string() } else { r.host_keys.join(", ") }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "Runs: {} ({} sealed, {} recovered, {} not sealed)",
+        r.runs,
+        r.sealed_runs,
+        r.recovered_runs,
+        r.runs.saturating_sub(r.sealed_runs + r.recovered_runs)
+    );
+    let c = &r.counts;
+    let _ = writeln!(
+        out,
+        "Records: {} lines, {} decisions: {} allow, {} escalate, {} block ({} allowed, {} refused, {} killed)",
+        r.lines, c.decisions, c.allow, c.escalate, c.block, c.allowed, c.refused, c.killed
+    );
+    for w in &r.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    for p in &r.problems {
+        let tag = match p.severity {
+            Severity::Invalid => "error",
+            Severity::Incomplete => "incomplete",
+        };
+        let _ = writeln!(out, "{tag}: {p}");
+    }
+    if r.problems_omitted > 0 {
+        let _ = writeln!(out, "… and {} more problems", r.problems_omitted);
+    }
+    if r.status == Status::Valid && r.key_source == KeySource::LedgerHeader {
+        let _ = writeln!(
+            out,
+            "Note: VALID without an independently supplied key (exit code 4)."
+        );
+    }
+}
+
+fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json::Value {
+    let c = &r.counts;
+    serde_json::json!({
+        "ledger": ledger.display().to_string(),
+        "status": r.status.as_str(),
+        "exit_code": r.exit_code(),
+        "key": {
+            "source": match r.key_source { KeySource::Supplied => "supplied", KeySource::LedgerHeader => "ledger" },
+            "file": key_path.map(|p| p.display().to_string()),
+            "fingerprints": r.host_keys,
+        },
+        "lines": r.lines,
+        "runs": r.runs,
+        "sealed_runs": r.sealed_runs,
+        "recovered_runs": r.recovered_runs,
+        "counts": {
+            "decisions": c.decisions,
+            "verdicts": {"allow": c.allow, "escalate": c.escalate, "block": c.block},
+            "outcomes": {"allowed": c.allowed, "refused": c.refused, "killed": c.killed},
+        },
+        "warnings": r.warnings,
+        "problems": r.problems.iter().map(|p| serde_json::json!({
+            "line": p.line,
+            "seq": p.seq,
+            "check": p.check.as_str(),
+            "check_number": p.check.number(),
+            "severity": match p.severity { Severity::Invalid => "invalid", Severity::Incomplete => "incomplete" },
+            "message": p.message,
+        })).collect::<Vec<_>>(),
+        "problems_omitted": r.problems_omitted,
+    })
+}
+
+pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
+    let proved = proof::prove(&args.ledger, args.seq, args.checkpoint)?;
+    if let Some(p) = &args.record_out {
+        std::fs::write(p, format!("{}\n", proved.record))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    if !proved.host_signed {
+        eprintln!(
+            "lexecon: warning: checkpoint seq {} is signed only by an epoch key; `verify-proof` with the host key needs the run's first or final checkpoint",
+            proved.checkpoint_seq
+        );
+    }
+    print!("{}", proved.proof.to_text());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
+    let key: PublicKey = keys::load_public_key(&args.pubkey)?;
+    let text = std::fs::read_to_string(&args.proof)
+        .with_context(|| format!("cannot read proof {}", args.proof.display()))?;
+    let record = std::fs::read_to_string(&args.record)
+        .with_context(|| format!("cannot read record {}", args.record.display()))?;
+    let p = Proof::parse(&text)?;
+    match proof::verify_proof(&p, &record, &key) {
+        Ok(c) => {
+            println!("Proof: VALID");
+            println!(
+                "Record seq {} is leaf {} of {} in {}, signed by {}",
+                c.seq,
+                c.index,
+                c.size,
+                c.origin,
+                key.fingerprint()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("Proof: INVALID");
+            println!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        LedgerCommand::Recover { ledger, keys: dir } => {
+            let key = keys::load_signing_key(&dir)?;
+            let r = lg::recover(&ledger, key)?;
+            println!("Recovered {}", ledger.display());
+            if r.torn_bytes > 0 {
+                println!(
+                    "Removed a partial record of {} bytes (sha256 {})",
+                    r.torn_bytes,
+                    r.torn_sha256.map(hex::encode).unwrap_or_default()
+                );
+            }
+            if let Some(run) = &r.unsealed_run {
+                println!("Sealed run {run}, which had no end seal");
+            }
+            println!("Recovery record: seq {}", r.seq);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

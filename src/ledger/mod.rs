@@ -1,1 +1,63 @@
-//! The signed, hash-chained ledger (see README "Ledger format").
+//! The signed, hash-chained ledger (see `docs/ledger.md`).
+//!
+//! Records are JSONL, one RFC 8785 canonical record per line ([`jcs`],
+//! [`record`]); each line's hash `SHA-256(0x00 || line)` is both the next
+//! record's `prev` link and its RFC 6962 Merkle leaf ([`merkle`]). Each run
+//! is one Merkle tree; C2SP signed-note checkpoints over it ([`note`]) are
+//! signed by ratcheting per-epoch keys, the first and final ones also by the
+//! long-term host key ([`keys`]). [`writer`] appends, [`verify`] checks,
+//! [`proof`] makes and checks inclusion proofs.
+//!
+//! Knows nothing of seccomp or policies: decisions are data
+//! ([`crate::action`]).
+
+pub mod error;
+pub mod jcs;
+pub mod keys;
+pub mod merkle;
+pub mod note;
+pub mod proof;
+pub mod record;
+pub mod verify;
+pub mod writer;
+
+use std::collections::BTreeMap;
+
+pub use error::LedgerError;
+pub use keys::{HostKey, PublicKey};
+pub use record::{Counts, DecisionEntry, FileIdentity, Outcome, RunEnd, RunHeader, RunInfo, Stage};
+pub use verify::{verify_file, Report, Status};
+pub use writer::{recover, LedgerWriter, LockMode, Recovered, SyncPolicy, WriterOptions};
+
+/// Environment variables that identify a CI job, recorded in run headers.
+pub const CI_VARIABLES: &[&str] = &[
+    "GITHUB_RUN_ID",
+    "GITHUB_RUN_ATTEMPT",
+    "GITHUB_SHA",
+    "GITHUB_REPOSITORY",
+    "GITHUB_WORKFLOW",
+    "GITHUB_JOB",
+    "GITHUB_REF",
+    "GITHUB_ACTOR",
+    "CI_JOB_ID",
+    "CI_PIPELINE_ID",
+    "CI_PROJECT_PATH",
+    "CI_COMMIT_SHA",
+    "BUILD_ID",
+    "BUILD_NUMBER",
+    "BUILDKITE_BUILD_ID",
+    "CIRCLE_WORKFLOW_ID",
+];
+
+/// The CI identifiers among [`CI_VARIABLES`] that are set (and UTF-8).
+pub fn ci_identifiers_from_env() -> BTreeMap<String, String> {
+    CI_VARIABLES
+        .iter()
+        .filter_map(|k| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (k.to_string(), v))
+        })
+        .collect()
+}

@@ -1,0 +1,936 @@
+//! Ledger records: what the writer is given, how each kind is encoded as a
+//! JSON object, and how the verifier reads one back.
+//!
+//! Every record has `kind`, `seq` (decimal string) and, except for the first
+//! line of a file, `prev` (hex hash of the previous line). Kinds:
+//! `run` (header), `decision`, `epoch` (next epoch key), `checkpoint`
+//! (signed note), `end` (run end), `recovery` (seal made by
+//! `lexecon ledger recover`). Byte strings (paths, argv) are JSON strings
+//! when they are UTF-8 and `{"b64":"…"}` otherwise, so nothing is lost.
+//! Integers that may exceed 2^53 (seq, counts, times, device and inode
+//! numbers) are decimal strings.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+
+use super::jcs::Value;
+use super::merkle::Hash;
+use crate::action::{Action, Mode, Verdict};
+
+/// When a decision was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Judged at the system call, before the kernel acted.
+    Request,
+    /// Confirmed after the kernel committed to a new program image: what
+    /// really runs.
+    Confirm,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Request => "request",
+            Stage::Confirm => "confirm",
+        }
+    }
+}
+
+/// What Lexecon did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    Allowed,
+    Refused,
+    Killed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Refused => "refused",
+            Outcome::Killed => "killed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Outcome> {
+        Some(match s {
+            "allowed" => Outcome::Allowed,
+            "refused" => Outcome::Refused,
+            "killed" => Outcome::Killed,
+            _ => return None,
+        })
+    }
+}
+
+fn parse_verdict(s: &str) -> Option<Verdict> {
+    Some(match s {
+        "allow" => Verdict::Allow,
+        "escalate" => Verdict::Escalate,
+        "block" => Verdict::Block,
+        _ => return None,
+    })
+}
+
+/// The file really opened or executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// What the session knows when a run starts. The writer adds the run id,
+/// time, version, host key and the link to the previous run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunHeader {
+    pub command: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub policy_sha256: [u8; 32],
+    pub policy_path: Option<PathBuf>,
+    pub mode: Mode,
+    pub ci: BTreeMap<String, String>,
+}
+
+/// One judged action.
+#[derive(Debug, Clone)]
+pub struct DecisionEntry<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    pub action: &'a Action,
+    pub stage: Stage,
+    /// The policy's verdict.
+    pub verdict: Verdict,
+    /// What Lexecon did.
+    pub outcome: Outcome,
+    pub rule: Option<String>,
+    pub matched: Vec<String>,
+    pub reason: String,
+    pub mode: Mode,
+    pub identity: Option<FileIdentity>,
+    pub note: Option<String>,
+}
+
+/// How a run ended. The writer adds the counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunEnd {
+    pub exit_status: Option<i32>,
+    pub signal: Option<i32>,
+    pub note: Option<String>,
+}
+
+/// What [`super::LedgerWriter::begin_run`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    /// 32 hex digits, random.
+    pub run_id: String,
+    /// The checkpoint origin of this run, `lexecon/<run_id>`.
+    pub origin: String,
+    /// Sequence number of the run header.
+    pub first_seq: u64,
+    /// Fingerprint of the host key that signs the first and final checkpoint.
+    pub host_fingerprint: String,
+}
+
+/// Decision counts of a run, as stored in its end record.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub decisions: u64,
+    pub allow: u64,
+    pub escalate: u64,
+    pub block: u64,
+    pub allowed: u64,
+    pub refused: u64,
+    pub killed: u64,
+}
+
+impl Counts {
+    pub(crate) fn add(&mut self, verdict: Verdict, outcome: Outcome) {
+        self.decisions += 1;
+        match verdict {
+            Verdict::Allow => self.allow += 1,
+            Verdict::Escalate => self.escalate += 1,
+            Verdict::Block => self.block += 1,
+        }
+        match outcome {
+            Outcome::Allowed => self.allowed += 1,
+            Outcome::Refused => self.refused += 1,
+            Outcome::Killed => self.killed += 1,
+        }
+    }
+
+    /// Add another run's counts.
+    pub fn merge(&mut self, o: &Counts) {
+        self.decisions += o.decisions;
+        self.allow += o.allow;
+        self.escalate += o.escalate;
+        self.block += o.block;
+        self.allowed += o.allowed;
+        self.refused += o.refused;
+        self.killed += o.killed;
+    }
+}
+
+// ---------------------------------------------------------------- encoding
+
+/// A byte string as a JSON value: a string if UTF-8, else `{"b64": …}`.
+pub fn bytes_value(b: &[u8]) -> Value<'_> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(Cow::Borrowed(s)),
+        Err(_) => Value::Object(vec![(
+            Cow::Borrowed("b64"),
+            Value::String(B64.encode(b).into()),
+        )]),
+    }
+}
+
+/// The bytes of a value written by [`bytes_value`].
+pub fn value_bytes(v: &Value<'_>) -> Option<Vec<u8>> {
+    match v {
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Object(m) if m.len() == 1 && m[0].0 == "b64" => {
+            let raw = B64.decode(m[0].1.as_str()?).ok()?;
+            // Canonical: only non-UTF-8 bytes use the b64 form.
+            if std::str::from_utf8(&raw).is_ok() {
+                return None;
+            }
+            Some(raw)
+        }
+        _ => None,
+    }
+}
+
+fn os(s: &OsStr) -> Value<'_> {
+    bytes_value(s.as_bytes())
+}
+
+fn u64s(n: u64) -> Value<'static> {
+    Value::String(n.to_string().into())
+}
+
+fn int(n: i64) -> Value<'static> {
+    Value::Number(n as f64)
+}
+
+fn s(x: &str) -> Value<'_> {
+    Value::String(Cow::Borrowed(x))
+}
+
+type Members<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
+
+fn put<'a>(m: &mut Members<'a>, k: &'static str, v: Value<'a>) {
+    m.push((Cow::Borrowed(k), v));
+}
+
+/// The members every record starts with.
+pub(crate) fn common<'a>(kind: &'static str, seq: u64, prev: Option<&Hash>) -> Members<'a> {
+    let mut m = Vec::with_capacity(16);
+    put(&mut m, "kind", s(kind));
+    put(&mut m, "seq", u64s(seq));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex::encode(p).into()));
+    }
+    m
+}
+
+pub(crate) struct HeaderExtra<'a> {
+    pub run_id: &'a str,
+    pub time_ns: u128,
+    pub host_vkey: &'a str,
+    pub host_fingerprint: &'a str,
+    pub epoch_key: &'a [u8; 32],
+    pub prev_run: Option<&'a str>,
+}
+
+pub(crate) fn encode_header(
+    seq: u64,
+    prev: Option<&Hash>,
+    h: &RunHeader,
+    x: &HeaderExtra<'_>,
+) -> Result<String, String> {
+    let mut m = common("run", seq, prev);
+    put(&mut m, "run", s(x.run_id));
+    put(&mut m, "time", Value::String(x.time_ns.to_string().into()));
+    put(&mut m, "version", s(env!("CARGO_PKG_VERSION")));
+    put(
+        &mut m,
+        "command",
+        Value::Array(h.command.iter().map(|a| os(a)).collect()),
+    );
+    put(&mut m, "cwd", os(h.cwd.as_os_str()));
+    put(
+        &mut m,
+        "policy_sha256",
+        Value::String(hex::encode(h.policy_sha256).into()),
+    );
+    if let Some(p) = &h.policy_path {
+        put(&mut m, "policy_path", os(p.as_os_str()));
+    }
+    put(&mut m, "mode", s(h.mode.as_str()));
+    put(
+        &mut m,
+        "ci",
+        Value::Object(
+            h.ci.iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), s(v)))
+                .collect(),
+        ),
+    );
+    put(&mut m, "host_key", s(x.host_vkey));
+    put(&mut m, "host_fingerprint", s(x.host_fingerprint));
+    put(
+        &mut m,
+        "epoch_key",
+        Value::String(B64.encode(x.epoch_key).into()),
+    );
+    if let Some(p) = x.prev_run {
+        put(&mut m, "prev_run", s(p));
+    }
+    Value::Object(m).to_canonical().map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_decision(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &DecisionEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    let mut m = common("decision", seq, prev);
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    let action = match d.action {
+        Action::Exec(e) => {
+            let mut a = Vec::with_capacity(5);
+            put(&mut a, "kind", s("exec"));
+            put(&mut a, "path", os(e.path.as_os_str()));
+            put(
+                &mut a,
+                "argv",
+                Value::Array(e.argv.iter().map(|x| os(x)).collect()),
+            );
+            put(&mut a, "cwd", os(e.cwd.as_os_str()));
+            if let Some(h) = &e.sha256 {
+                put(&mut a, "sha256", Value::String(hex::encode(h).into()));
+            }
+            a
+        }
+        Action::Open(o) => {
+            let mut a = Vec::with_capacity(4);
+            put(&mut a, "kind", s("open"));
+            put(&mut a, "path", os(o.path.as_os_str()));
+            put(
+                &mut a,
+                "access",
+                Value::Array(o.access.names().into_iter().map(s).collect()),
+            );
+            put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            a
+        }
+    };
+    put(&mut m, "action", Value::Object(action));
+    put(&mut m, "stage", s(d.stage.as_str()));
+    put(&mut m, "verdict", s(d.verdict.as_str()));
+    put(&mut m, "outcome", s(d.outcome.as_str()));
+    if let Some(r) = &d.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(
+        &mut m,
+        "matched",
+        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+    );
+    put(&mut m, "reason", s(&d.reason));
+    put(&mut m, "mode", s(d.mode.as_str()));
+    if let Some(id) = &d.identity {
+        let mut i = Vec::with_capacity(3);
+        put(&mut i, "dev", u64s(id.dev));
+        put(&mut i, "ino", u64s(id.ino));
+        if let Some(h) = &id.sha256 {
+            put(&mut i, "sha256", Value::String(hex::encode(h).into()));
+        }
+        put(&mut m, "identity", Value::Object(i));
+    }
+    if let Some(n) = &d.note {
+        put(&mut m, "note", s(n));
+    }
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_epoch(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    epoch: u64,
+    key: &[u8; 32],
+) -> Result<String, String> {
+    let mut m = common("epoch", seq, prev);
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "epoch", u64s(epoch));
+    put(&mut m, "key", Value::String(B64.encode(key).into()));
+    Value::Object(m).to_canonical().map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_checkpoint(
+    seq: u64,
+    prev: Option<&Hash>,
+    note: &str,
+    is_final: bool,
+) -> Result<String, String> {
+    let mut m = common("checkpoint", seq, prev);
+    put(&mut m, "note", s(note));
+    if is_final {
+        put(&mut m, "final", Value::Bool(true));
+    }
+    Value::Object(m).to_canonical().map_err(|e| e.to_string())
+}
+
+fn counts_values(c: &Counts) -> (Value<'static>, Value<'static>) {
+    (
+        Value::Object(vec![
+            (Cow::Borrowed("allow"), u64s(c.allow)),
+            (Cow::Borrowed("block"), u64s(c.block)),
+            (Cow::Borrowed("escalate"), u64s(c.escalate)),
+        ]),
+        Value::Object(vec![
+            (Cow::Borrowed("allowed"), u64s(c.allowed)),
+            (Cow::Borrowed("killed"), u64s(c.killed)),
+            (Cow::Borrowed("refused"), u64s(c.refused)),
+        ]),
+    )
+}
+
+pub(crate) fn encode_end(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    end: &RunEnd,
+    counts: &Counts,
+) -> Result<String, String> {
+    let mut m = common("end", seq, prev);
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    if let Some(x) = end.exit_status {
+        put(&mut m, "exit_status", int(x.into()));
+    }
+    if let Some(x) = end.signal {
+        put(&mut m, "signal", int(x.into()));
+    }
+    if let Some(n) = &end.note {
+        put(&mut m, "note", s(n));
+    }
+    put(&mut m, "decisions", u64s(counts.decisions));
+    let (v, o) = counts_values(counts);
+    put(&mut m, "verdicts", v);
+    put(&mut m, "outcomes", o);
+    Value::Object(m).to_canonical().map_err(|e| e.to_string())
+}
+
+pub(crate) struct RecoveryFields<'a> {
+    pub id: &'a str,
+    pub time_ns: u128,
+    pub host_vkey: &'a str,
+    pub host_fingerprint: &'a str,
+    pub torn_bytes: u64,
+    pub torn_sha256: Option<Hash>,
+    pub unsealed_run: Option<&'a str>,
+    pub prev_run: Option<&'a str>,
+}
+
+pub(crate) fn encode_recovery(
+    seq: u64,
+    prev: Option<&Hash>,
+    r: &RecoveryFields<'_>,
+) -> Result<String, String> {
+    let mut m = common("recovery", seq, prev);
+    put(&mut m, "run", s(r.id));
+    put(&mut m, "time", Value::String(r.time_ns.to_string().into()));
+    put(&mut m, "version", s(env!("CARGO_PKG_VERSION")));
+    put(&mut m, "host_key", s(r.host_vkey));
+    put(&mut m, "host_fingerprint", s(r.host_fingerprint));
+    put(&mut m, "torn_bytes", u64s(r.torn_bytes));
+    if let Some(h) = &r.torn_sha256 {
+        put(&mut m, "torn_sha256", Value::String(hex::encode(h).into()));
+    }
+    if let Some(u) = r.unsealed_run {
+        put(&mut m, "unsealed_run", s(u));
+    }
+    if let Some(p) = r.prev_run {
+        put(&mut m, "prev_run", s(p));
+    }
+    Value::Object(m).to_canonical().map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------- decoding
+
+/// The kinds of record. Unknown kinds are refused by [`parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Run,
+    Decision,
+    Epoch,
+    Checkpoint,
+    End,
+    Recovery,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Run => "run",
+            Kind::Decision => "decision",
+            Kind::Epoch => "epoch",
+            Kind::Checkpoint => "checkpoint",
+            Kind::End => "end",
+            Kind::Recovery => "recovery",
+        }
+    }
+}
+
+/// The fields of a record that verification needs, after its structure was
+/// checked.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Run {
+        id: String,
+        host_key: String,
+        host_fingerprint: String,
+        epoch_key: [u8; 32],
+        prev_run: Option<String>,
+    },
+    Decision {
+        verdict: Verdict,
+        outcome: Outcome,
+    },
+    Epoch {
+        epoch: u64,
+        key: [u8; 32],
+    },
+    Checkpoint {
+        note: String,
+        is_final: bool,
+    },
+    End {
+        counts: Counts,
+    },
+    Recovery {
+        id: String,
+        host_key: String,
+        host_fingerprint: String,
+        unsealed_run: Option<String>,
+        prev_run: Option<String>,
+    },
+}
+
+/// A parsed record.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub kind: Kind,
+    pub seq: u64,
+    pub prev: Option<Hash>,
+    pub body: Body,
+}
+
+struct Fields<'v, 'a> {
+    members: &'v [(Cow<'a, str>, Value<'a>)],
+    used: usize,
+}
+
+impl<'v, 'a> Fields<'v, 'a> {
+    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
+        let v = self.members.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        if v.is_some() {
+            self.used += 1;
+        }
+        v
+    }
+    fn req(&mut self, k: &str) -> Result<&'v Value<'a>, String> {
+        self.opt(k).ok_or_else(|| format!("missing field `{k}`"))
+    }
+    fn str(&mut self, k: &str) -> Result<&'v str, String> {
+        self.req(k)?
+            .as_str()
+            .ok_or_else(|| format!("field `{k}` must be a string"))
+    }
+    fn opt_str(&mut self, k: &str) -> Result<Option<&'v str>, String> {
+        match self.opt(k) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| format!("field `{k}` must be a string")),
+        }
+    }
+    fn u64(&mut self, k: &str) -> Result<u64, String> {
+        dec(self.str(k)?).ok_or_else(|| format!("field `{k}` must be a decimal string"))
+    }
+    fn int(&mut self, k: &str) -> Result<Option<i64>, String> {
+        match self.opt(k) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.fract() == 0.0 && n.abs() <= i32::MAX as f64 + 1.0 => {
+                Ok(Some(*n as i64))
+            }
+            Some(_) => Err(format!("field `{k}` must be an integer")),
+        }
+    }
+    fn bytes(&mut self, k: &str) -> Result<(), String> {
+        value_bytes(self.req(k)?)
+            .map(|_| ())
+            .ok_or_else(|| format!("field `{k}` must be a string or {{\"b64\":…}}"))
+    }
+    fn done(&self, kind: &str) -> Result<(), String> {
+        if self.used == self.members.len() {
+            return Ok(());
+        }
+        let extra: Vec<&str> = self
+            .members
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .filter(|k| !known(kind, k))
+            .collect();
+        Err(format!(
+            "unexpected field(s) {} in a `{kind}` record",
+            extra.join(", ")
+        ))
+    }
+}
+
+fn known(kind: &str, k: &str) -> bool {
+    const COMMON: &[&str] = &["kind", "seq", "prev"];
+    let own: &[&str] = match kind {
+        "run" => &[
+            "run",
+            "time",
+            "version",
+            "command",
+            "cwd",
+            "policy_sha256",
+            "policy_path",
+            "mode",
+            "ci",
+            "host_key",
+            "host_fingerprint",
+            "epoch_key",
+            "prev_run",
+        ],
+        "decision" => &[
+            "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
+            "reason", "mode", "identity", "note",
+        ],
+        "epoch" => &["time", "epoch", "key"],
+        "checkpoint" => &["note", "final"],
+        "end" => &[
+            "time",
+            "exit_status",
+            "signal",
+            "note",
+            "decisions",
+            "verdicts",
+            "outcomes",
+        ],
+        "recovery" => &[
+            "run",
+            "time",
+            "version",
+            "host_key",
+            "host_fingerprint",
+            "torn_bytes",
+            "torn_sha256",
+            "unsealed_run",
+            "prev_run",
+        ],
+        _ => &[],
+    };
+    COMMON.contains(&k) || own.contains(&k)
+}
+
+/// A canonical decimal (no sign, no leading zeros).
+fn dec(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn hex32(s: &str) -> Option<Hash> {
+    if s.len() != 64 || s.bytes().any(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+fn b64_32(s: &str) -> Option<[u8; 32]> {
+    let raw = B64.decode(s).ok()?;
+    <[u8; 32]>::try_from(raw.as_slice()).ok()
+}
+
+fn run_id(s: &str) -> Result<String, String> {
+    if s.len() == 32
+        && s.bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        Ok(s.to_string())
+    } else {
+        Err(format!("run id {s:?} is not 32 lowercase hex digits"))
+    }
+}
+
+fn str_array(v: &Value<'_>, what: &str) -> Result<(), String> {
+    match v {
+        Value::Array(a) if a.iter().all(|x| x.as_str().is_some()) => Ok(()),
+        _ => Err(format!("`{what}` must be an array of strings")),
+    }
+}
+
+fn check_time(f: &mut Fields<'_, '_>) -> Result<(), String> {
+    f.u64("time").map(|_| ())
+}
+
+fn check_mode(v: &str) -> Result<(), String> {
+    match v {
+        "enforce" | "observe" => Ok(()),
+        _ => Err(format!("unknown mode {v:?}")),
+    }
+}
+
+fn check_action(v: &Value<'_>) -> Result<(), String> {
+    let Value::Object(m) = v else {
+        return Err("`action` must be an object".into());
+    };
+    let mut f = Fields {
+        members: m,
+        used: 0,
+    };
+    let kind = f.str("kind")?;
+    match kind {
+        "exec" => {
+            f.bytes("path")?;
+            match f.req("argv")? {
+                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                _ => return Err("`action.argv` must be an array of byte strings".into()),
+            }
+            f.bytes("cwd")?;
+            if let Some(h) = f.opt_str("sha256")? {
+                hex32(h).ok_or("`action.sha256` must be 64 hex digits")?;
+            }
+        }
+        "open" => {
+            f.bytes("path")?;
+            match f.req("access")? {
+                Value::Array(a)
+                    if a.iter().all(|x| {
+                        x.as_str()
+                            .is_some_and(|n| crate::action::Access::from_name(n).is_some())
+                    }) => {}
+                _ => return Err("`action.access` must be an array of access names".into()),
+            }
+            f.bytes("cwd")?;
+        }
+        other => return Err(format!("unknown action kind {other:?}")),
+    }
+    if f.used != m.len() {
+        return Err(format!("unexpected field in a `{kind}` action"));
+    }
+    Ok(())
+}
+
+fn parse_counts(f: &mut Fields<'_, '_>) -> Result<Counts, String> {
+    let decisions = f.u64("decisions")?;
+    let mut c = Counts {
+        decisions,
+        ..Counts::default()
+    };
+    let Value::Object(v) = f.req("verdicts")? else {
+        return Err("`verdicts` must be an object".into());
+    };
+    let mut vf = Fields {
+        members: v,
+        used: 0,
+    };
+    c.allow = vf.u64("allow")?;
+    c.block = vf.u64("block")?;
+    c.escalate = vf.u64("escalate")?;
+    if vf.used != v.len() {
+        return Err("unexpected member in `verdicts`".into());
+    }
+    let Value::Object(o) = f.req("outcomes")? else {
+        return Err("`outcomes` must be an object".into());
+    };
+    let mut of = Fields {
+        members: o,
+        used: 0,
+    };
+    c.allowed = of.u64("allowed")?;
+    c.killed = of.u64("killed")?;
+    c.refused = of.u64("refused")?;
+    if of.used != o.len() {
+        return Err("unexpected member in `outcomes`".into());
+    }
+    Ok(c)
+}
+
+/// Check a record's structure and extract what verification needs. Errors
+/// name the offending field; unknown kinds are refused.
+pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
+    let Value::Object(m) = v else {
+        return Err("a record must be a JSON object".into());
+    };
+    let mut f = Fields {
+        members: m,
+        used: 0,
+    };
+    let kind_s = f.str("kind")?;
+    let kind = match kind_s {
+        "run" => Kind::Run,
+        "decision" => Kind::Decision,
+        "epoch" => Kind::Epoch,
+        "checkpoint" => Kind::Checkpoint,
+        "end" => Kind::End,
+        "recovery" => Kind::Recovery,
+        other => {
+            return Err(format!(
+                "unknown record kind {other:?} (this lexecon knows run, decision, epoch, checkpoint, end, recovery)"
+            ))
+        }
+    };
+    let seq = f.u64("seq")?;
+    let prev = match f.opt_str("prev")? {
+        None => None,
+        Some(p) => Some(hex32(p).ok_or("`prev` must be 64 lowercase hex digits")?),
+    };
+    let body = match kind {
+        Kind::Run => {
+            let id = run_id(f.str("run")?)?;
+            check_time(&mut f)?;
+            f.str("version")?;
+            match f.req("command")? {
+                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                _ => return Err("`command` must be an array of byte strings".into()),
+            }
+            f.bytes("cwd")?;
+            hex32(f.str("policy_sha256")?).ok_or("`policy_sha256` must be 64 hex digits")?;
+            if f.opt("policy_path").is_some() {
+                f.used -= 1;
+                f.bytes("policy_path")?;
+            }
+            check_mode(f.str("mode")?)?;
+            match f.req("ci")? {
+                Value::Object(c) if c.iter().all(|(_, v)| v.as_str().is_some()) => {}
+                _ => return Err("`ci` must be an object of strings".into()),
+            }
+            let host_key = f.str("host_key")?.to_string();
+            let host_fingerprint = f.str("host_fingerprint")?.to_string();
+            let epoch_key =
+                b64_32(f.str("epoch_key")?).ok_or("`epoch_key` must be a base64 32-byte key")?;
+            let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
+            Body::Run {
+                id,
+                host_key,
+                host_fingerprint,
+                epoch_key,
+                prev_run,
+            }
+        }
+        Kind::Decision => {
+            check_time(&mut f)?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            check_action(f.req("action")?)?;
+            match f.str("stage")? {
+                "request" | "confirm" => {}
+                other => return Err(format!("unknown stage {other:?}")),
+            }
+            let verdict_s = f.str("verdict")?;
+            let verdict =
+                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            let outcome_s = f.str("outcome")?;
+            let outcome = Outcome::parse(outcome_s)
+                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
+            f.opt_str("rule")?;
+            str_array(f.req("matched")?, "matched")?;
+            f.str("reason")?;
+            check_mode(f.str("mode")?)?;
+            if let Some(id) = f.opt("identity") {
+                let Value::Object(im) = id else {
+                    return Err("`identity` must be an object".into());
+                };
+                let mut i = Fields {
+                    members: im,
+                    used: 0,
+                };
+                i.u64("dev")?;
+                i.u64("ino")?;
+                if let Some(h) = i.opt_str("sha256")? {
+                    hex32(h).ok_or("`identity.sha256` must be 64 hex digits")?;
+                }
+                if i.used != im.len() {
+                    return Err("unexpected member in `identity`".into());
+                }
+            }
+            f.opt_str("note")?;
+            Body::Decision { verdict, outcome }
+        }
+        Kind::Epoch => {
+            check_time(&mut f)?;
+            let epoch = f.u64("epoch")?;
+            let key = b64_32(f.str("key")?).ok_or("`key` must be a base64 32-byte key")?;
+            Body::Epoch { epoch, key }
+        }
+        Kind::Checkpoint => {
+            let note = f.str("note")?.to_string();
+            let is_final = match f.opt("final") {
+                None => false,
+                Some(Value::Bool(true)) => true,
+                Some(_) => return Err("`final` must be true when present".into()),
+            };
+            Body::Checkpoint { note, is_final }
+        }
+        Kind::End => {
+            check_time(&mut f)?;
+            f.int("exit_status")?;
+            f.int("signal")?;
+            f.opt_str("note")?;
+            Body::End {
+                counts: parse_counts(&mut f)?,
+            }
+        }
+        Kind::Recovery => {
+            let id = run_id(f.str("run")?)?;
+            check_time(&mut f)?;
+            f.str("version")?;
+            let host_key = f.str("host_key")?.to_string();
+            let host_fingerprint = f.str("host_fingerprint")?.to_string();
+            f.u64("torn_bytes")?;
+            if let Some(h) = f.opt_str("torn_sha256")? {
+                hex32(h).ok_or("`torn_sha256` must be 64 hex digits")?;
+            }
+            let unsealed_run = f.opt_str("unsealed_run")?.map(run_id).transpose()?;
+            let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
+            Body::Recovery {
+                id,
+                host_key,
+                host_fingerprint,
+                unsealed_run,
+                prev_run,
+            }
+        }
+    };
+    f.done(kind_s)?;
+    Ok(Parsed {
+        kind,
+        seq,
+        prev,
+        body,
+    })
+}

@@ -1,0 +1,660 @@
+//! Appending runs to a ledger file, and sealing a torn or unsealed ledger
+//! (`lexecon ledger recover`).
+//!
+//! The writer owns an `O_APPEND | O_CLOEXEC` descriptor and an exclusive
+//! `flock` on it for its whole life, so two writers never interleave. Each
+//! record is one `write(2)` of one canonical line; its hash extends the
+//! chain and the run's Merkle tree at once. Checkpoints are signed every
+//! `checkpoint_every` records, when `checkpoint_interval` has passed since
+//! the oldest unsigned record, right after a block, and at the end of the
+//! run; each one is signed by the current epoch key, which is then replaced
+//! by a fresh key whose public half was written (and so signed) just before.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+
+use super::error::LedgerError;
+use super::jcs;
+use super::keys::{create_private_dir, HostKey};
+use super::merkle::{leaf_hash, CompactRange, Hash};
+use super::note::{self, Checkpoint};
+use super::record::{self, Body, Counts, DecisionEntry, Outcome, RunEnd, RunHeader, RunInfo};
+use crate::action::Verdict;
+
+/// When the ledger file is flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// `fdatasync` after every checkpoint (and at the end of a run).
+    #[default]
+    Checkpoint,
+    /// `fdatasync` after every record.
+    EveryRecord,
+    /// Never (tests and benchmarks only: a crash may lose records).
+    Never,
+}
+
+/// What to do when another writer holds the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// Block until the other writer is done.
+    #[default]
+    Wait,
+    /// Fail at once with [`LedgerError::Locked`].
+    Fail,
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Sign a checkpoint after this many records (N; 1 signs every record).
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint once the oldest unsigned record is this old (T).
+    pub checkpoint_interval: Duration,
+    pub sync: SyncPolicy,
+    pub lock: LockMode,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            checkpoint_every: 1024,
+            checkpoint_interval: Duration::from_millis(1000),
+            sync: SyncPolicy::Checkpoint,
+            lock: LockMode::Wait,
+        }
+    }
+}
+
+/// The default ledger path.
+pub const DEFAULT_LEDGER: &str = ".audit/ledger.jsonl";
+
+/// Key name of epoch `e`'s signing key in checkpoint notes.
+pub fn epoch_key_name(e: u64) -> String {
+    format!("lexecon-epoch-{e}")
+}
+
+/// The checkpoint origin of the run or recovery with id `id`.
+pub fn origin(id: &str) -> String {
+    format!("lexecon/{id}")
+}
+
+struct RunState {
+    id: String,
+    origin: String,
+    tree: CompactRange,
+    epoch: u64,
+    epoch_key: SigningKey,
+    /// Records written since the last checkpoint (checkpoints and epoch
+    /// records excluded).
+    pending: u64,
+    oldest_pending: Option<Instant>,
+    counts: Counts,
+}
+
+/// Appends runs to one ledger file.
+pub struct LedgerWriter {
+    path: PathBuf,
+    file: File,
+    key: HostKey,
+    host_vkey: String,
+    host_fingerprint: String,
+    opts: WriterOptions,
+    next_seq: u64,
+    last_hash: Option<Hash>,
+    last_unit: Option<String>,
+    run: Option<RunState>,
+    buf: String,
+    poisoned: bool,
+}
+
+impl std::fmt::Debug for LedgerWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerWriter")
+            .field("path", &self.path)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn open_ledger(path: &Path, lock: LockMode) -> Result<File, LedgerError> {
+    if let Some(parent) = path.parent() {
+        create_private_dir(parent)?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| LedgerError::io("open ledger", path, e))?;
+    let op = libc::LOCK_EX
+        | match lock {
+            LockMode::Wait => 0,
+            LockMode::Fail => libc::LOCK_NB,
+        };
+    loop {
+        // SAFETY: flock only takes an integer fd, valid while `file` lives,
+        // and touches no memory of ours.
+        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
+        if r == 0 {
+            return Ok(file);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) => {
+                return Err(LedgerError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            _ => return Err(LedgerError::io("lock", path, e)),
+        }
+    }
+}
+
+/// The end of a ledger file.
+pub(crate) struct Tail {
+    pub len: u64,
+    /// Bytes after the last newline.
+    pub torn: u64,
+    /// The last complete line, without its newline.
+    pub last_line: Option<Vec<u8>>,
+}
+
+pub(crate) fn read_tail(file: &File, path: &Path) -> Result<Tail, LedgerError> {
+    let len = file
+        .metadata()
+        .map_err(|e| LedgerError::io("stat", path, e))?
+        .len();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut start = len;
+    loop {
+        if let Some(last) = buf.iter().rposition(|&b| b == b'\n') {
+            let torn = (buf.len() - last - 1) as u64;
+            if let Some(p) = buf[..last].iter().rposition(|&b| b == b'\n') {
+                return Ok(Tail {
+                    len,
+                    torn,
+                    last_line: Some(buf[p + 1..last].to_vec()),
+                });
+            }
+            if start == 0 {
+                return Ok(Tail {
+                    len,
+                    torn,
+                    last_line: Some(buf[..last].to_vec()),
+                });
+            }
+        } else if start == 0 {
+            return Ok(Tail {
+                len,
+                torn: buf.len() as u64,
+                last_line: None,
+            });
+        }
+        let chunk = start.min(64 * 1024);
+        start -= chunk;
+        let mut piece = vec![0u8; chunk as usize];
+        file.read_exact_at(&mut piece, start)
+            .map_err(|e| LedgerError::io("read", path, e))?;
+        piece.extend_from_slice(&buf);
+        buf = piece;
+    }
+}
+
+/// What the last complete line of a ledger says about where to continue.
+pub(crate) struct LastRecord {
+    pub seq: u64,
+    pub hash: Hash,
+    /// The unit (run or recovery) id, when the line is a final checkpoint.
+    pub sealed_unit: Option<String>,
+    pub kind: &'static str,
+}
+
+pub(crate) fn parse_last(line: &[u8], path: &Path) -> Result<LastRecord, LedgerError> {
+    let damaged = |reason: String| LedgerError::Damaged {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::str::from_utf8(line).map_err(|_| damaged("not UTF-8".into()))?;
+    let v = jcs::parse(text, jcs::Mode::Strict).map_err(|e| damaged(e.to_string()))?;
+    let p = record::parse(&v).map_err(damaged)?;
+    let sealed_unit = match &p.body {
+        Body::Checkpoint {
+            note,
+            is_final: true,
+        } => {
+            let (body, _) = note::parse(note).map_err(damaged)?;
+            let cp = Checkpoint::parse(body).map_err(damaged)?;
+            let id = cp
+                .origin
+                .strip_prefix("lexecon/")
+                .ok_or_else(|| damaged(format!("unexpected checkpoint origin {:?}", cp.origin)))?;
+            Some(id.to_string())
+        }
+        _ => None,
+    };
+    Ok(LastRecord {
+        seq: p.seq,
+        hash: leaf_hash(line),
+        sealed_unit,
+        kind: p.kind.as_str(),
+    })
+}
+
+impl LedgerWriter {
+    /// Open (creating it and its parent directories, mode 0600/0700) the
+    /// ledger at `path` for appending, taking its lock. Refuses a ledger
+    /// that ends in a partial line or an unsealed run.
+    pub fn open(path: &Path, key: HostKey, opts: WriterOptions) -> Result<Self, LedgerError> {
+        if opts.checkpoint_every == 0 {
+            return Err(LedgerError::Misuse(
+                "checkpoint_every must be at least 1".into(),
+            ));
+        }
+        let file = open_ledger(path, opts.lock)?;
+        let tail = read_tail(&file, path)?;
+        if tail.torn > 0 {
+            return Err(LedgerError::TornTail {
+                path: path.to_path_buf(),
+                len: tail.torn,
+            });
+        }
+        let (next_seq, last_hash, last_unit) = match &tail.last_line {
+            None => (0, None, None),
+            Some(line) => {
+                let last = parse_last(line, path)?;
+                let Some(unit) = last.sealed_unit else {
+                    return Err(LedgerError::Unsealed {
+                        path: path.to_path_buf(),
+                        kind: last.kind.to_string(),
+                    });
+                };
+                (last.seq + 1, Some(last.hash), Some(unit))
+            }
+        };
+        let public = key.public();
+        Ok(LedgerWriter {
+            path: path.to_path_buf(),
+            file,
+            host_vkey: public.to_vkey(),
+            host_fingerprint: public.fingerprint(),
+            key,
+            opts,
+            next_seq,
+            last_hash,
+            last_unit,
+            run: None,
+            buf: String::with_capacity(1024),
+            poisoned: false,
+        })
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write `self.buf` (one canonical record, no newline) as one line.
+    fn emit(&mut self) -> Result<Hash, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let h = leaf_hash(self.buf.as_bytes());
+        self.buf.push('\n');
+        if let Err(e) = (&self.file).write_all(self.buf.as_bytes()) {
+            self.poisoned = true;
+            return Err(LedgerError::io("append a record to", &self.path, e));
+        }
+        self.last_hash = Some(h);
+        self.next_seq += 1;
+        if let Some(run) = self.run.as_mut() {
+            run.tree.push(h);
+        }
+        if self.opts.sync == SyncPolicy::EveryRecord {
+            self.sync()?;
+        }
+        Ok(h)
+    }
+
+    fn sync(&mut self) -> Result<(), LedgerError> {
+        if let Err(e) = self.file.sync_data() {
+            self.poisoned = true;
+            return Err(LedgerError::io("fdatasync", &self.path, e));
+        }
+        Ok(())
+    }
+
+    fn emit_line(&mut self, line: Result<String, String>) -> Result<Hash, LedgerError> {
+        let line = line.map_err(LedgerError::Encode)?;
+        self.buf.clear();
+        self.buf.push_str(&line);
+        self.emit()
+    }
+
+    /// Start a run: write its header and the first checkpoint (signed by the
+    /// host key).
+    pub fn begin_run(&mut self, header: RunHeader) -> Result<RunInfo, LedgerError> {
+        if self.run.is_some() {
+            return Err(LedgerError::Misuse(
+                "begin_run called while a run is open".into(),
+            ));
+        }
+        let id = random_id();
+        let epoch_key = SigningKey::generate(&mut OsRng);
+        let first_seq = self.next_seq;
+        let line = record::encode_header(
+            first_seq,
+            self.last_hash.as_ref(),
+            &header,
+            &record::HeaderExtra {
+                run_id: &id,
+                time_ns: now_ns(),
+                host_vkey: &self.host_vkey,
+                host_fingerprint: &self.host_fingerprint,
+                epoch_key: epoch_key.verifying_key().as_bytes(),
+                prev_run: self.last_unit.as_deref(),
+            },
+        );
+        self.run = Some(RunState {
+            origin: origin(&id),
+            id: id.clone(),
+            tree: CompactRange::new(),
+            epoch: 0,
+            epoch_key,
+            pending: 0,
+            oldest_pending: None,
+            counts: Counts::default(),
+        });
+        self.emit_line(line)?;
+        self.checkpoint(CheckpointKind::First)?;
+        Ok(RunInfo {
+            origin: origin(&id),
+            run_id: id,
+            first_seq,
+            host_fingerprint: self.host_fingerprint.clone(),
+        })
+    }
+
+    /// Record one decision; it is written (`write(2)` returned) before this
+    /// returns. Signs a checkpoint right after a block, refusal or kill, and
+    /// when N records or T time have accumulated.
+    pub fn append_decision(&mut self, d: &DecisionEntry<'_>) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_decision called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_decision(seq, prev.as_ref(), now_ns(), d, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.counts.add(d.verdict, d.outcome);
+        run.pending += 1;
+        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
+        let due = d.verdict == Verdict::Block
+            || d.outcome != Outcome::Allowed
+            || run.pending >= self.opts.checkpoint_every
+            || oldest.elapsed() >= self.opts.checkpoint_interval;
+        self.emit()?;
+        if due {
+            self.checkpoint(CheckpointKind::Regular)?;
+        }
+        Ok(seq)
+    }
+
+    /// Sign a checkpoint if records have waited longer than T. Call it from
+    /// an idle loop.
+    pub fn checkpoint_if_due(&mut self) -> Result<(), LedgerError> {
+        let due = match &self.run {
+            Some(run) => run
+                .oldest_pending
+                .is_some_and(|t| t.elapsed() >= self.opts.checkpoint_interval),
+            None => false,
+        };
+        if due {
+            self.checkpoint(CheckpointKind::Regular)?;
+        }
+        Ok(())
+    }
+
+    /// End the run: write the end record with the counts and the final
+    /// checkpoint, signed by the epoch key and the host key, then sync.
+    pub fn end_run(&mut self, end: RunEnd) -> Result<(), LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_ref() else {
+            return Err(LedgerError::Misuse("end_run called outside a run".into()));
+        };
+        let line = record::encode_end(seq, prev.as_ref(), now_ns(), &end, &run.counts);
+        self.emit_line(line)?;
+        self.checkpoint(CheckpointKind::Final)?;
+        if self.opts.sync != SyncPolicy::Never {
+            self.sync()?;
+        }
+        if let Some(run) = self.run.take() {
+            self.last_unit = Some(run.id);
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, kind: CheckpointKind) -> Result<(), LedgerError> {
+        // A regular checkpoint first commits to the next epoch's key.
+        let next = if kind == CheckpointKind::Regular {
+            let k = SigningKey::generate(&mut OsRng);
+            let (seq, prev) = (self.next_seq, self.last_hash);
+            let epoch = self.run.as_ref().map(|r| r.epoch + 1).unwrap_or(1);
+            let line = record::encode_epoch(
+                seq,
+                prev.as_ref(),
+                now_ns(),
+                epoch,
+                k.verifying_key().as_bytes(),
+            );
+            self.emit_line(line)?;
+            Some(k)
+        } else {
+            None
+        };
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse("checkpoint outside a run".into()));
+        };
+        let body = Checkpoint {
+            origin: run.origin.clone(),
+            size: run.tree.size(),
+            root: run.tree.root(),
+        }
+        .body();
+        let epoch_name = epoch_key_name(run.epoch);
+        let host = (self.key.name(), self.key.signing_key());
+        let epoch = (epoch_name.as_str(), &run.epoch_key);
+        let signed = match kind {
+            CheckpointKind::First => note::sign(&body, &[host]),
+            CheckpointKind::Regular => note::sign(&body, &[epoch]),
+            CheckpointKind::Final => note::sign(&body, &[epoch, host]),
+        };
+        if let Some(k) = next {
+            // The old key is dropped here, which zeroizes it.
+            run.epoch_key = k;
+            run.epoch += 1;
+        }
+        run.pending = 0;
+        run.oldest_pending = None;
+        let line = record::encode_checkpoint(
+            self.next_seq,
+            self.last_hash.as_ref(),
+            &signed,
+            kind == CheckpointKind::Final,
+        );
+        self.emit_line(line)?;
+        if self.opts.sync == SyncPolicy::Checkpoint {
+            self.sync()?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckpointKind {
+    First,
+    Regular,
+    Final,
+}
+
+/// What `ledger recover` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Length of the partial last line that was removed (0 if none).
+    pub torn_bytes: u64,
+    /// SHA-256 of the removed bytes.
+    pub torn_sha256: Option<Hash>,
+    /// The run that had no end seal, if any.
+    pub unsealed_run: Option<String>,
+    /// Sequence number of the recovery record.
+    pub seq: u64,
+}
+
+/// Seal a ledger whose last line is torn or whose last run has no end seal,
+/// so that appending can continue: remove the partial line (its length and
+/// SHA-256 are recorded), then append a `recovery` record and a final
+/// checkpoint signed by the host key. The affected run stays visibly
+/// "recovered" in `verify`.
+pub fn recover(path: &Path, key: HostKey) -> Result<Recovered, LedgerError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| LedgerError::io("open ledger", path, e))?;
+    drop(file);
+    let file = open_ledger(path, LockMode::Fail)?;
+    let tail = read_tail(&file, path)?;
+    let last = match &tail.last_line {
+        Some(l) => Some(parse_last(l, path)?),
+        None => None,
+    };
+    let sealed = match &last {
+        None => true,
+        Some(l) => l.sealed_unit.is_some(),
+    };
+    if tail.torn == 0 && sealed {
+        return Err(LedgerError::NothingToRecover {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut torn_sha256 = None;
+    if tail.torn > 0 {
+        let start = tail.len - tail.torn;
+        let mut torn = vec![0u8; tail.torn as usize];
+        file.read_exact_at(&mut torn, start)
+            .map_err(|e| LedgerError::io("read", path, e))?;
+        torn_sha256 = Some(Sha256::digest(&torn).into());
+        file.set_len(start)
+            .map_err(|e| LedgerError::io("truncate", path, e))?;
+    }
+    // Find the last run (or recovery) id: the one left unsealed, or the one
+    // to link to.
+    let last_unit = last_unit_id(path)?;
+    let unsealed_run = if sealed { None } else { last_unit.clone() };
+    let (seq, prev) = match &last {
+        Some(l) => (l.seq + 1, Some(l.hash)),
+        None => (0, None),
+    };
+    let id = random_id();
+    let public = key.public();
+    let vkey = public.to_vkey();
+    let fp = public.fingerprint();
+    let line = record::encode_recovery(
+        seq,
+        prev.as_ref(),
+        &record::RecoveryFields {
+            id: &id,
+            time_ns: now_ns(),
+            host_vkey: &vkey,
+            host_fingerprint: &fp,
+            torn_bytes: tail.torn,
+            torn_sha256,
+            unsealed_run: unsealed_run.as_deref(),
+            prev_run: last_unit.as_deref(),
+        },
+    )
+    .map_err(LedgerError::Encode)?;
+    let h = leaf_hash(line.as_bytes());
+    let body = Checkpoint {
+        origin: origin(&id),
+        size: 1,
+        root: h,
+    }
+    .body();
+    let signed = note::sign(&body, &[(key.name(), key.signing_key())]);
+    let cp =
+        record::encode_checkpoint(seq + 1, Some(&h), &signed, true).map_err(LedgerError::Encode)?;
+    let out = format!("{line}\n{cp}\n");
+    (&file)
+        .write_all(out.as_bytes())
+        .and_then(|_| file.sync_data())
+        .map_err(|e| LedgerError::io("append the recovery seal to", path, e))?;
+    Ok(Recovered {
+        torn_bytes: tail.torn,
+        torn_sha256,
+        unsealed_run,
+        seq,
+    })
+}
+
+/// The id of the last run or recovery header in the file (a full scan:
+/// recovery is rare).
+fn last_unit_id(path: &Path) -> Result<Option<String>, LedgerError> {
+    use std::io::BufRead as _;
+    let f = File::open(path).map_err(|e| LedgerError::io("open ledger", path, e))?;
+    let mut r = io::BufReader::new(f);
+    let mut line = Vec::new();
+    let mut last = None;
+    loop {
+        line.clear();
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| LedgerError::io("read", path, e))?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        let Ok(text) = std::str::from_utf8(&line[..line.len() - 1]) else {
+            continue;
+        };
+        let Ok(v) = jcs::parse(text, jcs::Mode::Strict) else {
+            continue;
+        };
+        if let Ok(p) = record::parse(&v) {
+            match p.body {
+                Body::Run { id, .. } | Body::Recovery { id, .. } => last = Some(id),
+                _ => {}
+            }
+        }
+    }
+    Ok(last)
+}
