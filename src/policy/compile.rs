@@ -48,6 +48,8 @@ pub(crate) struct Compiled {
     pub mode: Mode,
     pub defaults: [Verdict; 2],
     pub rules: Vec<Rule>,
+    /// Number of embedded examples checked.
+    pub examples: usize,
 }
 
 /// The index of a kind in [`KINDS`] and in `defaults`.
@@ -63,6 +65,7 @@ struct Loader<'a> {
     vars: &'a Vars,
     errors: Vec<PolicyError>,
     rule: Option<String>,
+    examples: usize,
 }
 
 fn key(n: &Node) -> &str {
@@ -347,6 +350,7 @@ impl<'a> Loader<'a> {
             mode,
             defaults,
             rules,
+            examples: self.examples,
         })
     }
 
@@ -683,6 +687,7 @@ impl<'a> Loader<'a> {
                 let Some(action) = self.example_action(item, rule.kind) else {
                     continue;
                 };
+                self.examples += 1;
                 let mut trace = Vec::new();
                 let got = with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
                 if got != expect {
@@ -836,6 +841,7 @@ pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec
         vars,
         errors: Vec::new(),
         rule: None,
+        examples: 0,
     };
     let compiled = l.load(root);
     match compiled {

@@ -145,6 +145,7 @@ pub struct Policy {
     sha256: [u8; 32],
     vars: Vars,
     origin: String,
+    examples: usize,
 }
 
 impl Policy {
@@ -218,6 +219,7 @@ impl Policy {
             sha256: policy_hash(text, &vars),
             vars,
             origin: origin.to_string(),
+            examples: compiled.examples,
         })
     }
 
@@ -246,6 +248,11 @@ impl Policy {
     /// Number of rules judging `kind`.
     pub fn rule_count(&self, kind: ActionKind) -> usize {
         self.rules.iter().filter(|r| r.kind == kind).count()
+    }
+
+    /// Number of embedded examples that were checked at load.
+    pub fn example_count(&self) -> usize {
+        self.examples
     }
 
     /// Ids of all rules, in file order.
