@@ -1,13 +1,342 @@
-//! `policy check`, `policy explain`.
+//! `lexecon policy check FILE…` and `lexecon policy explain FILE -- ACTION`.
+//!
+//! Grammar of the action after `--`:
+//! - `exec CMD [ARGS…]`: CMD is resolved as a shell would (a name with a `/`
+//!   is taken relative to `--cwd`; a bare name is searched in `PATH`, then
+//!   symlinks are followed as the kernel does; a name not found is taken
+//!   literally);
+//! - `open PATH [--read] [--write] [--create] [--truncate] [--append]
+//!   [--directory]`: PATH is made absolute against `--cwd` and normalised
+//!   lexically (the supervisor hands the policy the kernel's resolution; this
+//!   command does not touch the file); with no access flag, `--read`.
+//!
+//! Exit codes: `check` 0 when every file is valid, 1 when any is not;
+//! `explain` 0 when the action was judged (whatever the verdict), 1 when the
+//! policy is invalid; 2 for usage errors.
 
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
-use clap::Args;
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+
+use crate::action::{Access, Action, ActionKind, ExecAction, OpenAction};
+use crate::policy::{Policy, PolicyErrors, Vars};
 
 #[derive(Args, Debug)]
-pub struct PolicyArgs {}
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
 
-pub fn run(_args: PolicyArgs) -> anyhow::Result<ExitCode> {
-    bail!("policy: not implemented")
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Validate policy files and run their embedded examples.
+    Check {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Value of ${WORKSPACE} (default: the current directory).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
+    /// Show how a policy judges one action.
+    #[command(
+        after_help = "Examples:\n  lexecon policy explain policies/default.yaml -- exec rm -rf ./important_data\n  lexecon policy explain policies/default.yaml -- open ~/.ssh/id_rsa --read"
+    )]
+    Explain {
+        /// Policy file.
+        file: PathBuf,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Working directory of the action (default: the current directory).
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// Value of ${WORKSPACE} (default: the current directory).
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+        /// The action: `exec CMD [ARGS…]` or `open PATH [--read|--write|--create|--truncate|--append|--directory]…`.
+        #[arg(last = true, required = true, value_name = "ACTION")]
+        action: Vec<OsString>,
+    },
+}
+
+pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        PolicyCommand::Check { files, workspace } => check(&files, workspace),
+        PolicyCommand::Explain {
+            file,
+            json,
+            cwd,
+            workspace,
+            action,
+        } => explain(&file, json, cwd, workspace, &action),
+    }
+}
+
+fn current_dir() -> anyhow::Result<PathBuf> {
+    std::env::current_dir().context("cannot read the current directory")
+}
+
+fn vars(workspace: Option<PathBuf>) -> anyhow::Result<Vars> {
+    let ws = match workspace {
+        Some(w) => w,
+        None => current_dir()?,
+    };
+    Ok(Vars::from_env(&ws))
+}
+
+fn print_errors(e: &PolicyErrors) {
+    for err in e.iter() {
+        eprintln!("{err}");
+    }
+}
+
+fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let vars = vars(workspace)?;
+    let mut all_ok = true;
+    for file in files {
+        match Policy::from_file(file, &vars) {
+            Ok(p) => {
+                println!("{}: valid", file.display());
+                println!("  mode: {}", p.mode());
+                println!(
+                    "  defaults: exec {}, open {}",
+                    p.default_verdict(ActionKind::Exec),
+                    p.default_verdict(ActionKind::Open)
+                );
+                println!(
+                    "  rules: {} exec, {} open; {} examples checked",
+                    p.rule_count(ActionKind::Exec),
+                    p.rule_count(ActionKind::Open),
+                    p.example_count()
+                );
+                println!("  sha256: {}", hex::encode(p.sha256()));
+            }
+            Err(e) => {
+                all_ok = false;
+                print_errors(&e);
+                println!(
+                    "{}: invalid ({} error{})",
+                    file.display(),
+                    e.len(),
+                    if e.len() == 1 { "" } else { "s" }
+                );
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Lexical normalisation against a base directory.
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    let joined = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    let mut out = PathBuf::from("/");
+    for c in joined.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Find a program as a shell would, following symlinks like the kernel.
+fn resolve_program(cmd: &OsString, cwd: &Path) -> PathBuf {
+    let cmd_path = Path::new(cmd);
+    let candidate = if cmd.as_bytes().contains(&b'/') {
+        Some(absolute(cwd, cmd_path))
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| absolute(cwd, &dir.join(cmd_path)))
+                .find(|p| {
+                    use std::os::unix::fs::PermissionsExt;
+                    p.metadata()
+                        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                        .unwrap_or(false)
+                })
+        })
+    };
+    match candidate {
+        Some(p) => std::fs::canonicalize(&p).unwrap_or(p),
+        None => cmd_path.to_path_buf(),
+    }
+}
+
+fn file_sha256(path: &Path) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Some(h.finalize().into())
+}
+
+fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Action> {
+    let Some((kind, rest)) = words.split_first() else {
+        bail!("no action given after `--`; write `-- exec CMD ARGS…` or `-- open PATH --read`");
+    };
+    match kind.to_str() {
+        Some("exec") => {
+            let Some(cmd) = rest.first() else {
+                bail!("`exec` needs a command, e.g. `-- exec rm -rf ./important_data`");
+            };
+            let path = resolve_program(cmd, cwd);
+            let sha256 = if hash { file_sha256(&path) } else { None };
+            Ok(Action::Exec(ExecAction {
+                path,
+                argv: rest.to_vec(),
+                cwd: cwd.to_path_buf(),
+                sha256,
+            }))
+        }
+        Some("open") => {
+            let Some((path, flags)) = rest.split_first() else {
+                bail!("`open` needs a path, e.g. `-- open ~/.ssh/id_rsa --read`");
+            };
+            let mut access = Access::empty();
+            for f in flags {
+                let name = f.to_str().and_then(|s| s.strip_prefix("--"));
+                match name.and_then(Access::from_name) {
+                    Some(a) => access |= a,
+                    None => bail!(
+                        "unknown access flag '{}'; write any of --read --write --create --truncate --append --directory",
+                        f.to_string_lossy()
+                    ),
+                }
+            }
+            if access.is_empty() {
+                access = Access::READ;
+            }
+            let p = Path::new(path);
+            let path = if path.as_bytes().starts_with(b"/") || !path.as_bytes().contains(&b':') {
+                absolute(cwd, p)
+            } else {
+                // Kernel object names such as `pipe:[12]` stay as given.
+                p.to_path_buf()
+            };
+            Ok(Action::Open(OpenAction {
+                path,
+                access,
+                cwd: cwd.to_path_buf(),
+            }))
+        }
+        _ => bail!(
+            "unknown action '{}'; write `exec CMD ARGS…` or `open PATH --read|--write…`",
+            kind.to_string_lossy()
+        ),
+    }
+}
+
+fn explain(
+    file: &Path,
+    json: bool,
+    cwd: Option<PathBuf>,
+    workspace: Option<PathBuf>,
+    words: &[OsString],
+) -> anyhow::Result<ExitCode> {
+    let vars = vars(workspace)?;
+    let cwd = match cwd {
+        Some(c) => absolute(&current_dir()?, &c),
+        None => current_dir()?,
+    };
+    let policy = match Policy::from_file(file, &vars) {
+        Ok(p) => p,
+        Err(e) => {
+            print_errors(&e);
+            println!("{}: invalid ({} errors)", file.display(), e.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let action = parse_action(words, &cwd, policy.uses_content_hash())?;
+    let ex = policy.explain(&action);
+    if json {
+        let mut v = ex.to_json();
+        v["action"] = action_json(&action);
+        v["mode"] = policy.mode().as_str().into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Action: {}", describe(&action));
+    println!("Decision: {}", ex.decision.verdict.as_str().to_uppercase());
+    match &ex.decision.rule {
+        Some(r) => println!("Rule: {r}"),
+        None => println!("Rule: (none; default)"),
+    }
+    println!("Reason: {}", ex.decision.reason);
+    if policy.mode() == crate::action::Mode::Observe {
+        println!("Mode: observe (nothing is refused; the verdict is recorded)");
+    }
+    if ex.matched.is_empty() {
+        println!("Matched rules: none");
+    } else {
+        println!("Matched rules:");
+        for m in &ex.matched {
+            let mark = if ex.decision.rule.as_deref() == Some(m.id.as_str()) {
+                "*"
+            } else {
+                "-"
+            };
+            println!("  {mark} {} ({}, line {})", m.id, m.verdict, m.line);
+            for c in &m.conditions {
+                println!("      {}: {}", c.condition, c.detail);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Exec(e) => format!(
+            "exec {} {:?} in {}",
+            e.path.display(),
+            e.argv
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+            e.cwd.display()
+        ),
+        Action::Open(o) => format!("open {} [{}]", o.path.display(), o.access),
+    }
+}
+
+fn action_json(a: &Action) -> serde_json::Value {
+    match a {
+        Action::Exec(e) => serde_json::json!({
+            "kind": "exec",
+            "path": e.path.to_string_lossy(),
+            "argv": e.argv.iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            "cwd": e.cwd.to_string_lossy(),
+            "sha256": e.sha256.map(hex::encode),
+        }),
+        Action::Open(o) => serde_json::json!({
+            "kind": "open",
+            "path": o.path.to_string_lossy(),
+            "access": o.access.names(),
+            "cwd": o.cwd.to_string_lossy(),
+        }),
+    }
 }

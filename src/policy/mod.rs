@@ -1,1 +1,320 @@
 //! The policy language: YAML → compiled, deterministic matcher.
+//!
+//! A [`Policy`] exists only as the result of parsing and validating a file
+//! ([`Policy::from_file`], [`Policy::from_str`]): every pattern compiled,
+//! every variable expanded, every embedded example checked. Judging an action
+//! ([`Policy::decide`]) is then pure: no I/O, no clock, no randomness, and no
+//! panic on any input. The language is documented in `docs/policy.md`.
+//!
+//! Text and bytes: paths and argv elements are bytes. Patterns are text, and
+//! matching is done on the text form of the subject in which every byte
+//! sequence that is not UTF-8 is replaced by U+FFFD. A replaced byte is an
+//! ordinary character that is not `/`: `*`, `?` and `**` match it, a literal
+//! never does. So a path with bad bytes matches exactly the rules its
+//! replaced form matches, and cannot slip past a block rule written with
+//! wildcards.
+//!
+//! Submodules: `yaml` (located YAML tree), `compile` (validation and
+//! compilation), `glob`, `argv` (options, operands, positional patterns),
+//! `rule` (conditions and their evaluation), `decide` (index and
+//! precedence), `explain`, `error`.
+
+mod argv;
+mod compile;
+mod decide;
+mod error;
+mod explain;
+mod glob;
+mod rule;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use error::{PolicyError, PolicyErrors};
+pub use explain::{Explanation, RuleMatch};
+pub use rule::ConditionResult;
+
+use crate::action::{Action, ActionKind, Decision, Mode, Verdict};
+use decide::Index;
+use rule::{Conds, Rule};
+
+/// The values of the policy variables, fixed when a policy is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vars {
+    /// `${HOME}`.
+    pub home: PathBuf,
+    /// `${WORKSPACE}`: the directory supervision started in.
+    pub workspace: PathBuf,
+    /// `${TMPDIR}`.
+    pub tmpdir: PathBuf,
+}
+
+impl Vars {
+    /// `HOME` and `TMPDIR` from the environment (`TMPDIR` defaults to `/tmp`;
+    /// an unset or relative `HOME` becomes `/`, so that `${HOME}/…` patterns
+    /// match nothing unexpected), and `workspace` (made absolute against the
+    /// current directory if relative). All three are normalised lexically.
+    pub fn from_env(workspace: &Path) -> Vars {
+        let abs = |p: PathBuf, fallback: &str| -> PathBuf {
+            if p.is_absolute() {
+                p
+            } else {
+                PathBuf::from(fallback)
+            }
+        };
+        let home = abs(
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            "/",
+        );
+        let tmpdir = abs(
+            std::env::var_os("TMPDIR")
+                .filter(|t| !t.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+            "/tmp",
+        );
+        let workspace = if workspace.is_absolute() {
+            workspace.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map(|c| c.join(workspace))
+                .unwrap_or_else(|_| PathBuf::from("/").join(workspace))
+        };
+        Vars {
+            home,
+            workspace,
+            tmpdir,
+        }
+        .normalised()
+    }
+
+    /// The same values with `.`/`..`/repeated `/` removed lexically.
+    pub fn normalised(&self) -> Vars {
+        let n = |p: &Path| {
+            use std::os::unix::ffi::OsStrExt;
+            // Normalise on bytes so that non-UTF-8 directory names survive.
+            let mut parts: Vec<&[u8]> = Vec::new();
+            for c in p.as_os_str().as_bytes().split(|b| *b == b'/') {
+                match c {
+                    b"" | b"." => {}
+                    b".." => {
+                        parts.pop();
+                    }
+                    c => parts.push(c),
+                }
+            }
+            let mut out = Vec::new();
+            for c in parts {
+                out.push(b'/');
+                out.extend_from_slice(c);
+            }
+            if out.is_empty() {
+                out.push(b'/');
+            }
+            PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+        };
+        Vars {
+            home: n(&self.home),
+            workspace: n(&self.workspace),
+            tmpdir: n(&self.tmpdir),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Path> {
+        match name {
+            "HOME" => Some(&self.home),
+            "WORKSPACE" => Some(&self.workspace),
+            "TMPDIR" => Some(&self.tmpdir),
+            _ => None,
+        }
+    }
+}
+
+/// A validated, compiled policy. Obtainable only by loading a file or text
+/// that passed every check.
+#[derive(Debug)]
+pub struct Policy {
+    mode: Mode,
+    defaults: [Verdict; 2],
+    rules: Vec<Rule>,
+    index: Index,
+    sha256: [u8; 32],
+    vars: Vars,
+    origin: String,
+    examples: usize,
+}
+
+impl Policy {
+    /// Read and load a policy file. The only I/O of this module.
+    pub fn from_file(path: &Path, vars: &Vars) -> Result<Policy, PolicyErrors> {
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| {
+            PolicyErrors::new(vec![PolicyError {
+                file: origin.clone(),
+                line: 0,
+                col: 0,
+                rule: None,
+                message: format!("cannot read the policy file: {e}"),
+                hint: Some("check the path given with --policy".into()),
+            }])
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            PolicyErrors::new(vec![PolicyError {
+                file: origin.clone(),
+                line: 0,
+                col: 0,
+                rule: None,
+                message: format!(
+                    "the policy file is not UTF-8 (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+                hint: Some("save the file as UTF-8".into()),
+            }])
+        })?;
+        Policy::from_str(&text, &origin, vars)
+    }
+
+    /// Load a policy from text; `origin` names it in errors.
+    #[allow(clippy::should_implement_trait)] // takes extra arguments, unlike FromStr
+    pub fn from_str(text: &str, origin: &str, vars: &Vars) -> Result<Policy, PolicyErrors> {
+        let vars = vars.normalised();
+        let fail = |loc: yaml::Loc, message: String, hint: Option<&str>| {
+            PolicyErrors::new(vec![PolicyError {
+                file: origin.to_string(),
+                line: loc.line,
+                col: loc.col,
+                rule: None,
+                message,
+                hint: hint.map(str::to_owned),
+            }])
+        };
+        let root = match yaml::parse(text) {
+            Err(e) => return Err(fail(e.loc, e.message, None)),
+            Ok(None) => {
+                return Err(fail(
+                    yaml::Loc { line: 1, col: 1 },
+                    "the policy is empty".into(),
+                    Some("start with `version: 1`, then `rules:`"),
+                ))
+            }
+            Ok(Some(root)) => root,
+        };
+        let compiled = compile::load(&root, origin, &vars).map_err(PolicyErrors::new)?;
+        let index = Index::build(&compiled.rules).map_err(|e| {
+            fail(
+                root.loc,
+                format!("the policy's patterns are too large to compile together: {e}"),
+                Some("use fewer or simpler patterns"),
+            )
+        })?;
+        Ok(Policy {
+            mode: compiled.mode,
+            defaults: compiled.defaults,
+            rules: compiled.rules,
+            index,
+            sha256: policy_hash(text, &vars),
+            vars,
+            origin: origin.to_string(),
+            examples: compiled.examples,
+        })
+    }
+
+    /// Judge one action. Pure and deterministic; never panics.
+    pub fn decide(&self, action: &Action) -> Decision {
+        decide::decide(&self.rules, &self.index, &self.defaults, action)
+    }
+
+    /// The decision and every matching rule with the result of each of its
+    /// conditions. Evaluates every rule of the kind (slower than
+    /// [`Policy::decide`], with the same decision).
+    pub fn explain(&self, action: &Action) -> Explanation {
+        explain::explain(self, action)
+    }
+
+    /// Whether refusals are carried out.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The verdict for actions of `kind` that no rule matches.
+    pub fn default_verdict(&self, kind: ActionKind) -> Verdict {
+        self.defaults[compile::kind_index(kind)]
+    }
+
+    /// Number of rules judging `kind`.
+    pub fn rule_count(&self, kind: ActionKind) -> usize {
+        self.rules.iter().filter(|r| r.kind == kind).count()
+    }
+
+    /// Number of embedded examples that were checked at load.
+    pub fn example_count(&self) -> usize {
+        self.examples
+    }
+
+    /// Ids of all rules, in file order.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.id.as_str())
+    }
+
+    /// The reason text of a rule.
+    pub fn reason(&self, rule_id: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .map(|r| r.reason.as_str())
+    }
+
+    /// The policy's identity:
+    /// `SHA-256("lexecon-policy-v1\0" || frame(file text) || frame(HOME) ||
+    /// frame(WORKSPACE) || frame(TMPDIR))`, where `frame(x)` is the length of
+    /// `x` as 8 bytes big-endian followed by `x`. It covers the exact text
+    /// (so anyone holding the file can recompute it, comments included) and
+    /// the variable values it was loaded with (so it names the rules that
+    /// were really in force on that machine).
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Whether some exec rule matches by program content hash (then the
+    /// caller must supply [`crate::action::ExecAction::sha256`]).
+    pub fn uses_content_hash(&self) -> bool {
+        self.rules.iter().any(|r| {
+            [Some(&r.when), r.unless.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|c| matches!(c, Conds::Exec(e) if e.sha256.is_some()))
+        })
+    }
+
+    /// The variable values the policy was loaded with.
+    pub fn vars(&self) -> &Vars {
+        &self.vars
+    }
+
+    /// The file name (or origin) the policy was loaded from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+}
+
+fn policy_hash(text: &str, vars: &Vars) -> [u8; 32] {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = Sha256::new();
+    h.update(b"lexecon-policy-v1\0");
+    let mut frame = |b: &[u8]| {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    frame(text.as_bytes());
+    frame(vars.home.as_os_str().as_bytes());
+    frame(vars.workspace.as_os_str().as_bytes());
+    frame(vars.tmpdir.as_os_str().as_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,851 @@
+//! From the located YAML tree to compiled rules: strict validation (every
+//! problem reported with its location, the rule id and what to write
+//! instead), variable expansion, pattern compilation and the check of every
+//! rule's embedded examples.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::argv::{self, ArgItem, FlagGroup};
+use super::error::PolicyError;
+use super::glob::{self, Globs};
+use super::rule::{with_view, Conds, ExecConds, OpenConds, Rule};
+use super::yaml::{Loc, Node, Value};
+use super::Vars;
+use crate::action::{Access, Action, ActionKind, ExecAction, Mode, OpenAction, Verdict};
+
+/// The kinds this version of the language judges, in order.
+pub(crate) const KINDS: [ActionKind; 2] = [ActionKind::Exec, ActionKind::Open];
+
+const TOP_KEYS: &[&str] = &["version", "mode", "defaults", "rules", "description"];
+const RULE_KEYS: &[&str] = &[
+    "id",
+    "description",
+    "exec",
+    "open",
+    "decision",
+    "reason",
+    "examples",
+];
+const EXEC_KEYS: &[&str] = &[
+    "program",
+    "name",
+    "sha256",
+    "args",
+    "argv_regex",
+    "flags",
+    "operand",
+    "operand_path",
+    "operand_outside",
+    "cwd",
+    "unless",
+];
+const OPEN_KEYS: &[&str] = &["path", "access", "cwd", "unless"];
+const EXAMPLE_KEYS: &[&str] = &["exec", "open", "program", "sha256", "cwd", "access"];
+
+/// A loaded policy before indexing.
+pub(crate) struct Compiled {
+    pub mode: Mode,
+    pub defaults: [Verdict; 2],
+    pub rules: Vec<Rule>,
+    /// Number of embedded examples checked.
+    pub examples: usize,
+}
+
+/// The index of a kind in [`KINDS`] and in `defaults`.
+pub(crate) fn kind_index(kind: ActionKind) -> usize {
+    match kind {
+        ActionKind::Exec => 0,
+        ActionKind::Open => 1,
+    }
+}
+
+struct Loader<'a> {
+    file: &'a str,
+    vars: &'a Vars,
+    errors: Vec<PolicyError>,
+    rule: Option<String>,
+    examples: usize,
+}
+
+fn key(n: &Node) -> &str {
+    match &n.value {
+        Value::Scalar(s, _) => s,
+        _ => "",
+    }
+}
+
+fn get<'n>(entries: &'n [(Node, Node)], name: &str) -> Option<&'n Node> {
+    entries.iter().find(|(k, _)| key(k) == name).map(|(_, v)| v)
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn suggest(word: &str, allowed: &[&str]) -> String {
+    let best = allowed
+        .iter()
+        .map(|k| (distance(word, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 2);
+    match best {
+        Some((_, k)) => format!("did you mean '{k}'? allowed here: {}", allowed.join(", ")),
+        None => format!("allowed here: {}", allowed.join(", ")),
+    }
+}
+
+impl<'a> Loader<'a> {
+    fn err(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
+        self.errors.push(PolicyError {
+            file: self.file.to_string(),
+            line: loc.line,
+            col: loc.col,
+            rule: self.rule.clone(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match &node.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.err(
+                    node.loc,
+                    format!("{what} must be a mapping, found {}", node.type_name()),
+                    Some("write `key: value` pairs, one per line".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn keys(&mut self, entries: &[(Node, Node)], allowed: &[&str], what: &str) {
+        for (k, _) in entries {
+            let name = key(k);
+            if !allowed.contains(&name) {
+                self.err(
+                    k.loc,
+                    format!("unknown key '{name}' in {what}"),
+                    Some(suggest(name, allowed)),
+                );
+            }
+        }
+    }
+
+    fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
+        match &node.value {
+            Value::Scalar(s, _) if !node.is_null() => Some(s),
+            _ => {
+                self.err(
+                    node.loc,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// A string or a non-empty list of strings.
+    fn strings(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Loc)>> {
+        match &node.value {
+            Value::Seq(items) => {
+                if items.is_empty() {
+                    self.err(
+                        node.loc,
+                        format!("{what} is an empty list, which can never match"),
+                        Some("list at least one pattern, or remove the condition".into()),
+                    );
+                    return None;
+                }
+                let mut out = Vec::new();
+                let mut ok = true;
+                for item in items {
+                    match self.string(item, &format!("each entry of {what}")) {
+                        Some(s) => out.push((s.to_string(), item.loc)),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+            _ => self
+                .string(node, &format!("{what} (a string or a list of strings)"))
+                .map(|s| vec![(s.to_string(), node.loc)]),
+        }
+    }
+
+    fn verdict(&mut self, node: &Node, what: &str) -> Option<Verdict> {
+        let s = self.string(node, what)?;
+        match s {
+            "allow" => Some(Verdict::Allow),
+            "block" => Some(Verdict::Block),
+            "escalate" => Some(Verdict::Escalate),
+            other => {
+                self.err(
+                    node.loc,
+                    format!("{what} '{other}' is not a decision"),
+                    Some("write allow, block or escalate".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Compile a list of globs. `path_like`: the subject is an absolute path,
+    /// so a pattern that cannot start with `/` is refused.
+    fn globs(&mut self, node: &Node, what: &str, path_like: bool) -> Option<Globs> {
+        let items = self.strings(node, what)?;
+        let mut ok = true;
+        for (p, loc) in &items {
+            if path_like {
+                if let Ok(expanded) = glob::expand(p, self.vars, &|v| v.to_string()) {
+                    let absolute_ish = expanded.starts_with(['/', '*', '{', '?'])
+                        || ["pipe:", "socket:", "anon_inode:"]
+                            .iter()
+                            .any(|pre| expanded.starts_with(pre));
+                    if !absolute_ish {
+                        self.err(
+                            *loc,
+                            format!("{what} pattern '{p}' is relative; paths are judged absolute, so it can never match"),
+                            Some(format!("write '${{WORKSPACE}}/{p}' or '**/{p}'")),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                }
+            } else if what == "name" && p.contains('/') {
+                self.err(
+                    *loc,
+                    format!(
+                        "name '{p}' contains '/'; a name is the last component of the program path"
+                    ),
+                    Some("match a full path with `program:` instead".into()),
+                );
+                ok = false;
+                continue;
+            }
+            if let Err(e) = glob::compile(p, self.vars) {
+                self.err(
+                    *loc,
+                    format!("bad pattern in {what}: {}", e.message),
+                    e.hint,
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let sources: Vec<String> = items.into_iter().map(|(s, _)| s).collect();
+        match Globs::new(&sources, self.vars) {
+            Ok(g) => Some(g),
+            Err((_, e)) => {
+                self.err(
+                    node.loc,
+                    format!("bad pattern in {what}: {}", e.message),
+                    e.hint,
+                );
+                None
+            }
+        }
+    }
+
+    fn load(&mut self, root: &Node) -> Option<Compiled> {
+        let top = self.map(root, "the policy")?;
+        self.keys(top, TOP_KEYS, "the policy");
+        match get(top, "version") {
+            None => self.err(
+                root.loc,
+                "missing 'version'",
+                Some("start the file with `version: 1`".into()),
+            ),
+            Some(v) => {
+                if !matches!(&v.value, Value::Scalar(s, true) if s == "1") {
+                    let shown = match &v.value {
+                        Value::Scalar(s, _) => format!("'{s}'"),
+                        _ => v.type_name().to_string(),
+                    };
+                    self.err(
+                        v.loc,
+                        format!("unsupported policy version {shown}"),
+                        Some("this Lexecon reads `version: 1`".into()),
+                    );
+                }
+            }
+        }
+        if let Some(d) = get(top, "description") {
+            self.string(d, "description");
+        }
+        let mut mode = Mode::Enforce;
+        if let Some(m) = get(top, "mode") {
+            match self.string(m, "mode") {
+                Some("enforce") => mode = Mode::Enforce,
+                Some("observe") => mode = Mode::Observe,
+                Some(other) => self.err(
+                    m.loc,
+                    format!("unknown mode '{other}'"),
+                    Some("write `mode: enforce` or `mode: observe`".into()),
+                ),
+                None => {}
+            }
+        }
+        let mut defaults = [Verdict::Allow; 2];
+        if let Some(d) = get(top, "defaults") {
+            if let Some(entries) = self.map(d, "defaults") {
+                for (k, v) in entries {
+                    match KINDS.iter().find(|kind| kind.as_str() == key(k)) {
+                        Some(kind) => {
+                            if let Some(verdict) = self.verdict(v, &format!("defaults.{kind}")) {
+                                defaults[kind_index(*kind)] = verdict;
+                            }
+                        }
+                        None => self.err(
+                            k.loc,
+                            format!("unknown action kind '{}' in defaults", key(k)),
+                            Some("this version judges exec and open".into()),
+                        ),
+                    }
+                }
+            }
+        }
+        let mut rules: Vec<Rule> = Vec::new();
+        match get(top, "rules") {
+            None => self.err(
+                root.loc,
+                "missing 'rules'",
+                Some("add `rules:` with a list of rules (it may be `rules: []`)".into()),
+            ),
+            Some(node) if node.is_null() => {}
+            Some(node) => match &node.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        self.rule = None;
+                        if let Some(rule) = self.rule_node(item, &rules) {
+                            rules.push(rule);
+                        }
+                    }
+                    self.rule = None;
+                }
+                _ => self.err(
+                    node.loc,
+                    format!("'rules' must be a list, found {}", node.type_name()),
+                    Some("write each rule as a list item starting with `- id: …`".into()),
+                ),
+            },
+        }
+        Some(Compiled {
+            mode,
+            defaults,
+            rules,
+            examples: self.examples,
+        })
+    }
+
+    fn rule_node(&mut self, node: &Node, earlier: &[Rule]) -> Option<Rule> {
+        let entries = self.map(node, "a rule")?;
+        let id = match get(entries, "id") {
+            None => {
+                self.err(
+                    node.loc,
+                    "rule has no 'id'",
+                    Some("add `id: some-name` (letters, digits, '.', '_', '-')".into()),
+                );
+                None
+            }
+            Some(n) => match self.string(n, "id") {
+                Some(id) => {
+                    let valid = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+                        && id
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                    if !valid {
+                        self.err(
+                            n.loc,
+                            format!("rule id '{id}' has characters other than letters, digits, '.', '_', '-'"),
+                            Some("write e.g. `id: block-rm-rf`".into()),
+                        );
+                    }
+                    if let Some(first) = earlier.iter().find(|r| r.id == id) {
+                        self.rule = Some(id.to_string());
+                        self.err(
+                            n.loc,
+                            format!("duplicate rule id (first used at line {})", first.loc.line),
+                            Some("give every rule its own id".into()),
+                        );
+                    }
+                    Some(id.to_string())
+                }
+                None => None,
+            },
+        };
+        self.rule = id.clone();
+        self.keys(entries, RULE_KEYS, "a rule");
+        if let Some(d) = get(entries, "description") {
+            self.string(d, "description");
+        }
+        let exec = get(entries, "exec");
+        let open = get(entries, "open");
+        let (kind, conds_node) = match (exec, open) {
+            (Some(e), None) => (Some(ActionKind::Exec), Some(e)),
+            (None, Some(o)) => (Some(ActionKind::Open), Some(o)),
+            (None, None) => {
+                self.err(
+                    node.loc,
+                    "rule says neither `exec:` nor `open:`",
+                    Some("add `exec:` or `open:` with the conditions (`exec: {}` matches every exec)".into()),
+                );
+                (None, None)
+            }
+            (Some(_), Some(o)) => {
+                self.err(
+                    o.loc,
+                    "rule has both `exec:` and `open:`; a rule judges one kind of action",
+                    Some("split it into two rules".into()),
+                );
+                (None, None)
+            }
+        };
+        let conds = match (kind, conds_node) {
+            (Some(kind), Some(n)) => self.conds(n, kind, true),
+            _ => None,
+        };
+        let verdict = match get(entries, "decision") {
+            None => {
+                self.err(
+                    node.loc,
+                    "rule has no 'decision'",
+                    Some("add `decision: allow`, `block` or `escalate`".into()),
+                );
+                None
+            }
+            Some(d) => self.verdict(d, "decision"),
+        };
+        let reason = match get(entries, "reason") {
+            None => {
+                self.err(
+                    node.loc,
+                    "rule has no 'reason'",
+                    Some("add `reason: …`, the sentence shown to the user and recorded".into()),
+                );
+                None
+            }
+            Some(r) => match self.string(r, "reason") {
+                Some(s) if s.trim().is_empty() => {
+                    self.err(
+                        r.loc,
+                        "reason is empty",
+                        Some("say why, in one sentence".into()),
+                    );
+                    None
+                }
+                s => s.map(str::to_string),
+            },
+        };
+        let (id, kind, (when, unless), verdict, reason) = (id?, kind?, conds?, verdict?, reason?);
+        let rule = Rule {
+            id,
+            kind,
+            verdict,
+            reason,
+            when,
+            unless,
+            loc: node.loc,
+        };
+        if let Some(ex) = get(entries, "examples") {
+            self.examples(ex, &rule);
+        }
+        Some(rule)
+    }
+
+    /// The conditions mapping of a rule (`top`: may hold `unless`).
+    fn conds(
+        &mut self,
+        node: &Node,
+        kind: ActionKind,
+        top: bool,
+    ) -> Option<(Conds, Option<Conds>)> {
+        let empty: [(Node, Node); 0] = [];
+        let entries: &[(Node, Node)] = if node.is_null() {
+            &empty
+        } else {
+            self.map(node, &format!("the `{kind}` conditions"))?
+        };
+        let allowed: Vec<&str> = match kind {
+            ActionKind::Exec => EXEC_KEYS,
+            ActionKind::Open => OPEN_KEYS,
+        }
+        .iter()
+        .copied()
+        .filter(|k| top || *k != "unless")
+        .collect();
+        let what = if top {
+            format!("`{kind}` conditions")
+        } else {
+            format!("`{kind}` conditions under `unless`")
+        };
+        let before = self.errors.len();
+        self.keys(entries, &allowed, &what);
+        let unless = match get(entries, "unless") {
+            Some(u) if top => match self.conds(u, kind, false) {
+                Some((c, _)) => Some(c),
+                None => return None,
+            },
+            _ => None,
+        };
+        let conds = match kind {
+            ActionKind::Exec => Conds::Exec(self.exec_conds(entries)),
+            ActionKind::Open => Conds::Open(self.open_conds(entries)),
+        };
+        (self.errors.len() == before).then_some((conds, unless))
+    }
+
+    fn exec_conds(&mut self, e: &[(Node, Node)]) -> ExecConds {
+        let mut c = ExecConds::default();
+        if let Some(n) = get(e, "program") {
+            c.program = self.globs(n, "program", true);
+        }
+        if let Some(n) = get(e, "name") {
+            c.name = self.globs(n, "name", false);
+        }
+        if let Some(n) = get(e, "cwd") {
+            c.cwd = self.globs(n, "cwd", true);
+        }
+        if let Some(n) = get(e, "operand") {
+            c.operand = self.globs(n, "operand", false);
+        }
+        if let Some(n) = get(e, "operand_path") {
+            c.operand_path = self.globs(n, "operand_path", true);
+        }
+        if let Some(n) = get(e, "operand_outside") {
+            c.operand_outside = self.globs(n, "operand_outside", true);
+        }
+        if let Some(n) = get(e, "sha256") {
+            if let Some(items) = self.strings(n, "sha256") {
+                let mut hashes = Vec::new();
+                for (s, loc) in items {
+                    let mut h = [0u8; 32];
+                    match hex::decode_to_slice(s.trim(), &mut h) {
+                        Ok(()) => hashes.push(h),
+                        Err(_) => self.err(
+                            loc,
+                            format!("'{s}' is not a SHA-256 digest"),
+                            Some(
+                                "write 64 hexadecimal digits, as printed by `sha256sum FILE`"
+                                    .into(),
+                            ),
+                        ),
+                    }
+                }
+                c.sha256 = Some(hashes);
+            }
+        }
+        if let Some(n) = get(e, "args") {
+            match &n.value {
+                Value::Seq(items) => {
+                    let mut compiled = Vec::new();
+                    let mut sources = Vec::new();
+                    for item in items {
+                        let Some(s) = self.string(item, "each entry of args") else {
+                            continue;
+                        };
+                        sources.push(s.to_string());
+                        let it = match s {
+                            "*" => ArgItem::One,
+                            "**" => ArgItem::Many,
+                            p => match glob::compile(p, self.vars)
+                                .and_then(|g| glob::build(&glob::anchored_any([g.regex.as_str()])))
+                            {
+                                Ok(re) => ArgItem::Glob(re),
+                                Err(e) => {
+                                    self.err(
+                                        item.loc,
+                                        format!("bad pattern in args: {}", e.message),
+                                        e.hint,
+                                    );
+                                    continue;
+                                }
+                            },
+                        };
+                        compiled.push(it);
+                    }
+                    c.args = Some((compiled, sources));
+                }
+                _ => self.err(
+                    n.loc,
+                    format!("args must be a list of patterns, found {}", n.type_name()),
+                    Some(
+                        "write e.g. `args: [push, \"**\"]` (`*` one argument, `**` any number)"
+                            .into(),
+                    ),
+                ),
+            }
+        }
+        if let Some(n) = get(e, "argv_regex") {
+            if let Some(src) = self.string(n, "argv_regex") {
+                let expanded = glob::expand(src, self.vars, &|v| regex::escape(v));
+                match expanded {
+                    Err(e) => self.err(n.loc, e.message, e.hint),
+                    Ok(x) => match regex::RegexBuilder::new(&x).size_limit(4 << 20).build() {
+                        Ok(re) => c.argv_regex = Some((re, src.to_string())),
+                        Err(err) => self.err(
+                            n.loc,
+                            format!(
+                                "bad regular expression: {}",
+                                err.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                            ),
+                            Some("the syntax is that of the Rust regex crate; it is matched against the argv joined by spaces".into()),
+                        ),
+                    },
+                }
+            }
+        }
+        if let Some(n) = get(e, "flags") {
+            if let Some(items) = self.strings(n, "flags") {
+                let mut groups = Vec::new();
+                for (s, loc) in items {
+                    match FlagGroup::parse(&s) {
+                        Ok(g) => groups.push(g),
+                        Err(m) => self.err(loc, m, None),
+                    }
+                }
+                c.flags = Some(groups);
+            }
+        }
+        c
+    }
+
+    fn open_conds(&mut self, e: &[(Node, Node)]) -> OpenConds {
+        let mut c = OpenConds::default();
+        if let Some(n) = get(e, "path") {
+            c.path = self.globs(n, "path", true);
+        }
+        if let Some(n) = get(e, "cwd") {
+            c.cwd = self.globs(n, "cwd", true);
+        }
+        if let Some(n) = get(e, "access") {
+            c.access = self.access(n);
+        }
+        c
+    }
+
+    fn access(&mut self, n: &Node) -> Option<Access> {
+        let items = self.strings(n, "access")?;
+        let mut a = Access::empty();
+        for (s, loc) in items {
+            match Access::from_name(&s) {
+                Some(f) => a |= f,
+                None => self.err(
+                    loc,
+                    format!("unknown access '{s}'"),
+                    Some(format!(
+                        "write any of {}",
+                        Access::ALL.map(|(_, n)| n).join(", ")
+                    )),
+                ),
+            }
+        }
+        Some(a)
+    }
+
+    fn examples(&mut self, node: &Node, rule: &Rule) {
+        let Some(entries) = self.map(node, "examples") else {
+            return;
+        };
+        self.keys(entries, &["match", "no_match"], "examples");
+        for (k, list) in entries {
+            let expect = match key(k) {
+                "match" => true,
+                "no_match" => false,
+                _ => continue,
+            };
+            let Value::Seq(items) = &list.value else {
+                self.err(
+                    list.loc,
+                    format!(
+                        "examples.{} must be a list, found {}",
+                        key(k),
+                        list.type_name()
+                    ),
+                    Some("write each example as a list item, e.g. `- exec: rm -rf /`".into()),
+                );
+                continue;
+            };
+            for item in items {
+                let Some(action) = self.example_action(item, rule.kind) else {
+                    continue;
+                };
+                self.examples += 1;
+                let mut trace = Vec::new();
+                let got = with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
+                if got != expect {
+                    let why = trace
+                        .iter()
+                        .filter(|c| !expect || !c.holds)
+                        .map(|c| format!("{}: {}", c.condition, c.detail))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    let message = if expect {
+                        format!("example should match the rule but does not: {why}")
+                    } else {
+                        format!("example should not match the rule but does: {why}")
+                    };
+                    self.err(
+                        item.loc,
+                        message,
+                        Some("fix the rule's conditions or the example".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn example_action(&mut self, node: &Node, kind: ActionKind) -> Option<Action> {
+        let entries = self.map(node, "an example")?;
+        self.keys(entries, EXAMPLE_KEYS, "an example");
+        let expand = |l: &mut Self, n: &Node, s: &str| -> Option<String> {
+            match glob::expand(s, l.vars, &|v| v.to_string()) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    l.err(n.loc, e.message, e.hint);
+                    None
+                }
+            }
+        };
+        let workspace = self.vars.workspace.clone();
+        let cwd = match get(entries, "cwd") {
+            Some(n) => {
+                let s = self.string(n, "cwd")?;
+                PathBuf::from(expand(self, n, s)?)
+            }
+            None => workspace,
+        };
+        match kind {
+            ActionKind::Exec => {
+                let Some(cmd) = get(entries, "exec") else {
+                    self.err(
+                        node.loc,
+                        "an example of an exec rule needs `exec:`",
+                        Some("write e.g. `- exec: rm -rf /` or `- exec: [rm, -rf, /]`".into()),
+                    );
+                    return None;
+                };
+                for k in ["access"] {
+                    if let Some(n) = get(entries, k) {
+                        self.err(n.loc, format!("`{k}` belongs to open examples"), None);
+                    }
+                }
+                let words: Vec<String> = match &cmd.value {
+                    Value::Seq(items) => {
+                        let mut w = Vec::new();
+                        for i in items {
+                            let s = self.string(i, "each word of exec")?;
+                            w.push(expand(self, i, s)?);
+                        }
+                        w
+                    }
+                    _ => {
+                        let s = self.string(cmd, "exec")?;
+                        let s = expand(self, cmd, s)?;
+                        match argv::split_words(&s) {
+                            Ok(w) => w,
+                            Err(m) => {
+                                self.err(cmd.loc, m, None);
+                                return None;
+                            }
+                        }
+                    }
+                };
+                let Some(first) = words.first() else {
+                    self.err(cmd.loc, "the example command is empty", None);
+                    return None;
+                };
+                let path = match get(entries, "program") {
+                    Some(n) => {
+                        let s = self.string(n, "program")?;
+                        PathBuf::from(expand(self, n, s)?)
+                    }
+                    None if first.starts_with('/') => PathBuf::from(first),
+                    None => PathBuf::from(format!(
+                        "/usr/bin/{}",
+                        first.rsplit('/').next().unwrap_or(first)
+                    )),
+                };
+                let sha256 = match get(entries, "sha256") {
+                    Some(n) => {
+                        let s = self.string(n, "sha256")?;
+                        let mut h = [0u8; 32];
+                        if hex::decode_to_slice(s.trim(), &mut h).is_err() {
+                            self.err(
+                                n.loc,
+                                format!("'{s}' is not a SHA-256 digest"),
+                                Some("write 64 hexadecimal digits".into()),
+                            );
+                            return None;
+                        }
+                        Some(h)
+                    }
+                    None => None,
+                };
+                Some(Action::Exec(ExecAction {
+                    path,
+                    argv: words.into_iter().map(OsString::from).collect(),
+                    cwd,
+                    sha256,
+                }))
+            }
+            ActionKind::Open => {
+                let Some(p) = get(entries, "open") else {
+                    self.err(
+                        node.loc,
+                        "an example of an open rule needs `open:`",
+                        Some(
+                            "write e.g. `- {open: \"${HOME}/.ssh/id_rsa\", access: [read]}`".into(),
+                        ),
+                    );
+                    return None;
+                };
+                for k in ["program", "sha256", "exec"] {
+                    if let Some(n) = get(entries, k) {
+                        self.err(n.loc, format!("`{k}` belongs to exec examples"), None);
+                    }
+                }
+                let s = self.string(p, "open")?;
+                let path = PathBuf::from(expand(self, p, s)?);
+                let access = match get(entries, "access") {
+                    Some(n) => self.access(n)?,
+                    None => Access::READ,
+                };
+                Some(Action::Open(OpenAction { path, access, cwd }))
+            }
+        }
+    }
+}
+
+/// Load and validate a policy from its YAML tree.
+pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec<PolicyError>> {
+    let mut l = Loader {
+        file,
+        vars,
+        errors: Vec::new(),
+        rule: None,
+        examples: 0,
+    };
+    let compiled = l.load(root);
+    match compiled {
+        Some(c) if l.errors.is_empty() => Ok(c),
+        _ => Err(l.errors),
+    }
+}

@@ -1,0 +1,390 @@
+//! Globs: the pattern language of paths, names and arguments, compiled to
+//! anchored regular expressions once at load.
+//!
+//! Semantics (the reference is `docs/policy.md`):
+//! - `*` matches any run of characters except `/` (possibly empty);
+//! - `?` matches exactly one character except `/`;
+//! - `**` must be a whole path component: `a/**/b` matches `a/b`, `a/x/b`,
+//!   `a/x/y/b`; a trailing `a/**` matches everything strictly inside `a` (not
+//!   `a` itself); a leading `**/b` matches `b` at any depth; `**` alone matches
+//!   anything;
+//! - `{x,y,z}` matches any of the alternatives, which are globs themselves
+//!   (braces nest);
+//! - `${HOME}`, `${WORKSPACE}`, `${TMPDIR}` are replaced by their values at load
+//!   time, taken literally (a `*` in a directory name is not a wildcard);
+//! - `\c` matches the character `c` literally; every other character,
+//!   including `[`, `]` and `.`, matches itself.
+//!
+//! The whole subject must match (patterns are anchored at both ends).
+
+use regex::Regex;
+
+use super::Vars;
+
+/// A problem with one pattern: what, and what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PatternError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl PatternError {
+    fn new(message: impl Into<String>, hint: Option<&str>) -> PatternError {
+        PatternError {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// Replace `${NAME}` by the variable's value. `escape` is applied to each
+/// value (to keep it literal in the target language); the rest of the text is
+/// passed to `text` unchanged. Returns the expanded string.
+pub(crate) fn expand(
+    pattern: &str,
+    vars: &Vars,
+    escape: &dyn Fn(&str) -> String,
+) -> Result<String, PatternError> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    while let Some(pos) = rest.find("${") {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(PatternError::new(
+                format!("unclosed variable reference in '{pattern}'"),
+                Some("write ${HOME}, ${WORKSPACE} or ${TMPDIR}"),
+            ));
+        };
+        let name = &after[..end];
+        let Some(value) = vars.get(name) else {
+            return Err(PatternError::new(
+                format!("unknown variable '${{{name}}}'"),
+                Some("the variables are ${HOME}, ${WORKSPACE} and ${TMPDIR}"),
+            ));
+        };
+        out.push_str(&escape(&value.to_string_lossy()));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Escape a string so that the glob compiler takes it literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '{' | '}' | ',' | '\\' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A compiled glob: the regular-expression body (unanchored) and, when the
+/// pattern has no wildcard at all, the literal text it matches.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledGlob {
+    pub regex: String,
+    pub literal: Option<String>,
+}
+
+/// Compile one glob (variables expanded first) to a regular-expression body.
+pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, PatternError> {
+    let expanded = expand(pattern, vars, &glob_escape)?;
+    let chars: Vec<char> = expanded.chars().collect();
+    let mut out = String::new();
+    let mut literal = String::new();
+    let mut is_literal = true;
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Whether the previous pattern character was an unescaped component
+    // boundary (start, `/`, or `{` / `,` inside braces).
+    let mut at_boundary = true;
+    while i < chars.len() {
+        let c = chars[i];
+        let mut boundary = false;
+        match c {
+            '\\' => {
+                i += 1;
+                let Some(&next) = chars.get(i) else {
+                    return Err(PatternError::new(
+                        format!("'{pattern}' ends with a lone backslash"),
+                        Some("write '\\\\' for a literal backslash"),
+                    ));
+                };
+                out.push_str(&regex::escape(next.encode_utf8(&mut [0; 4])));
+                literal.push(next);
+            }
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                is_literal = false;
+                if chars.get(i + 2) == Some(&'*') {
+                    return Err(PatternError::new(
+                        format!("'***' in '{pattern}'"),
+                        Some("use '*' within a name or '**' as a whole path component"),
+                    ));
+                }
+                let after = chars.get(i + 2).copied();
+                let after_ok = match after {
+                    None | Some('/') => true,
+                    Some('}' | ',') => depth > 0,
+                    _ => false,
+                };
+                if !at_boundary || !after_ok {
+                    return Err(PatternError::new(
+                        format!("'**' is not a whole path component in '{pattern}'"),
+                        Some("write 'dir/**/name' or 'dir/**'; use '*' to match within one name"),
+                    ));
+                }
+                if after == Some('/') {
+                    out.push_str("(?:.*/)?");
+                    i += 3;
+                    at_boundary = true;
+                    continue;
+                }
+                let after_slash = i > 0 && chars[i - 1] == '/';
+                out.push_str(if after_slash { ".+" } else { ".*" });
+                i += 2;
+                at_boundary = false;
+                continue;
+            }
+            '*' => {
+                is_literal = false;
+                out.push_str("[^/]*");
+            }
+            '?' => {
+                is_literal = false;
+                out.push_str("[^/]");
+            }
+            '{' => {
+                is_literal = false;
+                depth += 1;
+                if depth > 16 {
+                    return Err(PatternError::new(
+                        format!("braces nested deeper than 16 levels in '{pattern}'"),
+                        None,
+                    ));
+                }
+                out.push_str("(?:");
+                boundary = true;
+            }
+            '}' if depth > 0 => {
+                depth -= 1;
+                out.push(')');
+            }
+            '}' => {
+                return Err(PatternError::new(
+                    format!("unmatched '}}' in '{pattern}'"),
+                    Some("write '\\}' for a literal brace"),
+                ));
+            }
+            ',' if depth > 0 => {
+                out.push('|');
+                boundary = true;
+            }
+            '/' => {
+                out.push('/');
+                literal.push('/');
+                boundary = true;
+            }
+            _ => {
+                out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+                literal.push(c);
+            }
+        }
+        at_boundary = boundary;
+        i += 1;
+    }
+    if depth > 0 {
+        return Err(PatternError::new(
+            format!("unclosed '{{' in '{pattern}'"),
+            Some("close the alternatives with '}', or write '\\{' for a literal brace"),
+        ));
+    }
+    Ok(CompiledGlob {
+        regex: out,
+        literal: is_literal.then_some(literal),
+    })
+}
+
+/// Wrap regular-expression bodies into one anchored expression.
+pub(crate) fn anchored_any<'a>(bodies: impl IntoIterator<Item = &'a str>) -> String {
+    let mut s = String::from(r"(?s)\A(?:");
+    for (i, b) in bodies.into_iter().enumerate() {
+        if i > 0 {
+            s.push('|');
+        }
+        s.push_str("(?:");
+        s.push_str(b);
+        s.push(')');
+    }
+    s.push_str(r")\z");
+    s
+}
+
+/// A non-empty list of globs: matches when any of them matches.
+#[derive(Debug, Clone)]
+pub(crate) struct Globs {
+    /// The patterns as written (before variable expansion), for explanations.
+    pub sources: Vec<String>,
+    /// Each pattern's regular-expression body (for building indexes).
+    pub bodies: Vec<String>,
+    /// Literal values of patterns without wildcards (same order as `sources`).
+    pub literals: Vec<Option<String>>,
+    any: Regex,
+    each: Vec<Regex>,
+}
+
+impl Globs {
+    /// Compile several patterns. Errors carry the index of the bad pattern.
+    pub fn new(patterns: &[String], vars: &Vars) -> Result<Globs, (usize, PatternError)> {
+        let mut bodies = Vec::with_capacity(patterns.len());
+        let mut literals = Vec::with_capacity(patterns.len());
+        let mut each = Vec::with_capacity(patterns.len());
+        for (i, p) in patterns.iter().enumerate() {
+            let c = compile(p, vars).map_err(|e| (i, e))?;
+            let re = build(&anchored_any([c.regex.as_str()])).map_err(|e| (i, e))?;
+            each.push(re);
+            bodies.push(c.regex);
+            literals.push(c.literal);
+        }
+        let any = build(&anchored_any(bodies.iter().map(String::as_str))).map_err(|e| (0, e))?;
+        Ok(Globs {
+            sources: patterns.to_vec(),
+            bodies,
+            literals,
+            any,
+            each,
+        })
+    }
+
+    /// Whether any pattern matches the whole of `s`.
+    pub fn is_match(&self, s: &str) -> bool {
+        self.any.is_match(s)
+    }
+
+    /// The first pattern (as written) that matches `s`.
+    pub fn first_match(&self, s: &str) -> Option<&str> {
+        self.each
+            .iter()
+            .position(|re| re.is_match(s))
+            .and_then(|i| self.sources.get(i))
+            .map(String::as_str)
+    }
+
+    /// The patterns as written, joined for messages.
+    pub fn describe(&self) -> String {
+        self.sources
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Build a regular expression with a size limit, mapping failure to a
+/// pattern error.
+pub(crate) fn build(src: &str) -> Result<Regex, PatternError> {
+    regex::RegexBuilder::new(src)
+        .size_limit(4 << 20)
+        .build()
+        .map_err(|e| {
+            PatternError::new(
+                format!("pattern is too large or invalid: {e}"),
+                Some("split it into several simpler patterns"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn vars() -> Vars {
+        Vars {
+            home: PathBuf::from("/home/u"),
+            workspace: PathBuf::from("/home/u/w*rk"),
+            tmpdir: PathBuf::from("/tmp"),
+        }
+    }
+
+    fn m(pattern: &str, s: &str) -> bool {
+        let g = Globs::new(&[pattern.to_string()], &vars()).unwrap();
+        g.is_match(s)
+    }
+
+    #[test]
+    fn star_does_not_cross_slash_and_question_is_one_char() {
+        assert!(m("/etc/*.conf", "/etc/a.conf"));
+        assert!(!m("/etc/*.conf", "/etc/x/a.conf"));
+        assert!(m("/a/?", "/a/é"));
+        assert!(!m("/a/?", "/a/bc"));
+        assert!(!m("/a/?", "/a//"));
+        assert!(m("*", ""));
+    }
+
+    #[test]
+    fn double_star_components() {
+        assert!(m("/a/**/b", "/a/b"));
+        assert!(m("/a/**/b", "/a/x/y/b"));
+        assert!(!m("/a/**/b", "/a/xb"));
+        assert!(m("/a/**", "/a/x"));
+        assert!(m("/a/**", "/a/x/y"));
+        assert!(!m("/a/**", "/a"));
+        assert!(!m("/a/**", "/ab"));
+        assert!(m("**/.env", "/x/y/.env"));
+        assert!(m("**/.env", ".env"));
+        assert!(!m("**/.env", "/x/y/a.env"));
+        assert!(m("**", "/anything/at all"));
+        assert!(m("/a/**", "/a/x\ny"));
+    }
+
+    #[test]
+    fn braces_and_escapes() {
+        assert!(m("/x/{a,b/**}", "/x/a"));
+        assert!(m("/x/{a,b/**}", "/x/b/c/d"));
+        assert!(!m("/x/{a,b/**}", "/x/b"));
+        assert!(m("/x/{a,{b,c}d}", "/x/cd"));
+        assert!(m(r"/x/\*", "/x/*"));
+        assert!(!m(r"/x/\*", "/x/a"));
+        assert!(m("pipe:[*]", "pipe:[1234]"));
+        assert!(m("/a.b", "/a.b"));
+        assert!(!m("/a.b", "/axb"));
+    }
+
+    #[test]
+    fn variables_are_literal_and_unknown_ones_are_errors() {
+        assert!(m("${WORKSPACE}/**", "/home/u/w*rk/src/a.rs"));
+        assert!(!m("${WORKSPACE}/**", "/home/u/wxrk/src/a.rs"));
+        assert!(m("${HOME}/.ssh/*", "/home/u/.ssh/id_rsa"));
+        let e = compile("${USER}/x", &vars()).unwrap_err();
+        assert!(e.message.contains("unknown variable '${USER}'"), "{e:?}");
+        assert!(compile("${HOME", &vars()).is_err());
+    }
+
+    #[test]
+    fn bad_patterns_are_errors() {
+        for bad in ["/a**", "/**b", "/a/***", "/{a", "/a}", "/a\\", "a**/b"] {
+            assert!(compile(bad, &vars()).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn literal_detection() {
+        assert_eq!(
+            compile("rm", &vars()).unwrap().literal.as_deref(),
+            Some("rm")
+        );
+        assert_eq!(compile("rm*", &vars()).unwrap().literal, None);
+        assert_eq!(
+            compile("${HOME}/x", &vars()).unwrap().literal.as_deref(),
+            Some("/home/u/x")
+        );
+        assert_eq!(
+            compile("${WORKSPACE}", &vars()).unwrap().literal.as_deref(),
+            Some("/home/u/w*rk")
+        );
+    }
+}

@@ -1,0 +1,405 @@
+//! Compiled rules and their conditions, and the evaluation of one rule
+//! against one action (optionally recording why each condition held or not).
+
+use std::borrow::Cow;
+
+use regex::Regex;
+
+use super::argv::{self, ArgItem, FlagGroup, Parsed};
+use super::glob::Globs;
+use super::yaml::Loc;
+use crate::action::{Access, ActionKind, ExecAction, OpenAction, Verdict};
+
+/// One rule, compiled.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub id: String,
+    pub kind: ActionKind,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub when: Conds,
+    pub unless: Option<Conds>,
+    pub loc: Loc,
+}
+
+/// The conditions of a rule (all must hold), by kind.
+#[derive(Debug, Clone)]
+pub(crate) enum Conds {
+    Exec(ExecConds),
+    Open(OpenConds),
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ExecConds {
+    pub program: Option<Globs>,
+    pub name: Option<Globs>,
+    pub sha256: Option<Vec<[u8; 32]>>,
+    pub args: Option<(Vec<ArgItem>, Vec<String>)>,
+    pub argv_regex: Option<(Regex, String)>,
+    pub flags: Option<Vec<FlagGroup>>,
+    pub operand: Option<Globs>,
+    pub operand_path: Option<Globs>,
+    pub operand_outside: Option<Globs>,
+    pub cwd: Option<Globs>,
+}
+
+impl ExecConds {
+    /// Whether evaluating needs the decoded argument list.
+    pub fn needs_args(&self) -> bool {
+        self.args.is_some()
+            || self.flags.is_some()
+            || self.operand.is_some()
+            || self.operand_path.is_some()
+            || self.operand_outside.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OpenConds {
+    pub path: Option<Globs>,
+    pub access: Option<Access>,
+    pub cwd: Option<Globs>,
+}
+
+/// The result of one condition, for explanations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionResult {
+    /// The condition's key as written in the policy (`name`, `flags`, `path`…;
+    /// `unless` for the exception as a whole).
+    pub condition: &'static str,
+    /// Whether it held.
+    pub holds: bool,
+    /// What was compared with what.
+    pub detail: String,
+}
+
+/// Text views of an exec action, computed once per decision. Bytes that are
+/// not UTF-8 are replaced by U+FFFD (see the module docs of `policy`).
+pub(crate) struct ExecView<'a> {
+    pub action: &'a ExecAction,
+    pub path: Cow<'a, str>,
+    pub cwd: Cow<'a, str>,
+    pub argv0: Cow<'a, str>,
+    /// `argv[1..]`, decoded; empty unless some candidate rule needs it.
+    pub args: &'a [Cow<'a, str>],
+    pub parsed: &'a Parsed<'a>,
+}
+
+pub(crate) struct OpenView<'a> {
+    pub action: &'a OpenAction,
+    pub path: Cow<'a, str>,
+    pub cwd: Cow<'a, str>,
+}
+
+pub(crate) enum View<'a> {
+    Exec(ExecView<'a>),
+    Open(OpenView<'a>),
+}
+
+/// The last component of a `/`-separated path (the whole string if none).
+pub(crate) fn basename(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+impl Rule {
+    /// Whether the rule matches. With `trace`, every condition is evaluated
+    /// and its result recorded; without, evaluation stops at the first
+    /// condition that fails.
+    pub fn matches(&self, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResult>>) -> bool {
+        let when = eval(&self.when, view, trace.as_deref_mut());
+        if !when && trace.is_none() {
+            return false;
+        }
+        let Some(unless) = &self.unless else {
+            return when;
+        };
+        let mut inner = Vec::new();
+        let exception = eval(unless, view, trace.is_some().then_some(&mut inner));
+        if let Some(t) = trace {
+            let detail = inner
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}: {}",
+                        c.condition,
+                        if c.holds { "holds" } else { "fails" },
+                        c.detail
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            t.push(ConditionResult {
+                condition: "unless",
+                holds: !exception,
+                detail: if exception {
+                    format!("the exception applies ({detail})")
+                } else {
+                    format!("the exception does not apply ({detail})")
+                },
+            });
+        }
+        when && !exception
+    }
+}
+
+/// Evaluate a set of conditions: all must hold.
+fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResult>>) -> bool {
+    let mut all = true;
+    macro_rules! cond {
+        ($name:expr, $holds:expr, $detail:expr) => {{
+            let holds: bool = $holds;
+            match trace.as_deref_mut() {
+                Some(t) => {
+                    t.push(ConditionResult {
+                        condition: $name,
+                        holds,
+                        detail: $detail,
+                    });
+                    all &= holds;
+                }
+                None if !holds => return false,
+                None => {}
+            }
+        }};
+    }
+    match (conds, view) {
+        (Conds::Exec(c), View::Exec(v)) => {
+            if let Some(g) = &c.program {
+                cond!(
+                    "program",
+                    g.is_match(&v.path),
+                    describe_match(g, &v.path, "program")
+                );
+            }
+            if let Some(g) = &c.name {
+                let base = basename(&v.path);
+                let arg0 = basename(&v.argv0);
+                cond!(
+                    "name",
+                    g.is_match(base) || g.is_match(arg0),
+                    match (g.first_match(base), g.first_match(arg0)) {
+                        (Some(p), _) => format!("program name '{base}' matches '{p}'"),
+                        (None, Some(p)) => format!("argv[0] name '{arg0}' matches '{p}'"),
+                        (None, None) => format!(
+                            "neither program name '{base}' nor argv[0] name '{arg0}' matches {}",
+                            g.describe()
+                        ),
+                    }
+                );
+            }
+            if let Some(hashes) = &c.sha256 {
+                let held = v.action.sha256.is_some_and(|h| hashes.contains(&h));
+                cond!(
+                    "sha256",
+                    held,
+                    match v.action.sha256 {
+                        None => "the program's content hash is not known".to_string(),
+                        Some(h) if held => format!("content hash {} is listed", hex::encode(h)),
+                        Some(h) => format!("content hash {} is not listed", hex::encode(h)),
+                    }
+                );
+            }
+            if let Some((items, sources)) = &c.args {
+                cond!(
+                    "args",
+                    argv::match_positional(items, v.args),
+                    format!(
+                        "arguments {:?} {} [{}]",
+                        v.args,
+                        if argv::match_positional(items, v.args) {
+                            "match"
+                        } else {
+                            "do not match"
+                        },
+                        sources.join(", ")
+                    )
+                );
+            }
+            if let Some((re, source)) = &c.argv_regex {
+                let joined = join_argv(v);
+                cond!(
+                    "argv_regex",
+                    re.is_match(&joined),
+                    format!(
+                        "'{joined}' {} /{source}/",
+                        if re.is_match(&joined) {
+                            "matches"
+                        } else {
+                            "does not match"
+                        }
+                    )
+                );
+            }
+            if let Some(groups) = &c.flags {
+                let found: Vec<Option<String>> = groups.iter().map(|g| g.find(v.parsed)).collect();
+                cond!(
+                    "flags",
+                    found.iter().all(Option::is_some),
+                    groups
+                        .iter()
+                        .zip(&found)
+                        .map(|(g, f)| match f {
+                            Some(s) => format!("'{}' given as {s}", g.source),
+                            None => format!("'{}' not given", g.source),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            if let Some(g) = &c.operand {
+                let hit = v.parsed.operands.iter().find(|o| g.is_match(o));
+                cond!(
+                    "operand",
+                    hit.is_some(),
+                    match hit {
+                        Some(o) =>
+                            format!("operand '{o}' matches '{}'", g.first_match(o).unwrap_or("")),
+                        None => format!(
+                            "no operand of {:?} matches {}",
+                            v.parsed.operands,
+                            g.describe()
+                        ),
+                    }
+                );
+            }
+            if let Some(g) = &c.operand_path {
+                let hit = v
+                    .parsed
+                    .operands
+                    .iter()
+                    .map(|o| argv::resolve(&v.cwd, o))
+                    .find(|p| g.is_match(p));
+                cond!(
+                    "operand_path",
+                    hit.is_some(),
+                    match &hit {
+                        Some(p) => format!(
+                            "operand resolves to '{p}', which matches '{}'",
+                            g.first_match(p).unwrap_or("")
+                        ),
+                        None => format!(
+                            "no operand of {:?} (resolved against '{}') matches {}",
+                            v.parsed.operands,
+                            v.cwd,
+                            g.describe()
+                        ),
+                    }
+                );
+            }
+            if let Some(g) = &c.operand_outside {
+                let hit = v
+                    .parsed
+                    .operands
+                    .iter()
+                    .map(|o| argv::resolve(&v.cwd, o))
+                    .find(|p| !g.is_match(p));
+                cond!(
+                    "operand_outside",
+                    hit.is_some(),
+                    match &hit {
+                        Some(p) =>
+                            format!("operand resolves to '{p}', outside all of {}", g.describe()),
+                        None => format!(
+                            "every operand of {:?} (resolved against '{}') is inside {}",
+                            v.parsed.operands,
+                            v.cwd,
+                            g.describe()
+                        ),
+                    }
+                );
+            }
+            if let Some(g) = &c.cwd {
+                cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
+            }
+        }
+        (Conds::Open(c), View::Open(v)) => {
+            if let Some(g) = &c.path {
+                cond!(
+                    "path",
+                    g.is_match(&v.path),
+                    describe_match(g, &v.path, "path")
+                );
+            }
+            if let Some(a) = c.access {
+                cond!(
+                    "access",
+                    v.action.access.intersects(a),
+                    format!(
+                        "requested [{}] {} [{}]",
+                        v.action.access,
+                        if v.action.access.intersects(a) {
+                            "includes some of"
+                        } else {
+                            "includes none of"
+                        },
+                        a
+                    )
+                );
+            }
+            if let Some(g) = &c.cwd {
+                cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
+            }
+        }
+        // A rule is only ever evaluated against actions of its own kind; a
+        // mismatch cannot match.
+        _ => return false,
+    }
+    all
+}
+
+fn describe_match(g: &Globs, subject: &str, what: &str) -> String {
+    match g.first_match(subject) {
+        Some(p) => format!("{what} '{subject}' matches '{p}'"),
+        None => format!("{what} '{subject}' matches none of {}", g.describe()),
+    }
+}
+
+/// `argv` joined with single spaces (argv[0] included, as given).
+fn join_argv(v: &ExecView<'_>) -> String {
+    let mut s = String::with_capacity(64);
+    for (i, a) in v.action.argv.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Build the text views of `action` and run `f` on them. `needs_args`:
+/// decode `argv[1..]` and parse options (skipped when no rule needs them).
+pub(crate) fn with_view<R>(
+    action: &crate::action::Action,
+    needs_args: bool,
+    f: impl FnOnce(&View<'_>) -> R,
+) -> R {
+    use crate::action::Action;
+    match action {
+        Action::Exec(e) => {
+            let args: Vec<Cow<'_, str>> = if needs_args {
+                e.argv.iter().skip(1).map(|a| a.to_string_lossy()).collect()
+            } else {
+                Vec::new()
+            };
+            let parsed = argv::parse(&args);
+            let view = View::Exec(ExecView {
+                action: e,
+                path: e.path.to_string_lossy(),
+                cwd: e.cwd.to_string_lossy(),
+                argv0: e
+                    .argv
+                    .first()
+                    .map(|a| a.to_string_lossy())
+                    .unwrap_or(Cow::Borrowed("")),
+                args: &args,
+                parsed: &parsed,
+            });
+            f(&view)
+        }
+        Action::Open(o) => f(&View::Open(OpenView {
+            action: o,
+            path: o.path.to_string_lossy(),
+            cwd: o.cwd.to_string_lossy(),
+        })),
+    }
+}
