@@ -1,1 +1,672 @@
 //! One supervised run: decode → decide → record → answer.
+//!
+//! The only place that joins the policy, the ledger and the supervisor, and
+//! the place that fails closed: an action is allowed only after its record
+//! is written; if deciding or recording fails, the action is refused.
+//!
+//! Built-in rules come before the policy and no policy can switch them off
+//! (`lexecon.self-protect.*`): the tree may not open the signing keys, open
+//! the ledger or its directory, or reach the supervisor's `/proc` entries.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::action::{Access, Action, Decision, Mode, Verdict};
+use crate::ledger::{
+    self, Counts, DecisionEntry, FileIdentity, LedgerError, LedgerWriter, Outcome, RunEnd,
+    RunHeader, Stage,
+};
+use crate::policy::Policy;
+use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
+
+/// What an `escalate` verdict becomes while no human can be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEscalate {
+    /// Refuse at once (the default).
+    Block,
+    /// Allow, and record that it was allowed without approval.
+    Allow,
+}
+
+impl OnEscalate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnEscalate::Block => "block",
+            OnEscalate::Allow => "allow",
+        }
+    }
+}
+
+/// Everything one run needs.
+pub struct SessionConfig {
+    pub policy: Policy,
+    pub policy_path: Option<PathBuf>,
+    /// Overrides the policy's own mode.
+    pub mode: Option<Mode>,
+    pub on_escalate: OnEscalate,
+    /// The signing key directory (protected from the tree).
+    pub keys_dir: PathBuf,
+    /// Print one line per refusal on stderr.
+    pub report_blocks: bool,
+}
+
+/// Rule ids of the built-in protections.
+pub mod builtin {
+    pub const KEYS: &str = "lexecon.self-protect.keys";
+    pub const LEDGER: &str = "lexecon.self-protect.ledger";
+    pub const SUPERVISOR: &str = "lexecon.self-protect.supervisor";
+    pub const SIGNAL: &str = "lexecon.self-protect.signal";
+    pub const UNDECODABLE: &str = "lexecon.undecodable";
+    pub const RECORD_FAILED: &str = "lexecon.record-failed";
+}
+
+/// Paths the tree may never open.
+struct Protected {
+    keys_dir: PathBuf,
+    ledger_file: PathBuf,
+    ledger_dir: PathBuf,
+    supervisor_proc: PathBuf,
+}
+
+impl Protected {
+    fn check(&self, action: &Action) -> Option<Decision> {
+        let Action::Open(o) = action else { return None };
+        let p = o.path.as_path();
+        let (rule, reason) = if p.starts_with(&self.keys_dir) {
+            (
+                builtin::KEYS,
+                "the ledger's signing keys are off limits to the supervised tree",
+            )
+        } else if p == self.ledger_file || p.starts_with(&self.ledger_dir) && p != self.ledger_dir {
+            (
+                builtin::LEDGER,
+                "the ledger is written by the supervisor only",
+            )
+        } else if p == self.ledger_dir
+            && o.access
+                .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE)
+        {
+            (
+                builtin::LEDGER,
+                "the ledger's directory is written by the supervisor only",
+            )
+        } else if p.starts_with(&self.supervisor_proc) {
+            (
+                builtin::SUPERVISOR,
+                "the supervisor's /proc entries are off limits to the supervised tree",
+            )
+        } else {
+            return None;
+        };
+        Some(Decision {
+            verdict: Verdict::Block,
+            matched: vec![rule.to_string()],
+            rule: Some(rule.to_string()),
+            reason: reason.to_string(),
+        })
+    }
+}
+
+/// A blocked action, for the summary.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    pub seq: Option<u64>,
+    pub what: String,
+    pub rule: String,
+}
+
+/// The judge of one run.
+pub struct Session {
+    policy: Policy,
+    mode: Mode,
+    on_escalate: OnEscalate,
+    protected: Protected,
+    writer: Mutex<LedgerWriter>,
+    report_blocks: bool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    counts: Counts,
+    blocked: Vec<Blocked>,
+    record_failures: u64,
+    first_record_error: Option<String>,
+}
+
+/// How a run went, for the summary and the exit code.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub outcome: supervisor::Outcome,
+    pub counts: Counts,
+    pub blocked: Vec<Blocked>,
+    pub record_failures: u64,
+    pub ledger: PathBuf,
+    pub run_id: String,
+    pub mode: Mode,
+    /// Set when the run could not be sealed.
+    pub seal_error: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Critical sections leave the state consistent even if they panic
+    // midway (plain counters and pushes).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A short human description of an action: `exec rm -rf ./x`, `open /etc/x (write)`.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Exec(x) => {
+            let mut s = String::from("exec");
+            if x.argv.is_empty() {
+                let _ = write!(s, " {}", x.path.display());
+            }
+            for a in &x.argv {
+                let _ = write!(s, " {}", shell_word(a));
+            }
+            s
+        }
+        Action::Open(o) => format!("open {} ({})", o.path.display(), o.access),
+    }
+}
+
+fn shell_word(a: &OsString) -> String {
+    let s = a.to_string_lossy();
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn canonical_or_absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    })
+}
+
+impl Session {
+    /// Begins a run in `writer` (writes the run header).
+    pub fn begin(
+        cfg: SessionConfig,
+        mut writer: LedgerWriter,
+        command: &[OsString],
+        cwd: &Path,
+    ) -> Result<(Session, String), LedgerError> {
+        let mode = cfg.mode.unwrap_or_else(|| cfg.policy.mode());
+        let info = writer.begin_run(RunHeader {
+            command: command.to_vec(),
+            cwd: cwd.to_path_buf(),
+            policy_sha256: cfg.policy.sha256(),
+            policy_path: cfg.policy_path.clone(),
+            mode,
+            ci: ledger::ci_identifiers_from_env(),
+        })?;
+        let ledger_file = canonical_or_absolute(writer.path());
+        let ledger_dir = ledger_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let protected = Protected {
+            keys_dir: canonical_or_absolute(&cfg.keys_dir),
+            ledger_file,
+            ledger_dir,
+            supervisor_proc: PathBuf::from(format!("/proc/{pid}")),
+        };
+        Ok((
+            Session {
+                policy: cfg.policy,
+                mode,
+                on_escalate: cfg.on_escalate,
+                protected,
+                writer: Mutex::new(writer),
+                report_blocks: cfg.report_blocks,
+                state: Mutex::new(State::default()),
+            },
+            info.run_id,
+        ))
+    }
+
+    fn decide(&self, action: &Action) -> (Decision, bool) {
+        match self.protected.check(action) {
+            Some(d) => (d, true),
+            None => (self.policy.decide(action), false),
+        }
+    }
+
+    /// What is done about a verdict: (outcome, note).
+    fn carry_out(
+        &self,
+        verdict: Verdict,
+        builtin: bool,
+        refused: Outcome,
+    ) -> (Outcome, Option<String>) {
+        match verdict {
+            Verdict::Allow => (Outcome::Allowed, None),
+            Verdict::Block if builtin => (refused, None),
+            Verdict::Block if self.mode == Mode::Observe => (
+                Outcome::Allowed,
+                Some("observe mode: would have been blocked".into()),
+            ),
+            Verdict::Block => (refused, None),
+            Verdict::Escalate if self.mode == Mode::Observe => (
+                Outcome::Allowed,
+                Some("observe mode: would have been escalated".into()),
+            ),
+            Verdict::Escalate => match self.on_escalate {
+                OnEscalate::Block => (
+                    refused,
+                    Some(
+                        "escalation resolved by non-interactive rule: block (no approver attached)"
+                            .into(),
+                    ),
+                ),
+                OnEscalate::Allow => (
+                    Outcome::Allowed,
+                    Some(
+                        "escalation resolved by --on-escalate allow: allowed without approval"
+                            .into(),
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// Records one decision. `None` when the record could not be written.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        stage: Stage,
+        decision: &Decision,
+        outcome: Outcome,
+        identity: Option<&Identity>,
+        note: Option<String>,
+    ) -> Option<u64> {
+        let entry = DecisionEntry {
+            pid: caller.pid,
+            ppid: caller.ppid,
+            action,
+            stage,
+            verdict: decision.verdict,
+            outcome,
+            rule: decision.rule.clone(),
+            matched: decision.matched.clone(),
+            reason: decision.reason.clone(),
+            mode: self.mode,
+            identity: identity.map(|i| FileIdentity {
+                dev: i.dev,
+                ino: i.ino,
+                sha256: i.sha256,
+            }),
+            note,
+        };
+        let result = lock(&self.writer).append_decision(&entry);
+        let mut st = lock(&self.state);
+        match result {
+            Ok(seq) => {
+                st.counts.add(decision.verdict, outcome);
+                Some(seq)
+            }
+            Err(e) => {
+                st.record_failures += 1;
+                if st.first_record_error.is_none() {
+                    let msg = e.to_string();
+                    eprintln!("lexecon: cannot write the ledger: {msg}; refusing actions until records can be written");
+                    st.first_record_error = Some(msg);
+                }
+                None
+            }
+        }
+    }
+
+    fn report(&self, seq: Option<u64>, action: &Action, rule: &str, verb: &str) {
+        let what = describe(action);
+        if self.report_blocks {
+            let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
+            eprintln!("lexecon: {verb} {what} (rule {rule}, {record})");
+        }
+        lock(&self.state).blocked.push(Blocked {
+            seq,
+            what,
+            rule: rule.to_string(),
+        });
+    }
+
+    /// Seals the run and returns the summary.
+    pub fn finish(
+        self,
+        outcome: supervisor::Outcome,
+        run_id: String,
+        failure: Option<String>,
+    ) -> Summary {
+        let (exit_status, signal, mut note) = match outcome {
+            supervisor::Outcome::Ran(Exit::Code(c)) => (Some(c), None, None),
+            supervisor::Outcome::Ran(Exit::Signal(s)) => (None, Some(s), None),
+            supervisor::Outcome::NotStarted(e) => (
+                None,
+                None,
+                Some(format!(
+                    "the command could not be executed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )),
+            ),
+        };
+        if let Some(f) = failure {
+            note = Some(format!("the supervisor failed: {f}"));
+        }
+        let mut writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        let seal_error = writer
+            .end_run(RunEnd {
+                exit_status,
+                signal,
+                note,
+            })
+            .err()
+            .map(|e| e.to_string());
+        let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
+        Summary {
+            outcome,
+            counts: st.counts,
+            blocked: st.blocked,
+            record_failures: st.record_failures,
+            ledger: writer.path().to_path_buf(),
+            run_id,
+            mode: self.mode,
+            seal_error,
+        }
+    }
+}
+
+impl Judge for Session {
+    fn judge(
+        &self,
+        caller: &Caller,
+        _syscall: &'static str,
+        action: &Action,
+        identity: Option<&Identity>,
+    ) -> Ruling {
+        let (decision, builtin) = self.decide(action);
+        let (outcome, note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let seq = self.record(
+            caller,
+            action,
+            Stage::Request,
+            &decision,
+            outcome,
+            identity,
+            note,
+        );
+        if outcome != Outcome::Allowed {
+            let rule = decision.rule.as_deref().unwrap_or("default");
+            self.report(seq, action, rule, "blocked");
+            return Ruling::Deny(libc::EPERM);
+        }
+        match seq {
+            Some(_) => Ruling::Allow,
+            None => {
+                self.report(
+                    None,
+                    action,
+                    builtin::RECORD_FAILED,
+                    "blocked (ledger write failed)",
+                );
+                Ruling::Deny(libc::EPERM)
+            }
+        }
+    }
+
+    fn exec_committed(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        identity: Option<&Identity>,
+        requested: Option<&Action>,
+    ) -> bool {
+        let (decision, builtin) = self.decide(action);
+        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Killed);
+        if requested.is_none() {
+            let n = "no matching exec request was seen for this thread".to_string();
+            note = Some(note.map_or(n.clone(), |m| format!("{m}; {n}")));
+        }
+        let seq = self.record(
+            caller,
+            action,
+            Stage::Confirm,
+            &decision,
+            outcome,
+            identity,
+            note,
+        );
+        if outcome != Outcome::Allowed {
+            let rule = decision.rule.as_deref().unwrap_or("default");
+            self.report(seq, action, rule, "killed");
+            return false;
+        }
+        if seq.is_none() {
+            self.report(
+                None,
+                action,
+                builtin::RECORD_FAILED,
+                "killed (ledger write failed)",
+            );
+            return false;
+        }
+        true
+    }
+
+    fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
+        let rule = if why.contains("aimed at the supervisor") {
+            builtin::SIGNAL
+        } else {
+            builtin::UNDECODABLE
+        };
+        let what = format!(
+            "{syscall} by pid {}: {why} ({})",
+            caller.pid,
+            std::io::Error::from_raw_os_error(errno)
+        );
+        if self.report_blocks {
+            eprintln!("lexecon: refused {what} (rule {rule})");
+        }
+        lock(&self.state).blocked.push(Blocked {
+            seq: None,
+            what,
+            rule: rule.to_string(),
+        });
+    }
+
+    fn tick(&self) {
+        if let Err(e) = lock(&self.writer).checkpoint_if_due() {
+            let mut st = lock(&self.state);
+            if st.first_record_error.is_none() {
+                eprintln!("lexecon: cannot write a ledger checkpoint: {e}");
+                st.first_record_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Runs `command` supervised in a session; seals the run.
+pub fn run(
+    cfg: SessionConfig,
+    writer: LedgerWriter,
+    command: &supervisor::Command,
+    cwd: &Path,
+) -> anyhow::Result<Summary> {
+    let (session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
+    let session = Arc::new(session);
+    let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
+    let outcome = supervisor::run(command, judge);
+    // Every supervisor thread has been joined: this is the last reference.
+    let session = match Arc::try_unwrap(session) {
+        Ok(s) => s,
+        Err(_) => anyhow::bail!("internal error: the session is still in use after the run"),
+    };
+    match outcome {
+        Ok(outcome) => Ok(session.finish(outcome, run_id, None)),
+        Err(e) => {
+            // Seal what was recorded, then report the failure.
+            session.finish(
+                supervisor::Outcome::NotStarted(libc::EIO),
+                run_id,
+                Some(e.to_string()),
+            );
+            Err(e.into())
+        }
+    }
+}
+
+impl Summary {
+    /// The exit code of `lexecon-supervise`.
+    pub fn exit_code(&self) -> u8 {
+        match self.outcome {
+            supervisor::Outcome::Ran(Exit::Code(c)) => c.clamp(0, 255) as u8,
+            supervisor::Outcome::Ran(Exit::Signal(s)) => (128 + s).clamp(0, 255) as u8,
+            supervisor::Outcome::NotStarted(libc::ENOENT) => 127,
+            supervisor::Outcome::NotStarted(_) => 126,
+        }
+    }
+
+    /// The end-of-run summary for humans.
+    pub fn text(&self) -> String {
+        let c = &self.counts;
+        let mut s = String::new();
+        let status = match self.outcome {
+            supervisor::Outcome::Ran(Exit::Code(code)) => format!("exited with status {code}"),
+            supervisor::Outcome::Ran(Exit::Signal(sig)) => format!("killed by signal {sig}"),
+            supervisor::Outcome::NotStarted(e) => {
+                format!(
+                    "could not be executed: {}",
+                    std::io::Error::from_raw_os_error(e)
+                )
+            }
+        };
+        let _ = writeln!(s, "lexecon: command {status}");
+        let _ = writeln!(
+            s,
+            "lexecon: {} actions judged ({} mode): {} allowed, {} blocked, {} killed after exec",
+            c.decisions, self.mode, c.allowed, c.refused, c.killed
+        );
+        if c.escalate > 0 {
+            let _ = writeln!(
+                s,
+                "lexecon: {} escalations (no approver attached)",
+                c.escalate
+            );
+        }
+        if self.record_failures > 0 {
+            let _ = writeln!(
+                s,
+                "lexecon: {} actions refused because the ledger could not be written",
+                self.record_failures
+            );
+        }
+        if let Some(e) = &self.seal_error {
+            let _ = writeln!(s, "lexecon: the run could not be sealed: {e}");
+        }
+        let _ = writeln!(
+            s,
+            "lexecon: ledger {} (run {}); check it with: lexecon verify {}",
+            self.ledger.display(),
+            self.run_id,
+            self.ledger.display()
+        );
+        s
+    }
+
+    /// The machine-readable summary (`--json-summary`).
+    pub fn json(&self) -> serde_json::Value {
+        let (exit_status, signal, exec_errno) = match self.outcome {
+            supervisor::Outcome::Ran(Exit::Code(c)) => (Some(c), None, None),
+            supervisor::Outcome::Ran(Exit::Signal(s)) => (None, Some(s), None),
+            supervisor::Outcome::NotStarted(e) => (None, None, Some(e)),
+        };
+        serde_json::json!({
+            "run_id": self.run_id,
+            "ledger": self.ledger.to_string_lossy(),
+            "mode": self.mode.as_str(),
+            "exit_code": self.exit_code(),
+            "exit_status": exit_status,
+            "signal": signal,
+            "exec_errno": exec_errno,
+            "counts": {
+                "decisions": self.counts.decisions,
+                "allow": self.counts.allow,
+                "escalate": self.counts.escalate,
+                "block": self.counts.block,
+                "allowed": self.counts.allowed,
+                "refused": self.counts.refused,
+                "killed": self.counts.killed,
+            },
+            "record_failures": self.record_failures,
+            "sealed": self.seal_error.is_none(),
+            "blocked": self.blocked.iter().map(|b| serde_json::json!({
+                "record": b.seq, "action": b.what, "rule": b.rule,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Markdown for `$GITHUB_STEP_SUMMARY`.
+    pub fn markdown(&self) -> String {
+        let c = &self.counts;
+        let mut s = String::from("### Lexecon\n\n");
+        let _ = writeln!(
+            s,
+            "| judged | allowed | blocked | killed |\n|---:|---:|---:|---:|"
+        );
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |\n",
+            c.decisions, c.allowed, c.refused, c.killed
+        );
+        for b in self.blocked.iter().take(20) {
+            let rec = b.seq.map_or_else(String::new, |n| format!(", record {n}"));
+            let _ = writeln!(
+                s,
+                "- blocked `{}` (rule `{}`{rec})",
+                b.what.replace('`', "'"),
+                b.rule
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nLedger: `{}` (run `{}`)",
+            self.ledger.display(),
+            self.run_id
+        );
+        s
+    }
+
+    /// Appends the markdown summary to `$GITHUB_STEP_SUMMARY` when set.
+    pub fn write_github_step_summary(&self) {
+        let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+            return;
+        };
+        if path.as_bytes().is_empty() {
+            return;
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&path)
+        {
+            let _ = f.write_all(self.markdown().as_bytes());
+        }
+    }
+}

@@ -1,25 +1,362 @@
 //! `supervise` (and the `lexecon-supervise` binary), `demo`.
 
 use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::bail;
-use clap::Args;
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use crate::action::Mode;
+use crate::ledger::{self, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
+use crate::policy::{Policy, Vars};
+use crate::session::{self, OnEscalate, SessionConfig, Summary};
+use crate::supervisor;
+
+/// The policies shipped in `policies/`, built into the binary.
+pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
+pub const DEMO_POLICY: &str = include_str!("../../policies/demo.yaml");
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModeArg {
+    Enforce,
+    Observe,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EscalateArg {
+    /// Refuse escalated actions at once.
+    Block,
+    /// Allow them, recorded as allowed without approval.
+    Allow,
+    /// Hold them until a human answers (needs an approver; not available yet).
+    Wait,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SyncArg {
+    /// fdatasync at every checkpoint.
+    Checkpoint,
+    /// fdatasync after every record.
+    EveryRecord,
+    /// Never sync (tests and benchmarks only).
+    Never,
+}
 
 #[derive(Args, Debug)]
 pub struct SuperviseArgs {
+    /// Policy file (default: the shipped default policy for coding agents).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Ledger file; runs are appended.
+    #[arg(long, value_name = "FILE", default_value = ledger::writer::DEFAULT_LEDGER)]
+    pub ledger: PathBuf,
+    /// Directory with the signing key (from `lexecon init-keys`).
+    /// Default: $LEXECON_KEYS, else `.lexecon`.
+    #[arg(long, value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+    /// Override the policy's mode: `observe` records everything and refuses nothing.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// What an `escalate` verdict does when no human is asked.
+    #[arg(long, value_enum, default_value = "block")]
+    pub on_escalate: EscalateArg,
+    /// Sign a checkpoint every N records.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint at least every T milliseconds while records are pending.
+    #[arg(long, value_name = "T", default_value_t = 1000)]
+    pub checkpoint_ms: u64,
+    /// When the ledger is flushed to disk.
+    #[arg(long, value_enum, default_value = "checkpoint")]
+    pub sync: SyncArg,
+    /// Fail at once instead of waiting when another run holds the ledger.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// No per-block lines and no summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write a machine-readable summary of the run to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json_summary: Option<PathBuf>,
+    /// Exit with status 1 when the command succeeded but an action was blocked.
+    #[arg(long)]
+    pub fail_on_block: bool,
     /// The command to run, after `--`.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 
 #[derive(Args, Debug)]
-pub struct DemoArgs {}
-
-pub fn run(_args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    bail!("supervise: not implemented")
+pub struct DemoArgs {
+    /// Keep the demo's workspace instead of deleting it.
+    #[arg(long)]
+    pub keep: bool,
 }
 
-pub fn demo(_args: DemoArgs) -> anyhow::Result<ExitCode> {
-    bail!("demo: not implemented")
+fn keys_dir(arg: &Option<PathBuf>) -> PathBuf {
+    arg.clone()
+        .or_else(|| {
+            std::env::var_os("LEXECON_KEYS")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from(".lexecon"))
+}
+
+/// Policy variables for a run started in `workspace`, with `HOME` and
+/// `TMPDIR` resolved like the paths they are compared with.
+pub fn vars_for(workspace: &Path) -> Vars {
+    let v = Vars::from_env(workspace);
+    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    Vars {
+        home: canon(v.home),
+        workspace: canon(v.workspace),
+        tmpdir: canon(v.tmpdir),
+    }
+}
+
+fn load_policy(
+    path: Option<&Path>,
+    text: &str,
+    origin: &str,
+    vars: &Vars,
+) -> anyhow::Result<Policy> {
+    let loaded = match path {
+        Some(p) => Policy::from_file(p, vars),
+        None => Policy::from_str(text, origin, vars),
+    };
+    loaded.map_err(|errors| {
+        anyhow::anyhow!(
+            "the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)"
+        )
+    })
+}
+
+pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    if matches!(args.on_escalate, EscalateArg::Wait) {
+        bail!("--on-escalate wait is not implemented: holding an escalated call needs the approval channel, which this version does not have; use block or allow");
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let vars = vars_for(&cwd);
+    let policy = load_policy(
+        args.policy.as_deref(),
+        DEFAULT_POLICY,
+        "policies/default.yaml (built in)",
+        &vars,
+    )?;
+    let keys = keys_dir(&args.keys);
+    let key = ledger::keys::load_signing_key(&keys)?;
+
+    let name = PathBuf::from(&args.command[0]);
+    let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
+        eprintln!("lexecon: error: {}: command not found", name.display());
+        return Ok(ExitCode::from(127));
+    };
+    let opts = WriterOptions {
+        checkpoint_every: args.checkpoint_every.max(1),
+        checkpoint_interval: Duration::from_millis(args.checkpoint_ms),
+        sync: match args.sync {
+            SyncArg::Checkpoint => SyncPolicy::Checkpoint,
+            SyncArg::EveryRecord => SyncPolicy::EveryRecord,
+            SyncArg::Never => SyncPolicy::Never,
+        },
+        lock: if args.no_wait {
+            LockMode::Fail
+        } else {
+            LockMode::Wait
+        },
+    };
+    let writer = LedgerWriter::open(&args.ledger, key, opts)?;
+    let cfg = SessionConfig {
+        policy,
+        policy_path: args.policy.clone(),
+        mode: args.mode.map(|m| match m {
+            ModeArg::Enforce => Mode::Enforce,
+            ModeArg::Observe => Mode::Observe,
+        }),
+        on_escalate: match args.on_escalate {
+            EscalateArg::Allow => OnEscalate::Allow,
+            _ => OnEscalate::Block,
+        },
+        keys_dir: keys,
+        report_blocks: !args.quiet,
+    };
+    let command = supervisor::Command {
+        program,
+        argv: args.command.clone(),
+        env: std::env::vars_os().collect(),
+    };
+    let summary = session::run(cfg, writer, &command, &cwd)?;
+    report(&summary, &args)?;
+    let mut code = summary.exit_code();
+    if args.fail_on_block && code == 0 && (summary.counts.refused > 0 || summary.counts.killed > 0)
+    {
+        code = 1;
+    }
+    if let Some(e) = &summary.seal_error {
+        if code == 0 {
+            eprintln!("lexecon: error: the run was not sealed: {e}");
+            code = 125;
+        }
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn report(summary: &Summary, args: &SuperviseArgs) -> anyhow::Result<()> {
+    if let supervisor::Outcome::NotStarted(e) = summary.outcome {
+        eprintln!(
+            "lexecon: error: cannot execute {}: {}",
+            Path::new(&args.command[0]).display(),
+            std::io::Error::from_raw_os_error(e)
+        );
+    }
+    if !args.quiet {
+        eprint!("{}", summary.text());
+    }
+    if let Some(path) = &args.json_summary {
+        let text = serde_json::to_string_pretty(&summary.json())?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("cannot write the summary to {}", path.display()))?;
+    }
+    summary.write_github_step_summary();
+    Ok(())
+}
+
+const DEMO_AGENT: &str = r#"#!/bin/sh
+# A coding agent that decides to "clean up" its workspace.
+echo "agent: listing the workspace"
+ls
+echo "agent: removing ./important_data"
+rm -rf ./important_data
+echo "agent: rm exited with status $?"
+"#;
+
+/// `lexecon demo`: an agent attempts `rm -rf ./important_data` under the
+/// real supervisor and `policies/demo.yaml`.
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let base = std::env::temp_dir();
+    let ws = tempfile_dir(&base)?;
+    let result = demo_in(&ws);
+    if args.keep {
+        println!("Workspace kept: {}", ws.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&ws);
+    }
+    result
+}
+
+fn tempfile_dir(base: &Path) -> anyhow::Result<PathBuf> {
+    for i in 0..100u32 {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let p = base.join(format!("lexecon-demo-{pid}-{i}"));
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(std::fs::canonicalize(&p)?),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot create {}", p.display())),
+        }
+    }
+    bail!("cannot create a demo directory in {}", base.display())
+}
+
+fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
+    use std::os::unix::fs::PermissionsExt;
+    let data = ws.join("important_data");
+    std::fs::create_dir(&data)?;
+    std::fs::write(data.join("customers.csv"), "id,name\n1,Ada\n2,Grace\n")?;
+    let agent = ws.join("agent.sh");
+    std::fs::write(&agent, DEMO_AGENT)?;
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755))?;
+    let keys = ws.join(".lexecon");
+    let public = ledger::keys::generate(&keys, false)?;
+    let ledger_path = ws.join(".audit/ledger.jsonl");
+
+    println!("Workspace: {}", ws.display());
+    println!("Policy: policies/demo.yaml");
+    println!("Agent: ./agent.sh (attempts `rm -rf ./important_data`)");
+    println!("--- agent output ---");
+    let _ = std::io::stdout().flush();
+
+    let vars = vars_for(ws);
+    let policy = load_policy(None, DEMO_POLICY, "policies/demo.yaml (built in)", &vars)?;
+    let writer = LedgerWriter::open(
+        &ledger_path,
+        ledger::keys::load_signing_key(&keys)?,
+        WriterOptions::default(),
+    )?;
+    let cfg = SessionConfig {
+        policy,
+        policy_path: Some(PathBuf::from("policies/demo.yaml")),
+        mode: None,
+        on_escalate: OnEscalate::Block,
+        keys_dir: keys.clone(),
+        report_blocks: true,
+    };
+    let command = supervisor::Command {
+        program: agent.clone(),
+        argv: vec![OsString::from("./agent.sh")],
+        env: std::env::vars_os().collect(),
+    };
+    let prev = std::env::current_dir()?;
+    std::env::set_current_dir(ws)?;
+    let summary = session::run(cfg, writer, &command, ws);
+    std::env::set_current_dir(prev)?;
+    let summary = summary?;
+    println!("--- end of agent output ---");
+
+    let (decision, executed) = demo_findings(&ledger_path)?;
+    let report = ledger::verify_file(&ledger_path, Some(public.verifying_key()))?;
+    let exists = data.join("customers.csv").exists();
+    println!("Decision: {}", decision.to_uppercase());
+    println!("Executed: {executed}");
+    println!(
+        "important_data still exists: {}",
+        if exists { "yes" } else { "no" }
+    );
+    println!(
+        "Ledger: {} ({} records)",
+        ledger_path.display(),
+        summary.counts.decisions
+    );
+    println!("Ledger verification: {}", report.status.as_str());
+    let ok = decision == "block" && !executed && exists && report.is_valid();
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// From the ledger: the verdict on `rm -rf ./important_data`, and whether
+/// an `rm` image was ever confirmed running.
+fn demo_findings(path: &Path) -> anyhow::Result<(String, bool)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut decision = String::from("none recorded");
+    let mut executed = false;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["kind"] != "decision" || v["action"]["kind"] != "exec" {
+            continue;
+        }
+        let argv: Vec<&str> = v["action"]["argv"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        if argv.first() != Some(&"rm") {
+            continue;
+        }
+        if v["stage"] == "request" && argv.iter().any(|a| a.contains("important_data")) {
+            decision = v["verdict"].as_str().unwrap_or("?").to_string();
+        }
+        if v["stage"] == "confirm" && v["outcome"] == "allowed" {
+            executed = true;
+        }
+    }
+    Ok((decision, executed))
 }
