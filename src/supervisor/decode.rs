@@ -203,7 +203,7 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
         }
         nr::OPENAT2 => {
             let size = a[3];
-            if size < OPEN_HOW_SIZE_VER0 || size > PAGE_SIZE {
+            if !(OPEN_HOW_SIZE_VER0..=PAGE_SIZE).contains(&size) {
                 return Err(DecodeError::BadOpenHowSize { size });
             }
             let mut how = vec![0u8; size as usize];

@@ -125,9 +125,12 @@ struct Version {
 /// SHA-256 of program files, cached by (device, inode) and invalidated when
 /// size, mtime or ctime change (ctime cannot be set from user space, so a
 /// rewritten file always misses the cache).
+/// (device, inode) → (version hashed, SHA-256).
+type Hashes = HashMap<(u64, u64), (Version, [u8; 32])>;
+
 #[derive(Default)]
 pub struct HashCache {
-    map: Mutex<HashMap<(u64, u64), (Version, [u8; 32])>>,
+    map: Mutex<Hashes>,
 }
 
 /// Most entries kept; the cache is cleared when full (bounded memory).
@@ -187,7 +190,7 @@ impl HashCache {
         Ok(id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), (Version, [u8; 32])>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hashes> {
         // A panic while holding the lock leaves a map that is still
         // consistent (inserts are single operations).
         self.map.lock().unwrap_or_else(|p| p.into_inner())
@@ -254,6 +257,7 @@ pub fn pgid(pid: i32) -> io::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn status_fields_are_parsed() {
