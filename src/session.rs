@@ -68,7 +68,9 @@ pub mod builtin {
 struct Protected {
     keys_dir: PathBuf,
     ledger_file: PathBuf,
-    ledger_dir: PathBuf,
+    /// The ledger's directory, when it is dedicated to the ledger (neither
+    /// the workspace nor one of its ancestors): nothing may be written in it.
+    ledger_dir: Option<PathBuf>,
     supervisor_proc: PathBuf,
 }
 
@@ -76,29 +78,16 @@ impl Protected {
     fn check(&self, action: &Action) -> Option<Decision> {
         let Action::Open(o) = action else { return None };
         let p = o.path.as_path();
+        let writes = o.access.intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE | Access::APPEND);
+        let in_ledger_dir = self.ledger_dir.as_ref().is_some_and(|d| p.starts_with(d));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
-            (
-                builtin::KEYS,
-                "the ledger's signing keys are off limits to the supervised tree",
-            )
-        } else if p == self.ledger_file || p.starts_with(&self.ledger_dir) && p != self.ledger_dir {
-            (
-                builtin::LEDGER,
-                "the ledger is written by the supervisor only",
-            )
-        } else if p == self.ledger_dir
-            && o.access
-                .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE)
-        {
-            (
-                builtin::LEDGER,
-                "the ledger's directory is written by the supervisor only",
-            )
+            (builtin::KEYS, "the ledger's signing keys are off limits to the supervised tree")
+        } else if p == self.ledger_file {
+            (builtin::LEDGER, "the ledger is written by the supervisor only")
+        } else if in_ledger_dir && writes {
+            (builtin::LEDGER, "the ledger's directory is written by the supervisor only")
         } else if p.starts_with(&self.supervisor_proc) {
-            (
-                builtin::SUPERVISOR,
-                "the supervisor's /proc entries are off limits to the supervised tree",
-            )
+            (builtin::SUPERVISOR, "the supervisor's /proc entries are off limits to the supervised tree")
         } else {
             return None;
         };
@@ -215,10 +204,11 @@ impl Session {
             ci: ledger::ci_identifiers_from_env(),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
+        let workspace = canonical_or_absolute(cwd);
         let ledger_dir = ledger_file
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+            .filter(|d| !workspace.starts_with(d))
+            .map(Path::to_path_buf);
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let protected = Protected {
