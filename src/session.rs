@@ -78,16 +78,30 @@ impl Protected {
     fn check(&self, action: &Action) -> Option<Decision> {
         let Action::Open(o) = action else { return None };
         let p = o.path.as_path();
-        let writes = o.access.intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE | Access::APPEND);
+        let writes = o
+            .access
+            .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE | Access::APPEND);
         let in_ledger_dir = self.ledger_dir.as_ref().is_some_and(|d| p.starts_with(d));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
-            (builtin::KEYS, "the ledger's signing keys are off limits to the supervised tree")
+            (
+                builtin::KEYS,
+                "the ledger's signing keys are off limits to the supervised tree",
+            )
         } else if p == self.ledger_file {
-            (builtin::LEDGER, "the ledger is written by the supervisor only")
+            (
+                builtin::LEDGER,
+                "the ledger is written by the supervisor only",
+            )
         } else if in_ledger_dir && writes {
-            (builtin::LEDGER, "the ledger's directory is written by the supervisor only")
+            (
+                builtin::LEDGER,
+                "the ledger's directory is written by the supervisor only",
+            )
         } else if p.starts_with(&self.supervisor_proc) {
-            (builtin::SUPERVISOR, "the supervisor's /proc entries are off limits to the supervised tree")
+            (
+                builtin::SUPERVISOR,
+                "the supervisor's /proc entries are off limits to the supervised tree",
+            )
         } else {
             return None;
         };

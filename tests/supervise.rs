@@ -703,3 +703,33 @@ fn make_and_gcc_run_unchanged() {
                   make -s -j2 && ./p && echo built";
     same_as_native(&env, &["sh", "-c", script]);
 }
+
+/// When the supervisor runs as root and the tree drops its privileges, an
+/// emulated open must be checked with the tree's credentials, not root's.
+#[test]
+fn opens_use_the_callers_credentials_when_the_supervisor_is_root() {
+    // SAFETY: geteuid takes no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop privileges in the tree");
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(env.root.join("root-only"), "root secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.root.join("root-only"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&env.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let py = format!(
+        "import os\nos.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n\
+         try:\n    print(open('{}').read())\nexcept PermissionError:\n    print('denied')\n",
+        env.root.join("root-only").display()
+    );
+    let native = env.native(&["python3", "-c", &py]);
+    assert_eq!(stdout(&native), "denied\n", "{}", stderr(&native));
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &["python3", "-c", &py]);
+    assert_eq!(stdout(&sup), "denied\n", "{}", stderr(&sup));
+}

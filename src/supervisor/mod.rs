@@ -11,12 +11,14 @@
 //! - [`notify`]: the notification loop and the answers (emulated opens);
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
+//! - [`creds`]: opening with the caller's credentials when run as root;
 //! - [`sys`]: the raw kernel interfaces.
 //!
 //! Threads: the calling thread forks the command and becomes the tracer;
 //! one thread serves notifications; one forwards SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT to the command's process group and calls [`Judge::tick`].
 
+pub mod creds;
 pub mod decode;
 pub mod filter;
 pub mod launch;

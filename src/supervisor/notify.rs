@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::action::{Access, Action, ExecAction, OpenAction};
 
+use super::creds::AsCaller;
 use super::decode::{
     self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
 };
@@ -51,6 +52,8 @@ pub struct Shared {
     pub threads: Mutex<HashMap<i32, (i32, i32)>>,
     pub supervisor_pid: i32,
     pub supervisor_pgid: i32,
+    /// The supervisor runs as root: opens switch to the caller's credentials.
+    pub privileged: bool,
     blocking: AtomicUsize,
 }
 
@@ -66,6 +69,8 @@ impl Shared {
             threads: Mutex::new(HashMap::new()),
             supervisor_pid: pid,
             supervisor_pgid: pgid,
+            // SAFETY: geteuid takes no arguments.
+            privileged: unsafe { libc::geteuid() } == 0,
             blocking: AtomicUsize::new(0),
         })
     }
@@ -256,6 +261,11 @@ fn open(
         // back to openat on ENOSYS.
         return Answer::Deny(libc::ENOSYS);
     }
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+        // The caller's credentials cannot be read: do not open anything
+        // with ours.
+        return Answer::Deny(libc::EACCES);
+    };
     let flags = o.flags as i32;
     let excl_create = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
     let lookup = Lookup {
@@ -430,7 +440,10 @@ fn open_blocking(
     let spawned = std::thread::Builder::new()
         .name("lexecon-fifo".into())
         .spawn(move || {
-            match perform_open(&resolved, &o, umask) {
+            let opened = AsCaller::enter(tid, shared2.privileged)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EACCES))
+                .and_then(|_creds| perform_open(&resolved, &o, umask));
+            match opened {
                 Ok(fd) => {
                     let _ = listener.inject_fd_and_reply(
                         id,
