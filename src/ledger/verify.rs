@@ -595,9 +595,17 @@ impl Verifier {
                 id,
                 host_key,
                 host_fingerprint,
+                torn_bytes,
+                torn_sha256,
                 unsealed_run,
                 prev_run,
             } => {
+                if *torn_bytes > 0 {
+                    self.report.warnings.push(format!(
+                        "line {line}: `lexecon ledger recover` removed a partial record of {torn_bytes} bytes (sha256 {}) from the end of the file",
+                        torn_sha256.map(hex::encode).unwrap_or_else(|| "unknown".into())
+                    ));
+                }
                 let open = self
                     .unit
                     .as_ref()
