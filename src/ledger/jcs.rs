@@ -218,7 +218,7 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if n - 1 >= 0 { '+' } else { '-' });
+        out.push(if n > 0 { '+' } else { '-' });
         let _ = write!(out, "{}", (n - 1).abs());
     }
     Ok(())
@@ -515,10 +515,8 @@ impl<'a> Parser<'a> {
                                 char::from_u32(u as u32)
                                     .ok_or_else(|| self.err("unpaired surrogate"))?
                             };
-                            if self.strict && !matches!(ch, '\0'..='\u{1f}')
-                                || self.strict
-                                    && matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t')
-                            {
+                            let short = matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t');
+                            if self.strict && (ch > '\u{1f}' || short) {
                                 return Err(JcsError {
                                     offset: at,
                                     message: "\\u escape is not canonical here".into(),

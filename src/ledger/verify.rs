@@ -360,11 +360,11 @@ impl Verifier {
     ///    before the checkpoint signed by epoch `e`'s key; epoch 0's key is
     ///    in the header.
     /// 10. host-key — the header key matches its fingerprint and the
-    ///    supplied key; it signs the first and the final checkpoint.
+    ///     supplied key; it signs the first and the final checkpoint.
     /// 11. cross-run — each run names the previous run (whose final
-    ///    checkpoint its `prev` hashes).
+    ///     checkpoint its `prev` hashes).
     /// 12. complete — checked in [`Verifier::finish`]: the last run is
-    ///    sealed.
+    ///     sealed.
     fn line(&mut self, content: &[u8]) {
         self.line_no += 1;
         self.report.lines += 1;
