@@ -179,8 +179,9 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
         out.push('0');
         return Ok(());
     }
-    // Fast path: integers that are exactly representable print as integers.
-    if v.fract() == 0.0 && v.abs() < 1e21 {
+    // Fast path: integers below 2^53 print as integers (their shortest
+    // round-trip form); larger ones go through the general rule.
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
         let _ = write!(out, "{}", v as i128);
         return Ok(());
     }
@@ -191,7 +192,8 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
     let sci = format!("{:e}", v.abs());
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let mut digits: String = mant.chars().filter(|c| *c != '.').collect();
+    break_tie_to_even(v.abs(), exp, &mut digits);
     let k = digits.len() as i32;
     let n = exp + 1;
     if k <= n && n <= 21 {
@@ -216,10 +218,47 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if n - 1 >= 0 { '+' } else { '-' });
+        out.push(if n > 0 { '+' } else { '-' });
         let _ = write!(out, "{}", (n - 1).abs());
     }
     Ok(())
+}
+
+/// ECMAScript picks, among the shortest digit strings that round-trip, the
+/// one closest to the exact value, and the even one on a tie; the shortest
+/// form from `{:e}` may round a tie up. `digits` (k significant digits,
+/// decimal exponent `exp`) is corrected in that case.
+fn break_tie_to_even(a: f64, exp: i32, digits: &mut String) {
+    let k = digits.len();
+    // The exact decimal expansion of a double has at most 767 significant
+    // digits, so this is exact.
+    let exact = format!("{a:.800e}");
+    let Some((em, ee)) = exact.split_once('e') else {
+        return;
+    };
+    if ee.parse::<i32>().ok() != Some(exp) {
+        return;
+    }
+    let ed: String = em.chars().filter(|c| *c != '.').collect();
+    if ed.len() <= k {
+        return;
+    }
+    let rest = &ed[k..];
+    if !(rest.starts_with('5') && rest[1..].bytes().all(|c| c == b'0')) {
+        return;
+    }
+    let Ok(low) = ed[..k].parse::<u64>() else {
+        return;
+    };
+    let even = if low % 2 == 0 { low } else { low + 1 };
+    let cand = format!("{even:0k$}");
+    if cand.len() != k {
+        return;
+    }
+    let as_num = format!("{}.{}e{}", &cand[..1], &cand[1..], exp);
+    if as_num.parse::<f64>().ok() == Some(a) {
+        *digits = cand;
+    }
 }
 
 /// Parse `text` as one JSON value. In [`Mode::Strict`] the text must be the
@@ -476,10 +515,8 @@ impl<'a> Parser<'a> {
                                 char::from_u32(u as u32)
                                     .ok_or_else(|| self.err("unpaired surrogate"))?
                             };
-                            if self.strict && !matches!(ch, '\0'..='\u{1f}')
-                                || self.strict
-                                    && matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t')
-                            {
+                            let short = matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t');
+                            if self.strict && (ch > '\u{1f}' || short) {
                                 return Err(JcsError {
                                     offset: at,
                                     message: "\\u escape is not canonical here".into(),

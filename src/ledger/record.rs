@@ -525,6 +525,8 @@ pub enum Body {
         id: String,
         host_key: String,
         host_fingerprint: String,
+        torn_bytes: u64,
+        torn_sha256: Option<Hash>,
         unsealed_run: Option<String>,
         prev_run: Option<String>,
     },
@@ -911,16 +913,19 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("version")?;
             let host_key = f.str("host_key")?.to_string();
             let host_fingerprint = f.str("host_fingerprint")?.to_string();
-            f.u64("torn_bytes")?;
-            if let Some(h) = f.opt_str("torn_sha256")? {
-                hex32(h).ok_or("`torn_sha256` must be 64 hex digits")?;
-            }
+            let torn_bytes = f.u64("torn_bytes")?;
+            let torn_sha256 = match f.opt_str("torn_sha256")? {
+                Some(h) => Some(hex32(h).ok_or("`torn_sha256` must be 64 hex digits")?),
+                None => None,
+            };
             let unsealed_run = f.opt_str("unsealed_run")?.map(run_id).transpose()?;
             let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
             Body::Recovery {
                 id,
                 host_key,
                 host_fingerprint,
+                torn_bytes,
+                torn_sha256,
                 unsealed_run,
                 prev_run,
             }

@@ -360,11 +360,11 @@ impl Verifier {
     ///    before the checkpoint signed by epoch `e`'s key; epoch 0's key is
     ///    in the header.
     /// 10. host-key — the header key matches its fingerprint and the
-    ///    supplied key; it signs the first and the final checkpoint.
+    ///     supplied key; it signs the first and the final checkpoint.
     /// 11. cross-run — each run names the previous run (whose final
-    ///    checkpoint its `prev` hashes).
+    ///     checkpoint its `prev` hashes).
     /// 12. complete — checked in [`Verifier::finish`]: the last run is
-    ///    sealed.
+    ///     sealed.
     fn line(&mut self, content: &[u8]) {
         self.line_no += 1;
         self.report.lines += 1;
@@ -595,9 +595,17 @@ impl Verifier {
                 id,
                 host_key,
                 host_fingerprint,
+                torn_bytes,
+                torn_sha256,
                 unsealed_run,
                 prev_run,
             } => {
+                if *torn_bytes > 0 {
+                    self.report.warnings.push(format!(
+                        "line {line}: `lexecon ledger recover` removed a partial record of {torn_bytes} bytes (sha256 {}) from the end of the file",
+                        torn_sha256.map(hex::encode).unwrap_or_else(|| "unknown".into())
+                    ));
+                }
                 let open = self
                     .unit
                     .as_ref()
