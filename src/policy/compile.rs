@@ -66,6 +66,8 @@ struct Loader<'a> {
     errors: Vec<PolicyError>,
     rule: Option<String>,
     examples: usize,
+    /// Every id seen so far with its line (also of rules that had errors).
+    ids: Vec<(String, usize)>,
 }
 
 fn key(n: &Node) -> &str {
@@ -333,7 +335,7 @@ impl<'a> Loader<'a> {
                 Value::Seq(items) => {
                     for item in items {
                         self.rule = None;
-                        if let Some(rule) = self.rule_node(item, &rules) {
+                        if let Some(rule) = self.rule_node(item) {
                             rules.push(rule);
                         }
                     }
@@ -354,7 +356,7 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn rule_node(&mut self, node: &Node, earlier: &[Rule]) -> Option<Rule> {
+    fn rule_node(&mut self, node: &Node) -> Option<Rule> {
         let entries = self.map(node, "a rule")?;
         let id = match get(entries, "id") {
             None => {
@@ -378,13 +380,16 @@ impl<'a> Loader<'a> {
                             Some("write e.g. `id: block-rm-rf`".into()),
                         );
                     }
-                    if let Some(first) = earlier.iter().find(|r| r.id == id) {
+                    if let Some((_, line)) = self.ids.iter().find(|(i, _)| i == id) {
+                        let line = *line;
                         self.rule = Some(id.to_string());
                         self.err(
                             n.loc,
-                            format!("duplicate rule id (first used at line {})", first.loc.line),
+                            format!("duplicate rule id (first used at line {line})"),
                             Some("give every rule its own id".into()),
                         );
+                    } else {
+                        self.ids.push((id.to_string(), n.loc.line));
                     }
                     Some(id.to_string())
                 }
@@ -842,6 +847,7 @@ pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec
         errors: Vec::new(),
         rule: None,
         examples: 0,
+        ids: Vec::new(),
     };
     let compiled = l.load(root);
     match compiled {
