@@ -37,6 +37,7 @@ const EXEC_KEYS: &[&str] = &[
     "operand",
     "operand_path",
     "operand_outside",
+    "operand_covers",
     "cwd",
     "unless",
 ];
@@ -68,6 +69,8 @@ struct Loader<'a> {
     examples: usize,
     /// Every id seen so far with its line (also of rules that had errors).
     ids: Vec<(String, usize)>,
+    /// Whether to run the embedded examples in this pass.
+    check_examples: bool,
 }
 
 fn key(n: &Node) -> &str {
@@ -470,7 +473,13 @@ impl<'a> Loader<'a> {
             loc: node.loc,
         };
         if let Some(ex) = get(entries, "examples") {
-            self.examples(ex, &rule);
+            if self.check_examples {
+                self.examples(ex, &rule);
+            } else {
+                // Checked in the pass with the example variables; only the
+                // shape is checked here.
+                self.map(ex, "examples");
+            }
         }
         Some(rule)
     }
@@ -536,6 +545,27 @@ impl<'a> Loader<'a> {
         }
         if let Some(n) = get(e, "operand_outside") {
             c.operand_outside = self.globs(n, "operand_outside", true);
+        }
+        if let Some(n) = get(e, "operand_covers") {
+            if let Some(items) = self.strings(n, "operand_covers") {
+                let mut paths = Vec::new();
+                for (p, loc) in items {
+                    match glob::compile(&p, self.vars) {
+                        Ok(g) => match g.literal {
+                            Some(l) if l.starts_with('/') => {
+                                paths.push(argv::resolve("/", &l));
+                            }
+                            _ => self.err(
+                                loc,
+                                format!("operand_covers takes absolute paths without wildcards; '{p}' is not one"),
+                                Some("write e.g. \"${WORKSPACE}\" or \"${HOME}\"".into()),
+                            ),
+                        },
+                        Err(e) => self.err(loc, format!("bad path in operand_covers: {}", e.message), e.hint),
+                    }
+                }
+                c.operand_covers = Some(paths);
+            }
         }
         if let Some(n) = get(e, "sha256") {
             if let Some(items) = self.strings(n, "sha256") {
@@ -839,8 +869,38 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// Load and validate a policy from its YAML tree.
+/// The variable values embedded examples are checked with, whatever the
+/// real ones: a policy's own tests must give the same result on every machine
+/// and in every directory (a workspace of `/` would otherwise make every
+/// "outside the workspace" example fail).
+pub(crate) fn example_vars() -> Vars {
+    Vars {
+        home: PathBuf::from("/home/user"),
+        workspace: PathBuf::from("/home/user/project"),
+        tmpdir: PathBuf::from("/tmp"),
+    }
+}
+
+/// Load and validate a policy from its YAML tree: one pass with the real
+/// variables (the rules that will judge), and, when they differ from
+/// [`example_vars`], one with the example variables that runs the examples.
 pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec<PolicyError>> {
+    let examples_vars = example_vars();
+    let same = *vars == examples_vars;
+    let mut compiled = load_pass(root, file, vars, same)?;
+    if !same {
+        let with_examples = load_pass(root, file, &examples_vars, true)?;
+        compiled.examples = with_examples.examples;
+    }
+    Ok(compiled)
+}
+
+fn load_pass(
+    root: &Node,
+    file: &str,
+    vars: &Vars,
+    check_examples: bool,
+) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
         vars,
@@ -848,6 +908,7 @@ pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec
         rule: None,
         examples: 0,
         ids: Vec::new(),
+        check_examples,
     };
     let compiled = l.load(root);
     match compiled {

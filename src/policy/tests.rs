@@ -251,6 +251,31 @@ fn exec_operands_text_path_and_outside() {
     assert_eq!(verdict(&p, &exec(&["rm", "a", "b/../c"])), Verdict::Allow);
     assert_eq!(verdict(&p, &exec(&["rm", "b/../../ws2"])), Verdict::Block);
     assert_eq!(verdict(&p, &exec(&["rm", "-rf"])), Verdict::Allow);
+
+    let p = one_rule("    exec:\n      operand_covers: [\"${WORKSPACE}\", \"${HOME}/.ssh\"]\n");
+    for argv in [
+        &["rm", "."][..],
+        &["rm", ".."],
+        &["rm", "/"],
+        &["rm", "/home"],
+        &["rm", "x", "/home/u/ws/"],
+        &["rm", "../.ssh"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Block, "{argv:?}");
+    }
+    for argv in [
+        &["rm", "./a"][..],
+        &["rm", "/home/u/w"],
+        &["rm", "/home/u/wsx"],
+        &["rm", "../.sshx"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Allow, "{argv:?}");
+    }
+    let e = errors(&format!("{HEAD}  - id: r\n    exec: {{operand_covers: [\"/a/*\"]}}\n    decision: block\n    reason: t\n"));
+    assert!(
+        e[0].starts_with("t.yaml:4:29: rule 'r': operand_covers takes absolute paths"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -703,5 +728,40 @@ fn shipped_observe_and_ci_keep_the_default_rules() {
             &exec(&["curl", "https://example.com"])
         ),
         Verdict::Escalate
+    );
+}
+
+#[test]
+fn examples_do_not_depend_on_where_the_policy_is_loaded() {
+    for ws in ["/", "/usr", "/tmp/w", "/home/u"] {
+        let v = Vars {
+            home: PathBuf::from("/home/u"),
+            workspace: PathBuf::from(ws),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        for name in ["default.yaml", "ci.yaml", "observe.yaml", "demo.yaml"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("policies")
+                .join(name);
+            if let Err(e) = Policy::from_file(&path, &v) {
+                panic!("{name} with WORKSPACE={ws}:\n{e}");
+            }
+        }
+    }
+    // The rules themselves use the real values.
+    let v = Vars {
+        home: PathBuf::from("/home/u"),
+        workspace: PathBuf::from("/"),
+        tmpdir: PathBuf::from("/tmp"),
+    };
+    let p = Policy::from_file(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(verdict(&p, &open("/etc/x", Access::WRITE)), Verdict::Allow);
+    assert_eq!(
+        verdict(&p, &exec_in("/", &["rm", "-rf", "/"])),
+        Verdict::Block
     );
 }
