@@ -40,6 +40,9 @@ pub(crate) struct ExecConds {
     pub operand: Option<Globs>,
     pub operand_path: Option<Globs>,
     pub operand_outside: Option<Globs>,
+    /// Absolute, normalised paths; holds when some operand is one of them or
+    /// an ancestor of one.
+    pub operand_covers: Option<Vec<String>>,
     pub cwd: Option<Globs>,
 }
 
@@ -51,6 +54,7 @@ impl ExecConds {
             || self.operand.is_some()
             || self.operand_path.is_some()
             || self.operand_outside.is_some()
+            || self.operand_covers.is_some()
     }
 }
 
@@ -83,6 +87,9 @@ pub(crate) struct ExecView<'a> {
     /// `argv[1..]`, decoded; empty unless some candidate rule needs it.
     pub args: &'a [Cow<'a, str>],
     pub parsed: &'a Parsed<'a>,
+    /// The operands resolved against `cwd` (same order as
+    /// `parsed.operands`); empty unless some candidate rule needs them.
+    pub resolved: &'a [String],
 }
 
 pub(crate) struct OpenView<'a> {
@@ -263,12 +270,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.operand_path {
-                let hit = v
-                    .parsed
-                    .operands
-                    .iter()
-                    .map(|o| argv::resolve(&v.cwd, o))
-                    .find(|p| g.is_match(p));
+                let hit = v.resolved.iter().find(|p| g.is_match(p));
                 cond!(
                     "operand_path",
                     hit.is_some(),
@@ -287,12 +289,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.operand_outside {
-                let hit = v
-                    .parsed
-                    .operands
-                    .iter()
-                    .map(|o| argv::resolve(&v.cwd, o))
-                    .find(|p| !g.is_match(p));
+                let hit = v.resolved.iter().find(|p| !g.is_match(p));
                 cond!(
                     "operand_outside",
                     hit.is_some(),
@@ -308,18 +305,29 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                     }
                 );
             }
+            if let Some(paths) = &c.operand_covers {
+                let hit = v
+                    .resolved
+                    .iter()
+                    .find_map(|p| paths.iter().find(|l| covers(p, l)).map(|l| (p, l)));
+                cond!(
+                    "operand_covers",
+                    hit.is_some(),
+                    match &hit {
+                        Some((p, l)) if *p == *l => format!("operand resolves to '{p}'"),
+                        Some((p, l)) => format!("operand resolves to '{p}', which contains '{l}'"),
+                        None => format!(
+                            "no operand of {:?} (resolved against '{}') is or contains any of {:?}",
+                            v.parsed.operands, v.cwd, paths
+                        ),
+                    }
+                );
+            }
             if let Some(g) = &c.cwd {
                 cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
             }
         }
         (Conds::Open(c), View::Open(v)) => {
-            if let Some(g) = &c.path {
-                cond!(
-                    "path",
-                    g.is_match(&v.path),
-                    describe_match(g, &v.path, "path")
-                );
-            }
             if let Some(a) = c.access {
                 cond!(
                     "access",
@@ -336,6 +344,13 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                     )
                 );
             }
+            if let Some(g) = &c.path {
+                cond!(
+                    "path",
+                    g.is_match(&v.path),
+                    describe_match(g, &v.path, "path")
+                );
+            }
             if let Some(g) = &c.cwd {
                 cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
             }
@@ -345,6 +360,15 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
         _ => return false,
     }
     all
+}
+
+/// Whether `dir` is `path` or one of its ancestors (both normalised).
+fn covers(dir: &str, path: &str) -> bool {
+    dir == path
+        || dir == "/"
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn describe_match(g: &Globs, subject: &str, what: &str) -> String {
@@ -382,10 +406,16 @@ pub(crate) fn with_view<R>(
                 Vec::new()
             };
             let parsed = argv::parse(&args);
+            let cwd = e.cwd.to_string_lossy();
+            let resolved: Vec<String> = parsed
+                .operands
+                .iter()
+                .map(|o| argv::resolve(&cwd, o))
+                .collect();
             let view = View::Exec(ExecView {
                 action: e,
                 path: e.path.to_string_lossy(),
-                cwd: e.cwd.to_string_lossy(),
+                cwd,
                 argv0: e
                     .argv
                     .first()
@@ -393,6 +423,7 @@ pub(crate) fn with_view<R>(
                     .unwrap_or(Cow::Borrowed("")),
                 args: &args,
                 parsed: &parsed,
+                resolved: &resolved,
             });
             f(&view)
         }
