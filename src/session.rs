@@ -114,6 +114,66 @@ impl Protected {
     }
 }
 
+/// Options of the dynamic loader that take a value (ld.so(8)).
+const LOADER_OPTS_WITH_VALUE: &[&str] = &[
+    "--library-path",
+    "--inhibit-rpath",
+    "--audit",
+    "--preload",
+    "--argv0",
+    "--glibc-hwcaps-prefix",
+    "--glibc-hwcaps-mask",
+];
+
+/// Whether `path` is an ELF dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`).
+fn is_loader(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    name.starts_with(b"ld-linux")
+        || name.starts_with(b"ld.so")
+        || (name.starts_with(b"ld-") && name.windows(3).any(|w| w == b".so"))
+}
+
+/// When `action` runs the dynamic loader as a program with a program to
+/// run (`ld.so [OPTIONS] PROG ARGS…`), the exec of PROG that it performs:
+/// PROG resolved against the caller's cwd, its argv, its content hash.
+pub fn loader_target(action: &Action) -> Option<Action> {
+    let Action::Exec(x) = action else { return None };
+    if !is_loader(&x.path) {
+        return None;
+    }
+    let mut args = x.argv.iter().skip(1);
+    let prog = loop {
+        let a = args.next()?;
+        let s = a.as_bytes();
+        if s == b"--" {
+            break args.next()?;
+        }
+        if LOADER_OPTS_WITH_VALUE.iter().any(|o| o.as_bytes() == s) {
+            args.next()?;
+            continue;
+        }
+        if s.starts_with(b"--") {
+            // --list, --verify, --inhibit-cache, …
+            continue;
+        }
+        break a;
+    };
+    let joined = x.cwd.join(prog);
+    let path = std::fs::canonicalize(&joined).unwrap_or(joined);
+    let sha256 = std::fs::read(&path).ok().map(|b| {
+        use sha2::Digest;
+        <[u8; 32]>::from(sha2::Sha256::digest(b))
+    });
+    let mut argv = vec![prog.clone()];
+    argv.extend(args.cloned());
+    Some(Action::Exec(crate::action::ExecAction {
+        path,
+        argv,
+        cwd: x.cwd.clone(),
+        sha256,
+    }))
+}
+
 /// A blocked action, for the summary.
 #[derive(Debug, Clone)]
 pub struct Blocked {
@@ -246,10 +306,30 @@ impl Session {
     }
 
     fn decide(&self, action: &Action) -> (Decision, bool) {
-        match self.protected.check(action) {
-            Some(d) => (d, true),
-            None => (self.policy.decide(action), false),
+        if let Some(d) = self.protected.check(action) {
+            return (d, true);
         }
+        let mut d = self.policy.decide(action);
+        // `ld.so PROG` runs PROG without an execve of PROG: judge PROG too,
+        // and let the stronger verdict win.
+        if let Some(target) = loader_target(action) {
+            let t = self.policy.decide(&target);
+            if t.verdict > d.verdict {
+                let prog = match &target {
+                    Action::Exec(x) => x.path.display().to_string(),
+                    Action::Open(o) => o.path.display().to_string(),
+                };
+                let mut matched = d.matched;
+                matched.extend(t.matched);
+                d = Decision {
+                    verdict: t.verdict,
+                    matched,
+                    rule: t.rule,
+                    reason: format!("{} (run through the dynamic loader as {prog})", t.reason),
+                };
+            }
+        }
+        (d, false)
     }
 
     /// What is done about a verdict: (outcome, note).
@@ -672,5 +752,54 @@ impl Summary {
         {
             let _ = f.write_all(self.markdown().as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::ExecAction;
+
+    fn exec(path: &str, argv: &[&str]) -> Action {
+        Action::Exec(ExecAction {
+            path: PathBuf::from(path),
+            argv: argv.iter().map(OsString::from).collect(),
+            cwd: PathBuf::from("/work"),
+            sha256: None,
+        })
+    }
+
+    fn target_path(a: &Action) -> Option<(PathBuf, Vec<OsString>)> {
+        match loader_target(a)? {
+            Action::Exec(x) => Some((x.path, x.argv)),
+            Action::Open(_) => None,
+        }
+    }
+
+    #[test]
+    fn loader_invocations_name_their_program() {
+        let ld = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+        let (p, argv) = target_path(&exec(ld, &["ld.so", "/no/such/prog", "-x"])).unwrap();
+        assert_eq!(p, PathBuf::from("/no/such/prog"));
+        assert_eq!(
+            argv,
+            vec![OsString::from("/no/such/prog"), OsString::from("-x")]
+        );
+        let (p, _) = target_path(&exec(
+            ld,
+            &[
+                "ld.so",
+                "--library-path",
+                "/l",
+                "--inhibit-cache",
+                "rel/prog",
+            ],
+        ))
+        .unwrap();
+        assert_eq!(p, PathBuf::from("/work/rel/prog"));
+        let (p, _) = target_path(&exec(ld, &["ld.so", "--", "--weird"])).unwrap();
+        assert_eq!(p, PathBuf::from("/work/--weird"));
+        assert!(target_path(&exec(ld, &["ld.so", "--help"])).is_none());
+        assert!(target_path(&exec("/usr/bin/ls", &["ls", "/bin/true"])).is_none());
     }
 }

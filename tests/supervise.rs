@@ -733,3 +733,33 @@ fn opens_use_the_callers_credentials_when_the_supervisor_is_root() {
     let sup = env.supervise(&policy, &["python3", "-c", &py]);
     assert_eq!(stdout(&sup), "denied\n", "{}", stderr(&sup));
 }
+
+#[test]
+fn running_a_blocked_program_through_the_dynamic_loader_is_refused() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let ld = "/lib64/ld-linux-x86-64.so.2";
+    let native = env.native(&[ld.as_ref(), marker.as_os_str(), "native.txt".as_ref()]);
+    assert!(
+        native.status.success() && env.ws.join("native.txt").exists(),
+        "the loader does not run programs natively"
+    );
+    let policy = block_program_policy(&env, &marker);
+    let out = env.supervise(
+        &policy,
+        &[ld.as_ref(), marker.as_os_str(), "ran.txt".as_ref()],
+    );
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(!env.ws.join("ran.txt").exists());
+    let out = env.supervise(
+        &policy,
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            format!("{ld} --inhibit-cache {} ran.txt", marker.display()).as_ref()
+                as &std::ffi::OsStr,
+        ],
+    );
+    assert!(!env.ws.join("ran.txt").exists(), "{}", stderr(&out));
+    env.assert_valid();
+}
