@@ -114,6 +114,17 @@ impl Protected {
     }
 }
 
+/// For calls judged as opens that are not opens, what the record says.
+fn path_op_note(syscall: &str) -> Option<&'static str> {
+    Some(match syscall {
+        "unlink" | "unlinkat" | "rmdir" => "removal, judged as a write of the path",
+        "rename" | "renameat" | "renameat2" => "rename, judged on the source and the destination",
+        "link" | "linkat" => "hard link, judged on the file and the new name",
+        "truncate" => "truncate(2), judged as a write of the path",
+        _ => return None,
+    })
+}
+
 /// Options of the dynamic loader that take a value (ld.so(8)).
 const LOADER_OPTS_WITH_VALUE: &[&str] = &[
     "--library-path",
@@ -481,12 +492,15 @@ impl Judge for Session {
     fn judge(
         &self,
         caller: &Caller,
-        _syscall: &'static str,
+        syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
     ) -> Ruling {
         let (decision, builtin) = self.decide(action);
-        let (outcome, note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        if let Some(what) = path_op_note(syscall) {
+            note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
+        }
         let seq = self.record(
             caller,
             action,

@@ -763,3 +763,108 @@ fn running_a_blocked_program_through_the_dynamic_loader_is_refused() {
     assert!(!env.ws.join("ran.txt").exists(), "{}", stderr(&out));
     env.assert_valid();
 }
+
+#[test]
+fn removing_moving_linking_or_truncating_a_protected_file_is_refused() {
+    let env = Env::new();
+    std::fs::create_dir(env.ws.join("protected")).unwrap();
+    std::fs::write(env.ws.join("protected/data"), "original\n").unwrap();
+    let policy = env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
+        ws = env.ws.display()
+    ));
+    let py = "import os\n\
+              def t(name, f):\n    try:\n        f(); print(name, 'ok')\n    except OSError as e:\n        print(name, e.errno)\n\
+              t('rename', lambda: os.rename('protected/data', 'moved'))\n\
+              t('link', lambda: os.link('protected/data', 'alias'))\n\
+              t('unlink', lambda: os.unlink('protected/data'))\n\
+              t('truncate', lambda: os.truncate('protected/data', 0))\n\
+              t('replace-into', lambda: (open('evil','w').write('evil'), os.replace('evil', 'protected/data')))\n\
+              print(open('protected/data').read(), end='')\n";
+    let native_env = Env::new();
+    std::fs::create_dir(native_env.ws.join("protected")).unwrap();
+    std::fs::write(native_env.ws.join("protected/data"), "original\n").unwrap();
+    let native = native_env.native(&["python3", "-c", py]);
+    assert!(
+        stdout(&native).contains("rename ok"),
+        "the attacks work natively: {}",
+        stdout(&native)
+    );
+    let out = env.supervise(&policy, &["python3", "-c", py]);
+    let s = stdout(&out);
+    for op in ["rename", "link", "unlink", "truncate", "replace-into"] {
+        assert!(
+            s.contains(&format!("{op} 1\n")),
+            "{op} was not refused with EPERM: {s}\n{}",
+            stderr(&out)
+        );
+    }
+    assert!(s.ends_with("original\n"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("protected/data")).unwrap(),
+        "original\n"
+    );
+    assert!(!env.ws.join("moved").exists() && !env.ws.join("alias").exists());
+    env.assert_valid();
+}
+
+#[test]
+fn path_operations_behave_exactly_as_natively() {
+    let env = Env::new();
+    let probe = r#"
+import os, errno
+def reset():
+    import shutil
+    for n in os.listdir('.'):
+        if os.path.isdir(n) and not os.path.islink(n): shutil.rmtree(n)
+        else: os.unlink(n)
+    os.mkdir('d'); open('d/x', 'w').write('x'); os.mkdir('empty')
+    open('f', 'w').write('hello\n'); open('g', 'w').write('g\n')
+    os.symlink('f', 'lf'); os.symlink('nowhere', 'dangling')
+def t(name, f):
+    reset()
+    try:
+        f(); r = 'ok'
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    state = sorted((n, os.path.islink(n), open(n).read() if os.path.isfile(n) else None) for n in os.listdir('.'))
+    print(name, r, state)
+t('unlink file', lambda: os.unlink('f'))
+t('unlink dir', lambda: os.unlink('d'))
+t('unlink missing', lambda: os.unlink('missing'))
+t('unlink symlink', lambda: os.unlink('lf'))
+t('unlink dangling', lambda: os.unlink('dangling'))
+t('rmdir nonempty', lambda: os.rmdir('d'))
+t('rmdir empty', lambda: os.rmdir('empty'))
+t('rmdir file', lambda: os.rmdir('f'))
+t('rename new', lambda: os.rename('f', 'f2'))
+t('rename over', lambda: os.rename('f', 'g'))
+t('rename symlink', lambda: os.rename('lf', 'lf2'))
+t('rename dir into itself', lambda: os.rename('d', 'd/sub'))
+t('rename missing', lambda: os.rename('missing', 'x'))
+t('link', lambda: os.link('f', 'hard'))
+t('link exists', lambda: os.link('f', 'g'))
+t('link dir', lambda: os.link('d', 'dd'))
+t('link symlink nofollow', lambda: os.link('lf', 'hl', follow_symlinks=False))
+t('link symlink follow', lambda: os.link('lf', 'hl', follow_symlinks=True))
+t('truncate', lambda: os.truncate('f', 2))
+t('truncate via symlink', lambda: os.truncate('lf', 1))
+t('truncate dir', lambda: os.truncate('d', 0))
+t('unlinkat dirfd', lambda: os.unlink('x', dir_fd=os.open('d', os.O_RDONLY)))
+t('rename trailing slash', lambda: os.rename('empty/', 'empty2'))
+"#;
+    std::fs::write(env.root.join("probe.py"), probe).unwrap();
+    let p = env.root.join("probe.py");
+    let cmd = ["python3".as_ref(), p.as_os_str()];
+    let native = env.native(&cmd);
+    assert!(native.status.success(), "{}", stderr(&native));
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &cmd);
+    assert!(sup.status.success(), "{}", stderr(&sup));
+    let (n, s) = (stdout(&native), stdout(&sup));
+    for (a, b) in n.lines().zip(s.lines()) {
+        assert_eq!(a, b, "native and supervised differ");
+    }
+    assert_eq!(n.lines().count(), s.lines().count());
+    env.assert_valid();
+}

@@ -149,6 +149,15 @@ fn syscall_name(nr: i32) -> &'static str {
         RT_SIGQUEUEINFO => "rt_sigqueueinfo",
         RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
         PIDFD_OPEN => "pidfd_open",
+        UNLINK => "unlink",
+        UNLINKAT => "unlinkat",
+        RMDIR => "rmdir",
+        RENAME => "rename",
+        RENAMEAT => "renameat",
+        RENAMEAT2 => "renameat2",
+        LINK => "link",
+        LINKAT => "linkat",
+        TRUNCATE => "truncate",
         _ => "unknown",
     }
 }
@@ -182,6 +191,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         Ok(Request::Open(o)) => open(listener, shared, &caller, n.id, &o),
         Ok(Request::Exec(x)) => exec(shared, &caller, &x),
         Ok(Request::Signal(s)) => signal(shared, &caller, &s),
+        Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
                 &caller,
@@ -195,6 +205,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let result = match answer {
         Answer::Deny(errno) => listener.deny(n.id, errno),
         Answer::Continue => listener.continue_call(n.id),
+        Answer::Value(v) => listener.reply(n.id, v),
         Answer::Done => Ok(()),
     };
     // ENOENT: the caller was interrupted or killed meanwhile; nothing
@@ -203,9 +214,11 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let _ = result;
 }
 
-enum Answer {
+pub(super) enum Answer {
     Deny(i32),
     Continue,
+    /// Completed by the supervisor with this return value.
+    Value(i64),
     /// Already answered (fd injected, or handed to a worker thread).
     Done,
 }
@@ -245,7 +258,7 @@ pub fn access_of(flags: u64, stat: Option<&libc::stat>) -> Access {
     a
 }
 
-fn cwd_of(tid: i32) -> PathBuf {
+pub(super) fn cwd_of(tid: i32) -> PathBuf {
     procfs::readlink(tid, "cwd").unwrap_or_default()
 }
 
@@ -415,7 +428,7 @@ fn perform_open(r: &Resolved, o: &OpenRequest, umask: u32) -> io::Result<OwnedFd
     }
 }
 
-fn at_fdcwd() -> BorrowedFd<'static> {
+pub(super) fn at_fdcwd() -> BorrowedFd<'static> {
     // SAFETY: AT_FDCWD is valid as a dirfd for the life of the process.
     unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
