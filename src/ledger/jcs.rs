@@ -372,7 +372,7 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> Result<Value<'a>, JcsError> {
         self.enter()?;
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(8);
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
