@@ -51,11 +51,30 @@ pub enum Mode {
 }
 
 /// Compare two keys by their UTF-16 code units, as RFC 8785 §3.2.3 requires.
+#[inline]
 pub fn cmp_keys(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.as_bytes().cmp(b.as_bytes());
+    // UTF-8 byte order is code point order, which equals UTF-16 order up to
+    // the first difference as long as that difference is in ASCII.
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    for (&p, &q) in x.iter().zip(y) {
+        if p != q {
+            if p < 0x80 && q < 0x80 {
+                return p.cmp(&q);
+            }
+            return a.encode_utf16().cmp(b.encode_utf16());
+        }
     }
-    a.encode_utf16().cmp(b.encode_utf16())
+    x.len().cmp(&y.len())
+}
+
+/// Whether any of the 8 bytes in `w` is `"`, `\` or below 0x20 (SWAR).
+#[inline]
+fn needs_attention(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    let below_20 = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\'))) | below_20) != 0
 }
 
 impl<'a> Value<'a> {
@@ -90,8 +109,14 @@ impl<'a> Value<'a> {
                 out.push(']');
             }
             Value::Object(members) => {
+                // Records are built in key order already; sort only if not.
+                let sorted = members
+                    .windows(2)
+                    .all(|w| cmp_keys(&w[0].0, &w[1].0) == Ordering::Less);
                 let mut order: Vec<usize> = (0..members.len()).collect();
-                order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
+                if !sorted {
+                    order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
+                }
                 out.push('{');
                 for (i, &m) in order.iter().enumerate() {
                     if i > 0 {
@@ -347,7 +372,7 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> Result<Value<'a>, JcsError> {
         self.enter()?;
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(8);
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -454,7 +479,15 @@ impl<'a> Parser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, JcsError> {
         self.i += 1; // opening quote
         let start = self.i;
-        // Fast scan: no escapes.
+        // Fast scan, 8 bytes at a time, over bytes that need no attention.
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if needs_attention(u64::from_le_bytes(w)) {
+                break;
+            }
+            self.i += 8;
+        }
         while let Some(&c) = self.b.get(self.i) {
             match c {
                 b'"' => {
@@ -581,6 +614,23 @@ impl<'a> Parser<'a> {
             }
         }
         let text = &self.s[start..self.i];
+        // Fast path: a plain integer of at most 15 digits is exact, and the
+        // grammar above already refused leading zeros; only "-0" is not
+        // canonical.
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+            if self.strict && text == "-0" {
+                return Err(JcsError {
+                    offset: start,
+                    message: "number -0 is not in canonical form".into(),
+                });
+            }
+            let n = digits
+                .bytes()
+                .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'));
+            let n = if text.starts_with('-') { -n } else { n };
+            return Ok(Value::Number(n as f64));
+        }
         let v: f64 = text.parse().map_err(|_| JcsError {
             offset: start,
             message: "invalid number".into(),
@@ -636,5 +686,22 @@ mod tests {
             assert!(parse(bad, Mode::Strict).is_err(), "accepted {bad}");
         }
         assert!(parse(r#"{"a":"\u001f"}"#, Mode::Strict).is_ok());
+    }
+
+    #[test]
+    fn strings_with_specials_at_every_offset_round_trip() {
+        for special in ["\"", "\\", "\n", "\u{1}", "é", "\u{1F600}", "\u{7f}"] {
+            for at in 0..20 {
+                let s: String = "x".repeat(at) + special + &"y".repeat(20 - at);
+                let v = Value::String(s.clone().into());
+                let c = v.to_canonical().expect("finite");
+                assert_eq!(parse(&c, Mode::Strict).expect("canonical"), v, "{c}");
+                let raw = format!("\"{}{}\"", "x".repeat(at), '\u{1}');
+                assert!(parse(&raw, Mode::Strict).is_err());
+            }
+        }
+        assert_eq!(cmp_keys("a", "ab"), Ordering::Less);
+        assert_eq!(cmp_keys("\u{e000}", "\u{1F600}"), Ordering::Greater);
+        assert_eq!(cmp_keys("z", "\u{e9}"), Ordering::Less);
     }
 }

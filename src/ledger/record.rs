@@ -206,8 +206,28 @@ pub fn value_bytes(v: &Value<'_>) -> Option<Vec<u8>> {
     }
 }
 
+/// Whether `v` is a byte string as written by [`bytes_value`] (without
+/// copying it when it is a plain string).
+pub fn is_bytes_value(v: &Value<'_>) -> bool {
+    match v {
+        Value::String(_) => true,
+        other => value_bytes(other).is_some(),
+    }
+}
+
 fn os(s: &OsStr) -> Value<'_> {
     bytes_value(s.as_bytes())
+}
+
+/// Lowercase hex of a hash (a table loop: this runs for every record).
+pub(crate) fn hex_hash(h: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in h {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 fn u64s(n: u64) -> Value<'static> {
@@ -234,7 +254,7 @@ pub(crate) fn common<'a>(kind: &'static str, seq: u64, prev: Option<&Hash>) -> M
     put(&mut m, "kind", s(kind));
     put(&mut m, "seq", u64s(seq));
     if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex::encode(p).into()));
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
     }
     m
 }
@@ -267,7 +287,7 @@ pub(crate) fn encode_header(
     put(
         &mut m,
         "policy_sha256",
-        Value::String(hex::encode(h.policy_sha256).into()),
+        Value::String(hex_hash(&h.policy_sha256).into()),
     );
     if let Some(p) = &h.policy_path {
         put(&mut m, "policy_path", os(p.as_os_str()));
@@ -302,65 +322,71 @@ pub(crate) fn encode_decision(
     d: &DecisionEntry<'_>,
     out: &mut String,
 ) -> Result<(), String> {
-    let mut m = common("decision", seq, prev);
-    put(&mut m, "time", Value::String(time_ns.to_string().into()));
-    put(&mut m, "pid", int(d.pid.into()));
-    put(&mut m, "ppid", int(d.ppid.into()));
+    // Members are pushed in canonical key order, so encoding needs no sort.
     let action = match d.action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
-            put(&mut a, "kind", s("exec"));
-            put(&mut a, "path", os(e.path.as_os_str()));
             put(
                 &mut a,
                 "argv",
                 Value::Array(e.argv.iter().map(|x| os(x)).collect()),
             );
             put(&mut a, "cwd", os(e.cwd.as_os_str()));
+            put(&mut a, "kind", s("exec"));
+            put(&mut a, "path", os(e.path.as_os_str()));
             if let Some(h) = &e.sha256 {
-                put(&mut a, "sha256", Value::String(hex::encode(h).into()));
+                put(&mut a, "sha256", Value::String(hex_hash(h).into()));
             }
             a
         }
         Action::Open(o) => {
             let mut a = Vec::with_capacity(4);
-            put(&mut a, "kind", s("open"));
-            put(&mut a, "path", os(o.path.as_os_str()));
             put(
                 &mut a,
                 "access",
                 Value::Array(o.access.names().into_iter().map(s).collect()),
             );
             put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            put(&mut a, "kind", s("open"));
+            put(&mut a, "path", os(o.path.as_os_str()));
             a
         }
     };
+    let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
-    put(&mut m, "stage", s(d.stage.as_str()));
-    put(&mut m, "verdict", s(d.verdict.as_str()));
-    put(&mut m, "outcome", s(d.outcome.as_str()));
-    if let Some(r) = &d.rule {
-        put(&mut m, "rule", s(r));
-    }
-    put(
-        &mut m,
-        "matched",
-        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
-    );
-    put(&mut m, "reason", s(&d.reason));
-    put(&mut m, "mode", s(d.mode.as_str()));
     if let Some(id) = &d.identity {
         let mut i = Vec::with_capacity(3);
         put(&mut i, "dev", u64s(id.dev));
         put(&mut i, "ino", u64s(id.ino));
         if let Some(h) = &id.sha256 {
-            put(&mut i, "sha256", Value::String(hex::encode(h).into()));
+            put(&mut i, "sha256", Value::String(hex_hash(h).into()));
         }
         put(&mut m, "identity", Value::Object(i));
     }
+    put(&mut m, "kind", s("decision"));
+    put(
+        &mut m,
+        "matched",
+        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+    );
+    put(&mut m, "mode", s(d.mode.as_str()));
     if let Some(n) = &d.note {
         put(&mut m, "note", s(n));
     }
+    put(&mut m, "outcome", s(d.outcome.as_str()));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(&d.reason));
+    if let Some(r) = &d.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "stage", s(d.stage.as_str()));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "verdict", s(d.verdict.as_str()));
     Value::Object(m)
         .write_canonical(out)
         .map_err(|e| e.to_string())
@@ -458,7 +484,7 @@ pub(crate) fn encode_recovery(
     put(&mut m, "host_fingerprint", s(r.host_fingerprint));
     put(&mut m, "torn_bytes", u64s(r.torn_bytes));
     if let Some(h) = &r.torn_sha256 {
-        put(&mut m, "torn_sha256", Value::String(hex::encode(h).into()));
+        put(&mut m, "torn_sha256", Value::String(hex_hash(h).into()));
     }
     if let Some(u) = r.unsealed_run {
         put(&mut m, "unsealed_run", s(u));
@@ -548,7 +574,17 @@ struct Fields<'v, 'a> {
 
 impl<'v, 'a> Fields<'v, 'a> {
     fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
-        let v = self.members.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+        // Compare length and first byte before the bytes: most members
+        // differ there, and this runs for every field of every record.
+        let kb = k.as_bytes();
+        let v = self
+            .members
+            .iter()
+            .find(|(n, _)| {
+                let nb = n.as_bytes();
+                nb.len() == kb.len() && nb.first() == kb.first() && nb == kb
+            })
+            .map(|(_, v)| v);
         if v.is_some() {
             self.used += 1;
         }
@@ -584,9 +620,11 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
     fn bytes(&mut self, k: &str) -> Result<(), String> {
-        value_bytes(self.req(k)?)
-            .map(|_| ())
-            .ok_or_else(|| format!("field `{k}` must be a string or {{\"b64\":…}}"))
+        if is_bytes_value(self.req(k)?) {
+            Ok(())
+        } else {
+            Err(format!("field `{k}` must be a string or {{\"b64\":…}}"))
+        }
     }
     fn done(&self, kind: &str) -> Result<(), String> {
         if self.used == self.members.len() {
@@ -719,7 +757,7 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
         "exec" => {
             f.bytes("path")?;
             match f.req("argv")? {
-                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                Value::Array(a) if a.iter().all(is_bytes_value) => {}
                 _ => return Err("`action.argv` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
@@ -817,7 +855,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             check_time(&mut f)?;
             f.str("version")?;
             match f.req("command")? {
-                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                Value::Array(a) if a.iter().all(is_bytes_value) => {}
                 _ => return Err("`command` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;

@@ -453,10 +453,9 @@ impl LedgerWriter {
         };
         let line = record::encode_end(seq, prev.as_ref(), now_ns(), &end, &run.counts);
         self.emit_line(line)?;
+        // The final checkpoint is synced like every checkpoint (unless the
+        // policy is `Never`).
         self.checkpoint(CheckpointKind::Final)?;
-        if self.opts.sync != SyncPolicy::Never {
-            self.sync()?;
-        }
         if let Some(run) = self.run.take() {
             self.last_unit = Some(run.id);
         }
