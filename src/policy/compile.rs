@@ -520,8 +520,8 @@ impl<'a> Loader<'a> {
             _ => None,
         };
         let conds = match kind {
-            ActionKind::Exec => Conds::Exec(self.exec_conds(entries)),
-            ActionKind::Open => Conds::Open(self.open_conds(entries)),
+            ActionKind::Exec => Conds::Exec(Box::new(self.exec_conds(entries))),
+            ActionKind::Open => Conds::Open(Box::new(self.open_conds(entries))),
         };
         (self.errors.len() == before).then_some((conds, unless))
     }
