@@ -765,3 +765,10 @@ fn examples_do_not_depend_on_where_the_policy_is_loaded() {
         Verdict::Block
     );
 }
+
+#[test]
+fn policy_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<PolicyErrors>();
+}
