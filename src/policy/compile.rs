@@ -769,6 +769,15 @@ impl<'a> Loader<'a> {
         };
         match kind {
             ActionKind::Exec => {
+                for k in ["access", "open"] {
+                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
+                        self.err(
+                            n.loc,
+                            format!("`{k}` belongs to examples of open rules"),
+                            None,
+                        );
+                    }
+                }
                 let Some(cmd) = get(entries, "exec") else {
                     self.err(
                         node.loc,
@@ -777,11 +786,6 @@ impl<'a> Loader<'a> {
                     );
                     return None;
                 };
-                for k in ["access"] {
-                    if let Some(n) = get(entries, k) {
-                        self.err(n.loc, format!("`{k}` belongs to open examples"), None);
-                    }
-                }
                 let words: Vec<String> = match &cmd.value {
                     Value::Seq(items) => {
                         let mut w = Vec::new();
@@ -842,6 +846,15 @@ impl<'a> Loader<'a> {
                 }))
             }
             ActionKind::Open => {
+                for k in ["program", "sha256", "exec"] {
+                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
+                        self.err(
+                            n.loc,
+                            format!("`{k}` belongs to examples of exec rules"),
+                            None,
+                        );
+                    }
+                }
                 let Some(p) = get(entries, "open") else {
                     self.err(
                         node.loc,
@@ -852,11 +865,6 @@ impl<'a> Loader<'a> {
                     );
                     return None;
                 };
-                for k in ["program", "sha256", "exec"] {
-                    if let Some(n) = get(entries, k) {
-                        self.err(n.loc, format!("`{k}` belongs to exec examples"), None);
-                    }
-                }
                 let s = self.string(p, "open")?;
                 let path = PathBuf::from(expand(self, p, s)?);
                 let access = match get(entries, "access") {

@@ -772,3 +772,49 @@ fn policy_is_shareable_between_threads() {
     assert_send_sync::<Policy>();
     assert_send_sync::<PolicyErrors>();
 }
+
+#[test]
+fn malformed_examples_are_errors() {
+    let text = r#"version: 1
+rules:
+  - id: r
+    open: {path: "/x"}
+    decision: block
+    reason: t
+    examples:
+      match:
+        - exec: rm -rf /
+        - {open: /x, access: [wrte]}
+        - {open: "${NOPE}/x"}
+      maybe:
+        - open: /x
+"#;
+    let e = errors(text);
+    assert!(
+        e.iter()
+            .any(|x| x
+                .starts_with("t.yaml:9:11: rule 'r': an example of an open rule needs `open:`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x
+                .starts_with("t.yaml:9:11: rule 'r': `exec` belongs to examples of exec rules")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:10:31: rule 'r': unknown access 'wrte'")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:11:18: rule 'r': unknown variable '${NOPE}'")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:12:7: rule 'r': unknown key 'maybe' in examples")),
+        "{e:?}"
+    );
+}
