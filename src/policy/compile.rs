@@ -513,10 +513,8 @@ impl<'a> Loader<'a> {
         let before = self.errors.len();
         self.keys(entries, &allowed, &what);
         let unless = match get(entries, "unless") {
-            Some(u) if top => match self.conds(u, kind, false) {
-                Some((c, _)) => Some(c),
-                None => return None,
-            },
+            // An invalid `unless` adds its errors; the check below then fails.
+            Some(u) if top => self.conds(u, kind, false).map(|(c, _)| c),
             _ => None,
         };
         let conds = match kind {

@@ -818,3 +818,27 @@ rules:
         "{e:?}"
     );
 }
+
+#[test]
+fn errors_inside_and_beside_unless_are_all_reported() {
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: \"/a**\"\n      unless:\n        path: \"rel\"\n        unless: {}\n    decision: block\n    reason: x\n",
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:5:13: rule 'r': bad pattern in path")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:7:15: rule 'r': path pattern 'rel' is relative")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|x| x.starts_with(
+            "t.yaml:8:9: rule 'r': unknown key 'unless' in `open` conditions under `unless`"
+        )),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+}
