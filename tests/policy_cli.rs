@@ -40,7 +40,7 @@ fn check_accepts_every_shipped_policy_and_prints_a_summary() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("  rules: 1 exec, 0 open; 9 examples checked\n"),
+        stdout.contains("  rules: 1 exec, 0 open; 13 examples and tests checked\n"),
         "{stdout}"
     );
     let sha_lines: Vec<&str> = stdout

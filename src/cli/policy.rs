@@ -119,7 +119,7 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCo
                     p.default_verdict(ActionKind::Open)
                 );
                 println!(
-                    "  rules: {} exec, {} open; {} examples checked",
+                    "  rules: {} exec, {} open; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
                     p.example_count()

@@ -842,3 +842,37 @@ fn errors_inside_and_beside_unless_are_all_reported() {
     );
     assert_eq!(e.len(), 3, "{e:?}");
 }
+
+#[test]
+fn policy_tests_check_the_whole_decision() {
+    let ok = format!(
+        "{PRECEDENCE}tests:\n  - {{exec: git push -f, expect: block, rule: block-force}}\n  - {{exec: ls, expect: escalate, rule: default}}\n  - {{open: /x, expect: block}}\n"
+    );
+    let p = load(&ok);
+    assert_eq!(p.example_count(), 3);
+    let bad = format!(
+        "{PRECEDENCE}tests:\n  - {{exec: git push -f, expect: escalate}}\n  - {{exec: git push, expect: escalate, rule: escalate-push-again}}\n  - {{exec: ls, expect: escalate, rule: nope}}\n  - {{exec: ls}}\n  - {{exec: ls, open: /x, expect: allow}}\n  - {{exec: ls, expect: escalate, acces: [read]}}\n"
+    );
+    let e = errors(&bad);
+    let want = [
+        "t.yaml:27:5: test expects escalate, but the decision is block by block-force (matched: allow-git, escalate-push, block-force, escalate-push-again)",
+        "t.yaml:28:5: test expects escalate by escalate-push-again, but the decision is escalate by escalate-push",
+        "t.yaml:29:40: no rule has the id 'nope'",
+        "t.yaml:30:5: a test needs `expect:`",
+        "t.yaml:31:5: a test needs exactly one of `exec:` and `open:`",
+        "t.yaml:32:34: unknown key 'acces' in a test (did you mean 'access'?",
+    ];
+    for w in want {
+        assert!(
+            e.iter().any(|x| x.starts_with(w)),
+            "missing {w:?} in\n{}",
+            e.join("\n")
+        );
+    }
+    assert_eq!(e.len(), want.len(), "{}", e.join("\n"));
+    let e = errors("version: 1\nrules: []\ntests: {a: 1}\n");
+    assert!(
+        e[0].starts_with("t.yaml:3:8: 'tests' must be a list"),
+        "{e:?}"
+    );
+}
