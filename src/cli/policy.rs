@@ -82,12 +82,21 @@ fn current_dir() -> anyhow::Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
 }
 
+/// The variables, with symlinks in their values resolved (the paths they
+/// are compared with are resolved by the kernel), as `supervise` does, so
+/// that `check` prints the policy hash a run records.
 fn vars(workspace: Option<PathBuf>) -> anyhow::Result<Vars> {
     let ws = match workspace {
         Some(w) => w,
         None => current_dir()?,
     };
-    Ok(Vars::from_env(&ws))
+    let v = Vars::from_env(&ws);
+    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    Ok(Vars {
+        home: canon(v.home),
+        workspace: canon(v.workspace),
+        tmpdir: canon(v.tmpdir),
+    })
 }
 
 fn print_errors(e: &PolicyErrors) {
@@ -110,7 +119,7 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCo
                     p.default_verdict(ActionKind::Open)
                 );
                 println!(
-                    "  rules: {} exec, {} open; {} examples checked",
+                    "  rules: {} exec, {} open; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
                     p.example_count()

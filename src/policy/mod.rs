@@ -244,7 +244,7 @@ impl Policy {
         self.rules.iter().filter(|r| r.kind == kind).count()
     }
 
-    /// Number of embedded examples that were checked at load.
+    /// Number of embedded rule examples and policy tests checked at load.
     pub fn example_count(&self) -> usize {
         self.examples
     }

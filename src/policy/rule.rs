@@ -25,8 +25,8 @@ pub(crate) struct Rule {
 /// The conditions of a rule (all must hold), by kind.
 #[derive(Debug, Clone)]
 pub(crate) enum Conds {
-    Exec(ExecConds),
-    Open(OpenConds),
+    Exec(Box<ExecConds>),
+    Open(Box<OpenConds>),
 }
 
 #[derive(Debug, Clone, Default)]
