@@ -37,6 +37,7 @@ const EXEC_KEYS: &[&str] = &[
     "operand",
     "operand_path",
     "operand_outside",
+    "operand_covers",
     "cwd",
     "unless",
 ];
@@ -66,6 +67,10 @@ struct Loader<'a> {
     errors: Vec<PolicyError>,
     rule: Option<String>,
     examples: usize,
+    /// Every id seen so far with its line (also of rules that had errors).
+    ids: Vec<(String, usize)>,
+    /// Whether to run the embedded examples in this pass.
+    check_examples: bool,
 }
 
 fn key(n: &Node) -> &str {
@@ -333,7 +338,7 @@ impl<'a> Loader<'a> {
                 Value::Seq(items) => {
                     for item in items {
                         self.rule = None;
-                        if let Some(rule) = self.rule_node(item, &rules) {
+                        if let Some(rule) = self.rule_node(item) {
                             rules.push(rule);
                         }
                     }
@@ -354,7 +359,7 @@ impl<'a> Loader<'a> {
         })
     }
 
-    fn rule_node(&mut self, node: &Node, earlier: &[Rule]) -> Option<Rule> {
+    fn rule_node(&mut self, node: &Node) -> Option<Rule> {
         let entries = self.map(node, "a rule")?;
         let id = match get(entries, "id") {
             None => {
@@ -378,13 +383,16 @@ impl<'a> Loader<'a> {
                             Some("write e.g. `id: block-rm-rf`".into()),
                         );
                     }
-                    if let Some(first) = earlier.iter().find(|r| r.id == id) {
+                    if let Some((_, line)) = self.ids.iter().find(|(i, _)| i == id) {
+                        let line = *line;
                         self.rule = Some(id.to_string());
                         self.err(
                             n.loc,
-                            format!("duplicate rule id (first used at line {})", first.loc.line),
+                            format!("duplicate rule id (first used at line {line})"),
                             Some("give every rule its own id".into()),
                         );
+                    } else {
+                        self.ids.push((id.to_string(), n.loc.line));
                     }
                     Some(id.to_string())
                 }
@@ -465,7 +473,13 @@ impl<'a> Loader<'a> {
             loc: node.loc,
         };
         if let Some(ex) = get(entries, "examples") {
-            self.examples(ex, &rule);
+            if self.check_examples {
+                self.examples(ex, &rule);
+            } else {
+                // Checked in the pass with the example variables; only the
+                // shape is checked here.
+                self.map(ex, "examples");
+            }
         }
         Some(rule)
     }
@@ -531,6 +545,27 @@ impl<'a> Loader<'a> {
         }
         if let Some(n) = get(e, "operand_outside") {
             c.operand_outside = self.globs(n, "operand_outside", true);
+        }
+        if let Some(n) = get(e, "operand_covers") {
+            if let Some(items) = self.strings(n, "operand_covers") {
+                let mut paths = Vec::new();
+                for (p, loc) in items {
+                    match glob::compile(&p, self.vars) {
+                        Ok(g) => match g.literal {
+                            Some(l) if l.starts_with('/') => {
+                                paths.push(argv::resolve("/", &l));
+                            }
+                            _ => self.err(
+                                loc,
+                                format!("operand_covers takes absolute paths without wildcards; '{p}' is not one"),
+                                Some("write e.g. \"${WORKSPACE}\" or \"${HOME}\"".into()),
+                            ),
+                        },
+                        Err(e) => self.err(loc, format!("bad path in operand_covers: {}", e.message), e.hint),
+                    }
+                }
+                c.operand_covers = Some(paths);
+            }
         }
         if let Some(n) = get(e, "sha256") {
             if let Some(items) = self.strings(n, "sha256") {
@@ -834,14 +869,46 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// Load and validate a policy from its YAML tree.
+/// The variable values embedded examples are checked with, whatever the
+/// real ones: a policy's own tests must give the same result on every machine
+/// and in every directory (a workspace of `/` would otherwise make every
+/// "outside the workspace" example fail).
+pub(crate) fn example_vars() -> Vars {
+    Vars {
+        home: PathBuf::from("/home/user"),
+        workspace: PathBuf::from("/home/user/project"),
+        tmpdir: PathBuf::from("/tmp"),
+    }
+}
+
+/// Load and validate a policy from its YAML tree: one pass with the real
+/// variables (the rules that will judge), and, when they differ from
+/// [`example_vars`], one with the example variables that runs the examples.
 pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec<PolicyError>> {
+    let examples_vars = example_vars();
+    let same = *vars == examples_vars;
+    let mut compiled = load_pass(root, file, vars, same)?;
+    if !same {
+        let with_examples = load_pass(root, file, &examples_vars, true)?;
+        compiled.examples = with_examples.examples;
+    }
+    Ok(compiled)
+}
+
+fn load_pass(
+    root: &Node,
+    file: &str,
+    vars: &Vars,
+    check_examples: bool,
+) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
         vars,
         errors: Vec::new(),
         rule: None,
         examples: 0,
+        ids: Vec::new(),
+        check_examples,
     };
     let compiled = l.load(root);
     match compiled {

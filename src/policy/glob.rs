@@ -63,8 +63,14 @@ pub(crate) fn expand(
                 Some("the variables are ${HOME}, ${WORKSPACE} and ${TMPDIR}"),
             ));
         };
-        out.push_str(&escape(&value.to_string_lossy()));
         rest = &after[end + 1..];
+        let value = value.to_string_lossy();
+        // `${WORKSPACE}/x` with WORKSPACE=/ is `/x`, not `//x`.
+        let value = match value.strip_suffix('/') {
+            Some(trimmed) if rest.starts_with('/') => trimmed,
+            _ => &value,
+        };
+        out.push_str(&escape(value));
     }
     out.push_str(rest);
     Ok(out)
@@ -362,6 +368,19 @@ mod tests {
         let e = compile("${USER}/x", &vars()).unwrap_err();
         assert!(e.message.contains("unknown variable '${USER}'"), "{e:?}");
         assert!(compile("${HOME", &vars()).is_err());
+    }
+
+    #[test]
+    fn root_variable_joins_without_double_slash() {
+        let v = Vars {
+            home: PathBuf::from("/"),
+            workspace: PathBuf::from("/"),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        let g = Globs::new(&["${WORKSPACE}/**".to_string()], &v).unwrap();
+        assert!(g.is_match("/build"));
+        let g = Globs::new(&["${HOME}".to_string()], &v).unwrap();
+        assert!(g.is_match("/"));
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub(crate) struct ExecConds {
     pub operand: Option<Globs>,
     pub operand_path: Option<Globs>,
     pub operand_outside: Option<Globs>,
+    /// Absolute, normalised paths; holds when some operand is one of them or
+    /// an ancestor of one.
+    pub operand_covers: Option<Vec<String>>,
     pub cwd: Option<Globs>,
 }
 
@@ -51,6 +54,7 @@ impl ExecConds {
             || self.operand.is_some()
             || self.operand_path.is_some()
             || self.operand_outside.is_some()
+            || self.operand_covers.is_some()
     }
 }
 
@@ -308,6 +312,24 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                     }
                 );
             }
+            if let Some(paths) = &c.operand_covers {
+                let hit = v.parsed.operands.iter().find_map(|o| {
+                    let p = argv::resolve(&v.cwd, o);
+                    paths.iter().find(|l| covers(&p, l)).map(|l| (p, l))
+                });
+                cond!(
+                    "operand_covers",
+                    hit.is_some(),
+                    match &hit {
+                        Some((p, l)) if p == *l => format!("operand resolves to '{p}'"),
+                        Some((p, l)) => format!("operand resolves to '{p}', which contains '{l}'"),
+                        None => format!(
+                            "no operand of {:?} (resolved against '{}') is or contains any of {:?}",
+                            v.parsed.operands, v.cwd, paths
+                        ),
+                    }
+                );
+            }
             if let Some(g) = &c.cwd {
                 cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
             }
@@ -345,6 +367,15 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
         _ => return false,
     }
     all
+}
+
+/// Whether `dir` is `path` or one of its ancestors (both normalised).
+fn covers(dir: &str, path: &str) -> bool {
+    dir == path
+        || dir == "/"
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn describe_match(g: &Globs, subject: &str, what: &str) -> String {

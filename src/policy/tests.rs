@@ -1,7 +1,7 @@
 //! Unit tests of loading and deciding.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::*;
@@ -107,4 +107,661 @@ fn default_policy_headline_cases() {
             assert_eq!(p.decide(a).verdict, Verdict::Allow, "{name}: {a:?}");
         }
     }
+}
+
+fn verdict(p: &Policy, a: &Action) -> Verdict {
+    p.decide(a).verdict
+}
+
+const HEAD: &str = "version: 1\nrules:\n";
+
+fn one_rule(kind_and_conds: &str) -> Policy {
+    load(&format!(
+        "{HEAD}  - id: r\n{kind_and_conds}    decision: block\n    reason: test\n"
+    ))
+}
+
+#[test]
+fn exec_program_glob() {
+    let p = one_rule("    exec:\n      program: [\"/usr/bin/*\", \"/opt/**/bin/tool\"]\n");
+    assert_eq!(verdict(&p, &exec(&["ls"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["/opt/x/y/bin/tool"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["/usr/local/bin/ls"])), Verdict::Allow);
+}
+
+#[test]
+fn exec_name_matches_program_basename_or_argv0() {
+    let p = one_rule("    exec:\n      name: [rm, \"mkfs.*\"]\n");
+    assert_eq!(verdict(&p, &exec(&["rm"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["mkfs.ext4", "/dev/x"])), Verdict::Block);
+    // busybox-style: the program is busybox, argv[0] says rm.
+    let Action::Exec(mut e) = exec(&["rm", "-rf", "/"]) else {
+        unreachable!()
+    };
+    e.path = PathBuf::from("/bin/busybox");
+    assert_eq!(verdict(&p, &Action::Exec(e.clone())), Verdict::Block);
+    // a renamed argv[0] does not hide the program file's name.
+    e.path = PathBuf::from("/usr/bin/rm");
+    e.argv[0] = OsString::from("harmless");
+    assert_eq!(verdict(&p, &Action::Exec(e)), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["rmdir"])), Verdict::Allow);
+}
+
+#[test]
+fn exec_sha256_recognises_renamed_binaries() {
+    let h = [7u8; 32];
+    let p = one_rule(&format!(
+        "    exec:\n      sha256: [\"{}\"]\n",
+        hex::encode(h)
+    ));
+    assert!(p.uses_content_hash());
+    let Action::Exec(mut e) = exec(&["innocent"]) else {
+        unreachable!()
+    };
+    assert_eq!(verdict(&p, &Action::Exec(e.clone())), Verdict::Allow);
+    e.sha256 = Some(h);
+    assert_eq!(verdict(&p, &Action::Exec(e.clone())), Verdict::Block);
+    e.sha256 = Some([8u8; 32]);
+    assert_eq!(verdict(&p, &Action::Exec(e)), Verdict::Allow);
+    assert!(!shipped("default.yaml").uses_content_hash());
+}
+
+#[test]
+fn exec_positional_args() {
+    let p = one_rule("    exec:\n      name: git\n      args: [\"**\", push, \"*\", \"+*\"]\n");
+    assert_eq!(
+        verdict(&p, &exec(&["git", "push", "origin", "+main"])),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &exec(&["git", "-C", "x", "push", "o", "+m"])),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &exec(&["git", "push", "origin", "main"])),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &exec(&["git", "push", "+main"])),
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn exec_argv_regex_sees_the_whole_argv() {
+    let p = one_rule("    exec:\n      argv_regex: '^python3? -c .*import os'\n");
+    assert_eq!(
+        verdict(&p, &exec(&["python3", "-c", "import os; os.system('x')"])),
+        Verdict::Block
+    );
+    assert_eq!(verdict(&p, &exec(&["python3", "x.py"])), Verdict::Allow);
+}
+
+#[test]
+fn exec_flags_in_every_spelling() {
+    let p = one_rule("    exec:\n      name: rm\n      flags: [\"r|R|recursive\", \"f|force\"]\n");
+    for argv in [
+        &["rm", "-rf", "x"][..],
+        &["rm", "-fr", "x"],
+        &["rm", "-r", "-f", "x"],
+        &["rm", "-Rf", "x"],
+        &["rm", "--recursive", "--force", "x"],
+        &["rm", "-r", "--force", "x"],
+        &["rm", "x", "-rf"],
+        &["rm", "x", "--force", "y", "-R"],
+        &["rm", "-vrf", "x"],
+        &["rm", "--recursive", "-f"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Block, "{argv:?}");
+    }
+    for argv in [
+        &["rm", "-r", "x"][..],
+        &["rm", "-f", "x"],
+        &["rm", "--", "-rf"],
+        &["rm", "x"],
+        &["rm"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Allow, "{argv:?}");
+    }
+}
+
+#[test]
+fn exec_operands_text_path_and_outside() {
+    let p = one_rule("    exec:\n      name: dd\n      operand: [\"of=/dev/sd*\"]\n");
+    assert_eq!(
+        verdict(&p, &exec(&["dd", "if=x", "of=/dev/sda"])),
+        Verdict::Block
+    );
+    assert_eq!(verdict(&p, &exec(&["dd", "of=./img"])), Verdict::Allow);
+
+    let p = one_rule("    exec:\n      operand_path: [\"/etc/**\"]\n");
+    assert_eq!(
+        verdict(&p, &exec_in("/etc/ssl", &["cat", "certs/x"])),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &exec_in("/home/u/ws", &["cat", "../../../etc/passwd"])),
+        Verdict::Block
+    );
+    assert_eq!(verdict(&p, &exec(&["cat", "etc/passwd"])), Verdict::Allow);
+
+    let p = one_rule("    exec:\n      operand_outside: [\"${WORKSPACE}/**\"]\n");
+    assert_eq!(verdict(&p, &exec(&["rm", "a", "/x"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["rm", "."])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["rm", "a", "b/../c"])), Verdict::Allow);
+    assert_eq!(verdict(&p, &exec(&["rm", "b/../../ws2"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec(&["rm", "-rf"])), Verdict::Allow);
+
+    let p = one_rule("    exec:\n      operand_covers: [\"${WORKSPACE}\", \"${HOME}/.ssh\"]\n");
+    for argv in [
+        &["rm", "."][..],
+        &["rm", ".."],
+        &["rm", "/"],
+        &["rm", "/home"],
+        &["rm", "x", "/home/u/ws/"],
+        &["rm", "../.ssh"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Block, "{argv:?}");
+    }
+    for argv in [
+        &["rm", "./a"][..],
+        &["rm", "/home/u/w"],
+        &["rm", "/home/u/wsx"],
+        &["rm", "../.sshx"],
+    ] {
+        assert_eq!(verdict(&p, &exec(argv)), Verdict::Allow, "{argv:?}");
+    }
+    let e = errors(&format!("{HEAD}  - id: r\n    exec: {{operand_covers: [\"/a/*\"]}}\n    decision: block\n    reason: t\n"));
+    assert!(
+        e[0].starts_with("t.yaml:4:29: rule 'r': operand_covers takes absolute paths"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn exec_and_open_cwd() {
+    let p = one_rule("    exec:\n      cwd: [\"/etc\", \"/etc/**\"]\n");
+    assert_eq!(verdict(&p, &exec_in("/etc", &["ls"])), Verdict::Block);
+    assert_eq!(verdict(&p, &exec_in("/etcx", &["ls"])), Verdict::Allow);
+    let p = one_rule("    open:\n      cwd: /srv/**\n");
+    let Action::Open(mut o) = open("/x", Access::READ) else {
+        unreachable!()
+    };
+    assert_eq!(verdict(&p, &Action::Open(o.clone())), Verdict::Allow);
+    o.cwd = PathBuf::from("/srv/app");
+    assert_eq!(verdict(&p, &Action::Open(o)), Verdict::Block);
+}
+
+#[test]
+fn open_path_and_access_any_of() {
+    let p = one_rule("    open:\n      path: \"${HOME}/.ssh/**\"\n      access: [write, append]\n");
+    assert_eq!(
+        verdict(&p, &open("/home/u/.ssh/k", Access::WRITE)),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &open("/home/u/.ssh/k", Access::READ | Access::APPEND)),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &open("/home/u/.ssh/k", Access::READ)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &open("/home/u/.sshx/k", Access::WRITE)),
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn unless_makes_exceptions() {
+    let p = one_rule(
+        "    open:\n      access: write\n      path: \"/**\"\n      unless:\n        path: [\"${WORKSPACE}/**\", /dev/null]\n",
+    );
+    assert_eq!(verdict(&p, &open("/etc/x", Access::WRITE)), Verdict::Block);
+    assert_eq!(
+        verdict(&p, &open("/home/u/ws/x", Access::WRITE)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &open("/dev/null", Access::WRITE)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &open("pipe:[12]", Access::WRITE)),
+        Verdict::Allow
+    );
+    let ex = p.explain(&open("/home/u/ws/x", Access::WRITE));
+    assert!(ex.matched.is_empty());
+}
+
+#[test]
+fn empty_conditions_match_every_action_of_the_kind() {
+    let p = one_rule("    exec: {}\n");
+    assert_eq!(verdict(&p, &exec(&["true"])), Verdict::Block);
+    assert_eq!(verdict(&p, &open("/x", Access::READ)), Verdict::Allow);
+}
+
+const PRECEDENCE: &str = r#"version: 1
+defaults:
+  exec: escalate
+  open: block
+rules:
+  - id: allow-git
+    exec: {name: git}
+    decision: allow
+    reason: git is fine
+  - id: escalate-push
+    exec: {name: git, args: [push, "**"]}
+    decision: escalate
+    reason: pushing needs approval
+  - id: block-force
+    exec: {name: git, args: [push, "**"], flags: ["f|force"]}
+    decision: block
+    reason: no force push
+  - id: block-force-again
+    exec: {name: git, flags: ["force"]}
+    decision: block
+    reason: second block rule
+  - id: escalate-push-again
+    exec: {name: git, args: [push, "**"]}
+    decision: escalate
+    reason: second escalate rule
+"#;
+
+#[test]
+fn precedence_block_over_escalate_over_allow_first_in_file_order() {
+    let p = load(PRECEDENCE);
+    let d = p.decide(&exec(&["git", "status"]));
+    assert_eq!(
+        (d.verdict, d.rule.as_deref()),
+        (Verdict::Allow, Some("allow-git"))
+    );
+    assert_eq!(d.reason, "git is fine");
+
+    let d = p.decide(&exec(&["git", "push"]));
+    assert_eq!(d.verdict, Verdict::Escalate);
+    assert_eq!(d.rule.as_deref(), Some("escalate-push"));
+    assert_eq!(
+        d.matched,
+        ["allow-git", "escalate-push", "escalate-push-again"]
+    );
+
+    let d = p.decide(&exec(&["git", "push", "--force"]));
+    assert_eq!(d.verdict, Verdict::Block);
+    assert_eq!(d.rule.as_deref(), Some("block-force"));
+    assert_eq!(d.reason, "no force push");
+    assert_eq!(
+        d.matched,
+        [
+            "allow-git",
+            "escalate-push",
+            "block-force",
+            "block-force-again",
+            "escalate-push-again"
+        ]
+    );
+
+    let d = p.decide(&exec(&["ls"]));
+    assert_eq!((d.verdict, d.rule.clone()), (Verdict::Escalate, None));
+    assert!(
+        d.reason.contains("default for exec is escalate"),
+        "{}",
+        d.reason
+    );
+    assert_eq!(verdict(&p, &open("/x", Access::READ)), Verdict::Block);
+    assert_eq!(p.default_verdict(ActionKind::Open), Verdict::Block);
+}
+
+#[test]
+fn explain_lists_every_matching_rule_with_conditions() {
+    let p = load(PRECEDENCE);
+    let a = exec(&["git", "push", "-f"]);
+    let ex = p.explain(&a);
+    assert_eq!(ex.decision, p.decide(&a));
+    let ids: Vec<&str> = ex.matched.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "allow-git",
+            "escalate-push",
+            "block-force",
+            "escalate-push-again"
+        ]
+    );
+    let force = &ex.matched[2];
+    assert_eq!(force.line, 14);
+    let conds: Vec<&str> = force.conditions.iter().map(|c| c.condition).collect();
+    assert_eq!(conds, ["name", "args", "flags"]);
+    assert!(force.conditions.iter().all(|c| c.holds));
+    assert!(
+        force.conditions[2].detail.contains("-f"),
+        "{:?}",
+        force.conditions
+    );
+    let j = ex.to_json();
+    assert_eq!(j["verdict"], "block");
+    assert_eq!(j["matched"][2]["winner"], true);
+}
+
+#[test]
+fn variables_expand_at_load_and_unknown_ones_are_located_errors() {
+    let p =
+        one_rule("    open:\n      path: [\"${HOME}/a\", \"${WORKSPACE}/b\", \"${TMPDIR}/c\"]\n");
+    for path in ["/home/u/a", "/home/u/ws/b", "/tmp/c"] {
+        assert_eq!(
+            verdict(&p, &open(path, Access::READ)),
+            Verdict::Block,
+            "{path}"
+        );
+    }
+    let e = errors(&format!(
+        "{HEAD}  - id: r\n    open:\n      path: [\"/a\", \"${{USER}}/x\"]\n    decision: block\n    reason: t\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:5:20: rule 'r': bad pattern in path: unknown variable '${USER}'"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn errors_have_exact_locations_rule_ids_and_hints() {
+    let text = r#"version: 1
+mode: enforced
+defaults:
+  exec: deny
+  unlink: allow
+rules:
+  - id: a
+    exec:
+      nme: rm
+    decison: block
+    reason: x
+  - id: a
+    open:
+      path: "/x/**b"
+      access: [write, exec]
+    decision: block
+    reason: y
+  - id: c
+    exec:
+      argv_regex: "(unclosed"
+      flags: ["-rf"]
+    decision: allow
+  - exec: {}
+    decision: block
+    reason: z
+"#;
+    let e = errors(text);
+    let expected = [
+        "t.yaml:2:7: unknown mode 'enforced'",
+        "t.yaml:4:9: defaults.exec 'deny' is not a decision",
+        "t.yaml:5:3: unknown action kind 'unlink' in defaults",
+        "t.yaml:7:5: rule 'a': rule has no 'decision'",
+        "t.yaml:9:7: rule 'a': unknown key 'nme' in `exec` conditions (did you mean 'name'?",
+        "t.yaml:10:5: rule 'a': unknown key 'decison' in a rule (did you mean 'decision'?",
+        "t.yaml:12:9: rule 'a': duplicate rule id (first used at line 7)",
+        "t.yaml:14:13: rule 'a': bad pattern in path: '**' is not a whole path component",
+        "t.yaml:15:23: rule 'a': unknown access 'exec'",
+        "t.yaml:18:5: rule 'c': rule has no 'reason'",
+        "t.yaml:20:19: rule 'c': bad regular expression",
+        "t.yaml:21:15: rule 'c': '-rf' in flag '-rf' has one dash but several letters",
+        "t.yaml:23:5: rule has no 'id'",
+    ];
+    for want in expected {
+        assert!(
+            e.iter().any(|got| got.starts_with(want)),
+            "missing error starting with {want:?} in:\n{}",
+            e.join("\n")
+        );
+    }
+    assert_eq!(e.len(), expected.len(), "{}", e.join("\n"));
+}
+
+#[test]
+fn missing_and_wrong_types_at_top_level() {
+    let e = errors("rules: []\n");
+    assert_eq!(
+        e,
+        ["t.yaml:1:1: missing 'version' (start the file with `version: 1`)"]
+    );
+    let e = errors("version: 2\nrules: []\n");
+    assert!(
+        e[0].starts_with("t.yaml:1:10: unsupported policy version '2'"),
+        "{e:?}"
+    );
+    let e = errors("version: 1\nrules: {a: 1}\n");
+    assert!(
+        e[0].starts_with("t.yaml:2:8: 'rules' must be a list"),
+        "{e:?}"
+    );
+    let e = errors("- a\n- b\n");
+    assert!(
+        e[0].starts_with("t.yaml:1:1: the policy must be a mapping"),
+        "{e:?}"
+    );
+    let e = errors("version: 1\nrules:\n  - id: [x]\n");
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:3:9: id must be a string, found a list")),
+        "{e:?}"
+    );
+    let e = errors("");
+    assert!(e[0].starts_with("t.yaml:1:1: the policy is empty"), "{e:?}");
+    let e = errors("version: 1\nrules: [\n");
+    assert!(e[0].contains("YAML syntax error"), "{e:?}");
+    let e = errors("version: 1\nversion: 1\nrules: []\n");
+    assert!(
+        e[0].starts_with("t.yaml:2:1: duplicate key 'version'"),
+        "{e:?}"
+    );
+    let e = errors("version: 1\nrules:\n  - id: r\n    exec: {name: rm}\n    open: {}\n    decision: block\n    reason: x\n");
+    assert!(
+        e[0].starts_with("t.yaml:5:11: rule 'r': rule has both"),
+        "{e:?}"
+    );
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    exec: {name: []}\n    decision: block\n    reason: x\n",
+    );
+    assert!(
+        e[0].starts_with("t.yaml:4:18: rule 'r': name is an empty list"),
+        "{e:?}"
+    );
+    let e = errors("version: 1\nrules:\n  - id: r\n    open: {path: \"etc/x\"}\n    decision: block\n    reason: x\n");
+    assert!(
+        e[0].starts_with("t.yaml:4:18: rule 'r': path pattern 'etc/x' is relative"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn failing_examples_are_load_errors_at_the_example() {
+    let text = r#"version: 1
+rules:
+  - id: rf
+    exec:
+      name: rm
+      flags: ["r", "f"]
+    decision: block
+    reason: no
+    examples:
+      match:
+        - exec: rm -rf /
+        - exec: rm -r /
+      no_match:
+        - exec: rm x
+        - exec: [rm, -f, -r]
+"#;
+    let e = errors(text);
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:12:11: rule 'rf': example should match the rule but does not: flags: 'r' given as -r, 'f' not given"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("t.yaml:15:11: rule 'rf': example should not match the rule but does"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
+    let p = shipped("default.yaml");
+    let bad = |prefix: &[u8], suffix: &[u8]| {
+        let mut v = prefix.to_vec();
+        v.extend_from_slice(&[0xff, 0xfe]);
+        v.extend_from_slice(suffix);
+        PathBuf::from(OsString::from_vec(v))
+    };
+    let key = Action::Open(OpenAction {
+        path: bad(b"/home/u/.ssh/id_", b""),
+        access: Access::READ,
+        cwd: PathBuf::from("/"),
+    });
+    assert_eq!(verdict(&p, &key), Verdict::Block);
+    let write = Action::Open(OpenAction {
+        path: bad(b"/etc/", b".conf"),
+        access: Access::WRITE,
+        cwd: PathBuf::from("/"),
+    });
+    assert_eq!(verdict(&p, &write), Verdict::Block);
+    let rm = Action::Exec(ExecAction {
+        path: PathBuf::from("/usr/bin/rm"),
+        argv: vec![
+            OsString::from("rm"),
+            OsString::from("-rf"),
+            bad(b"/", b"").into_os_string(),
+        ],
+        cwd: bad(b"/home/u/", b""),
+        sha256: None,
+    });
+    assert_eq!(verdict(&p, &rm), Verdict::Block);
+    // A non-UTF-8 flag cluster still counts its letters.
+    let rm2 = Action::Exec(ExecAction {
+        path: PathBuf::from("/usr/bin/rm"),
+        argv: vec![
+            OsString::from("rm"),
+            OsString::from_vec(b"-r\xfff".to_vec()),
+            OsString::from("/"),
+        ],
+        cwd: PathBuf::from("/"),
+        sha256: None,
+    });
+    assert_eq!(verdict(&p, &rm2), Verdict::Block);
+    // Inside the workspace it stays allowed.
+    let ok = Action::Open(OpenAction {
+        path: bad(b"/home/u/ws/", b".txt"),
+        access: Access::WRITE | Access::CREATE,
+        cwd: PathBuf::from("/"),
+    });
+    assert_eq!(verdict(&p, &ok), Verdict::Allow);
+    let _ = ok_bytes(&ok);
+}
+
+fn ok_bytes(a: &Action) -> usize {
+    match a {
+        Action::Open(o) => o.path.as_os_str().as_bytes().len(),
+        Action::Exec(e) => e.path.as_os_str().as_bytes().len(),
+    }
+}
+
+#[test]
+fn policy_hash_covers_text_and_variables() {
+    let text = "version: 1\nrules: []\n";
+    let a = load(text);
+    let b = load("version: 1\nrules: []\n# comment\n");
+    assert_ne!(a.sha256(), b.sha256());
+    let mut v = vars();
+    v.workspace = PathBuf::from("/other");
+    let c = Policy::from_str(text, "t.yaml", &v).unwrap();
+    assert_ne!(a.sha256(), c.sha256());
+    assert_eq!(a.sha256(), load(text).sha256());
+    // Known answer: the documented construction.
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"lexecon-policy-v1\0");
+    for part in [text.as_bytes(), b"/home/u", b"/home/u/ws", b"/tmp"] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(a.sha256(), want);
+}
+
+#[test]
+fn vars_are_normalised() {
+    let v = Vars {
+        home: PathBuf::from("/home/u/"),
+        workspace: PathBuf::from("/home/u/ws/./x/.."),
+        tmpdir: PathBuf::from("//tmp"),
+    };
+    assert_eq!(v.normalised(), vars());
+    let p = Policy::from_str("version: 1\nrules: []\n", "t", &v).unwrap();
+    assert_eq!(p.vars(), &vars());
+}
+
+#[test]
+fn shipped_observe_and_ci_keep_the_default_rules() {
+    let default: Vec<String> = shipped("default.yaml")
+        .rule_ids()
+        .map(str::to_owned)
+        .collect();
+    let observe: Vec<String> = shipped("observe.yaml")
+        .rule_ids()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(default, observe);
+    assert_eq!(shipped("observe.yaml").mode(), Mode::Observe);
+    let ci = shipped("ci.yaml");
+    assert_eq!(ci.rule_ids().count(), default.len());
+    for a in [
+        exec(&["curl", "https://example.com"]),
+        exec(&["npm", "publish"]),
+        open("/home/u/.cache/x", Access::WRITE),
+    ] {
+        assert_eq!(verdict(&ci, &a), Verdict::Block, "{a:?}");
+    }
+    assert_eq!(
+        verdict(
+            &shipped("default.yaml"),
+            &exec(&["curl", "https://example.com"])
+        ),
+        Verdict::Escalate
+    );
+}
+
+#[test]
+fn examples_do_not_depend_on_where_the_policy_is_loaded() {
+    for ws in ["/", "/usr", "/tmp/w", "/home/u"] {
+        let v = Vars {
+            home: PathBuf::from("/home/u"),
+            workspace: PathBuf::from(ws),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        for name in ["default.yaml", "ci.yaml", "observe.yaml", "demo.yaml"] {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("policies")
+                .join(name);
+            if let Err(e) = Policy::from_file(&path, &v) {
+                panic!("{name} with WORKSPACE={ws}:\n{e}");
+            }
+        }
+    }
+    // The rules themselves use the real values.
+    let v = Vars {
+        home: PathBuf::from("/home/u"),
+        workspace: PathBuf::from("/"),
+        tmpdir: PathBuf::from("/tmp"),
+    };
+    let p = Policy::from_file(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies/default.yaml"),
+        &v,
+    )
+    .unwrap();
+    assert_eq!(verdict(&p, &open("/etc/x", Access::WRITE)), Verdict::Allow);
+    assert_eq!(
+        verdict(&p, &exec_in("/", &["rm", "-rf", "/"])),
+        Verdict::Block
+    );
 }

@@ -1,0 +1,290 @@
+//! `lexecon policy check` and `lexecon policy explain`, run as a user would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lexecon(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", "/home/u")
+        .env("TMPDIR", "/tmp")
+        .output()
+        .expect("lexecon runs")
+}
+
+fn policies() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_every_shipped_policy_and_prints_a_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<String> = ["default.yaml", "ci.yaml", "observe.yaml", "demo.yaml"]
+        .iter()
+        .map(|f| policies().join(f).display().to_string())
+        .collect();
+    let mut args = vec!["policy", "check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = lexecon(&args, dir.path());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(stdout.matches(": valid\n").count(), 4, "{stdout}");
+    assert!(stdout.contains("  mode: observe\n"), "{stdout}");
+    assert!(
+        stdout.contains("  defaults: exec allow, open allow\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  rules: 1 exec, 0 open; 9 examples checked\n"),
+        "{stdout}"
+    );
+    let sha_lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("  sha256: "))
+        .collect();
+    assert_eq!(sha_lines.len(), 4);
+    assert!(sha_lines.iter().all(|l| l.len() == "  sha256: ".len() + 64));
+}
+
+#[test]
+fn check_reports_every_error_with_its_location_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "version: 1\nrules:\n  - id: x\n    exec: {name: rm, flagz: [r]}\n    decision: blok\n    reason: r\n",
+    )
+    .unwrap();
+    let good = policies().join("demo.yaml");
+    let out = lexecon(
+        &["policy", "check", "bad.yaml", good.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(
+        stderr,
+        "bad.yaml:4:22: rule 'x': unknown key 'flagz' in `exec` conditions (did you mean 'flags'? allowed here: program, name, sha256, args, argv_regex, flags, operand, operand_path, operand_outside, operand_covers, cwd, unless)\n\
+         bad.yaml:5:15: rule 'x': decision 'blok' is not a decision (write allow, block or escalate)\n"
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("bad.yaml: invalid (2 errors)"), "{stdout}");
+    assert!(stdout.contains("demo.yaml: valid"), "{stdout}");
+}
+
+#[test]
+fn check_of_a_missing_file_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lexecon(&["policy", "check", "nope.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("nope.yaml:0:0: cannot read the policy file"));
+}
+
+#[test]
+fn explain_exec_shows_decision_winner_and_other_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policies().join("default.yaml");
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            policy.to_str().unwrap(),
+            "--",
+            "exec",
+            "rm",
+            "-rf",
+            "/",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("Decision: BLOCK\n"), "{stdout}");
+    assert!(
+        stdout.contains("Rule: block-rm-rf-outside-workspace\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Reason: recursive forced delete outside the workspace"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  * block-rm-rf-outside-workspace (block, line "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  - escalate-rm-r-outside-workspace (escalate, line "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("flags: 'r|R|recursive' given as -r, 'f|force' given as -f"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_rm_rf_inside_the_workspace_is_allowed_by_default_but_blocked_by_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("important_data")).unwrap();
+    let run = |policy: &str| {
+        let p = policies().join(policy);
+        lexecon(
+            &[
+                "policy",
+                "explain",
+                p.to_str().unwrap(),
+                "--",
+                "exec",
+                "rm",
+                "-rf",
+                "./important_data",
+            ],
+            dir.path(),
+        )
+    };
+    let out = text(&run("default.yaml").stdout);
+    assert!(out.contains("Decision: ALLOW\n"), "{out}");
+    assert!(out.contains("Rule: (none; default)\n"), "{out}");
+    let out = text(&run("demo.yaml").stdout);
+    assert!(
+        out.contains("Decision: BLOCK\nRule: block-rm-rf\n"),
+        "{out}"
+    );
+    assert!(dir.path().join("important_data").exists());
+}
+
+#[test]
+fn explain_open_with_access_flags_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policies().join("default.yaml");
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            "--json",
+            policy.to_str().unwrap(),
+            "--",
+            "open",
+            "/home/u/.ssh/id_rsa",
+            "--read",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["verdict"], "block");
+    assert_eq!(v["rule"], "block-credential-stores");
+    assert_eq!(v["action"]["kind"], "open");
+    assert_eq!(v["action"]["access"], serde_json::json!(["read"]));
+    assert_eq!(v["matched"][0]["winner"], true);
+    assert_eq!(v["matched"][0]["conditions"][0]["condition"], "path");
+
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            policy.to_str().unwrap(),
+            "--",
+            "open",
+            "/etc/hosts",
+            "--write",
+            "--create",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("Action: open /etc/hosts [write,create]\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Rule: block-writes-outside-workspace\n"),
+        "{stdout}"
+    );
+
+    let ws = dir.path().join("src/main.rs");
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            policy.to_str().unwrap(),
+            "--",
+            "open",
+            "src/main.rs",
+            "--write",
+        ],
+        dir.path(),
+    );
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "Action: open {} [write]",
+            ws.canonicalize().unwrap_or(ws.clone()).display()
+        )) || stdout.contains("src/main.rs [write]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Decision: ALLOW\n"), "{stdout}");
+}
+
+#[test]
+fn explain_cwd_option_and_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policies().join("default.yaml");
+    let p = policy.to_str().unwrap();
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            "--cwd",
+            "/",
+            "--workspace",
+            "/home/u/ws",
+            p,
+            "--",
+            "exec",
+            "rm",
+            "-rf",
+            "home",
+        ],
+        dir.path(),
+    );
+    assert!(
+        text(&out.stdout).contains("Decision: BLOCK\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = lexecon(
+        &[
+            "policy",
+            "explain",
+            "--workspace",
+            "/",
+            p,
+            "--",
+            "exec",
+            "rm",
+            "-rf",
+            "/home/u/ws/x",
+        ],
+        dir.path(),
+    );
+    assert!(
+        text(&out.stdout).contains("Decision: ALLOW\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = lexecon(
+        &["policy", "explain", p, "--", "open", "/x", "--exec"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown access flag '--exec'"));
+    let out = lexecon(&["policy", "explain", p, "--", "unlink", "/x"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown action 'unlink'"));
+}
