@@ -238,6 +238,13 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
             fail(last_errno());
         }
         let listener = listener as RawFd;
+        // The supervisor made itself non-dumpable before the fork and the
+        // child inherited it; without CAP_SYS_PTRACE the supervisor could
+        // not PTRACE_SEIZE a non-dumpable child. Dumpable again from here
+        // until execve, which sets it from the new program anyway.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 {
+            fail(last_errno());
+        }
         if send_fd_raw(sock, listener) < 0 {
             fail(last_errno());
         }

@@ -32,10 +32,9 @@ pub mod trace;
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::action::Action;
@@ -237,13 +236,12 @@ fn run_inner(
         .name("lexecon-notify".into())
         .spawn(move || notify::serve(loop_listener, loop_shared, stop_rx))
         .map_err(sys_err("start the notification thread"))?;
-    let done = Arc::new(AtomicBool::new(false));
+    let signals_stop = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
     let signals = {
-        let done = Arc::clone(&done);
         let judge = Arc::clone(&judge);
         std::thread::Builder::new()
             .name("lexecon-signals".into())
-            .spawn(move || forward_signals(child, &done, judge.as_ref()))
+            .spawn(move || forward_signals(child, &signals_stop, judge.as_ref()))
             .map_err(sys_err("start the signal thread"))?
     };
 
@@ -260,28 +258,57 @@ fn run_inner(
     if outcome.is_err() {
         let _ = sys::kill(child, libc::SIGKILL);
     }
-    done.store(true, Ordering::SeqCst);
-    let _ = sys::eventfd_signal(std::os::fd::AsFd::as_fd(&stop));
+    // Wakes both the notification loop and the signal thread at once.
+    let _ = sys::eventfd_signal(stop.as_fd());
     let _ = server.join();
     let _ = signals.join();
     drop(tty);
     outcome
 }
 
-fn forward_signals(child: i32, done: &AtomicBool, judge: &dyn Judge) {
+/// Forwards the signals in [`FORWARDED`] to the command and calls
+/// [`Judge::tick`] about every 100 ms, until `stop` becomes readable. The
+/// stop fd is polled with the signals, so the thread ends as soon as the
+/// run does rather than at the end of its current wait.
+fn forward_signals(child: i32, stop: &OwnedFd, judge: &dyn Judge) {
     let set = forwarded_set();
-    let timeout = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 100_000_000,
+    let forward = |sig: i32| {
+        // To the command's process group, as a terminal would; to the
+        // command alone if it left its group.
+        if sys::kill(-child, sig).is_err() {
+            let _ = sys::kill(child, sig);
+        }
     };
-    while !done.load(Ordering::SeqCst) {
-        // SAFETY: set and timeout are valid; siginfo may be null.
-        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
-        if sig > 0 {
-            // To the command's process group, as a terminal would; to the
-            // command alone if it left its group.
-            if sys::kill(-child, sig).is_err() {
-                let _ = sys::kill(child, sig);
+    let sfd = match sys::signalfd(&set) {
+        Ok(fd) => fd,
+        Err(_) => {
+            // No signalfd: wait for signals in slices, checking `stop`.
+            let timeout = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            while !matches!(sys::poll_readable(&[stop.as_fd()], 0), Ok(r) if r[0] != 0) {
+                // SAFETY: set and timeout are valid; siginfo may be null.
+                let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+                if sig > 0 {
+                    forward(sig);
+                }
+                judge.tick();
+            }
+            return;
+        }
+    };
+    loop {
+        let revents = match sys::poll_readable(&[sfd.as_fd(), stop.as_fd()], 100) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        if revents[1] != 0 {
+            return;
+        }
+        if revents[0] != 0 {
+            while let Ok(Some(sig)) = sys::signalfd_read(sfd.as_fd()) {
+                forward(sig);
             }
         }
         judge.tick();

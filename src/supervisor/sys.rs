@@ -461,6 +461,40 @@ pub fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(n as libc::c_long).map(drop)
 }
 
+/// A non-blocking `signalfd` for `set` (the signals must be blocked in every
+/// thread, or they are delivered instead of queued for the fd).
+pub fn signalfd(set: &libc::sigset_t) -> io::Result<OwnedFd> {
+    // SAFETY: `set` is a valid sigset_t for the duration of the call.
+    let fd = cvt_int(unsafe { libc::signalfd(-1, set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads one signal from a non-blocking signalfd: `Ok(None)` when none is
+/// pending.
+pub fn signalfd_read(fd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    // SAFETY: signalfd_siginfo is plain old data; all-zero is valid.
+    let mut info: libc::signalfd_siginfo = unsafe { mem::zeroed() };
+    let size = mem::size_of::<libc::signalfd_siginfo>();
+    let n = retry(|| {
+        // SAFETY: reads at most `size` bytes into `info`, which we own.
+        let n = unsafe {
+            libc::read(
+                fd.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
+        cvt(n as libc::c_long)
+    });
+    match n {
+        Ok(n) if n as usize == size => Ok(Some(info.ssi_signo as i32)),
+        Ok(_) => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `poll` on a set of fds for readability; returns the `revents` of each.
 pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<i16>> {
     let mut pfds: Vec<libc::pollfd> = fds
