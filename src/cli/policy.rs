@@ -90,13 +90,7 @@ fn vars(workspace: Option<PathBuf>) -> anyhow::Result<Vars> {
         Some(w) => w,
         None => current_dir()?,
     };
-    let v = Vars::from_env(&ws);
-    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
-    Ok(Vars {
-        home: canon(v.home),
-        workspace: canon(v.workspace),
-        tmpdir: canon(v.tmpdir),
-    })
+    Ok(super::vars_for(&ws))
 }
 
 fn print_errors(e: &PolicyErrors) {
