@@ -868,3 +868,85 @@ t('rename trailing slash', lambda: os.rename('empty/', 'empty2'))
     assert_eq!(n.lines().count(), s.lines().count());
     env.assert_valid();
 }
+
+#[test]
+fn summaries_for_ci_json_step_summary_and_fail_on_block() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let summary = env.root.join("summary.json");
+    let step = env.root.join("step.md");
+    let script = format!("{} x.txt; exit 0", marker.display());
+    let out = Command::new(LEXECON)
+        .args([
+            "supervise",
+            "--sync",
+            "never",
+            "--fail-on-block",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .arg("--json-summary")
+        .arg(&summary)
+        .args(["--", "sh", "-c", &script])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--fail-on-block turns a blocked run into a failure: {}",
+        stderr(&out)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["exit_status"], 0);
+    assert_eq!(json["exit_code"], 0);
+    assert!(json["counts"]["refused"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["blocked"][0]["rule"], "block-marker");
+    assert_eq!(json["sealed"], true);
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(
+        md.contains("block-marker") && md.contains("| judged |"),
+        "{md}"
+    );
+    assert!(
+        stderr(&out).contains("lexecon verify"),
+        "the summary says how to verify: {}",
+        stderr(&out)
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn signals_to_the_supervisor_reach_the_command() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let script = "trap 'echo got-term > term.txt; exit 42' TERM; echo ready > ready.txt; while :; do sleep 0.05; done";
+    let mut child = env
+        .supervise_cmd(&policy, &["bash", "-c", script])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !env.ws.join("ready.txt").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("term.txt")).unwrap(),
+        "got-term\n"
+    );
+    env.assert_valid();
+}
