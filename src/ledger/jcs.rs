@@ -387,7 +387,8 @@ impl<'a> Parser<'a> {
     fn object(&mut self) -> PResult<Value<'a>> {
         self.enter()?;
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(8);
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> =
+            Vec::with_capacity(if self.depth == 1 { 20 } else { 4 });
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
