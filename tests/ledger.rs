@@ -1208,3 +1208,26 @@ fn two_processes_append_concurrently() {
     assert_eq!(r.runs, 20);
     assert_eq!(r.counts.decisions, 400);
 }
+
+#[test]
+fn tamper_remove_an_epoch_record_with_seq_and_chain_recomputed() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "epoch", 0);
+    lines.remove(i);
+    for (j, line) in lines.iter_mut().enumerate().skip(i) {
+        *line = set_field(line, "seq", Value::String(j.to_string().into()));
+    }
+    rechain(&mut lines, i - 1);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    // The checkpoint that should have handed over to the next epoch.
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::EpochKey));
+    assert!(
+        f.message
+            .contains("no epoch record declares the next epoch key"),
+        "{}",
+        f.message
+    );
+}

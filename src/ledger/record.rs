@@ -570,25 +570,33 @@ pub struct Parsed {
 struct Fields<'v, 'a> {
     members: &'v [(Cow<'a, str>, Value<'a>)],
     used: usize,
+    /// Where the next lookup starts: members are in key order, and lookups
+    /// mostly are too, so most are found at the first probe.
+    next: usize,
 }
 
 impl<'v, 'a> Fields<'v, 'a> {
-    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
-        // Compare length and first byte before the bytes: most members
-        // differ there, and this runs for every field of every record.
-        let kb = k.as_bytes();
-        let v = self
-            .members
-            .iter()
-            .find(|(n, _)| {
-                let nb = n.as_bytes();
-                nb.len() == kb.len() && nb.first() == kb.first() && nb == kb
-            })
-            .map(|(_, v)| v);
-        if v.is_some() {
-            self.used += 1;
+    fn new(members: &'v [(Cow<'a, str>, Value<'a>)]) -> Self {
+        Fields {
+            members,
+            used: 0,
+            next: 0,
         }
-        v
+    }
+
+    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
+        let kb = k.as_bytes();
+        let n = self.members.len();
+        for j in 0..n {
+            let idx = (self.next + j) % n;
+            let (name, v) = &self.members[idx];
+            if name.as_bytes() == kb {
+                self.next = idx + 1;
+                self.used += 1;
+                return Some(v);
+            }
+        }
+        None
     }
     fn req(&mut self, k: &str) -> Result<&'v Value<'a>, String> {
         self.opt(k).ok_or_else(|| format!("missing field `{k}`"))
@@ -701,13 +709,35 @@ fn dec(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Decode 64 lowercase hex digits (table-driven: runs for every `prev`).
 fn hex32(s: &str) -> Option<Hash> {
-    if s.len() != 64 || s.bytes().any(|c| c.is_ascii_uppercase()) {
+    const BAD: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [BAD; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let b = s.as_bytes();
+    if b.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (TABLE[usize::from(pair[0])], TABLE[usize::from(pair[1])]);
+        bad |= (hi | lo) & 0xf0;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 fn b64_32(s: &str) -> Option<[u8; 32]> {
@@ -748,10 +778,7 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
     let Value::Object(m) = v else {
         return Err("`action` must be an object".into());
     };
-    let mut f = Fields {
-        members: m,
-        used: 0,
-    };
+    let mut f = Fields::new(m);
     let kind = f.str("kind")?;
     match kind {
         "exec" => {
@@ -794,10 +821,7 @@ fn parse_counts(f: &mut Fields<'_, '_>) -> Result<Counts, String> {
     let Value::Object(v) = f.req("verdicts")? else {
         return Err("`verdicts` must be an object".into());
     };
-    let mut vf = Fields {
-        members: v,
-        used: 0,
-    };
+    let mut vf = Fields::new(v);
     c.allow = vf.u64("allow")?;
     c.block = vf.u64("block")?;
     c.escalate = vf.u64("escalate")?;
@@ -807,10 +831,7 @@ fn parse_counts(f: &mut Fields<'_, '_>) -> Result<Counts, String> {
     let Value::Object(o) = f.req("outcomes")? else {
         return Err("`outcomes` must be an object".into());
     };
-    let mut of = Fields {
-        members: o,
-        used: 0,
-    };
+    let mut of = Fields::new(o);
     c.allowed = of.u64("allowed")?;
     c.killed = of.u64("killed")?;
     c.refused = of.u64("refused")?;
@@ -826,10 +847,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
     let Value::Object(m) = v else {
         return Err("a record must be a JSON object".into());
     };
-    let mut f = Fields {
-        members: m,
-        used: 0,
-    };
+    let mut f = Fields::new(m);
     let kind_s = f.str("kind")?;
     let kind = match kind_s {
         "run" => Kind::Run,
@@ -883,32 +901,13 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             }
         }
         Kind::Decision => {
-            check_time(&mut f)?;
-            f.int("pid")?.ok_or("missing field `pid`")?;
-            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            // In key order (see `Fields::next`).
             check_action(f.req("action")?)?;
-            match f.str("stage")? {
-                "request" | "confirm" => {}
-                other => return Err(format!("unknown stage {other:?}")),
-            }
-            let verdict_s = f.str("verdict")?;
-            let verdict =
-                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
-            let outcome_s = f.str("outcome")?;
-            let outcome = Outcome::parse(outcome_s)
-                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
-            f.opt_str("rule")?;
-            str_array(f.req("matched")?, "matched")?;
-            f.str("reason")?;
-            check_mode(f.str("mode")?)?;
             if let Some(id) = f.opt("identity") {
                 let Value::Object(im) = id else {
                     return Err("`identity` must be an object".into());
                 };
-                let mut i = Fields {
-                    members: im,
-                    used: 0,
-                };
+                let mut i = Fields::new(im);
                 i.u64("dev")?;
                 i.u64("ino")?;
                 if let Some(h) = i.opt_str("sha256")? {
@@ -918,7 +917,24 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                     return Err("unexpected member in `identity`".into());
                 }
             }
+            str_array(f.req("matched")?, "matched")?;
+            check_mode(f.str("mode")?)?;
             f.opt_str("note")?;
+            let outcome_s = f.str("outcome")?;
+            let outcome = Outcome::parse(outcome_s)
+                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            f.opt_str("rule")?;
+            match f.str("stage")? {
+                "request" | "confirm" => {}
+                other => return Err(format!("unknown stage {other:?}")),
+            }
+            check_time(&mut f)?;
+            let verdict_s = f.str("verdict")?;
+            let verdict =
+                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
             Body::Decision { verdict, outcome }
         }
         Kind::Epoch => {
