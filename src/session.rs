@@ -574,16 +574,36 @@ impl Judge for Session {
         } else {
             builtin::UNDECODABLE
         };
-        let what = format!(
-            "{syscall} by pid {}: {why} ({})",
-            caller.pid,
-            std::io::Error::from_raw_os_error(errno)
-        );
+        let entry = ledger::RefusalEntry {
+            pid: caller.pid,
+            ppid: caller.ppid,
+            syscall,
+            rule,
+            reason: why,
+            errno,
+        };
+        let seq = match lock(&self.writer).append_refusal(&entry) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                let mut st = lock(&self.state);
+                st.record_failures += 1;
+                if st.first_record_error.is_none() {
+                    eprintln!("lexecon: cannot write the ledger: {e}");
+                    st.first_record_error = Some(e.to_string());
+                }
+                None
+            }
+        };
+        let what = format!("{syscall} by pid {}: {why}", caller.pid);
         if self.report_blocks {
-            eprintln!("lexecon: refused {what} (rule {rule})");
+            let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
+            eprintln!(
+                "lexecon: refused {what} ({}; rule {rule}, {record})",
+                std::io::Error::from_raw_os_error(errno)
+            );
         }
         lock(&self.state).blocked.push(Blocked {
-            seq: None,
+            seq,
             what,
             rule: rule.to_string(),
         });

@@ -950,3 +950,36 @@ fn signals_to_the_supervisor_reach_the_command() {
     );
     env.assert_valid();
 }
+
+#[test]
+fn signals_aimed_at_the_supervisor_are_refused_and_recorded() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    // The supervisor is the parent of the command.
+    let py = "import os, signal\n\
+              sup = os.getppid()\n\
+              for name, f in [('kill', lambda: os.kill(sup, signal.SIGKILL)),\n\
+                              ('stop', lambda: os.kill(sup, signal.SIGSTOP)),\n\
+                              ('probe', lambda: os.kill(sup, 0)),\n\
+                              ('killpg-all', lambda: os.kill(-1, signal.SIGTERM))]:\n    \
+              try:\n        f(); print(name, 'ok')\n    except OSError as e:\n        print(name, e.errno)\n\
+              print('alive')\n";
+    let out = env.supervise(&policy, &["python3", "-c", py]);
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{s} {}", stderr(&out));
+    assert!(
+        s.contains("kill 1\n") && s.contains("stop 1\n") && s.contains("killpg-all 1\n"),
+        "{s}"
+    );
+    assert!(s.contains("alive"));
+    let refusals: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "refusal")
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:#?}");
+    assert!(refusals
+        .iter()
+        .all(|r| r["rule"] == "lexecon.self-protect.signal"));
+    env.assert_valid();
+}

@@ -117,6 +117,22 @@ pub struct DecisionEntry<'a> {
     pub note: Option<String>,
 }
 
+/// A call refused before it could be judged as an action: aimed at the
+/// supervisor (a signal), or undecodable (bad pointer, oversized path or
+/// argv). Not counted among decisions.
+#[derive(Debug, Clone)]
+pub struct RefusalEntry<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The system call, e.g. `kill`, `openat`.
+    pub syscall: &'a str,
+    /// The built-in rule, e.g. `lexecon.self-protect.signal`.
+    pub rule: &'a str,
+    pub reason: &'a str,
+    /// The errno the caller got.
+    pub errno: i32,
+}
+
 /// How a run ended. The writer adds the counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunEnd {
@@ -392,6 +408,32 @@ pub(crate) fn encode_decision(
         .map_err(|e| e.to_string())
 }
 
+pub(crate) fn encode_refusal(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    r: &RefusalEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(10);
+    put(&mut m, "errno", int(r.errno.into()));
+    put(&mut m, "kind", s("refusal"));
+    put(&mut m, "pid", int(r.pid.into()));
+    put(&mut m, "ppid", int(r.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(r.reason));
+    put(&mut m, "rule", s(r.rule));
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "syscall", s(r.syscall));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn encode_epoch(
     seq: u64,
     prev: Option<&Hash>,
@@ -502,6 +544,7 @@ pub(crate) fn encode_recovery(
 pub enum Kind {
     Run,
     Decision,
+    Refusal,
     Epoch,
     Checkpoint,
     End,
@@ -513,6 +556,7 @@ impl Kind {
         match self {
             Kind::Run => "run",
             Kind::Decision => "decision",
+            Kind::Refusal => "refusal",
             Kind::Epoch => "epoch",
             Kind::Checkpoint => "checkpoint",
             Kind::End => "end",
@@ -536,6 +580,7 @@ pub enum Body {
         verdict: Verdict,
         outcome: Outcome,
     },
+    Refusal,
     Epoch {
         epoch: u64,
         key: [u8; 32],
@@ -673,6 +718,7 @@ fn known(kind: &str, k: &str) -> bool {
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
             "reason", "mode", "identity", "note",
         ],
+        "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
         "epoch" => &["time", "epoch", "key"],
         "checkpoint" => &["note", "final"],
         "end" => &[
@@ -852,13 +898,14 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
     let kind = match kind_s {
         "run" => Kind::Run,
         "decision" => Kind::Decision,
+        "refusal" => Kind::Refusal,
         "epoch" => Kind::Epoch,
         "checkpoint" => Kind::Checkpoint,
         "end" => Kind::End,
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -936,6 +983,17 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let verdict =
                 parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
             Body::Decision { verdict, outcome }
+        }
+        Kind::Refusal => {
+            // In key order (see `Fields::next`).
+            f.int("errno")?.ok_or("missing field `errno`")?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            f.str("rule")?;
+            f.str("syscall")?;
+            check_time(&mut f)?;
+            Body::Refusal
         }
         Kind::Epoch => {
             check_time(&mut f)?;

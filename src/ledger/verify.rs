@@ -689,6 +689,18 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
+            Body::Refusal => match self.unit.as_ref() {
+                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {}
+                Some(u) if u.end_line.is_some() => {
+                    let l = u.end_line.unwrap_or(0);
+                    self.bad(
+                        seq,
+                        Check::Run,
+                        format!("a refusal after the run's end record (line {l})"),
+                    )
+                }
+                _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
+            },
             Body::Epoch { epoch, key } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
