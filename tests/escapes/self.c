@@ -14,8 +14,8 @@
  *   self signals native|supervisor
  *       Every way to signal a process: kill, kill(-pgid), kill(0) from its
  *       group, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo,
- *       pidfd_open + pidfd_send_signal, F_SETOWN/F_SETSIG async I/O, and
- *       kill(-1, 0). "native": each aimed at a fresh victim child (in its
+ *       pidfd_open + pidfd_send_signal, F_SETOWN async I/O (with F_SETSIG,
+ *       and with the default SIGIO), and kill(-1, 0). "native": each aimed at a fresh victim child (in its
  *       own process group) and prints "WHAT=killed|alive"; "supervisor":
  *       aimed at the parent (the supervisor) with SIGKILL, prints "WHAT=R".
  *       Then ptrace(PTRACE_ATTACH/SEIZE) of the target. */
@@ -90,7 +90,7 @@ static int tgid_of(int t) {
     snprintf(path, sizeof path, "/proc/%d/status", t);
     FILE *f = fopen(path, "r");
     if (!f) return -1;
-    int tgid = -1;
+    int tgid = -2;
     while (fgets(line, sizeof line, f))
         if (!strncmp(line, "Tgid:", 5)) tgid = atoi(line + 5);
     fclose(f);
@@ -136,7 +136,9 @@ static void threads(void) {
     /* The supervisor's other threads, by tid (not listed in /proc). */
     int found = 0;
     for (int t = sup + 1; t < sup + 200; t++) {
-        if (tgid_of(t) != sup) continue;
+        /* A refused status (EPERM) means the supervisor guards it as its own. */
+        int tg = tgid_of(t);
+        if (tg != sup && !(tg < 0 && errno == EPERM)) continue;
         found++;
         snprintf(w, sizeof w, "thread-%d-environ", found);
         snprintf(p, sizeof p, "/proc/%d/environ", t);
@@ -167,7 +169,7 @@ static long attempt(int i, pid_t target, pid_t pgid, int sig, const char **name)
     static const char *names[] = {"kill",       "kill-pgid",         "kill-own-group",
                                   "tkill",      "tgkill",            "rt_sigqueueinfo",
                                   "rt_tgsigqueueinfo", "pidfd",      "f_setown",
-                                  "kill-all-0", NULL};
+                                  "f_setown-sigio",    "kill-all-0", NULL};
     *name = names[i];
     if (!names[i]) return 0;
     siginfo_t si;
@@ -201,19 +203,21 @@ static long attempt(int i, pid_t target, pid_t pgid, int sig, const char **name)
         if (fd < 0) return fd;
         return syscall(SYS_pidfd_send_signal, (int)fd, sig, NULL, 0);
     }
-    case 8: {
-        /* Async I/O notification: the kernel signals the fd's owner. */
+    case 8:
+    case 9: {
+        /* Async I/O notification: the kernel signals the fd's owner, with
+         * SIG (F_SETSIG) or the default SIGIO. */
         int p[2];
         if (pipe(p)) return -1;
         if (fcntl(p[0], F_SETOWN, target) != 0) return -1;
-        if (fcntl(p[0], F_SETSIG, sig) != 0) return -1;
+        if (i == 8 && fcntl(p[0], F_SETSIG, sig) != 0) return -1;
         if (fcntl(p[0], F_SETFL, O_ASYNC | O_NONBLOCK) != 0) return -1;
         long r = write(p[1], "x", 1) == 1 ? 0 : -1;
         close(p[0]);
         close(p[1]);
         return r;
     }
-    case 9: return kill(-1, 0);
+    case 10: return kill(-1, 0);
     }
     return 0;
 }
@@ -247,7 +251,7 @@ static void signals(int native) {
                 waitpid(v, NULL, 0);
                 break;
             }
-            if (i == 9) {
+            if (i == 10) {
                 /* kill(-1, 0) only probes: it reports whether it may signal. */
                 printf("%s=%s\n", name, r == 0 ? "allowed" : "refused");
                 kill(v, SIGKILL);
@@ -274,7 +278,10 @@ static void signals(int native) {
     }
     long r = ptrace(PTRACE_ATTACH, target, 0, 0);
     report("ptrace-attach", r);
-    if (r == 0) ptrace(PTRACE_DETACH, target, 0, 0);
+    if (r == 0) {
+        waitpid(target, NULL, __WALL); /* the attach stop */
+        ptrace(PTRACE_DETACH, target, 0, 0);
+    }
     r = ptrace(PTRACE_SEIZE, target, 0, 0);
     report("ptrace-seize", r);
     if (v) {
