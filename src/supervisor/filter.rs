@@ -28,6 +28,7 @@ pub mod nr {
     pub const LINK: u32 = 86;
     pub const UNLINK: u32 = 87;
     pub const CLONE: u32 = 56;
+    pub const FCNTL: u32 = 72;
     pub const EXECVE: u32 = 59;
     pub const KILL: u32 = 62;
     pub const CREAT: u32 = 85;
@@ -222,6 +223,7 @@ pub const CLONE_NEW_MASK: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u32;
 
 const SECCOMP_SET_MODE_FILTER: u32 = 1;
+const F_SETSIG: u32 = 10;
 const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 pub const RET_ALLOW: u32 = 0x7fff_0000;
@@ -307,7 +309,7 @@ pub fn build() -> Vec<Insn> {
         },
         // seccomp(SECCOMP_SET_MODE_FILTER, flags, …): refuse a new listener.
         Item::Mark("seccomp"),
-        jeq(nr::SECCOMP, Next, Allow),
+        jeq(nr::SECCOMP, Next, At("fcntl")),
         Item::Load(off_arg_lo(0)),
         jeq(SECCOMP_SET_MODE_FILTER, Next, Allow),
         Item::Load(off_arg_lo(1)),
@@ -317,6 +319,16 @@ pub fn build() -> Vec<Insn> {
             t: Errno(libc::EPERM),
             f: Allow,
         },
+        // fcntl(fd, F_SETSIG, sig != 0): refused. With F_SETOWN the tree can
+        // have the kernel signal any process of its uid when I/O is ready,
+        // the supervisor included; F_SETSIG would make that SIGKILL. The
+        // default SIGIO is ignored by the supervisor.
+        Item::Mark("fcntl"),
+        jeq(nr::FCNTL, Next, Allow),
+        Item::Load(off_arg_lo(1)),
+        jeq(F_SETSIG, Next, Allow),
+        Item::Load(off_arg_lo(2)),
+        jeq(0, Allow, Errno(libc::EPERM)),
         Item::Ret(RET_ALLOW),
     ]);
     assemble(p)
@@ -558,6 +570,26 @@ mod tests {
             run(nr::SECCOMP, AUDIT_ARCH_X86_64, get_action_avail),
             RET_ALLOW
         );
+    }
+
+    #[test]
+    fn fcntl_setsig_is_denied_other_commands_allowed() {
+        let setsig_kill = [3, 10, libc::SIGKILL as u64, 0, 0, 0];
+        assert_eq!(
+            run(nr::FCNTL, AUDIT_ARCH_X86_64, setsig_kill),
+            errno(libc::EPERM)
+        );
+        let setsig_default = [3, 10, 0, 0, 0, 0];
+        assert_eq!(run(nr::FCNTL, AUDIT_ARCH_X86_64, setsig_default), RET_ALLOW);
+        for cmd in [
+            libc::F_GETFL,
+            libc::F_SETFL,
+            libc::F_SETOWN,
+            libc::F_DUPFD_CLOEXEC,
+        ] {
+            let args = [3, cmd as u64, 9, 0, 0, 0];
+            assert_eq!(run(nr::FCNTL, AUDIT_ARCH_X86_64, args), RET_ALLOW, "{cmd}");
+        }
     }
 
     #[test]

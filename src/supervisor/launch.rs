@@ -191,6 +191,8 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         // The Rust runtime ignores SIGPIPE; programs expect the default.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        // Ignored by the supervisor only (see `supervisor::run`).
+        libc::signal(libc::SIGIO, libc::SIG_DFL);
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(last_errno());
         }

@@ -198,6 +198,10 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         let set = forwarded_set();
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // The tree can aim SIGIO at any process of its uid (F_SETOWN on a
+        // file it owns, then I/O): its default action would kill us. The
+        // child restores the default before exec.
+        libc::signal(libc::SIGIO, libc::SIG_IGN);
         // Emulated opens apply the caller's umask themselves.
         libc::umask(0)
     };

@@ -169,6 +169,41 @@ fn join(components: &[Vec<u8>]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
+/// When `comp`, looked up in `dir`, is the `/proc` entry of the supervisor
+/// (its pid, or the tid of any of its threads, which `/proc` does not list
+/// but resolves) and the caller is not the supervisor itself: the canonical
+/// name of what the rest of the path would reach, `/proc/PID/…` or
+/// `/proc/PID/task/TID/…`, without following anything in it.
+fn supervisor_proc_entry(
+    proc_info: &ProcInfo,
+    caller: Caller,
+    dir: BorrowedFd<'_>,
+    comp: &[u8],
+    rest: &std::collections::VecDeque<Vec<u8>>,
+) -> Result<Option<PathBuf>, Errno> {
+    let Some(n) = std::str::from_utf8(comp)
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+    else {
+        return Ok(None);
+    };
+    let own = std::process::id() as i32;
+    if caller.tgid == own || !(n == own || super::procfs::is_own_task(n)) {
+        return Ok(None);
+    }
+    let st = sys::fstat(dir).map_err(|e| errno_of(&e))?;
+    if st.st_dev != proc_info.dev || st.st_ino != PROC_ROOT_INO {
+        return Ok(None);
+    }
+    let mut canon: Vec<Vec<u8>> = vec![b"proc".to_vec(), own.to_string().into_bytes()];
+    if n != own {
+        canon.push(b"task".to_vec());
+        canon.push(comp.to_vec());
+    }
+    canon.extend(rest.iter().cloned());
+    Ok(Some(join(&canon)))
+}
+
 /// Resolves `path` (relative to `dirfd` of `caller`) as the kernel would.
 pub fn resolve(
     proc_info: &ProcInfo,
@@ -261,6 +296,22 @@ pub fn resolve(
             }
         }
         let name = cstring(&comp)?;
+        if let Some(path) = supervisor_proc_entry(proc_info, caller, cur.as_fd(), &comp, &queue)? {
+            // Named, never walked: the walk and the open run in the
+            // supervisor, to which the kernel always grants its own /proc
+            // entries (mem, environ, fd/*), whatever the caller may do.
+            // Judged by this name, which the built-in rules refuse.
+            let child = open_path(cur.as_fd(), &name, false).map_err(|e| errno_of(&e))?;
+            let stat = sys::fstat(child.as_fd()).map_err(|e| errno_of(&e))?;
+            return Ok(Resolved {
+                path,
+                target: Target::Entry {
+                    parent: cur,
+                    name,
+                    stat,
+                },
+            });
+        }
         let child = match open_path(cur.as_fd(), &name, false) {
             Ok(fd) => fd,
             Err(e) if errno_of(&e) == libc::ENOENT && last => {
@@ -458,6 +509,36 @@ mod tests {
         // Through an ordinary symlink to /proc/self (/proc/mounts → self/mounts).
         let r = res(b"/proc/mounts", true).unwrap();
         assert_eq!(r.path, p(&format!("/proc/{}/mounts", c.tgid)));
+    }
+
+    #[test]
+    fn the_supervisors_proc_entries_are_named_never_walked() {
+        let info = ProcInfo::detect().unwrap();
+        let own = std::process::id();
+        // A caller that is not this process (the tree, for a supervisor).
+        let other = Caller { tid: 1, tgid: 1 };
+        let lookup = Lookup {
+            follow_last: true,
+            empty_path: false,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(sys::gettid()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        let by_pid = format!("/proc/{own}/fd/0");
+        let r = resolve(&info, other, libc::AT_FDCWD, by_pid.as_bytes(), lookup).unwrap();
+        assert_eq!(r.path, p(&by_pid), "the fd link is not followed");
+        let by_tid = format!("/proc/{tid}/mem");
+        let r = resolve(&info, other, libc::AT_FDCWD, by_tid.as_bytes(), lookup).unwrap();
+        assert_eq!(r.path, p(&format!("/proc/{own}/task/{tid}/mem")));
+        let via_root = format!("/tmp/../proc/./{tid}/environ");
+        let r = resolve(&info, other, libc::AT_FDCWD, via_root.as_bytes(), lookup).unwrap();
+        assert_eq!(r.path, p(&format!("/proc/{own}/task/{tid}/environ")));
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
     }
 
     #[test]
