@@ -694,8 +694,6 @@ fn symlink_to_protected_file() {
 }
 
 #[test]
-#[ignore = "known gap: link(2) is not judged, and opens are judged by the path they name; \
-            a hard link made in the workspace gives the protected inode an unprotected name"]
 fn hard_link_to_protected_file() {
     path_route("hardlink");
 }
@@ -915,9 +913,6 @@ fn shebang_script_naming_the_forbidden_interpreter() {
 const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
 
 #[test]
-#[ignore = "known gap: only the loader is exec'd (the program is opened for reading and \
-            mmapped); /proc/PID/exe is the loader, so neither the request nor the \
-            confirmation sees the blocked program"]
 fn dynamic_loader_runs_the_forbidden_program() {
     let w = World::new();
     assert!(Path::new(LD_SO).exists(), "no {LD_SO} on this system");
@@ -1079,9 +1074,6 @@ fn self_protection_proc_entries_of_the_supervisors_other_threads() {
 }
 
 #[test]
-#[ignore = "known gap: link(2) is not judged; a hard link to the private key in the \
-            workspace is an unprotected name for the key's inode, and opens are judged by \
-            path"]
 fn self_protection_hard_link_to_the_private_key() {
     let w = World::new();
     let prog = cc_with(&w.env, "self", SELF_C, &[]);

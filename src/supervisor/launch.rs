@@ -193,6 +193,8 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         // Ignored by the supervisor only (see `supervisor::run`).
         libc::signal(libc::SIGIO, libc::SIG_DFL);
+        libc::signal(libc::SIGTTOU, libc::SIG_DFL);
+        libc::signal(libc::SIGTTIN, libc::SIG_DFL);
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(last_errno());
         }

@@ -202,6 +202,11 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         // file it owns, then I/O): its default action would kill us. The
         // child restores the default before exec.
         libc::signal(libc::SIGIO, libc::SIG_IGN);
+        // A tree that takes the terminal's foreground and sets `tostop`
+        // would stop a background supervisor the next time it writes to the
+        // terminal (SIGTTOU), or reads it (SIGTTIN): never stop.
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
         // Emulated opens apply the caller's umask themselves.
         libc::umask(0)
     };
