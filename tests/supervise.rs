@@ -426,15 +426,17 @@ fn exec_path_race_never_runs_a_blocked_program() {
 #include <unistd.h>
 static char path[4096];
 static size_t last;
+static volatile unsigned long flips;
 static void *flip(void *arg) {
     (void)arg;
     volatile char *c = &path[last];
-    for (;;) { *c = 'B'; *c = 'A'; }
+    for (;;) { *c = 'B'; *c = 'A'; flips++; }
     return NULL;
 }
+/* argv: DIR N [until-win]: with until-win, stop as soon as the marker ran. */
 int main(int argc, char **argv) {
-    (void)argc;
     int n = atoi(argv[2]);
+    int until_win = argc > 3;
     int ok = 0, refused = 0;
     for (int i = 0; i < n; i++) {
         pid_t p = fork();
@@ -442,12 +444,15 @@ int main(int argc, char **argv) {
             snprintf(path, sizeof path, "%s/tA", argv[1]);
             last = strlen(path) - 1;
             pthread_t t; pthread_create(&t, NULL, flip, NULL);
+            /* make sure the flipper runs before the exec reads the path */
+            while (flips < 1000) {}
             char *av[] = {path, "won.txt", NULL};
             execv(path, av);
             _exit(99);
         }
         int st; waitpid(p, &st, 0);
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++; else refused++;
+        if (until_win && access("won.txt", F_OK) == 0) break;
     }
     printf("ok=%d refused=%d\n", ok, refused);
     return 0;
@@ -455,7 +460,12 @@ int main(int argc, char **argv) {
 "#,
     );
     // Natively the race is real: the marker runs at least once.
-    let native = env.native(&[racer.as_os_str(), env.bin.as_os_str(), "300".as_ref()]);
+    let native = env.native(&[
+        racer.as_os_str(),
+        env.bin.as_os_str(),
+        "20000".as_ref(),
+        "until-win".as_ref(),
+    ]);
     assert!(native.status.success());
     assert!(
         env.ws.join("won.txt").exists(),
@@ -501,16 +511,20 @@ fn open_path_race_never_opens_a_blocked_file() {
 #include <string.h>
 #include <unistd.h>
 static char path[64] = "fA";
+static volatile unsigned long flips;
 static void *flip(void *arg) {
     (void)arg;
     volatile char *c = &path[1];
-    for (;;) { *c = 'B'; *c = 'A'; }
+    for (;;) { *c = 'B'; *c = 'A'; flips++; }
     return NULL;
 }
+/* argv: N [until-win]: with until-win, stop at the first win. */
 int main(int argc, char **argv) {
     int n = atoi(argv[1]), wins = 0, opened = 0;
+    int until_win = argc > 2;
     pthread_t t; pthread_create(&t, NULL, flip, NULL);
-    for (int i = 0; i < n; i++) {
+    while (flips < 1000) {}
+    for (int i = 0; i < n && !(until_win && wins); i++) {
         int fd = open(path, O_RDONLY);
         if (fd < 0) continue;
         opened++;
@@ -523,7 +537,7 @@ int main(int argc, char **argv) {
 }
 "#,
     );
-    let native = env.native(&[racer.as_os_str(), "2000".as_ref()]);
+    let native = env.native(&[racer.as_os_str(), "5000000".as_ref(), "until-win".as_ref()]);
     assert!(
         stdout(&native).contains("wins=") && !stdout(&native).contains("wins=0\n"),
         "no race natively: {}",
