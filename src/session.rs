@@ -68,7 +68,9 @@ pub mod builtin {
 struct Protected {
     keys_dir: PathBuf,
     ledger_file: PathBuf,
-    ledger_dir: PathBuf,
+    /// The ledger's directory, when it is dedicated to the ledger (neither
+    /// the workspace nor one of its ancestors): nothing may be written in it.
+    ledger_dir: Option<PathBuf>,
     supervisor_proc: PathBuf,
 }
 
@@ -76,20 +78,21 @@ impl Protected {
     fn check(&self, action: &Action) -> Option<Decision> {
         let Action::Open(o) = action else { return None };
         let p = o.path.as_path();
+        let writes = o
+            .access
+            .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE | Access::APPEND);
+        let in_ledger_dir = self.ledger_dir.as_ref().is_some_and(|d| p.starts_with(d));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
             (
                 builtin::KEYS,
                 "the ledger's signing keys are off limits to the supervised tree",
             )
-        } else if p == self.ledger_file || p.starts_with(&self.ledger_dir) && p != self.ledger_dir {
+        } else if p == self.ledger_file {
             (
                 builtin::LEDGER,
                 "the ledger is written by the supervisor only",
             )
-        } else if p == self.ledger_dir
-            && o.access
-                .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE)
-        {
+        } else if in_ledger_dir && writes {
             (
                 builtin::LEDGER,
                 "the ledger's directory is written by the supervisor only",
@@ -109,6 +112,77 @@ impl Protected {
             reason: reason.to_string(),
         })
     }
+}
+
+/// For calls judged as opens that are not opens, what the record says.
+fn path_op_note(syscall: &str) -> Option<&'static str> {
+    Some(match syscall {
+        "unlink" | "unlinkat" | "rmdir" => "removal, judged as a write of the path",
+        "rename" | "renameat" | "renameat2" => "rename, judged on the source and the destination",
+        "link" | "linkat" => "hard link, judged on the file and the new name",
+        "truncate" => "truncate(2), judged as a write of the path",
+        _ => return None,
+    })
+}
+
+/// Options of the dynamic loader that take a value (ld.so(8)).
+const LOADER_OPTS_WITH_VALUE: &[&str] = &[
+    "--library-path",
+    "--inhibit-rpath",
+    "--audit",
+    "--preload",
+    "--argv0",
+    "--glibc-hwcaps-prefix",
+    "--glibc-hwcaps-mask",
+];
+
+/// Whether `path` is an ELF dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`).
+fn is_loader(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    name.starts_with(b"ld-linux")
+        || name.starts_with(b"ld.so")
+        || (name.starts_with(b"ld-") && name.windows(3).any(|w| w == b".so"))
+}
+
+/// When `action` runs the dynamic loader as a program with a program to
+/// run (`ld.so [OPTIONS] PROG ARGS…`), the exec of PROG that it performs:
+/// PROG resolved against the caller's cwd, its argv, its content hash.
+pub fn loader_target(action: &Action) -> Option<Action> {
+    let Action::Exec(x) = action else { return None };
+    if !is_loader(&x.path) {
+        return None;
+    }
+    let mut args = x.argv.iter().skip(1);
+    let prog = loop {
+        let a = args.next()?;
+        let s = a.as_bytes();
+        if s == b"--" {
+            break args.next()?;
+        }
+        if LOADER_OPTS_WITH_VALUE.iter().any(|o| o.as_bytes() == s) {
+            args.next()?;
+            continue;
+        }
+        if s.starts_with(b"--") {
+            // --list, --verify, --inhibit-cache, …
+            continue;
+        }
+        break a;
+    };
+    let joined = x.cwd.join(prog);
+    let path = std::fs::canonicalize(&joined).unwrap_or(joined);
+    let sha256 = std::fs::read(&path).ok().map(|b| {
+        use sha2::Digest;
+        <[u8; 32]>::from(sha2::Sha256::digest(b))
+    });
+    let mut argv = vec![prog.clone()];
+    argv.extend(args.cloned());
+    Some(Action::Exec(crate::action::ExecAction {
+        path,
+        argv,
+        cwd: x.cwd.clone(),
+        sha256,
+    }))
 }
 
 /// A blocked action, for the summary.
@@ -215,10 +289,11 @@ impl Session {
             ci: ledger::ci_identifiers_from_env(),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
+        let workspace = canonical_or_absolute(cwd);
         let ledger_dir = ledger_file
             .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+            .filter(|d| !workspace.starts_with(d))
+            .map(Path::to_path_buf);
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let protected = Protected {
@@ -242,10 +317,30 @@ impl Session {
     }
 
     fn decide(&self, action: &Action) -> (Decision, bool) {
-        match self.protected.check(action) {
-            Some(d) => (d, true),
-            None => (self.policy.decide(action), false),
+        if let Some(d) = self.protected.check(action) {
+            return (d, true);
         }
+        let mut d = self.policy.decide(action);
+        // `ld.so PROG` runs PROG without an execve of PROG: judge PROG too,
+        // and let the stronger verdict win.
+        if let Some(target) = loader_target(action) {
+            let t = self.policy.decide(&target);
+            if t.verdict > d.verdict {
+                let prog = match &target {
+                    Action::Exec(x) => x.path.display().to_string(),
+                    Action::Open(o) => o.path.display().to_string(),
+                };
+                let mut matched = d.matched;
+                matched.extend(t.matched);
+                d = Decision {
+                    verdict: t.verdict,
+                    matched,
+                    rule: t.rule,
+                    reason: format!("{} (run through the dynamic loader as {prog})", t.reason),
+                };
+            }
+        }
+        (d, false)
     }
 
     /// What is done about a verdict: (outcome, note).
@@ -397,12 +492,15 @@ impl Judge for Session {
     fn judge(
         &self,
         caller: &Caller,
-        _syscall: &'static str,
+        syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
     ) -> Ruling {
         let (decision, builtin) = self.decide(action);
-        let (outcome, note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        if let Some(what) = path_op_note(syscall) {
+            note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
+        }
         let seq = self.record(
             caller,
             action,
@@ -476,16 +574,36 @@ impl Judge for Session {
         } else {
             builtin::UNDECODABLE
         };
-        let what = format!(
-            "{syscall} by pid {}: {why} ({})",
-            caller.pid,
-            std::io::Error::from_raw_os_error(errno)
-        );
+        let entry = ledger::RefusalEntry {
+            pid: caller.pid,
+            ppid: caller.ppid,
+            syscall,
+            rule,
+            reason: why,
+            errno,
+        };
+        let seq = match lock(&self.writer).append_refusal(&entry) {
+            Ok(seq) => Some(seq),
+            Err(e) => {
+                let mut st = lock(&self.state);
+                st.record_failures += 1;
+                if st.first_record_error.is_none() {
+                    eprintln!("lexecon: cannot write the ledger: {e}");
+                    st.first_record_error = Some(e.to_string());
+                }
+                None
+            }
+        };
+        let what = format!("{syscall} by pid {}: {why}", caller.pid);
         if self.report_blocks {
-            eprintln!("lexecon: refused {what} (rule {rule})");
+            let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
+            eprintln!(
+                "lexecon: refused {what} ({}; rule {rule}, {record})",
+                std::io::Error::from_raw_os_error(errno)
+            );
         }
         lock(&self.state).blocked.push(Blocked {
-            seq: None,
+            seq,
             what,
             rule: rule.to_string(),
         });
@@ -668,5 +786,54 @@ impl Summary {
         {
             let _ = f.write_all(self.markdown().as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::ExecAction;
+
+    fn exec(path: &str, argv: &[&str]) -> Action {
+        Action::Exec(ExecAction {
+            path: PathBuf::from(path),
+            argv: argv.iter().map(OsString::from).collect(),
+            cwd: PathBuf::from("/work"),
+            sha256: None,
+        })
+    }
+
+    fn target_path(a: &Action) -> Option<(PathBuf, Vec<OsString>)> {
+        match loader_target(a)? {
+            Action::Exec(x) => Some((x.path, x.argv)),
+            Action::Open(_) => None,
+        }
+    }
+
+    #[test]
+    fn loader_invocations_name_their_program() {
+        let ld = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
+        let (p, argv) = target_path(&exec(ld, &["ld.so", "/no/such/prog", "-x"])).unwrap();
+        assert_eq!(p, PathBuf::from("/no/such/prog"));
+        assert_eq!(
+            argv,
+            vec![OsString::from("/no/such/prog"), OsString::from("-x")]
+        );
+        let (p, _) = target_path(&exec(
+            ld,
+            &[
+                "ld.so",
+                "--library-path",
+                "/l",
+                "--inhibit-cache",
+                "rel/prog",
+            ],
+        ))
+        .unwrap();
+        assert_eq!(p, PathBuf::from("/work/rel/prog"));
+        let (p, _) = target_path(&exec(ld, &["ld.so", "--", "--weird"])).unwrap();
+        assert_eq!(p, PathBuf::from("/work/--weird"));
+        assert!(target_path(&exec(ld, &["ld.so", "--help"])).is_none());
+        assert!(target_path(&exec("/usr/bin/ls", &["ls", "/bin/true"])).is_none());
     }
 }

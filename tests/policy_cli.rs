@@ -40,7 +40,7 @@ fn check_accepts_every_shipped_policy_and_prints_a_summary() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("  rules: 1 exec, 0 open; 9 examples checked\n"),
+        stdout.contains("  rules: 1 exec, 0 open; 13 examples and tests checked\n"),
         "{stdout}"
     );
     let sha_lines: Vec<&str> = stdout
@@ -287,4 +287,35 @@ fn explain_cwd_option_and_usage_errors() {
     let out = lexecon(&["policy", "explain", p, "--", "unlink", "/x"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("unknown action 'unlink'"));
+}
+
+#[test]
+fn explain_accepts_non_utf8_arguments() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policies().join("default.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(["policy", "explain"])
+        .arg(&policy)
+        .args(["--", "exec", "rm", "-rf"])
+        .arg(OsString::from_vec(b"/\xff\xfe".to_vec()))
+        .current_dir(dir.path())
+        .env("HOME", "/home/u")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("Decision: BLOCK\n"), "{stdout}");
+    let out = Command::new(env!("CARGO_BIN_EXE_lexecon"))
+        .args(["policy", "explain", "--json"])
+        .arg(&policy)
+        .args(["--", "open"])
+        .arg(OsString::from_vec(b"/home/u/.ssh/\xff".to_vec()))
+        .current_dir(dir.path())
+        .env("HOME", "/home/u")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["verdict"], "block");
 }

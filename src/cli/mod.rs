@@ -13,6 +13,20 @@ pub mod ledger;
 pub mod policy;
 pub mod supervise;
 
+/// Policy variables for a run started in `workspace`, with symlinks in
+/// `HOME`, `TMPDIR` and the workspace resolved like the paths they are
+/// compared with (the kernel resolves those). `policy check` uses the same,
+/// so it prints the policy hash a run records.
+pub fn vars_for(workspace: &std::path::Path) -> crate::policy::Vars {
+    let v = crate::policy::Vars::from_env(workspace);
+    let canon = |p: std::path::PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    crate::policy::Vars {
+        home: canon(v.home),
+        workspace: canon(v.workspace),
+        tmpdir: canon(v.tmpdir),
+    }
+}
+
 /// Exit code of `lexecon-supervise` when Lexecon itself fails.
 pub const EXIT_SUPERVISOR_FAILURE: u8 = 125;
 /// Exit code of other commands for an error (bad input, unreadable file).

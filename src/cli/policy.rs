@@ -82,12 +82,15 @@ fn current_dir() -> anyhow::Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
 }
 
+/// The variables, with symlinks in their values resolved (the paths they
+/// are compared with are resolved by the kernel), as `supervise` does, so
+/// that `check` prints the policy hash a run records.
 fn vars(workspace: Option<PathBuf>) -> anyhow::Result<Vars> {
     let ws = match workspace {
         Some(w) => w,
         None => current_dir()?,
     };
-    Ok(Vars::from_env(&ws))
+    Ok(super::vars_for(&ws))
 }
 
 fn print_errors(e: &PolicyErrors) {
@@ -110,7 +113,7 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCo
                     p.default_verdict(ActionKind::Open)
                 );
                 println!(
-                    "  rules: {} exec, {} open; {} examples checked",
+                    "  rules: {} exec, {} open; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
                     p.example_count()

@@ -12,6 +12,8 @@ use clap::{Args, ValueEnum};
 use crate::action::Mode;
 use crate::ledger::{self, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
 use crate::policy::{Policy, Vars};
+
+use super::vars_for;
 use crate::session::{self, OnEscalate, SessionConfig, Summary};
 use crate::supervisor;
 
@@ -104,18 +106,6 @@ fn keys_dir(arg: &Option<PathBuf>) -> PathBuf {
                 .map(PathBuf::from)
         })
         .unwrap_or_else(|| PathBuf::from(".lexecon"))
-}
-
-/// Policy variables for a run started in `workspace`, with `HOME` and
-/// `TMPDIR` resolved like the paths they are compared with.
-pub fn vars_for(workspace: &Path) -> Vars {
-    let v = Vars::from_env(workspace);
-    let canon = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
-    Vars {
-        home: canon(v.home),
-        workspace: canon(v.workspace),
-        tmpdir: canon(v.tmpdir),
-    }
 }
 
 fn load_policy(

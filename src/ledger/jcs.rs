@@ -51,11 +51,30 @@ pub enum Mode {
 }
 
 /// Compare two keys by their UTF-16 code units, as RFC 8785 §3.2.3 requires.
+#[inline]
 pub fn cmp_keys(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        return a.as_bytes().cmp(b.as_bytes());
+    // UTF-8 byte order is code point order, which equals UTF-16 order up to
+    // the first difference as long as that difference is in ASCII.
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    for (&p, &q) in x.iter().zip(y) {
+        if p != q {
+            if p < 0x80 && q < 0x80 {
+                return p.cmp(&q);
+            }
+            return a.encode_utf16().cmp(b.encode_utf16());
+        }
     }
-    a.encode_utf16().cmp(b.encode_utf16())
+    x.len().cmp(&y.len())
+}
+
+/// Whether any of the 8 bytes in `w` is `"`, `\` or below 0x20 (SWAR).
+#[inline]
+fn needs_attention(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(LO) & !v & HI;
+    let below_20 = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\'))) | below_20) != 0
 }
 
 impl<'a> Value<'a> {
@@ -90,8 +109,14 @@ impl<'a> Value<'a> {
                 out.push(']');
             }
             Value::Object(members) => {
+                // Records are built in key order already; sort only if not.
+                let sorted = members
+                    .windows(2)
+                    .all(|w| cmp_keys(&w[0].0, &w[1].0) == Ordering::Less);
                 let mut order: Vec<usize> = (0..members.len()).collect();
-                order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
+                if !sorted {
+                    order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
+                }
                 out.push('{');
                 for (i, &m) in order.iter().enumerate() {
                     if i > 0 {
@@ -134,8 +159,18 @@ impl<'a> Value<'a> {
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
     let bytes = s.as_bytes();
+    // Skip 8 bytes at a time while none needs escaping.
+    let mut clean = 0;
+    while let Some(chunk) = bytes.get(clean..clean + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if needs_attention(u64::from_le_bytes(w)) {
+            break;
+        }
+        clean += 8;
+    }
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let esc: Option<&str> = match b {
             b'"' => Some("\\\""),
             b'\\' => Some("\\\\"),
@@ -179,8 +214,9 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
         out.push('0');
         return Ok(());
     }
-    // Fast path: integers that are exactly representable print as integers.
-    if v.fract() == 0.0 && v.abs() < 1e21 {
+    // Fast path: integers below 2^53 print as integers (their shortest
+    // round-trip form); larger ones go through the general rule.
+    if v.fract() == 0.0 && v.abs() < 9_007_199_254_740_992.0 {
         let _ = write!(out, "{}", v as i128);
         return Ok(());
     }
@@ -191,7 +227,8 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
     let sci = format!("{:e}", v.abs());
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let mut digits: String = mant.chars().filter(|c| *c != '.').collect();
+    break_tie_to_even(v.abs(), exp, &mut digits);
     let k = digits.len() as i32;
     let n = exp + 1;
     if k <= n && n <= 21 {
@@ -216,10 +253,47 @@ fn write_number(v: f64, out: &mut String) -> Result<(), JcsError> {
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if n - 1 >= 0 { '+' } else { '-' });
+        out.push(if n > 0 { '+' } else { '-' });
         let _ = write!(out, "{}", (n - 1).abs());
     }
     Ok(())
+}
+
+/// ECMAScript picks, among the shortest digit strings that round-trip, the
+/// one closest to the exact value, and the even one on a tie; the shortest
+/// form from `{:e}` may round a tie up. `digits` (k significant digits,
+/// decimal exponent `exp`) is corrected in that case.
+fn break_tie_to_even(a: f64, exp: i32, digits: &mut String) {
+    let k = digits.len();
+    // The exact decimal expansion of a double has at most 767 significant
+    // digits, so this is exact.
+    let exact = format!("{a:.800e}");
+    let Some((em, ee)) = exact.split_once('e') else {
+        return;
+    };
+    if ee.parse::<i32>().ok() != Some(exp) {
+        return;
+    }
+    let ed: String = em.chars().filter(|c| *c != '.').collect();
+    if ed.len() <= k {
+        return;
+    }
+    let rest = &ed[k..];
+    if !(rest.starts_with('5') && rest[1..].bytes().all(|c| c == b'0')) {
+        return;
+    }
+    let Ok(low) = ed[..k].parse::<u64>() else {
+        return;
+    };
+    let even = if low % 2 == 0 { low } else { low + 1 };
+    let cand = format!("{even:0k$}");
+    if cand.len() != k {
+        return;
+    }
+    let as_num = format!("{}.{}e{}", &cand[..1], &cand[1..], exp);
+    if as_num.parse::<f64>().ok() == Some(a) {
+        *digits = cand;
+    }
 }
 
 /// Parse `text` as one JSON value. In [`Mode::Strict`] the text must be the
@@ -233,10 +307,10 @@ pub fn parse(text: &str, mode: Mode) -> Result<Value<'_>, JcsError> {
         depth: 0,
     };
     p.ws();
-    let v = p.value()?;
+    let v = p.value().map_err(|e| *e)?;
     p.ws();
     if p.i != p.b.len() {
-        return Err(p.err("trailing characters after the value"));
+        return Err(*p.err("trailing characters after the value"));
     }
     Ok(v)
 }
@@ -248,6 +322,10 @@ pub fn canonicalize(text: &str) -> Result<String, JcsError> {
 
 const MAX_DEPTH: usize = 64;
 
+/// Parser results carry a boxed error so that the common `Ok` path moves
+/// less data.
+type PResult<T> = Result<T, Box<JcsError>>;
+
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
@@ -257,11 +335,12 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
-    fn err(&self, msg: impl Into<String>) -> JcsError {
-        JcsError {
+    #[cold]
+    fn err(&self, msg: impl Into<String>) -> Box<JcsError> {
+        Box::new(JcsError {
             offset: self.i,
             message: msg.into(),
-        }
+        })
     }
 
     fn ws(&mut self) {
@@ -273,7 +352,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self) -> Result<Value<'a>, JcsError> {
+    fn value(&mut self) -> PResult<Value<'a>> {
         match self.b.get(self.i) {
             None => Err(self.err("unexpected end of input")),
             Some(b'{') => self.object(),
@@ -288,7 +367,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn literal(&mut self, word: &str, v: Value<'a>) -> Result<Value<'a>, JcsError> {
+    fn literal(&mut self, word: &str, v: Value<'a>) -> PResult<Value<'a>> {
         if self.b[self.i..].starts_with(word.as_bytes()) {
             self.i += word.len();
             Ok(v)
@@ -297,7 +376,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enter(&mut self) -> Result<(), JcsError> {
+    fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return Err(self.err("nesting too deep"));
@@ -305,10 +384,11 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn object(&mut self) -> Result<Value<'a>, JcsError> {
+    fn object(&mut self) -> PResult<Value<'a>> {
         self.enter()?;
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> =
+            Vec::with_capacity(if self.depth == 1 { 20 } else { 4 });
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -326,23 +406,23 @@ impl<'a> Parser<'a> {
                 match cmp_keys(last, &key) {
                     Ordering::Less => {}
                     Ordering::Equal => {
-                        return Err(JcsError {
+                        return Err(Box::new(JcsError {
                             offset: key_at,
                             message: format!("duplicate key {key:?}"),
-                        })
+                        }))
                     }
                     Ordering::Greater if self.strict => {
-                        return Err(JcsError {
+                        return Err(Box::new(JcsError {
                             offset: key_at,
                             message: format!("key {key:?} is out of canonical order"),
-                        })
+                        }))
                     }
                     Ordering::Greater => {
                         if members.iter().any(|(k, _)| *k == key) {
-                            return Err(JcsError {
+                            return Err(Box::new(JcsError {
                                 offset: key_at,
                                 message: format!("duplicate key {key:?}"),
-                            });
+                            }));
                         }
                     }
                 }
@@ -369,7 +449,7 @@ impl<'a> Parser<'a> {
         Ok(Value::Object(members))
     }
 
-    fn array(&mut self) -> Result<Value<'a>, JcsError> {
+    fn array(&mut self) -> PResult<Value<'a>> {
         self.enter()?;
         self.i += 1;
         let mut items = Vec::new();
@@ -396,7 +476,7 @@ impl<'a> Parser<'a> {
         Ok(Value::Array(items))
     }
 
-    fn hex4(&mut self) -> Result<u16, JcsError> {
+    fn hex4(&mut self) -> PResult<u16> {
         let h = self
             .s
             .get(self.i..self.i + 4)
@@ -412,10 +492,18 @@ impl<'a> Parser<'a> {
         u16::from_str_radix(h, 16).map_err(|_| self.err("invalid \\u escape"))
     }
 
-    fn string(&mut self) -> Result<Cow<'a, str>, JcsError> {
+    fn string(&mut self) -> PResult<Cow<'a, str>> {
         self.i += 1; // opening quote
         let start = self.i;
-        // Fast scan: no escapes.
+        // Fast scan, 8 bytes at a time, over bytes that need no attention.
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            if needs_attention(u64::from_le_bytes(w)) {
+                break;
+            }
+            self.i += 8;
+        }
         while let Some(&c) = self.b.get(self.i) {
             match c {
                 b'"' => {
@@ -476,22 +564,20 @@ impl<'a> Parser<'a> {
                                 char::from_u32(u as u32)
                                     .ok_or_else(|| self.err("unpaired surrogate"))?
                             };
-                            if self.strict && !matches!(ch, '\0'..='\u{1f}')
-                                || self.strict
-                                    && matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t')
-                            {
-                                return Err(JcsError {
+                            let short = matches!(ch, '\u{8}' | '\u{c}' | '\n' | '\r' | '\t');
+                            if self.strict && (ch > '\u{1f}' || short) {
+                                return Err(Box::new(JcsError {
                                     offset: at,
                                     message: "\\u escape is not canonical here".into(),
-                                });
+                                }));
                             }
                             out.push(ch);
                         }
                         _ => {
-                            return Err(JcsError {
+                            return Err(Box::new(JcsError {
                                 offset: at,
                                 message: "invalid or non-canonical escape".into(),
-                            })
+                            }))
                         }
                     }
                 }
@@ -506,7 +592,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn number(&mut self) -> Result<Value<'a>, JcsError> {
+    fn number(&mut self) -> PResult<Value<'a>> {
         let start = self.i;
         if self.b.get(self.i) == Some(&b'-') {
             self.i += 1;
@@ -544,21 +630,40 @@ impl<'a> Parser<'a> {
             }
         }
         let text = &self.s[start..self.i];
-        let v: f64 = text.parse().map_err(|_| JcsError {
-            offset: start,
-            message: "invalid number".into(),
+        // Fast path: a plain integer of at most 15 digits is exact, and the
+        // grammar above already refused leading zeros; only "-0" is not
+        // canonical.
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        if digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+            if self.strict && text == "-0" {
+                return Err(Box::new(JcsError {
+                    offset: start,
+                    message: "number -0 is not in canonical form".into(),
+                }));
+            }
+            let n = digits
+                .bytes()
+                .fold(0i64, |acc, c| acc * 10 + i64::from(c - b'0'));
+            let n = if text.starts_with('-') { -n } else { n };
+            return Ok(Value::Number(n as f64));
+        }
+        let v: f64 = text.parse().map_err(|_| {
+            Box::new(JcsError {
+                offset: start,
+                message: "invalid number".into(),
+            })
         })?;
         if !v.is_finite() {
-            return Err(JcsError {
+            return Err(Box::new(JcsError {
                 offset: start,
                 message: "number out of range".into(),
-            });
+            }));
         }
-        if self.strict && format_number(v)? != text {
-            return Err(JcsError {
+        if self.strict && format_number(v).map_err(Box::new)? != text {
+            return Err(Box::new(JcsError {
                 offset: start,
                 message: format!("number {text} is not in canonical form"),
-            });
+            }));
         }
         Ok(Value::Number(v))
     }
@@ -599,5 +704,22 @@ mod tests {
             assert!(parse(bad, Mode::Strict).is_err(), "accepted {bad}");
         }
         assert!(parse(r#"{"a":"\u001f"}"#, Mode::Strict).is_ok());
+    }
+
+    #[test]
+    fn strings_with_specials_at_every_offset_round_trip() {
+        for special in ["\"", "\\", "\n", "\u{1}", "é", "\u{1F600}", "\u{7f}"] {
+            for at in 0..20 {
+                let s: String = "x".repeat(at) + special + &"y".repeat(20 - at);
+                let v = Value::String(s.clone().into());
+                let c = v.to_canonical().expect("finite");
+                assert_eq!(parse(&c, Mode::Strict).expect("canonical"), v, "{c}");
+                let raw = format!("\"{}{}\"", "x".repeat(at), '\u{1}');
+                assert!(parse(&raw, Mode::Strict).is_err());
+            }
+        }
+        assert_eq!(cmp_keys("a", "ab"), Ordering::Less);
+        assert_eq!(cmp_keys("\u{e000}", "\u{1F600}"), Ordering::Greater);
+        assert_eq!(cmp_keys("z", "\u{e9}"), Ordering::Less);
     }
 }

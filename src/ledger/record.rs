@@ -117,6 +117,22 @@ pub struct DecisionEntry<'a> {
     pub note: Option<String>,
 }
 
+/// A call refused before it could be judged as an action: aimed at the
+/// supervisor (a signal), or undecodable (bad pointer, oversized path or
+/// argv). Not counted among decisions.
+#[derive(Debug, Clone)]
+pub struct RefusalEntry<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The system call, e.g. `kill`, `openat`.
+    pub syscall: &'a str,
+    /// The built-in rule, e.g. `lexecon.self-protect.signal`.
+    pub rule: &'a str,
+    pub reason: &'a str,
+    /// The errno the caller got.
+    pub errno: i32,
+}
+
 /// How a run ended. The writer adds the counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunEnd {
@@ -206,8 +222,28 @@ pub fn value_bytes(v: &Value<'_>) -> Option<Vec<u8>> {
     }
 }
 
+/// Whether `v` is a byte string as written by [`bytes_value`] (without
+/// copying it when it is a plain string).
+pub fn is_bytes_value(v: &Value<'_>) -> bool {
+    match v {
+        Value::String(_) => true,
+        other => value_bytes(other).is_some(),
+    }
+}
+
 fn os(s: &OsStr) -> Value<'_> {
     bytes_value(s.as_bytes())
+}
+
+/// Lowercase hex of a hash (a table loop: this runs for every record).
+pub(crate) fn hex_hash(h: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(64);
+    for b in h {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
 }
 
 fn u64s(n: u64) -> Value<'static> {
@@ -234,7 +270,7 @@ pub(crate) fn common<'a>(kind: &'static str, seq: u64, prev: Option<&Hash>) -> M
     put(&mut m, "kind", s(kind));
     put(&mut m, "seq", u64s(seq));
     if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex::encode(p).into()));
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
     }
     m
 }
@@ -267,7 +303,7 @@ pub(crate) fn encode_header(
     put(
         &mut m,
         "policy_sha256",
-        Value::String(hex::encode(h.policy_sha256).into()),
+        Value::String(hex_hash(&h.policy_sha256).into()),
     );
     if let Some(p) = &h.policy_path {
         put(&mut m, "policy_path", os(p.as_os_str()));
@@ -302,65 +338,97 @@ pub(crate) fn encode_decision(
     d: &DecisionEntry<'_>,
     out: &mut String,
 ) -> Result<(), String> {
-    let mut m = common("decision", seq, prev);
-    put(&mut m, "time", Value::String(time_ns.to_string().into()));
-    put(&mut m, "pid", int(d.pid.into()));
-    put(&mut m, "ppid", int(d.ppid.into()));
+    // Members are pushed in canonical key order, so encoding needs no sort.
     let action = match d.action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
-            put(&mut a, "kind", s("exec"));
-            put(&mut a, "path", os(e.path.as_os_str()));
             put(
                 &mut a,
                 "argv",
                 Value::Array(e.argv.iter().map(|x| os(x)).collect()),
             );
             put(&mut a, "cwd", os(e.cwd.as_os_str()));
+            put(&mut a, "kind", s("exec"));
+            put(&mut a, "path", os(e.path.as_os_str()));
             if let Some(h) = &e.sha256 {
-                put(&mut a, "sha256", Value::String(hex::encode(h).into()));
+                put(&mut a, "sha256", Value::String(hex_hash(h).into()));
             }
             a
         }
         Action::Open(o) => {
             let mut a = Vec::with_capacity(4);
-            put(&mut a, "kind", s("open"));
-            put(&mut a, "path", os(o.path.as_os_str()));
             put(
                 &mut a,
                 "access",
                 Value::Array(o.access.names().into_iter().map(s).collect()),
             );
             put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            put(&mut a, "kind", s("open"));
+            put(&mut a, "path", os(o.path.as_os_str()));
             a
         }
     };
+    let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
-    put(&mut m, "stage", s(d.stage.as_str()));
-    put(&mut m, "verdict", s(d.verdict.as_str()));
-    put(&mut m, "outcome", s(d.outcome.as_str()));
-    if let Some(r) = &d.rule {
-        put(&mut m, "rule", s(r));
-    }
-    put(
-        &mut m,
-        "matched",
-        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
-    );
-    put(&mut m, "reason", s(&d.reason));
-    put(&mut m, "mode", s(d.mode.as_str()));
     if let Some(id) = &d.identity {
         let mut i = Vec::with_capacity(3);
         put(&mut i, "dev", u64s(id.dev));
         put(&mut i, "ino", u64s(id.ino));
         if let Some(h) = &id.sha256 {
-            put(&mut i, "sha256", Value::String(hex::encode(h).into()));
+            put(&mut i, "sha256", Value::String(hex_hash(h).into()));
         }
         put(&mut m, "identity", Value::Object(i));
     }
+    put(&mut m, "kind", s("decision"));
+    put(
+        &mut m,
+        "matched",
+        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+    );
+    put(&mut m, "mode", s(d.mode.as_str()));
     if let Some(n) = &d.note {
         put(&mut m, "note", s(n));
     }
+    put(&mut m, "outcome", s(d.outcome.as_str()));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(&d.reason));
+    if let Some(r) = &d.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "stage", s(d.stage.as_str()));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "verdict", s(d.verdict.as_str()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_refusal(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    r: &RefusalEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(10);
+    put(&mut m, "errno", int(r.errno.into()));
+    put(&mut m, "kind", s("refusal"));
+    put(&mut m, "pid", int(r.pid.into()));
+    put(&mut m, "ppid", int(r.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(r.reason));
+    put(&mut m, "rule", s(r.rule));
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "syscall", s(r.syscall));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
     Value::Object(m)
         .write_canonical(out)
         .map_err(|e| e.to_string())
@@ -458,7 +526,7 @@ pub(crate) fn encode_recovery(
     put(&mut m, "host_fingerprint", s(r.host_fingerprint));
     put(&mut m, "torn_bytes", u64s(r.torn_bytes));
     if let Some(h) = &r.torn_sha256 {
-        put(&mut m, "torn_sha256", Value::String(hex::encode(h).into()));
+        put(&mut m, "torn_sha256", Value::String(hex_hash(h).into()));
     }
     if let Some(u) = r.unsealed_run {
         put(&mut m, "unsealed_run", s(u));
@@ -476,6 +544,7 @@ pub(crate) fn encode_recovery(
 pub enum Kind {
     Run,
     Decision,
+    Refusal,
     Epoch,
     Checkpoint,
     End,
@@ -487,6 +556,7 @@ impl Kind {
         match self {
             Kind::Run => "run",
             Kind::Decision => "decision",
+            Kind::Refusal => "refusal",
             Kind::Epoch => "epoch",
             Kind::Checkpoint => "checkpoint",
             Kind::End => "end",
@@ -510,6 +580,7 @@ pub enum Body {
         verdict: Verdict,
         outcome: Outcome,
     },
+    Refusal,
     Epoch {
         epoch: u64,
         key: [u8; 32],
@@ -525,6 +596,8 @@ pub enum Body {
         id: String,
         host_key: String,
         host_fingerprint: String,
+        torn_bytes: u64,
+        torn_sha256: Option<Hash>,
         unsealed_run: Option<String>,
         prev_run: Option<String>,
     },
@@ -542,15 +615,33 @@ pub struct Parsed {
 struct Fields<'v, 'a> {
     members: &'v [(Cow<'a, str>, Value<'a>)],
     used: usize,
+    /// Where the next lookup starts: members are in key order, and lookups
+    /// mostly are too, so most are found at the first probe.
+    next: usize,
 }
 
 impl<'v, 'a> Fields<'v, 'a> {
-    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
-        let v = self.members.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-        if v.is_some() {
-            self.used += 1;
+    fn new(members: &'v [(Cow<'a, str>, Value<'a>)]) -> Self {
+        Fields {
+            members,
+            used: 0,
+            next: 0,
         }
-        v
+    }
+
+    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
+        let kb = k.as_bytes();
+        let n = self.members.len();
+        for j in 0..n {
+            let idx = (self.next + j) % n;
+            let (name, v) = &self.members[idx];
+            if name.as_bytes() == kb {
+                self.next = idx + 1;
+                self.used += 1;
+                return Some(v);
+            }
+        }
+        None
     }
     fn req(&mut self, k: &str) -> Result<&'v Value<'a>, String> {
         self.opt(k).ok_or_else(|| format!("missing field `{k}`"))
@@ -582,9 +673,11 @@ impl<'v, 'a> Fields<'v, 'a> {
         }
     }
     fn bytes(&mut self, k: &str) -> Result<(), String> {
-        value_bytes(self.req(k)?)
-            .map(|_| ())
-            .ok_or_else(|| format!("field `{k}` must be a string or {{\"b64\":…}}"))
+        if is_bytes_value(self.req(k)?) {
+            Ok(())
+        } else {
+            Err(format!("field `{k}` must be a string or {{\"b64\":…}}"))
+        }
     }
     fn done(&self, kind: &str) -> Result<(), String> {
         if self.used == self.members.len() {
@@ -625,6 +718,7 @@ fn known(kind: &str, k: &str) -> bool {
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
             "reason", "mode", "identity", "note",
         ],
+        "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
         "epoch" => &["time", "epoch", "key"],
         "checkpoint" => &["note", "final"],
         "end" => &[
@@ -661,13 +755,35 @@ fn dec(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Decode 64 lowercase hex digits (table-driven: runs for every `prev`).
 fn hex32(s: &str) -> Option<Hash> {
-    if s.len() != 64 || s.bytes().any(|c| c.is_ascii_uppercase()) {
+    const BAD: u8 = 0xff;
+    const TABLE: [u8; 256] = {
+        let mut t = [BAD; 256];
+        let mut i = 0;
+        while i < 10 {
+            t[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            t[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        t
+    };
+    let b = s.as_bytes();
+    if b.len() != 64 {
         return None;
     }
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s, &mut out).ok()?;
-    Some(out)
+    let mut bad = 0u8;
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let (hi, lo) = (TABLE[usize::from(pair[0])], TABLE[usize::from(pair[1])]);
+        bad |= (hi | lo) & 0xf0;
+        *o = (hi << 4) | (lo & 0x0f);
+    }
+    (bad == 0).then_some(out)
 }
 
 fn b64_32(s: &str) -> Option<[u8; 32]> {
@@ -708,16 +824,13 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
     let Value::Object(m) = v else {
         return Err("`action` must be an object".into());
     };
-    let mut f = Fields {
-        members: m,
-        used: 0,
-    };
+    let mut f = Fields::new(m);
     let kind = f.str("kind")?;
     match kind {
         "exec" => {
             f.bytes("path")?;
             match f.req("argv")? {
-                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                Value::Array(a) if a.iter().all(is_bytes_value) => {}
                 _ => return Err("`action.argv` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
@@ -754,10 +867,7 @@ fn parse_counts(f: &mut Fields<'_, '_>) -> Result<Counts, String> {
     let Value::Object(v) = f.req("verdicts")? else {
         return Err("`verdicts` must be an object".into());
     };
-    let mut vf = Fields {
-        members: v,
-        used: 0,
-    };
+    let mut vf = Fields::new(v);
     c.allow = vf.u64("allow")?;
     c.block = vf.u64("block")?;
     c.escalate = vf.u64("escalate")?;
@@ -767,10 +877,7 @@ fn parse_counts(f: &mut Fields<'_, '_>) -> Result<Counts, String> {
     let Value::Object(o) = f.req("outcomes")? else {
         return Err("`outcomes` must be an object".into());
     };
-    let mut of = Fields {
-        members: o,
-        used: 0,
-    };
+    let mut of = Fields::new(o);
     c.allowed = of.u64("allowed")?;
     c.killed = of.u64("killed")?;
     c.refused = of.u64("refused")?;
@@ -786,21 +893,19 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
     let Value::Object(m) = v else {
         return Err("a record must be a JSON object".into());
     };
-    let mut f = Fields {
-        members: m,
-        used: 0,
-    };
+    let mut f = Fields::new(m);
     let kind_s = f.str("kind")?;
     let kind = match kind_s {
         "run" => Kind::Run,
         "decision" => Kind::Decision,
+        "refusal" => Kind::Refusal,
         "epoch" => Kind::Epoch,
         "checkpoint" => Kind::Checkpoint,
         "end" => Kind::End,
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -815,7 +920,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             check_time(&mut f)?;
             f.str("version")?;
             match f.req("command")? {
-                Value::Array(a) if a.iter().all(|x| value_bytes(x).is_some()) => {}
+                Value::Array(a) if a.iter().all(is_bytes_value) => {}
                 _ => return Err("`command` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
@@ -843,32 +948,13 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             }
         }
         Kind::Decision => {
-            check_time(&mut f)?;
-            f.int("pid")?.ok_or("missing field `pid`")?;
-            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            // In key order (see `Fields::next`).
             check_action(f.req("action")?)?;
-            match f.str("stage")? {
-                "request" | "confirm" => {}
-                other => return Err(format!("unknown stage {other:?}")),
-            }
-            let verdict_s = f.str("verdict")?;
-            let verdict =
-                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
-            let outcome_s = f.str("outcome")?;
-            let outcome = Outcome::parse(outcome_s)
-                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
-            f.opt_str("rule")?;
-            str_array(f.req("matched")?, "matched")?;
-            f.str("reason")?;
-            check_mode(f.str("mode")?)?;
             if let Some(id) = f.opt("identity") {
                 let Value::Object(im) = id else {
                     return Err("`identity` must be an object".into());
                 };
-                let mut i = Fields {
-                    members: im,
-                    used: 0,
-                };
+                let mut i = Fields::new(im);
                 i.u64("dev")?;
                 i.u64("ino")?;
                 if let Some(h) = i.opt_str("sha256")? {
@@ -878,8 +964,36 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                     return Err("unexpected member in `identity`".into());
                 }
             }
+            str_array(f.req("matched")?, "matched")?;
+            check_mode(f.str("mode")?)?;
             f.opt_str("note")?;
+            let outcome_s = f.str("outcome")?;
+            let outcome = Outcome::parse(outcome_s)
+                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            f.opt_str("rule")?;
+            match f.str("stage")? {
+                "request" | "confirm" => {}
+                other => return Err(format!("unknown stage {other:?}")),
+            }
+            check_time(&mut f)?;
+            let verdict_s = f.str("verdict")?;
+            let verdict =
+                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
             Body::Decision { verdict, outcome }
+        }
+        Kind::Refusal => {
+            // In key order (see `Fields::next`).
+            f.int("errno")?.ok_or("missing field `errno`")?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            f.str("rule")?;
+            f.str("syscall")?;
+            check_time(&mut f)?;
+            Body::Refusal
         }
         Kind::Epoch => {
             check_time(&mut f)?;
@@ -911,16 +1025,19 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("version")?;
             let host_key = f.str("host_key")?.to_string();
             let host_fingerprint = f.str("host_fingerprint")?.to_string();
-            f.u64("torn_bytes")?;
-            if let Some(h) = f.opt_str("torn_sha256")? {
-                hex32(h).ok_or("`torn_sha256` must be 64 hex digits")?;
-            }
+            let torn_bytes = f.u64("torn_bytes")?;
+            let torn_sha256 = match f.opt_str("torn_sha256")? {
+                Some(h) => Some(hex32(h).ok_or("`torn_sha256` must be 64 hex digits")?),
+                None => None,
+            };
             let unsealed_run = f.opt_str("unsealed_run")?.map(run_id).transpose()?;
             let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
             Body::Recovery {
                 id,
                 host_key,
                 host_fingerprint,
+                torn_bytes,
+                torn_sha256,
                 unsealed_run,
                 prev_run,
             }

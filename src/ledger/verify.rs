@@ -38,6 +38,11 @@ pub const EXIT_VALID_UNAUTHENTICATED: u8 = 4;
 /// How many problems a report keeps (the rest are only counted).
 pub const MAX_PROBLEMS: usize = 200;
 
+/// How many distinct host keys and warnings a report lists (bounded so
+/// that memory does not grow with the file).
+pub const MAX_KEYS_LISTED: usize = 16;
+pub const MAX_WARNINGS: usize = 200;
+
 /// Overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -324,6 +329,12 @@ impl Verifier {
         });
     }
 
+    fn warn(&mut self, w: String) {
+        if self.report.warnings.len() < MAX_WARNINGS {
+            self.report.warnings.push(w);
+        }
+    }
+
     fn bad(&mut self, seq: Option<u64>, check: Check, msg: String) {
         self.problem(self.line_no, seq, check, Severity::Invalid, msg);
     }
@@ -360,11 +371,11 @@ impl Verifier {
     ///    before the checkpoint signed by epoch `e`'s key; epoch 0's key is
     ///    in the header.
     /// 10. host-key — the header key matches its fingerprint and the
-    ///    supplied key; it signs the first and the final checkpoint.
+    ///     supplied key; it signs the first and the final checkpoint.
     /// 11. cross-run — each run names the previous run (whose final
-    ///    checkpoint its `prev` hashes).
+    ///     checkpoint its `prev` hashes).
     /// 12. complete — checked in [`Verifier::finish`]: the last run is
-    ///    sealed.
+    ///     sealed.
     fn line(&mut self, content: &[u8]) {
         self.line_no += 1;
         self.report.lines += 1;
@@ -519,7 +530,7 @@ impl Verifier {
             None => header_key,
         };
         let used = fingerprint(&key.key);
-        if !self.report.host_keys.contains(&used) {
+        if self.report.host_keys.len() < MAX_KEYS_LISTED && !self.report.host_keys.contains(&used) {
             self.report.host_keys.push(used);
         }
         Some(key)
@@ -595,9 +606,17 @@ impl Verifier {
                 id,
                 host_key,
                 host_fingerprint,
+                torn_bytes,
+                torn_sha256,
                 unsealed_run,
                 prev_run,
             } => {
+                if *torn_bytes > 0 {
+                    self.warn(format!(
+                        "line {line}: `lexecon ledger recover` removed a partial record of {torn_bytes} bytes (sha256 {}) from the end of the file",
+                        torn_sha256.map(hex::encode).unwrap_or_else(|| "unknown".into())
+                    ));
+                }
                 let open = self
                     .unit
                     .as_ref()
@@ -605,7 +624,7 @@ impl Verifier {
                 match (&open, unsealed_run) {
                     (Some((uid, start, cp)), Some(named)) if uid == named => {
                         self.report.recovered_runs += 1;
-                        self.report.warnings.push(format!(
+                        self.warn(format!(
                             "run {uid} (line {start}) was not sealed by its writer; `lexecon ledger recover` sealed it at line {line} with the host key only{}",
                             match cp {
                                 Some(c) => format!(": records after line {c} (its last checkpoint) are attested by the host key, not by an epoch key"),
@@ -670,6 +689,18 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
+            Body::Refusal => match self.unit.as_ref() {
+                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {}
+                Some(u) if u.end_line.is_some() => {
+                    let l = u.end_line.unwrap_or(0);
+                    self.bad(
+                        seq,
+                        Check::Run,
+                        format!("a refusal after the run's end record (line {l})"),
+                    )
+                }
+                _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
+            },
             Body::Epoch { epoch, key } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {

@@ -428,6 +428,29 @@ impl LedgerWriter {
         Ok(seq)
     }
 
+    /// Appends a refusal record (a call refused without being judged as an
+    /// action) and signs a checkpoint right after it, as after a block.
+    pub fn append_refusal(
+        &mut self,
+        r: &super::record::RefusalEntry<'_>,
+    ) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_refusal called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_refusal(seq, prev.as_ref(), now_ns(), r, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        run.oldest_pending.get_or_insert_with(Instant::now);
+        self.emit()?;
+        self.checkpoint(CheckpointKind::Regular)?;
+        Ok(seq)
+    }
+
     /// Sign a checkpoint if records have waited longer than T. Call it from
     /// an idle loop.
     pub fn checkpoint_if_due(&mut self) -> Result<(), LedgerError> {
@@ -453,10 +476,9 @@ impl LedgerWriter {
         };
         let line = record::encode_end(seq, prev.as_ref(), now_ns(), &end, &run.counts);
         self.emit_line(line)?;
+        // The final checkpoint is synced like every checkpoint (unless the
+        // policy is `Never`).
         self.checkpoint(CheckpointKind::Final)?;
-        if self.opts.sync != SyncPolicy::Never {
-            self.sync()?;
-        }
         if let Some(run) = self.run.take() {
             self.last_unit = Some(run.id);
         }

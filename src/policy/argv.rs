@@ -92,18 +92,26 @@ impl FlagGroup {
     }
 
     /// The spelling of this flag found in `p`, if any. A long option in argv
-    /// also matches when it is a prefix of a listed long name (`--recur` for
+    /// also matches when it abbreviates a listed long name (`--recur` for
     /// `recursive`), because `getopt_long` and git accept unambiguous
-    /// abbreviations.
+    /// abbreviations; see [`abbreviates`].
     pub fn find(&self, p: &Parsed<'_>) -> Option<String> {
         if let Some(c) = p.shorts.iter().find(|c| self.shorts.contains(c)) {
             return Some(format!("-{c}"));
         }
         p.longs
             .iter()
-            .find(|l| !l.is_empty() && self.longs.iter().any(|n| n.starts_with(**l)))
+            .find(|l| !l.is_empty() && self.longs.iter().any(|n| abbreviates(l, n)))
             .map(|l| format!("--{l}"))
     }
+}
+
+/// Whether the long option `given` is `name` or an abbreviation of it. A
+/// prefix that stops exactly before a `-` of `name` is taken as a different
+/// option, not an abbreviation: `--force` is not `--force-with-lease`.
+pub(crate) fn abbreviates(given: &str, name: &str) -> bool {
+    name.strip_prefix(given)
+        .is_some_and(|rest| rest.is_empty() || !rest.starts_with('-'))
 }
 
 /// One item of a positional argument pattern.
@@ -288,6 +296,23 @@ mod tests {
         ] {
             assert!(!has_rf(args), "{args:?} does not have both -r and -f");
         }
+    }
+
+    #[test]
+    fn long_abbreviations() {
+        assert!(abbreviates("recursive", "recursive"));
+        assert!(abbreviates("recur", "recursive"));
+        assert!(abbreviates("force-with-l", "force-with-lease"));
+        assert!(!abbreviates("force-with", "force-with-lease"));
+        assert!(abbreviates("no-pres", "no-preserve-root"));
+        assert!(!abbreviates("force", "force-with-lease"));
+        assert!(!abbreviates("force-with-lease", "force"));
+        assert!(!abbreviates("forcex", "force"));
+        let lease = FlagGroup::parse("force-with-lease").unwrap();
+        let a = cows(&["push", "--force"]);
+        assert_eq!(lease.find(&parse(&a)), None);
+        let a = cows(&["push", "--force-with-le"]);
+        assert_eq!(lease.find(&parse(&a)).as_deref(), Some("--force-with-le"));
     }
 
     #[test]

@@ -17,7 +17,14 @@ use crate::action::{Access, Action, ActionKind, ExecAction, Mode, OpenAction, Ve
 /// The kinds this version of the language judges, in order.
 pub(crate) const KINDS: [ActionKind; 2] = [ActionKind::Exec, ActionKind::Open];
 
-const TOP_KEYS: &[&str] = &["version", "mode", "defaults", "rules", "description"];
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "mode",
+    "defaults",
+    "rules",
+    "tests",
+    "description",
+];
 const RULE_KEYS: &[&str] = &[
     "id",
     "description",
@@ -43,6 +50,9 @@ const EXEC_KEYS: &[&str] = &[
 ];
 const OPEN_KEYS: &[&str] = &["path", "access", "cwd", "unless"];
 const EXAMPLE_KEYS: &[&str] = &["exec", "open", "program", "sha256", "cwd", "access"];
+const TEST_KEYS: &[&str] = &[
+    "exec", "open", "program", "sha256", "cwd", "access", "expect", "rule",
+];
 
 /// A loaded policy before indexing.
 pub(crate) struct Compiled {
@@ -351,12 +361,115 @@ impl<'a> Loader<'a> {
                 ),
             },
         }
+        if let Some(tests) = get(top, "tests") {
+            if self.check_examples {
+                self.policy_tests(tests, &rules, &defaults);
+            } else if !matches!(tests.value, Value::Seq(_)) {
+                self.err(
+                    tests.loc,
+                    format!("'tests' must be a list, found {}", tests.type_name()),
+                    Some(
+                        "write each test as a list item, e.g. `- {exec: rm -rf /, expect: block}`"
+                            .into(),
+                    ),
+                );
+            }
+        }
         Some(Compiled {
             mode,
             defaults,
             rules,
             examples: self.examples,
         })
+    }
+
+    /// Top-level `tests`: actions with the decision the whole policy must
+    /// reach (verdict, and optionally the winning rule).
+    fn policy_tests(&mut self, node: &Node, rules: &[Rule], defaults: &[Verdict; 2]) {
+        let Value::Seq(items) = &node.value else {
+            self.err(
+                node.loc,
+                format!("'tests' must be a list, found {}", node.type_name()),
+                Some(
+                    "write each test as a list item, e.g. `- {exec: rm -rf /, expect: block}`"
+                        .into(),
+                ),
+            );
+            return;
+        };
+        let index = super::decide::Index::build(rules);
+        for item in items {
+            let Some(entries) = self.map(item, "a test") else {
+                continue;
+            };
+            let kind = match (get(entries, "exec"), get(entries, "open")) {
+                (Some(_), None) => ActionKind::Exec,
+                (None, Some(_)) => ActionKind::Open,
+                _ => {
+                    self.err(
+                        item.loc,
+                        "a test needs exactly one of `exec:` and `open:`",
+                        Some("write e.g. `- {exec: rm -rf /, expect: block}`".into()),
+                    );
+                    continue;
+                }
+            };
+            let expect = match get(entries, "expect") {
+                Some(n) => self.verdict(n, "expect"),
+                None => {
+                    self.err(
+                        item.loc,
+                        "a test needs `expect:`",
+                        Some("add `expect: allow`, `escalate` or `block`".into()),
+                    );
+                    None
+                }
+            };
+            let want_rule = match get(entries, "rule") {
+                Some(n) => match self.string(n, "rule") {
+                    Some(id) if rules.iter().any(|r| r.id == id) || id == "default" => {
+                        Some(id.to_string())
+                    }
+                    Some(id) => {
+                        self.err(
+                            n.loc,
+                            format!("no rule has the id '{id}'"),
+                            Some("name a rule of this policy, or `default` for no rule".into()),
+                        );
+                        None
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            let Some(action) = self.example_action_with(item, kind, TEST_KEYS, "a test") else {
+                continue;
+            };
+            let Some(expect) = expect else { continue };
+            self.examples += 1;
+            let d = super::decide::decide(rules, &index, defaults, &action);
+            let got_rule = d.rule.clone().unwrap_or_else(|| "default".to_string());
+            let rule_ok = want_rule.as_ref().map_or(true, |w| *w == got_rule);
+            if d.verdict != expect || !rule_ok {
+                let want = match &want_rule {
+                    Some(r) => format!("{expect} by {r}"),
+                    None => expect.to_string(),
+                };
+                let matched = if d.matched.is_empty() {
+                    "no rule matched".to_string()
+                } else {
+                    format!("matched: {}", d.matched.join(", "))
+                };
+                self.err(
+                    item.loc,
+                    format!(
+                        "test expects {want}, but the decision is {} by {got_rule} ({matched})",
+                        d.verdict
+                    ),
+                    Some("fix the rules or the test; `lexecon policy explain` shows why".into()),
+                );
+            }
+        }
     }
 
     fn rule_node(&mut self, node: &Node) -> Option<Rule> {
@@ -513,15 +626,13 @@ impl<'a> Loader<'a> {
         let before = self.errors.len();
         self.keys(entries, &allowed, &what);
         let unless = match get(entries, "unless") {
-            Some(u) if top => match self.conds(u, kind, false) {
-                Some((c, _)) => Some(c),
-                None => return None,
-            },
+            // An invalid `unless` adds its errors; the check below then fails.
+            Some(u) if top => self.conds(u, kind, false).map(|(c, _)| c),
             _ => None,
         };
         let conds = match kind {
-            ActionKind::Exec => Conds::Exec(self.exec_conds(entries)),
-            ActionKind::Open => Conds::Open(self.open_conds(entries)),
+            ActionKind::Exec => Conds::Exec(Box::new(self.exec_conds(entries))),
+            ActionKind::Open => Conds::Open(Box::new(self.open_conds(entries))),
         };
         (self.errors.len() == before).then_some((conds, unless))
     }
@@ -748,8 +859,18 @@ impl<'a> Loader<'a> {
     }
 
     fn example_action(&mut self, node: &Node, kind: ActionKind) -> Option<Action> {
-        let entries = self.map(node, "an example")?;
-        self.keys(entries, EXAMPLE_KEYS, "an example");
+        self.example_action_with(node, kind, EXAMPLE_KEYS, "an example")
+    }
+
+    fn example_action_with(
+        &mut self,
+        node: &Node,
+        kind: ActionKind,
+        allowed: &[&str],
+        what: &str,
+    ) -> Option<Action> {
+        let entries = self.map(node, what)?;
+        self.keys(entries, allowed, what);
         let expand = |l: &mut Self, n: &Node, s: &str| -> Option<String> {
             match glob::expand(s, l.vars, &|v| v.to_string()) {
                 Ok(x) => Some(x),
@@ -769,6 +890,15 @@ impl<'a> Loader<'a> {
         };
         match kind {
             ActionKind::Exec => {
+                for k in ["access", "open"] {
+                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
+                        self.err(
+                            n.loc,
+                            format!("`{k}` belongs to examples of open rules"),
+                            None,
+                        );
+                    }
+                }
                 let Some(cmd) = get(entries, "exec") else {
                     self.err(
                         node.loc,
@@ -777,11 +907,6 @@ impl<'a> Loader<'a> {
                     );
                     return None;
                 };
-                for k in ["access"] {
-                    if let Some(n) = get(entries, k) {
-                        self.err(n.loc, format!("`{k}` belongs to open examples"), None);
-                    }
-                }
                 let words: Vec<String> = match &cmd.value {
                     Value::Seq(items) => {
                         let mut w = Vec::new();
@@ -842,6 +967,15 @@ impl<'a> Loader<'a> {
                 }))
             }
             ActionKind::Open => {
+                for k in ["program", "sha256", "exec"] {
+                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
+                        self.err(
+                            n.loc,
+                            format!("`{k}` belongs to examples of exec rules"),
+                            None,
+                        );
+                    }
+                }
                 let Some(p) = get(entries, "open") else {
                     self.err(
                         node.loc,
@@ -852,11 +986,6 @@ impl<'a> Loader<'a> {
                     );
                     return None;
                 };
-                for k in ["program", "sha256", "exec"] {
-                    if let Some(n) = get(entries, k) {
-                        self.err(n.loc, format!("`{k}` belongs to exec examples"), None);
-                    }
-                }
                 let s = self.string(p, "open")?;
                 let path = PathBuf::from(expand(self, p, s)?);
                 let access = match get(entries, "access") {

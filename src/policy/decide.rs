@@ -1,30 +1,140 @@
 //! The decision: which rules can match an action (an index built once at
 //! load), which of those do, and which verdict wins.
 //!
-//! The index keeps `decide` fast on large policies: exec rules are found by
-//! program name (a hash lookup), by program path (one pass of a regex set over
-//! all path globs) or by content hash; open rules by one regex-set pass over
-//! all path globs. Only rules the index cannot place (no name, program, hash
-//! or path condition) are tried for every action. Candidates are then
-//! evaluated in file order, so the result is exactly that of trying every
-//! rule (a property test checks this against [`super::Policy::explain`]).
+//! The index keeps `decide` fast on large policies without running a
+//! regular expression per rule. Every glob starts with a literal prefix (its
+//! text before the first wildcard); a subject can only match when it starts
+//! with that prefix. Path globs are filed under the directory part of their
+//! prefix (up to its last `/`), so a path is looked up once per `/` it
+//! contains; whole-literal globs are filed under their text. Name globs are
+//! filed by their literal, or by the first character of their prefix. Only
+//! rules the index cannot place (no name, program, hash or path condition,
+//! or a pattern starting with a wildcard) are tried for every action.
+//! Candidates are then evaluated in file order, so the result is exactly
+//! that of trying every rule (a property test checks this against
+//! [`super::Policy::explain`]).
 
 use std::collections::HashMap;
-
-use regex::RegexSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::compile::kind_index;
+use super::glob::Globs;
 use super::rule::{basename, with_view, Conds, Rule, View};
 use crate::action::{Action, ActionKind, Decision, Verdict};
+
+/// FNV-1a: keys are short, trusted (from the policy) strings; lookups use
+/// untrusted subjects but only read, so flooding is not a concern.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<V> = HashMap<String, V, BuildHasherDefault<Fnv>>;
+
+/// Rules filed by the literal prefix of their path globs.
+#[derive(Debug, Default)]
+struct PathIndex {
+    exact: FnvMap<Vec<u32>>,
+    dir: FnvMap<Vec<u32>>,
+}
+
+impl PathIndex {
+    /// File `rule` under each pattern of `g`; false if some pattern has no
+    /// directory prefix (the rule must then be tried always).
+    fn add(&mut self, g: &Globs, rule: u32) -> bool {
+        let mut placed = true;
+        for (lit, prefix) in g.literals.iter().zip(&g.prefixes) {
+            match (lit, prefix.rfind('/')) {
+                (Some(l), _) => self.exact.entry(l.clone()).or_default().push(rule),
+                (None, Some(i)) => self
+                    .dir
+                    .entry(prefix[..=i].to_string())
+                    .or_default()
+                    .push(rule),
+                (None, None) => placed = false,
+            }
+        }
+        placed
+    }
+
+    fn candidates(&self, s: &str, out: &mut Vec<u32>) {
+        if let Some(rs) = self.exact.get(s) {
+            out.extend_from_slice(rs);
+        }
+        if self.dir.is_empty() {
+            return;
+        }
+        for (i, b) in s.bytes().enumerate() {
+            if b == b'/' {
+                if let Some(rs) = self.dir.get(&s[..=i]) {
+                    out.extend_from_slice(rs);
+                }
+            }
+        }
+    }
+}
+
+/// Exec rules filed by program name.
+#[derive(Debug, Default)]
+struct NameIndex {
+    exact: FnvMap<Vec<u32>>,
+    /// Name globs by the first byte of their literal prefix: (prefix, rule).
+    by_first: HashMap<u8, Vec<(String, u32)>>,
+}
+
+impl NameIndex {
+    fn add(&mut self, g: &Globs, rule: u32) -> bool {
+        let mut placed = true;
+        for (lit, prefix) in g.literals.iter().zip(&g.prefixes) {
+            match (lit, prefix.as_bytes().first()) {
+                (Some(l), _) => self.exact.entry(l.clone()).or_default().push(rule),
+                (None, Some(b)) => self
+                    .by_first
+                    .entry(*b)
+                    .or_default()
+                    .push((prefix.clone(), rule)),
+                (None, None) => placed = false,
+            }
+        }
+        placed
+    }
+
+    fn candidates(&self, name: &str, out: &mut Vec<u32>) {
+        if let Some(rs) = self.exact.get(name) {
+            out.extend_from_slice(rs);
+        }
+        if let Some(entries) = name.as_bytes().first().and_then(|b| self.by_first.get(b)) {
+            out.extend(
+                entries
+                    .iter()
+                    .filter(|(p, _)| name.starts_with(p.as_str()))
+                    .map(|(_, r)| *r),
+            );
+        }
+    }
+}
 
 /// The index of one action kind.
 #[derive(Debug, Default)]
 pub(crate) struct KindIndex {
-    /// One pass over all primary path globs; `owners[i]` is the rule of
-    /// pattern `i`.
-    set: Option<RegexSet>,
-    owners: Vec<u32>,
-    by_name: HashMap<String, Vec<u32>>,
+    paths: PathIndex,
+    names: NameIndex,
     by_hash: HashMap<[u8; 32], Vec<u32>>,
     always: Vec<u32>,
 }
@@ -35,58 +145,36 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    pub fn build(rules: &[Rule]) -> Result<Index, regex::Error> {
+    pub fn build(rules: &[Rule]) -> Index {
         let mut index = Index::default();
-        let mut bodies: [Vec<String>; 2] = [Vec::new(), Vec::new()];
         for (i, rule) in rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            let k = kind_index(rule.kind);
-            let ki = &mut index.kinds[k];
-            match &rule.when {
+            let ki = &mut index.kinds[kind_index(rule.kind)];
+            let placed = match &rule.when {
                 Conds::Exec(c) => {
-                    let literal_names: Option<Vec<&String>> = c
-                        .name
-                        .as_ref()
-                        .and_then(|g| g.literals.iter().map(Option::as_ref).collect());
-                    if let Some(names) = literal_names {
-                        for n in names {
-                            ki.by_name.entry(n.clone()).or_default().push(i);
-                        }
+                    if let Some(g) = &c.name {
+                        ki.names.add(g, i)
                     } else if let Some(g) = &c.program {
-                        for b in &g.bodies {
-                            bodies[k].push(super::glob::anchored_any([b.as_str()]));
-                            ki.owners.push(i);
-                        }
+                        ki.paths.add(g, i)
                     } else if let Some(hashes) = &c.sha256 {
                         for h in hashes {
                             ki.by_hash.entry(*h).or_default().push(i);
                         }
+                        true
                     } else {
-                        ki.always.push(i);
+                        false
                     }
                 }
                 Conds::Open(c) => match &c.path {
-                    Some(g) => {
-                        for b in &g.bodies {
-                            bodies[k].push(super::glob::anchored_any([b.as_str()]));
-                            ki.owners.push(i);
-                        }
-                    }
-                    None => ki.always.push(i),
+                    Some(g) => ki.paths.add(g, i),
+                    None => false,
                 },
+            };
+            if !placed {
+                ki.always.push(i);
             }
         }
-        for (k, b) in bodies.iter().enumerate() {
-            if !b.is_empty() {
-                index.kinds[k].set = Some(
-                    regex::RegexSetBuilder::new(b)
-                        .size_limit(64 << 20)
-                        .dfa_size_limit(16 << 20)
-                        .build()?,
-                );
-            }
-        }
-        Ok(index)
+        index
     }
 
     /// Indices of the rules that may match, ascending (file order), without
@@ -97,30 +185,22 @@ impl Index {
                 let ki = &self.kinds[kind_index(ActionKind::Exec)];
                 out.extend_from_slice(&ki.always);
                 let base = basename(&v.path);
-                if let Some(rs) = ki.by_name.get(base) {
-                    out.extend_from_slice(rs);
-                }
+                ki.names.candidates(base, out);
                 let arg0 = basename(&v.argv0);
                 if arg0 != base {
-                    if let Some(rs) = ki.by_name.get(arg0) {
-                        out.extend_from_slice(rs);
-                    }
+                    ki.names.candidates(arg0, out);
                 }
                 if let Some(h) = &v.action.sha256 {
                     if let Some(rs) = ki.by_hash.get(h) {
                         out.extend_from_slice(rs);
                     }
                 }
-                if let Some(set) = &ki.set {
-                    out.extend(set.matches(&v.path).iter().filter_map(|p| ki.owners.get(p)));
-                }
+                ki.paths.candidates(&v.path, out);
             }
             View::Open(v) => {
                 let ki = &self.kinds[kind_index(ActionKind::Open)];
                 out.extend_from_slice(&ki.always);
-                if let Some(set) = &ki.set {
-                    out.extend(set.matches(&v.path).iter().filter_map(|p| ki.owners.get(p)));
-                }
+                ki.paths.candidates(&v.path, out);
             }
         }
         out.sort_unstable();

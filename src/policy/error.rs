@@ -43,7 +43,7 @@ pub struct PolicyErrors {
 
 impl PolicyErrors {
     pub(crate) fn new(mut errors: Vec<PolicyError>) -> PolicyErrors {
-        errors.sort_by(|a, b| (a.line, a.col).cmp(&(b.line, b.col)));
+        errors.sort_by_key(|e| (e.line, e.col));
         errors.dedup();
         PolicyErrors { errors }
     }

@@ -94,6 +94,11 @@ fn glob_escape(s: &str) -> String {
 pub(crate) struct CompiledGlob {
     pub regex: String,
     pub literal: Option<String>,
+    /// The literal text before the first wildcard or brace (the whole text
+    /// for a literal pattern): every match starts with it.
+    pub prefix: String,
+    /// `Some(dir)` when the pattern is exactly `dir/**` with `dir` literal.
+    pub subtree: Option<String>,
 }
 
 /// Compile one glob (variables expanded first) to a regular-expression body.
@@ -103,6 +108,9 @@ pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, Patter
     let mut out = String::new();
     let mut literal = String::new();
     let mut is_literal = true;
+    let mut prefix: Option<String> = None;
+    let mut wild_tokens = 0usize;
+    let mut trailing_subtree = false;
     let mut depth = 0usize;
     let mut i = 0;
     // Whether the previous pattern character was an unescaped component
@@ -124,7 +132,11 @@ pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, Patter
                 literal.push(next);
             }
             '*' if chars.get(i + 1) == Some(&'*') => {
+                if is_literal {
+                    prefix = Some(literal.clone());
+                }
                 is_literal = false;
+                wild_tokens += 1;
                 if chars.get(i + 2) == Some(&'*') {
                     return Err(PatternError::new(
                         format!("'***' in '{pattern}'"),
@@ -151,20 +163,26 @@ pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, Patter
                 }
                 let after_slash = i > 0 && chars[i - 1] == '/';
                 out.push_str(if after_slash { ".+" } else { ".*" });
+                trailing_subtree = after_slash && depth == 0 && i + 2 == chars.len();
                 i += 2;
                 at_boundary = false;
                 continue;
             }
-            '*' => {
+            '*' | '?' | '{' if is_literal => {
+                prefix = Some(literal.clone());
                 is_literal = false;
+                continue;
+            }
+            '*' => {
+                wild_tokens += 1;
                 out.push_str("[^/]*");
             }
             '?' => {
-                is_literal = false;
+                wild_tokens += 1;
                 out.push_str("[^/]");
             }
             '{' => {
-                is_literal = false;
+                wild_tokens += 1;
                 depth += 1;
                 if depth > 16 {
                     return Err(PatternError::new(
@@ -208,9 +226,14 @@ pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, Patter
             Some("close the alternatives with '}', or write '\\{' for a literal brace"),
         ));
     }
+    let subtree = (wild_tokens == 1 && trailing_subtree)
+        .then(|| literal.strip_suffix('/').map(str::to_owned))
+        .flatten();
     Ok(CompiledGlob {
         regex: out,
+        prefix: prefix.unwrap_or_else(|| literal.clone()),
         literal: is_literal.then_some(literal),
+        subtree,
     })
 }
 
@@ -229,45 +252,79 @@ pub(crate) fn anchored_any<'a>(bodies: impl IntoIterator<Item = &'a str>) -> Str
     s
 }
 
+/// A pattern shape that needs no regular expression.
+#[derive(Debug, Clone)]
+enum Fast {
+    /// The whole subject equals this text.
+    Exact(String),
+    /// `dir/**`: the subject is strictly inside `dir`.
+    Subtree(String),
+}
+
+impl Fast {
+    fn matches(&self, s: &str) -> bool {
+        match self {
+            Fast::Exact(e) => s == e,
+            Fast::Subtree(d) => {
+                s.len() > d.len() + 1 && s.starts_with(d.as_str()) && s.as_bytes()[d.len()] == b'/'
+            }
+        }
+    }
+}
+
 /// A non-empty list of globs: matches when any of them matches.
 #[derive(Debug, Clone)]
 pub(crate) struct Globs {
     /// The patterns as written (before variable expansion), for explanations.
     pub sources: Vec<String>,
-    /// Each pattern's regular-expression body (for building indexes).
-    pub bodies: Vec<String>,
     /// Literal values of patterns without wildcards (same order as `sources`).
     pub literals: Vec<Option<String>>,
-    any: Regex,
+    /// Literal text every match of each pattern starts with.
+    pub prefixes: Vec<String>,
+    fast: Vec<Fast>,
+    /// The patterns that need a regular expression, combined.
+    rest: Option<Regex>,
     each: Vec<Regex>,
 }
 
 impl Globs {
     /// Compile several patterns. Errors carry the index of the bad pattern.
     pub fn new(patterns: &[String], vars: &Vars) -> Result<Globs, (usize, PatternError)> {
-        let mut bodies = Vec::with_capacity(patterns.len());
         let mut literals = Vec::with_capacity(patterns.len());
+        let mut prefixes = Vec::with_capacity(patterns.len());
         let mut each = Vec::with_capacity(patterns.len());
+        let mut fast = Vec::new();
+        let mut rest_bodies = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
             let c = compile(p, vars).map_err(|e| (i, e))?;
             let re = build(&anchored_any([c.regex.as_str()])).map_err(|e| (i, e))?;
             each.push(re);
-            bodies.push(c.regex);
+            match (&c.literal, &c.subtree) {
+                (Some(l), _) => fast.push(Fast::Exact(l.clone())),
+                (None, Some(d)) => fast.push(Fast::Subtree(d.clone())),
+                (None, None) => rest_bodies.push(c.regex.clone()),
+            }
             literals.push(c.literal);
+            prefixes.push(c.prefix);
         }
-        let any = build(&anchored_any(bodies.iter().map(String::as_str))).map_err(|e| (0, e))?;
+        let rest = if rest_bodies.is_empty() {
+            None
+        } else {
+            Some(build(&anchored_any(rest_bodies.iter().map(String::as_str))).map_err(|e| (0, e))?)
+        };
         Ok(Globs {
             sources: patterns.to_vec(),
-            bodies,
             literals,
-            any,
+            prefixes,
+            fast,
+            rest,
             each,
         })
     }
 
     /// Whether any pattern matches the whole of `s`.
     pub fn is_match(&self, s: &str) -> bool {
-        self.any.is_match(s)
+        self.fast.iter().any(|f| f.matches(s)) || self.rest.as_ref().is_some_and(|r| r.is_match(s))
     }
 
     /// The first pattern (as written) that matches `s`.
@@ -388,6 +445,52 @@ mod tests {
         for bad in ["/a**", "/**b", "/a/***", "/{a", "/a}", "/a\\", "a**/b"] {
             assert!(compile(bad, &vars()).is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn fast_shapes_agree_with_regexes() {
+        let pats = [
+            "/a/**",
+            "/**",
+            "/a/b",
+            "/a/*.rs",
+            "/a/{b,c}/**",
+            "${HOME}/.ssh/**",
+        ];
+        let subjects = [
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a/b/c",
+            "/ab",
+            "/",
+            "/x.rs",
+            "/a/x.rs",
+            "/a/c/d",
+            "/home/u/.ssh/k",
+            "/home/u/.ssh",
+            "a/b",
+            "",
+        ];
+        for p in pats {
+            let g = Globs::new(&[p.to_string()], &vars()).unwrap();
+            for s in subjects {
+                let by_regex = g.each[0].is_match(s);
+                assert_eq!(g.is_match(s), by_regex, "{p} on {s}");
+            }
+        }
+        let c = compile("/a/b/**", &vars()).unwrap();
+        assert_eq!(c.subtree.as_deref(), Some("/a/b"));
+        assert_eq!(c.prefix, "/a/b/");
+        assert_eq!(
+            compile("/**", &vars()).unwrap().subtree.as_deref(),
+            Some("")
+        );
+        assert_eq!(compile("/a/*/**", &vars()).unwrap().subtree, None);
+        assert_eq!(compile("/a/{b,c}/**", &vars()).unwrap().subtree, None);
+        assert_eq!(compile("/a/{b,c}/**", &vars()).unwrap().prefix, "/a/");
+        assert_eq!(compile("**/.env", &vars()).unwrap().prefix, "");
+        assert_eq!(compile("/x/a?c", &vars()).unwrap().prefix, "/x/a");
     }
 
     #[test]

@@ -204,13 +204,7 @@ impl Policy {
             Ok(Some(root)) => root,
         };
         let compiled = compile::load(&root, origin, &vars).map_err(PolicyErrors::new)?;
-        let index = Index::build(&compiled.rules).map_err(|e| {
-            fail(
-                root.loc,
-                format!("the policy's patterns are too large to compile together: {e}"),
-                Some("use fewer or simpler patterns"),
-            )
-        })?;
+        let index = Index::build(&compiled.rules);
         Ok(Policy {
             mode: compiled.mode,
             defaults: compiled.defaults,
@@ -250,7 +244,7 @@ impl Policy {
         self.rules.iter().filter(|r| r.kind == kind).count()
     }
 
-    /// Number of embedded examples that were checked at load.
+    /// Number of embedded rule examples and policy tests checked at load.
     pub fn example_count(&self) -> usize {
         self.examples
     }

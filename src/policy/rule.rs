@@ -25,8 +25,8 @@ pub(crate) struct Rule {
 /// The conditions of a rule (all must hold), by kind.
 #[derive(Debug, Clone)]
 pub(crate) enum Conds {
-    Exec(ExecConds),
-    Open(OpenConds),
+    Exec(Box<ExecConds>),
+    Open(Box<OpenConds>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -87,6 +87,9 @@ pub(crate) struct ExecView<'a> {
     /// `argv[1..]`, decoded; empty unless some candidate rule needs it.
     pub args: &'a [Cow<'a, str>],
     pub parsed: &'a Parsed<'a>,
+    /// The operands resolved against `cwd` (same order as
+    /// `parsed.operands`); empty unless some candidate rule needs them.
+    pub resolved: &'a [String],
 }
 
 pub(crate) struct OpenView<'a> {
@@ -267,12 +270,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.operand_path {
-                let hit = v
-                    .parsed
-                    .operands
-                    .iter()
-                    .map(|o| argv::resolve(&v.cwd, o))
-                    .find(|p| g.is_match(p));
+                let hit = v.resolved.iter().find(|p| g.is_match(p));
                 cond!(
                     "operand_path",
                     hit.is_some(),
@@ -291,12 +289,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.operand_outside {
-                let hit = v
-                    .parsed
-                    .operands
-                    .iter()
-                    .map(|o| argv::resolve(&v.cwd, o))
-                    .find(|p| !g.is_match(p));
+                let hit = v.resolved.iter().find(|p| !g.is_match(p));
                 cond!(
                     "operand_outside",
                     hit.is_some(),
@@ -313,15 +306,15 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(paths) = &c.operand_covers {
-                let hit = v.parsed.operands.iter().find_map(|o| {
-                    let p = argv::resolve(&v.cwd, o);
-                    paths.iter().find(|l| covers(&p, l)).map(|l| (p, l))
-                });
+                let hit = v
+                    .resolved
+                    .iter()
+                    .find_map(|p| paths.iter().find(|l| covers(p, l)).map(|l| (p, l)));
                 cond!(
                     "operand_covers",
                     hit.is_some(),
                     match &hit {
-                        Some((p, l)) if p == *l => format!("operand resolves to '{p}'"),
+                        Some((p, l)) if *p == *l => format!("operand resolves to '{p}'"),
                         Some((p, l)) => format!("operand resolves to '{p}', which contains '{l}'"),
                         None => format!(
                             "no operand of {:?} (resolved against '{}') is or contains any of {:?}",
@@ -335,13 +328,6 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
             }
         }
         (Conds::Open(c), View::Open(v)) => {
-            if let Some(g) = &c.path {
-                cond!(
-                    "path",
-                    g.is_match(&v.path),
-                    describe_match(g, &v.path, "path")
-                );
-            }
             if let Some(a) = c.access {
                 cond!(
                     "access",
@@ -356,6 +342,13 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                         },
                         a
                     )
+                );
+            }
+            if let Some(g) = &c.path {
+                cond!(
+                    "path",
+                    g.is_match(&v.path),
+                    describe_match(g, &v.path, "path")
                 );
             }
             if let Some(g) = &c.cwd {
@@ -413,10 +406,16 @@ pub(crate) fn with_view<R>(
                 Vec::new()
             };
             let parsed = argv::parse(&args);
+            let cwd = e.cwd.to_string_lossy();
+            let resolved: Vec<String> = parsed
+                .operands
+                .iter()
+                .map(|o| argv::resolve(&cwd, o))
+                .collect();
             let view = View::Exec(ExecView {
                 action: e,
                 path: e.path.to_string_lossy(),
-                cwd: e.cwd.to_string_lossy(),
+                cwd,
                 argv0: e
                     .argv
                     .first()
@@ -424,6 +423,7 @@ pub(crate) fn with_view<R>(
                     .unwrap_or(Cow::Borrowed("")),
                 args: &args,
                 parsed: &parsed,
+                resolved: &resolved,
             });
             f(&view)
         }

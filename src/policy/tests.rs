@@ -765,3 +765,114 @@ fn examples_do_not_depend_on_where_the_policy_is_loaded() {
         Verdict::Block
     );
 }
+
+#[test]
+fn policy_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
+    assert_send_sync::<PolicyErrors>();
+}
+
+#[test]
+fn malformed_examples_are_errors() {
+    let text = r#"version: 1
+rules:
+  - id: r
+    open: {path: "/x"}
+    decision: block
+    reason: t
+    examples:
+      match:
+        - exec: rm -rf /
+        - {open: /x, access: [wrte]}
+        - {open: "${NOPE}/x"}
+      maybe:
+        - open: /x
+"#;
+    let e = errors(text);
+    assert!(
+        e.iter()
+            .any(|x| x
+                .starts_with("t.yaml:9:11: rule 'r': an example of an open rule needs `open:`")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x
+                .starts_with("t.yaml:9:11: rule 'r': `exec` belongs to examples of exec rules")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:10:31: rule 'r': unknown access 'wrte'")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:11:18: rule 'r': unknown variable '${NOPE}'")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:12:7: rule 'r': unknown key 'maybe' in examples")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn errors_inside_and_beside_unless_are_all_reported() {
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: \"/a**\"\n      unless:\n        path: \"rel\"\n        unless: {}\n    decision: block\n    reason: x\n",
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:5:13: rule 'r': bad pattern in path")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|x| x.starts_with("t.yaml:7:15: rule 'r': path pattern 'rel' is relative")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter().any(|x| x.starts_with(
+            "t.yaml:8:9: rule 'r': unknown key 'unless' in `open` conditions under `unless`"
+        )),
+        "{e:?}"
+    );
+    assert_eq!(e.len(), 3, "{e:?}");
+}
+
+#[test]
+fn policy_tests_check_the_whole_decision() {
+    let ok = format!(
+        "{PRECEDENCE}tests:\n  - {{exec: git push -f, expect: block, rule: block-force}}\n  - {{exec: ls, expect: escalate, rule: default}}\n  - {{open: /x, expect: block}}\n"
+    );
+    let p = load(&ok);
+    assert_eq!(p.example_count(), 3);
+    let bad = format!(
+        "{PRECEDENCE}tests:\n  - {{exec: git push -f, expect: escalate}}\n  - {{exec: git push, expect: escalate, rule: escalate-push-again}}\n  - {{exec: ls, expect: escalate, rule: nope}}\n  - {{exec: ls}}\n  - {{exec: ls, open: /x, expect: allow}}\n  - {{exec: ls, expect: escalate, acces: [read]}}\n"
+    );
+    let e = errors(&bad);
+    let want = [
+        "t.yaml:27:5: test expects escalate, but the decision is block by block-force (matched: allow-git, escalate-push, block-force, escalate-push-again)",
+        "t.yaml:28:5: test expects escalate by escalate-push-again, but the decision is escalate by escalate-push",
+        "t.yaml:29:40: no rule has the id 'nope'",
+        "t.yaml:30:5: a test needs `expect:`",
+        "t.yaml:31:5: a test needs exactly one of `exec:` and `open:`",
+        "t.yaml:32:34: unknown key 'acces' in a test (did you mean 'access'?",
+    ];
+    for w in want {
+        assert!(
+            e.iter().any(|x| x.starts_with(w)),
+            "missing {w:?} in\n{}",
+            e.join("\n")
+        );
+    }
+    assert_eq!(e.len(), want.len(), "{}", e.join("\n"));
+    let e = errors("version: 1\nrules: []\ntests: {a: 1}\n");
+    assert!(
+        e[0].starts_with("t.yaml:3:8: 'tests' must be a list"),
+        "{e:?}"
+    );
+}

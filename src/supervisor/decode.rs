@@ -81,6 +81,7 @@ pub enum Request {
     Open(OpenRequest),
     Exec(ExecRequest),
     Signal(SignalRequest),
+    PathOp(PathOpRequest),
     /// A notified syscall this decoder does not know: refused.
     Unknown {
         nr: i32,
@@ -110,6 +111,31 @@ pub struct ExecRequest {
     pub argv: Vec<Vec<u8>>,
     /// `execveat` flags (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`).
     pub flags: i32,
+}
+
+/// A call that removes, moves, aliases or truncates a file by path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathOpRequest {
+    pub syscall: &'static str,
+    pub op: PathOp,
+    pub dirfd: i32,
+    pub path: Vec<u8>,
+    /// The second path (`link`, `rename`): its dirfd and bytes.
+    pub dirfd2: i32,
+    pub path2: Vec<u8>,
+    /// `*at` flags (`AT_REMOVEDIR`, `AT_SYMLINK_FOLLOW`, `AT_EMPTY_PATH`,
+    /// `RENAME_*`).
+    pub flags: u32,
+    /// `truncate`'s length.
+    pub length: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathOp {
+    Unlink,
+    Rename,
+    Link,
+    Truncate,
 }
 
 /// The signal family: who is aimed at.
@@ -286,6 +312,89 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
             target: SignalTarget::Process(int(0)),
             signal: 0,
         }),
+        nr::UNLINK | nr::RMDIR | nr::UNLINKAT | nr::TRUNCATE => {
+            let (syscall, op, dirfd, path, flags, length) = match n.nr as u32 {
+                nr::UNLINK => ("unlink", PathOp::Unlink, libc::AT_FDCWD, a[0], 0, 0),
+                nr::RMDIR => (
+                    "rmdir",
+                    PathOp::Unlink,
+                    libc::AT_FDCWD,
+                    a[0],
+                    libc::AT_REMOVEDIR as u32,
+                    0,
+                ),
+                nr::UNLINKAT => ("unlinkat", PathOp::Unlink, int(0), a[1], a[2] as u32, 0),
+                _ => (
+                    "truncate",
+                    PathOp::Truncate,
+                    libc::AT_FDCWD,
+                    a[0],
+                    0,
+                    a[1] as i64,
+                ),
+            };
+            Request::PathOp(PathOpRequest {
+                syscall,
+                op,
+                dirfd,
+                path: read_path(mem, path)?,
+                dirfd2: libc::AT_FDCWD,
+                path2: Vec::new(),
+                flags,
+                length,
+            })
+        }
+        nr::RENAME | nr::RENAMEAT | nr::RENAMEAT2 | nr::LINK | nr::LINKAT => {
+            let (syscall, op, d1, p1, d2, p2, flags) = match n.nr as u32 {
+                nr::RENAME => (
+                    "rename",
+                    PathOp::Rename,
+                    libc::AT_FDCWD,
+                    a[0],
+                    libc::AT_FDCWD,
+                    a[1],
+                    0,
+                ),
+                nr::RENAMEAT => ("renameat", PathOp::Rename, int(0), a[1], int(2), a[3], 0),
+                nr::RENAMEAT2 => (
+                    "renameat2",
+                    PathOp::Rename,
+                    int(0),
+                    a[1],
+                    int(2),
+                    a[3],
+                    a[4] as u32,
+                ),
+                nr::LINK => (
+                    "link",
+                    PathOp::Link,
+                    libc::AT_FDCWD,
+                    a[0],
+                    libc::AT_FDCWD,
+                    a[1],
+                    0,
+                ),
+                _ => (
+                    "linkat",
+                    PathOp::Link,
+                    int(0),
+                    a[1],
+                    int(2),
+                    a[3],
+                    a[4] as u32,
+                ),
+            };
+            Request::PathOp(PathOpRequest {
+                syscall,
+                op,
+                dirfd: d1,
+                path: read_path(mem, p1)?,
+                dirfd2: d2,
+                path2: read_path(mem, p2)?,
+                flags,
+                length: 0,
+            })
+        }
         _ => Request::Unknown { nr: n.nr },
     };
     Ok(req)

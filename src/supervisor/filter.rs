@@ -8,7 +8,9 @@
 //!    i386 numbers (`open` = 5, `execve` = 11) cannot alias x86-64 ones.
 //! 2. x32 syscall numbers (bit 30 set) fail with `ENOSYS`.
 //! 3. Syscalls the supervisor judges go to user notification: the exec and
-//!    open families, and the signal family (to protect the supervisor).
+//!    open families, the calls that remove, move, alias or truncate a file
+//!    by path (`unlink`, `rmdir`, `rename`, `link`, `truncate` and their
+//!    `*at` forms), and the signal family (to protect the supervisor).
 //! 4. Syscalls that would bypass or subvert the gate fail with a fixed errno
 //!    ([`DENIED`]); `clone` only when it asks for a new namespace, `seccomp`
 //!    only when it asks for a new user-notify listener.
@@ -20,6 +22,11 @@
 /// x86-64 syscall numbers used by the filter and the decoder.
 pub mod nr {
     pub const OPEN: u32 = 2;
+    pub const TRUNCATE: u32 = 76;
+    pub const RENAME: u32 = 82;
+    pub const RMDIR: u32 = 84;
+    pub const LINK: u32 = 86;
+    pub const UNLINK: u32 = 87;
     pub const CLONE: u32 = 56;
     pub const EXECVE: u32 = 59;
     pub const KILL: u32 = 62;
@@ -38,9 +45,13 @@ pub mod nr {
     pub const REQUEST_KEY: u32 = 249;
     pub const KEYCTL: u32 = 250;
     pub const OPENAT: u32 = 257;
+    pub const UNLINKAT: u32 = 263;
+    pub const RENAMEAT: u32 = 264;
+    pub const LINKAT: u32 = 265;
     pub const UNSHARE: u32 = 272;
     pub const RT_TGSIGQUEUEINFO: u32 = 297;
     pub const PERF_EVENT_OPEN: u32 = 298;
+    pub const RENAMEAT2: u32 = 316;
     pub const NAME_TO_HANDLE_AT: u32 = 303;
     pub const OPEN_BY_HANDLE_AT: u32 = 304;
     pub const SETNS: u32 = 308;
@@ -83,6 +94,15 @@ pub const NOTIFIED: &[u32] = &[
     nr::RT_SIGQUEUEINFO,
     nr::RT_TGSIGQUEUEINFO,
     nr::PIDFD_OPEN,
+    nr::UNLINK,
+    nr::UNLINKAT,
+    nr::RMDIR,
+    nr::RENAME,
+    nr::RENAMEAT,
+    nr::RENAMEAT2,
+    nr::LINK,
+    nr::LINKAT,
+    nr::TRUNCATE,
 ];
 
 /// Syscalls refused outright, with the errno the caller gets. `ENOSYS` where

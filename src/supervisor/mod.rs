@@ -9,18 +9,22 @@
 //! - [`decode`]: notification → request, capped reads of tracee memory;
 //! - [`resolve`]: paths resolved as the kernel would for the caller;
 //! - [`notify`]: the notification loop and the answers (emulated opens);
+//! - [`pathops`]: unlink, rename, link, truncate, judged and performed;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
+//! - [`creds`]: opening with the caller's credentials when run as root;
 //! - [`sys`]: the raw kernel interfaces.
 //!
 //! Threads: the calling thread forks the command and becomes the tracer;
 //! one thread serves notifications; one forwards SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT to the command's process group and calls [`Judge::tick`].
 
+pub mod creds;
 pub mod decode;
 pub mod filter;
 pub mod launch;
 pub mod notify;
+pub mod pathops;
 pub mod procfs;
 pub mod resolve;
 pub mod sys;

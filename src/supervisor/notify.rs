@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::action::{Access, Action, ExecAction, OpenAction};
 
+use super::creds::AsCaller;
 use super::decode::{
     self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
 };
@@ -51,6 +52,8 @@ pub struct Shared {
     pub threads: Mutex<HashMap<i32, (i32, i32)>>,
     pub supervisor_pid: i32,
     pub supervisor_pgid: i32,
+    /// The supervisor runs as root: opens switch to the caller's credentials.
+    pub privileged: bool,
     blocking: AtomicUsize,
 }
 
@@ -66,6 +69,8 @@ impl Shared {
             threads: Mutex::new(HashMap::new()),
             supervisor_pid: pid,
             supervisor_pgid: pgid,
+            // SAFETY: geteuid takes no arguments.
+            privileged: unsafe { libc::geteuid() } == 0,
             blocking: AtomicUsize::new(0),
         })
     }
@@ -144,6 +149,15 @@ fn syscall_name(nr: i32) -> &'static str {
         RT_SIGQUEUEINFO => "rt_sigqueueinfo",
         RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
         PIDFD_OPEN => "pidfd_open",
+        UNLINK => "unlink",
+        UNLINKAT => "unlinkat",
+        RMDIR => "rmdir",
+        RENAME => "rename",
+        RENAMEAT => "renameat",
+        RENAMEAT2 => "renameat2",
+        LINK => "link",
+        LINKAT => "linkat",
+        TRUNCATE => "truncate",
         _ => "unknown",
     }
 }
@@ -177,6 +191,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         Ok(Request::Open(o)) => open(listener, shared, &caller, n.id, &o),
         Ok(Request::Exec(x)) => exec(shared, &caller, &x),
         Ok(Request::Signal(s)) => signal(shared, &caller, &s),
+        Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
                 &caller,
@@ -190,6 +205,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let result = match answer {
         Answer::Deny(errno) => listener.deny(n.id, errno),
         Answer::Continue => listener.continue_call(n.id),
+        Answer::Value(v) => listener.reply(n.id, v),
         Answer::Done => Ok(()),
     };
     // ENOENT: the caller was interrupted or killed meanwhile; nothing
@@ -198,9 +214,11 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let _ = result;
 }
 
-enum Answer {
+pub(super) enum Answer {
     Deny(i32),
     Continue,
+    /// Completed by the supervisor with this return value.
+    Value(i64),
     /// Already answered (fd injected, or handed to a worker thread).
     Done,
 }
@@ -240,7 +258,7 @@ pub fn access_of(flags: u64, stat: Option<&libc::stat>) -> Access {
     a
 }
 
-fn cwd_of(tid: i32) -> PathBuf {
+pub(super) fn cwd_of(tid: i32) -> PathBuf {
     procfs::readlink(tid, "cwd").unwrap_or_default()
 }
 
@@ -256,6 +274,11 @@ fn open(
         // back to openat on ENOSYS.
         return Answer::Deny(libc::ENOSYS);
     }
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+        // The caller's credentials cannot be read: do not open anything
+        // with ours.
+        return Answer::Deny(libc::EACCES);
+    };
     let flags = o.flags as i32;
     let excl_create = flags & libc::O_CREAT != 0 && flags & libc::O_EXCL != 0;
     let lookup = Lookup {
@@ -405,7 +428,7 @@ fn perform_open(r: &Resolved, o: &OpenRequest, umask: u32) -> io::Result<OwnedFd
     }
 }
 
-fn at_fdcwd() -> BorrowedFd<'static> {
+pub(super) fn at_fdcwd() -> BorrowedFd<'static> {
     // SAFETY: AT_FDCWD is valid as a dirfd for the life of the process.
     unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
@@ -430,7 +453,10 @@ fn open_blocking(
     let spawned = std::thread::Builder::new()
         .name("lexecon-fifo".into())
         .spawn(move || {
-            match perform_open(&resolved, &o, umask) {
+            let opened = AsCaller::enter(tid, shared2.privileged)
+                .map_err(|_| io::Error::from_raw_os_error(libc::EACCES))
+                .and_then(|_creds| perform_open(&resolved, &o, umask));
+            match opened {
                 Ok(fd) => {
                     let _ = listener.inject_fd_and_reply(
                         id,

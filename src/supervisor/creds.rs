@@ -1,0 +1,103 @@
+//! Acting with the caller's filesystem credentials.
+//!
+//! Emulated opens are performed by the supervisor. When it runs as an
+//! ordinary user, the tree has exactly its credentials (no_new_privs: no
+//! set-id programs, and an unprivileged process cannot change its ids to
+//! anything else), so nothing needs switching. When the supervisor runs as
+//! root, the tree may have dropped privileges (`setuid`, `su` from a root
+//! shell): then the handling thread takes the caller's filesystem uid, gid
+//! and groups for the duration of the path walk and the open, so the kernel
+//! checks permissions exactly as for the caller. `setfsuid`, `setfsgid` and
+//! the raw `setgroups` syscall change only the calling thread.
+
+use std::io;
+
+use super::procfs;
+
+/// Filesystem credentials switched to the caller's; restored on drop.
+pub struct AsCaller {
+    restore: Option<(u32, u32, Vec<u32>)>,
+}
+
+fn setgroups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: the raw syscall (not libc's, which changes every thread)
+    // reads `len` gids from the slice.
+    let r = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn set_fs_ids(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setfsuid/setfsgid take integers; they return the previous id
+    // and never fail visibly, so success is checked by reading back.
+    unsafe {
+        libc::syscall(libc::SYS_setfsgid, gid);
+        libc::syscall(libc::SYS_setfsuid, uid);
+        let now_uid = libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32;
+        let now_gid = libc::syscall(libc::SYS_setfsgid, u32::MAX) as u32;
+        if now_uid != uid || now_gid != gid {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+    }
+    Ok(())
+}
+
+fn own_groups() -> io::Result<Vec<u32>> {
+    // SAFETY: first call asks for the count; the second fills a buffer of
+    // that size.
+    unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut g = vec![0 as libc::gid_t; n as usize];
+        let n = libc::getgroups(n, g.as_mut_ptr());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        g.truncate(n as usize);
+        Ok(g)
+    }
+}
+
+impl AsCaller {
+    /// Takes `tid`'s filesystem credentials when `privileged` (the
+    /// supervisor is root) and they differ from the supervisor's.
+    pub fn enter(tid: i32, privileged: bool) -> io::Result<AsCaller> {
+        if !privileged {
+            return Ok(AsCaller { restore: None });
+        }
+        let st = procfs::status(tid)?;
+        let (fsuid, fsgid) = (st.uid[3], st.gid[3]);
+        // SAFETY: geteuid/getegid take no arguments.
+        let (my_uid, my_gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let mine = own_groups()?;
+        if fsuid == my_uid && fsgid == my_gid && st.groups == mine {
+            return Ok(AsCaller { restore: None });
+        }
+        let guard = AsCaller {
+            restore: Some((my_uid, my_gid, mine)),
+        };
+        setgroups(&st.groups)?;
+        set_fs_ids(fsuid, fsgid)?;
+        Ok(guard)
+    }
+}
+
+impl Drop for AsCaller {
+    fn drop(&mut self) {
+        if let Some((uid, gid, groups)) = self.restore.take() {
+            // Order: regain the fs uid first (it restores the capability to
+            // change groups), then groups and gid.
+            // SAFETY: integer arguments only.
+            unsafe {
+                libc::syscall(libc::SYS_setfsuid, uid);
+            }
+            let _ = setgroups(&groups);
+            let _ = set_fs_ids(uid, gid);
+        }
+    }
+}

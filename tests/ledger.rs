@@ -1,0 +1,1233 @@
+//! Ledger tests: known-answer vectors (RFC 6962, RFC 8785, C2SP signed
+//! note), tamper fixtures (one per verifier check), a byte-flip property
+//! test, lossless bytes, locking, concurrent writers, torn tails and
+//! recovery.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use lexecon::action::{Access, Action, ExecAction, Mode, OpenAction, Verdict};
+use lexecon::ledger::jcs::{self, Value};
+use lexecon::ledger::merkle::{self, Hash};
+use lexecon::ledger::note::{self, Checkpoint, NoteVerifier};
+use lexecon::ledger::proof;
+use lexecon::ledger::verify::{self, Check, KeySource, Report, Severity, Status};
+use lexecon::ledger::{
+    DecisionEntry, FileIdentity, HostKey, LedgerError, LedgerWriter, LockMode, Outcome, RunEnd,
+    RunHeader, Stage, SyncPolicy, WriterOptions,
+};
+
+// ------------------------------------------------------------------ helpers
+
+fn host_key() -> HostKey {
+    HostKey::from_signing_key("lexecon", SigningKey::from_bytes(&[7u8; 32])).expect("valid name")
+}
+
+fn other_key() -> HostKey {
+    HostKey::from_signing_key("lexecon", SigningKey::from_bytes(&[9u8; 32])).expect("valid name")
+}
+
+fn opts(n: u64) -> WriterOptions {
+    WriterOptions {
+        checkpoint_every: n,
+        checkpoint_interval: Duration::from_secs(3600),
+        sync: SyncPolicy::Never,
+        lock: LockMode::Fail,
+    }
+}
+
+fn header() -> RunHeader {
+    RunHeader {
+        command: vec!["agent".into(), "--task".into(), "fix tests".into()],
+        cwd: "/work/repo".into(),
+        policy_sha256: [0xab; 32],
+        policy_path: Some("policies/default.yaml".into()),
+        mode: Mode::Enforce,
+        ci: BTreeMap::from([("GITHUB_RUN_ID".to_string(), "42".to_string())]),
+    }
+}
+
+fn exec_action(i: usize) -> Action {
+    Action::Exec(ExecAction {
+        path: "/usr/bin/git".into(),
+        argv: vec!["git".into(), "status".into(), format!("{i}").into()],
+        cwd: "/work/repo".into(),
+        sha256: Some([1; 32]),
+    })
+}
+
+fn decision(action: &Action, verdict: Verdict) -> DecisionEntry<'_> {
+    DecisionEntry {
+        pid: 1000,
+        ppid: 999,
+        action,
+        stage: Stage::Request,
+        verdict,
+        outcome: if verdict == Verdict::Block {
+            Outcome::Refused
+        } else {
+            Outcome::Allowed
+        },
+        rule: Some("git-read".into()),
+        matched: vec!["git-read".into()],
+        reason: "reading the repository is fine".into(),
+        mode: Mode::Enforce,
+        identity: Some(FileIdentity {
+            dev: 2049,
+            ino: 1 << 60,
+            sha256: Some([2; 32]),
+        }),
+        note: None,
+    }
+}
+
+/// Append one run with `decisions` allow decisions (a block at `block`).
+fn write_run(path: &Path, n: u64, decisions: usize, block: Option<usize>) {
+    let mut w = LedgerWriter::open(path, host_key(), opts(n)).expect("open");
+    w.begin_run(header()).expect("begin");
+    for i in 0..decisions {
+        let a = exec_action(i);
+        let v = if Some(i) == block {
+            Verdict::Block
+        } else {
+            Verdict::Allow
+        };
+        w.append_decision(&decision(&a, v)).expect("append");
+    }
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+}
+
+fn tmp() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let p = d.path().join("audit/ledger.jsonl");
+    (d, p)
+}
+
+fn pubkey() -> ed25519_dalek::VerifyingKey {
+    *host_key().public().verifying_key()
+}
+
+fn check(path: &Path) -> Report {
+    verify::verify_file(path, Some(&pubkey())).expect("readable")
+}
+
+fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .expect("read")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut s = lines.join("\n");
+    s.push('\n');
+    std::fs::write(path, s).expect("write");
+}
+
+fn kind_of(line: &str) -> String {
+    let v = jcs::parse(line, jcs::Mode::Strict).expect("canonical");
+    v.get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Index (0-based) of the `nth` line of `kind`.
+fn find(lines: &[String], kind: &str, nth: usize) -> usize {
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| kind_of(l) == kind)
+        .nth(nth)
+        .map(|(i, _)| i)
+        .expect("line of that kind")
+}
+
+/// Replace field `key` of a line, re-encoding canonically.
+fn set_field(line: &str, key: &str, value: Value<'static>) -> String {
+    let v = jcs::parse(line, jcs::Mode::Strict).expect("canonical");
+    let Value::Object(mut m) = v else {
+        panic!("not an object")
+    };
+    match m.iter_mut().find(|(k, _)| k == key) {
+        Some(slot) => slot.1 = value,
+        None => m.push((key.to_string().into(), value)),
+    }
+    Value::Object(m).to_canonical().expect("finite")
+}
+
+/// Recompute `prev` of every line after `from`, as an attacker would.
+fn rechain(lines: &mut [String], from: usize) {
+    for i in from + 1..lines.len() {
+        let h = merkle::leaf_hash(lines[i - 1].as_bytes());
+        lines[i] = set_field(&lines[i], "prev", Value::String(hex::encode(h).into()));
+    }
+}
+
+fn first(r: &Report) -> &verify::Problem {
+    r.problems.first().expect("a problem")
+}
+
+fn hx(s: &str) -> Hash {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(s, &mut h).expect("hex");
+    h
+}
+
+// ------------------------------------------------------- known answers
+
+/// Leaves and roots from the RFC 6962 test data used by
+/// certificate-transparency-go and transparency-dev/merkle.
+fn ct_leaves() -> Vec<Vec<u8>> {
+    vec![
+        vec![],
+        vec![0x00],
+        vec![0x10],
+        vec![0x20, 0x21],
+        vec![0x30, 0x31],
+        vec![0x40, 0x41, 0x42, 0x43],
+        vec![0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
+        (0x60..=0x6f).collect(),
+    ]
+}
+
+const CT_ROOTS: [&str; 8] = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+];
+
+#[test]
+fn rfc6962_roots_match_published_vectors() {
+    assert_eq!(
+        merkle::empty_root(),
+        hx("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    );
+    let leaves: Vec<Hash> = ct_leaves().iter().map(|l| merkle::leaf_hash(l)).collect();
+    let mut cr = merkle::CompactRange::new();
+    for (i, l) in leaves.iter().enumerate() {
+        cr.push(*l);
+        assert_eq!(cr.root(), hx(CT_ROOTS[i]), "root of size {}", i + 1);
+        assert_eq!(merkle::root(&leaves[..=i]), hx(CT_ROOTS[i]));
+    }
+}
+
+#[test]
+fn rfc6962_inclusion_proofs_match_published_vectors() {
+    let leaves: Vec<Hash> = ct_leaves().iter().map(|l| merkle::leaf_hash(l)).collect();
+    let cases: [(u64, u64, &[&str]); 5] = [
+        (0, 1, &[]),
+        (
+            0,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            1,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+    ];
+    for (index, size, want) in cases {
+        let want: Vec<Hash> = want.iter().map(|h| hx(h)).collect();
+        let got = merkle::inclusion_proof(&leaves, index, size).expect("in range");
+        assert_eq!(got, want, "proof of {index} in {size}");
+        let root = hx(CT_ROOTS[size as usize - 1]);
+        merkle::verify_inclusion(index, size, &leaves[index as usize], &got, &root)
+            .expect("verifies");
+        // Any change breaks it.
+        assert!(
+            merkle::verify_inclusion(index, size, &leaves[7], &got, &root).is_err() || index == 7
+        );
+        if !got.is_empty() {
+            let mut bad = got.clone();
+            bad[0][0] ^= 1;
+            assert!(
+                merkle::verify_inclusion(index, size, &leaves[index as usize], &bad, &root)
+                    .is_err()
+            );
+            assert!(merkle::verify_inclusion(
+                index,
+                size,
+                &leaves[index as usize],
+                &got[1..],
+                &root
+            )
+            .is_err());
+        }
+    }
+    // Every proof for every size up to 8 round-trips.
+    for size in 1..=8u64 {
+        let root = merkle::root(&leaves[..size as usize]);
+        for index in 0..size {
+            let p = merkle::inclusion_proof(&leaves, index, size).expect("in range");
+            merkle::verify_inclusion(index, size, &leaves[index as usize], &p, &root).expect("ok");
+        }
+    }
+}
+
+#[test]
+fn rfc8785_canonicalization_examples() {
+    // RFC 8785 §3.2.2 example.
+    let input = r#"{
+  "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+  "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+  "literals": [null, true, false]
+}"#;
+    assert_eq!(
+        jcs::canonicalize(input).expect("valid JSON"),
+        r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+    );
+    // RFC 8785 §3.2.3: sorting by UTF-16 code units.
+    let input = r#"{
+  "\u20ac": "Euro Sign",
+  "\r": "Carriage Return",
+  "\ufb33": "Hebrew Letter Dalet With Dagesh",
+  "1": "One",
+  "\ud83d\ude00": "Emoji: Grinning Face",
+  "\u0080": "Control",
+  "\u00f6": "Latin Small Letter O With Diaeresis"
+}"#;
+    let out = jcs::canonicalize(input).expect("valid JSON");
+    let v = jcs::parse(&out, jcs::Mode::Strict).expect("canonical output parses strictly");
+    let Value::Object(m) = v else { panic!() };
+    let values: Vec<&str> = m.iter().map(|(_, v)| v.as_str().unwrap_or("")).collect();
+    assert_eq!(
+        values,
+        [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small Letter O With Diaeresis",
+            "Euro Sign",
+            "Emoji: Grinning Face",
+            "Hebrew Letter Dalet With Dagesh"
+        ]
+    );
+}
+
+#[test]
+fn rfc8785_number_formatting() {
+    // RFC 8785 Appendix B.
+    let cases: [(u64, &str); 21] = [
+        (0x0000000000000000, "0"),
+        (0x8000000000000000, "0"),
+        (0x0000000000000001, "5e-324"),
+        (0x8000000000000001, "-5e-324"),
+        (0x7fefffffffffffff, "1.7976931348623157e+308"),
+        (0xffefffffffffffff, "-1.7976931348623157e+308"),
+        (0x4340000000000000, "9007199254740992"),
+        (0xc340000000000000, "-9007199254740992"),
+        (0x4430000000000000, "295147905179352830000"),
+        (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+        (0x44b52d02c7e14af6, "1e+23"),
+        (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+        (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+        (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+        (0x444b1ae4d6e2ef50, "1e+21"),
+        (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+        (0x3eb0c6f7a0b5ed8d, "0.000001"),
+        (0x41b3de4355555553, "333333333.3333332"),
+        (0x41b3de4355555557, "333333333.33333343"),
+        (0xbecbf647612f3696, "-0.0000033333333333333333"),
+        (0x43143ff3c1cb0959, "1424953923781206.2"),
+    ];
+    for (bits, want) in cases {
+        let v = f64::from_bits(bits);
+        assert_eq!(jcs::format_number(v).expect("finite"), want, "{bits:#x}");
+        if bits != 0x8000000000000000 {
+            let parsed = jcs::parse(want, jcs::Mode::Strict).expect("canonical number");
+            assert_eq!(parsed, Value::Number(v));
+        }
+    }
+    assert!(jcs::format_number(f64::NAN).is_err());
+    assert!(jcs::format_number(f64::INFINITY).is_err());
+}
+
+#[test]
+fn signed_note_matches_go_sumdb_vector() {
+    // golang.org/x/mod/sumdb/note test vector.
+    let skey = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+    let vkey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
+    let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    let want = format!("{text}\n\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n");
+    let (name, sk) = note::parse_signer(skey).expect("valid signer key");
+    assert_eq!(name, "PeterNeumann");
+    let signed = note::sign(text, &[(&name, &sk)]);
+    assert_eq!(signed, want);
+    let v = NoteVerifier::parse(vkey).expect("valid verifier key");
+    assert_eq!(v.to_vkey(), vkey);
+    assert_eq!(v.key, sk.verifying_key());
+    let (t, sigs) = note::parse(&want).expect("parses");
+    assert_eq!(t, text);
+    assert!(sigs[0].verifies(t, &v));
+    assert!(!sigs[0].verifies("other text\n", &v));
+    assert!(NoteVerifier::parse(
+        "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    )
+    .is_err());
+}
+
+#[test]
+fn fixed_key_checkpoint_key_id_follows_the_spec() {
+    let sk = SigningKey::from_bytes(&[7u8; 32]);
+    let name = "example.com/log";
+    // Key ID computed by hand from the spec: SHA-256(name || 0x0A || 0x01 || key)[:4].
+    let mut pre = name.as_bytes().to_vec();
+    pre.push(0x0a);
+    pre.push(0x01);
+    pre.extend_from_slice(sk.verifying_key().as_bytes());
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(&pre);
+    assert_eq!(
+        note::key_id(name, &sk.verifying_key()),
+        [d[0], d[1], d[2], d[3]]
+    );
+
+    let cp = Checkpoint {
+        origin: "example.com/log".into(),
+        size: 8,
+        root: hx(CT_ROOTS[7]),
+    };
+    let body = cp.body();
+    use base64::Engine as _;
+    let b64_root = base64::engine::general_purpose::STANDARD.encode(hx(CT_ROOTS[7]));
+    assert_eq!(body, format!("example.com/log\n8\n{b64_root}\n"));
+    let signed = note::sign(&body, &[(name, &sk)]);
+    // Ed25519 is deterministic: this exact note is what the key produces.
+    let (text, sigs) = note::parse(&signed).expect("parses");
+    assert_eq!(text, body);
+    assert_eq!(sigs.len(), 1);
+    assert_eq!(sigs[0].key_id, [d[0], d[1], d[2], d[3]]);
+    let v = NoteVerifier {
+        name: name.into(),
+        key: sk.verifying_key(),
+    };
+    assert!(sigs[0].verifies(text, &v));
+    assert_eq!(Checkpoint::parse(text).expect("valid"), cp);
+    assert!(signed.starts_with(&body));
+    assert!(signed[body.len()..].starts_with("\n\u{2014} example.com/log "));
+    // Same key, same note, same bytes.
+    assert_eq!(note::sign(&body, &[(name, &sk)]), signed);
+}
+
+// ---------------------------------------------------------- writer basics
+
+#[test]
+fn a_written_ledger_verifies_and_counts() {
+    let (_d, p) = tmp();
+    write_run(&p, 4, 6, Some(2));
+    write_run(&p, 1024, 3, None);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    assert!(r.is_valid());
+    assert_eq!(r.runs, 2);
+    assert_eq!(r.sealed_runs, 2);
+    assert_eq!(r.counts.decisions, 9);
+    assert_eq!(r.counts.block, 1);
+    assert_eq!(r.counts.refused, 1);
+    // Without a key: still VALID, but marked as not independently keyed.
+    let r = verify::verify_file(&p, None).expect("readable");
+    assert_eq!(r.status, Status::Valid);
+    assert_eq!(r.key_source, KeySource::LedgerHeader);
+    assert!(!r.is_valid());
+    assert_eq!(r.exit_code(), verify::EXIT_VALID_UNAUTHENTICATED);
+    // The wrong key: INVALID with a host-key problem.
+    let r = verify::verify_file(&p, Some(other_key().public().verifying_key())).expect("readable");
+    assert_eq!(r.status, Status::Invalid);
+    assert_eq!(first(&r).check, Check::HostKey);
+    assert_eq!(first(&r).line, 1);
+}
+
+#[test]
+fn checkpoints_follow_block_every_n_and_end() {
+    let (_d, p) = tmp();
+    write_run(&p, 4, 6, Some(0));
+    let kinds: Vec<String> = read_lines(&p).iter().map(|l| kind_of(l)).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run",
+            "checkpoint", // first, host-signed
+            "decision",
+            "epoch",
+            "checkpoint", // right after the block
+            "decision",
+            "decision",
+            "decision",
+            "decision",
+            "epoch",
+            "checkpoint", // N = 4
+            "decision",
+            "end",
+            "checkpoint", // final
+        ]
+    );
+    let lines = read_lines(&p);
+    let cp = |i: usize| {
+        let v = jcs::parse(&lines[i], jcs::Mode::Strict).expect("canonical");
+        let n = v
+            .get("note")
+            .and_then(|n| n.as_str())
+            .expect("note")
+            .to_string();
+        note::parse(&n)
+            .expect("note")
+            .1
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(cp(1), ["lexecon"]);
+    assert_eq!(cp(4), ["lexecon-epoch-0"]);
+    assert_eq!(cp(10), ["lexecon-epoch-1"]);
+    assert_eq!(cp(13), ["lexecon-epoch-2", "lexecon"]);
+}
+
+#[test]
+fn every_record_signed_with_n_equal_1() {
+    let (_d, p) = tmp();
+    write_run(&p, 1, 3, None);
+    let kinds: Vec<String> = read_lines(&p).iter().map(|l| kind_of(l)).collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "checkpoint").count(), 5);
+    assert_eq!(check(&p).status, Status::Valid);
+}
+
+#[test]
+fn time_based_checkpoint_when_due() {
+    let (_d, p) = tmp();
+    let mut o = opts(1000);
+    o.checkpoint_interval = Duration::from_millis(20);
+    let mut w = LedgerWriter::open(&p, host_key(), o).expect("open");
+    w.begin_run(header()).expect("begin");
+    let a = exec_action(0);
+    w.append_decision(&decision(&a, Verdict::Allow))
+        .expect("append");
+    w.checkpoint_if_due().expect("not due yet");
+    assert_eq!(read_lines(&p).len(), 3);
+    std::thread::sleep(Duration::from_millis(30));
+    w.checkpoint_if_due().expect("due");
+    let lines = read_lines(&p);
+    assert_eq!(kind_of(&lines[lines.len() - 1]), "checkpoint");
+    assert_eq!(lines.len(), 5);
+    // The run is open: INCOMPLETE until ended.
+    assert_eq!(check(&p).status, Status::Incomplete);
+    w.end_run(RunEnd::default()).expect("end");
+    assert_eq!(check(&p).status, Status::Valid);
+}
+
+#[test]
+fn non_utf8_and_control_bytes_round_trip_exactly() {
+    let (_d, p) = tmp();
+    let weird_path = PathBuf::from(OsString::from_vec(b"/tmp/\xff\xfeodd\x00name".to_vec()));
+    let argv: Vec<OsString> = vec![
+        OsString::from_vec(b"rm".to_vec()),
+        OsString::from_vec(b"-rf".to_vec()),
+        OsString::from_vec(b"caf\xe9".to_vec()),
+        OsString::from_vec(b"tab\there\nnewline\x1b[31m\x7f\"quote\\".to_vec()),
+        OsString::from_vec("\u{2028}\u{1F600}".as_bytes().to_vec()),
+    ];
+    let action = Action::Exec(ExecAction {
+        path: weird_path.clone(),
+        argv: argv.clone(),
+        cwd: PathBuf::from(OsString::from_vec(b"/w/\x80".to_vec())),
+        sha256: None,
+    });
+    let open = Action::Open(OpenAction {
+        path: weird_path.clone(),
+        access: Access::WRITE | Access::CREATE | Access::TRUNCATE,
+        cwd: "/".into(),
+    });
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    let mut h = header();
+    h.command = argv.clone();
+    w.begin_run(h).expect("begin");
+    w.append_decision(&decision(&action, Verdict::Block))
+        .expect("append");
+    w.append_decision(&decision(&open, Verdict::Allow))
+        .expect("append");
+    w.end_run(RunEnd::default()).expect("end");
+    drop(w);
+    let lines = read_lines(&p);
+    let d = &lines[find(&lines, "decision", 0)];
+    let v = jcs::parse(d, jcs::Mode::Strict).expect("canonical");
+    let a = v.get("action").expect("action");
+    let bytes = |v: &Value| lexecon::ledger::record::value_bytes(v).expect("byte string");
+    assert_eq!(
+        bytes(a.get("path").expect("path")),
+        weird_path.as_os_str().as_bytes()
+    );
+    let Some(Value::Array(got)) = a.get("argv") else {
+        panic!("argv")
+    };
+    let got: Vec<Vec<u8>> = got.iter().map(bytes).collect();
+    let want: Vec<Vec<u8>> = argv.iter().map(|a| a.as_bytes().to_vec()).collect();
+    assert_eq!(got, want);
+    assert_eq!(bytes(a.get("cwd").expect("cwd")), b"/w/\x80");
+    let h = jcs::parse(&lines[0], jcs::Mode::Strict).expect("canonical");
+    let Some(Value::Array(cmd)) = h.get("command") else {
+        panic!("command")
+    };
+    assert_eq!(cmd.iter().map(bytes).collect::<Vec<_>>(), want);
+    let o = jcs::parse(&lines[find(&lines, "decision", 1)], jcs::Mode::Strict).expect("canonical");
+    let oa = o.get("action").expect("action");
+    assert_eq!(
+        bytes(oa.get("path").expect("path")),
+        weird_path.as_os_str().as_bytes()
+    );
+    assert!(
+        lines[find(&lines, "decision", 1)].contains(r#""access":["write","create","truncate"]"#)
+    );
+    // Big integers are strings.
+    assert!(d.contains(&format!(r#""ino":"{}""#, 1u64 << 60)));
+    assert_eq!(check(&p).status, Status::Valid);
+}
+
+#[test]
+fn second_writer_fails_fast_or_waits() {
+    let (_d, p) = tmp();
+    let w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    let e = LedgerWriter::open(&p, host_key(), opts(4)).expect_err("locked");
+    assert!(matches!(e, LedgerError::Locked { .. }), "{e}");
+    assert!(e.to_string().contains("in use by another lexecon process"));
+    drop(w);
+    LedgerWriter::open(&p, host_key(), opts(4)).expect("free again");
+}
+
+#[test]
+fn files_and_directories_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, p) = tmp();
+    write_run(&p, 4, 1, None);
+    let mode = |q: &Path| std::fs::metadata(q).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&p), 0o600);
+    assert_eq!(mode(&d.path().join("audit")), 0o700);
+}
+
+#[test]
+fn misuse_is_an_error() {
+    let (_d, p) = tmp();
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    let a = exec_action(0);
+    assert!(matches!(
+        w.append_decision(&decision(&a, Verdict::Allow)),
+        Err(LedgerError::Misuse(_))
+    ));
+    assert!(matches!(
+        w.end_run(RunEnd::default()),
+        Err(LedgerError::Misuse(_))
+    ));
+    w.begin_run(header()).expect("begin");
+    assert!(matches!(w.begin_run(header()), Err(LedgerError::Misuse(_))));
+}
+
+#[test]
+fn a_failed_write_is_returned_not_swallowed() {
+    let Ok(f) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full here
+    };
+    drop(f);
+    // A ledger on /dev/full: opening works, the first write fails.
+    let p = Path::new("/dev/full");
+    let mut w = match LedgerWriter::open(p, host_key(), opts(4)) {
+        Ok(w) => w,
+        Err(e) => panic!("open /dev/full: {e}"),
+    };
+    let e = w.begin_run(header()).expect_err("disk full");
+    assert!(e.to_string().contains("append a record to"), "{e}");
+    let a = exec_action(0);
+    assert!(w.append_decision(&decision(&a, Verdict::Allow)).is_err());
+}
+
+// ------------------------------------------------------- tamper fixtures
+
+/// Two runs; the first with checkpoints at N = 4 and a block.
+fn fixture() -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    let (d, p) = tmp();
+    write_run(&p, 4, 9, Some(6));
+    write_run(&p, 4, 2, None);
+    let lines = read_lines(&p);
+    assert_eq!(check(&p).status, Status::Valid);
+    (d, p, lines)
+}
+
+fn seq_of(line: &str) -> u64 {
+    let v = jcs::parse(line, jcs::Mode::Strict).expect("canonical");
+    v.get("seq")
+        .and_then(|s| s.as_str())
+        .and_then(|s| s.parse().ok())
+        .expect("seq")
+}
+
+#[test]
+fn tamper_edit_a_field_is_located_exactly() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 1);
+    lines[i] = lines[i].replace(
+        "reading the repository is fine",
+        "reading the repository is FINE",
+    );
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!(
+        (f.line, f.seq, f.check),
+        (i as u64 + 1, Some(seq_of(&lines[i])), Check::Chain)
+    );
+    assert!(f.message.contains("was changed"), "{}", f.message);
+}
+
+#[test]
+fn tamper_delete_a_middle_record() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 2);
+    lines.remove(i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Sequence));
+    assert!(f.message.contains("1 record(s) missing"), "{}", f.message);
+    assert!(r.problems.iter().any(|p| p.check == Check::Merkle));
+}
+
+#[test]
+fn tamper_delete_the_last_records() {
+    let (_d, p, mut lines) = fixture();
+    let n = lines.len();
+    lines.truncate(n - 3);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Incomplete);
+    let f = first(&r);
+    assert_eq!(
+        (f.line, f.check, f.severity),
+        (n as u64 - 3, Check::Complete, Severity::Incomplete)
+    );
+    assert!(f.message.contains("has no end seal"), "{}", f.message);
+}
+
+#[test]
+fn tamper_reorder_two_records() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 3);
+    lines.swap(i, i + 1);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Sequence));
+    assert_eq!(r.problems[1].line, i as u64 + 2);
+}
+
+#[test]
+fn tamper_insert_a_forged_record() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 0);
+    // A well-formed record with the right seq and prev, inserted after i.
+    let forged = set_field(
+        &lines[i],
+        "seq",
+        Value::String((seq_of(&lines[i]) + 1).to_string().into()),
+    );
+    let forged = set_field(
+        &forged,
+        "prev",
+        Value::String(hex::encode(merkle::leaf_hash(lines[i].as_bytes())).into()),
+    );
+    lines.insert(i + 1, forged);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 3, Check::Sequence));
+    assert!(f.message.contains("inserted"), "{}", f.message);
+}
+
+#[test]
+fn tamper_append_a_forged_record_after_the_seal() {
+    let (_d, p, mut lines) = fixture();
+    let last = lines.len() - 1;
+    let d = find(&lines, "decision", 0);
+    let forged = set_field(
+        &lines[d],
+        "seq",
+        Value::String((seq_of(&lines[last]) + 1).to_string().into()),
+    );
+    let forged = set_field(
+        &forged,
+        "prev",
+        Value::String(hex::encode(merkle::leaf_hash(lines[last].as_bytes())).into()),
+    );
+    lines.push(forged);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (lines.len() as u64, Check::Run));
+    assert!(f.message.contains("outside any run"), "{}", f.message);
+}
+
+#[test]
+fn tamper_duplicate_a_record() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 4);
+    let dup = lines[i].clone();
+    lines.insert(i + 1, dup);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 2, Check::Sequence));
+    assert!(f.message.contains("repeats"), "{}", f.message);
+}
+
+#[test]
+fn tamper_remove_a_run_from_the_middle() {
+    let (_d, p) = tmp();
+    write_run(&p, 4, 2, None);
+    write_run(&p, 4, 2, None);
+    write_run(&p, 4, 2, None);
+    let lines = read_lines(&p);
+    let r2 = find(&lines, "run", 1);
+    let r3 = find(&lines, "run", 2);
+    let mut spliced: Vec<String> = lines[..r2].to_vec();
+    spliced.extend_from_slice(&lines[r3..]);
+    write_lines(&p, &spliced);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (r2 as u64 + 1, Check::Sequence));
+    assert!(r
+        .problems
+        .iter()
+        .any(|p| p.check == Check::CrossRun && p.line == r2 as u64 + 1));
+}
+
+#[test]
+fn tamper_change_a_checkpoint_signature() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "checkpoint", 2);
+    // Flip one base64 character of the signature (not the key ID).
+    let pos = lines[i].rfind("\\n\"").expect("note end") - 10;
+    let mut b = lines[i].clone().into_bytes();
+    b[pos] = if b[pos] == b'A' { b'B' } else { b'A' };
+    lines[i] = String::from_utf8(b).expect("ascii");
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Signature));
+    assert!(f.message.contains("does not verify"), "{}", f.message);
+}
+
+#[test]
+fn tamper_truncate_mid_line() {
+    let (_d, p, lines) = fixture();
+    let mut s = lines.join("\n");
+    s.push('\n');
+    let cut = s.len() - 40;
+    std::fs::write(&p, &s[..cut]).expect("write");
+    let r = check(&p);
+    assert_eq!(r.status, Status::Incomplete);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (lines.len() as u64, Check::Framing));
+    assert!(f.message.contains("partial record"));
+}
+
+#[test]
+fn tamper_remove_the_end_seal() {
+    let (_d, p, mut lines) = fixture();
+    lines.truncate(lines.len() - 2); // end record and final checkpoint
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Incomplete);
+    assert_eq!(first(&r).check, Check::Complete);
+    // Removing only the final checkpoint is also incomplete, and says so.
+    let (_d2, p2, mut lines2) = fixture();
+    lines2.pop();
+    write_lines(&p2, &lines2);
+    let r = check(&p2);
+    assert_eq!(r.status, Status::Incomplete);
+    assert!(first(&r).message.contains("final checkpoint is missing"));
+}
+
+#[test]
+fn tamper_edit_with_chain_recomputed_is_located_to_its_interval() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 4);
+    lines[i] = set_field(&lines[i], "verdict", Value::str("allow"));
+    lines[i] = set_field(&lines[i], "reason", Value::str("nothing to see"));
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    // The next checkpoint after line i+1.
+    let next_cp = (i..lines.len())
+        .find(|&j| kind_of(&lines[j]) == "checkpoint")
+        .expect("cp");
+    let prev_cp = (0..i)
+        .rev()
+        .find(|&j| kind_of(&lines[j]) == "checkpoint")
+        .expect("cp");
+    assert_eq!((f.line, f.check), (next_cp as u64 + 1, Check::Merkle));
+    assert!(
+        f.message.contains(&format!(
+            "between line {} and line {}",
+            prev_cp + 2,
+            next_cp
+        )),
+        "{}",
+        f.message
+    );
+    assert!((prev_cp + 2..=next_cp).contains(&(i + 1)));
+}
+
+#[test]
+fn tamper_end_counts_with_chain_recomputed() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "end", 0);
+    let v = Value::Object(vec![
+        ("allow".into(), Value::str("9")),
+        ("block".into(), Value::str("0")),
+        ("escalate".into(), Value::str("0")),
+    ]);
+    lines[i] = set_field(&lines[i], "verdicts", v);
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Run));
+    assert!(f.message.contains("end record counts"), "{}", f.message);
+}
+
+#[test]
+fn tamper_unknown_record_kind_is_rejected_clearly() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 0);
+    lines[i] = set_field(&lines[i], "kind", Value::str("escalation"));
+    write_lines(&p, &lines);
+    let r = check(&p);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Structure));
+    assert!(
+        f.message.contains("unknown record kind \"escalation\""),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn tamper_non_canonical_encoding() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 0);
+    lines[i] = lines[i].replacen("\"pid\":1000", "\"pid\": 1000", 1);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Canonical));
+}
+
+#[test]
+fn tamper_replace_an_epoch_key() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "epoch", 1);
+    let k = SigningKey::from_bytes(&[5u8; 32]);
+    use base64::Engine as _;
+    let b = base64::engine::general_purpose::STANDARD.encode(k.verifying_key().as_bytes());
+    lines[i] = set_field(&lines[i], "key", Value::String(b.into()));
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert_eq!(first(&r).check, Check::Merkle);
+    assert_eq!(first(&r).line, i as u64 + 2);
+    // The next checkpoint is signed by the real key, not the substituted one.
+    assert!(r.problems.iter().any(|p| p.check == Check::Signature));
+}
+
+#[test]
+fn stolen_host_key_cannot_reseal_an_edited_run() {
+    // An attacker with the host key (but no epoch keys) edits a record,
+    // recomputes the chain and re-signs every checkpoint with the host key.
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "decision", 1);
+    lines[i] = set_field(&lines[i], "reason", Value::str("forged"));
+    rechain(&mut lines, i);
+    let hk = host_key();
+    let sk = SigningKey::from_bytes(&[7u8; 32]);
+    let run2 = find(&lines, "run", 1);
+    let mut tree = merkle::CompactRange::new();
+    for j in 0..run2 {
+        if kind_of(&lines[j]) == "checkpoint" {
+            let v = jcs::parse(&lines[j], jcs::Mode::Strict).expect("canonical");
+            let n = v
+                .get("note")
+                .and_then(|x| x.as_str())
+                .expect("note")
+                .to_string();
+            let (text, sigs) = note::parse(&n).expect("note");
+            let mut cp = Checkpoint::parse(text).expect("body");
+            cp.root = tree.root();
+            let names: Vec<String> = sigs.iter().map(|s| s.name.clone()).collect();
+            let signers: Vec<(&str, &SigningKey)> =
+                names.iter().map(|n| (n.as_str(), &sk)).collect();
+            let resigned = note::sign(&cp.body(), &signers);
+            lines[j] = set_field(&lines[j], "note", Value::String(resigned.into()));
+            rechain(&mut lines, j);
+        }
+        tree.push(merkle::leaf_hash(lines[j].as_bytes()));
+    }
+    drop(hk);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(r
+        .problems
+        .iter()
+        .any(|p| p.check == Check::Signature && p.message.contains("epoch")));
+    // The next run's link and signatures also no longer match.
+    assert!(r.problems.iter().any(|p| p.line as usize > run2));
+}
+
+// ------------------------------------------------ torn tails and recovery
+
+#[test]
+fn torn_tail_is_refused_then_recovered() {
+    let (_d, p) = tmp();
+    write_run(&p, 4, 3, None);
+    let mut s = std::fs::read(&p).expect("read");
+    s.extend_from_slice(b"{\"kind\":\"run\",\"seq\":\"");
+    std::fs::write(&p, &s).expect("write");
+    let e = LedgerWriter::open(&p, host_key(), opts(4)).expect_err("torn");
+    assert!(matches!(e, LedgerError::TornTail { len: 21, .. }), "{e}");
+    assert!(e.to_string().contains("lexecon ledger recover"));
+    assert_eq!(check(&p).status, Status::Incomplete);
+
+    let rec = lexecon::ledger::recover(&p, host_key()).expect("recover");
+    assert_eq!(rec.torn_bytes, 21);
+    assert_eq!(rec.unsealed_run, None);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("partial record of 21 bytes")));
+    write_run(&p, 4, 1, None);
+    assert_eq!(check(&p).status, Status::Valid);
+    assert!(matches!(
+        lexecon::ledger::recover(&p, host_key()),
+        Err(LedgerError::NothingToRecover { .. })
+    ));
+}
+
+#[test]
+fn killed_writer_leaves_an_incomplete_run_that_recover_seals() {
+    let (_d, p) = tmp();
+    write_run(&p, 4, 2, None);
+    {
+        let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+        w.begin_run(header()).expect("begin");
+        for i in 0..6 {
+            let a = exec_action(i);
+            w.append_decision(&decision(&a, Verdict::Allow))
+                .expect("append");
+        }
+        // Dropped without end_run: as if the supervisor was killed.
+    }
+    let r = check(&p);
+    assert_eq!(r.status, Status::Incomplete);
+    let f = first(&r);
+    assert_eq!(f.check, Check::Complete);
+    assert!(
+        f.message.contains("2 record(s) after its last checkpoint"),
+        "{}",
+        f.message
+    );
+    let e = LedgerWriter::open(&p, host_key(), opts(4)).expect_err("unsealed");
+    assert!(matches!(e, LedgerError::Unsealed { .. }));
+    assert!(e.to_string().contains("lexecon ledger recover"));
+    let rec = lexecon::ledger::recover(&p, host_key()).expect("recover");
+    assert!(rec.unsealed_run.is_some());
+    write_run(&p, 4, 1, None);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    assert_eq!(r.recovered_runs, 1);
+    assert_eq!(r.sealed_runs, 2);
+    assert!(r
+        .warnings
+        .iter()
+        .any(|w| w.contains("was not sealed by its writer")));
+}
+
+// ------------------------------------------------------------- proofs
+
+#[test]
+fn inclusion_proof_round_trip() {
+    let (_d, p, lines) = fixture();
+    let i = find(&lines, "decision", 5);
+    let seq = seq_of(&lines[i]);
+    let proved = proof::prove(&p, seq, None).expect("prove");
+    assert!(proved.host_signed);
+    assert_eq!(proved.record, lines[i]);
+    let text = proved.proof.to_text();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nindex "));
+    let parsed = proof::Proof::parse(&text).expect("parse");
+    assert_eq!(parsed, proved.proof);
+    let c = proof::verify_proof(&parsed, &lines[i], &host_key().public()).expect("verifies");
+    assert_eq!(c.seq, seq);
+    assert_eq!(c.index, i as u64);
+    // Another record, another key: refused.
+    assert!(proof::verify_proof(&parsed, &lines[i - 1], &host_key().public()).is_err());
+    assert!(proof::verify_proof(&parsed, &lines[i], &other_key().public()).is_err());
+    // Against an intermediate checkpoint (epoch-signed only).
+    let cp = find(&lines, "checkpoint", 1);
+    let proved = proof::prove(&p, seq_of(&lines[2]), Some(seq_of(&lines[cp]))).expect("prove");
+    assert!(!proved.host_signed);
+    // A record of the second run.
+    let j = find(&lines, "decision", 10);
+    let proved = proof::prove(&p, seq_of(&lines[j]), None).expect("prove");
+    proof::verify_proof(&proved.proof, &lines[j], &host_key().public()).expect("verifies");
+}
+
+// --------------------------------------------------- property: byte flips
+
+fn small_ledger() -> Vec<u8> {
+    let (_d, p) = tmp();
+    write_run(&p, 2, 3, Some(1));
+    std::fs::read(&p).expect("read")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 800, .. Default::default() })]
+    #[test]
+    fn any_single_byte_change_is_detected(pos in 0usize..100_000, byte in 0u8..=255) {
+        thread_local!(static L: Vec<u8> = small_ledger());
+        let mut data = L.with(|l| l.clone());
+        let pos = pos % data.len();
+        proptest::prop_assume!(data[pos] != byte);
+        data[pos] = byte;
+        // With the key supplied, and (every other case) with the ledger's own.
+        let key = pubkey();
+        let r = verify::verify_reader(&data[..], (pos % 2 == 0).then_some(&key)).expect("in memory");
+        proptest::prop_assert_ne!(r.status, Status::Valid);
+    }
+}
+
+// ------------------------------------------------- concurrent writers
+
+const CHILD_ENV: &str = "LEXECON_LEDGER_TEST_CHILD";
+
+/// Not a test on its own: run by `two_processes_append_concurrently` in two
+/// child processes at once.
+#[test]
+#[ignore = "helper process for two_processes_append_concurrently"]
+fn concurrent_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let path = PathBuf::from(path);
+    for _ in 0..10 {
+        let mut o = opts(3);
+        o.lock = LockMode::Wait;
+        let mut w = LedgerWriter::open(&path, host_key(), o).expect("open");
+        w.begin_run(header()).expect("begin");
+        for i in 0..20 {
+            let a = exec_action(i);
+            w.append_decision(&decision(&a, Verdict::Allow))
+                .expect("append");
+        }
+        w.end_run(RunEnd::default()).expect("end");
+    }
+}
+
+#[test]
+fn two_processes_append_concurrently() {
+    let (_d, p) = tmp();
+    let exe = std::env::current_exe().expect("test binary");
+    let spawn = || {
+        std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "concurrent_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &p)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut a = spawn();
+    let mut b = spawn();
+    assert!(a.wait().expect("wait").success());
+    assert!(b.wait().expect("wait").success());
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    assert_eq!(r.runs, 20);
+    assert_eq!(r.counts.decisions, 400);
+}
+
+#[test]
+fn tamper_remove_an_epoch_record_with_seq_and_chain_recomputed() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "epoch", 0);
+    lines.remove(i);
+    for (j, line) in lines.iter_mut().enumerate().skip(i) {
+        *line = set_field(line, "seq", Value::String(j.to_string().into()));
+    }
+    rechain(&mut lines, i - 1);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    // The checkpoint that should have handed over to the next epoch.
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::EpochKey));
+    assert!(
+        f.message
+            .contains("no epoch record declares the next epoch key"),
+        "{}",
+        f.message
+    );
+}

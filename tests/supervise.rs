@@ -1,0 +1,985 @@
+//! Integration tests of `lexecon supervise` on real programs: blocked and
+//! allowed execs and opens across the process tree, opens behaving exactly
+//! as natively, races against the gate, supervisor death, exit codes, and
+//! real tools running unchanged.
+
+mod common;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn block_program_policy(env: &Env, program: &Path) -> std::path::PathBuf {
+    env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: block-marker\n    exec:\n      program: \"{}\"\n    decision: block\n    reason: the marker program is forbidden\n",
+        program.display()
+    ))
+}
+
+#[test]
+fn blocked_exec_is_refused_with_eperm_and_never_runs() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let script = format!("{} ran.txt; echo rc=$?", marker.display());
+    let out = env.supervise(&policy, &["sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("rc=126"),
+        "sh reports the refused exec: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("lexecon: blocked exec"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.ws.join("ran.txt").exists(), "the blocked program ran");
+    let recs = env.exec_records("marker");
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert_eq!(r["verdict"], "block");
+        assert_eq!(r["outcome"], "refused");
+        assert_eq!(r["rule"], "block-marker");
+        assert_eq!(r["stage"], "request");
+    }
+    env.assert_valid();
+}
+
+#[test]
+fn allowed_exec_runs_and_is_confirmed_with_its_identity() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = env.policy(ALLOW_ALL);
+    let out = env.supervise(&policy, &[marker.as_os_str(), "ran.txt".as_ref()]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(env.ws.join("ran.txt").exists());
+    let recs = env.exec_records("marker");
+    let stages: Vec<_> = recs
+        .iter()
+        .map(|r| r["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stages, ["request", "confirm"], "{recs:#?}");
+    let confirm = &recs[1];
+    assert_eq!(confirm["outcome"], "allowed");
+    assert_eq!(confirm["action"]["argv"][1], "ran.txt");
+    assert_eq!(confirm["action"]["path"], marker.to_str().unwrap());
+    // The identity names the file really executed.
+    let text = serde_json::to_string(confirm).unwrap();
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(std::fs::read(&marker).unwrap()));
+    assert!(
+        text.contains(&hash),
+        "confirm record lacks the program's SHA-256: {text}"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn children_grandchildren_and_threads_are_all_gated() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let m = marker.display();
+    // grandchild through two shells
+    let out = env.supervise(
+        &policy,
+        &["sh", "-c", &format!("sh -c 'sh -c \"{m} g.txt\"'; true")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!env.ws.join("g.txt").exists());
+    // from a thread of a multi-threaded program, and from a subprocess pool
+    let py = format!(
+        "import threading, subprocess\n\
+         def run():\n    subprocess.run(['{m}', 't.txt'])\n\
+         ts=[threading.Thread(target=run) for _ in range(4)]\n\
+         [t.start() for t in ts]; [t.join() for t in ts]\n\
+         subprocess.run(['/bin/sh','-c','{m} s.txt'])\n\
+         print('done')\n"
+    );
+    let out = env.supervise(&policy, &["python3", "-c", &py]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("done"));
+    assert!(!env.ws.join("t.txt").exists());
+    assert!(!env.ws.join("s.txt").exists());
+    assert!(env.exec_records("marker").len() >= 5);
+    env.assert_valid();
+}
+
+#[test]
+fn vfork_and_posix_spawn_children_are_gated() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let spawner = env.cc(
+        "spawner",
+        r#"
+#define _GNU_SOURCE
+#include <spawn.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+extern char **environ;
+int main(int argc, char **argv) {
+    char *a1[] = {argv[1], "vfork.txt", NULL};
+    pid_t p = vfork();
+    if (p == 0) { execve(argv[1], a1, environ); _exit(100); }
+    int st; waitpid(p, &st, 0);
+    printf("vfork child: %d\n", WEXITSTATUS(st));
+    char *a2[] = {argv[1], "spawn.txt", NULL};
+    int rc = posix_spawn(&p, argv[1], NULL, NULL, a2, environ);
+    if (rc == 0) { waitpid(p, &st, 0); printf("spawn child: %d\n", WEXITSTATUS(st)); }
+    else printf("posix_spawn: %d\n", rc);
+    return 0;
+}
+"#,
+    );
+    let policy = block_program_policy(&env, &marker);
+    let out = env.supervise(&policy, &[spawner.as_os_str(), marker.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!env.ws.join("vfork.txt").exists());
+    assert!(!env.ws.join("spawn.txt").exists());
+    let s = stdout(&out);
+    assert!(s.contains("vfork child: 100"), "{s}");
+    assert!(
+        s.contains("posix_spawn: 1") || s.contains("spawn child: 127"),
+        "{s}"
+    );
+    // Natively the same program runs the marker twice.
+    let native = env.native(&[spawner.as_os_str(), marker.as_os_str()]);
+    assert!(native.status.success());
+    assert!(env.ws.join("vfork.txt").exists() && env.ws.join("spawn.txt").exists());
+    env.assert_valid();
+}
+
+#[test]
+fn double_fork_daemons_stay_supervised() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let py = format!(
+        "import os, time\n\
+         if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        \
+         time.sleep(0.3)\n        r = os.system('{m} daemon.txt')\n        \
+         open('daemon-done.txt','w').write(str(r))\n        os._exit(0)\n    os._exit(0)\n\
+         for _ in range(100):\n    time.sleep(0.05)\n    \
+         if os.path.exists('daemon-done.txt'): break\n",
+        m = marker.display()
+    );
+    let out = env.supervise(&policy, &["python3", "-c", &py]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        env.ws.join("daemon-done.txt").exists(),
+        "the daemon did not run: {}",
+        stderr(&out)
+    );
+    assert!(
+        !env.ws.join("daemon.txt").exists(),
+        "the daemon escaped the gate"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn blocked_open_for_write_leaves_the_file_untouched() {
+    let env = Env::new();
+    std::fs::create_dir(env.ws.join("protected")).unwrap();
+    std::fs::write(env.ws.join("protected/data"), "original\n").unwrap();
+    let policy = env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
+        ws = env.ws.display()
+    ));
+    let script = "echo evil > protected/data; echo evil >> protected/data; \
+                  cd protected && echo evil > ./data; echo evil > ../protected/./data; \
+                  ln -s protected/data ../link 2>/dev/null; echo evil > ../link; \
+                  cat data";
+    let out = env.supervise(&policy, &["sh", "-c", script]);
+    assert_eq!(stdout(&out), "original\n", "stderr: {}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("protected/data")).unwrap(),
+        "original\n"
+    );
+    let recs = env.open_records(&env.ws.join("protected/data"));
+    let refused = recs.iter().filter(|r| r["outcome"] == "refused").count();
+    assert!(refused >= 4, "{recs:#?}");
+    assert!(
+        recs.iter().any(|r| r["outcome"] == "allowed"),
+        "the read by cat is allowed"
+    );
+    env.assert_valid();
+}
+
+/// The open-flags table: every case is run natively and supervised, and
+/// the observable results (errno, fd flags, mode, content, position) must
+/// be identical.
+#[test]
+fn opens_behave_exactly_as_natively() {
+    let env = Env::new();
+    let probe = r#"
+import os, stat, sys, errno
+os.umask(0o022)
+d = os.getcwd()
+def reset():
+    import shutil
+    for n in os.listdir(d):
+        p = os.path.join(d, n)
+        if os.path.isdir(p) and not os.path.islink(p): shutil.rmtree(p)
+        else: os.unlink(p)
+    os.mkdir('dir'); os.mkdir('dir/sub')
+    open('file', 'w').write('hello\n')
+    open('dir/inner', 'w').write('inner\n')
+    os.symlink('file', 'link'); os.symlink('missing', 'dangling')
+    os.symlink('dir', 'dirlink')
+    os.mkfifo('fifo')
+    open(b'caf\xe9', 'w').write('latin1\n')
+def show(fd):
+    st = os.fstat(fd)
+    fl = __import__('fcntl').fcntl(fd, __import__('fcntl').F_GETFL)
+    fdfl = __import__('fcntl').fcntl(fd, __import__('fcntl').F_GETFD)
+    kind = stat.S_IFMT(st.st_mode)
+    out = 'ok mode=%o fl=%o cloexec=%d pos=%d' % (st.st_mode, fl & ~0o100000, fdfl, os.lseek(fd, 0, 1) if kind != stat.S_IFIFO else -1)
+    if stat.S_ISREG(st.st_mode) and (fl & 3) != 1:
+        try: out += ' data=%r' % os.pread(fd, 64, 0)
+        except OSError as e: out += ' read=' + errno.errorcode[e.errno]
+    return out
+O = os
+cases = [
+    ('file', O.O_RDONLY, 0, None),
+    ('file', O.O_WRONLY | O.O_APPEND, 0, None),
+    ('file', O.O_RDWR | O.O_TRUNC, 0, None),
+    ('new1', O.O_WRONLY | O.O_CREAT, 0o666, None),
+    ('new2', O.O_WRONLY | O.O_CREAT | O.O_EXCL, 0o640, None),
+    ('file', O.O_WRONLY | O.O_CREAT | O.O_EXCL, 0o644, None),
+    ('file', O.O_RDONLY | O.O_CLOEXEC, 0, None),
+    ('file', O.O_RDONLY | O.O_DIRECTORY, 0, None),
+    ('dir', O.O_RDONLY | O.O_DIRECTORY, 0, None),
+    ('dir', O.O_WRONLY, 0, None),
+    ('dir/', O.O_RDONLY, 0, None),
+    ('file/', O.O_RDONLY, 0, None),
+    ('newdir/', O.O_WRONLY | O.O_CREAT, 0o644, None),
+    ('link', O.O_RDONLY, 0, None),
+    ('link', O.O_RDONLY | O.O_NOFOLLOW, 0, None),
+    ('dangling', O.O_RDONLY, 0, None),
+    ('dangling', O.O_WRONLY | O.O_CREAT, 0o600, None),
+    ('missing2', O.O_RDONLY, 0, None),
+    ('no/such/dir', O.O_RDONLY, 0, None),
+    ('dir/../file', O.O_RDONLY, 0, None),
+    ('dirlink/../file', O.O_RDONLY, 0, None),
+    ('./dir/./inner', O.O_RDONLY, 0, None),
+    ('inner', O.O_RDONLY, 0, 'dir'),
+    ('sub/../inner', O.O_RDONLY, 0, 'dir'),
+    ('../file', O.O_RDONLY, 0, 'dir'),
+    ('dir', O.O_RDONLY | O.O_TMPFILE | O.O_WRONLY, 0o600, None) if hasattr(O, 'O_TMPFILE') else ('file', 0, 0, None),
+    ('fifo', O.O_RDONLY | O.O_NONBLOCK, 0, None),
+    ('fifo', O.O_WRONLY | O.O_NONBLOCK, 0, None),
+    (b'caf\xe9', O.O_RDONLY, 0, None),
+    ('/proc/self/status', O.O_RDONLY, 0, None),
+    ('/dev/null', O.O_WRONLY, 0, None),
+    ('', O.O_RDONLY, 0, None),
+]
+for (path, flags, mode, base) in cases:
+    reset()
+    dfd = os.open(base, O.O_RDONLY | O.O_DIRECTORY) if base else None
+    try:
+        fd = os.open(path, flags, mode, dir_fd=dfd)
+        res = show(fd)
+        if path == '/proc/self/status':
+            pid = [l for l in open(fd, closefd=False).read().splitlines() if l.startswith('Pid:')][0].split()[1]
+            res = 'pid-is-self=%s' % (int(pid) == os.getpid())
+        os.close(fd)
+    except OSError as e:
+        res = 'err ' + errno.errorcode[e.errno]
+    if dfd is not None: os.close(dfd)
+    print(repr(path), oct(flags), base, '->', res)
+"#;
+    std::fs::write(env.root.join("probe.py"), probe).unwrap();
+    let probe_path = env.root.join("probe.py");
+    let cmd = ["python3".as_ref(), probe_path.as_os_str()];
+    let native = env.native(&cmd);
+    assert!(
+        native.status.success(),
+        "probe fails natively: {}",
+        stderr(&native)
+    );
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &cmd);
+    assert!(
+        sup.status.success(),
+        "probe fails supervised: {}",
+        stderr(&sup)
+    );
+    let (n, s) = (stdout(&native), stdout(&sup));
+    for (a, b) in n.lines().zip(s.lines()) {
+        assert_eq!(a, b, "native and supervised differ");
+    }
+    assert_eq!(n.lines().count(), s.lines().count());
+    assert!(n.contains("pid-is-self=True"));
+    env.assert_valid();
+}
+
+#[test]
+fn proc_self_and_dev_stdin_mean_the_caller() {
+    use std::io::Write;
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let script = "cat /dev/stdin; grep -c '^Pid:' /proc/self/status; readlink /proc/self/exe";
+    let mut child = env
+        .supervise_cmd(&policy, &["sh", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let s = stdout(&out);
+    assert!(s.starts_with("from stdin\n1\n"), "{s} {}", stderr(&out));
+    // /proc/self/exe read by readlink names readlink itself, not the supervisor.
+    assert!(s.trim_end().ends_with("/readlink"), "{s}");
+    env.assert_valid();
+}
+
+#[test]
+fn exit_codes_follow_the_command() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    assert_eq!(
+        env.supervise(&policy, &["sh", "-c", "exit 7"])
+            .status
+            .code(),
+        Some(7)
+    );
+    assert_eq!(
+        env.supervise(&policy, &["sh", "-c", "kill -TERM $$"])
+            .status
+            .code(),
+        Some(128 + 15)
+    );
+    assert_eq!(
+        env.supervise(&policy, &["no-such-program-xyz"])
+            .status
+            .code(),
+        Some(127)
+    );
+    std::fs::write(env.ws.join("noexec"), "x").unwrap();
+    assert_eq!(
+        env.supervise(&policy, &["./noexec"]).status.code(),
+        Some(126)
+    );
+    // A command the policy refuses cannot be run: 126, and the ledger says why.
+    let marker = env.cc("marker", MARKER_C);
+    let block = block_program_policy(&env, &marker);
+    let out = env.supervise(&block, &[marker.as_os_str(), "x".as_ref()]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(!env.ws.join("x").exists());
+    env.assert_valid();
+}
+
+#[test]
+fn no_keys_gives_a_clear_error() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let out = Command::new(LEXECON)
+        .args(["supervise", "--policy"])
+        .arg(&policy)
+        .arg("--keys")
+        .arg(env.root.join("nokeys"))
+        .args(["--", "true"])
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("init-keys"), "{}", stderr(&out));
+}
+
+/// Another thread flips the exec path between an allowed program and the
+/// forbidden one while the main thread execs it: the forbidden program must
+/// never run, whoever wins the race at the kernel.
+#[test]
+fn exec_path_race_never_runs_a_blocked_program() {
+    let env = Env::new();
+    // Two programs whose paths differ in one byte, so that the flipping
+    // thread's single-byte store never leaves a torn path: `tA` is allowed
+    // (/bin/true), `tB` is the forbidden marker.
+    std::fs::copy("/bin/true", env.bin.join("tA")).unwrap();
+    let marker = env.cc("tB", MARKER_C);
+    let racer = env.cc(
+        "exec_racer",
+        r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static char path[4096];
+static size_t last;
+static void *flip(void *arg) {
+    (void)arg;
+    volatile char *c = &path[last];
+    for (;;) { *c = 'B'; *c = 'A'; }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    (void)argc;
+    int n = atoi(argv[2]);
+    int ok = 0, refused = 0;
+    for (int i = 0; i < n; i++) {
+        pid_t p = fork();
+        if (p == 0) {
+            snprintf(path, sizeof path, "%s/tA", argv[1]);
+            last = strlen(path) - 1;
+            pthread_t t; pthread_create(&t, NULL, flip, NULL);
+            char *av[] = {path, "won.txt", NULL};
+            execv(path, av);
+            _exit(99);
+        }
+        int st; waitpid(p, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++; else refused++;
+    }
+    printf("ok=%d refused=%d\n", ok, refused);
+    return 0;
+}
+"#,
+    );
+    // Natively the race is real: the marker runs at least once.
+    let native = env.native(&[racer.as_os_str(), env.bin.as_os_str(), "300".as_ref()]);
+    assert!(native.status.success());
+    assert!(
+        env.ws.join("won.txt").exists(),
+        "the racer never reaches the marker natively: {}",
+        stdout(&native)
+    );
+    std::fs::remove_file(env.ws.join("won.txt")).unwrap();
+
+    let policy = block_program_policy(&env, &marker);
+    let out = env.supervise(
+        &policy,
+        &[racer.as_os_str(), env.bin.as_os_str(), "1500".as_ref()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !env.ws.join("won.txt").exists(),
+        "a blocked program ran: {}",
+        stdout(&out)
+    );
+    let s = stdout(&out);
+    assert!(
+        s.contains("ok=") && !s.contains("ok=0 "),
+        "the allowed program never ran: {s}"
+    );
+    env.assert_valid();
+}
+
+/// Another thread flips an open path between an allowed and a protected
+/// file: the protected content must never be read.
+#[test]
+fn open_path_race_never_opens_a_blocked_file() {
+    let env = Env::new();
+    // Names differing in one byte: the flipping thread's store is atomic.
+    std::fs::write(env.ws.join("fA"), "public").unwrap();
+    std::fs::write(env.ws.join("fB"), "SECRET").unwrap();
+    let racer = env.cc(
+        "open_racer",
+        r#"
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static char path[64] = "fA";
+static void *flip(void *arg) {
+    (void)arg;
+    volatile char *c = &path[1];
+    for (;;) { *c = 'B'; *c = 'A'; }
+    return NULL;
+}
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), wins = 0, opened = 0;
+    pthread_t t; pthread_create(&t, NULL, flip, NULL);
+    for (int i = 0; i < n; i++) {
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        opened++;
+        char buf[8] = {0};
+        if (read(fd, buf, 6) == 6 && memcmp(buf, "SECRET", 6) == 0) wins++;
+        close(fd);
+    }
+    printf("opened=%d wins=%d\n", opened, wins);
+    return 0;
+}
+"#,
+    );
+    let native = env.native(&[racer.as_os_str(), "2000".as_ref()]);
+    assert!(
+        stdout(&native).contains("wins=") && !stdout(&native).contains("wins=0\n"),
+        "no race natively: {}",
+        stdout(&native)
+    );
+    let policy = env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: secret\n    open:\n      path: [\"{}/fB\"]\n    decision: block\n    reason: secret\n",
+        env.ws.display()
+    ));
+    let out = env.supervise(&policy, &[racer.as_os_str(), "5000".as_ref()]);
+    let s = stdout(&out);
+    assert!(
+        s.contains("wins=0\n"),
+        "the protected file was read: {s} {}",
+        stderr(&out)
+    );
+    assert!(!s.contains("opened=0 "), "nothing was opened at all: {s}");
+    env.assert_valid();
+}
+
+#[test]
+fn killing_the_supervisor_stops_the_tree_and_leaves_an_incomplete_ledger() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = env.policy(ALLOW_ALL);
+    let script = format!(
+        "echo up > started; while :; do {m} after.txt 2>/dev/null; : > tick 2>/dev/null; sleep 0.05; done",
+        m = marker.display()
+    );
+    let mut child = env
+        .supervise_cmd(&policy, &["sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !env.ws.join("after.txt").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    std::fs::remove_file(env.ws.join("after.txt")).unwrap();
+    // Give any survivor ample time to act.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !env.ws.join("after.txt").exists(),
+        "the tree still executes after the supervisor died"
+    );
+    // No process of the tree is left.
+    let ps = Command::new("pgrep")
+        .arg("-f")
+        .arg(env.ws.join("after.txt"))
+        .output();
+    if let Ok(ps) = ps {
+        assert!(
+            stdout(&ps).trim().is_empty() || !ps.status.success(),
+            "survivors: {}",
+            stdout(&ps)
+        );
+    }
+    let (code, out) = env.verify();
+    assert!(out.contains("Status: INCOMPLETE"), "exit {code}:\n{out}");
+    assert!(!out.contains("Status: INVALID"));
+}
+
+#[test]
+fn observe_mode_records_what_would_be_blocked_and_allows_it() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let out = env
+        .supervise_cmd(&policy, &[marker.as_os_str(), "ran.txt".as_ref()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(126));
+    let mut cmd = Command::new(LEXECON);
+    cmd.args([
+        "supervise",
+        "--mode",
+        "observe",
+        "--sync",
+        "never",
+        "--policy",
+    ])
+    .arg(&policy)
+    .arg("--ledger")
+    .arg(&env.ledger)
+    .arg("--keys")
+    .arg(&env.keys)
+    .arg("--")
+    .arg(&marker)
+    .arg("ran.txt")
+    .current_dir(&env.ws);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.ws.join("ran.txt").exists());
+    let recs = env.exec_records("marker");
+    let last = recs.last().unwrap();
+    assert_eq!(last["verdict"], "block");
+    assert_eq!(last["outcome"], "allowed");
+    assert!(
+        last["note"].as_str().unwrap_or("").contains("observe"),
+        "{last}"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn non_utf8_names_are_recorded_losslessly() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let name = std::ffi::OsStr::from_bytes(b"f\xff\xfe\x01");
+    let out = env.supervise(&policy, &["touch".as_ref(), name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.ws.join(name).exists());
+    let text = std::fs::read_to_string(&env.ledger).unwrap();
+    assert!(text.contains("b64"), "non-UTF-8 names are stored as base64");
+    env.assert_valid();
+}
+
+// ---------------------------------------------------------------- real programs
+
+fn same_as_native(env: &Env, cmd: &[&str]) {
+    let native = env.native(cmd);
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, cmd);
+    assert_eq!(
+        sup.status.code(),
+        native.status.code(),
+        "supervised stderr: {}",
+        stderr(&sup)
+    );
+    assert_eq!(stdout(&sup), stdout(&native));
+    env.assert_valid();
+}
+
+#[test]
+fn bash_script_runs_unchanged() {
+    let env = Env::new();
+    let script = "set -e; mkdir -p a/b; for i in 1 2 3; do echo $i > a/b/$i; done; \
+                  cat a/b/* | sort -r | tr '\\n' ' '; echo; ls a/b | wc -l; \
+                  (cd a && pwd | sed 's|.*/||'); x=$(printf '%s' hi); echo $x; rm -r a; test ! -e a && echo gone";
+    same_as_native(&env, &["bash", "-c", script]);
+}
+
+#[test]
+fn python_subprocess_and_multiprocessing_run_unchanged() {
+    let env = Env::new();
+    let py = "import subprocess, multiprocessing, json\n\
+              def sq(x): return x*x\n\
+              if __name__ == '__main__':\n    \
+              with multiprocessing.Pool(2) as p: r = p.map(sq, range(10))\n    \
+              out = subprocess.run(['echo', 'sub'], capture_output=True, text=True).stdout\n    \
+              print(json.dumps([r, out]))\n";
+    same_as_native(&env, &["python3", "-c", py]);
+}
+
+#[test]
+fn git_init_add_commit_runs_unchanged() {
+    let env = Env::new();
+    let script = "export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@x \
+                  GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@x GIT_AUTHOR_DATE='2020-01-01T00:00:00Z' \
+                  GIT_COMMITTER_DATE='2020-01-01T00:00:00Z'; rm -rf repo; mkdir repo && cd repo && \
+                  git init -q -b main && for i in $(seq 20); do echo $i > f$i; done && git add -A && \
+                  git commit -q -m msg && git log --format=%H%n%s && git status --short";
+    same_as_native(&env, &["sh", "-c", script]);
+}
+
+#[test]
+fn make_and_gcc_run_unchanged() {
+    let env = Env::new();
+    let script = "rm -rf c; mkdir c && cd c && for i in 1 2 3 4; do printf 'int f%d(void){return %d;}\\n' $i $i > f$i.c; done && \
+                  printf 'int f1(void);int f2(void);int f3(void);int f4(void);\\nint main(void){return f1()+f2()+f3()+f4()-10;}\\n' > main.c && \
+                  printf 'p: main.o f1.o f2.o f3.o f4.o\\n\\tgcc -o p $^\\n%%.o: %%.c\\n\\tgcc -c -o $@ $<\\n' > Makefile && \
+                  make -s -j2 && ./p && echo built";
+    same_as_native(&env, &["sh", "-c", script]);
+}
+
+/// When the supervisor runs as root and the tree drops its privileges, an
+/// emulated open must be checked with the tree's credentials, not root's.
+#[test]
+fn opens_use_the_callers_credentials_when_the_supervisor_is_root() {
+    // SAFETY: geteuid takes no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop privileges in the tree");
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(env.root.join("root-only"), "root secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.root.join("root-only"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&env.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let py = format!(
+        "import os\nos.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n\
+         try:\n    print(open('{}').read())\nexcept PermissionError:\n    print('denied')\n",
+        env.root.join("root-only").display()
+    );
+    let native = env.native(&["python3", "-c", &py]);
+    assert_eq!(stdout(&native), "denied\n", "{}", stderr(&native));
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &["python3", "-c", &py]);
+    assert_eq!(stdout(&sup), "denied\n", "{}", stderr(&sup));
+}
+
+#[test]
+fn running_a_blocked_program_through_the_dynamic_loader_is_refused() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let ld = "/lib64/ld-linux-x86-64.so.2";
+    let native = env.native(&[ld.as_ref(), marker.as_os_str(), "native.txt".as_ref()]);
+    assert!(
+        native.status.success() && env.ws.join("native.txt").exists(),
+        "the loader does not run programs natively"
+    );
+    let policy = block_program_policy(&env, &marker);
+    let out = env.supervise(
+        &policy,
+        &[ld.as_ref(), marker.as_os_str(), "ran.txt".as_ref()],
+    );
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(!env.ws.join("ran.txt").exists());
+    let out = env.supervise(
+        &policy,
+        &[
+            "sh".as_ref(),
+            "-c".as_ref(),
+            format!("{ld} --inhibit-cache {} ran.txt", marker.display()).as_ref()
+                as &std::ffi::OsStr,
+        ],
+    );
+    assert!(!env.ws.join("ran.txt").exists(), "{}", stderr(&out));
+    env.assert_valid();
+}
+
+#[test]
+fn removing_moving_linking_or_truncating_a_protected_file_is_refused() {
+    let env = Env::new();
+    std::fs::create_dir(env.ws.join("protected")).unwrap();
+    std::fs::write(env.ws.join("protected/data"), "original\n").unwrap();
+    let policy = env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
+        ws = env.ws.display()
+    ));
+    let py = "import os\n\
+              def t(name, f):\n    try:\n        f(); print(name, 'ok')\n    except OSError as e:\n        print(name, e.errno)\n\
+              t('rename', lambda: os.rename('protected/data', 'moved'))\n\
+              t('link', lambda: os.link('protected/data', 'alias'))\n\
+              t('unlink', lambda: os.unlink('protected/data'))\n\
+              t('truncate', lambda: os.truncate('protected/data', 0))\n\
+              t('replace-into', lambda: (open('evil','w').write('evil'), os.replace('evil', 'protected/data')))\n\
+              print(open('protected/data').read(), end='')\n";
+    let native_env = Env::new();
+    std::fs::create_dir(native_env.ws.join("protected")).unwrap();
+    std::fs::write(native_env.ws.join("protected/data"), "original\n").unwrap();
+    let native = native_env.native(&["python3", "-c", py]);
+    assert!(
+        stdout(&native).contains("rename ok"),
+        "the attacks work natively: {}",
+        stdout(&native)
+    );
+    let out = env.supervise(&policy, &["python3", "-c", py]);
+    let s = stdout(&out);
+    for op in ["rename", "link", "unlink", "truncate", "replace-into"] {
+        assert!(
+            s.contains(&format!("{op} 1\n")),
+            "{op} was not refused with EPERM: {s}\n{}",
+            stderr(&out)
+        );
+    }
+    assert!(s.ends_with("original\n"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("protected/data")).unwrap(),
+        "original\n"
+    );
+    assert!(!env.ws.join("moved").exists() && !env.ws.join("alias").exists());
+    env.assert_valid();
+}
+
+#[test]
+fn path_operations_behave_exactly_as_natively() {
+    let env = Env::new();
+    let probe = r#"
+import os, errno
+def reset():
+    import shutil
+    for n in os.listdir('.'):
+        if os.path.isdir(n) and not os.path.islink(n): shutil.rmtree(n)
+        else: os.unlink(n)
+    os.mkdir('d'); open('d/x', 'w').write('x'); os.mkdir('empty')
+    open('f', 'w').write('hello\n'); open('g', 'w').write('g\n')
+    os.symlink('f', 'lf'); os.symlink('nowhere', 'dangling')
+def t(name, f):
+    reset()
+    try:
+        f(); r = 'ok'
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    state = sorted((n, os.path.islink(n), open(n).read() if os.path.isfile(n) else None) for n in os.listdir('.'))
+    print(name, r, state)
+t('unlink file', lambda: os.unlink('f'))
+t('unlink dir', lambda: os.unlink('d'))
+t('unlink missing', lambda: os.unlink('missing'))
+t('unlink symlink', lambda: os.unlink('lf'))
+t('unlink dangling', lambda: os.unlink('dangling'))
+t('rmdir nonempty', lambda: os.rmdir('d'))
+t('rmdir empty', lambda: os.rmdir('empty'))
+t('rmdir file', lambda: os.rmdir('f'))
+t('rename new', lambda: os.rename('f', 'f2'))
+t('rename over', lambda: os.rename('f', 'g'))
+t('rename symlink', lambda: os.rename('lf', 'lf2'))
+t('rename dir into itself', lambda: os.rename('d', 'd/sub'))
+t('rename missing', lambda: os.rename('missing', 'x'))
+t('link', lambda: os.link('f', 'hard'))
+t('link exists', lambda: os.link('f', 'g'))
+t('link dir', lambda: os.link('d', 'dd'))
+t('link symlink nofollow', lambda: os.link('lf', 'hl', follow_symlinks=False))
+t('link symlink follow', lambda: os.link('lf', 'hl', follow_symlinks=True))
+t('truncate', lambda: os.truncate('f', 2))
+t('truncate via symlink', lambda: os.truncate('lf', 1))
+t('truncate dir', lambda: os.truncate('d', 0))
+t('unlinkat dirfd', lambda: os.unlink('x', dir_fd=os.open('d', os.O_RDONLY)))
+t('rename trailing slash', lambda: os.rename('empty/', 'empty2'))
+"#;
+    std::fs::write(env.root.join("probe.py"), probe).unwrap();
+    let p = env.root.join("probe.py");
+    let cmd = ["python3".as_ref(), p.as_os_str()];
+    let native = env.native(&cmd);
+    assert!(native.status.success(), "{}", stderr(&native));
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &cmd);
+    assert!(sup.status.success(), "{}", stderr(&sup));
+    let (n, s) = (stdout(&native), stdout(&sup));
+    for (a, b) in n.lines().zip(s.lines()) {
+        assert_eq!(a, b, "native and supervised differ");
+    }
+    assert_eq!(n.lines().count(), s.lines().count());
+    env.assert_valid();
+}
+
+#[test]
+fn summaries_for_ci_json_step_summary_and_fail_on_block() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let summary = env.root.join("summary.json");
+    let step = env.root.join("step.md");
+    let script = format!("{} x.txt; exit 0", marker.display());
+    let out = Command::new(LEXECON)
+        .args([
+            "supervise",
+            "--sync",
+            "never",
+            "--fail-on-block",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .arg("--json-summary")
+        .arg(&summary)
+        .args(["--", "sh", "-c", &script])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--fail-on-block turns a blocked run into a failure: {}",
+        stderr(&out)
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["exit_status"], 0);
+    assert_eq!(json["exit_code"], 0);
+    assert!(json["counts"]["refused"].as_u64().unwrap() >= 1, "{json}");
+    assert_eq!(json["blocked"][0]["rule"], "block-marker");
+    assert_eq!(json["sealed"], true);
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(
+        md.contains("block-marker") && md.contains("| judged |"),
+        "{md}"
+    );
+    assert!(
+        stderr(&out).contains("lexecon verify"),
+        "the summary says how to verify: {}",
+        stderr(&out)
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn signals_to_the_supervisor_reach_the_command() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let script = "trap 'echo got-term > term.txt; exit 42' TERM; echo ready > ready.txt; while :; do sleep 0.05; done";
+    let mut child = env
+        .supervise_cmd(&policy, &["bash", "-c", script])
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !env.ws.join("ready.txt").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill with a valid pid and signal.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42));
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("term.txt")).unwrap(),
+        "got-term\n"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn signals_aimed_at_the_supervisor_are_refused_and_recorded() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    // The supervisor is the parent of the command.
+    let py = "import os, signal\n\
+              sup = os.getppid()\n\
+              for name, f in [('kill', lambda: os.kill(sup, signal.SIGKILL)),\n\
+                              ('stop', lambda: os.kill(sup, signal.SIGSTOP)),\n\
+                              ('probe', lambda: os.kill(sup, 0)),\n\
+                              ('killpg-all', lambda: os.kill(-1, signal.SIGTERM))]:\n    \
+              try:\n        f(); print(name, 'ok')\n    except OSError as e:\n        print(name, e.errno)\n\
+              print('alive')\n";
+    let out = env.supervise(&policy, &["python3", "-c", py]);
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{s} {}", stderr(&out));
+    assert!(
+        s.contains("kill 1\n") && s.contains("stop 1\n") && s.contains("killpg-all 1\n"),
+        "{s}"
+    );
+    assert!(s.contains("alive"));
+    let refusals: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "refusal")
+        .collect();
+    assert!(refusals.len() >= 3, "{refusals:#?}");
+    assert!(refusals
+        .iter()
+        .all(|r| r["rule"] == "lexecon.self-protect.signal"));
+    env.assert_valid();
+}
