@@ -110,11 +110,26 @@ pub fn main_supervise() -> ExitCode {
     finish(supervise::run(cli.args), EXIT_SUPERVISOR_FAILURE)
 }
 
+/// The error and its causes on one line, leaving out a cause whose text the
+/// message already contains (errors that name their source in their own
+/// message and also keep it as `source()`).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg
+}
+
 fn finish(result: anyhow::Result<ExitCode>, failure: u8) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lexecon: error: {e:#}");
+            eprintln!("lexecon: error: {}", message(&e));
             ExitCode::from(failure)
         }
     }
