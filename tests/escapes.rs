@@ -29,23 +29,7 @@ fn is_root() -> bool {
 
 /// Compiles `src` with extra compiler flags into the env's bin directory.
 fn cc_with(env: &Env, name: &str, src: &str, flags: &[&str]) -> PathBuf {
-    let c = env.root.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let out_path = env.bin.join(name);
-    let out = Command::new("gcc")
-        .args(["-O1", "-pthread"])
-        .args(flags)
-        .arg("-o")
-        .arg(&out_path)
-        .arg(&c)
-        .output()
-        .expect("gcc must be installed to run these tests");
-    assert!(
-        out.status.success(),
-        "gcc failed for {name}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out_path
+    env.cc_with(name, src, flags)
 }
 
 fn sha256_hex(path: &Path) -> String {

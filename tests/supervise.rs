@@ -190,12 +190,7 @@ fn double_fork_daemons_stay_supervised() {
 #[test]
 fn blocked_open_for_write_leaves_the_file_untouched() {
     let env = Env::new();
-    std::fs::create_dir(env.ws.join("protected")).unwrap();
-    std::fs::write(env.ws.join("protected/data"), "original\n").unwrap();
-    let policy = env.policy(&format!(
-        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
-        ws = env.ws.display()
-    ));
+    let policy = env.protected_data();
     let script = "echo evil > protected/data; echo evil >> protected/data; \
                   cd protected && echo evil > ./data; echo evil > ../protected/./data; \
                   ln -s protected/data ../link 2>/dev/null; echo evil > ../link; \
@@ -781,12 +776,7 @@ fn running_a_blocked_program_through_the_dynamic_loader_is_refused() {
 #[test]
 fn removing_moving_linking_or_truncating_a_protected_file_is_refused() {
     let env = Env::new();
-    std::fs::create_dir(env.ws.join("protected")).unwrap();
-    std::fs::write(env.ws.join("protected/data"), "original\n").unwrap();
-    let policy = env.policy(&format!(
-        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
-        ws = env.ws.display()
-    ));
+    let policy = env.protected_data();
     let py = "import os\n\
               def t(name, f):\n    try:\n        f(); print(name, 'ok')\n    except OSError as e:\n        print(name, e.errno)\n\
               t('rename', lambda: os.rename('protected/data', 'moved'))\n\

@@ -172,11 +172,18 @@ impl Env {
 
     /// Compiles a C program into this env's bin directory.
     pub fn cc(&self, name: &str, src: &str) -> PathBuf {
+        self.cc_with(name, src, &[])
+    }
+
+    /// Compiles a C program with extra compiler flags.
+    pub fn cc_with(&self, name: &str, src: &str, flags: &[&str]) -> PathBuf {
         let c = self.root.join(format!("{name}.c"));
         std::fs::write(&c, src).unwrap();
         let out_path = self.bin.join(name);
         let out = Command::new("gcc")
-            .args(["-O1", "-pthread", "-o"])
+            .args(["-O1", "-pthread"])
+            .args(flags)
+            .arg("-o")
             .arg(&out_path)
             .arg(&c)
             .output()
@@ -187,6 +194,18 @@ impl Env {
             String::from_utf8_lossy(&out.stderr)
         );
         out_path
+    }
+
+    /// Creates `protected/data` ("original\n") in the workspace and returns
+    /// a policy that blocks every write, create, truncate or append under
+    /// `protected/` (rule `protect`).
+    pub fn protected_data(&self) -> PathBuf {
+        std::fs::create_dir(self.ws.join("protected")).unwrap();
+        std::fs::write(self.ws.join("protected/data"), "original\n").unwrap();
+        self.policy(&format!(
+            "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: protect\n    open:\n      path: [\"{ws}/protected/**\"]\n      access: [write, create, truncate, append]\n    decision: block\n    reason: protected data\n",
+            ws = self.ws.display()
+        ))
     }
 }
 
