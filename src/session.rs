@@ -8,6 +8,7 @@
 //! (`lexecon.self-protect.*`): the tree may not open the signing keys, open
 //! the ledger or its directory, or reach the supervisor's `/proc` entries.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -114,6 +115,17 @@ impl Protected {
     }
 }
 
+/// (device, inode) of every program a policy names literally; programs that
+/// do not exist are left out (their path still matches as written).
+fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    policy
+        .literal_programs()
+        .into_iter()
+        .filter_map(|p| std::fs::metadata(&p).ok().map(|m| ((m.dev(), m.ino()), p)))
+        .collect()
+}
+
 /// For calls judged as opens that are not opens, what the record says.
 fn path_op_note(syscall: &str) -> Option<&'static str> {
     Some(match syscall {
@@ -199,6 +211,9 @@ pub struct Session {
     mode: Mode,
     on_escalate: OnEscalate,
     protected: Protected,
+    /// File identity (device, inode) of each program a `program:` rule
+    /// names literally, resolved when the run starts.
+    programs: HashMap<(u64, u64), PathBuf>,
     writer: Mutex<LedgerWriter>,
     report_blocks: bool,
     state: Mutex<State>,
@@ -302,12 +317,14 @@ impl Session {
             ledger_dir,
             supervisor_proc: PathBuf::from(format!("/proc/{pid}")),
         };
+        let programs = program_identities(&cfg.policy);
         Ok((
             Session {
                 policy: cfg.policy,
                 mode,
                 on_escalate: cfg.on_escalate,
                 protected,
+                programs,
                 writer: Mutex::new(writer),
                 report_blocks: cfg.report_blocks,
                 state: Mutex::new(State::default()),
@@ -316,17 +333,32 @@ impl Session {
         ))
     }
 
-    fn decide(&self, action: &Action) -> (Decision, bool) {
+    fn decide(&self, action: &Action, identity: Option<&Identity>) -> (Decision, bool) {
         if let Some(d) = self.protected.check(action) {
             return (d, true);
         }
         let mut d = self.policy.decide(action);
-        // `ld.so PROG` runs PROG without an execve of PROG: judge PROG too,
-        // and let the stronger verdict win.
+        // The same program under other names: `ld.so PROG` runs PROG without
+        // an execve of PROG, and a hard link gives a program another path.
+        // Judge the program as the rules name it too; the stronger verdict
+        // wins.
+        let mut aliases: Vec<(Action, &str)> = Vec::new();
         if let Some(target) = loader_target(action) {
-            let t = self.policy.decide(&target);
+            aliases.push((target, "run through the dynamic loader as"));
+        }
+        if let (Action::Exec(x), Some(id)) = (action, identity) {
+            if let Some(named) = self.programs.get(&(id.dev, id.ino)) {
+                if *named != x.path {
+                    let mut alias = x.clone();
+                    alias.path = named.clone();
+                    aliases.push((Action::Exec(alias), "the same file as"));
+                }
+            }
+        }
+        for (alias, how) in aliases {
+            let t = self.policy.decide(&alias);
             if t.verdict > d.verdict {
-                let prog = match &target {
+                let prog = match &alias {
                     Action::Exec(x) => x.path.display().to_string(),
                     Action::Open(o) => o.path.display().to_string(),
                 };
@@ -336,7 +368,7 @@ impl Session {
                     verdict: t.verdict,
                     matched,
                     rule: t.rule,
-                    reason: format!("{} (run through the dynamic loader as {prog})", t.reason),
+                    reason: format!("{} ({how} {prog})", t.reason),
                 };
             }
         }
@@ -496,7 +528,7 @@ impl Judge for Session {
         action: &Action,
         identity: Option<&Identity>,
     ) -> Ruling {
-        let (decision, builtin) = self.decide(action);
+        let (decision, builtin) = self.decide(action, identity);
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
         if let Some(what) = path_op_note(syscall) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
@@ -536,7 +568,7 @@ impl Judge for Session {
         identity: Option<&Identity>,
         requested: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide(action);
+        let (decision, builtin) = self.decide(action, identity);
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Killed);
         if requested.is_none() {
             let n = "no matching exec request was seen for this thread".to_string();

@@ -787,9 +787,6 @@ fn exec_through_a_symlink() {
 }
 
 #[test]
-#[ignore = "known gap: a `program:` rule matches the path the kernel resolved, not the \
-            file's identity; a hard link gives the blocked inode another path (a rule by \
-            sha256 does catch it: see exec_through_a_copy)"]
 fn exec_through_a_hard_link_with_a_path_rule() {
     let w = World::new();
     let prog = exec_prog(&w);

@@ -987,3 +987,27 @@ fn signals_aimed_at_the_supervisor_are_refused_and_recorded() {
         .all(|r| r["rule"] == "lexecon.self-protect.signal"));
     env.assert_valid();
 }
+
+/// A `program:` rule written with a path through a symlinked directory (as
+/// `/bin/…` is on merged-/usr systems) still names the file: the program is
+/// judged as the rule names it, whatever path the kernel resolved.
+#[test]
+fn program_rules_name_the_file_not_only_the_path() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    std::os::unix::fs::symlink(&env.bin, env.root.join("bin-link")).unwrap();
+    let policy = block_program_policy(&env, &env.root.join("bin-link/marker"));
+    let out = env.supervise(&policy, &[marker.as_os_str(), "ran.txt".as_ref()]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    assert!(!env.ws.join("ran.txt").exists());
+    let recs = env.exec_records("marker");
+    assert_eq!(recs[0]["rule"], "block-marker", "{recs:#?}");
+    assert!(
+        recs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the same file as"),
+        "{recs:#?}"
+    );
+    env.assert_valid();
+}

@@ -284,6 +284,28 @@ impl Policy {
         })
     }
 
+    /// The wildcard-free program paths named by `program:` conditions (after
+    /// variable expansion), in rule order, without duplicates. The caller may
+    /// resolve them to file identities, so that a program reached under
+    /// another name (a hard link) is still judged as the program the rule
+    /// names; the policy itself never touches the filesystem.
+    pub fn literal_programs(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for r in &self.rules {
+            for c in [Some(&r.when), r.unless.as_ref()].into_iter().flatten() {
+                let Conds::Exec(e) = c else { continue };
+                let Some(g) = &e.program else { continue };
+                for lit in g.literals.iter().flatten() {
+                    let p = PathBuf::from(lit);
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The variable values the policy was loaded with.
     pub fn vars(&self) -> &Vars {
         &self.vars

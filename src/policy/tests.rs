@@ -876,3 +876,20 @@ fn policy_tests_check_the_whole_decision() {
         "{e:?}"
     );
 }
+
+#[test]
+fn literal_programs_lists_wildcard_free_program_paths_once() {
+    let text = "version: 1\nrules:\n  - id: a\n    exec:\n      program: [\"/usr/bin/rm\", \"/opt/*/bin/x\", \"${HOME}/bin/tool\"]\n    decision: block\n    reason: r\n  - id: b\n    exec:\n      program: /usr/bin/rm\n      unless:\n        program: /usr/bin/true\n    decision: block\n    reason: r\n";
+    let vars = Vars {
+        home: PathBuf::from("/home/u"),
+        workspace: PathBuf::from("/w"),
+        tmpdir: PathBuf::from("/tmp"),
+    };
+    let p = Policy::from_str(text, "t.yaml", &vars).unwrap();
+    let got: Vec<String> = p
+        .literal_programs()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(got, ["/usr/bin/rm", "/home/u/bin/tool", "/usr/bin/true"]);
+}
