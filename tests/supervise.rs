@@ -1011,3 +1011,81 @@ fn program_rules_name_the_file_not_only_the_path() {
     );
     env.assert_valid();
 }
+
+/// A vfork child shares its parent's memory, and only the calling thread of
+/// the parent is suspended: another parent thread rewrites the child's exec
+/// path. The forbidden program must never run.
+#[test]
+fn vfork_child_whose_path_another_thread_rewrites_never_runs_a_blocked_program() {
+    let env = Env::new();
+    std::fs::copy("/bin/true", env.bin.join("tA")).unwrap();
+    let marker = env.cc("tB", MARKER_C);
+    let racer = env.cc(
+        "vfork_racer",
+        r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static char path[4096];
+static size_t last;
+static volatile unsigned long flips;
+static void *flip(void *arg) {
+    (void)arg;
+    volatile char *c = &path[last];
+    for (;;) { *c = 'B'; *c = 'A'; flips++; }
+    return NULL;
+}
+/* argv: DIR N [until-win] */
+int main(int argc, char **argv) {
+    int n = atoi(argv[2]), until_win = argc > 3, ok = 0, refused = 0;
+    snprintf(path, sizeof path, "%s/tA", argv[1]);
+    last = strlen(path) - 1;
+    pthread_t t; pthread_create(&t, NULL, flip, NULL);
+    while (flips < 1000) {}
+    char *av[] = {path, "won.txt", NULL};
+    for (int i = 0; i < n; i++) {
+        pid_t p = vfork();
+        if (p == 0) { execv(path, av); _exit(99); }
+        int st; waitpid(p, &st, 0);
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++; else refused++;
+        if (until_win && access("won.txt", F_OK) == 0) break;
+    }
+    printf("ok=%d refused=%d\n", ok, refused);
+    return 0;
+}
+"#,
+    );
+    let native = env.native(&[
+        racer.as_os_str(),
+        env.bin.as_os_str(),
+        "20000".as_ref(),
+        "until-win".as_ref(),
+    ]);
+    assert!(native.status.success());
+    assert!(
+        env.ws.join("won.txt").exists(),
+        "the race never reaches the marker natively: {}",
+        stdout(&native)
+    );
+    std::fs::remove_file(env.ws.join("won.txt")).unwrap();
+    let policy = block_program_policy(&env, &marker);
+    let out = env.supervise(
+        &policy,
+        &[racer.as_os_str(), env.bin.as_os_str(), "1000".as_ref()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !env.ws.join("won.txt").exists(),
+        "a blocked program ran: {}",
+        stdout(&out)
+    );
+    assert!(
+        !stdout(&out).contains("ok=0 "),
+        "the allowed program never ran: {}",
+        stdout(&out)
+    );
+    env.assert_valid();
+}
