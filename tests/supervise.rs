@@ -234,12 +234,15 @@ def reset():
     os.symlink('dir', 'dirlink')
     os.mkfifo('fifo')
     open(b'caf\xe9', 'w').write('latin1\n')
+O = os
 def show(fd):
     st = os.fstat(fd)
     fl = __import__('fcntl').fcntl(fd, __import__('fcntl').F_GETFL)
     fdfl = __import__('fcntl').fcntl(fd, __import__('fcntl').F_GETFD)
     kind = stat.S_IFMT(st.st_mode)
-    out = 'ok mode=%o fl=%o cloexec=%d pos=%d' % (st.st_mode, fl & ~0o100000, fdfl, os.lseek(fd, 0, 1) if kind != stat.S_IFIFO else -1)
+    is_path = fl & O.O_PATH
+    out = 'ok mode=%o fl=%o cloexec=%d pos=%d' % (st.st_mode, fl & ~0o100000, fdfl, os.lseek(fd, 0, 1) if kind != stat.S_IFIFO and not is_path else -1)
+    if is_path: return out
     if stat.S_ISREG(st.st_mode) and (fl & 3) != 1:
         try: out += ' data=%r' % os.pread(fd, 64, 0)
         except OSError as e: out += ' read=' + errno.errorcode[e.errno]
@@ -278,6 +281,10 @@ cases = [
     ('/proc/self/status', O.O_RDONLY, 0, None),
     ('/dev/null', O.O_WRONLY, 0, None),
     ('', O.O_RDONLY, 0, None),
+    ('file', O.O_PATH, 0, None),
+    ('link', O.O_PATH | O.O_NOFOLLOW, 0, None),
+    ('dir', O.O_PATH | O.O_DIRECTORY, 0, None),
+    ('missing3', O.O_PATH, 0, None),
 ]
 for (path, flags, mode, base) in cases:
     reset()
