@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 pub use error::LedgerError;
 pub use keys::{HostKey, PublicKey};
 pub use record::{
-    Counts, DecisionEntry, FileIdentity, Outcome, RefusalEntry, RunEnd, RunHeader, RunInfo, Stage,
+    Counts, DecisionEntry, EscalationEntry, FileIdentity, Outcome, RefusalEntry, ResolutionEntry,
+    RunEnd, RunHeader, RunInfo, Stage,
 };
 pub use verify::{verify_file, Report, Status};
 pub use writer::{recover, LedgerWriter, LockMode, Recovered, SyncPolicy, WriterOptions};

@@ -257,6 +257,8 @@ struct Unit {
     end_line: Option<u64>,
     root_failed: bool,
     tally: Counts,
+    /// Escalations not yet answered: request id → (seq, line).
+    open_escalations: std::collections::BTreeMap<u64, (u64, u64)>,
 }
 
 struct Verifier {
@@ -600,6 +602,7 @@ impl Verifier {
                     end_line: None,
                     root_failed: false,
                     tally: Counts::default(),
+                    open_escalations: Default::default(),
                 });
             }
             Body::Recovery {
@@ -667,6 +670,7 @@ impl Verifier {
                     end_line: None,
                     root_failed: false,
                     tally: Counts::default(),
+                    open_escalations: Default::default(),
                 });
             }
             Body::Decision { verdict, outcome } => {
@@ -701,6 +705,47 @@ impl Verifier {
                 }
                 _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
             },
+            Body::Escalation { request } => {
+                let msg = match self.unit.as_mut() {
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                        match u.open_escalations.insert(*request, (p.seq, line)) {
+                            None => None,
+                            Some((s, _)) => Some(format!(
+                                "escalation request {request} is already pending (seq {s})"
+                            )),
+                        }
+                    }
+                    _ => Some("an escalation outside an open run".into()),
+                };
+                if let Some(m) = msg {
+                    self.bad(seq, Check::Run, m);
+                }
+            }
+            Body::Resolution {
+                request,
+                escalation,
+            } => {
+                let msg = match self.unit.as_mut() {
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                        match u.open_escalations.get(request) {
+                            Some((s, _)) if s == escalation => {
+                                u.open_escalations.remove(request);
+                                None
+                            }
+                            Some((s, _)) => Some(format!(
+                                "the resolution of request {request} names escalation seq {escalation}, but that request was asked at seq {s}"
+                            )),
+                            None => Some(format!(
+                                "a resolution of request {request} (escalation seq {escalation}) with no earlier unanswered escalation in this run"
+                            )),
+                        }
+                    }
+                    _ => Some("a resolution outside an open run".into()),
+                };
+                if let Some(m) = msg {
+                    self.bad(seq, Check::Run, m);
+                }
+            }
             Body::Epoch { epoch, key } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
@@ -733,6 +778,21 @@ impl Verifier {
                 Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
                     u.end_line = Some(line);
                     let tally = u.tally;
+                    let unanswered: Vec<String> = u
+                        .open_escalations
+                        .iter()
+                        .map(|(r, (s, l))| format!("request {r} (seq {s}, line {l})"))
+                        .collect();
+                    if !unanswered.is_empty() {
+                        self.bad(
+                            seq,
+                            Check::Run,
+                            format!(
+                                "the run ended with escalations never resolved: {}",
+                                unanswered.join(", ")
+                            ),
+                        );
+                    }
                     if *counts != tally {
                         self.bad(
                             seq,
