@@ -707,14 +707,12 @@ impl Verifier {
             },
             Body::Escalation { request } => {
                 let msg = match self.unit.as_mut() {
-                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
-                        match u.open_escalations.insert(*request, (p.seq, line)) {
-                            None => None,
-                            Some((s, _)) => Some(format!(
-                                "escalation request {request} is already pending (seq {s})"
-                            )),
-                        }
-                    }
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => u
+                        .open_escalations
+                        .insert(*request, (p.seq, line))
+                        .map(|(s, _)| {
+                            format!("escalation request {request} is already pending (seq {s})")
+                        }),
                     _ => Some("an escalation outside an open run".into()),
                 };
                 if let Some(m) = msg {
