@@ -217,7 +217,8 @@ fn serve_one(stream: UnixStream, table: &Escalations, me: i32) -> io::Result<()>
         Err(e) => json!({"ok": false, "error": format!("cannot identify the peer: {e}")}),
         Ok((uid, pid)) => match refuse_reason(pid, uid, me) {
             Some(why) => {
-                table.note_refused_peer(pid, uid, why.clone());
+                let ppid = status_field(pid, "PPid:").unwrap_or(0);
+                table.note_refused_peer(pid, ppid, uid, why.clone());
                 json!({"ok": false, "error": format!("refused: {why}")})
             }
             None => {
@@ -230,7 +231,28 @@ fn serve_one(stream: UnixStream, table: &Escalations, me: i32) -> io::Result<()>
             }
         },
     };
-    out.write_all(format!("{reply}\n").as_bytes())
+    out.write_all(format!("{reply}\n").as_bytes())?;
+    // Let a refused peer finish writing its request (unread) before the
+    // socket closes, so that it reads the refusal rather than EPIPE.
+    // At most 200 ms in all, however slowly it writes.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + Duration::from_millis(200);
+    let mut buf = [0u8; 512];
+    let mut left = MAX_REQUEST;
+    while left > 0 {
+        let Some(t) = until
+            .checked_duration_since(Instant::now())
+            .filter(|t| !t.is_zero())
+        else {
+            break;
+        };
+        stream.set_read_timeout(Some(t))?;
+        match io::Read::read(&mut &stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n as u64),
+        }
+    }
+    Ok(())
 }
 
 fn answer(req: &Value, table: &Escalations, uid: u32, pid: i32) -> Value {
@@ -290,7 +312,9 @@ pub fn request(ledger: &Path, req: &Value) -> anyhow::Result<Value> {
         )
     })?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.write_all(format!("{req}\n").as_bytes())?;
+    // A refused peer is answered without being read: its write may fail
+    // (EPIPE) while the reply is already waiting to be read.
+    let _ = s.write_all(format!("{req}\n").as_bytes());
     let mut line = String::new();
     BufReader::new(&s).read_line(&mut line)?;
     let v: Value = serde_json::from_str(&line).context("the supervisor's reply is not JSON")?;

@@ -610,6 +610,9 @@ impl Judge for Session {
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
         let rule = if why.contains("aimed at the supervisor") {
             builtin::SIGNAL
+        } else if syscall == "connect" {
+            // Only the approval socket reports refused connections.
+            builtin::APPROVAL
         } else {
             builtin::UNDECODABLE
         };

@@ -17,8 +17,8 @@ use lexecon::ledger::note::{self, Checkpoint, NoteVerifier};
 use lexecon::ledger::proof;
 use lexecon::ledger::verify::{self, Check, KeySource, Report, Severity, Status};
 use lexecon::ledger::{
-    DecisionEntry, FileIdentity, HostKey, LedgerError, LedgerWriter, LockMode, Outcome, RunEnd,
-    RunHeader, Stage, SyncPolicy, WriterOptions,
+    DecisionEntry, EscalationEntry, FileIdentity, HostKey, LedgerError, LedgerWriter, LockMode,
+    Outcome, ResolutionEntry, RunEnd, RunHeader, Stage, SyncPolicy, WriterOptions,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -945,13 +945,13 @@ fn tamper_end_counts_with_chain_recomputed() {
 fn tamper_unknown_record_kind_is_rejected_clearly() {
     let (_d, p, mut lines) = fixture();
     let i = find(&lines, "decision", 0);
-    lines[i] = set_field(&lines[i], "kind", Value::str("escalation"));
+    lines[i] = set_field(&lines[i], "kind", Value::str("approval"));
     write_lines(&p, &lines);
     let r = check(&p);
     let f = first(&r);
     assert_eq!((f.line, f.check), (i as u64 + 1, Check::Structure));
     assert!(
-        f.message.contains("unknown record kind \"escalation\""),
+        f.message.contains("unknown record kind \"approval\""),
         "{}",
         f.message
     );
@@ -1230,4 +1230,116 @@ fn tamper_remove_an_epoch_record_with_seq_and_chain_recomputed() {
         "{}",
         f.message
     );
+}
+
+// --------------------------------------------------- escalation records
+
+/// One run: an escalation, its resolution (when `resolve`), the decision.
+fn write_escalated_run(path: &Path, resolve: bool) {
+    let mut w = LedgerWriter::open(path, host_key(), opts(100)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let a = exec_action(0);
+    w.append_decision(&decision(&a, Verdict::Allow))
+        .expect("append");
+    let asked = w
+        .append_escalation(&EscalationEntry {
+            request: 1,
+            pid: 1000,
+            ppid: 999,
+            syscall: "execve",
+            action: &a,
+            rule: "ask",
+            reason: "a human decides",
+            deadline_ns: 1_800_000_000_000_000_000,
+        })
+        .expect("escalation");
+    if resolve {
+        w.append_resolution(&ResolutionEntry {
+            request: 1,
+            escalation: asked,
+            outcome: Outcome::Allowed,
+            by: "approver",
+            peer: Some((1000, 4242)),
+            scope: "run",
+        })
+        .expect("resolution");
+        w.append_decision(&decision(&a, Verdict::Escalate))
+            .expect("append");
+    }
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+}
+
+#[test]
+fn escalation_and_resolution_records_verify() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, true);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    let lines = read_lines(&p);
+    let e = find(&lines, "escalation", 0);
+    let res = find(&lines, "resolution", 0);
+    assert!(e < res);
+    assert!(lines[res].contains("\"by\":\"approver\""), "{}", lines[res]);
+    assert!(lines[res].contains("\"scope\":\"run\""), "{}", lines[res]);
+    assert!(lines[e].contains("\"request\":\"1\""), "{}", lines[e]);
+}
+
+#[test]
+fn an_escalation_never_resolved_in_a_sealed_run_is_reported() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, false);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!(f.check, Check::Run);
+    assert!(
+        f.message.contains("never resolved: request 1"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn tamper_a_resolution_is_detected() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, true);
+    let lines = read_lines(&p);
+    let i = find(&lines, "resolution", 0);
+
+    // Turned from allowed to refused: the chain breaks.
+    let mut edited = lines.clone();
+    edited[i] = edited[i].replace("\"outcome\":\"allowed\"", "\"outcome\":\"refused\"");
+    assert_ne!(edited[i], lines[i]);
+    write_lines(&p, &edited);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert_eq!(first(&r).line, i as u64 + 1);
+
+    // Pointed at another request, with the chain recomputed: the signed
+    // checkpoints no longer match, and the request is unknown.
+    let mut moved = lines.clone();
+    moved[i] = set_field(&moved[i], "request", Value::str("7"));
+    rechain(&mut moved, i);
+    write_lines(&p, &moved);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems
+            .iter()
+            .any(|f| f.message.contains("resolution of request 7")),
+        "{:?}",
+        r.problems
+    );
+
+    // Removed: the escalation is left unanswered (and the chain breaks).
+    let mut removed = lines.clone();
+    removed.remove(i);
+    write_lines(&p, &removed);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
 }

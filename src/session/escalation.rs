@@ -129,7 +129,7 @@ struct Table {
     /// Execs allowed by an approval, not yet confirmed at the exec event.
     approved_execs: Vec<(ActionKey, u64)>,
     /// Peers refused by the approval socket, waiting to be recorded.
-    refused_peers: Vec<(i32, u32, String)>,
+    refused_peers: Vec<(i32, i32, u32, String)>,
 }
 
 /// The held requests of one run.
@@ -307,11 +307,13 @@ impl Escalations {
         Some(t.approved_execs.remove(i).1)
     }
 
-    pub fn note_refused_peer(&self, pid: i32, uid: u32, why: String) {
-        lock(&self.table).refused_peers.push((pid, uid, why));
+    /// A connection refused by the approval socket: (pid, parent, uid, why).
+    pub fn note_refused_peer(&self, pid: i32, ppid: i32, uid: u32, why: String) {
+        lock(&self.table).refused_peers.push((pid, ppid, uid, why));
+        self.changed.notify_all();
     }
 
-    pub fn take_refused_peers(&self) -> Vec<(i32, u32, String)> {
+    pub fn take_refused_peers(&self) -> Vec<(i32, i32, u32, String)> {
         std::mem::take(&mut lock(&self.table).refused_peers)
     }
 }
@@ -574,10 +576,13 @@ impl Session {
                 Err(e) => eprintln!("lexecon: cannot start the approval socket: {e}"),
             }
         }
-        for (pid, uid, why) in self.escalations.take_refused_peers() {
-            let ppid = crate::supervisor::procfs::status(pid)
-                .map(|s| s.ppid)
-                .unwrap_or(0);
+        self.record_refused_peers();
+    }
+
+    /// Records the connections the approval socket refused.
+    fn record_refused_peers(&self) {
+        let peers = self.escalations.take_refused_peers();
+        for (pid, ppid, uid, why) in peers {
             let reason = format!("approval socket: connection by uid {uid} refused: {why}");
             super::Judge::refused(
                 self,
@@ -607,6 +612,7 @@ impl Session {
                 Arc::clone(&self.approval_stop),
             );
         }
+        self.record_refused_peers();
     }
 }
 
