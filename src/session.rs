@@ -24,6 +24,7 @@ use crate::policy::Policy;
 use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
+pub mod prompt;
 
 /// What an `escalate` verdict becomes while no human can be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub enum OnEscalate {
     /// Hold the call until a human answers through the approval socket,
     /// or its deadline passes (then block).
     Wait,
+    /// As `Wait`, and ask on the supervisor's terminal too.
+    Prompt,
 }
 
 impl OnEscalate {
@@ -43,6 +46,7 @@ impl OnEscalate {
             OnEscalate::Block => "block",
             OnEscalate::Allow => "allow",
             OnEscalate::Wait => "wait",
+            OnEscalate::Prompt => "prompt",
         }
     }
 }
@@ -219,6 +223,8 @@ pub struct Session {
     approval_server: Mutex<Option<crate::approval::Server>>,
     approval_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
+    terminal: Mutex<Option<prompt::Terminal>>,
+    terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The ledger as given, for the hints printed to the user.
     approval_ledger: Option<PathBuf>,
 }
@@ -340,6 +346,8 @@ impl Session {
                 approval_server: Mutex::new(None),
                 approval_thread: Mutex::new(None),
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                terminal: Mutex::new(None),
+                terminal_thread: Mutex::new(None),
                 approval_ledger,
             },
             info.run_id,
@@ -409,7 +417,9 @@ impl Session {
                 ),
                 // Held escalations are resolved in `escalated`; an escalated
                 // exec seen only at its confirmation was never approved.
-                OnEscalate::Wait => (refused, Some("escalation without an answer".into())),
+                OnEscalate::Wait | OnEscalate::Prompt => {
+                    (refused, Some("escalation without an answer".into()))
+                }
             },
         }
     }
@@ -670,7 +680,8 @@ pub fn run(
     command: &supervisor::Command,
     cwd: &Path,
 ) -> anyhow::Result<Summary> {
-    let wait = cfg.on_escalate == OnEscalate::Wait;
+    let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
+    let ask = cfg.on_escalate == OnEscalate::Prompt;
     let (session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
     if wait {
         let path = session.protected.approval_socket.clone();
@@ -679,6 +690,22 @@ pub fn run(
             Err(e) => {
                 let e =
                     anyhow::anyhow!("cannot create the approval socket {}: {e}", path.display());
+                session.finish(
+                    supervisor::Outcome::NotStarted(libc::EIO),
+                    run_id,
+                    Some(e.to_string()),
+                );
+                return Err(e);
+            }
+        }
+    }
+    if ask {
+        match prompt::Terminal::open() {
+            Some(t) => *lock(&session.terminal) = Some(t),
+            None => {
+                let e = anyhow::anyhow!(
+                    "--on-escalate prompt needs a controlling terminal, and the supervisor has none (use wait and answer with `lexecon approve/deny`)"
+                );
                 session.finish(
                     supervisor::Outcome::NotStarted(libc::EIO),
                     run_id,

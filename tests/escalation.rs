@@ -570,3 +570,202 @@ fn grants_for_the_run_cover_the_same_action_and_nothing_more() {
     assert!(notes[5].contains("refusal for this run made by escalation request 3"));
     env.assert_valid();
 }
+
+/// A supervisor run on a pseudo-terminal of its own: its controlling
+/// terminal is the pty, whose master side the test reads and types into.
+struct Pty {
+    child: Child,
+    master: std::fs::File,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Pty {
+    fn start(env: &Env, policy: &Path) -> Pty {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        let (mut m, mut s) = (0, 0);
+        // SAFETY: out-pointers to two ints; name, termios and winsize may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut m,
+                &mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two fresh descriptors owned from here on.
+        let (master, slave) =
+            unsafe { (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s)) };
+        let mut c = Command::new(LEXECON);
+        c.arg("supervise")
+            .arg("--policy")
+            .arg(policy)
+            .arg("--ledger")
+            .arg(&env.ledger)
+            .arg("--keys")
+            .arg(&env.keys)
+            .args(["--sync", "never", "--on-escalate", "prompt"])
+            .args(["--escalate-timeout", "120"])
+            .arg("--")
+            .arg("./agent.sh")
+            .current_dir(&env.ws)
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = c.spawn().unwrap();
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&output);
+        let mut reader = master.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once every slave descriptor is closed.
+            while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            child,
+            master,
+            output,
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for the prompt of request `id`; its code.
+    fn prompt(&self, id: u64) -> String {
+        let head = format!("request {id} needs an answer");
+        let t = Instant::now();
+        loop {
+            let text = self.text();
+            if let Some(at) = text.find(&head) {
+                let rest = &text[at..];
+                if let Some(c) = rest.find("then the code ") {
+                    let code = &rest[c + "then the code ".len()..];
+                    if code.len() >= 3 {
+                        return code[..3].to_string();
+                    }
+                }
+            }
+            assert!(
+                t.elapsed() < PATIENCE,
+                "no prompt for request {id}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_text(&self, what: &str) {
+        let t = Instant::now();
+        while !self.text().contains(what) {
+            assert!(
+                t.elapsed() < PATIENCE,
+                "never printed {what:?}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn type_line(&mut self, s: &str) {
+        use std::io::Write;
+        self.master.write_all(format!("{s}\r").as_bytes()).unwrap();
+    }
+}
+
+#[test]
+fn terminal_prompt_answers_do_what_they_say() {
+    let env = Env::new();
+    let p = policy(&env);
+    let touch = std::fs::canonicalize("/usr/bin/touch").unwrap();
+    agent(
+        &env,
+        &format!(
+            "T={t}\n\
+             $T a; echo \"1=$?\" >> log\n\
+             $T a; echo \"2=$?\" >> log\n\
+             $T b; echo \"3=$?\" >> log\n\
+             $T b; echo \"4=$?\" >> log\n\
+             $T c; echo \"5=$?\" >> log\n\
+             $T c; echo \"6=$?\" >> log\n",
+            t = touch.display()
+        ),
+    );
+    let mut pty = Pty::start(&env, &p);
+    let code = pty.prompt(1);
+    assert!(pty.text().contains(&format!("exec {} a", touch.display())));
+    assert!(pty
+        .text()
+        .contains("rule ask-touch: touching files needs a human"));
+    assert!(pty.text().contains("(agent.sh)"), "{}", pty.text());
+    // Without the code, the answer is not taken.
+    pty.type_line("A");
+    pty.wait_text("not an answer");
+    assert!(!env.ws.join("a").exists());
+    pty.type_line(&format!("A{code}"));
+    // `touch a` again is covered by the grant: the next question is `touch b`.
+    let code = pty.prompt(2);
+    assert!(pty.text().contains(&format!("exec {} b", touch.display())));
+    pty.type_line(&format!("b{code}"));
+    let code = pty.prompt(3);
+    pty.type_line(&format!("a{code}"));
+    let code = pty.prompt(4);
+    assert!(pty.text().contains(&format!("exec {} c", touch.display())));
+    pty.type_line(&format!("B{code}"));
+    let t = Instant::now();
+    while pty.child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the run did not end:\n{}",
+            pty.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(pty.child.wait().unwrap().success(), "{}", pty.text());
+    let log = std::fs::read_to_string(env.ws.join("log")).unwrap();
+    assert_eq!(
+        log,
+        "1=0\n2=0\n3=126\n4=0\n5=126\n6=126\n",
+        "{}",
+        pty.text()
+    );
+    assert!(!pty.text().contains("request 5 needs an answer"));
+    let res = of_kind(&env, "resolution");
+    let summary: Vec<(String, String, String)> = res
+        .iter()
+        .map(|r| {
+            (
+                r["by"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+                r["scope"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let exp = |o: &str, s: &str| ("terminal".to_string(), o.to_string(), s.to_string());
+    assert_eq!(
+        summary,
+        vec![
+            exp("allowed", "run"),
+            exp("refused", "once"),
+            exp("allowed", "once"),
+            exp("refused", "run"),
+        ]
+    );
+    env.assert_valid();
+}

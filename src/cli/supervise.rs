@@ -36,7 +36,7 @@ pub enum EscalateArg {
     /// Hold them until a human answers with `lexecon approve/deny`, or the
     /// timeout blocks them.
     Wait,
-    /// Ask on the supervisor's terminal (not implemented yet).
+    /// As `wait`, and ask on the supervisor's controlling terminal too.
     Prompt,
 }
 
@@ -135,9 +135,6 @@ fn load_policy(
 }
 
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    if matches!(args.on_escalate, EscalateArg::Prompt) {
-        bail!("--on-escalate prompt is not implemented: the terminal prompt is not available yet; use wait (answer with `lexecon approve/deny`), block or allow");
-    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let vars = vars_for(&cwd);
     let policy = load_policy(
@@ -179,7 +176,8 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         on_escalate: match args.on_escalate {
             EscalateArg::Allow => OnEscalate::Allow,
             EscalateArg::Wait => OnEscalate::Wait,
-            EscalateArg::Block | EscalateArg::Prompt => OnEscalate::Block,
+            EscalateArg::Prompt => OnEscalate::Prompt,
+            EscalateArg::Block => OnEscalate::Block,
         },
         keys_dir: keys,
         report_blocks: !args.quiet,

@@ -37,6 +37,8 @@ pub enum By {
     Timeout,
     /// The caller went away (killed) before an answer.
     Withdrawn,
+    /// Typed at the supervisor's terminal (`--on-escalate prompt`).
+    Terminal { uid: u32, pid: i32 },
 }
 
 impl By {
@@ -45,6 +47,7 @@ impl By {
             By::Approver { .. } => "approver",
             By::Timeout => "timeout",
             By::Withdrawn => "withdrawn",
+            By::Terminal { .. } => "terminal",
         }
     }
 }
@@ -280,12 +283,21 @@ impl Escalations {
         }
     }
 
+    /// Whether request `id` still waits for an answer.
+    pub fn is_pending(&self, id: u64) -> bool {
+        lock(&self.table)
+            .pending
+            .get(&id)
+            .is_some_and(|p| p.answer.is_none() && p.deadline > Instant::now())
+    }
+
     /// The unanswered requests, oldest first.
     pub fn list(&self) -> Vec<Pending> {
+        let now = Instant::now();
         lock(&self.table)
             .pending
             .values()
-            .filter(|p| p.answer.is_none())
+            .filter(|p| p.answer.is_none() && p.deadline > now)
             .cloned()
             .collect()
     }
@@ -341,7 +353,7 @@ impl Session {
         decision.verdict == Verdict::Escalate
             && !builtin
             && self.mode == Mode::Enforce
-            && self.on_escalate == OnEscalate::Wait
+            && matches!(self.on_escalate, OnEscalate::Wait | OnEscalate::Prompt)
     }
 
     /// The ruling on an escalated call when escalations are held; `None`
@@ -466,7 +478,7 @@ impl Session {
             Outcome::Refused
         };
         let peer = match a.by {
-            By::Approver { uid, pid } => Some((uid, pid)),
+            By::Approver { uid, pid } | By::Terminal { uid, pid } => Some((uid, pid)),
             _ => None,
         };
         let resolved = lock(&self.writer).append_resolution(&ledger::ResolutionEntry {
@@ -500,6 +512,14 @@ impl Session {
             By::Approver { uid, pid } => format!(
                 "escalation request {id} {verb} by `lexecon {}` (uid {uid}, pid {pid}){}",
                 if a.allow { "approve" } else { "deny" },
+                if a.scope == Scope::Run {
+                    ", for the rest of this run"
+                } else {
+                    ""
+                }
+            ),
+            By::Terminal { uid, .. } => format!(
+                "escalation request {id} {verb} at the supervisor's terminal (uid {uid}){}",
                 if a.scope == Scope::Run {
                     ", for the rest of this run"
                 } else {
@@ -576,6 +596,17 @@ impl Session {
                 Err(e) => eprintln!("lexecon: cannot start the approval socket: {e}"),
             }
         }
+        if let Some(terminal) = lock(&self.terminal).take() {
+            let table = Arc::clone(&self.escalations);
+            let stop = Arc::clone(&self.approval_stop);
+            let spawned = std::thread::Builder::new()
+                .name("lexecon-prompt".into())
+                .spawn(move || terminal.serve(table, stop));
+            match spawned {
+                Ok(t) => *lock(&self.terminal_thread) = Some(t),
+                Err(e) => eprintln!("lexecon: cannot start the terminal prompt: {e}"),
+            }
+        }
         self.record_refused_peers();
     }
 
@@ -603,6 +634,9 @@ impl Session {
         self.approval_stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = lock(&self.approval_thread).take() {
+            let _ = t.join();
+        }
+        if let Some(t) = lock(&self.terminal_thread).take() {
             let _ = t.join();
         }
         if let Some(server) = lock(&self.approval_server).take() {
