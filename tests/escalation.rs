@@ -671,14 +671,19 @@ impl Pty {
         }
     }
 
-    fn wait_text(&self, what: &str) {
+    /// The code of the latest "new code" line, once the `n`th was printed.
+    fn new_code(&self, n: usize) -> String {
+        let mark = "the new code ";
         let t = Instant::now();
-        while !self.text().contains(what) {
-            assert!(
-                t.elapsed() < PATIENCE,
-                "never printed {what:?}:\n{}",
-                self.text()
-            );
+        loop {
+            let text = self.text();
+            if text.matches(mark).count() >= n {
+                let at = text.rfind(mark).unwrap() + mark.len();
+                if text.len() >= at + 3 {
+                    return text[at..at + 3].to_string();
+                }
+            }
+            assert!(t.elapsed() < PATIENCE, "no new code:\n{text}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -716,9 +721,17 @@ fn terminal_prompt_answers_do_what_they_say() {
     assert!(pty.text().contains("(agent.sh)"), "{}", pty.text());
     // Without the code, the answer is not taken.
     pty.type_line("A");
-    pty.wait_text("not an answer");
+    let mut n = 1;
+    let mut new_code = pty.new_code(n);
     assert!(!env.ws.join("a").exists());
-    pty.type_line(&format!("A{code}"));
+    // A wrong attempt voids the code: the old one is refused too.
+    if new_code != code {
+        pty.type_line(&format!("A{code}"));
+        n += 1;
+        new_code = pty.new_code(n);
+        assert!(!env.ws.join("a").exists());
+    }
+    pty.type_line(&format!("A{new_code}"));
     // `touch a` again is covered by the grant: the next question is `touch b`.
     let code = pty.prompt(2);
     assert!(pty.text().contains(&format!("exec {} b", touch.display())));
@@ -766,6 +779,68 @@ fn terminal_prompt_answers_do_what_they_say() {
             exp("allowed", "once"),
             exp("refused", "run"),
         ]
+    );
+    env.assert_valid();
+}
+
+const STI_C: &str = r#"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+int main(void) {
+    int fd = open("/dev/tty", O_RDWR);
+    if (fd < 0) { printf("open: %s\n", strerror(errno)); return 1; }
+    const char *s = "a\r";
+    for (const char *p = s; *p; p++) {
+        if (ioctl(fd, TIOCSTI, p) != 0) { printf("sti: %s\n", strerror(errno)); return 1; }
+    }
+    printf("sti: injected\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn the_agent_cannot_type_into_the_prompt() {
+    let env = Env::new();
+    let p = policy(&env);
+    let sti = env.cc("sti", STI_C);
+    std::fs::write(env.ws.join("secret"), "s\n").unwrap();
+    agent(
+        &env,
+        &format!(
+            "cat secret > got 2>/dev/null &\n\
+             while [ ! -e go ]; do sleep 0.02; done\n\
+             {sti} > sti.out 2>&1\n\
+             wait $!; echo \"cat=$?\" > result\n",
+            sti = sti.display()
+        ),
+    );
+    let mut pty = Pty::start(&env, &p);
+    let code = pty.prompt(1);
+    std::fs::write(env.ws.join("go"), "").unwrap();
+    let out = wait_file(&env.ws.join("sti.out"));
+    assert_eq!(out, "sti: Operation not permitted\n");
+    // Nothing was typed: the request is still waiting for the human.
+    assert!(!env.ws.join("result").exists());
+    assert!(!pty.text().contains("not an answer"), "{}", pty.text());
+    pty.type_line(&format!("b{code}"));
+    assert_eq!(wait_file(&env.ws.join("result")), "cat=1\n");
+    let t = Instant::now();
+    while pty.child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the run did not end:\n{}",
+            pty.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let res = of_kind(&env, "resolution");
+    assert_eq!(res.len(), 1);
+    assert_eq!(
+        (res[0]["by"].as_str(), res[0]["outcome"].as_str()),
+        (Some("terminal"), Some("refused"))
     );
     env.assert_valid();
 }

@@ -62,7 +62,7 @@ impl Terminal {
     /// Asks about `p` until it is answered here (`Some`), answered
     /// elsewhere or timed out (`None`).
     fn ask(&self, p: &Pending, table: &Escalations, stop: &AtomicBool) -> Option<Answer> {
-        let code = random_code();
+        let mut code = random_code();
         let chain = parent_chain(p.pid);
         let left = p
             .deadline
@@ -109,8 +109,11 @@ impl Terminal {
                             });
                         }
                         None => {
+                            // A fresh code for every attempt: guessing
+                            // gains nothing from earlier tries.
+                            code = random_code();
                             self.say(&format!(
-                                "\r\n  not an answer: type a, A, b or B followed by {code}: "
+                                "\r\n  not an answer: type a, A, b or B followed by the new code {code}: "
                             ));
                         }
                     }
