@@ -285,10 +285,33 @@ fn answer(req: &Value, table: &Escalations, uid: u32, pid: i32) -> Value {
             } else {
                 Scope::Once
             };
+            let receipt = match (
+                req["receipt"]["key"].as_str(),
+                req["receipt"]["sig"].as_str(),
+            ) {
+                (Some(k), Some(s)) => {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    let key = b64
+                        .decode(k)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    let sig = b64
+                        .decode(s)
+                        .ok()
+                        .and_then(|b| <[u8; 64]>::try_from(b).ok());
+                    match (key, sig) {
+                        (Some(k), Some(s)) => Some((k, s)),
+                        _ => return json!({"ok": false, "error": "bad request: malformed receipt"}),
+                    }
+                }
+                _ => None,
+            };
             let a = Answer {
                 allow,
                 scope,
                 by: By::Approver { uid, pid },
+                receipt,
             };
             match table.answer(id, a) {
                 Ok(()) => json!({"ok": true}),

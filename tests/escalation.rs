@@ -844,3 +844,74 @@ fn the_agent_cannot_type_into_the_prompt() {
     );
     env.assert_valid();
 }
+
+#[test]
+fn answers_signed_with_an_approver_key_carry_receipts_that_verify() {
+    let env = Env::new();
+    let p = policy(&env);
+    let keys = env.root.join("approver");
+    let out = Command::new(LEXECON)
+        .args(["init-keys", "--approver", "--dir"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let key = keys.join("approver.key");
+    let public = keys.join("approver.pub");
+    std::fs::write(env.ws.join("secret1"), "1\n").unwrap();
+    std::fs::write(env.ws.join("secret2"), "2\n").unwrap();
+    agent(
+        &env,
+        "cat secret1 > got1; echo \"1=$?\" >> log\ncat secret2 > got2; echo \"2=$?\" >> log\n",
+    );
+    let child = start(
+        &env,
+        &p,
+        &["--on-escalate", "wait", "--escalate-timeout", "120"],
+    );
+    pending_with(&env, 1);
+    let key_s = key.to_str().unwrap();
+    let out = lexecon(&env, &["approve", "1", "--key", key_s]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("signing the answer to request 1"));
+    pending_with(&env, 2);
+    // Answered without the key: no receipt.
+    answer(&env, "approve", 2, false);
+    let out = wait_child(child);
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("log")).unwrap(),
+        "1=0\n2=0\n"
+    );
+    let res = of_kind(&env, "resolution");
+    assert!(res[0]["receipt"]["sig"].is_string(), "{:?}", res[0]);
+    assert!(res[1]["receipt"].is_null());
+    env.assert_valid();
+    let verify = |approver: &Path| {
+        Command::new(LEXECON)
+            .arg("verify")
+            .arg(&env.ledger)
+            .arg("--pubkey")
+            .arg(env.pubkey())
+            .arg("--approver-pubkey")
+            .arg(approver)
+            .output()
+            .unwrap()
+    };
+    // Request 2 was allowed without a receipt: with the approver key
+    // required, the ledger does not verify, and says why.
+    let out = verify(&public);
+    assert_eq!(out.status.code(), Some(1), "{}", common::stdout(&out));
+    let text = common::stdout(&out);
+    assert!(text.contains("allowed without a receipt"), "{text}");
+    assert_eq!(text.matches("error:").count(), 1, "{text}");
+    // Another approver's key did not sign request 1.
+    let other = env.root.join("other");
+    Command::new(LEXECON)
+        .args(["init-keys", "--approver", "--dir"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    let out = verify(&other.join("approver.pub"));
+    assert!(common::stdout(&out).contains("not by the approver key supplied"));
+}

@@ -1241,7 +1241,7 @@ fn write_escalated_run(path: &Path, resolve: bool) {
     let a = exec_action(0);
     w.append_decision(&decision(&a, Verdict::Allow))
         .expect("append");
-    let asked = w
+    let (asked, _) = w
         .append_escalation(&EscalationEntry {
             request: 1,
             pid: 1000,
@@ -1261,6 +1261,7 @@ fn write_escalated_run(path: &Path, resolve: bool) {
             by: "approver",
             peer: Some((1000, 4242)),
             scope: "run",
+            receipt: None,
         })
         .expect("resolution");
         w.append_decision(&decision(&a, Verdict::Escalate))
@@ -1342,4 +1343,164 @@ fn tamper_a_resolution_is_detected() {
     write_lines(&p, &removed);
     let r = check(&p);
     assert_eq!(r.status, Status::Invalid);
+}
+
+// ------------------------------------------------------- approval receipts
+
+fn approver() -> SigningKey {
+    SigningKey::from_bytes(&[11u8; 32])
+}
+
+/// How the receipt of the one allowed escalation is made.
+enum Receipt {
+    None,
+    /// By the approver, over this escalation and answer.
+    Good,
+    /// By another key.
+    OtherKey,
+    /// By the approver, over the other escalation of the run (a replay).
+    Replayed,
+    /// By the approver, for a refusal, recorded as an allow.
+    OtherAnswer,
+}
+
+fn write_receipt_run(path: &Path, how: Receipt) {
+    use ed25519_dalek::Signer as _;
+    let mut w = LedgerWriter::open(path, host_key(), opts(100)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let mut hashes = Vec::new();
+    let mut seqs = Vec::new();
+    for (i, a) in [exec_action(1), exec_action(2)].iter().enumerate() {
+        let (seq, hash) = w
+            .append_escalation(&EscalationEntry {
+                request: i as u64 + 1,
+                pid: 1000,
+                ppid: 999,
+                syscall: "execve",
+                action: a,
+                rule: "ask",
+                reason: "a human decides",
+                deadline_ns: 1_800_000_000_000_000_000,
+            })
+            .expect("escalation");
+        hashes.push(hash);
+        seqs.push(seq);
+    }
+    let sign = |k: &SigningKey, h: &Hash, allow: bool| {
+        let sig = k.sign(&lexecon::ledger::receipt_message(h, allow, "once"));
+        Some((k.verifying_key().to_bytes(), sig.to_bytes()))
+    };
+    let receipt = match how {
+        Receipt::None => None,
+        Receipt::Good => sign(&approver(), &hashes[0], true),
+        Receipt::OtherKey => sign(&SigningKey::from_bytes(&[12u8; 32]), &hashes[0], true),
+        Receipt::Replayed => sign(&approver(), &hashes[1], true),
+        Receipt::OtherAnswer => sign(&approver(), &hashes[0], false),
+    };
+    w.append_resolution(&ResolutionEntry {
+        request: 1,
+        escalation: seqs[0],
+        outcome: Outcome::Allowed,
+        by: "approver",
+        peer: Some((1000, 4242)),
+        scope: "once",
+        receipt,
+    })
+    .expect("resolution");
+    w.append_resolution(&ResolutionEntry {
+        request: 2,
+        escalation: seqs[1],
+        outcome: Outcome::Refused,
+        by: "timeout",
+        peer: None,
+        scope: "once",
+        receipt: None,
+    })
+    .expect("resolution");
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+}
+
+fn check_approver(path: &Path, approver: Option<&SigningKey>) -> Report {
+    let a = approver.map(|k| k.verifying_key());
+    verify::verify_file_with(path, Some(&pubkey()), a.as_ref()).expect("readable")
+}
+
+#[test]
+fn signed_receipts_verify_against_the_approver_key() {
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::Good);
+    let r = check_approver(&p, Some(&approver()));
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    // Another approver key is not the one that signed.
+    let r = check_approver(&p, Some(&SigningKey::from_bytes(&[13u8; 32])));
+    assert_eq!(r.status, Status::Invalid);
+    assert!(first(&r)
+        .message
+        .contains("not by the approver key supplied"));
+}
+
+#[test]
+fn forged_replayed_or_altered_receipts_fail() {
+    for (how, name) in [
+        (Receipt::OtherKey, "other key"),
+        (Receipt::Replayed, "replayed"),
+        (Receipt::OtherAnswer, "other answer"),
+    ] {
+        let (_d, p) = tmp();
+        write_receipt_run(&p, how);
+        let r = check_approver(&p, Some(&approver()));
+        assert_eq!(r.status, Status::Invalid, "{name}");
+        let msg = &first(&r).message;
+        assert!(
+            msg.contains("does not verify") || msg.contains("not by the approver key"),
+            "{name}: {msg}"
+        );
+    }
+    // A receipt altered in place: the chain breaks, and the signature no
+    // longer verifies once the chain is recomputed.
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::Good);
+    let mut lines = read_lines(&p);
+    let i = find(&lines, "resolution", 0);
+    let v = jcs::parse(&lines[i], jcs::Mode::Strict).expect("canonical");
+    let sig = v
+        .get("receipt")
+        .and_then(|r| r.get("sig"))
+        .and_then(|s| s.as_str())
+        .expect("sig")
+        .to_string();
+    let mut raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sig).unwrap();
+    raw[5] ^= 1;
+    let altered = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+    lines[i] = lines[i].replace(&sig, &altered);
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check_approver(&p, None);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems
+            .iter()
+            .any(|f| f.message.contains("does not verify for this escalation")),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn an_allow_without_a_receipt_fails_only_when_an_approver_key_is_required() {
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::None);
+    assert_eq!(check_approver(&p, None).status, Status::Valid);
+    let r = check_approver(&p, Some(&approver()));
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        first(&r).message.contains("allowed without a receipt"),
+        "{}",
+        first(&r).message
+    );
 }

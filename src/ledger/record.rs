@@ -164,6 +164,9 @@ pub struct ResolutionEntry<'a> {
     pub peer: Option<(u32, i32)>,
     /// `once`, or `run` (a grant for the rest of the run).
     pub scope: &'a str,
+    /// An approver's signed receipt: (public key, signature over
+    /// [`super::receipt_message`]).
+    pub receipt: Option<([u8; 32], [u8; 64])>,
 }
 
 /// How a run ended. The writer adds the counts.
@@ -525,6 +528,12 @@ pub(crate) fn encode_resolution(
     if let Some(p) = prev {
         put(&mut m, "prev", Value::String(hex_hash(p).into()));
     }
+    if let Some((key, sig)) = &r.receipt {
+        let mut rc = Vec::with_capacity(2);
+        put(&mut rc, "key", Value::String(B64.encode(key).into()));
+        put(&mut rc, "sig", Value::String(B64.encode(sig).into()));
+        put(&mut m, "receipt", Value::Object(rc));
+    }
     put(&mut m, "request", u64s(r.request));
     put(&mut m, "scope", s(r.scope));
     put(&mut m, "seq", u64s(seq));
@@ -691,6 +700,9 @@ pub enum Body {
     Resolution {
         request: u64,
         escalation: u64,
+        allowed: bool,
+        scope: String,
+        receipt: Option<([u8; 32], [u8; 64])>,
     },
     Epoch {
         epoch: u64,
@@ -842,6 +854,7 @@ fn known(kind: &str, k: &str) -> bool {
             "peer_uid",
             "peer_pid",
             "scope",
+            "receipt",
         ],
         "epoch" => &["time", "epoch", "key"],
         "checkpoint" => &["note", "final"],
@@ -1141,24 +1154,46 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 other => return Err(format!("unknown resolver {other:?}")),
             }
             let escalation = f.u64("escalation")?;
-            match f.str("outcome")? {
-                "allowed" | "refused" => {}
+            let allowed = match f.str("outcome")? {
+                "allowed" => true,
+                "refused" => false,
                 other => return Err(format!("unknown resolution outcome {other:?}")),
-            }
+            };
             f.int("peer_pid")?;
             if f.opt("peer_uid").is_some() {
                 f.used -= 1;
                 f.u64("peer_uid")?;
             }
+            let receipt = match f.opt("receipt") {
+                None => None,
+                Some(Value::Object(rm)) => {
+                    let mut rf = Fields::new(rm);
+                    let key = b64_32(rf.str("key")?)
+                        .ok_or("`receipt.key` must be a base64 32-byte key")?;
+                    let sig = B64
+                        .decode(rf.str("sig")?)
+                        .ok()
+                        .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok())
+                        .ok_or("`receipt.sig` must be a base64 64-byte signature")?;
+                    if rf.used != rm.len() {
+                        return Err("unexpected member in `receipt`".into());
+                    }
+                    Some((key, sig))
+                }
+                Some(_) => return Err("`receipt` must be an object".into()),
+            };
             let request = f.u64("request")?;
-            match f.str("scope")? {
-                "once" | "run" => {}
+            let scope = match f.str("scope")? {
+                s @ ("once" | "run") => s.to_string(),
                 other => return Err(format!("unknown grant scope {other:?}")),
-            }
+            };
             check_time(&mut f)?;
             Body::Resolution {
                 request,
                 escalation,
+                allowed,
+                scope,
+                receipt,
             }
         }
         Kind::Epoch => {

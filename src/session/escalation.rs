@@ -77,6 +77,9 @@ pub struct Answer {
     pub allow: bool,
     pub scope: Scope,
     pub by: By,
+    /// An approver's signed receipt: (public key, signature over
+    /// [`ledger::receipt_message`]), checked before it is accepted.
+    pub receipt: Option<([u8; 32], [u8; 64])>,
 }
 
 /// What a grant compares (see the module documentation).
@@ -121,6 +124,8 @@ pub struct Pending {
     pub pid: i32,
     pub since: Instant,
     pub deadline: Instant,
+    /// The hash of the escalation record, once written.
+    pub record_hash: Option<[u8; 32]>,
     answer: Option<Answer>,
 }
 
@@ -216,6 +221,7 @@ impl Escalations {
                 pid,
                 since,
                 deadline,
+                record_hash: None,
                 answer: None,
             },
         );
@@ -232,6 +238,7 @@ impl Escalations {
                     allow: false,
                     scope: Scope::Once,
                     by: By::Withdrawn,
+                    receipt: None,
                 };
             };
             if let Some(a) = p.answer {
@@ -243,6 +250,7 @@ impl Escalations {
                     allow: false,
                     scope: Scope::Once,
                     by: By::Timeout,
+                    receipt: None,
                 };
             }
             if !still_waiting() {
@@ -250,6 +258,7 @@ impl Escalations {
                     allow: false,
                     scope: Scope::Once,
                     by: By::Withdrawn,
+                    receipt: None,
                 };
             }
             let slice = (p.deadline - now).min(Duration::from_millis(100));
@@ -263,6 +272,13 @@ impl Escalations {
         answer
     }
 
+    /// The escalation record of request `id` was written with this hash.
+    pub fn set_record_hash(&self, id: u64, h: [u8; 32]) {
+        if let Some(p) = lock(&self.table).pending.get_mut(&id) {
+            p.record_hash = Some(h);
+        }
+    }
+
     /// Records a standing grant made by the answer to `request`.
     pub fn add_grant(&self, g: Grant) {
         lock(&self.table).grants.push(g);
@@ -274,6 +290,21 @@ impl Escalations {
         let mut t = lock(&self.table);
         match t.pending.get_mut(&id) {
             Some(p) if p.answer.is_none() => {
+                if let Some((key, sig)) = &a.receipt {
+                    let Some(h) = p.record_hash else {
+                        return Err(format!("request {id} is not on record yet"));
+                    };
+                    let msg = ledger::receipt_message(&h, a.allow, a.scope.as_str());
+                    let ok = ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|k| {
+                        k.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(sig))
+                            .is_ok()
+                    });
+                    if !ok {
+                        return Err(format!(
+                            "the receipt does not match request {id} and this answer"
+                        ));
+                    }
+                }
                 p.answer = Some(a);
                 self.changed.notify_all();
                 Ok(())
@@ -451,7 +482,10 @@ impl Session {
             deadline_ns: wall_ns(deadline),
         });
         let esc_seq = match asked {
-            Ok(s) => s,
+            Ok((s, h)) => {
+                esc.set_record_hash(id, h);
+                s
+            }
             Err(e) => {
                 esc.cancel(id);
                 record_error(self, &e);
@@ -488,6 +522,7 @@ impl Session {
             by: a.by.as_str(),
             peer,
             scope: a.scope.as_str(),
+            receipt: a.receipt,
         });
         if let Err(e) = resolved {
             record_error(self, &e);
@@ -719,6 +754,7 @@ mod tests {
                 allow: true,
                 scope: Scope::Once,
                 by,
+                receipt: None,
             },
         )
         .unwrap();
@@ -728,7 +764,8 @@ mod tests {
                 Answer {
                     allow: false,
                     scope: Scope::Once,
-                    by
+                    by,
+                    receipt: None,
                 }
             )
             .is_err());

@@ -106,6 +106,7 @@ impl Terminal {
                                 allow,
                                 scope,
                                 by: By::Terminal { uid, pid },
+                                receipt: None,
                             });
                         }
                         None => {
