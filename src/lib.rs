@@ -14,9 +14,12 @@
 //!   tracee, resolving paths, answering, exec confirmation.
 //! - [`session`]: one supervised run; the only place that joins the three and
 //!   the place that fails closed.
+//! - [`approval`]: the socket through which a human answers held
+//!   escalations, and who may use it.
 //! - [`cli`]: argument parsing, output and exit codes.
 
 pub mod action;
+pub mod approval;
 pub mod cli;
 pub mod ledger;
 pub mod policy;

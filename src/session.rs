@@ -24,6 +24,9 @@ use crate::ledger::{
 use crate::policy::Policy;
 use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
+pub mod escalation;
+pub mod prompt;
+
 /// What an `escalate` verdict becomes while no human can be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnEscalate {
@@ -31,6 +34,11 @@ pub enum OnEscalate {
     Block,
     /// Allow, and record that it was allowed without approval.
     Allow,
+    /// Hold the call until a human answers through the approval socket,
+    /// or its deadline passes (then block).
+    Wait,
+    /// As `Wait`, and ask on the supervisor's terminal too.
+    Prompt,
 }
 
 impl OnEscalate {
@@ -38,6 +46,8 @@ impl OnEscalate {
         match self {
             OnEscalate::Block => "block",
             OnEscalate::Allow => "allow",
+            OnEscalate::Wait => "wait",
+            OnEscalate::Prompt => "prompt",
         }
     }
 }
@@ -53,6 +63,10 @@ pub struct SessionConfig {
     pub keys_dir: PathBuf,
     /// Print one line per refusal on stderr.
     pub report_blocks: bool,
+    /// How long a held escalation waits for its answer.
+    pub escalate_timeout: std::time::Duration,
+    /// Most escalations held at once; beyond, new ones are blocked.
+    pub max_pending: usize,
 }
 
 /// Rule ids of the built-in protections.
@@ -63,12 +77,15 @@ pub mod builtin {
     pub const SIGNAL: &str = "lexecon.self-protect.signal";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
+    pub const APPROVAL: &str = "lexecon.self-protect.approval";
 }
 
 /// Paths the tree may never open.
 struct Protected {
     keys_dir: PathBuf,
     ledger_file: PathBuf,
+    /// The approval socket (see [`crate::approval`]).
+    approval_socket: PathBuf,
     /// The ledger's directory, when it is dedicated to the ledger (neither
     /// the workspace nor one of its ancestors): nothing may be written in it.
     ledger_dir: Option<PathBuf>,
@@ -88,7 +105,7 @@ impl Protected {
                 builtin::KEYS,
                 "the ledger's signing keys are off limits to the supervised tree",
             )
-        } else if p == self.ledger_file {
+        } else if p == self.ledger_file || p == self.approval_socket {
             (
                 builtin::LEDGER,
                 "the ledger is written by the supervisor only",
@@ -217,6 +234,14 @@ pub struct Session {
     writer: Mutex<LedgerWriter>,
     report_blocks: bool,
     state: Mutex<State>,
+    escalations: Arc<escalation::Escalations>,
+    approval_server: Mutex<Option<crate::approval::Server>>,
+    approval_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    approval_stop: Arc<std::sync::atomic::AtomicBool>,
+    terminal: Mutex<Option<prompt::Terminal>>,
+    terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The ledger as given, for the hints printed to the user.
+    approval_ledger: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -311,8 +336,11 @@ impl Session {
             .map(Path::to_path_buf);
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
+        let approval_ledger = Some(writer.path().to_path_buf())
+            .filter(|p| p != Path::new(ledger::writer::DEFAULT_LEDGER));
         let protected = Protected {
             keys_dir: canonical_or_absolute(&cfg.keys_dir),
+            approval_socket: crate::approval::socket_path(&ledger_file),
             ledger_file,
             ledger_dir,
             supervisor_proc: PathBuf::from(format!("/proc/{pid}")),
@@ -328,6 +356,16 @@ impl Session {
                 writer: Mutex::new(writer),
                 report_blocks: cfg.report_blocks,
                 state: Mutex::new(State::default()),
+                escalations: Arc::new(escalation::Escalations::new(
+                    cfg.escalate_timeout,
+                    cfg.max_pending.max(1),
+                )),
+                approval_server: Mutex::new(None),
+                approval_thread: Mutex::new(None),
+                approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                terminal: Mutex::new(None),
+                terminal_thread: Mutex::new(None),
+                approval_ledger,
             },
             info.run_id,
         ))
@@ -409,6 +447,11 @@ impl Session {
                             .into(),
                     ),
                 ),
+                // Held escalations are resolved in `escalated`; an escalated
+                // exec seen only at its confirmation was never approved.
+                OnEscalate::Wait | OnEscalate::Prompt => {
+                    (refused, Some("escalation without an answer".into()))
+                }
             },
         }
     }
@@ -482,6 +525,7 @@ impl Session {
         run_id: String,
         failure: Option<String>,
     ) -> Summary {
+        self.approval_stop();
         let (exit_status, signal, mut note) = match outcome {
             supervisor::Outcome::Ran(Exit::Code(c)) => (Some(c), None, None),
             supervisor::Outcome::Ran(Exit::Signal(s)) => (None, Some(s), None),
@@ -529,6 +573,9 @@ impl Judge for Session {
         identity: Option<&Identity>,
     ) -> Ruling {
         let (decision, builtin) = self.decide(action, identity);
+        if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
+            return r;
+        }
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
         if let Some(what) = path_op_note(syscall) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
@@ -569,7 +616,9 @@ impl Judge for Session {
         requested: Option<&Action>,
     ) -> bool {
         let (decision, builtin) = self.decide(action, identity);
-        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Killed);
+        let (outcome, mut note) = self
+            .confirm_escalated(action, &decision, builtin)
+            .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));
         if requested.is_none() {
             let n = "no matching exec request was seen for this thread".to_string();
             note = Some(note.map_or(n.clone(), |m| format!("{m}; {n}")));
@@ -603,6 +652,9 @@ impl Judge for Session {
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
         let rule = if why.contains("aimed at the supervisor") {
             builtin::SIGNAL
+        } else if syscall == "connect" {
+            // Only the approval socket reports refused connections.
+            builtin::APPROVAL
         } else {
             builtin::UNDECODABLE
         };
@@ -642,6 +694,7 @@ impl Judge for Session {
     }
 
     fn tick(&self) {
+        self.approval_tick();
         if let Err(e) = lock(&self.writer).checkpoint_if_due() {
             let mut st = lock(&self.state);
             if st.first_record_error.is_none() {
@@ -659,7 +712,41 @@ pub fn run(
     command: &supervisor::Command,
     cwd: &Path,
 ) -> anyhow::Result<Summary> {
+    let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
+    let ask = cfg.on_escalate == OnEscalate::Prompt;
     let (session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
+    if wait {
+        let path = session.protected.approval_socket.clone();
+        match crate::approval::Server::bind(&path) {
+            Ok(s) => *lock(&session.approval_server) = Some(s),
+            Err(e) => {
+                let e =
+                    anyhow::anyhow!("cannot create the approval socket {}: {e}", path.display());
+                session.finish(
+                    supervisor::Outcome::NotStarted(libc::EIO),
+                    run_id,
+                    Some(e.to_string()),
+                );
+                return Err(e);
+            }
+        }
+    }
+    if ask {
+        match prompt::Terminal::open() {
+            Some(t) => *lock(&session.terminal) = Some(t),
+            None => {
+                let e = anyhow::anyhow!(
+                    "--on-escalate prompt needs a controlling terminal, and the supervisor has none (use wait and answer with `lexecon approve/deny`)"
+                );
+                session.finish(
+                    supervisor::Outcome::NotStarted(libc::EIO),
+                    run_id,
+                    Some(e.to_string()),
+                );
+                return Err(e);
+            }
+        }
+    }
     let session = Arc::new(session);
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
     let outcome = supervisor::run(command, judge);
@@ -714,11 +801,7 @@ impl Summary {
             c.decisions, self.mode, c.allowed, c.refused, c.killed
         );
         if c.escalate > 0 {
-            let _ = writeln!(
-                s,
-                "lexecon: {} escalations (no approver attached)",
-                c.escalate
-            );
+            let _ = writeln!(s, "lexecon: {} escalated actions", c.escalate);
         }
         if self.record_failures > 0 {
             let _ = writeln!(

@@ -17,8 +17,8 @@ use lexecon::ledger::note::{self, Checkpoint, NoteVerifier};
 use lexecon::ledger::proof;
 use lexecon::ledger::verify::{self, Check, KeySource, Report, Severity, Status};
 use lexecon::ledger::{
-    DecisionEntry, FileIdentity, HostKey, LedgerError, LedgerWriter, LockMode, Outcome, RunEnd,
-    RunHeader, Stage, SyncPolicy, WriterOptions,
+    DecisionEntry, EscalationEntry, FileIdentity, HostKey, LedgerError, LedgerWriter, LockMode,
+    Outcome, ResolutionEntry, RunEnd, RunHeader, Stage, SyncPolicy, WriterOptions,
 };
 
 // ------------------------------------------------------------------ helpers
@@ -945,13 +945,13 @@ fn tamper_end_counts_with_chain_recomputed() {
 fn tamper_unknown_record_kind_is_rejected_clearly() {
     let (_d, p, mut lines) = fixture();
     let i = find(&lines, "decision", 0);
-    lines[i] = set_field(&lines[i], "kind", Value::str("escalation"));
+    lines[i] = set_field(&lines[i], "kind", Value::str("approval"));
     write_lines(&p, &lines);
     let r = check(&p);
     let f = first(&r);
     assert_eq!((f.line, f.check), (i as u64 + 1, Check::Structure));
     assert!(
-        f.message.contains("unknown record kind \"escalation\""),
+        f.message.contains("unknown record kind \"approval\""),
         "{}",
         f.message
     );
@@ -1229,5 +1229,278 @@ fn tamper_remove_an_epoch_record_with_seq_and_chain_recomputed() {
             .contains("no epoch record declares the next epoch key"),
         "{}",
         f.message
+    );
+}
+
+// --------------------------------------------------- escalation records
+
+/// One run: an escalation, its resolution (when `resolve`), the decision.
+fn write_escalated_run(path: &Path, resolve: bool) {
+    let mut w = LedgerWriter::open(path, host_key(), opts(100)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let a = exec_action(0);
+    w.append_decision(&decision(&a, Verdict::Allow))
+        .expect("append");
+    let (asked, _) = w
+        .append_escalation(&EscalationEntry {
+            request: 1,
+            pid: 1000,
+            ppid: 999,
+            syscall: "execve",
+            action: &a,
+            rule: "ask",
+            reason: "a human decides",
+            deadline_ns: 1_800_000_000_000_000_000,
+        })
+        .expect("escalation");
+    if resolve {
+        w.append_resolution(&ResolutionEntry {
+            request: 1,
+            escalation: asked,
+            outcome: Outcome::Allowed,
+            by: "approver",
+            peer: Some((1000, 4242)),
+            scope: "run",
+            receipt: None,
+        })
+        .expect("resolution");
+        w.append_decision(&decision(&a, Verdict::Escalate))
+            .expect("append");
+    }
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+}
+
+#[test]
+fn escalation_and_resolution_records_verify() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, true);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    let lines = read_lines(&p);
+    let e = find(&lines, "escalation", 0);
+    let res = find(&lines, "resolution", 0);
+    assert!(e < res);
+    assert!(lines[res].contains("\"by\":\"approver\""), "{}", lines[res]);
+    assert!(lines[res].contains("\"scope\":\"run\""), "{}", lines[res]);
+    assert!(lines[e].contains("\"request\":\"1\""), "{}", lines[e]);
+}
+
+#[test]
+fn an_escalation_never_resolved_in_a_sealed_run_is_reported() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, false);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!(f.check, Check::Run);
+    assert!(
+        f.message.contains("never resolved: request 1"),
+        "{}",
+        f.message
+    );
+}
+
+#[test]
+fn tamper_a_resolution_is_detected() {
+    let (_d, p) = tmp();
+    write_escalated_run(&p, true);
+    let lines = read_lines(&p);
+    let i = find(&lines, "resolution", 0);
+
+    // Turned from allowed to refused: the chain breaks.
+    let mut edited = lines.clone();
+    edited[i] = edited[i].replace("\"outcome\":\"allowed\"", "\"outcome\":\"refused\"");
+    assert_ne!(edited[i], lines[i]);
+    write_lines(&p, &edited);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert_eq!(first(&r).line, i as u64 + 1);
+
+    // Pointed at another request, with the chain recomputed: the signed
+    // checkpoints no longer match, and the request is unknown.
+    let mut moved = lines.clone();
+    moved[i] = set_field(&moved[i], "request", Value::str("7"));
+    rechain(&mut moved, i);
+    write_lines(&p, &moved);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems
+            .iter()
+            .any(|f| f.message.contains("resolution of request 7")),
+        "{:?}",
+        r.problems
+    );
+
+    // Removed: the escalation is left unanswered (and the chain breaks).
+    let mut removed = lines.clone();
+    removed.remove(i);
+    write_lines(&p, &removed);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+}
+
+// ------------------------------------------------------- approval receipts
+
+fn approver() -> SigningKey {
+    SigningKey::from_bytes(&[11u8; 32])
+}
+
+/// How the receipt of the one allowed escalation is made.
+enum Receipt {
+    None,
+    /// By the approver, over this escalation and answer.
+    Good,
+    /// By another key.
+    OtherKey,
+    /// By the approver, over the other escalation of the run (a replay).
+    Replayed,
+    /// By the approver, for a refusal, recorded as an allow.
+    OtherAnswer,
+}
+
+fn write_receipt_run(path: &Path, how: Receipt) {
+    use ed25519_dalek::Signer as _;
+    let mut w = LedgerWriter::open(path, host_key(), opts(100)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let mut hashes = Vec::new();
+    let mut seqs = Vec::new();
+    for (i, a) in [exec_action(1), exec_action(2)].iter().enumerate() {
+        let (seq, hash) = w
+            .append_escalation(&EscalationEntry {
+                request: i as u64 + 1,
+                pid: 1000,
+                ppid: 999,
+                syscall: "execve",
+                action: a,
+                rule: "ask",
+                reason: "a human decides",
+                deadline_ns: 1_800_000_000_000_000_000,
+            })
+            .expect("escalation");
+        hashes.push(hash);
+        seqs.push(seq);
+    }
+    let sign = |k: &SigningKey, h: &Hash, allow: bool| {
+        let sig = k.sign(&lexecon::ledger::receipt_message(h, allow, "once"));
+        Some((k.verifying_key().to_bytes(), sig.to_bytes()))
+    };
+    let receipt = match how {
+        Receipt::None => None,
+        Receipt::Good => sign(&approver(), &hashes[0], true),
+        Receipt::OtherKey => sign(&SigningKey::from_bytes(&[12u8; 32]), &hashes[0], true),
+        Receipt::Replayed => sign(&approver(), &hashes[1], true),
+        Receipt::OtherAnswer => sign(&approver(), &hashes[0], false),
+    };
+    w.append_resolution(&ResolutionEntry {
+        request: 1,
+        escalation: seqs[0],
+        outcome: Outcome::Allowed,
+        by: "approver",
+        peer: Some((1000, 4242)),
+        scope: "once",
+        receipt,
+    })
+    .expect("resolution");
+    w.append_resolution(&ResolutionEntry {
+        request: 2,
+        escalation: seqs[1],
+        outcome: Outcome::Refused,
+        by: "timeout",
+        peer: None,
+        scope: "once",
+        receipt: None,
+    })
+    .expect("resolution");
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+}
+
+fn check_approver(path: &Path, approver: Option<&SigningKey>) -> Report {
+    let a = approver.map(|k| k.verifying_key());
+    verify::verify_file_with(path, Some(&pubkey()), a.as_ref()).expect("readable")
+}
+
+#[test]
+fn signed_receipts_verify_against_the_approver_key() {
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::Good);
+    let r = check_approver(&p, Some(&approver()));
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    // Another approver key is not the one that signed.
+    let r = check_approver(&p, Some(&SigningKey::from_bytes(&[13u8; 32])));
+    assert_eq!(r.status, Status::Invalid);
+    assert!(first(&r)
+        .message
+        .contains("not by the approver key supplied"));
+}
+
+#[test]
+fn forged_replayed_or_altered_receipts_fail() {
+    for (how, name) in [
+        (Receipt::OtherKey, "other key"),
+        (Receipt::Replayed, "replayed"),
+        (Receipt::OtherAnswer, "other answer"),
+    ] {
+        let (_d, p) = tmp();
+        write_receipt_run(&p, how);
+        let r = check_approver(&p, Some(&approver()));
+        assert_eq!(r.status, Status::Invalid, "{name}");
+        let msg = &first(&r).message;
+        assert!(
+            msg.contains("does not verify") || msg.contains("not by the approver key"),
+            "{name}: {msg}"
+        );
+    }
+    // A receipt altered in place: the chain breaks, and the signature no
+    // longer verifies once the chain is recomputed.
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::Good);
+    let mut lines = read_lines(&p);
+    let i = find(&lines, "resolution", 0);
+    let v = jcs::parse(&lines[i], jcs::Mode::Strict).expect("canonical");
+    let sig = v
+        .get("receipt")
+        .and_then(|r| r.get("sig"))
+        .and_then(|s| s.as_str())
+        .expect("sig")
+        .to_string();
+    let mut raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &sig).unwrap();
+    raw[5] ^= 1;
+    let altered = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+    lines[i] = lines[i].replace(&sig, &altered);
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check_approver(&p, None);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems
+            .iter()
+            .any(|f| f.message.contains("does not verify for this escalation")),
+        "{:?}",
+        r.problems
+    );
+}
+
+#[test]
+fn an_allow_without_a_receipt_fails_only_when_an_approver_key_is_required() {
+    let (_d, p) = tmp();
+    write_receipt_run(&p, Receipt::None);
+    assert_eq!(check_approver(&p, None).status, Status::Valid);
+    let r = check_approver(&p, Some(&approver()));
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        first(&r).message.contains("allowed without a receipt"),
+        "{}",
+        first(&r).message
     );
 }

@@ -21,6 +21,10 @@ pub struct InitKeysArgs {
     /// Overwrite an existing key pair.
     #[arg(long)]
     pub force: bool,
+    /// Create the approver's key pair (`approver.key`, `approver.pub`),
+    /// which signs answers to escalations (`approve --key`), not ledgers.
+    #[arg(long)]
+    pub approver: bool,
 }
 
 #[derive(Args, Debug)]
@@ -36,6 +40,10 @@ pub struct VerifyArgs {
     /// directory. Default: `.lexecon/ledger.pub` when it exists.
     #[arg(long)]
     pub pubkey: Option<PathBuf>,
+    /// Approver public key file (`approver.pub` from `init-keys --approver`):
+    /// every allowed escalation must then carry a valid receipt signed by it.
+    #[arg(long, value_name = "FILE")]
+    pub approver_pubkey: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -89,11 +97,23 @@ pub enum LedgerCommand {
 }
 
 pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
-    let public = keys::generate(&args.dir, args.force)?;
+    let (public, private_file, public_file) = if args.approver {
+        (
+            keys::generate_approver(&args.dir, args.force)?,
+            keys::APPROVER_PRIVATE_KEY_FILE,
+            keys::APPROVER_PUBLIC_KEY_FILE,
+        )
+    } else {
+        (
+            keys::generate(&args.dir, args.force)?,
+            keys::PRIVATE_KEY_FILE,
+            keys::PUBLIC_KEY_FILE,
+        )
+    };
     println!(
         "Created {} (private, mode 0600) and {}",
-        args.dir.join(keys::PRIVATE_KEY_FILE).display(),
-        args.dir.join(keys::PUBLIC_KEY_FILE).display()
+        args.dir.join(private_file).display(),
+        args.dir.join(public_file).display()
     );
     println!("Public key: {}", public.to_vkey());
     println!("Fingerprint: {}", public.fingerprint());
@@ -114,7 +134,18 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let report = match lg::verify_file(&args.ledger, key.as_ref().map(|k| k.verifying_key())) {
+    let approver = match &args.approver_pubkey {
+        Some(p) => match keys::load_public_key(p) {
+            Ok(k) => Some(k),
+            Err(e) => return unreadable(&args, &e),
+        },
+        None => None,
+    };
+    let report = match lg::verify_file_with(
+        &args.ledger,
+        key.as_ref().map(|k| k.verifying_key()),
+        approver.as_ref().map(|k| k.verifying_key()),
+    ) {
         Ok(r) => r,
         Err(e) => return unreadable(&args, &e),
     };

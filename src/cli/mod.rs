@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod approve;
 pub mod ledger;
 pub mod policy;
 pub mod supervise;
@@ -61,6 +62,12 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Validate and explain policies.
     Policy(policy::PolicyArgs),
+    /// List the escalations a supervised run is holding for an answer.
+    Pending(approve::PendingArgs),
+    /// Allow a held escalation.
+    Approve(approve::AnswerArgs),
+    /// Block a held escalation.
+    Deny(approve::AnswerArgs),
 }
 
 /// Entry point of the `lexecon` binary.
@@ -79,6 +86,9 @@ pub fn main_lexecon() -> ExitCode {
         Command::VerifyProof(args) => ledger::verify_proof(args),
         Command::Ledger(args) => ledger::ledger(args),
         Command::Policy(args) => policy::run(args),
+        Command::Pending(args) => approve::pending(args),
+        Command::Approve(args) => approve::answer(args, true),
+        Command::Deny(args) => approve::answer(args, false),
     };
     finish(result, failure)
 }

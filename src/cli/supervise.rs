@@ -33,8 +33,11 @@ pub enum EscalateArg {
     Block,
     /// Allow them, recorded as allowed without approval.
     Allow,
-    /// Hold them until a human answers (needs an approver; not available yet).
+    /// Hold them until a human answers with `lexecon approve/deny`, or the
+    /// timeout blocks them.
     Wait,
+    /// As `wait`, and ask on the supervisor's controlling terminal too.
+    Prompt,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -65,6 +68,12 @@ pub struct SuperviseArgs {
     /// What an `escalate` verdict does when no human is asked.
     #[arg(long, value_enum, default_value = "block")]
     pub on_escalate: EscalateArg,
+    /// How long a held escalation waits for an answer (seconds); then it is blocked.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub escalate_timeout: u64,
+    /// Most escalations held at once; beyond, new ones are blocked at once.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_pending: usize,
     /// Sign a checkpoint every N records.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub checkpoint_every: u64,
@@ -126,9 +135,6 @@ fn load_policy(
 }
 
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    if matches!(args.on_escalate, EscalateArg::Wait) {
-        bail!("--on-escalate wait is not implemented: holding an escalated call needs the approval channel, which this version does not have; use block or allow");
-    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let vars = vars_for(&cwd);
     let policy = load_policy(
@@ -169,10 +175,14 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         }),
         on_escalate: match args.on_escalate {
             EscalateArg::Allow => OnEscalate::Allow,
-            _ => OnEscalate::Block,
+            EscalateArg::Wait => OnEscalate::Wait,
+            EscalateArg::Prompt => OnEscalate::Prompt,
+            EscalateArg::Block => OnEscalate::Block,
         },
         keys_dir: keys,
         report_blocks: !args.quiet,
+        escalate_timeout: Duration::from_secs(args.escalate_timeout),
+        max_pending: args.max_pending.max(1),
     };
     let command = supervisor::Command {
         program,
@@ -284,6 +294,8 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         on_escalate: OnEscalate::Block,
         keys_dir: keys.clone(),
         report_blocks: true,
+        escalate_timeout: Duration::from_secs(60),
+        max_pending: 16,
     };
     let command = supervisor::Command {
         program: agent.clone(),

@@ -77,7 +77,8 @@ impl HostKey {
         &self.name
     }
 
-    pub(crate) fn signing_key(&self) -> &SigningKey {
+    /// The private key.
+    pub fn signing_key(&self) -> &SigningKey {
         &self.key
     }
 }
@@ -113,11 +114,35 @@ pub fn fingerprint(key: &VerifyingKey) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// The approver's key pair (`init-keys --approver`): it signs approval
+/// receipts, never ledgers.
+pub const APPROVER_PRIVATE_KEY_FILE: &str = "approver.key";
+pub const APPROVER_PUBLIC_KEY_FILE: &str = "approver.pub";
+
 /// Create a key pair in `dir` (created 0700 if missing): the private key
 /// mode 0600, the public key 0644. Refuses to overwrite unless `force`.
 pub fn generate(dir: &Path, force: bool) -> Result<PublicKey, LedgerError> {
-    let priv_path = dir.join(PRIVATE_KEY_FILE);
-    let pub_path = dir.join(PUBLIC_KEY_FILE);
+    generate_files(dir, force, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE)
+}
+
+/// As [`generate`], for the approver's key pair.
+pub fn generate_approver(dir: &Path, force: bool) -> Result<PublicKey, LedgerError> {
+    generate_files(
+        dir,
+        force,
+        APPROVER_PRIVATE_KEY_FILE,
+        APPROVER_PUBLIC_KEY_FILE,
+    )
+}
+
+fn generate_files(
+    dir: &Path,
+    force: bool,
+    private: &str,
+    public: &str,
+) -> Result<PublicKey, LedgerError> {
+    let priv_path = dir.join(private);
+    let pub_path = dir.join(public);
     if !force {
         for p in [&priv_path, &pub_path] {
             if fs::symlink_metadata(p).is_ok() {
@@ -180,7 +205,12 @@ fn write_new(path: &Path, mode: u32, data: &[u8], replace: bool) -> Result<(), L
 
 /// Load the private key from `dir/ledger.key`.
 pub fn load_signing_key(dir: &Path) -> Result<HostKey, LedgerError> {
-    let path = dir.join(PRIVATE_KEY_FILE);
+    load_signing_key_file(dir, &dir.join(PRIVATE_KEY_FILE))
+}
+
+/// Load a private key file (`dir` only names it in errors).
+pub fn load_signing_key_file(dir: &Path, path: &Path) -> Result<HostKey, LedgerError> {
+    let path = path.to_path_buf();
     let text = fs::read_to_string(&path).map_err(|e| LedgerError::MissingKey {
         dir: dir.to_path_buf(),
         reason: format!("cannot read {}: {e}", path.display()),

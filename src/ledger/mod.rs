@@ -26,9 +26,23 @@ use std::collections::BTreeMap;
 pub use error::LedgerError;
 pub use keys::{HostKey, PublicKey};
 pub use record::{
-    Counts, DecisionEntry, FileIdentity, Outcome, RefusalEntry, RunEnd, RunHeader, RunInfo, Stage,
+    Counts, DecisionEntry, EscalationEntry, FileIdentity, Outcome, RefusalEntry, ResolutionEntry,
+    RunEnd, RunHeader, RunInfo, Stage,
 };
-pub use verify::{verify_file, Report, Status};
+pub use verify::{verify_file, verify_file_with, Report, Status};
+
+/// The bytes an approver signs to answer one escalation: the hash of the
+/// escalation record (which names the action, rule, reason, request id and
+/// deadline, and through the chain the run id and policy hash), the answer
+/// and its scope. A receipt is valid for that record only.
+pub fn receipt_message(escalation: &merkle::Hash, allow: bool, scope: &str) -> Vec<u8> {
+    format!(
+        "lexecon approval receipt v1\n{}\n{}\n{scope}\n",
+        hex::encode(escalation),
+        if allow { "allow" } else { "deny" }
+    )
+    .into_bytes()
+}
 pub use writer::{recover, LedgerWriter, LockMode, Recovered, SyncPolicy, WriterOptions};
 
 /// Environment variables that identify a CI job, recorded in run headers.

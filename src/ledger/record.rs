@@ -133,6 +133,42 @@ pub struct RefusalEntry<'a> {
     pub errno: i32,
 }
 
+/// A question put to a human: an escalated action held until it is
+/// answered (a `resolution` record with the same request id follows).
+#[derive(Debug, Clone)]
+pub struct EscalationEntry<'a> {
+    /// The request id shown to the approver (unique within the run).
+    pub request: u64,
+    pub pid: i32,
+    pub ppid: i32,
+    pub syscall: &'a str,
+    pub action: &'a Action,
+    pub rule: &'a str,
+    pub reason: &'a str,
+    /// When the request times out (ns since the Unix epoch).
+    pub deadline_ns: u128,
+}
+
+/// The answer to an escalation.
+#[derive(Debug, Clone)]
+pub struct ResolutionEntry<'a> {
+    pub request: u64,
+    /// Sequence number of the escalation record answered.
+    pub escalation: u64,
+    /// `allowed` or `refused`.
+    pub outcome: Outcome,
+    /// Who answered: `approver` (the approval socket), `timeout`,
+    /// `withdrawn` (the caller went away), `end` (the run ended).
+    pub by: &'a str,
+    /// The approving peer's uid and pid, for `approver`.
+    pub peer: Option<(u32, i32)>,
+    /// `once`, or `run` (a grant for the rest of the run).
+    pub scope: &'a str,
+    /// An approver's signed receipt: (public key, signature over
+    /// [`super::receipt_message`]).
+    pub receipt: Option<([u8; 32], [u8; 64])>,
+}
+
 /// How a run ended. The writer adds the counts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunEnd {
@@ -331,15 +367,8 @@ pub(crate) fn encode_header(
     Value::Object(m).to_canonical().map_err(|e| e.to_string())
 }
 
-pub(crate) fn encode_decision(
-    seq: u64,
-    prev: Option<&Hash>,
-    time_ns: u128,
-    d: &DecisionEntry<'_>,
-    out: &mut String,
-) -> Result<(), String> {
-    // Members are pushed in canonical key order, so encoding needs no sort.
-    let action = match d.action {
+fn encode_action(action: &Action) -> Members<'_> {
+    match action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
             put(
@@ -367,7 +396,18 @@ pub(crate) fn encode_decision(
             put(&mut a, "path", os(o.path.as_os_str()));
             a
         }
-    };
+    }
+}
+
+pub(crate) fn encode_decision(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &DecisionEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members are pushed in canonical key order, so encoding needs no sort.
+    let action = encode_action(d.action);
     let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
     if let Some(id) = &d.identity {
@@ -428,6 +468,75 @@ pub(crate) fn encode_refusal(
     put(&mut m, "rule", s(r.rule));
     put(&mut m, "seq", u64s(seq));
     put(&mut m, "syscall", s(r.syscall));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_escalation(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    e: &EscalationEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(12);
+    put(&mut m, "action", Value::Object(encode_action(e.action)));
+    put(
+        &mut m,
+        "deadline",
+        Value::String(e.deadline_ns.to_string().into()),
+    );
+    put(&mut m, "kind", s("escalation"));
+    put(&mut m, "pid", int(e.pid.into()));
+    put(&mut m, "ppid", int(e.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(e.reason));
+    put(&mut m, "request", u64s(e.request));
+    put(&mut m, "rule", s(e.rule));
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "syscall", s(e.syscall));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_resolution(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    r: &ResolutionEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(11);
+    put(&mut m, "by", s(r.by));
+    put(&mut m, "escalation", u64s(r.escalation));
+    put(&mut m, "kind", s("resolution"));
+    put(&mut m, "outcome", s(r.outcome.as_str()));
+    if let Some((_, pid)) = r.peer {
+        put(&mut m, "peer_pid", int(pid.into()));
+    }
+    if let Some((uid, _)) = r.peer {
+        put(&mut m, "peer_uid", u64s(uid.into()));
+    }
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    if let Some((key, sig)) = &r.receipt {
+        let mut rc = Vec::with_capacity(2);
+        put(&mut rc, "key", Value::String(B64.encode(key).into()));
+        put(&mut rc, "sig", Value::String(B64.encode(sig).into()));
+        put(&mut m, "receipt", Value::Object(rc));
+    }
+    put(&mut m, "request", u64s(r.request));
+    put(&mut m, "scope", s(r.scope));
+    put(&mut m, "seq", u64s(seq));
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
     Value::Object(m)
         .write_canonical(out)
@@ -545,6 +654,8 @@ pub enum Kind {
     Run,
     Decision,
     Refusal,
+    Escalation,
+    Resolution,
     Epoch,
     Checkpoint,
     End,
@@ -557,6 +668,8 @@ impl Kind {
             Kind::Run => "run",
             Kind::Decision => "decision",
             Kind::Refusal => "refusal",
+            Kind::Escalation => "escalation",
+            Kind::Resolution => "resolution",
             Kind::Epoch => "epoch",
             Kind::Checkpoint => "checkpoint",
             Kind::End => "end",
@@ -581,6 +694,16 @@ pub enum Body {
         outcome: Outcome,
     },
     Refusal,
+    Escalation {
+        request: u64,
+    },
+    Resolution {
+        request: u64,
+        escalation: u64,
+        allowed: bool,
+        scope: String,
+        receipt: Option<([u8; 32], [u8; 64])>,
+    },
     Epoch {
         epoch: u64,
         key: [u8; 32],
@@ -719,6 +842,20 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "escalation" => &[
+            "time", "pid", "ppid", "syscall", "action", "rule", "reason", "request", "deadline",
+        ],
+        "resolution" => &[
+            "time",
+            "request",
+            "escalation",
+            "outcome",
+            "by",
+            "peer_uid",
+            "peer_pid",
+            "scope",
+            "receipt",
+        ],
         "epoch" => &["time", "epoch", "key"],
         "checkpoint" => &["note", "final"],
         "end" => &[
@@ -899,13 +1036,15 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "run" => Kind::Run,
         "decision" => Kind::Decision,
         "refusal" => Kind::Refusal,
+        "escalation" => Kind::Escalation,
+        "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
         "checkpoint" => Kind::Checkpoint,
         "end" => Kind::End,
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -994,6 +1133,68 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("syscall")?;
             check_time(&mut f)?;
             Body::Refusal
+        }
+        Kind::Escalation => {
+            // In key order (see `Fields::next`).
+            check_action(f.req("action")?)?;
+            f.u64("deadline")?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            let request = f.u64("request")?;
+            f.str("rule")?;
+            f.str("syscall")?;
+            check_time(&mut f)?;
+            Body::Escalation { request }
+        }
+        Kind::Resolution => {
+            // In key order (see `Fields::next`).
+            match f.str("by")? {
+                "approver" | "timeout" | "withdrawn" | "end" | "terminal" => {}
+                other => return Err(format!("unknown resolver {other:?}")),
+            }
+            let escalation = f.u64("escalation")?;
+            let allowed = match f.str("outcome")? {
+                "allowed" => true,
+                "refused" => false,
+                other => return Err(format!("unknown resolution outcome {other:?}")),
+            };
+            f.int("peer_pid")?;
+            if f.opt("peer_uid").is_some() {
+                f.used -= 1;
+                f.u64("peer_uid")?;
+            }
+            let receipt = match f.opt("receipt") {
+                None => None,
+                Some(Value::Object(rm)) => {
+                    let mut rf = Fields::new(rm);
+                    let key = b64_32(rf.str("key")?)
+                        .ok_or("`receipt.key` must be a base64 32-byte key")?;
+                    let sig = B64
+                        .decode(rf.str("sig")?)
+                        .ok()
+                        .and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok())
+                        .ok_or("`receipt.sig` must be a base64 64-byte signature")?;
+                    if rf.used != rm.len() {
+                        return Err("unexpected member in `receipt`".into());
+                    }
+                    Some((key, sig))
+                }
+                Some(_) => return Err("`receipt` must be an object".into()),
+            };
+            let request = f.u64("request")?;
+            let scope = match f.str("scope")? {
+                s @ ("once" | "run") => s.to_string(),
+                other => return Err(format!("unknown grant scope {other:?}")),
+            };
+            check_time(&mut f)?;
+            Body::Resolution {
+                request,
+                escalation,
+                allowed,
+                scope,
+                receipt,
+            }
         }
         Kind::Epoch => {
             check_time(&mut f)?;

@@ -207,17 +207,37 @@ impl Report {
 /// report says so ([`KeySource::LedgerHeader`]). Errors only when the file
 /// cannot be read.
 pub fn verify_file(path: &Path, pubkey: Option<&VerifyingKey>) -> Result<Report, LedgerError> {
+    verify_file_with(path, pubkey, None)
+}
+
+/// As [`verify_file`]; with `approver`, every allowed escalation must carry
+/// a valid receipt signed by that key.
+pub fn verify_file_with(
+    path: &Path,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+) -> Result<Report, LedgerError> {
     let f = File::open(path).map_err(|e| LedgerError::io("open ledger", path, e))?;
-    verify_reader(BufReader::with_capacity(256 * 1024, f), pubkey)
+    verify_reader_with(BufReader::with_capacity(256 * 1024, f), pubkey, approver)
         .map_err(|e| LedgerError::io("read ledger", path, e))
 }
 
 /// Verify a ledger from any buffered reader (see [`verify_file`]).
 pub fn verify_reader<R: BufRead>(
-    mut r: R,
+    r: R,
     pubkey: Option<&VerifyingKey>,
 ) -> Result<Report, std::io::Error> {
+    verify_reader_with(r, pubkey, None)
+}
+
+/// As [`verify_reader`], with an approver key (see [`verify_file_with`]).
+pub fn verify_reader_with<R: BufRead>(
+    mut r: R,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+) -> Result<Report, std::io::Error> {
     let mut v = Verifier::new(pubkey.copied());
+    v.approver = approver.copied();
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
@@ -257,10 +277,50 @@ struct Unit {
     end_line: Option<u64>,
     root_failed: bool,
     tally: Counts,
+    /// Escalations not yet answered: request id → (seq, line, record hash).
+    open_escalations: std::collections::BTreeMap<u64, (u64, u64, Hash)>,
+}
+
+/// A resolution's receipt against the escalation it answers: `Some(problem)`.
+/// With `approver`, an allowed resolution needs a valid receipt by that key.
+fn check_receipt(
+    escalation: &Hash,
+    allowed: bool,
+    scope: &str,
+    receipt: Option<&([u8; 32], [u8; 64])>,
+    approver: Option<&VerifyingKey>,
+) -> Option<String> {
+    match receipt {
+        Some((key, sig)) => {
+            let Ok(k) = VerifyingKey::from_bytes(key) else {
+                return Some("the receipt's key is not a valid Ed25519 key".into());
+            };
+            let msg = super::receipt_message(escalation, allowed, scope);
+            let sig = ed25519_dalek::Signature::from_bytes(sig);
+            if k.verify_strict(&msg, &sig).is_err() {
+                return Some(
+                    "the approval receipt does not verify for this escalation and answer (forged, altered or replayed)".into(),
+                );
+            }
+            match approver {
+                Some(a) if a.as_bytes() != key => Some(format!(
+                    "the approval receipt is signed by key {}, not by the approver key supplied",
+                    &super::keys::fingerprint(&k)[..16]
+                )),
+                _ => None,
+            }
+        }
+        None if allowed && approver.is_some() => Some(
+            "an escalation was allowed without a receipt from the approver key supplied".into(),
+        ),
+        None => None,
+    }
 }
 
 struct Verifier {
     pubkey: Option<VerifyingKey>,
+    /// With `--approver-pubkey`: allowed escalations need its receipt.
+    approver: Option<VerifyingKey>,
     line_no: u64,
     expect_seq: u64,
     prev_hash: Option<Hash>,
@@ -276,6 +336,7 @@ impl Verifier {
     fn new(pubkey: Option<VerifyingKey>) -> Verifier {
         Verifier {
             pubkey,
+            approver: None,
             line_no: 0,
             expect_seq: 0,
             prev_hash: None,
@@ -600,6 +661,7 @@ impl Verifier {
                     end_line: None,
                     root_failed: false,
                     tally: Counts::default(),
+                    open_escalations: Default::default(),
                 });
             }
             Body::Recovery {
@@ -667,6 +729,7 @@ impl Verifier {
                     end_line: None,
                     root_failed: false,
                     tally: Counts::default(),
+                    open_escalations: Default::default(),
                 });
             }
             Body::Decision { verdict, outcome } => {
@@ -701,6 +764,50 @@ impl Verifier {
                 }
                 _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
             },
+            Body::Escalation { request } => {
+                let msg = match self.unit.as_mut() {
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => u
+                        .open_escalations
+                        .insert(*request, (p.seq, line, h))
+                        .map(|(s, _, _)| {
+                            format!("escalation request {request} is already pending (seq {s})")
+                        }),
+                    _ => Some("an escalation outside an open run".into()),
+                };
+                if let Some(m) = msg {
+                    self.bad(seq, Check::Run, m);
+                }
+            }
+            Body::Resolution {
+                request,
+                escalation,
+                allowed,
+                scope,
+                receipt,
+            } => {
+                let approver = self.approver;
+                let msg = match self.unit.as_mut() {
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                        match u.open_escalations.get(request) {
+                            Some((s, _, eh)) if s == escalation => {
+                                let eh = *eh;
+                                u.open_escalations.remove(request);
+                                check_receipt(&eh, *allowed, scope, receipt.as_ref(), approver.as_ref())
+                            }
+                            Some((s, _, _)) => Some(format!(
+                                "the resolution of request {request} names escalation seq {escalation}, but that request was asked at seq {s}"
+                            )),
+                            None => Some(format!(
+                                "a resolution of request {request} (escalation seq {escalation}) with no earlier unanswered escalation in this run"
+                            )),
+                        }
+                    }
+                    _ => Some("a resolution outside an open run".into()),
+                };
+                if let Some(m) = msg {
+                    self.bad(seq, Check::Run, m);
+                }
+            }
             Body::Epoch { epoch, key } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
@@ -733,6 +840,21 @@ impl Verifier {
                 Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
                     u.end_line = Some(line);
                     let tally = u.tally;
+                    let unanswered: Vec<String> = u
+                        .open_escalations
+                        .iter()
+                        .map(|(r, (s, l, _))| format!("request {r} (seq {s}, line {l})"))
+                        .collect();
+                    if !unanswered.is_empty() {
+                        self.bad(
+                            seq,
+                            Check::Run,
+                            format!(
+                                "the run ended with escalations never resolved: {}",
+                                unanswered.join(", ")
+                            ),
+                        );
+                    }
                     if *counts != tally {
                         self.bad(
                             seq,

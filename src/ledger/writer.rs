@@ -451,6 +451,62 @@ impl LedgerWriter {
         Ok(seq)
     }
 
+    /// Appends an escalation record (a held question) and signs a
+    /// checkpoint right after it: the question is on record before anyone
+    /// is asked. Returns its seq and its hash (what approval receipts sign).
+    pub fn append_escalation(
+        &mut self,
+        e: &super::record::EscalationEntry<'_>,
+    ) -> Result<(u64, Hash), LedgerError> {
+        let mut hash = None;
+        let seq = self.append_signed_then(
+            |seq, prev, buf| record::encode_escalation(seq, prev, now_ns(), e, buf),
+            |w| hash = w.last_hash,
+        )?;
+        let hash = hash.ok_or_else(|| LedgerError::Misuse("no record hash".into()))?;
+        Ok((seq, hash))
+    }
+
+    /// Appends a resolution record (the answer to an escalation) and signs a
+    /// checkpoint right after it.
+    pub fn append_resolution(
+        &mut self,
+        r: &super::record::ResolutionEntry<'_>,
+    ) -> Result<u64, LedgerError> {
+        self.append_signed(|seq, prev, buf| record::encode_resolution(seq, prev, now_ns(), r, buf))
+    }
+
+    fn append_signed(
+        &mut self,
+        encode: impl FnOnce(u64, Option<&Hash>, &mut String) -> Result<(), String>,
+    ) -> Result<u64, LedgerError> {
+        self.append_signed_then(encode, |_| {})
+    }
+
+    /// As `append_signed`; `written` sees the writer right after the record
+    /// (before its checkpoint).
+    fn append_signed_then(
+        &mut self,
+        encode: impl FnOnce(u64, Option<&Hash>, &mut String) -> Result<(), String>,
+        written: impl FnOnce(&Self),
+    ) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "a record appended outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        encode(seq, prev.as_ref(), &mut self.buf).map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        run.oldest_pending.get_or_insert_with(Instant::now);
+        self.emit()?;
+        written(self);
+        self.checkpoint(CheckpointKind::Regular)?;
+        Ok(seq)
+    }
+
     /// Sign a checkpoint if records have waited longer than T. Call it from
     /// an idle loop.
     pub fn checkpoint_if_due(&mut self) -> Result<(), LedgerError> {

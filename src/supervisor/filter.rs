@@ -60,6 +60,7 @@ pub mod nr {
     pub const PROCESS_VM_WRITEV: u32 = 311;
     pub const KCMP: u32 = 312;
     pub const SECCOMP: u32 = 317;
+    pub const IOCTL: u32 = 16;
     pub const KEXEC_FILE_LOAD: u32 = 320;
     pub const BPF: u32 = 321;
     pub const EXECVEAT: u32 = 322;
@@ -224,6 +225,8 @@ pub const CLONE_NEW_MASK: u32 = (libc::CLONE_NEWNS
 
 const SECCOMP_SET_MODE_FILTER: u32 = 1;
 const F_SETSIG: u32 = 10;
+/// ioctl(2) that pushes bytes into a terminal's input queue.
+const TIOCSTI: u32 = 0x5412;
 const SECCOMP_FILTER_FLAG_NEW_LISTENER: u32 = 1 << 3;
 
 pub const RET_ALLOW: u32 = 0x7fff_0000;
@@ -324,11 +327,19 @@ pub fn build() -> Vec<Insn> {
         // the supervisor included; F_SETSIG would make that SIGKILL. The
         // default SIGIO is ignored by the supervisor.
         Item::Mark("fcntl"),
-        jeq(nr::FCNTL, Next, Allow),
+        jeq(nr::FCNTL, Next, At("ioctl")),
         Item::Load(off_arg_lo(1)),
         jeq(F_SETSIG, Next, Allow),
         Item::Load(off_arg_lo(2)),
         jeq(0, Allow, Errno(libc::EPERM)),
+        // ioctl(fd, TIOCSTI, …): refused. The tree shares the supervisor's
+        // terminal; with TIOCSTI it could type into it, e.g. an answer to
+        // the escalation prompt. (The command is an unsigned int: the low
+        // 32 bits are what the kernel compares.)
+        Item::Mark("ioctl"),
+        jeq(nr::IOCTL, Next, Allow),
+        Item::Load(off_arg_lo(1)),
+        jeq(TIOCSTI, Errno(libc::EPERM), Allow),
         Item::Ret(RET_ALLOW),
     ]);
     assemble(p)
@@ -589,6 +600,27 @@ mod tests {
         ] {
             let args = [3, cmd as u64, 9, 0, 0, 0];
             assert_eq!(run(nr::FCNTL, AUDIT_ARCH_X86_64, args), RET_ALLOW, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn tiocsti_is_denied_other_ioctls_allowed() {
+        let sti = [0, 0x5412, 0x7fff_0000, 0, 0, 0];
+        assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, sti), errno(libc::EPERM));
+        // Upper bits of the command are ignored by the kernel, and here.
+        let sti_high = [0, 0xffff_ffff_0000_5412, 0, 0, 0, 0];
+        assert_eq!(
+            run(nr::IOCTL, AUDIT_ARCH_X86_64, sti_high),
+            errno(libc::EPERM)
+        );
+        for cmd in [
+            libc::TCGETS,
+            libc::TIOCGWINSZ,
+            libc::FIONREAD,
+            libc::TIOCSPGRP,
+        ] {
+            let args = [0, cmd, 0, 0, 0, 0];
+            assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, args), RET_ALLOW, "{cmd}");
         }
     }
 

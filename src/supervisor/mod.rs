@@ -58,7 +58,16 @@ pub enum Ruling {
     Allow,
     /// Fail the call with this errno.
     Deny(i32),
+    /// The answer needs a human. Nothing is carried out: the supervisor
+    /// hands the notification to a thread of its own and handles it again
+    /// from the start there (read, resolve, judge), where [`Judge::judge`]
+    /// may block until the answer comes ([`held_call_waiting`] tells it
+    /// apart). The asking thread stays in the kernel meanwhile; the loop
+    /// serves everyone else.
+    Hold,
 }
+
+pub use notify::held_call_waiting;
 
 /// Decides about calls. Implemented by the session; called from the
 /// supervisor's threads, so it must be `Send + Sync`. Every method returns
@@ -270,6 +279,8 @@ fn run_inner(
     // Wakes both the notification loop and the signal thread at once.
     let _ = sys::eventfd_signal(stop.as_fd());
     let _ = server.join();
+    // Held calls end when their callers do: the tree is gone.
+    notify::join_held(&shared);
     let _ = signals.join();
     drop(tty);
     outcome

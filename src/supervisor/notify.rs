@@ -15,6 +15,7 @@
 //!   (their arguments are integers: nothing to rewrite after the check).
 //! - anything undecodable: refused with the errno the kernel would give.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::io;
@@ -39,6 +40,26 @@ use super::{Caller, Judge, Ruling};
 /// beyond it such opens fail with `EAGAIN` rather than stall the loop.
 const MAX_BLOCKING_OPENS: usize = 64;
 
+/// Most calls held for a human at once, whatever the judge's own limit;
+/// beyond it a held call is refused with `EAGAIN`.
+const MAX_HELD: usize = 256;
+
+thread_local! {
+    /// On a thread that handles one held call: its listener and id.
+    static HELD: RefCell<Option<(Arc<Listener>, u64)>> = const { RefCell::new(None) };
+}
+
+/// `None` on the loop thread (a judge must not block there: answer
+/// [`Ruling::Hold`]); on the thread of a held call, whether that call is
+/// still waiting in the kernel (`false` once the caller was killed).
+pub fn held_call_waiting() -> Option<bool> {
+    HELD.with(|h| {
+        h.borrow()
+            .as_ref()
+            .map(|(listener, id)| listener.id_valid(*id))
+    })
+}
+
 /// State shared between the notification loop and the tracer.
 pub struct Shared {
     pub judge: Arc<dyn Judge>,
@@ -55,6 +76,8 @@ pub struct Shared {
     /// The supervisor runs as root: opens switch to the caller's credentials.
     pub privileged: bool,
     blocking: AtomicUsize,
+    /// Threads of held calls, joined at the end of the run.
+    held: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Shared {
@@ -72,6 +95,7 @@ impl Shared {
             // SAFETY: geteuid takes no arguments.
             privileged: unsafe { libc::geteuid() } == 0,
             blocking: AtomicUsize::new(0),
+            held: Mutex::new(Vec::new()),
         })
     }
 
@@ -203,6 +227,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         }
     };
     let result = match answer {
+        Answer::Hold => hold(listener, shared, n),
         Answer::Deny(errno) => listener.deny(n.id, errno),
         Answer::Continue => listener.continue_call(n.id),
         Answer::Value(v) => listener.reply(n.id, v),
@@ -214,7 +239,47 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let _ = result;
 }
 
+/// Hands a notification whose answer needs a human to a thread of its own,
+/// which handles it again from the start and answers it.
+fn hold(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) -> io::Result<()> {
+    if HELD.with(|h| h.borrow().is_some()) {
+        // Already on a held call's thread: the judge must decide here.
+        return listener.deny(n.id, libc::EPERM);
+    }
+    let mut held = lock(&shared.held);
+    held.retain(|t| !t.is_finished());
+    if held.len() >= MAX_HELD {
+        return listener.deny(n.id, libc::EAGAIN);
+    }
+    let l = Arc::clone(listener);
+    let s = Arc::clone(shared);
+    let id = n.id;
+    let spawned = std::thread::Builder::new()
+        .name("lexecon-held".into())
+        .spawn(move || {
+            HELD.with(|h| *h.borrow_mut() = Some((Arc::clone(&l), id)));
+            handle(&l, &s, n);
+        });
+    match spawned {
+        Ok(t) => {
+            held.push(t);
+            Ok(())
+        }
+        Err(_) => listener.deny(id, libc::EAGAIN),
+    }
+}
+
+/// Waits for the threads of held calls.
+pub(super) fn join_held(shared: &Shared) {
+    let threads = std::mem::take(&mut *lock(&shared.held));
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
 pub(super) enum Answer {
+    /// Handle again on a thread that may wait for a human.
+    Hold,
     Deny(i32),
     Continue,
     /// Completed by the supervisor with this return value.
@@ -321,6 +386,7 @@ fn open(
             .judge(caller, o.syscall, &action, identity.as_ref())
         {
             Ruling::Deny(errno) => return Answer::Deny(errno),
+            Ruling::Hold => return Answer::Hold,
             Ruling::Allow => {}
         }
         if flags & libc::O_PATH != 0 {
@@ -519,6 +585,7 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
         .judge(caller, x.syscall, &action, identity.as_ref())
     {
         Ruling::Deny(errno) => Answer::Deny(errno),
+        Ruling::Hold => Answer::Hold,
         Ruling::Allow => {
             lock(&shared.pending_exec).insert(caller.tid, action);
             Answer::Continue

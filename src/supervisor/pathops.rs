@@ -121,8 +121,10 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
         });
         shared.judge.judge(caller, r.syscall, &action, identity)
     };
-    if let Ruling::Deny(e) = judge(&first, first_access, Some(&identity)) {
-        return Answer::Deny(e);
+    match judge(&first, first_access, Some(&identity)) {
+        Ruling::Deny(e) => return Answer::Deny(e),
+        Ruling::Hold => return Answer::Hold,
+        Ruling::Allow => {}
     }
     if let Some(s) = &second {
         let access = if exchange {
@@ -137,8 +139,10 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
             ino: st.st_ino,
             sha256: None,
         });
-        if let Ruling::Deny(e) = judge(s, access, id2.as_ref()) {
-            return Answer::Deny(e);
+        match judge(s, access, id2.as_ref()) {
+            Ruling::Deny(e) => return Answer::Deny(e),
+            Ruling::Hold => return Answer::Hold,
+            Ruling::Allow => {}
         }
     }
     match perform(r, &first, second.as_ref()) {

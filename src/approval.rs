@@ -1,0 +1,353 @@
+//! The approval channel: a unix socket of the running supervisor through
+//! which `lexecon pending`, `lexecon approve` and `lexecon deny` list and
+//! answer held escalations.
+//!
+//! **Where.** Next to the ledger: `<ledger>.approval.sock` (for the default
+//! ledger, `.audit/ledger.jsonl.approval.sock`), mode 0600, created when a
+//! run with `--on-escalate wait` starts and removed when it ends. A stale
+//! socket left by a killed run is replaced: the ledger's lock guarantees
+//! that no other run of the same ledger is alive. Both ends reach it through
+//! an `O_PATH` descriptor of the directory (`/proc/self/fd/N/NAME`), so the
+//! 108-byte limit of socket paths does not apply to the ledger's path.
+//!
+//! **Who may answer.** Every connection is authenticated with
+//! `SO_PEERCRED` (filled in by the kernel at `connect(2)`, not forgeable by
+//! the peer). A peer is refused when:
+//! - its uid is neither the supervisor's nor root's; or
+//! - it is part of the supervised tree: its `TracerPid` is the supervisor
+//!   (every process of the tree is ptrace-attached to the supervisor from
+//!   its fork until it exits, and a tracee cannot detach itself), or the
+//!   supervisor is among its ancestors (orphans of the tree are re-parented
+//!   to the supervisor, a subreaper); or
+//! - its `/proc` entry cannot be read (fail closed).
+//!
+//! `connect(2)` is not a judged call, so the tree *can* connect: the check
+//! above is what stops it, and the refusal is recorded in the ledger (a
+//! `refusal` record, rule `lexecon.self-protect.approval`). The tree cannot
+//! replace the socket either: writing, renaming over or removing it is
+//! refused by the built-in rule `lexecon.self-protect.ledger`.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::session::escalation::{Answer, By, Escalations, Scope};
+
+/// Longest request line accepted.
+const MAX_REQUEST: u64 = 4096;
+
+/// The approval socket of the run writing `ledger`.
+pub fn socket_path(ledger: &Path) -> PathBuf {
+    let mut name = ledger.file_name().unwrap_or_default().to_os_string();
+    name.push(".approval.sock");
+    ledger.with_file_name(name)
+}
+
+/// An `O_PATH` descriptor of `path`'s directory and the address that names
+/// `path` through it.
+fn via_dir(path: &Path) -> io::Result<(OwnedFd, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("the socket path has no file name"))?;
+    let fd: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?
+        .into();
+    let addr = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(name);
+    Ok((fd, addr))
+}
+
+/// The listening socket of a run.
+pub struct Server {
+    listener: UnixListener,
+    path: PathBuf,
+    _dir: OwnedFd,
+}
+
+impl Server {
+    /// Creates the socket at `path` (mode 0600), replacing a stale one.
+    pub fn bind(path: &Path) -> io::Result<Server> {
+        let (dir, addr) = via_dir(path)?;
+        match std::fs::symlink_metadata(&addr) {
+            Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                std::fs::remove_file(&addr)?
+            }
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} exists and is not a socket",
+                    path.display()
+                )))
+            }
+            Err(_) => {}
+        }
+        let listener = UnixListener::bind(&addr)?;
+        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(addr.as_os_str()))
+            .map_err(io::Error::other)?;
+        // SAFETY: c is a NUL-terminated path; chmod takes no other pointer.
+        if unsafe { libc::chmod(c.as_ptr(), 0o600) } != 0 {
+            let e = io::Error::last_os_error();
+            let _ = std::fs::remove_file(&addr);
+            return Err(e);
+        }
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            path: path.to_path_buf(),
+            _dir: dir,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves requests until `stop` is set; removes the socket then.
+    pub fn serve(self, table: Arc<Escalations>, stop: Arc<AtomicBool>) {
+        // SAFETY: getpid has no preconditions.
+        let me = unsafe { libc::getpid() };
+        while !stop.load(Ordering::SeqCst) {
+            let mut pfd = libc::pollfd {
+                fd: self.listener.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, 100) };
+            if n <= 0 {
+                continue;
+            }
+            while let Ok((stream, _)) = self.listener.accept() {
+                let _ = serve_one(stream, &table, me);
+            }
+        }
+        if let Ok((_d, addr)) = via_dir(&self.path) {
+            let _ = std::fs::remove_file(addr);
+        }
+    }
+}
+
+/// uid and pid of the peer of `s`, from the kernel.
+fn peer_cred(s: &UnixStream) -> io::Result<(u32, i32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.uid, cred.pid))
+}
+
+fn status_field(pid: i32, field: &str) -> io::Result<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/{pid}/status")))
+}
+
+/// Why `pid` may not answer, or `None` when it may. `me` is the supervisor.
+pub fn refuse_reason(pid: i32, uid: u32, me: i32) -> Option<String> {
+    // SAFETY: getuid has no preconditions.
+    let own = unsafe { libc::getuid() };
+    if uid != own && uid != 0 {
+        return Some(format!("peer uid {uid} is not the supervisor's ({own})"));
+    }
+    if pid <= 0 {
+        return Some("the peer's pid is unknown".into());
+    }
+    let is_me = |t: i32| t == me || crate::supervisor::procfs::is_own_task(t);
+    match status_field(pid, "TracerPid:") {
+        Ok(t) if t != 0 && is_me(t) => {
+            return Some(format!(
+                "pid {pid} is part of the supervised tree (traced by the supervisor)"
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Some(format!("cannot read the peer's /proc entry: {e}")),
+    }
+    let mut p = pid;
+    for _ in 0..4096 {
+        if p == me {
+            return Some(format!(
+                "pid {pid} is part of the supervised tree (a descendant of the supervisor)"
+            ));
+        }
+        if p <= 1 {
+            return None;
+        }
+        p = match status_field(p, "PPid:") {
+            Ok(pp) => pp,
+            Err(e) => return Some(format!("cannot read the peer's ancestry: {e}")),
+        };
+    }
+    Some("the peer's ancestry is too deep".into())
+}
+
+fn serve_one(stream: UnixStream, table: &Escalations, me: i32) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let mut out = stream.try_clone()?;
+    let reply = match peer_cred(&stream) {
+        Err(e) => json!({"ok": false, "error": format!("cannot identify the peer: {e}")}),
+        Ok((uid, pid)) => match refuse_reason(pid, uid, me) {
+            Some(why) => {
+                let ppid = status_field(pid, "PPid:").unwrap_or(0);
+                table.note_refused_peer(pid, ppid, uid, why.clone());
+                json!({"ok": false, "error": format!("refused: {why}")})
+            }
+            None => {
+                let mut line = String::new();
+                BufReader::new(io::Read::take(&stream, MAX_REQUEST)).read_line(&mut line)?;
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(req) => answer(&req, table, uid, pid),
+                    Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+                }
+            }
+        },
+    };
+    out.write_all(format!("{reply}\n").as_bytes())?;
+    // Let a refused peer finish writing its request (unread) before the
+    // socket closes, so that it reads the refusal rather than EPIPE.
+    // At most 200 ms in all, however slowly it writes.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + Duration::from_millis(200);
+    let mut buf = [0u8; 512];
+    let mut left = MAX_REQUEST;
+    while left > 0 {
+        let Some(t) = until
+            .checked_duration_since(Instant::now())
+            .filter(|t| !t.is_zero())
+        else {
+            break;
+        };
+        stream.set_read_timeout(Some(t))?;
+        match io::Read::read(&mut &stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n as u64),
+        }
+    }
+    Ok(())
+}
+
+fn answer(req: &Value, table: &Escalations, uid: u32, pid: i32) -> Value {
+    match req["op"].as_str() {
+        Some("pending") => {
+            let now = Instant::now();
+            let list: Vec<Value> = table
+                .list()
+                .iter()
+                .map(|p| {
+                    json!({
+                        "id": p.id,
+                        "age_ms": now.saturating_duration_since(p.since).as_millis() as u64,
+                        "left_ms": p.deadline.saturating_duration_since(now).as_millis() as u64,
+                        "action": p.what,
+                        "rule": p.rule,
+                        "reason": p.reason,
+                        "pid": p.pid,
+                    })
+                })
+                .collect();
+            json!({"ok": true, "pending": list})
+        }
+        Some("answer") => {
+            let (Some(id), Some(allow)) = (req["id"].as_u64(), req["allow"].as_bool()) else {
+                return json!({"ok": false, "error": "bad request: `id` and `allow` are needed"});
+            };
+            let scope = if req["for_run"].as_bool() == Some(true) {
+                Scope::Run
+            } else {
+                Scope::Once
+            };
+            let receipt = match (
+                req["receipt"]["key"].as_str(),
+                req["receipt"]["sig"].as_str(),
+            ) {
+                (Some(k), Some(s)) => {
+                    use base64::Engine as _;
+                    let b64 = base64::engine::general_purpose::STANDARD;
+                    let key = b64
+                        .decode(k)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    let sig = b64
+                        .decode(s)
+                        .ok()
+                        .and_then(|b| <[u8; 64]>::try_from(b).ok());
+                    match (key, sig) {
+                        (Some(k), Some(s)) => Some((k, s)),
+                        _ => return json!({"ok": false, "error": "bad request: malformed receipt"}),
+                    }
+                }
+                _ => None,
+            };
+            let a = Answer {
+                allow,
+                scope,
+                by: By::Approver { uid, pid },
+                receipt,
+            };
+            match table.answer(id, a) {
+                Ok(()) => json!({"ok": true}),
+                Err(e) => json!({"ok": false, "error": e}),
+            }
+        }
+        _ => json!({"ok": false, "error": "bad request: unknown op"}),
+    }
+}
+
+/// Sends one request to the run writing `ledger`; its reply.
+pub fn request(ledger: &Path, req: &Value) -> anyhow::Result<Value> {
+    use anyhow::Context;
+    let path = socket_path(ledger);
+    let (_dir, addr) = via_dir(&path)
+        .with_context(|| format!("no supervised run is waiting at {}", path.display()))?;
+    let mut s = UnixStream::connect(&addr).with_context(|| {
+        format!(
+            "cannot reach the supervisor at {} (is a run with --on-escalate wait using this ledger?)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    // A refused peer is answered without being read: its write may fail
+    // (EPIPE) while the reply is already waiting to be read.
+    let _ = s.write_all(format!("{req}\n").as_bytes());
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let v: Value = serde_json::from_str(&line).context("the supervisor's reply is not JSON")?;
+    if v["ok"].as_bool() != Some(true) {
+        anyhow::bail!(
+            "{}",
+            v["error"]
+                .as_str()
+                .unwrap_or("the supervisor refused the request")
+        );
+    }
+    Ok(v)
+}

@@ -1,0 +1,776 @@
+//! Held escalations: the table of questions waiting for a human, their
+//! answers, and the grants "for the rest of this run".
+//!
+//! A held request is answered by the approval socket ([`crate::approval`]),
+//! or by its deadline (blocked), or because its caller went away (blocked).
+//!
+//! **Same action** (what a grant covers): a grant made for the answer to one
+//! request covers later actions that were escalated by the *same rule* and
+//! are:
+//! - for an exec: the same program path (resolved, as recorded) and the
+//!   same argv, byte for byte (argv\[0\] included; the cwd is not compared);
+//! - for an open (and the calls judged as opens): the same resolved path and
+//!   exactly the same set of access flags.
+//!
+//! Nothing else: a different argument, another file, or the same file with
+//! one more access flag is a new question.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::sync::Arc;
+
+use super::{builtin, describe, lock, path_op_note, OnEscalate, Session};
+use crate::action::{Access, Action, Decision, Mode, Verdict};
+use crate::ledger::{self, Outcome, Stage};
+use crate::supervisor::{self, Caller, Identity, Ruling};
+
+/// Who answered a held request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    /// `lexecon approve/deny` over the approval socket, from this peer.
+    Approver { uid: u32, pid: i32 },
+    /// The deadline passed.
+    Timeout,
+    /// The caller went away (killed) before an answer.
+    Withdrawn,
+    /// Typed at the supervisor's terminal (`--on-escalate prompt`).
+    Terminal { uid: u32, pid: i32 },
+}
+
+impl By {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            By::Approver { .. } => "approver",
+            By::Timeout => "timeout",
+            By::Withdrawn => "withdrawn",
+            By::Terminal { .. } => "terminal",
+        }
+    }
+}
+
+/// How long an answer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// This request only.
+    Once,
+    /// This request and every later escalation of the same action by the
+    /// same rule in this run.
+    Run,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Once => "once",
+            Scope::Run => "run",
+        }
+    }
+}
+
+/// The answer to a held request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub allow: bool,
+    pub scope: Scope,
+    pub by: By,
+    /// An approver's signed receipt: (public key, signature over
+    /// [`ledger::receipt_message`]), checked before it is accepted.
+    pub receipt: Option<([u8; 32], [u8; 64])>,
+}
+
+/// What a grant compares (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKey {
+    Exec { path: PathBuf, argv: Vec<OsString> },
+    Open { path: PathBuf, access: Access },
+}
+
+impl ActionKey {
+    pub fn of(action: &Action) -> ActionKey {
+        match action {
+            Action::Exec(x) => ActionKey::Exec {
+                path: x.path.clone(),
+                argv: x.argv.clone(),
+            },
+            Action::Open(o) => ActionKey::Open {
+                path: o.path.clone(),
+                access: o.access,
+            },
+        }
+    }
+}
+
+/// A standing answer for the rest of the run.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The request whose answer made it.
+    pub request: u64,
+    pub allow: bool,
+    pub rule: String,
+    pub key: ActionKey,
+}
+
+/// A request waiting for its answer, as listed by `lexecon pending`.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: u64,
+    pub what: String,
+    pub rule: String,
+    pub reason: String,
+    pub pid: i32,
+    pub since: Instant,
+    pub deadline: Instant,
+    /// The hash of the escalation record, once written.
+    pub record_hash: Option<[u8; 32]>,
+    answer: Option<Answer>,
+}
+
+#[derive(Default)]
+struct Table {
+    next_id: u64,
+    pending: BTreeMap<u64, Pending>,
+    grants: Vec<Grant>,
+    /// Execs allowed by an approval, not yet confirmed at the exec event.
+    approved_execs: Vec<(ActionKey, u64)>,
+    /// Peers refused by the approval socket, waiting to be recorded.
+    refused_peers: Vec<(i32, i32, u32, String)>,
+}
+
+/// The held requests of one run.
+pub struct Escalations {
+    pub timeout: Duration,
+    pub max_pending: usize,
+    table: Mutex<Table>,
+    changed: Condvar,
+}
+
+/// `t` as ns since the Unix epoch.
+pub fn wall_ns(t: Instant) -> u128 {
+    let now = Instant::now();
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let wall = if t >= now {
+        wall + (t - now)
+    } else {
+        wall.saturating_sub(now - t)
+    };
+    wall.as_nanos()
+}
+
+/// Why a request could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+impl Escalations {
+    pub fn new(timeout: Duration, max_pending: usize) -> Escalations {
+        Escalations {
+            timeout,
+            max_pending,
+            table: Mutex::new(Table {
+                next_id: 1,
+                ..Table::default()
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The standing grant covering `action` escalated by `rule`, if any
+    /// (the latest one wins).
+    pub fn grant_for(&self, rule: &str, action: &Action) -> Option<Grant> {
+        let key = ActionKey::of(action);
+        lock(&self.table)
+            .grants
+            .iter()
+            .rev()
+            .find(|g| g.rule == rule && g.key == key)
+            .cloned()
+    }
+
+    pub fn is_full(&self) -> bool {
+        lock(&self.table).pending.len() >= self.max_pending
+    }
+
+    /// Registers a request; its id and deadline.
+    pub fn register(
+        &self,
+        what: String,
+        rule: &str,
+        reason: &str,
+        pid: i32,
+    ) -> Result<(u64, Instant), Full> {
+        let mut t = lock(&self.table);
+        if t.pending.len() >= self.max_pending {
+            return Err(Full);
+        }
+        let id = t.next_id;
+        t.next_id += 1;
+        let since = Instant::now();
+        let deadline = since + self.timeout;
+        t.pending.insert(
+            id,
+            Pending {
+                id,
+                what,
+                rule: rule.to_string(),
+                reason: reason.to_string(),
+                pid,
+                since,
+                deadline,
+                record_hash: None,
+                answer: None,
+            },
+        );
+        Ok((id, deadline))
+    }
+
+    /// Waits for the answer to request `id`; `still_waiting` says whether the
+    /// caller is still there. The request leaves the table.
+    pub fn wait(&self, id: u64, still_waiting: impl Fn() -> bool) -> Answer {
+        let mut t = lock(&self.table);
+        let answer = loop {
+            let Some(p) = t.pending.get(&id) else {
+                break Answer {
+                    allow: false,
+                    scope: Scope::Once,
+                    by: By::Withdrawn,
+                    receipt: None,
+                };
+            };
+            if let Some(a) = p.answer {
+                break a;
+            }
+            let now = Instant::now();
+            if now >= p.deadline {
+                break Answer {
+                    allow: false,
+                    scope: Scope::Once,
+                    by: By::Timeout,
+                    receipt: None,
+                };
+            }
+            if !still_waiting() {
+                break Answer {
+                    allow: false,
+                    scope: Scope::Once,
+                    by: By::Withdrawn,
+                    receipt: None,
+                };
+            }
+            let slice = (p.deadline - now).min(Duration::from_millis(100));
+            t = self
+                .changed
+                .wait_timeout(t, slice)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        t.pending.remove(&id);
+        answer
+    }
+
+    /// The escalation record of request `id` was written with this hash.
+    pub fn set_record_hash(&self, id: u64, h: [u8; 32]) {
+        if let Some(p) = lock(&self.table).pending.get_mut(&id) {
+            p.record_hash = Some(h);
+        }
+    }
+
+    /// Records a standing grant made by the answer to `request`.
+    pub fn add_grant(&self, g: Grant) {
+        lock(&self.table).grants.push(g);
+    }
+
+    /// Answers request `id`. `Err` when no such request is pending (or it
+    /// was already answered).
+    pub fn answer(&self, id: u64, a: Answer) -> Result<(), String> {
+        let mut t = lock(&self.table);
+        match t.pending.get_mut(&id) {
+            Some(p) if p.answer.is_none() => {
+                if let Some((key, sig)) = &a.receipt {
+                    let Some(h) = p.record_hash else {
+                        return Err(format!("request {id} is not on record yet"));
+                    };
+                    let msg = ledger::receipt_message(&h, a.allow, a.scope.as_str());
+                    let ok = ed25519_dalek::VerifyingKey::from_bytes(key).is_ok_and(|k| {
+                        k.verify_strict(&msg, &ed25519_dalek::Signature::from_bytes(sig))
+                            .is_ok()
+                    });
+                    if !ok {
+                        return Err(format!(
+                            "the receipt does not match request {id} and this answer"
+                        ));
+                    }
+                }
+                p.answer = Some(a);
+                self.changed.notify_all();
+                Ok(())
+            }
+            Some(_) => Err(format!("request {id} is already answered")),
+            None => Err(format!("no pending request {id}")),
+        }
+    }
+
+    /// Whether request `id` still waits for an answer.
+    pub fn is_pending(&self, id: u64) -> bool {
+        lock(&self.table)
+            .pending
+            .get(&id)
+            .is_some_and(|p| p.answer.is_none() && p.deadline > Instant::now())
+    }
+
+    /// The unanswered requests, oldest first.
+    pub fn list(&self) -> Vec<Pending> {
+        let now = Instant::now();
+        lock(&self.table)
+            .pending
+            .values()
+            .filter(|p| p.answer.is_none() && p.deadline > now)
+            .cloned()
+            .collect()
+    }
+
+    /// An exec allowed by the answer to `request` will be confirmed at the
+    /// exec event.
+    pub fn expect_exec(&self, action: &Action, request: u64) {
+        lock(&self.table)
+            .approved_execs
+            .push((ActionKey::of(action), request));
+    }
+
+    /// The request whose approval covers the exec now committed, if any
+    /// (consumed).
+    pub fn take_approved_exec(&self, action: &Action) -> Option<u64> {
+        let key = ActionKey::of(action);
+        let mut t = lock(&self.table);
+        let i = t.approved_execs.iter().position(|(k, _)| *k == key)?;
+        Some(t.approved_execs.remove(i).1)
+    }
+
+    /// A connection refused by the approval socket: (pid, parent, uid, why).
+    pub fn note_refused_peer(&self, pid: i32, ppid: i32, uid: u32, why: String) {
+        lock(&self.table).refused_peers.push((pid, ppid, uid, why));
+        self.changed.notify_all();
+    }
+
+    pub fn take_refused_peers(&self) -> Vec<(i32, i32, u32, String)> {
+        std::mem::take(&mut lock(&self.table).refused_peers)
+    }
+}
+
+impl Escalations {
+    /// Drops request `id` unanswered (its question could not be recorded).
+    pub fn cancel(&self, id: u64) {
+        lock(&self.table).pending.remove(&id);
+    }
+}
+
+fn record_error(session: &Session, e: &crate::ledger::LedgerError) {
+    let mut st = super::lock(&session.state);
+    st.record_failures += 1;
+    if st.first_record_error.is_none() {
+        let msg = e.to_string();
+        eprintln!("lexecon: cannot write the ledger: {msg}; refusing actions until records can be written");
+        st.first_record_error = Some(msg);
+    }
+}
+
+impl Session {
+    /// Whether an `escalate` verdict is held for a human in this run.
+    fn holds(&self, decision: &Decision, builtin: bool) -> bool {
+        decision.verdict == Verdict::Escalate
+            && !builtin
+            && self.mode == Mode::Enforce
+            && matches!(self.on_escalate, OnEscalate::Wait | OnEscalate::Prompt)
+    }
+
+    /// The ruling on an escalated call when escalations are held; `None`
+    /// when they are not (the verdict is carried out as usual).
+    pub(super) fn escalated(
+        &self,
+        caller: &Caller,
+        syscall: &'static str,
+        action: &Action,
+        identity: Option<&Identity>,
+        decision: &Decision,
+        builtin: bool,
+    ) -> Option<Ruling> {
+        if !self.holds(decision, builtin) {
+            return None;
+        }
+        let esc = &self.escalations;
+        let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
+        let with_op = |n: String| match path_op_note(syscall) {
+            Some(w) => format!("{w}; {n}"),
+            None => n,
+        };
+        let conclude = |outcome: Outcome, note: String| -> Ruling {
+            let seq = self.record(
+                caller,
+                action,
+                Stage::Request,
+                decision,
+                outcome,
+                identity,
+                Some(with_op(note)),
+            );
+            if outcome != Outcome::Allowed {
+                self.report(seq, action, &rule, "blocked");
+                return Ruling::Deny(libc::EPERM);
+            }
+            match seq {
+                Some(_) => Ruling::Allow,
+                None => {
+                    self.report(
+                        None,
+                        action,
+                        builtin::RECORD_FAILED,
+                        "blocked (ledger write failed)",
+                    );
+                    Ruling::Deny(libc::EPERM)
+                }
+            }
+        };
+        if let Some(g) = esc.grant_for(&rule, action) {
+            return Some(if g.allow {
+                conclude(
+                    Outcome::Allowed,
+                    format!(
+                        "allowed by the grant for this run made by escalation request {}",
+                        g.request
+                    ),
+                )
+            } else {
+                conclude(
+                    Outcome::Refused,
+                    format!(
+                        "blocked by the refusal for this run made by escalation request {}",
+                        g.request
+                    ),
+                )
+            });
+        }
+        let full = || {
+            format!(
+                "escalation blocked at once: {} requests are already waiting for an answer (--max-pending)",
+                esc.max_pending
+            )
+        };
+        if supervisor::held_call_waiting().is_none() {
+            // On the loop thread: hand the call to a thread that may wait.
+            if esc.is_full() {
+                return Some(conclude(Outcome::Refused, full()));
+            }
+            return Some(Ruling::Hold);
+        }
+        let what = describe(action);
+        let (id, deadline) = match esc.register(what.clone(), &rule, &decision.reason, caller.pid) {
+            Ok(x) => x,
+            Err(Full) => return Some(conclude(Outcome::Refused, full())),
+        };
+        let asked = lock(&self.writer).append_escalation(&ledger::EscalationEntry {
+            request: id,
+            pid: caller.pid,
+            ppid: caller.ppid,
+            syscall,
+            action,
+            rule: &rule,
+            reason: &decision.reason,
+            deadline_ns: wall_ns(deadline),
+        });
+        let esc_seq = match asked {
+            Ok((s, h)) => {
+                esc.set_record_hash(id, h);
+                s
+            }
+            Err(e) => {
+                esc.cancel(id);
+                record_error(self, &e);
+                self.report(
+                    None,
+                    action,
+                    builtin::RECORD_FAILED,
+                    "blocked (ledger write failed)",
+                );
+                return Some(Ruling::Deny(libc::EPERM));
+            }
+        };
+        let ledger_hint = self.approval_hint();
+        eprintln!(
+            "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {rule}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
+            caller.pid,
+            decision.reason,
+            self.escalations.timeout.as_secs()
+        );
+        let a = esc.wait(id, || supervisor::held_call_waiting().unwrap_or(false));
+        let outcome = if a.allow {
+            Outcome::Allowed
+        } else {
+            Outcome::Refused
+        };
+        let peer = match a.by {
+            By::Approver { uid, pid } | By::Terminal { uid, pid } => Some((uid, pid)),
+            _ => None,
+        };
+        let resolved = lock(&self.writer).append_resolution(&ledger::ResolutionEntry {
+            request: id,
+            escalation: esc_seq,
+            outcome,
+            by: a.by.as_str(),
+            peer,
+            scope: a.scope.as_str(),
+            receipt: a.receipt,
+        });
+        if let Err(e) = resolved {
+            record_error(self, &e);
+            self.report(
+                None,
+                action,
+                builtin::RECORD_FAILED,
+                "blocked (ledger write failed)",
+            );
+            return Some(Ruling::Deny(libc::EPERM));
+        }
+        if a.scope == Scope::Run {
+            esc.add_grant(Grant {
+                request: id,
+                allow: a.allow,
+                rule: rule.clone(),
+                key: ActionKey::of(action),
+            });
+        }
+        let verb = if a.allow { "approved" } else { "denied" };
+        let note = match a.by {
+            By::Approver { uid, pid } => format!(
+                "escalation request {id} {verb} by `lexecon {}` (uid {uid}, pid {pid}){}",
+                if a.allow { "approve" } else { "deny" },
+                if a.scope == Scope::Run {
+                    ", for the rest of this run"
+                } else {
+                    ""
+                }
+            ),
+            By::Terminal { uid, .. } => format!(
+                "escalation request {id} {verb} at the supervisor's terminal (uid {uid}){}",
+                if a.scope == Scope::Run {
+                    ", for the rest of this run"
+                } else {
+                    ""
+                }
+            ),
+            By::Timeout => format!(
+                "escalation request {id} timed out after {} s: blocked",
+                esc.timeout.as_secs()
+            ),
+            By::Withdrawn => {
+                format!("escalation request {id} withdrawn: the caller went away")
+            }
+        };
+        let ruling = conclude(outcome, note);
+        if ruling == Ruling::Allow && matches!(action, Action::Exec(_)) {
+            esc.expect_exec(action, id);
+        }
+        Some(ruling)
+    }
+
+    /// At the exec event, an escalated program runs only if it was approved
+    /// at its request (or by a grant for this run); `None` when escalations
+    /// are not held.
+    pub(super) fn confirm_escalated(
+        &self,
+        action: &Action,
+        decision: &Decision,
+        builtin: bool,
+    ) -> Option<(Outcome, Option<String>)> {
+        if !self.holds(decision, builtin) {
+            return None;
+        }
+        let rule = decision.rule.as_deref().unwrap_or("default");
+        if let Some(id) = self.escalations.take_approved_exec(action) {
+            return Some((
+                Outcome::Allowed,
+                Some(format!("the exec approved by escalation request {id}")),
+            ));
+        }
+        match self.escalations.grant_for(rule, action) {
+            Some(g) if g.allow => Some((
+                Outcome::Allowed,
+                Some(format!(
+                    "allowed by the grant for this run made by escalation request {}",
+                    g.request
+                )),
+            )),
+            _ => Some((
+                Outcome::Killed,
+                Some("an escalated program with no approval at its request".into()),
+            )),
+        }
+    }
+
+    fn approval_hint(&self) -> String {
+        match &self.approval_ledger {
+            Some(l) => format!(" --ledger {}", l.display()),
+            None => String::new(),
+        }
+    }
+
+    /// Starts the approval socket's thread (once, from a supervisor thread,
+    /// after the command was forked) and records refused peers.
+    pub(super) fn approval_tick(&self) {
+        if let Some(server) = lock(&self.approval_server).take() {
+            let table = Arc::clone(&self.escalations);
+            let stop = Arc::clone(&self.approval_stop);
+            let spawned = std::thread::Builder::new()
+                .name("lexecon-approval".into())
+                .spawn(move || server.serve(table, stop));
+            match spawned {
+                Ok(t) => *lock(&self.approval_thread) = Some(t),
+                Err(e) => eprintln!("lexecon: cannot start the approval socket: {e}"),
+            }
+        }
+        if let Some(terminal) = lock(&self.terminal).take() {
+            let table = Arc::clone(&self.escalations);
+            let stop = Arc::clone(&self.approval_stop);
+            let spawned = std::thread::Builder::new()
+                .name("lexecon-prompt".into())
+                .spawn(move || terminal.serve(table, stop));
+            match spawned {
+                Ok(t) => *lock(&self.terminal_thread) = Some(t),
+                Err(e) => eprintln!("lexecon: cannot start the terminal prompt: {e}"),
+            }
+        }
+        self.record_refused_peers();
+    }
+
+    /// Records the connections the approval socket refused.
+    fn record_refused_peers(&self) {
+        let peers = self.escalations.take_refused_peers();
+        for (pid, ppid, uid, why) in peers {
+            let reason = format!("approval socket: connection by uid {uid} refused: {why}");
+            super::Judge::refused(
+                self,
+                &Caller {
+                    tid: pid,
+                    pid,
+                    ppid,
+                },
+                "connect",
+                &reason,
+                libc::EPERM,
+            );
+        }
+    }
+
+    /// Stops the approval socket (removes it).
+    pub(super) fn approval_stop(&self) {
+        self.approval_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = lock(&self.approval_thread).take() {
+            let _ = t.join();
+        }
+        if let Some(t) = lock(&self.terminal_thread).take() {
+            let _ = t.join();
+        }
+        if let Some(server) = lock(&self.approval_server).take() {
+            // Never started: remove the socket.
+            server.serve(
+                Arc::clone(&self.escalations),
+                Arc::clone(&self.approval_stop),
+            );
+        }
+        self.record_refused_peers();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::{ExecAction, OpenAction};
+
+    fn exec(argv: &[&str]) -> Action {
+        Action::Exec(ExecAction {
+            path: PathBuf::from("/usr/bin/git"),
+            argv: argv.iter().map(OsString::from).collect(),
+            cwd: PathBuf::from("/w"),
+            sha256: None,
+        })
+    }
+
+    #[test]
+    fn grants_cover_the_same_action_by_the_same_rule_only() {
+        let e = Escalations::new(Duration::from_secs(1), 4);
+        let a = exec(&["git", "push"]);
+        e.add_grant(Grant {
+            request: 1,
+            allow: true,
+            rule: "r".into(),
+            key: ActionKey::of(&a),
+        });
+        assert!(e.grant_for("r", &a).is_some());
+        // Another cwd is the same action.
+        let mut moved = a.clone();
+        if let Action::Exec(x) = &mut moved {
+            x.cwd = PathBuf::from("/elsewhere");
+        }
+        assert!(e.grant_for("r", &moved).is_some());
+        assert!(e.grant_for("other", &a).is_none());
+        assert!(e.grant_for("r", &exec(&["git", "push", "-f"])).is_none());
+        let open = |access| {
+            Action::Open(OpenAction {
+                path: PathBuf::from("/etc/x"),
+                access,
+                cwd: PathBuf::from("/w"),
+            })
+        };
+        e.add_grant(Grant {
+            request: 2,
+            allow: true,
+            rule: "r".into(),
+            key: ActionKey::of(&open(Access::READ)),
+        });
+        assert!(e.grant_for("r", &open(Access::READ)).is_some());
+        assert!(e
+            .grant_for("r", &open(Access::READ | Access::WRITE))
+            .is_none());
+    }
+
+    #[test]
+    fn requests_time_out_and_are_bounded() {
+        let e = Escalations::new(Duration::from_millis(50), 1);
+        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
+        assert_eq!(e.register("y".into(), "r", "why", 1), Err(Full));
+        let a = e.wait(id, || true);
+        assert_eq!(a.by, By::Timeout);
+        assert!(!a.allow);
+        assert!(e.list().is_empty());
+        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
+        let by = By::Approver { uid: 1, pid: 2 };
+        e.answer(
+            id,
+            Answer {
+                allow: true,
+                scope: Scope::Once,
+                by,
+                receipt: None,
+            },
+        )
+        .unwrap();
+        assert!(e
+            .answer(
+                id,
+                Answer {
+                    allow: false,
+                    scope: Scope::Once,
+                    by,
+                    receipt: None,
+                }
+            )
+            .is_err());
+        assert!(e.wait(id, || true).allow);
+        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
+        assert_eq!(e.wait(id, || false).by, By::Withdrawn);
+    }
+}
