@@ -915,3 +915,40 @@ fn answers_signed_with_an_approver_key_carry_receipts_that_verify() {
     let out = verify(&other.join("approver.pub"));
     assert!(common::stdout(&out).contains("not by the approver key supplied"));
 }
+
+#[test]
+fn a_rule_can_set_its_own_deadline() {
+    let env = Env::new();
+    let p = env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: ask-secret-briefly\n    open:\n      path: [\"{ws}/secret*\"]\n    decision: escalate\n    reason: secrets need a human, quickly\n    timeout_seconds: 1\n",
+        ws = env.ws.display()
+    ));
+    std::fs::write(env.ws.join("secret"), "s\n").unwrap();
+    agent(&env, "cat secret; echo \"cat=$?\"\n");
+    // The run's own deadline is long: only the rule's one second can end it.
+    let child = start(
+        &env,
+        &p,
+        &["--on-escalate", "wait", "--escalate-timeout", "3600"],
+    );
+    let out = wait_child(child);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        common::stdout(&out).contains("cat=1"),
+        "{}",
+        common::stdout(&out)
+    );
+    let res = of_kind(&env, "resolution");
+    assert_eq!(res.len(), 1);
+    assert_eq!(res[0]["by"], "timeout");
+    let opens = env.open_records(&env.ws.join("secret"));
+    assert!(
+        opens[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1 s"),
+        "{:#?}",
+        opens[0]
+    );
+    env.assert_valid();
+}

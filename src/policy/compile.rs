@@ -32,8 +32,12 @@ const RULE_KEYS: &[&str] = &[
     "open",
     "decision",
     "reason",
+    "timeout_seconds",
     "examples",
 ];
+
+/// Longest escalation deadline a rule may set (one day).
+const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 const EXEC_KEYS: &[&str] = &[
     "program",
     "name",
@@ -575,12 +579,42 @@ impl<'a> Loader<'a> {
                 s => s.map(str::to_string),
             },
         };
+        let timeout = match get(entries, "timeout_seconds") {
+            None => None,
+            Some(t) => {
+                let secs = self
+                    .string(t, "timeout_seconds")
+                    .map(|v| (v.parse::<u64>(), v.to_string()));
+                match secs {
+                    Some((Ok(n), _)) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => {
+                        if verdict != Some(Verdict::Escalate) {
+                            self.err(
+                                t.loc,
+                                "timeout_seconds only applies to `decision: escalate`",
+                                Some("remove it, or make the rule escalate".into()),
+                            );
+                        }
+                        Some(std::time::Duration::from_secs(n))
+                    }
+                    Some((_, v)) => {
+                        self.err(
+                            t.loc,
+                            format!("timeout_seconds must be a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}, found '{v}'"),
+                            Some("write e.g. `timeout_seconds: 120`".into()),
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+        };
         let (id, kind, (when, unless), verdict, reason) = (id?, kind?, conds?, verdict?, reason?);
         let rule = Rule {
             id,
             kind,
             verdict,
             reason,
+            timeout,
             when,
             unless,
             loc: node.loc,

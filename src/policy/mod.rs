@@ -306,6 +306,15 @@ impl Policy {
         out
     }
 
+    /// The escalation deadline rule `rule_id` sets (`timeout_seconds`), if
+    /// any; otherwise the supervisor's default applies.
+    pub fn escalate_timeout(&self, rule_id: &str) -> Option<std::time::Duration> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.timeout)
+    }
+
     /// The variable values the policy was loaded with.
     pub fn vars(&self) -> &Vars {
         &self.vars

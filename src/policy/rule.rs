@@ -17,6 +17,9 @@ pub(crate) struct Rule {
     pub kind: ActionKind,
     pub verdict: Verdict,
     pub reason: String,
+    /// How long an escalation by this rule waits for a human
+    /// (`timeout_seconds`), when the rule sets it.
+    pub timeout: Option<std::time::Duration>,
     pub when: Conds,
     pub unless: Option<Conds>,
     pub loc: Loc,

@@ -893,3 +893,32 @@ fn literal_programs_lists_wildcard_free_program_paths_once() {
         .collect();
     assert_eq!(got, ["/usr/bin/rm", "/home/u/bin/tool", "/usr/bin/true"]);
 }
+
+#[test]
+fn timeout_seconds_is_validated_and_only_for_escalations() {
+    let vars = Vars {
+        home: PathBuf::from("/home/u"),
+        workspace: PathBuf::from("/w"),
+        tmpdir: PathBuf::from("/tmp"),
+    };
+    let rule = |decision: &str, t: &str| {
+        format!("version: 1\nrules:\n  - id: r\n    exec:\n      name: curl\n    decision: {decision}\n    reason: ask\n    timeout_seconds: {t}\n")
+    };
+    let p = Policy::from_str(&rule("escalate", "30"), "t.yaml", &vars).unwrap();
+    assert_eq!(
+        p.escalate_timeout("r"),
+        Some(std::time::Duration::from_secs(30))
+    );
+    assert_eq!(p.escalate_timeout("other"), None);
+    for bad in ["0", "-5", "1.5", "soon", "86401"] {
+        let e = Policy::from_str(&rule("escalate", bad), "t.yaml", &vars).unwrap_err();
+        assert!(e.to_string().contains("t.yaml:8:"), "{bad}: {e}");
+        assert!(e.to_string().contains("timeout_seconds"), "{bad}: {e}");
+    }
+    let e = Policy::from_str(&rule("block", "30"), "t.yaml", &vars).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("only applies to `decision: escalate`"),
+        "{e}"
+    );
+}

@@ -195,13 +195,15 @@ impl Escalations {
         lock(&self.table).pending.len() >= self.max_pending
     }
 
-    /// Registers a request; its id and deadline.
+    /// Registers a request; its id and deadline (`timeout`, or the run's
+    /// default when the rule sets none).
     pub fn register(
         &self,
         what: String,
         rule: &str,
         reason: &str,
         pid: i32,
+        timeout: Option<Duration>,
     ) -> Result<(u64, Instant), Full> {
         let mut t = lock(&self.table);
         if t.pending.len() >= self.max_pending {
@@ -210,7 +212,7 @@ impl Escalations {
         let id = t.next_id;
         t.next_id += 1;
         let since = Instant::now();
-        let deadline = since + self.timeout;
+        let deadline = since + timeout.unwrap_or(self.timeout);
         t.pending.insert(
             id,
             Pending {
@@ -467,7 +469,13 @@ impl Session {
             return Some(Ruling::Hold);
         }
         let what = describe(action);
-        let (id, deadline) = match esc.register(what.clone(), &rule, &decision.reason, caller.pid) {
+        let (id, deadline) = match esc.register(
+            what.clone(),
+            &rule,
+            &decision.reason,
+            caller.pid,
+            self.policy.escalate_timeout(&rule),
+        ) {
             Ok(x) => x,
             Err(Full) => return Some(conclude(Outcome::Refused, full())),
         };
@@ -503,7 +511,10 @@ impl Session {
             "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {rule}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
             caller.pid,
             decision.reason,
-            self.escalations.timeout.as_secs()
+            self.policy
+                .escalate_timeout(&rule)
+                .unwrap_or(self.escalations.timeout)
+                .as_secs()
         );
         let a = esc.wait(id, || supervisor::held_call_waiting().unwrap_or(false));
         let outcome = if a.allow {
@@ -563,7 +574,10 @@ impl Session {
             ),
             By::Timeout => format!(
                 "escalation request {id} timed out after {} s: blocked",
-                esc.timeout.as_secs()
+                self.policy
+                    .escalate_timeout(&rule)
+                    .unwrap_or(esc.timeout)
+                    .as_secs()
             ),
             By::Withdrawn => {
                 format!("escalation request {id} withdrawn: the caller went away")
@@ -740,13 +754,13 @@ mod tests {
     #[test]
     fn requests_time_out_and_are_bounded() {
         let e = Escalations::new(Duration::from_millis(50), 1);
-        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
-        assert_eq!(e.register("y".into(), "r", "why", 1), Err(Full));
+        let (id, _) = e.register("x".into(), "r", "why", 1, None).unwrap();
+        assert_eq!(e.register("y".into(), "r", "why", 1, None), Err(Full));
         let a = e.wait(id, || true);
         assert_eq!(a.by, By::Timeout);
         assert!(!a.allow);
         assert!(e.list().is_empty());
-        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
+        let (id, _) = e.register("x".into(), "r", "why", 1, None).unwrap();
         let by = By::Approver { uid: 1, pid: 2 };
         e.answer(
             id,
@@ -770,7 +784,7 @@ mod tests {
             )
             .is_err());
         assert!(e.wait(id, || true).allow);
-        let (id, _) = e.register("x".into(), "r", "why", 1).unwrap();
+        let (id, _) = e.register("x".into(), "r", "why", 1, None).unwrap();
         assert_eq!(e.wait(id, || false).by, By::Withdrawn);
     }
 }
