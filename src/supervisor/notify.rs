@@ -262,6 +262,15 @@ pub(super) fn cwd_of(tid: i32) -> PathBuf {
     procfs::readlink(tid, "cwd").unwrap_or_default()
 }
 
+/// The caller's cwd for the record: the one the walk started from when it
+/// read it, else read now.
+pub(super) fn cwd_for(r: &Resolved, tid: i32) -> PathBuf {
+    match &r.cwd {
+        Some(cwd) => cwd.clone(),
+        None => cwd_of(tid),
+    }
+}
+
 fn open(
     listener: &Arc<Listener>,
     shared: &Arc<Shared>,
@@ -303,7 +312,7 @@ fn open(
         let action = Action::Open(OpenAction {
             path: resolved.path.clone(),
             access: access_of(o.flags, resolved.stat()),
-            cwd: cwd_of(caller.tid),
+            cwd: cwd_for(&resolved, caller.tid),
         });
         if !listener.id_valid(id) {
             return Answer::Done;
@@ -511,7 +520,7 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
     let action = Action::Exec(ExecAction {
         path: resolved.path.clone(),
         argv: x.argv.iter().map(|a| os(a)).collect(),
-        cwd: cwd_of(caller.tid),
+        cwd: cwd_for(&resolved, caller.tid),
         sha256: identity.and_then(|i| i.sha256),
     });
     match shared

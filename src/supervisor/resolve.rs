@@ -22,7 +22,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::sys;
@@ -58,6 +58,10 @@ pub struct Resolved {
     pub path: PathBuf,
     /// How to reach it.
     pub target: Target,
+    /// The caller's cwd as read for the walk (relative paths from
+    /// `AT_FDCWD`): the same directory the walk started from, so the record
+    /// need not read it again.
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -212,6 +216,20 @@ pub fn resolve(
     path: &[u8],
     lookup: Lookup,
 ) -> Result<Resolved, Errno> {
+    let mut cwd = None;
+    let mut r = walk(proc_info, caller, dirfd, path, lookup, &mut cwd)?;
+    r.cwd = cwd;
+    Ok(r)
+}
+
+fn walk(
+    proc_info: &ProcInfo,
+    caller: Caller,
+    dirfd: i32,
+    path: &[u8],
+    lookup: Lookup,
+    cwd_seen: &mut Option<PathBuf>,
+) -> Result<Resolved, Errno> {
     if path.is_empty() && !lookup.empty_path {
         return Err(libc::ENOENT);
     }
@@ -219,7 +237,8 @@ pub fn resolve(
     let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if path.starts_with(b"/") {
         (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
     } else {
-        let link = if dirfd == libc::AT_FDCWD {
+        let from_cwd = dirfd == libc::AT_FDCWD;
+        let link = if from_cwd {
             format!("/proc/{}/cwd", caller.tid)
         } else if dirfd < 0 {
             return Err(libc::EBADF);
@@ -232,20 +251,29 @@ pub fn resolve(
             libc::ENOENT => libc::EBADF,
             other => other,
         })?;
-        let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
-        let where_ = fd_path_of(fd.as_fd())?;
-        if path.is_empty() {
-            // AT_EMPTY_PATH: the dirfd's object itself.
-            return Ok(Resolved {
-                path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
-                target: Target::Object { fd, stat: st },
-            });
+        if from_cwd && !path.is_empty() {
+            // A working directory is always a directory: no fstat needed.
+            let where_ = fd_path_of(fd.as_fd())?;
+            let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+            *cwd_seen = Some(PathBuf::from(std::ffi::OsString::from_vec(where_)));
+            (fd, canon)
+        } else {
+            let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
+            let where_ = fd_path_of(fd.as_fd())?;
+            if path.is_empty() {
+                // AT_EMPTY_PATH: the dirfd's object itself.
+                return Ok(Resolved {
+                    path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
+                    target: Target::Object { fd, stat: st },
+                    cwd: None,
+                });
+            }
+            if !is_dir(&st) {
+                return Err(libc::ENOTDIR);
+            }
+            let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+            (fd, canon)
         }
-        if !is_dir(&st) {
-            return Err(libc::ENOTDIR);
-        }
-        let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-        (fd, canon)
     };
 
     let trailing_slash = path.ends_with(b"/");
@@ -271,6 +299,7 @@ pub fn resolve(
                     name: c".".to_owned(),
                     stat,
                 },
+                cwd: None,
             });
         };
         let last = queue.is_empty();
@@ -310,10 +339,19 @@ pub fn resolve(
                     name,
                     stat,
                 },
+                cwd: None,
             });
         }
-        let child = match open_path(cur.as_fd(), &name, false) {
-            Ok(fd) => fd,
+        // The last component is only looked at (no descriptor needed unless
+        // it is a symlink to follow); every other one is pinned.
+        let looked = if last {
+            sys::lstatat(cur.as_fd(), &name).map(|st| (None, st))
+        } else {
+            open_path(cur.as_fd(), &name, false)
+                .and_then(|fd| sys::fstat(fd.as_fd()).map(|st| (Some(fd), st)))
+        };
+        let (child, st) = match looked {
+            Ok(r) => r,
             Err(e) if errno_of(&e) == libc::ENOENT && last => {
                 if must_be_dir && trailing_slash {
                     // open("new/", O_CREAT) fails with EISDIR in the kernel;
@@ -323,11 +361,11 @@ pub fn resolve(
                 return Ok(Resolved {
                     path: join(&canon),
                     target: Target::Missing { parent: cur, name },
+                    cwd: None,
                 });
             }
             Err(e) => return Err(errno_of(&e)),
         };
-        let st = sys::fstat(child.as_fd()).map_err(|e| errno_of(&e))?;
         if is_symlink(&st) && (!last || lookup.follow_last || must_be_dir) {
             symlinks += 1;
             if symlinks > MAX_SYMLINKS {
@@ -351,6 +389,7 @@ pub fn resolve(
                     return Ok(Resolved {
                         path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
                         target: Target::Object { fd: obj, stat: ost },
+                        cwd: None,
                     });
                 }
                 if !is_dir(&ost) {
@@ -360,7 +399,11 @@ pub fn resolve(
                 cur = obj;
                 continue;
             }
-            let target = sys::readlinkat(child.as_fd(), c"").map_err(|e| errno_of(&e))?;
+            let target = match &child {
+                Some(fd) => sys::readlinkat(fd.as_fd(), c""),
+                None => sys::readlinkat(cur.as_fd(), &name),
+            }
+            .map_err(|e| errno_of(&e))?;
             if target.is_empty() {
                 return Err(libc::ENOENT);
             }
@@ -390,12 +433,13 @@ pub fn resolve(
                     name,
                     stat: st,
                 },
+                cwd: None,
             });
         }
         if !is_dir(&st) {
             return Err(libc::ENOTDIR);
         }
-        cur = child;
+        cur = child.ok_or(libc::EIO)?;
     }
 }
 
