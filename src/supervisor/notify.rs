@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::action::{Access, Action, ExecAction, OpenAction};
 
-use super::creds::AsCaller;
+use super::creds::{AsCaller, Pidfds};
 use super::decode::{
     self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
 };
@@ -54,6 +54,8 @@ pub struct Shared {
     pub supervisor_pgid: i32,
     /// The supervisor runs as root: opens switch to the caller's credentials.
     pub privileged: bool,
+    /// The threads' pidfds, to read their credentials when `privileged`.
+    pub pidfds: Pidfds,
     blocking: AtomicUsize,
 }
 
@@ -71,6 +73,7 @@ impl Shared {
             supervisor_pgid: pgid,
             // SAFETY: geteuid takes no arguments.
             privileged: unsafe { libc::geteuid() } == 0,
+            pidfds: Pidfds::new(),
             blocking: AtomicUsize::new(0),
         })
     }
@@ -96,6 +99,7 @@ impl Shared {
     pub fn forget_thread(&self, tid: i32) {
         lock(&self.threads).remove(&tid);
         lock(&self.pending_exec).remove(&tid);
+        self.pidfds.forget(tid);
     }
 }
 
@@ -283,7 +287,7 @@ fn open(
         // back to openat on ENOSYS.
         return Answer::Deny(libc::ENOSYS);
     }
-    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged, &shared.pidfds) else {
         // The caller's credentials cannot be read: do not open anything
         // with ours.
         return Answer::Deny(libc::EACCES);
@@ -462,7 +466,7 @@ fn open_blocking(
     let spawned = std::thread::Builder::new()
         .name("lexecon-fifo".into())
         .spawn(move || {
-            let opened = AsCaller::enter(tid, shared2.privileged)
+            let opened = AsCaller::enter(tid, shared2.privileged, &shared2.pidfds)
                 .map_err(|_| io::Error::from_raw_os_error(libc::EACCES))
                 .and_then(|_creds| perform_open(&resolved, &o, umask));
             match opened {

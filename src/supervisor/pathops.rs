@@ -46,7 +46,7 @@ fn cvt(ret: libc::c_long) -> io::Result<()> {
 }
 
 pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -> Answer {
-    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged, &shared.pidfds) else {
         return Answer::Deny(libc::EACCES);
     };
     let rc = resolve::Caller {
