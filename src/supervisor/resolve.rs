@@ -476,6 +476,16 @@ fn walk(
             for c in parts.into_iter().rev() {
                 queue.push_front(c);
             }
+            // `/lib/x/y` with `/lib -> usr/lib`: the rest in one step again.
+            let shortcut = if fast {
+                fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
+            } else {
+                None
+            };
+            if let Some((dir, n)) = shortcut {
+                cur = dir;
+                canon.extend(queue.drain(..n));
+            }
             continue;
         }
         canon.push(comp);
@@ -787,6 +797,9 @@ mod tests {
             "a/lf",
             "a/loop/x",
             "a/b/lf",
+            "a/lb/c/lf/x",
+            "a/lb/c/../c/f",
+            "a/lf/../x",
         ]
         .iter()
         .map(|p| format!("{}/{p}", d.display()))
