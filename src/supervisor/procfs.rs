@@ -65,7 +65,12 @@ pub fn parse_status(text: &str) -> Status {
 
 /// Reads `/proc/TID/status`.
 pub fn status(tid: i32) -> io::Result<Status> {
-    let text = fs::read_to_string(format!("/proc/{tid}/status"))?;
+    // One read into a buffer that fits the whole file (procfs reports a
+    // size of 0, so a plain read_to_string probes in small steps).
+    let mut f = fs::File::open(format!("/proc/{tid}/status"))?;
+    let mut buf = Vec::with_capacity(4096);
+    f.read_to_end(&mut buf)?;
+    let text = String::from_utf8_lossy(&buf);
     let s = parse_status(&text);
     if s.tgid == 0 {
         return Err(io::Error::new(

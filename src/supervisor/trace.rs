@@ -109,6 +109,9 @@ fn confirm_exec(pid: i32, shared: &Shared) {
         Some(ppid) => ppid,
         None => procfs::status(pid).map(|s| s.ppid).unwrap_or(0),
     };
+    // After exec the process has this one thread, the leader: the loader's
+    // opens that follow need not read /proc again.
+    lock(&shared.threads).insert(pid, (pid, ppid));
     let caller = Caller {
         tid: pid,
         pid,
