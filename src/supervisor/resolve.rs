@@ -14,6 +14,12 @@
 //!   the way the kernel jumps them: to the object they refer to, whose
 //!   current path becomes the canonical path.
 //!
+//! When the directory part of what is left to walk contains no `..` and is
+//! not in procfs, it is first tried in one `openat2` that refuses every
+//! symlink (`RESOLVE_NO_SYMLINKS`): if that succeeds, the walk above would
+//! have opened the same directories and met no symlink; on any error the
+//! component-by-component walk decides.
+//!
 //! The result names the final object by its canonical absolute path (what
 //! the policy judges) and keeps the pinned parent directory and last name
 //! (or the object itself, for a magic link) for the open that follows, so
