@@ -750,6 +750,48 @@ fn opens_use_the_callers_credentials_when_the_supervisor_is_root() {
     assert_eq!(stdout(&sup), "denied\n", "{}", stderr(&sup));
 }
 
+/// The same thread first opens as root (so the supervisor has seen its
+/// root ids), then drops privileges (per thread with the raw syscalls, and
+/// then for the process) and opens again: every open after the drop is
+/// checked with the ids the caller has then.
+#[test]
+fn opens_after_the_tree_drops_privileges_use_the_new_credentials() {
+    // SAFETY: geteuid takes no arguments.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop privileges in the tree");
+        return;
+    }
+    let env = Env::new();
+    std::fs::write(env.root.join("root-only"), "root secret\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        env.root.join("root-only"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(&env.root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let py = format!(
+        "import os, ctypes\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         def t():\n    try:\n        return open('{f}').read().strip()\n    except PermissionError:\n        return 'denied'\n\
+         r = [t(), t()]\n\
+         libc.syscall(122, 65534)  # setfsuid (x86_64)\n\
+         r.append(t())\n\
+         libc.syscall(122, 0)\n\
+         r.append(t())\n\
+         os.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n\
+         r.append(t())\n\
+         print(' '.join(x.replace(' ', '-') for x in r))\n",
+        f = env.root.join("root-only").display()
+    );
+    let expected = "root-secret root-secret denied root-secret denied\n";
+    let native = env.native(&["python3", "-c", &py]);
+    assert_eq!(stdout(&native), expected, "{}", stderr(&native));
+    let policy = env.policy(ALLOW_ALL);
+    let sup = env.supervise(&policy, &["python3", "-c", &py]);
+    assert_eq!(stdout(&sup), expected, "{}", stderr(&sup));
+}
+
 #[test]
 fn running_a_blocked_program_through_the_dynamic_loader_is_refused() {
     let env = Env::new();

@@ -10,9 +10,12 @@
 //! checks permissions exactly as for the caller. `setfsuid`, `setfsgid` and
 //! the raw `setgroups` syscall change only the calling thread.
 
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
+use super::notify::lock;
 use super::procfs;
 
 /// Filesystem credentials switched to the caller's; restored on drop.
@@ -64,12 +67,7 @@ fn own_groups() -> io::Result<Vec<u32>> {
     }
 }
 
-/// `tid`'s filesystem uid and gid from a pidfd (`PIDFD_GET_INFO`, Linux
-/// 6.13; thread pidfds, 6.9): a few cheap syscalls, where formatting and
-/// parsing `/proc/TID/status` costs several microseconds on every open.
-/// `None` when the kernel lacks either (or the thread is gone): the caller
-/// falls back to `/proc`.
-fn fs_ids(tid: i32) -> Option<(u32, u32)> {
+fn pidfd_open(tid: i32) -> Option<OwnedFd> {
     // SAFETY: pidfd_open takes integers; a non-negative result is a new fd
     // that nobody else owns.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
@@ -77,7 +75,13 @@ fn fs_ids(tid: i32) -> Option<(u32, u32)> {
         return None;
     }
     // SAFETY: as above.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The filesystem uid and gid of the thread a pidfd refers to
+/// (`PIDFD_GET_INFO`, Linux 6.13); `None` when the kernel lacks it or the
+/// thread is gone (reaped).
+fn pidfd_fs_ids(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
     // SAFETY: pidfd_info is plain old data; all-zero is a valid value.
     let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
     info.mask = libc::PIDFD_INFO_CREDS as u64;
@@ -96,16 +100,87 @@ fn fs_ids(tid: i32) -> Option<(u32, u32)> {
     Some((info.fsuid, info.fsgid))
 }
 
+/// `tid`'s filesystem uid and gid from a pidfd (thread pidfds, Linux 6.9):
+/// a few cheap syscalls, where formatting and parsing `/proc/TID/status`
+/// costs several microseconds on every open. `None` when the kernel lacks
+/// either (or the thread is gone): the caller falls back to `/proc`.
+#[cfg(test)]
+fn fs_ids(tid: i32) -> Option<(u32, u32)> {
+    pidfd_fs_ids(pidfd_open(tid)?.as_fd())
+}
+
+/// Most pidfds kept at once; threads beyond get a pidfd per open.
+const MAX_PIDFDS: usize = 512;
+
+/// One pidfd per thread of the tree, opened at its first open and kept
+/// until the tracer sees it exit, so that an open costs one
+/// `PIDFD_GET_INFO`. Only the descriptor is kept, never the ids: they are
+/// read afresh at every open (the tree may change them at any time without
+/// the supervisor seeing it). A kept pidfd always names the thread that
+/// now has that id or a thread that is gone: a thread id is not reused
+/// while a pidfd's thread still exists, and the info of a reaped thread
+/// fails, which drops the entry and opens a new pidfd.
+pub struct Pidfds {
+    fds: Mutex<HashMap<i32, OwnedFd>>,
+    /// The supervisor's effective uid and gid (never changed while it runs).
+    own: (u32, u32),
+}
+
+impl Default for Pidfds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pidfds {
+    pub fn new() -> Pidfds {
+        // SAFETY: geteuid/getegid take no arguments.
+        let own = unsafe { (libc::geteuid(), libc::getegid()) };
+        Pidfds {
+            fds: Mutex::new(HashMap::new()),
+            own,
+        }
+    }
+
+    /// `tid` exited (or exec'd): close its pidfd.
+    pub fn forget(&self, tid: i32) {
+        lock(&self.fds).remove(&tid);
+    }
+
+    /// `tid`'s filesystem uid and gid, read now.
+    fn fs_ids(&self, tid: i32) -> Option<(u32, u32)> {
+        let mut fds = lock(&self.fds);
+        if let Some(fd) = fds.get(&tid) {
+            if let Some(ids) = pidfd_fs_ids(fd.as_fd()) {
+                return Some(ids);
+            }
+            // The thread this pidfd named is gone: the id is someone
+            // else's now.
+            fds.remove(&tid);
+        }
+        let fd = pidfd_open(tid)?;
+        let ids = pidfd_fs_ids(fd.as_fd())?;
+        if fds.len() < MAX_PIDFDS {
+            fds.insert(tid, fd);
+        }
+        Some(ids)
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        lock(&self.fds).len()
+    }
+}
+
 impl AsCaller {
     /// Takes `tid`'s filesystem credentials when `privileged` (the
     /// supervisor is root) and they differ from the supervisor's.
-    pub fn enter(tid: i32, privileged: bool) -> io::Result<AsCaller> {
+    pub fn enter(tid: i32, privileged: bool, pidfds: &Pidfds) -> io::Result<AsCaller> {
         if !privileged {
             return Ok(AsCaller { restore: None });
         }
-        // SAFETY: geteuid/getegid take no arguments.
-        let (my_uid, my_gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        if fs_ids(tid) == Some((my_uid, my_gid)) {
+        let (my_uid, my_gid) = pidfds.own;
+        if pidfds.fs_ids(tid) == Some((my_uid, my_gid)) {
             // The caller is root too (the usual case when the supervisor
             // runs as root): its supplementary groups make no difference to
             // what root may open, so nothing needs switching.
@@ -177,5 +252,52 @@ mod tests {
         t.join().unwrap();
         assert_eq!(theirs, Some((65534, st.gid[3])));
         assert_eq!(mine, Some((st.uid[3], st.gid[3])));
+    }
+
+    /// A kept pidfd gives the ids the thread has now, not those it had when
+    /// the pidfd was opened; a pidfd of a thread that is gone is dropped.
+    #[test]
+    fn kept_pidfds_read_the_current_ids() {
+        let pidfds = Pidfds::new();
+        let me = super::super::sys::gettid();
+        if pidfds.fs_ids(me).is_none() {
+            // Kernel without thread pidfds or PIDFD_GET_INFO.
+            return;
+        }
+        assert_eq!(pidfds.kept(), 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        // SAFETY: geteuid takes no arguments.
+        let root = unsafe { libc::geteuid() } == 0;
+        let t = std::thread::spawn(move || {
+            tx.send(super::super::sys::gettid()).unwrap();
+            go_rx.recv().unwrap();
+            if root {
+                // SAFETY: integer argument; changes this thread only.
+                unsafe { libc::syscall(libc::SYS_setfsuid, 65534) };
+            }
+            tx.send(0).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let before = pidfds.fs_ids(tid).unwrap();
+        assert_eq!(pidfds.kept(), 2);
+        go_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        let after = pidfds.fs_ids(tid).unwrap();
+        if root {
+            assert_eq!(before.0, 0);
+            assert_eq!(after, (65534, before.1));
+        } else {
+            assert_eq!(after, before);
+        }
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        // Joined: the thread is gone, its pidfd no longer reads anything.
+        assert_eq!(pidfds.fs_ids(tid), None);
+        assert_eq!(pidfds.kept(), 1);
+        pidfds.forget(me);
+        assert_eq!(pidfds.kept(), 0);
     }
 }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::action::{Access, Action, ExecAction, OpenAction};
 
-use super::creds::AsCaller;
+use super::creds::{AsCaller, Pidfds};
 use super::decode::{
     self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
 };
@@ -75,6 +75,8 @@ pub struct Shared {
     pub supervisor_pgid: i32,
     /// The supervisor runs as root: opens switch to the caller's credentials.
     pub privileged: bool,
+    /// The threads' pidfds, to read their credentials when `privileged`.
+    pub pidfds: Pidfds,
     blocking: AtomicUsize,
     /// Threads of held calls, joined at the end of the run.
     held: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -94,6 +96,7 @@ impl Shared {
             supervisor_pgid: pgid,
             // SAFETY: geteuid takes no arguments.
             privileged: unsafe { libc::geteuid() } == 0,
+            pidfds: Pidfds::new(),
             blocking: AtomicUsize::new(0),
             held: Mutex::new(Vec::new()),
         })
@@ -120,6 +123,7 @@ impl Shared {
     pub fn forget_thread(&self, tid: i32) {
         lock(&self.threads).remove(&tid);
         lock(&self.pending_exec).remove(&tid);
+        self.pidfds.forget(tid);
     }
 }
 
@@ -327,6 +331,15 @@ pub(super) fn cwd_of(tid: i32) -> PathBuf {
     procfs::readlink(tid, "cwd").unwrap_or_default()
 }
 
+/// The caller's cwd for the record: the one the walk started from when it
+/// read it, else read now.
+pub(super) fn cwd_for(r: &Resolved, tid: i32) -> PathBuf {
+    match &r.cwd {
+        Some(cwd) => cwd.clone(),
+        None => cwd_of(tid),
+    }
+}
+
 fn open(
     listener: &Arc<Listener>,
     shared: &Arc<Shared>,
@@ -339,7 +352,7 @@ fn open(
         // back to openat on ENOSYS.
         return Answer::Deny(libc::ENOSYS);
     }
-    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged, &shared.pidfds) else {
         // The caller's credentials cannot be read: do not open anything
         // with ours.
         return Answer::Deny(libc::EACCES);
@@ -368,7 +381,7 @@ fn open(
         let action = Action::Open(OpenAction {
             path: resolved.path.clone(),
             access: access_of(o.flags, resolved.stat()),
-            cwd: cwd_of(caller.tid),
+            cwd: cwd_for(&resolved, caller.tid),
         });
         if !listener.id_valid(id) {
             return Answer::Done;
@@ -519,7 +532,7 @@ fn open_blocking(
     let spawned = std::thread::Builder::new()
         .name("lexecon-fifo".into())
         .spawn(move || {
-            let opened = AsCaller::enter(tid, shared2.privileged)
+            let opened = AsCaller::enter(tid, shared2.privileged, &shared2.pidfds)
                 .map_err(|_| io::Error::from_raw_os_error(libc::EACCES))
                 .and_then(|_creds| perform_open(&resolved, &o, umask));
             match opened {
@@ -577,7 +590,7 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
     let action = Action::Exec(ExecAction {
         path: resolved.path.clone(),
         argv: x.argv.iter().map(|a| os(a)).collect(),
-        cwd: cwd_of(caller.tid),
+        cwd: cwd_for(&resolved, caller.tid),
         sha256: identity.and_then(|i| i.sha256),
     });
     match shared

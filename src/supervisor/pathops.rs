@@ -27,7 +27,7 @@ use crate::action::{Access, Action, OpenAction};
 
 use super::creds::AsCaller;
 use super::decode::{PathOp, PathOpRequest};
-use super::notify::{cwd_of, Answer, Shared};
+use super::notify::{cwd_for, Answer, Shared};
 use super::procfs::Identity;
 use super::resolve::{self, Lookup, Resolved, Target};
 use super::sys::{self, OpenHow};
@@ -46,7 +46,7 @@ fn cvt(ret: libc::c_long) -> io::Result<()> {
 }
 
 pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -> Answer {
-    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged) else {
+    let Ok(_creds) = AsCaller::enter(caller.tid, shared.privileged, &shared.pidfds) else {
         return Answer::Deny(libc::EACCES);
     };
     let rc = resolve::Caller {
@@ -107,7 +107,7 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
     } else {
         first_access
     };
-    let cwd = cwd_of(caller.tid);
+    let cwd = cwd_for(&first, caller.tid);
     let identity = Identity {
         dev: first_stat.st_dev,
         ino: first_stat.st_ino,

@@ -65,7 +65,24 @@ pub fn parse_status(text: &str) -> Status {
 
 /// Reads `/proc/TID/status`.
 pub fn status(tid: i32) -> io::Result<Status> {
-    let text = fs::read_to_string(format!("/proc/{tid}/status"))?;
+    // Read into a buffer that fits the whole file: procfs reports a size of
+    // 0, so read_to_string would fstat it and then read in small steps.
+    let mut f = fs::File::open(format!("/proc/{tid}/status"))?;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    let text = String::from_utf8_lossy(&buf);
     let s = parse_status(&text);
     if s.tgid == 0 {
         return Err(io::Error::new(

@@ -14,6 +14,12 @@
 //!   the way the kernel jumps them: to the object they refer to, whose
 //!   current path becomes the canonical path.
 //!
+//! When the directory part of what is left to walk contains no `..` and is
+//! not in procfs, it is first tried in one `openat2` that refuses every
+//! symlink (`RESOLVE_NO_SYMLINKS`): if that succeeds, the walk above would
+//! have opened the same directories and met no symlink; on any error the
+//! component-by-component walk decides.
+//!
 //! The result names the final object by its canonical absolute path (what
 //! the policy judges) and keeps the pinned parent directory and last name
 //! (or the object itself, for a magic link) for the open that follows, so
@@ -22,7 +28,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use super::sys;
@@ -58,6 +64,10 @@ pub struct Resolved {
     pub path: PathBuf,
     /// How to reach it.
     pub target: Target,
+    /// The caller's cwd as read for the walk (relative paths from
+    /// `AT_FDCWD`): the same directory the walk started from, so the record
+    /// need not read it again.
+    pub cwd: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -204,6 +214,53 @@ fn supervisor_proc_entry(
     Ok(Some(join(&canon)))
 }
 
+/// The directory part of a path (every component but the last) in one
+/// `openat2` that refuses to cross any symlink: when it succeeds, the walk
+/// would have opened the very same directories one by one and found no
+/// symlink, so the canonical path is the start's followed by the components
+/// as written. Returns the directory and how many components it consumed;
+/// `None` (the component-by-component walk decides) when the path has no
+/// directory part, contains `..`, or starts in or ends up in procfs (where
+/// `self` is rewritten and the supervisor's entries are named, never
+/// walked), and on any error, whose errno the full walk reproduces.
+fn fast_dir_walk(
+    proc_info: &ProcInfo,
+    start: BorrowedFd<'_>,
+    start_canon: &[Vec<u8>],
+    queue: &std::collections::VecDeque<Vec<u8>>,
+) -> Option<(OwnedFd, usize)> {
+    let n = queue.len().checked_sub(1).filter(|&n| n > 0)?;
+    let dir_part = queue.range(..n);
+    if start_canon.first().is_some_and(|c| c == b"proc") {
+        return None;
+    }
+    if start_canon.is_empty() && queue.front().is_some_and(|c| c == b"proc") {
+        return None;
+    }
+    let mut rel = Vec::with_capacity(queue.iter().map(|c| c.len() + 1).sum());
+    for c in dir_part {
+        if c == b".." {
+            return None;
+        }
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(c);
+    }
+    let rel = CString::new(rel).ok()?;
+    let how = sys::OpenHow {
+        flags: (libc::O_PATH | libc::O_DIRECTORY) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    let dir = sys::openat2(start, &rel, &how).ok()?;
+    let st = sys::fstat(dir.as_fd()).ok()?;
+    if st.st_dev == proc_info.dev {
+        return None;
+    }
+    Some((dir, n))
+}
+
 /// Resolves `path` (relative to `dirfd` of `caller`) as the kernel would.
 pub fn resolve(
     proc_info: &ProcInfo,
@@ -212,6 +269,21 @@ pub fn resolve(
     path: &[u8],
     lookup: Lookup,
 ) -> Result<Resolved, Errno> {
+    let mut cwd = None;
+    let mut r = walk(proc_info, caller, dirfd, path, lookup, true, &mut cwd)?;
+    r.cwd = cwd;
+    Ok(r)
+}
+
+fn walk(
+    proc_info: &ProcInfo,
+    caller: Caller,
+    dirfd: i32,
+    path: &[u8],
+    lookup: Lookup,
+    fast: bool,
+    cwd_seen: &mut Option<PathBuf>,
+) -> Result<Resolved, Errno> {
     if path.is_empty() && !lookup.empty_path {
         return Err(libc::ENOENT);
     }
@@ -219,7 +291,8 @@ pub fn resolve(
     let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if path.starts_with(b"/") {
         (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
     } else {
-        let link = if dirfd == libc::AT_FDCWD {
+        let from_cwd = dirfd == libc::AT_FDCWD;
+        let link = if from_cwd {
             format!("/proc/{}/cwd", caller.tid)
         } else if dirfd < 0 {
             return Err(libc::EBADF);
@@ -232,20 +305,29 @@ pub fn resolve(
             libc::ENOENT => libc::EBADF,
             other => other,
         })?;
-        let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
-        let where_ = fd_path_of(fd.as_fd())?;
-        if path.is_empty() {
-            // AT_EMPTY_PATH: the dirfd's object itself.
-            return Ok(Resolved {
-                path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
-                target: Target::Object { fd, stat: st },
-            });
+        if from_cwd && !path.is_empty() {
+            // A working directory is always a directory: no fstat needed.
+            let where_ = fd_path_of(fd.as_fd())?;
+            let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+            *cwd_seen = Some(PathBuf::from(std::ffi::OsString::from_vec(where_)));
+            (fd, canon)
+        } else {
+            let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
+            let where_ = fd_path_of(fd.as_fd())?;
+            if path.is_empty() {
+                // AT_EMPTY_PATH: the dirfd's object itself.
+                return Ok(Resolved {
+                    path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
+                    target: Target::Object { fd, stat: st },
+                    cwd: None,
+                });
+            }
+            if !is_dir(&st) {
+                return Err(libc::ENOTDIR);
+            }
+            let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
+            (fd, canon)
         }
-        if !is_dir(&st) {
-            return Err(libc::ENOTDIR);
-        }
-        let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-        (fd, canon)
     };
 
     let trailing_slash = path.ends_with(b"/");
@@ -259,6 +341,15 @@ pub fn resolve(
         path.ends_with(b"/.") || path == b"." || path.ends_with(b"/..") || path == b"..";
     let must_be_dir = trailing_slash || ends_with_dot;
     let mut symlinks = 0usize;
+    let shortcut = if fast {
+        fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
+    } else {
+        None
+    };
+    if let Some((dir, n)) = shortcut {
+        cur = dir;
+        canon.extend(queue.drain(..n));
+    }
 
     loop {
         let Some(comp) = queue.pop_front() else {
@@ -271,6 +362,7 @@ pub fn resolve(
                     name: c".".to_owned(),
                     stat,
                 },
+                cwd: None,
             });
         };
         let last = queue.is_empty();
@@ -310,10 +402,19 @@ pub fn resolve(
                     name,
                     stat,
                 },
+                cwd: None,
             });
         }
-        let child = match open_path(cur.as_fd(), &name, false) {
-            Ok(fd) => fd,
+        // The last component is only looked at (no descriptor needed unless
+        // it is a symlink to follow); every other one is pinned.
+        let looked = if last {
+            sys::lstatat(cur.as_fd(), &name).map(|st| (None, st))
+        } else {
+            open_path(cur.as_fd(), &name, false)
+                .and_then(|fd| sys::fstat(fd.as_fd()).map(|st| (Some(fd), st)))
+        };
+        let (child, st) = match looked {
+            Ok(r) => r,
             Err(e) if errno_of(&e) == libc::ENOENT && last => {
                 if must_be_dir && trailing_slash {
                     // open("new/", O_CREAT) fails with EISDIR in the kernel;
@@ -323,11 +424,11 @@ pub fn resolve(
                 return Ok(Resolved {
                     path: join(&canon),
                     target: Target::Missing { parent: cur, name },
+                    cwd: None,
                 });
             }
             Err(e) => return Err(errno_of(&e)),
         };
-        let st = sys::fstat(child.as_fd()).map_err(|e| errno_of(&e))?;
         if is_symlink(&st) && (!last || lookup.follow_last || must_be_dir) {
             symlinks += 1;
             if symlinks > MAX_SYMLINKS {
@@ -351,6 +452,7 @@ pub fn resolve(
                     return Ok(Resolved {
                         path: PathBuf::from(std::ffi::OsStr::from_bytes(&where_)),
                         target: Target::Object { fd: obj, stat: ost },
+                        cwd: None,
                     });
                 }
                 if !is_dir(&ost) {
@@ -360,7 +462,11 @@ pub fn resolve(
                 cur = obj;
                 continue;
             }
-            let target = sys::readlinkat(child.as_fd(), c"").map_err(|e| errno_of(&e))?;
+            let target = match &child {
+                Some(fd) => sys::readlinkat(fd.as_fd(), c""),
+                None => sys::readlinkat(cur.as_fd(), &name),
+            }
+            .map_err(|e| errno_of(&e))?;
             if target.is_empty() {
                 return Err(libc::ENOENT);
             }
@@ -376,6 +482,16 @@ pub fn resolve(
             for c in parts.into_iter().rev() {
                 queue.push_front(c);
             }
+            // `/lib/x/y` with `/lib -> usr/lib`: the rest in one step again.
+            let shortcut = if fast {
+                fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
+            } else {
+                None
+            };
+            if let Some((dir, n)) = shortcut {
+                cur = dir;
+                canon.extend(queue.drain(..n));
+            }
             continue;
         }
         canon.push(comp);
@@ -390,12 +506,13 @@ pub fn resolve(
                     name,
                     stat: st,
                 },
+                cwd: None,
             });
         }
         if !is_dir(&st) {
             return Err(libc::ENOTDIR);
         }
-        cur = child;
+        cur = child.ok_or(libc::EIO)?;
     }
 }
 
@@ -626,5 +743,110 @@ mod tests {
         path.extend_from_slice(b"/caf\xe9\x01");
         let r = res(&path, true).unwrap();
         assert_eq!(r.path.as_os_str().as_bytes(), &path[..]);
+    }
+
+    /// Both walks of `path` from `dirfd`: (fast path allowed, component by
+    /// component only).
+    fn both(dirfd: i32, path: &[u8], follow: bool) -> [Result<Resolved, Errno>; 2] {
+        let info = ProcInfo::detect().unwrap();
+        let lookup = Lookup {
+            follow_last: follow,
+            empty_path: false,
+        };
+        [true, false].map(|fast| {
+            let mut cwd = None;
+            walk(&info, me(), dirfd, path, lookup, fast, &mut cwd)
+        })
+    }
+
+    /// Canonical path, kind of target and (device, inode, mode).
+    type Summary = (PathBuf, String, Option<(u64, u64, u32)>);
+
+    fn summary(r: &Result<Resolved, Errno>) -> Result<Summary, Errno> {
+        let r = r.as_ref().map_err(|e| *e)?;
+        let kind = match &r.target {
+            Target::Entry { name, .. } => format!("entry {name:?}"),
+            Target::Missing { name, .. } => format!("missing {name:?}"),
+            Target::Object { .. } => "object".to_string(),
+        };
+        let st = r.stat().map(|s| (s.st_dev, s.st_ino, s.st_mode));
+        Ok((r.path.clone(), kind, st))
+    }
+
+    #[test]
+    fn the_one_step_directory_walk_agrees_with_the_full_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = fs::canonicalize(dir.path()).unwrap();
+        fs::create_dir_all(d.join("a/b/c")).unwrap();
+        fs::write(d.join("a/b/c/f"), "x").unwrap();
+        fs::write(d.join("a/file"), "x").unwrap();
+        symlink(d.join("a/b"), d.join("a/lb")).unwrap();
+        symlink("b/c/f", d.join("a/lf")).unwrap();
+        symlink("loop", d.join("a/loop")).unwrap();
+        let f = std::fs::File::open(d.join("a")).unwrap();
+        let fd_link = format!("/proc/self/fd/{}/b/c/f", f.as_raw_fd());
+        let thread_fd_link = format!("/proc/thread-self/fd/{}/b/c", f.as_raw_fd());
+        let proc_self = format!("/proc/{}/fd/{}/b/c/f", std::process::id(), f.as_raw_fd());
+        let cases: Vec<String> = [
+            "a/b/c/f",
+            "a/b/c/",
+            "a/b/c/.",
+            "a/b/c/..",
+            "a/./b//c/f",
+            "a/b/../b/c/f",
+            "a/lb/c/f",
+            "a/lb/../file",
+            "a/b/c/missing",
+            "a/missing/c/f",
+            "a/file/c",
+            "a/b/c/f/",
+            "a/lf",
+            "a/loop/x",
+            "a/b/lf",
+            "a/lb/c/lf/x",
+            "a/lb/c/../c/f",
+            "a/lf/../x",
+        ]
+        .iter()
+        .map(|p| format!("{}/{p}", d.display()))
+        .chain([
+            fd_link,
+            thread_fd_link,
+            proc_self,
+            "/proc/self/status".to_string(),
+            "/proc/self/cwd/x".to_string(),
+            "/proc/sys/kernel/ostype".to_string(),
+            "/etc/hostname".to_string(),
+        ])
+        .collect();
+        for p in &cases {
+            for follow in [true, false] {
+                let [fast, slow] = both(libc::AT_FDCWD, p.as_bytes(), follow);
+                assert_eq!(summary(&fast), summary(&slow), "{p} follow={follow}");
+            }
+        }
+        // Relative to a dirfd.
+        for p in ["b/c/f", "lb/c/f", "b/../lb/c/f", "b/c/missing", "b/nope/f"] {
+            let [fast, slow] = both(f.as_raw_fd(), p.as_bytes(), true);
+            assert_eq!(summary(&fast), summary(&slow), "{p}");
+        }
+        // The shortcut is taken where it may be, never where it may not.
+        let info = ProcInfo::detect().unwrap();
+        let root = sys_root().unwrap();
+        let q = |p: &str| -> std::collections::VecDeque<Vec<u8>> {
+            p.split('/')
+                .filter(|c| !c.is_empty())
+                .map(|c| c.as_bytes().to_vec())
+                .collect()
+        };
+        let abs = format!("{}/a/b/c/f", d.display());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&abs)).is_some());
+        let lnk = format!("{}/a/lb/c/f", d.display());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&lnk)).is_none());
+        let up = format!("{}/a/b/../b/c/f", d.display());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&up)).is_none());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q("/proc/sys/kernel/ostype")).is_none());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q("/proc/self/status")).is_none());
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q("/f")).is_none());
     }
 }

@@ -100,9 +100,18 @@ fn confirm_exec(pid: i32, shared: &Shared) {
     // The thread that called exec, before the kernel gave it the leader's id.
     let former = sys::ptrace_event_msg(pid).map(|t| t as i32).unwrap_or(pid);
     let requested = lock(&shared.pending_exec).remove(&former);
+    // The parent as the exec notification saw it (the same process, which
+    // exec does not change), else read now.
+    let known = lock(&shared.threads).get(&former).map(|&(_, ppid)| ppid);
     shared.forget_thread(former);
     shared.forget_thread(pid);
-    let ppid = procfs::status(pid).map(|s| s.ppid).unwrap_or(0);
+    let ppid = match known {
+        Some(ppid) => ppid,
+        None => procfs::status(pid).map(|s| s.ppid).unwrap_or(0),
+    };
+    // After exec the process has this one thread, the leader: the loader's
+    // opens that follow need not read /proc again.
+    lock(&shared.threads).insert(pid, (pid, ppid));
     let caller = Caller {
         tid: pid,
         pid,
