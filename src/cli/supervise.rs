@@ -319,7 +319,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         if exists { "yes" } else { "no" }
     );
     println!(
-        "Ledger: {} ({} records)",
+        "Ledger: {} ({} decisions recorded)",
         ledger_path.display(),
         summary.counts.decisions
     );
