@@ -637,24 +637,22 @@ impl Session {
         if let Some(server) = lock(&self.approval_server).take() {
             let table = Arc::clone(&self.escalations);
             let stop = Arc::clone(&self.approval_stop);
-            let spawned = std::thread::Builder::new()
-                .name("lexecon-approval".into())
-                .spawn(move || server.serve(table, stop));
-            match spawned {
-                Ok(t) => *lock(&self.approval_thread) = Some(t),
-                Err(e) => eprintln!("lexecon: cannot start the approval socket: {e}"),
-            }
+            start_thread(
+                "lexecon-approval",
+                "the approval socket",
+                &self.approval_thread,
+                move || server.serve(table, stop),
+            );
         }
         if let Some(terminal) = lock(&self.terminal).take() {
             let table = Arc::clone(&self.escalations);
             let stop = Arc::clone(&self.approval_stop);
-            let spawned = std::thread::Builder::new()
-                .name("lexecon-prompt".into())
-                .spawn(move || terminal.serve(table, stop));
-            match spawned {
-                Ok(t) => *lock(&self.terminal_thread) = Some(t),
-                Err(e) => eprintln!("lexecon: cannot start the terminal prompt: {e}"),
-            }
+            start_thread(
+                "lexecon-prompt",
+                "the terminal prompt",
+                &self.terminal_thread,
+                move || terminal.serve(table, stop),
+            );
         }
         self.record_refused_peers();
     }
@@ -696,6 +694,20 @@ impl Session {
             );
         }
         self.record_refused_peers();
+    }
+}
+
+/// Starts a named thread and keeps its handle in `slot`; a failure to start
+/// is reported, and the feature it serves is then unavailable for the run.
+fn start_thread(
+    name: &str,
+    what: &str,
+    slot: &Mutex<Option<std::thread::JoinHandle<()>>>,
+    f: impl FnOnce() + Send + 'static,
+) {
+    match std::thread::Builder::new().name(name.into()).spawn(f) {
+        Ok(t) => *lock(slot) = Some(t),
+        Err(e) => eprintln!("lexecon: cannot start {what}: {e}"),
     }
 }
 
