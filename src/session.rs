@@ -518,6 +518,27 @@ impl Session {
         });
     }
 
+    /// The answer to a call whose decision was recorded as `seq` (`None`:
+    /// the record could not be written, so the call is refused).
+    fn answer(&self, seq: Option<u64>, action: &Action, rule: &str, outcome: Outcome) -> Ruling {
+        if outcome != Outcome::Allowed {
+            self.report(seq, action, rule, "blocked");
+            return Ruling::Deny(libc::EPERM);
+        }
+        match seq {
+            Some(_) => Ruling::Allow,
+            None => {
+                self.report(
+                    None,
+                    action,
+                    builtin::RECORD_FAILED,
+                    "blocked (ledger write failed)",
+                );
+                Ruling::Deny(libc::EPERM)
+            }
+        }
+    }
+
     /// Seals the run and returns the summary.
     pub fn finish(
         self,
@@ -589,23 +610,12 @@ impl Judge for Session {
             identity,
             note,
         );
-        if outcome != Outcome::Allowed {
-            let rule = decision.rule.as_deref().unwrap_or("default");
-            self.report(seq, action, rule, "blocked");
-            return Ruling::Deny(libc::EPERM);
-        }
-        match seq {
-            Some(_) => Ruling::Allow,
-            None => {
-                self.report(
-                    None,
-                    action,
-                    builtin::RECORD_FAILED,
-                    "blocked (ledger write failed)",
-                );
-                Ruling::Deny(libc::EPERM)
-            }
-        }
+        self.answer(
+            seq,
+            action,
+            decision.rule.as_deref().unwrap_or("default"),
+            outcome,
+        )
     }
 
     fn exec_committed(

@@ -419,22 +419,7 @@ impl Session {
                 identity,
                 Some(with_op(note)),
             );
-            if outcome != Outcome::Allowed {
-                self.report(seq, action, &rule, "blocked");
-                return Ruling::Deny(libc::EPERM);
-            }
-            match seq {
-                Some(_) => Ruling::Allow,
-                None => {
-                    self.report(
-                        None,
-                        action,
-                        builtin::RECORD_FAILED,
-                        "blocked (ledger write failed)",
-                    );
-                    Ruling::Deny(libc::EPERM)
-                }
-            }
+            self.answer(seq, action, &rule, outcome)
         };
         if let Some(g) = esc.grant_for(&rule, action) {
             return Some(if g.allow {
