@@ -281,6 +281,35 @@ struct Unit {
     open_escalations: std::collections::BTreeMap<u64, (u64, u64, Hash)>,
 }
 
+impl Unit {
+    /// A run or recovery unit starting at `line`, nothing verified yet.
+    fn new(
+        kind: UnitKind,
+        id: String,
+        line: u64,
+        host: Option<NoteVerifier>,
+        epoch_key: Option<VerifyingKey>,
+    ) -> Unit {
+        Unit {
+            kind,
+            id,
+            start_line: line,
+            host,
+            tree: CompactRange::new(),
+            epoch: 0,
+            epoch_key,
+            pending: None,
+            checkpoints: 0,
+            last_checkpoint_line: None,
+            interval_start: line,
+            end_line: None,
+            root_failed: false,
+            tally: Counts::default(),
+            open_escalations: Default::default(),
+        }
+    }
+}
+
 /// A resolution's receipt against the escalation it answers: `Some(problem)`.
 /// With `approver`, an allowed resolution needs a valid receipt by that key.
 fn check_receipt(
@@ -646,23 +675,7 @@ impl Verifier {
                         None
                     }
                 };
-                self.unit = Some(Unit {
-                    kind: UnitKind::Run,
-                    id: id.clone(),
-                    start_line: line,
-                    host,
-                    tree: CompactRange::new(),
-                    epoch: 0,
-                    epoch_key,
-                    pending: None,
-                    checkpoints: 0,
-                    last_checkpoint_line: None,
-                    interval_start: line,
-                    end_line: None,
-                    root_failed: false,
-                    tally: Counts::default(),
-                    open_escalations: Default::default(),
-                });
+                self.unit = Some(Unit::new(UnitKind::Run, id.clone(), line, host, epoch_key));
             }
             Body::Recovery {
                 id,
@@ -714,23 +727,7 @@ impl Verifier {
                 }
                 self.cross_run(seq, prev_run);
                 let host = self.host_key(seq, host_key, host_fingerprint);
-                self.unit = Some(Unit {
-                    kind: UnitKind::Recovery,
-                    id: id.clone(),
-                    start_line: line,
-                    host,
-                    tree: CompactRange::new(),
-                    epoch: 0,
-                    epoch_key: None,
-                    pending: None,
-                    checkpoints: 0,
-                    last_checkpoint_line: None,
-                    interval_start: line,
-                    end_line: None,
-                    root_failed: false,
-                    tally: Counts::default(),
-                    open_escalations: Default::default(),
-                });
+                self.unit = Some(Unit::new(UnitKind::Recovery, id.clone(), line, host, None));
             }
             Body::Decision { verdict, outcome } => {
                 self.report.counts.add(*verdict, *outcome);
