@@ -24,7 +24,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::filter;
 use super::sys;
@@ -249,7 +249,9 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 {
             fail(last_errno());
         }
-        if send_fd_raw(sock, listener) < 0 {
+        // `sock` stays open: it is only borrowed for the send (which does not
+        // allocate, so it is usable after fork).
+        if sys::send_fd(BorrowedFd::borrow_raw(sock), listener).is_err() {
             fail(last_errno());
         }
         libc::close(listener);
@@ -285,21 +287,5 @@ unsafe fn close_range(first: RawFd, last: RawFd) {
         unsafe {
             libc::syscall(libc::SYS_close_range, first as u32, last as u32, 0u32);
         }
-    }
-}
-
-/// `sendmsg` of one fd, without allocating (usable after fork).
-///
-/// # Safety
-/// `sock` must be a connected unix socket.
-unsafe fn send_fd_raw(sock: RawFd, fd: RawFd) -> isize {
-    let owned = std::mem::ManuallyDrop::new(
-        // SAFETY: the fd is only borrowed for the call; ManuallyDrop keeps
-        // it from being closed here.
-        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) },
-    );
-    match sys::send_fd(owned.as_fd(), fd) {
-        Ok(()) => 1,
-        Err(_) => -1,
     }
 }
