@@ -75,6 +75,11 @@ pub mod builtin {
     pub const LEDGER: &str = "lexecon.self-protect.ledger";
     pub const SUPERVISOR: &str = "lexecon.self-protect.supervisor";
     pub const SIGNAL: &str = "lexecon.self-protect.signal";
+    /// Calls that act on another process (limits, priorities, scheduling,
+    /// memory) aimed at the supervisor.
+    pub const PROCESS: &str = "lexecon.self-protect.process";
+    /// Calls that act on another process aimed outside the supervised tree.
+    pub const OUTSIDE_TREE: &str = "lexecon.contain.outside-tree";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
@@ -660,8 +665,12 @@ impl Judge for Session {
     }
 
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
-        let rule = if why.contains("aimed at the supervisor") {
+        let rule = if why.contains("aimed at the supervisor (signal") {
             builtin::SIGNAL
+        } else if why.contains("aimed at the supervisor") {
+            builtin::PROCESS
+        } else if why.contains("aimed outside the supervised tree") {
+            builtin::OUTSIDE_TREE
         } else if syscall == "connect" {
             // Only the approval socket reports refused connections.
             builtin::APPROVAL

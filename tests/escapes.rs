@@ -1252,3 +1252,265 @@ fn path_of_path_max_to_protected_file() {
     assert_eq!(field(&s, "len4096"), Some(&*errno_str(libc::ENAMETOOLONG)));
     assert!(!w.exists("after.txt"));
 }
+
+// ------------------------------- descendants and calls on other processes
+
+const PROCS_C: &str = include_str!("escapes/procs.c");
+
+fn procs(w: &World) -> PathBuf {
+    cc_with(&w.env, "procs", PROCS_C, &["-pthread"])
+}
+
+#[test]
+fn clone_untraced_child_runs_the_forbidden_program() {
+    let w = World::new();
+    let prog = procs(&w);
+    let args = [
+        prog.as_os_str(),
+        os("untraced"),
+        w.marker.as_os_str(),
+        os("ran.txt"),
+    ];
+    let native = w.native(&args);
+    assert_eq!(field(&native, "clone-untraced"), Some("0"), "{native}");
+    assert!(w.exists("ran.txt"), "natively the untraced child runs the marker");
+    w.reset();
+    let out = w.supervise(&w.policy(""), &args);
+    let s = stdout(&out);
+    assert_eq!(
+        field(&s, "clone-untraced"),
+        Some(&*errno_str(libc::EPERM)),
+        "{s}"
+    );
+    assert!(!w.exists("ran.txt"), "the forbidden program ran");
+}
+
+/// Every task whose chain of parents reaches `root` (threads included),
+/// with its `TracerPid`.
+fn descendants_with_tracer(root: i32) -> Vec<(i32, i32)> {
+    let status = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let num = |text: &str, key: &str| -> Option<i32> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let mut parent = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() {
+            if let Some(pp) = num(&status(&e.path().join("status")), "PPid:") {
+                parent.insert(pid, pp);
+            }
+        }
+    }
+    let under = |mut p: i32| {
+        for _ in 0..64 {
+            match parent.get(&p) {
+                Some(&pp) if pp == root => return true,
+                Some(&pp) if pp > 1 => p = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    let mut out = Vec::new();
+    for &pid in parent.keys().filter(|&&p| under(p)) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let tid: i32 = t.file_name().to_string_lossy().parse().unwrap();
+            let text = status(&t.path().join("status"));
+            if let Some(tracer) = num(&text, "TracerPid:") {
+                out.push((tid, tracer));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `procs tree` under `cmd`; returns the stdout and every descendant
+/// task of the process `cmd` starts, with its tracer.
+fn tree_walk(w: &World, mut cmd: Command) -> (String, Vec<(i32, i32)>, i32) {
+    use std::io::Read;
+    let sync = w.env.root.join("tree-sync");
+    let _ = std::fs::remove_dir_all(&sync);
+    std::fs::create_dir(&sync).unwrap();
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let root = child.id() as i32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !sync.join("ready").exists() {
+        assert!(std::time::Instant::now() < deadline, "the tree never got ready");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let tasks = descendants_with_tracer(root);
+    std::fs::write(sync.join("done"), "").unwrap();
+    let mut s = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut s).unwrap();
+    child.wait().unwrap();
+    (s, tasks, root)
+}
+
+#[test]
+fn every_task_of_the_tree_is_traced_by_the_supervisor() {
+    let w = World::new();
+    let prog = procs(&w);
+    let sync = w.env.root.join("tree-sync");
+    let args = [prog.as_os_str(), os("tree"), sync.as_os_str()];
+    // Natively the untraced clone succeeds: the route exists.
+    let mut native = Command::new(&prog);
+    native.args(&args[1..]).current_dir(w.ws());
+    let (s, tasks, _) = tree_walk(&w, native);
+    assert_eq!(field(&s, "clone-untraced"), Some("0"), "{s}");
+    // fork, vfork, posix_spawn, CLONE_VM and the untraced clone (the
+    // CLONE_PARENT child and the daemon end up elsewhere natively).
+    assert!(tasks.len() >= 5, "too few descendants natively: {tasks:?}");
+
+    let cmd = w.env.supervise_cmd(&w.policy(""), &args);
+    let (s, tasks, supervisor) = tree_walk(&w, cmd);
+    assert_eq!(
+        field(&s, "clone-untraced"),
+        Some(&*errno_str(libc::EPERM)),
+        "{s}"
+    );
+    // The supervisor's own threads are its tasks, not descendants; every
+    // other task below it — fork, vfork, posix_spawn, thread, CLONE_VM,
+    // CLONE_PARENT, the setsid daemon — is traced by it.
+    assert!(tasks.len() >= 8, "too few descendants: {tasks:?}");
+    for (tid, tracer) in &tasks {
+        assert_eq!(*tracer, supervisor, "task {tid} is not traced by the supervisor: {tasks:?}");
+    }
+    w.env.assert_valid();
+}
+
+const AIMED_CALLS: &[&str] = &[
+    "prlimit-nofile",
+    "prlimit-fsize",
+    "setpriority",
+    "setpriority-pgrp",
+    "sched_setaffinity",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sched_setattr",
+    "ioprio_set",
+    "ioprio_set-pgrp",
+    "migrate_pages",
+    "move_pages",
+    "get_robust_list",
+];
+
+#[test]
+fn calls_that_change_another_process_aimed_at_the_supervisor() {
+    use std::os::unix::process::CommandExt;
+    let w = World::new();
+    let prog = procs(&w);
+    // Natively each call changes another process of the same uid.
+    let native = w.native(&[prog.as_os_str(), os("aim"), os("child")]);
+    for what in AIMED_CALLS {
+        assert_eq!(field(&native, what), Some("0"), "{what}: {native}");
+    }
+    // Supervised, aimed at the supervisor (the command's parent): refused,
+    // and the supervisor keeps its limits (it writes the ledger after each
+    // refusal: with RLIMIT_FSIZE=1 the kernel would kill it).
+    let out = w
+        .env
+        .supervise_cmd(&w.policy(""), &[prog.as_os_str(), os("aim"), os("parent")])
+        .process_group(0)
+        .output()
+        .unwrap();
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{s}\n{}", stderr(&out));
+    w.env.assert_valid();
+    for what in AIMED_CALLS.iter().chain(&["process_madvise"]) {
+        assert_eq!(
+            field(&s, what),
+            Some(&*errno_str(libc::EPERM)),
+            "{what} was not refused: {s}"
+        );
+    }
+    let err = stderr(&out);
+    assert!(err.contains("lexecon.self-protect.process"), "{err}");
+    // Within the tree the same calls work as natively.
+    let out = w.supervise(&w.policy(""), &[prog.as_os_str(), os("aim"), os("child")]);
+    let s = stdout(&out);
+    for what in AIMED_CALLS {
+        assert_eq!(field(&s, what), Some("0"), "{what} refused inside the tree: {s}");
+    }
+}
+
+/// A process outside the tree, in a process group of its own.
+struct Outsider(std::process::Child);
+
+impl Outsider {
+    fn start() -> Outsider {
+        use std::os::unix::process::CommandExt;
+        Outsider(
+            Command::new("sleep")
+                .arg("60")
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+
+    fn alive(&mut self) -> bool {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Outsider {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn calls_on_processes_outside_the_tree() {
+    let w = World::new();
+    let prog = procs(&w);
+    // Natively the tree can signal and re-limit any process of its uid.
+    let mut victim = Outsider::start();
+    let native = w.native(&[prog.as_os_str(), os("aim"), os(&victim.pid())]);
+    for what in AIMED_CALLS {
+        assert_eq!(field(&native, what), Some("0"), "{what}: {native}");
+    }
+    let native = w.native(&[prog.as_os_str(), os("signals"), os(&victim.pid())]);
+    assert_eq!(field(&native, "kill"), Some("0"), "{native}");
+    assert!(!victim.alive(), "natively the outsider is killed");
+
+    let mut outsider = Outsider::start();
+    let out = w.supervise(
+        &w.policy(""),
+        &[prog.as_os_str(), os("aim"), os(&outsider.pid())],
+    );
+    let s = stdout(&out);
+    for what in AIMED_CALLS {
+        assert_eq!(
+            field(&s, what),
+            Some(&*errno_str(libc::EPERM)),
+            "{what} reached a process outside the tree: {s}"
+        );
+    }
+    let out = w.supervise(
+        &w.policy(""),
+        &[prog.as_os_str(), os("signals"), os(&outsider.pid())],
+    );
+    let s = stdout(&out);
+    // A probe says the process exists; nothing else reaches it.
+    assert_eq!(field(&s, "kill-probe"), Some("0"), "{s}");
+    for what in ["kill", "kill-pgid", "tkill", "tgkill", "rt_sigqueueinfo"] {
+        assert_eq!(field(&s, what), Some(&*errno_str(libc::EPERM)), "{what}: {s}");
+    }
+    assert!(outsider.alive(), "a signal from the tree killed a process outside it");
+    assert!(
+        stderr(&out).contains("lexecon.contain.outside-tree"),
+        "{}",
+        stderr(&out)
+    );
+    w.env.assert_valid();
+}

@@ -59,6 +59,8 @@ pub enum DecodeError {
     BadOpenHowSize { size: u64 },
     #[error("reading the caller's memory failed: {0}")]
     Read(String),
+    #[error("unknown `which` {which} for a priority call")]
+    BadWhich { which: i32 },
 }
 
 impl DecodeError {
@@ -71,6 +73,7 @@ impl DecodeError {
             DecodeError::BadOpenHowSize { size } if *size < OPEN_HOW_SIZE_VER0 => libc::EINVAL,
             DecodeError::BadOpenHowSize { .. } => libc::E2BIG,
             DecodeError::Read(_) => libc::EPERM,
+            DecodeError::BadWhich { .. } => libc::EINVAL,
         }
     }
 }
@@ -80,7 +83,9 @@ impl DecodeError {
 pub enum Request {
     Open(OpenRequest),
     Exec(ExecRequest),
-    Signal(SignalRequest),
+    /// A call that acts on another process or thread: signals, resource
+    /// limits, scheduling, memory placement.
+    Process(ProcessRequest),
     PathOp(PathOpRequest),
     /// A notified syscall this decoder does not know: refused.
     Unknown {
@@ -138,26 +143,33 @@ pub enum PathOp {
     Truncate,
 }
 
-/// The signal family: who is aimed at.
+/// A call that acts on other processes: who is aimed at, and with what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalRequest {
+pub struct ProcessRequest {
     pub syscall: &'static str,
-    pub target: SignalTarget,
-    pub signal: i32,
+    pub target: ProcessTarget,
+    /// For the signal family, the signal (0 only probes); `None` for calls
+    /// that change the target otherwise (limits, priority, memory).
+    pub signal: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalTarget {
+pub enum ProcessTarget {
     /// `kill(pid > 0)`, `rt_sigqueueinfo`, `pidfd_open`: a process.
     Process(i32),
-    /// `kill(0)`: the caller's process group.
+    /// `kill(0)`, `setpriority(PRIO_PGRP, 0)`: the caller's process group.
     OwnGroup,
-    /// `kill(-pgid)`.
+    /// `kill(-pgid)`, `setpriority(PRIO_PGRP, pgid)`.
     Group(i32),
     /// `kill(-1)`: every process the caller may signal.
     Everyone,
-    /// `tkill(tid)`, `tgkill(tgid, tid)`: a thread.
+    /// `setpriority(PRIO_USER, …)`, `ioprio_set(IOPRIO_WHO_USER, …)`:
+    /// every process of a user, the supervisor's included.
+    User,
+    /// `tkill(tid)`, `tgkill(tgid, tid)`, `prlimit64(tid)`, …: a thread.
     Thread { tgid: Option<i32>, tid: i32 },
+    /// The calling thread itself (a target of 0).
+    Caller,
 }
 
 /// Flags `open`/`openat` accept; the kernel silently drops the others
@@ -184,6 +196,30 @@ pub const VALID_OPEN_FLAGS: u64 = (libc::O_ACCMODE
 /// Whether open flags will create a file (`O_CREAT` or `O_TMPFILE`).
 pub fn will_create(flags: u64) -> bool {
     flags & libc::O_CREAT as u64 != 0 || flags & libc::O_TMPFILE as u64 == libc::O_TMPFILE as u64
+}
+
+fn thread_or_caller(tid: i32) -> ProcessTarget {
+    if tid == 0 {
+        ProcessTarget::Caller
+    } else {
+        ProcessTarget::Thread { tgid: None, tid }
+    }
+}
+
+fn process_call_name(nr: u32) -> &'static str {
+    match nr {
+        nr::PRLIMIT64 => "prlimit64",
+        nr::SCHED_SETPARAM => "sched_setparam",
+        nr::SCHED_SETSCHEDULER => "sched_setscheduler",
+        nr::SCHED_SETAFFINITY => "sched_setaffinity",
+        nr::SCHED_SETATTR => "sched_setattr",
+        nr::MIGRATE_PAGES => "migrate_pages",
+        nr::MOVE_PAGES => "move_pages",
+        nr::GET_ROBUST_LIST => "get_robust_list",
+        nr::SETPRIORITY => "setpriority",
+        nr::IOPRIO_SET => "ioprio_set",
+        _ => "unknown",
+    }
 }
 
 /// Decodes one notification.
@@ -267,51 +303,82 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
         nr::KILL => {
             let pid = int(0);
             let target = match pid {
-                0 => SignalTarget::OwnGroup,
-                -1 => SignalTarget::Everyone,
-                p if p < 0 => SignalTarget::Group(p.wrapping_neg()),
-                p => SignalTarget::Process(p),
+                0 => ProcessTarget::OwnGroup,
+                -1 => ProcessTarget::Everyone,
+                p if p < 0 => ProcessTarget::Group(p.wrapping_neg()),
+                p => ProcessTarget::Process(p),
             };
-            Request::Signal(SignalRequest {
+            Request::Process(ProcessRequest {
                 syscall: "kill",
                 target,
-                signal: int(1),
+                signal: Some(int(1)),
             })
         }
-        nr::TKILL => Request::Signal(SignalRequest {
+        nr::TKILL => Request::Process(ProcessRequest {
             syscall: "tkill",
-            target: SignalTarget::Thread {
+            target: ProcessTarget::Thread {
                 tgid: None,
                 tid: int(0),
             },
-            signal: int(1),
+            signal: Some(int(1)),
         }),
-        nr::TGKILL => Request::Signal(SignalRequest {
+        nr::TGKILL => Request::Process(ProcessRequest {
             syscall: "tgkill",
-            target: SignalTarget::Thread {
+            target: ProcessTarget::Thread {
                 tgid: Some(int(0)),
                 tid: int(1),
             },
-            signal: int(2),
+            signal: Some(int(2)),
         }),
-        nr::RT_SIGQUEUEINFO => Request::Signal(SignalRequest {
+        nr::RT_SIGQUEUEINFO => Request::Process(ProcessRequest {
             syscall: "rt_sigqueueinfo",
-            target: SignalTarget::Process(int(0)),
-            signal: int(1),
+            target: ProcessTarget::Process(int(0)),
+            signal: Some(int(1)),
         }),
-        nr::RT_TGSIGQUEUEINFO => Request::Signal(SignalRequest {
+        nr::RT_TGSIGQUEUEINFO => Request::Process(ProcessRequest {
             syscall: "rt_tgsigqueueinfo",
-            target: SignalTarget::Thread {
+            target: ProcessTarget::Thread {
                 tgid: Some(int(0)),
                 tid: int(1),
             },
-            signal: int(2),
+            signal: Some(int(2)),
         }),
-        nr::PIDFD_OPEN => Request::Signal(SignalRequest {
+        nr::PIDFD_OPEN => Request::Process(ProcessRequest {
             syscall: "pidfd_open",
-            target: SignalTarget::Process(int(0)),
-            signal: 0,
+            target: ProcessTarget::Process(int(0)),
+            signal: Some(0),
         }),
+        nr::PRLIMIT64
+        | nr::SCHED_SETPARAM
+        | nr::SCHED_SETSCHEDULER
+        | nr::SCHED_SETAFFINITY
+        | nr::SCHED_SETATTR
+        | nr::MIGRATE_PAGES
+        | nr::MOVE_PAGES
+        | nr::GET_ROBUST_LIST => Request::Process(ProcessRequest {
+            syscall: process_call_name(n.nr as u32),
+            target: thread_or_caller(int(0)),
+            signal: None,
+        }),
+        nr::SETPRIORITY | nr::IOPRIO_SET => {
+            // (which, who): setpriority's PRIO_PROCESS/PGRP/USER are 0/1/2,
+            // ioprio_set's IOPRIO_WHO_PROCESS/PGRP/USER are 1/2/3.
+            let base = if n.nr as u32 == nr::SETPRIORITY { 0 } else { 1 };
+            let who = int(1);
+            let target = match int(0) - base {
+                0 => thread_or_caller(who),
+                1 if who == 0 => ProcessTarget::OwnGroup,
+                1 => ProcessTarget::Group(who),
+                2 => ProcessTarget::User,
+                // The kernel answers EINVAL for any other `which`.
+                _ => return Err(DecodeError::BadWhich { which: int(0) }),
+            };
+            Request::Process(ProcessRequest {
+                syscall: process_call_name(n.nr as u32),
+                target,
+                signal: None,
+            })
+        }
         nr::UNLINK | nr::RMDIR | nr::UNLINKAT | nr::TRUNCATE => {
             let (syscall, op, dirfd, path, flags, length) = match n.nr as u32 {
                 nr::UNLINK => ("unlink", PathOp::Unlink, libc::AT_FDCWD, a[0], 0, 0),
@@ -705,12 +772,59 @@ pub(crate) mod tests {
         let m = FakeMemory::default();
         let target =
             |pid: i64| match decode(&notif(nr::KILL, [pid as u64, 9, 0, 0, 0, 0]), &m).unwrap() {
-                Request::Signal(s) => s.target,
+                Request::Process(s) => s.target,
                 other => panic!("{other:?}"),
             };
-        assert_eq!(target(0), SignalTarget::OwnGroup);
-        assert_eq!(target(-1), SignalTarget::Everyone);
-        assert_eq!(target(-42), SignalTarget::Group(42));
-        assert_eq!(target(42), SignalTarget::Process(42));
+        assert_eq!(target(0), ProcessTarget::OwnGroup);
+        assert_eq!(target(-1), ProcessTarget::Everyone);
+        assert_eq!(target(-42), ProcessTarget::Group(42));
+        assert_eq!(target(42), ProcessTarget::Process(42));
+    }
+
+    #[test]
+    fn process_call_targets() {
+        let m = FakeMemory::default();
+        let target = |nr: u32, args: [u64; 6]| match decode(&notif(nr, args), &m) {
+            Ok(Request::Process(s)) => Ok((s.syscall, s.target, s.signal)),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.errno()),
+        };
+        let thread = |tid| ProcessTarget::Thread { tgid: None, tid };
+        assert_eq!(
+            target(nr::PRLIMIT64, [42, 7, 0, 0, 0, 0]),
+            Ok(("prlimit64", thread(42), None))
+        );
+        assert_eq!(
+            target(nr::SCHED_SETAFFINITY, [0, 8, 0, 0, 0, 0]).map(|t| t.1),
+            Ok(ProcessTarget::Caller)
+        );
+        // setpriority: PRIO_PROCESS, PRIO_PGRP, PRIO_USER.
+        assert_eq!(
+            target(nr::SETPRIORITY, [0, 42, 5, 0, 0, 0]).map(|t| t.1),
+            Ok(thread(42))
+        );
+        assert_eq!(
+            target(nr::SETPRIORITY, [1, 0, 5, 0, 0, 0]).map(|t| t.1),
+            Ok(ProcessTarget::OwnGroup)
+        );
+        assert_eq!(
+            target(nr::SETPRIORITY, [1, 42, 5, 0, 0, 0]).map(|t| t.1),
+            Ok(ProcessTarget::Group(42))
+        );
+        assert_eq!(
+            target(nr::SETPRIORITY, [2, 0, 5, 0, 0, 0]).map(|t| t.1),
+            Ok(ProcessTarget::User)
+        );
+        // ioprio_set counts `which` from 1.
+        assert_eq!(
+            target(nr::IOPRIO_SET, [1, 42, 0, 0, 0, 0]).map(|t| t.1),
+            Ok(thread(42))
+        );
+        assert_eq!(
+            target(nr::IOPRIO_SET, [3, 1000, 0, 0, 0, 0]).map(|t| t.1),
+            Ok(ProcessTarget::User)
+        );
+        assert_eq!(target(nr::IOPRIO_SET, [0, 1, 0, 0, 0, 0]), Err(libc::EINVAL));
+        assert_eq!(target(nr::SETPRIORITY, [7, 1, 0, 0, 0, 0]), Err(libc::EINVAL));
     }
 }

@@ -80,7 +80,44 @@ pub mod nr {
     pub const OPENAT2: u32 = 437;
     pub const PIDFD_GETFD: u32 = 438;
     pub const MOUNT_SETATTR: u32 = 442;
+    pub const SETPRIORITY: u32 = 141;
+    pub const SCHED_SETPARAM: u32 = 142;
+    pub const SCHED_SETSCHEDULER: u32 = 144;
+    pub const SCHED_SETAFFINITY: u32 = 203;
+    pub const IOPRIO_SET: u32 = 251;
+    pub const MIGRATE_PAGES: u32 = 256;
+    pub const GET_ROBUST_LIST: u32 = 274;
+    pub const MOVE_PAGES: u32 = 279;
+    pub const PRLIMIT64: u32 = 302;
+    pub const SCHED_SETATTR: u32 = 314;
+    pub const PROCESS_MADVISE: u32 = 440;
+    pub const PROCESS_MRELEASE: u32 = 448;
 }
+
+/// Calls whose first argument names a thread (0: the caller itself) and
+/// that act on it: notified unless that argument is 0, and then refused when
+/// aimed at the supervisor or outside the tree. They need only a matching
+/// uid, not a signal: a lowered `RLIMIT_NOFILE` or `RLIMIT_FSIZE` on the
+/// supervisor would make its own opens fail or get it killed by `SIGXFSZ`.
+pub const PID_TARGETED: &[u32] = &[
+    nr::PRLIMIT64,
+    nr::SCHED_SETPARAM,
+    nr::SCHED_SETSCHEDULER,
+    nr::SCHED_SETAFFINITY,
+    nr::SCHED_SETATTR,
+    nr::MIGRATE_PAGES,
+    nr::MOVE_PAGES,
+    nr::GET_ROBUST_LIST,
+];
+
+/// `setpriority(which, who, …)` and `ioprio_set(which, who, …)`: `which`
+/// selects a thread, a process group or every process of a user. Only
+/// (the caller's own thread, `who == 0`) passes without notification.
+pub const WHICH_WHO_TARGETED: &[(u32, u32)] = &[
+    (nr::SETPRIORITY, libc::PRIO_PROCESS as u32),
+    // IOPRIO_WHO_PROCESS
+    (nr::IOPRIO_SET, 1),
+];
 
 /// Syscalls routed to the supervisor.
 pub const NOTIFIED: &[u32] = &[
@@ -212,10 +249,23 @@ pub const DENIED: &[(u32, i32, &str)] = &[
     (nr::ADD_KEY, libc::EPERM, "kernel keyrings"),
     (nr::REQUEST_KEY, libc::EPERM, "kernel keyrings"),
     (nr::KEYCTL, libc::EPERM, "kernel keyrings"),
+    (
+        nr::PROCESS_MADVISE,
+        libc::EPERM,
+        "changes another process's memory through a pidfd",
+    ),
+    (
+        nr::PROCESS_MRELEASE,
+        libc::EPERM,
+        "reaps another process's memory through a pidfd",
+    ),
 ];
 
-/// `clone` flags that create namespaces (all in the low 32 bits).
-pub const CLONE_NEW_MASK: u32 = (libc::CLONE_NEWNS
+/// `clone` flags refused: those that create namespaces, and
+/// `CLONE_UNTRACED`, which makes a child the tracer is never attached to
+/// (no exec confirmation, no `PTRACE_O_EXITKILL`). All in the low 32 bits.
+pub const CLONE_REFUSED_MASK: u32 = (libc::CLONE_UNTRACED
+    | libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
     | libc::CLONE_NEWUTS
     | libc::CLONE_NEWIPC
@@ -260,10 +310,18 @@ enum Label {
     /// The following instruction.
     Next,
     /// A `Mark` placed further down.
-    At(&'static str),
+    At(Mark),
     Allow,
     Notify,
     Errno(i32),
+}
+
+/// A place in the program that jumps can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Mark {
+    Named(&'static str),
+    /// Just after the checks of one syscall's arguments.
+    After(u32),
 }
 
 enum Item {
@@ -275,7 +333,7 @@ enum Item {
         f: Label,
     },
     Ret(u32),
-    Mark(&'static str),
+    Mark(Mark),
 }
 
 /// Builds the filter program.
@@ -300,19 +358,39 @@ pub fn build() -> Vec<Insn> {
     ];
     p.extend(NOTIFIED.iter().map(|&n| jeq(n, Notify, Next)));
     p.extend(DENIED.iter().map(|&(n, e, _)| jeq(n, Errno(e), Next)));
+    // Calls aimed at a thread: the caller itself (0) passes, any other
+    // target is judged.
+    for &n in PID_TARGETED {
+        p.extend([
+            jeq(n, Next, At(Mark::After(n))),
+            Item::Load(off_arg_lo(0)),
+            jeq(0, Allow, Notify),
+            Item::Mark(Mark::After(n)),
+        ]);
+    }
+    for &(n, own) in WHICH_WHO_TARGETED {
+        p.extend([
+            jeq(n, Next, At(Mark::After(n))),
+            Item::Load(off_arg_lo(0)),
+            jeq(own, Next, Notify),
+            Item::Load(off_arg_lo(1)),
+            jeq(0, Allow, Notify),
+            Item::Mark(Mark::After(n)),
+        ]);
+    }
     p.extend([
-        // clone(flags, …): refuse namespace flags.
-        jeq(nr::CLONE, Next, At("seccomp")),
+        // clone(flags, …): refuse namespace flags and CLONE_UNTRACED.
+        jeq(nr::CLONE, Next, At(Mark::Named("seccomp"))),
         Item::Load(off_arg_lo(0)),
         Item::Jump {
             code: JMP_JSET_K,
-            k: CLONE_NEW_MASK,
+            k: CLONE_REFUSED_MASK,
             t: Errno(libc::EPERM),
             f: Allow,
         },
         // seccomp(SECCOMP_SET_MODE_FILTER, flags, …): refuse a new listener.
-        Item::Mark("seccomp"),
-        jeq(nr::SECCOMP, Next, At("fcntl")),
+        Item::Mark(Mark::Named("seccomp")),
+        jeq(nr::SECCOMP, Next, At(Mark::Named("fcntl"))),
         Item::Load(off_arg_lo(0)),
         jeq(SECCOMP_SET_MODE_FILTER, Next, Allow),
         Item::Load(off_arg_lo(1)),
@@ -326,8 +404,8 @@ pub fn build() -> Vec<Insn> {
         // have the kernel signal any process of its uid when I/O is ready,
         // the supervisor included; F_SETSIG would make that SIGKILL. The
         // default SIGIO is ignored by the supervisor.
-        Item::Mark("fcntl"),
-        jeq(nr::FCNTL, Next, At("ioctl")),
+        Item::Mark(Mark::Named("fcntl")),
+        jeq(nr::FCNTL, Next, At(Mark::Named("ioctl"))),
         Item::Load(off_arg_lo(1)),
         jeq(F_SETSIG, Next, Allow),
         Item::Load(off_arg_lo(2)),
@@ -336,7 +414,7 @@ pub fn build() -> Vec<Insn> {
         // terminal; with TIOCSTI it could type into it, e.g. an answer to
         // the escalation prompt. (The command is an unsigned int: the low
         // 32 bits are what the kernel compares.)
-        Item::Mark("ioctl"),
+        Item::Mark(Mark::Named("ioctl")),
         jeq(nr::IOCTL, Next, Allow),
         Item::Load(off_arg_lo(1)),
         jeq(TIOCSTI, Errno(libc::EPERM), Allow),
@@ -355,7 +433,7 @@ fn assemble(items: Vec<Item>) -> Vec<Insn> {
         k,
     };
     let mut code: Vec<(Insn, Option<(Label, Label)>)> = Vec::new();
-    let mut marks: Vec<(&'static str, usize)> = Vec::new();
+    let mut marks: Vec<(Mark, usize)> = Vec::new();
     let mut rets: Vec<Label> = Vec::new();
     for item in items {
         match item {
@@ -621,6 +699,39 @@ mod tests {
         ] {
             let args = [0, cmd, 0, 0, 0, 0];
             assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, args), RET_ALLOW, "{cmd}");
+        }
+    }
+
+    #[test]
+    fn clone_untraced_is_denied() {
+        let flags = (libc::CLONE_UNTRACED | libc::SIGCHLD) as u64;
+        assert_eq!(
+            run(nr::CLONE, AUDIT_ARCH_X86_64, [flags, 0, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
+    }
+
+    #[test]
+    fn calls_aimed_at_another_thread_are_notified_at_the_caller_allowed() {
+        for &n in PID_TARGETED {
+            assert_eq!(run(n, AUDIT_ARCH_X86_64, [0, 7, 0, 0, 0, 0]), RET_ALLOW);
+            for pid in [1u64, 4242, 0xffff_ffff] {
+                assert_eq!(
+                    run(n, AUDIT_ARCH_X86_64, [pid, 7, 0, 0, 0, 0]),
+                    RET_USER_NOTIF,
+                    "nr {n} pid {pid}"
+                );
+            }
+        }
+        for &(n, own) in WHICH_WHO_TARGETED {
+            assert_eq!(run(n, AUDIT_ARCH_X86_64, [own as u64, 0, 5, 0, 0, 0]), RET_ALLOW);
+            for (which, who) in [(own as u64, 42), (own as u64 + 1, 0), (own as u64 + 2, 0)] {
+                assert_eq!(
+                    run(n, AUDIT_ARCH_X86_64, [which, who, 5, 0, 0, 0]),
+                    RET_USER_NOTIF,
+                    "nr {n} which {which} who {who}"
+                );
+            }
         }
     }
 

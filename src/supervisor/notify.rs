@@ -11,8 +11,10 @@
 //! - **exec**: judged here, then continued (there is no way to perform an
 //!   exec on the caller's behalf); what really runs is confirmed by the
 //!   tracer at the exec event before it executes one instruction.
-//! - **signals**: refused when aimed at the supervisor, continued otherwise
-//!   (their arguments are integers: nothing to rewrite after the check).
+//! - **calls on other processes** (signals, `prlimit64`, priorities,
+//!   scheduling, memory placement): refused when aimed at the supervisor or
+//!   outside the tree, continued otherwise (their arguments are integers:
+//!   nothing to rewrite after the check).
 //! - anything undecodable: refused with the errno the kernel would give.
 
 use std::cell::RefCell;
@@ -29,7 +31,7 @@ use crate::action::{Access, Action, ExecAction, OpenAction};
 
 use super::creds::{AsCaller, Pidfds};
 use super::decode::{
-    self, ExecRequest, OpenRequest, ProcessMemory, Request, SignalRequest, SignalTarget,
+    self, ExecRequest, OpenRequest, ProcessMemory, Request, ProcessRequest, ProcessTarget,
 };
 use super::procfs::{self, HashCache, Identity};
 use super::resolve::{self, Lookup, ProcInfo, Resolved, Target};
@@ -177,6 +179,16 @@ fn syscall_name(nr: i32) -> &'static str {
         RT_SIGQUEUEINFO => "rt_sigqueueinfo",
         RT_TGSIGQUEUEINFO => "rt_tgsigqueueinfo",
         PIDFD_OPEN => "pidfd_open",
+        PRLIMIT64 => "prlimit64",
+        SETPRIORITY => "setpriority",
+        IOPRIO_SET => "ioprio_set",
+        SCHED_SETPARAM => "sched_setparam",
+        SCHED_SETSCHEDULER => "sched_setscheduler",
+        SCHED_SETAFFINITY => "sched_setaffinity",
+        SCHED_SETATTR => "sched_setattr",
+        MIGRATE_PAGES => "migrate_pages",
+        MOVE_PAGES => "move_pages",
+        GET_ROBUST_LIST => "get_robust_list",
         UNLINK => "unlink",
         UNLINKAT => "unlinkat",
         RMDIR => "rmdir",
@@ -218,7 +230,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         }
         Ok(Request::Open(o)) => open(listener, shared, &caller, n.id, &o),
         Ok(Request::Exec(x)) => exec(shared, &caller, &x),
-        Ok(Request::Signal(s)) => signal(shared, &caller, &s),
+        Ok(Request::Process(s)) => process_call(shared, &caller, &s),
         Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
@@ -617,30 +629,91 @@ fn object_fd(r: &Resolved) -> io::Result<OwnedFd> {
     }
 }
 
-fn signal(shared: &Arc<Shared>, caller: &Caller, s: &SignalRequest) -> Answer {
-    let ours = |pid: i32| pid == shared.supervisor_pid || procfs::is_own_task(pid);
-    let hits_supervisor = match s.target {
-        SignalTarget::Process(p) => ours(p),
-        SignalTarget::Thread { tgid, tid } => tgid.is_some_and(ours) || ours(tid),
-        SignalTarget::Everyone => true,
-        SignalTarget::Group(g) => g == shared.supervisor_pgid,
-        SignalTarget::OwnGroup => {
-            procfs::pgid(caller.pid).map_or(true, |g| g == shared.supervisor_pgid)
+/// Where a call that acts on other processes lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aim {
+    /// The caller, the tree, or nobody (the kernel answers `ESRCH`).
+    Tree,
+    Supervisor,
+    /// A process the supervisor does not trace, or one it cannot tell.
+    Outside(i32),
+}
+
+impl Shared {
+    /// Where a call aimed at thread or process `tid` lands. Every task of
+    /// the tree is traced by the supervisor from its first instruction, so
+    /// its `TracerPid` says whether it belongs to the tree.
+    fn aim_at(&self, tid: i32) -> Aim {
+        if tid == self.supervisor_pid || procfs::is_own_task(tid) {
+            return Aim::Supervisor;
         }
-    };
-    if hits_supervisor {
-        shared.judge.refused(
-            caller,
-            s.syscall,
-            &format!(
-                "{} aimed at the supervisor (signal {})",
-                s.syscall, s.signal
-            ),
-            libc::EPERM,
-        );
-        return Answer::Deny(libc::EPERM);
+        match procfs::status(tid) {
+            Ok(st) if st.tracer == self.supervisor_pid => Aim::Tree,
+            Ok(_) => Aim::Outside(tid),
+            // Gone: the call fails with ESRCH in the kernel.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Aim::Tree,
+            // Unknown never helps the tree.
+            Err(_) => Aim::Outside(tid),
+        }
     }
-    Answer::Continue
+
+    /// Where a call aimed at process group `pgid` lands: its members, all of
+    /// them (the tree may join a group of the supervisor's session).
+    fn aim_at_group(&self, pgid: i32) -> Aim {
+        if pgid == self.supervisor_pgid {
+            return Aim::Supervisor;
+        }
+        let Ok(all) = procfs::processes() else {
+            return Aim::Outside(pgid);
+        };
+        let mut aim = Aim::Tree;
+        for pid in all {
+            if procfs::pgid(pid).is_ok_and(|g| g == pgid) {
+                match self.aim_at(pid) {
+                    Aim::Tree => {}
+                    Aim::Supervisor => return Aim::Supervisor,
+                    outside => aim = outside,
+                }
+            }
+        }
+        aim
+    }
+}
+
+/// Calls that act on other processes (signals, resource limits, scheduling,
+/// memory placement): refused when aimed at the supervisor, and — except a
+/// signal 0, which only probes — when aimed at a process outside the tree.
+/// Their arguments are integers, so they are continued after the check.
+fn process_call(shared: &Arc<Shared>, caller: &Caller, s: &ProcessRequest) -> Answer {
+    let aim = match s.target {
+        ProcessTarget::Caller => Aim::Tree,
+        ProcessTarget::Process(p) => shared.aim_at(p),
+        ProcessTarget::Thread { tgid, tid } => match tgid.map(|g| shared.aim_at(g)) {
+            Some(Aim::Tree) | None => shared.aim_at(tid),
+            Some(other) => other,
+        },
+        ProcessTarget::Group(g) => shared.aim_at_group(g),
+        ProcessTarget::OwnGroup => match procfs::pgid(caller.pid) {
+            Ok(g) => shared.aim_at_group(g),
+            Err(_) => Aim::Outside(0),
+        },
+        // Every process the caller may signal, every process of a uid: the
+        // supervisor among them.
+        ProcessTarget::Everyone | ProcessTarget::User => Aim::Supervisor,
+    };
+    let why = match (aim, s.signal) {
+        (Aim::Tree, _) | (Aim::Outside(_), Some(0)) => return Answer::Continue,
+        (Aim::Supervisor, Some(sig)) => {
+            format!("{} aimed at the supervisor (signal {sig})", s.syscall)
+        }
+        (Aim::Supervisor, None) => format!("{} aimed at the supervisor", s.syscall),
+        (Aim::Outside(pid), _) => format!(
+            "{} aimed outside the supervised tree (pid or group {pid})",
+            s.syscall
+        ),
+    };
+    shared.judge.refused(caller, s.syscall, &why, libc::EPERM);
+    Answer::Deny(libc::EPERM)
 }
 
 /// Identity (device, inode, hash) of the program `pid` runs.

@@ -23,6 +23,8 @@ use super::sys;
 pub struct Status {
     pub tgid: i32,
     pub ppid: i32,
+    /// The pid of the process tracing this thread (0: none).
+    pub tracer: i32,
     pub umask: Option<u32>,
     /// Real, effective, saved, filesystem.
     pub uid: [u32; 4],
@@ -48,6 +50,7 @@ pub fn parse_status(text: &str) -> Status {
         match k {
             "Tgid" => s.tgid = v.parse().unwrap_or(0),
             "PPid" => s.ppid = v.parse().unwrap_or(0),
+            "TracerPid" => s.tracer = v.parse().unwrap_or(-1),
             "Umask" => s.umask = u32::from_str_radix(v, 8).ok(),
             "Uid" => s.uid = ids(v),
             "Gid" => s.gid = ids(v),
@@ -254,6 +257,13 @@ pub fn is_own_task(tid: i32) -> bool {
     tid > 0 && fs::symlink_metadata(format!("/proc/self/task/{tid}")).is_ok()
 }
 
+/// Every process (thread group leader) listed in `/proc`.
+pub fn processes() -> io::Result<Vec<i32>> {
+    Ok(fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
 /// The process group of `pid` (field 5 of `/proc/PID/stat`).
 pub fn pgid(pid: i32) -> io::Result<i32> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
@@ -279,10 +289,11 @@ mod tests {
     #[test]
     fn status_fields_are_parsed() {
         let s = parse_status(
-            "Name:\tcat\nUmask:\t0022\nTgid:\t42\nPid:\t43\nPPid:\t7\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n",
+            "Name:\tcat\nUmask:\t0022\nTgid:\t42\nPid:\t43\nPPid:\t7\nTracerPid:\t9\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t10 20 \n",
         );
         assert_eq!(s.tgid, 42);
         assert_eq!(s.ppid, 7);
+        assert_eq!(s.tracer, 9);
         assert_eq!(s.umask, Some(0o022));
         assert_eq!(s.uid, [1000, 1001, 1002, 1003]);
         assert_eq!(s.gid, [5, 6, 7, 8]);
