@@ -1273,7 +1273,10 @@ fn clone_untraced_child_runs_the_forbidden_program() {
     ];
     let native = w.native(&args);
     assert_eq!(field(&native, "clone-untraced"), Some("0"), "{native}");
-    assert!(w.exists("ran.txt"), "natively the untraced child runs the marker");
+    assert!(
+        w.exists("ran.txt"),
+        "natively the untraced child runs the marker"
+    );
     w.reset();
     let out = w.supervise(&w.policy(""), &args);
     let s = stdout(&out);
@@ -1339,7 +1342,10 @@ fn tree_walk(w: &World, mut cmd: Command) -> (String, Vec<(i32, i32)>, i32) {
     let root = child.id() as i32;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !sync.join("ready").exists() {
-        assert!(std::time::Instant::now() < deadline, "the tree never got ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tree never got ready"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let tasks = descendants_with_tracer(root);
@@ -1377,7 +1383,10 @@ fn every_task_of_the_tree_is_traced_by_the_supervisor() {
     // CLONE_PARENT, the setsid daemon — is traced by it.
     assert!(tasks.len() >= 8, "too few descendants: {tasks:?}");
     for (tid, tracer) in &tasks {
-        assert_eq!(*tracer, supervisor, "task {tid} is not traced by the supervisor: {tasks:?}");
+        assert_eq!(
+            *tracer, supervisor,
+            "task {tid} is not traced by the supervisor: {tasks:?}"
+        );
     }
     w.env.assert_valid();
 }
@@ -1433,7 +1442,11 @@ fn calls_that_change_another_process_aimed_at_the_supervisor() {
     let out = w.supervise(&w.policy(""), &[prog.as_os_str(), os("aim"), os("child")]);
     let s = stdout(&out);
     for what in AIMED_CALLS {
-        assert_eq!(field(&s, what), Some("0"), "{what} refused inside the tree: {s}");
+        assert_eq!(
+            field(&s, what),
+            Some("0"),
+            "{what} refused inside the tree: {s}"
+        );
     }
 }
 
@@ -1504,13 +1517,71 @@ fn calls_on_processes_outside_the_tree() {
     // A probe says the process exists; nothing else reaches it.
     assert_eq!(field(&s, "kill-probe"), Some("0"), "{s}");
     for what in ["kill", "kill-pgid", "tkill", "tgkill", "rt_sigqueueinfo"] {
-        assert_eq!(field(&s, what), Some(&*errno_str(libc::EPERM)), "{what}: {s}");
+        assert_eq!(
+            field(&s, what),
+            Some(&*errno_str(libc::EPERM)),
+            "{what}: {s}"
+        );
     }
-    assert!(outsider.alive(), "a signal from the tree killed a process outside it");
+    assert!(
+        outsider.alive(),
+        "a signal from the tree killed a process outside it"
+    );
     assert!(
         stderr(&out).contains("lexecon.contain.outside-tree"),
         "{}",
         stderr(&out)
     );
     w.env.assert_valid();
+}
+
+// ------------------------------------------------ identities that lie
+
+/// SHA-256 of `path`'s content zero-padded to `n` bytes.
+fn padded_sha256_hex(path: &Path, n: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let mut b = std::fs::read(path).unwrap();
+    b.resize(n, 0);
+    Sha256::digest(&b)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn program_rewritten_through_a_shared_mapping_keeps_its_old_hash() {
+    let w = World::new();
+    let prog = w.env.cc("stale_hash", include_str!("escapes/stale_hash.c"));
+    let good = w.env.cc("good", "int main(void) { return 0; }");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as usize;
+    let n = size(&good).max(size(&w.marker)).div_ceil(4096) * 4096;
+    let args = [
+        prog.as_os_str(),
+        os("swapped"),
+        good.as_os_str(),
+        w.marker.as_os_str(),
+        os("ran.txt"),
+    ];
+    let native = w.native(&args);
+    assert_eq!(
+        field(&native, "first"),
+        Some(&*errno_str(libc::ETXTBSY)),
+        "{native}"
+    );
+    assert_eq!(field(&native, "second"), Some("0"), "{native}");
+    assert!(w.exists("ran.txt"), "natively the rewritten program runs");
+    w.reset();
+    // Only the forbidden content (as it lies in the file) is blocked.
+    let policy = w.env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults: {{exec: allow, open: allow}}\nrules:\n  - id: block-marker-content\n    exec:\n      sha256: [\"{}\"]\n    decision: block\n    reason: forbidden content\n",
+        padded_sha256_hex(&w.marker, n)
+    ));
+    let out = w.supervise(&policy, &args);
+    let s = stdout(&out);
+    assert_eq!(field(&s, "first"), Some(&*errno_str(libc::ETXTBSY)), "{s}");
+    assert!(
+        !w.exists("ran.txt"),
+        "the rewritten program ran with its old hash: {s}"
+    );
+    assert_eq!(field(&s, "second"), Some(&*errno_str(libc::EPERM)), "{s}");
 }

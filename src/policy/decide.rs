@@ -136,6 +136,9 @@ pub(crate) struct KindIndex {
     paths: PathIndex,
     names: NameIndex,
     by_hash: HashMap<[u8; 32], Vec<u32>>,
+    /// The `block`/`escalate` rules in `by_hash`: candidates when a
+    /// program's hash is not known (unknown facts never help).
+    by_hash_strict: Vec<u32>,
     always: Vec<u32>,
 }
 
@@ -159,6 +162,9 @@ impl Index {
                     } else if let Some(hashes) = &c.sha256 {
                         for h in hashes {
                             ki.by_hash.entry(*h).or_default().push(i);
+                        }
+                        if rule.verdict != Verdict::Allow {
+                            ki.by_hash_strict.push(i);
                         }
                         true
                     } else {
@@ -190,10 +196,13 @@ impl Index {
                 if arg0 != base {
                     ki.names.candidates(arg0, out);
                 }
-                if let Some(h) = &v.action.sha256 {
-                    if let Some(rs) = ki.by_hash.get(h) {
-                        out.extend_from_slice(rs);
+                match &v.action.sha256 {
+                    Some(h) => {
+                        if let Some(rs) = ki.by_hash.get(h) {
+                            out.extend_from_slice(rs);
+                        }
                     }
+                    None => out.extend_from_slice(&ki.by_hash_strict),
                 }
                 ki.paths.candidates(&v.path, out);
             }

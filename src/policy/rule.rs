@@ -115,8 +115,15 @@ impl Rule {
     /// Whether the rule matches. With `trace`, every condition is evaluated
     /// and its result recorded; without, evaluation stops at the first
     /// condition that fails.
+    ///
+    /// A fact the supervisor could not establish (a program's content hash,
+    /// the caller's working directory) never helps the tree: it is taken as
+    /// whatever makes this rule stricter. For a `block` or `escalate` rule an
+    /// unknown fact satisfies its conditions and defeats its `unless`; for an
+    /// `allow` rule it fails its conditions and satisfies its `unless`.
     pub fn matches(&self, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResult>>) -> bool {
-        let when = eval(&self.when, view, trace.as_deref_mut());
+        let strict = self.verdict != Verdict::Allow;
+        let when = eval(&self.when, view, strict, trace.as_deref_mut());
         if !when && trace.is_none() {
             return false;
         }
@@ -124,7 +131,7 @@ impl Rule {
             return when;
         };
         let mut inner = Vec::new();
-        let exception = eval(unless, view, trace.is_some().then_some(&mut inner));
+        let exception = eval(unless, view, !strict, trace.is_some().then_some(&mut inner));
         if let Some(t) = trace {
             let detail = inner
                 .iter()
@@ -152,8 +159,23 @@ impl Rule {
     }
 }
 
-/// Evaluate a set of conditions: all must hold.
-fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResult>>) -> bool {
+/// How an unknown fact was taken, for explanations.
+fn taken_as(unknown: bool) -> &'static str {
+    if unknown {
+        "taken as holding, since unknown facts never help"
+    } else {
+        "taken as failing, since unknown facts never help"
+    }
+}
+
+/// Evaluate a set of conditions: all must hold. A condition on a fact that
+/// is not known holds when `unknown` is true (see [`Rule::matches`]).
+fn eval(
+    conds: &Conds,
+    view: &View<'_>,
+    unknown: bool,
+    mut trace: Option<&mut Vec<ConditionResult>>,
+) -> bool {
     let mut all = true;
     macro_rules! cond {
         ($name:expr, $holds:expr, $detail:expr) => {{
@@ -198,12 +220,18 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(hashes) = &c.sha256 {
-                let held = v.action.sha256.is_some_and(|h| hashes.contains(&h));
+                let held = match v.action.sha256 {
+                    Some(h) => hashes.contains(&h),
+                    None => unknown,
+                };
                 cond!(
                     "sha256",
                     held,
                     match v.action.sha256 {
-                        None => "the program's content hash is not known".to_string(),
+                        None => format!(
+                            "the program's content hash is not known: {}",
+                            taken_as(unknown)
+                        ),
                         Some(h) if held => format!("content hash {} is listed", hex::encode(h)),
                         Some(h) => format!("content hash {} is not listed", hex::encode(h)),
                     }
@@ -272,11 +300,15 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                     }
                 );
             }
+            // Relative operands cannot be placed when the cwd is not known.
+            let operands_unknown =
+                v.cwd.is_empty() && v.parsed.operands.iter().any(|o| !o.starts_with('/'));
+            let or_unknown = |hit: bool| hit || (operands_unknown && unknown);
             if let Some(g) = &c.operand_path {
                 let hit = v.resolved.iter().find(|p| g.is_match(p));
                 cond!(
                     "operand_path",
-                    hit.is_some(),
+                    or_unknown(hit.is_some()),
                     match &hit {
                         Some(p) => format!(
                             "operand resolves to '{p}', which matches '{}'",
@@ -295,7 +327,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 let hit = v.resolved.iter().find(|p| !g.is_match(p));
                 cond!(
                     "operand_outside",
-                    hit.is_some(),
+                    or_unknown(hit.is_some()),
                     match &hit {
                         Some(p) =>
                             format!("operand resolves to '{p}', outside all of {}", g.describe()),
@@ -315,7 +347,7 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                     .find_map(|p| paths.iter().find(|l| covers(p, l)).map(|l| (p, l)));
                 cond!(
                     "operand_covers",
-                    hit.is_some(),
+                    or_unknown(hit.is_some()),
                     match &hit {
                         Some((p, l)) if *p == *l => format!("operand resolves to '{p}'"),
                         Some((p, l)) => format!("operand resolves to '{p}', which contains '{l}'"),
@@ -327,7 +359,11 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.cwd {
-                cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
+                cond!(
+                    "cwd",
+                    cwd_holds(g, &v.cwd, unknown),
+                    describe_cwd(g, &v.cwd, unknown)
+                );
             }
         }
         (Conds::Open(c), View::Open(v)) => {
@@ -355,7 +391,11 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
                 );
             }
             if let Some(g) = &c.cwd {
-                cond!("cwd", g.is_match(&v.cwd), describe_match(g, &v.cwd, "cwd"));
+                cond!(
+                    "cwd",
+                    cwd_holds(g, &v.cwd, unknown),
+                    describe_cwd(g, &v.cwd, unknown)
+                );
             }
         }
         // A rule is only ever evaluated against actions of its own kind; a
@@ -363,6 +403,23 @@ fn eval(conds: &Conds, view: &View<'_>, mut trace: Option<&mut Vec<ConditionResu
         _ => return false,
     }
     all
+}
+
+/// A `cwd` condition; an empty cwd is one that could not be read.
+fn cwd_holds(g: &Globs, cwd: &str, unknown: bool) -> bool {
+    if cwd.is_empty() {
+        unknown
+    } else {
+        g.is_match(cwd)
+    }
+}
+
+fn describe_cwd(g: &Globs, cwd: &str, unknown: bool) -> String {
+    if cwd.is_empty() {
+        format!("the working directory is not known: {}", taken_as(unknown))
+    } else {
+        describe_match(g, cwd, "cwd")
+    }
 }
 
 /// Whether `dir` is `path` or one of its ancestors (both normalised).

@@ -158,12 +158,75 @@ fn exec_sha256_recognises_renamed_binaries() {
     let Action::Exec(mut e) = exec(&["innocent"]) else {
         unreachable!()
     };
-    assert_eq!(verdict(&p, &Action::Exec(e.clone())), Verdict::Allow);
     e.sha256 = Some(h);
     assert_eq!(verdict(&p, &Action::Exec(e.clone())), Verdict::Block);
     e.sha256 = Some([8u8; 32]);
     assert_eq!(verdict(&p, &Action::Exec(e)), Verdict::Allow);
     assert!(!shipped("default.yaml").uses_content_hash());
+}
+
+/// A fact that could not be established never helps the tree: block and
+/// escalate rules take it as matching (and their exceptions as not
+/// applying), allow rules as not matching (and their exceptions as
+/// applying).
+#[test]
+fn unknown_facts_never_help_the_tree() {
+    let h = hex::encode([7u8; 32]);
+    let unknown_hash = exec(&["innocent"]);
+    let mut known_other = unknown_hash.clone();
+    if let Action::Exec(e) = &mut known_other {
+        e.sha256 = Some([8u8; 32]);
+    }
+    for strict in ["block", "escalate"] {
+        let p = load(&format!(
+            "version: 1\ndefaults: {{exec: allow, open: allow}}\nrules:\n  - id: r\n    exec:\n      sha256: [\"{h}\"]\n    decision: {strict}\n    reason: r\n"
+        ));
+        assert_eq!(verdict(&p, &known_other), Verdict::Allow, "{strict}");
+        assert_ne!(
+            verdict(&p, &unknown_hash),
+            Verdict::Allow,
+            "{strict}: unknown hash"
+        );
+    }
+    // An allow rule by hash does not allow a program whose hash is unknown.
+    let p = load(&format!(
+        "version: 1\ndefaults: {{exec: block, open: allow}}\nrules:\n  - id: r\n    exec:\n      sha256: [\"{h}\"]\n    decision: allow\n    reason: r\n"
+    ));
+    assert_eq!(verdict(&p, &unknown_hash), Verdict::Block);
+    // A block rule whose exception needs the hash: the exception does not
+    // apply when the hash is unknown.
+    let p = load(&format!(
+        "version: 1\ndefaults: {{exec: allow, open: allow}}\nrules:\n  - id: r\n    exec:\n      name: innocent\n      unless:\n        sha256: [\"{h}\"]\n    decision: block\n    reason: r\n"
+    ));
+    assert_eq!(verdict(&p, &unknown_hash), Verdict::Block);
+    let mut listed = unknown_hash.clone();
+    if let Action::Exec(e) = &mut listed {
+        e.sha256 = Some([7u8; 32]);
+    }
+    assert_eq!(verdict(&p, &listed), Verdict::Allow);
+    // The working directory: unknown (empty) matches a block rule's `cwd`,
+    // never an allow rule's; relative operands cannot be placed without it.
+    let p = load(
+        "version: 1\ndefaults: {exec: allow, open: block}\nrules:\n  - id: no-exec-in-secret\n    exec:\n      cwd: /secret/**\n    decision: block\n    reason: r\n  - id: open-in-ws\n    open:\n      cwd: [/home/u/ws, /home/u/ws/**]\n    decision: allow\n    reason: r\n  - id: no-rm-secret\n    exec:\n      name: rm\n      operand_path: /secret/**\n    decision: block\n    reason: r\n",
+    );
+    assert_eq!(verdict(&p, &exec_in("/home/u/ws", &["ls"])), Verdict::Allow);
+    assert_eq!(verdict(&p, &exec_in("", &["ls"])), Verdict::Block);
+    assert_eq!(
+        verdict(&p, &exec_in("/home/u/ws", &["rm", "x"])),
+        Verdict::Allow
+    );
+    assert_eq!(verdict(&p, &exec_in("", &["rm", "x"])), Verdict::Block);
+    assert_eq!(
+        verdict(&p, &exec_in("", &["rm", "/elsewhere/x"])),
+        Verdict::Block,
+        "cwd rule"
+    );
+    let mut o = open("/home/u/ws/a", Access::READ);
+    assert_eq!(verdict(&p, &o), Verdict::Allow);
+    if let Action::Open(oa) = &mut o {
+        oa.cwd = PathBuf::new();
+    }
+    assert_eq!(verdict(&p, &o), Verdict::Block);
 }
 
 #[test]

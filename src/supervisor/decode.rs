@@ -824,7 +824,13 @@ pub(crate) mod tests {
             target(nr::IOPRIO_SET, [3, 1000, 0, 0, 0, 0]).map(|t| t.1),
             Ok(ProcessTarget::User)
         );
-        assert_eq!(target(nr::IOPRIO_SET, [0, 1, 0, 0, 0, 0]), Err(libc::EINVAL));
-        assert_eq!(target(nr::SETPRIORITY, [7, 1, 0, 0, 0, 0]), Err(libc::EINVAL));
+        assert_eq!(
+            target(nr::IOPRIO_SET, [0, 1, 0, 0, 0, 0]),
+            Err(libc::EINVAL)
+        );
+        assert_eq!(
+            target(nr::SETPRIORITY, [7, 1, 0, 0, 0, 0]),
+            Err(libc::EINVAL)
+        );
     }
 }

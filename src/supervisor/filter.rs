@@ -724,7 +724,10 @@ mod tests {
             }
         }
         for &(n, own) in WHICH_WHO_TARGETED {
-            assert_eq!(run(n, AUDIT_ARCH_X86_64, [own as u64, 0, 5, 0, 0, 0]), RET_ALLOW);
+            assert_eq!(
+                run(n, AUDIT_ARCH_X86_64, [own as u64, 0, 5, 0, 0, 0]),
+                RET_ALLOW
+            );
             for (which, who) in [(own as u64, 42), (own as u64 + 1, 0), (own as u64 + 2, 0)] {
                 assert_eq!(
                     run(n, AUDIT_ARCH_X86_64, [which, who, 5, 0, 0, 0]),

@@ -31,7 +31,7 @@ use crate::action::{Access, Action, ExecAction, OpenAction};
 
 use super::creds::{AsCaller, Pidfds};
 use super::decode::{
-    self, ExecRequest, OpenRequest, ProcessMemory, Request, ProcessRequest, ProcessTarget,
+    self, ExecRequest, OpenRequest, ProcessMemory, ProcessRequest, ProcessTarget, Request,
 };
 use super::procfs::{self, HashCache, Identity};
 use super::resolve::{self, Lookup, ProcInfo, Resolved, Target};
@@ -88,10 +88,23 @@ impl Shared {
     pub fn new(judge: Arc<dyn Judge>) -> io::Result<Shared> {
         // SAFETY: no arguments.
         let (pid, pgid) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        let hashes = HashCache::default();
+        // The command inherits stdin, stdout and stderr: a regular file
+        // among them opened for writing is writable by the tree.
+        for fd in 0..3 {
+            // SAFETY: fcntl(F_GETFL) on a descriptor number only reads its
+            // flags; a closed one fails with EBADF.
+            let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+            if fl >= 0 && fl & libc::O_ACCMODE != libc::O_RDONLY {
+                // SAFETY: fd is open (F_GETFL succeeded) for the duration of
+                // the borrow.
+                hashes.written(unsafe { BorrowedFd::borrow_raw(fd) });
+            }
+        }
         Ok(Shared {
             judge,
             proc_info: ProcInfo::detect()?,
-            hashes: HashCache::default(),
+            hashes,
             pending_exec: Mutex::new(HashMap::new()),
             threads: Mutex::new(HashMap::new()),
             supervisor_pid: pid,
@@ -429,6 +442,9 @@ fn open(
         let umask = umask_for(o.flags, caller.tid);
         match perform_open(&resolved, o, umask) {
             Ok(fd) => {
+                if flags & libc::O_ACCMODE != libc::O_RDONLY {
+                    shared.hashes.written(fd.as_fd());
+                }
                 let _ = listener.inject_fd_and_reply(id, fd.as_fd(), flags & libc::O_CLOEXEC != 0);
                 return Answer::Done;
             }
@@ -549,6 +565,9 @@ fn open_blocking(
                 .and_then(|_creds| perform_open(&resolved, &o, umask));
             match opened {
                 Ok(fd) => {
+                    if o.flags as i32 & libc::O_ACCMODE != libc::O_RDONLY {
+                        shared2.hashes.written(fd.as_fd());
+                    }
                     let _ = listener.inject_fd_and_reply(
                         id,
                         fd.as_fd(),

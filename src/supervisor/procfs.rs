@@ -144,14 +144,32 @@ struct Version {
 
 /// SHA-256 of program files, cached by (device, inode) and invalidated when
 /// size, mtime or ctime change (ctime cannot be set from user space, so a
-/// rewritten file always misses the cache).
+/// file rewritten with write(2) always misses the cache).
+///
+/// Metadata does not see every change: a write through a shared writable
+/// mapping that is already dirty changes the bytes and none of size, mtime
+/// or ctime. So a file the tree could ever write to — one it was given a
+/// writable descriptor for ([`HashCache::written`]), or an unlinked one (a
+/// memfd, an `O_TMPFILE`, a deleted file) — is never answered from the
+/// cache: it is hashed again each time. At the exec event the kernel
+/// refuses every writer of the file being executed (`ETXTBSY`), so the hash
+/// taken there is the hash of the bytes that run.
 /// (device, inode) → (version hashed, SHA-256).
 type Hashes = HashMap<(u64, u64), (Version, [u8; 32])>;
 
 #[derive(Default)]
 pub struct HashCache {
     map: Mutex<Hashes>,
+    /// Files the tree holds or held a writable descriptor for; `None` once
+    /// there were too many to track (then no file is answered from the
+    /// cache).
+    written: Mutex<Option<std::collections::HashSet<(u64, u64)>>>,
+    /// Set once `written` overflowed.
+    untrusted: std::sync::atomic::AtomicBool,
 }
+
+/// Most files tracked as written before the cache stops being used at all.
+const WRITTEN_MAX: usize = 1 << 20;
 
 /// Most entries kept; the cache is cleared when full (bounded memory).
 const HASH_CACHE_MAX: usize = 4096;
@@ -159,6 +177,37 @@ const HASH_CACHE_MAX: usize = 4096;
 pub const HASH_MAX_BYTES: i64 = 512 * 1024 * 1024;
 
 impl HashCache {
+    /// The tree can write to the file open as `fd` (it was given a writable
+    /// descriptor of it): its hash is never taken from the cache again.
+    pub fn written(&self, fd: BorrowedFd<'_>) {
+        use std::sync::atomic::Ordering;
+        let Ok(st) = sys::fstat(fd) else {
+            // Unknown: trust no cached hash.
+            self.untrusted.store(true, Ordering::Relaxed);
+            return;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return;
+        }
+        let mut w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let set = w.get_or_insert_with(Default::default);
+        if set.len() >= WRITTEN_MAX {
+            self.untrusted.store(true, Ordering::Relaxed);
+            set.clear();
+        }
+        set.insert((st.st_dev, st.st_ino));
+    }
+
+    /// Whether a cached hash of `st` may be used.
+    fn cacheable(&self, st: &libc::stat) -> bool {
+        if st.st_nlink == 0 || self.untrusted.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let w = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        !w.as_ref()
+            .is_some_and(|set| set.contains(&(st.st_dev, st.st_ino)))
+    }
+
     /// Identity of the file open as `fd` (any mode, `O_PATH` included); its
     /// content hash when it is a regular file that can be read.
     pub fn identify(&self, fd: BorrowedFd<'_>) -> io::Result<Identity> {
@@ -177,10 +226,13 @@ impl HashCache {
             ctime: (st.st_ctime, st.st_ctime_nsec),
         };
         let key = (st.st_dev, st.st_ino);
-        if let Some((v, h)) = self.lock().get(&key) {
-            if *v == version {
-                id.sha256 = Some(*h);
-                return Ok(id);
+        let cacheable = self.cacheable(&st);
+        if cacheable {
+            if let Some((v, h)) = self.lock().get(&key) {
+                if *v == version {
+                    id.sha256 = Some(*h);
+                    return Ok(id);
+                }
             }
         }
         // Reopen for reading through our own fd table: works for O_PATH fds
@@ -201,11 +253,13 @@ impl HashCache {
             Err(e) => return Err(e),
         };
         let hash = hash_fd(file)?;
-        let mut map = self.lock();
-        if map.len() >= HASH_CACHE_MAX {
-            map.clear();
+        if cacheable {
+            let mut map = self.lock();
+            if map.len() >= HASH_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(key, (version, hash));
         }
-        map.insert(key, (version, hash));
         id.sha256 = Some(hash);
         Ok(id)
     }
@@ -309,6 +363,60 @@ mod tests {
         assert_eq!(pgid(pid).unwrap(), pgrp);
         assert!(is_own_task(sys::gettid()));
         assert!(!is_own_task(1));
+    }
+
+    /// A write through a shared mapping that is already dirty changes the
+    /// bytes but not size, mtime or ctime: a file the tree was given a
+    /// writable descriptor for is hashed again every time.
+    #[test]
+    fn hash_cache_sees_writes_through_a_shared_mapping() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prog");
+        fs::write(&p, vec![b'a'; 4096]).unwrap();
+        let rw = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        // SAFETY: a fresh shared mapping of one page of a file we own.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                rw.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(map, libc::MAP_FAILED);
+        // SAFETY: the mapping is one page long and writable.
+        unsafe { *(map as *mut u8) = b'b' };
+        let ro = fs::File::open(&p).unwrap();
+        let cache = HashCache::default();
+        let first = cache.identify(ro.as_fd()).unwrap().sha256;
+        let before = fs::metadata(&p).unwrap();
+        // SAFETY: as above; the page is already dirty: no fault, no mtime.
+        unsafe { *(map as *mut u8) = b'c' };
+        let after = fs::metadata(&p).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (before.mtime_nsec(), before.ctime_nsec(), before.size()),
+            (after.mtime_nsec(), after.ctime_nsec(), after.size()),
+            "the write changed no metadata"
+        );
+        let mut c = vec![b'a'; 4096];
+        c[0] = b'c';
+        let truth: [u8; 32] = Sha256::digest(&c).into();
+        // Answered from the cache, the hash lies (the attack)...
+        assert_ne!(cache.identify(ro.as_fd()).unwrap().sha256, Some(truth));
+        assert_ne!(first, Some(truth));
+        // ...unless the file is known to be writable by the tree.
+        cache.written(rw.as_fd());
+        assert_eq!(cache.identify(ro.as_fd()).unwrap().sha256, Some(truth));
+        // SAFETY: unmaps the mapping made above.
+        unsafe { libc::munmap(map, 4096) };
     }
 
     #[test]
