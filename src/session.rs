@@ -83,9 +83,15 @@ pub mod builtin {
     pub const UNDECODABLE: &str = "lexecon.undecodable";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
+    pub const POLICY: &str = "lexecon.self-protect.policy";
 }
 
-/// Paths the tree may never open.
+/// What the tree may never open (keys, ledger, the supervisor's `/proc`
+/// entries) or never change (the policy in force), protected both by path
+/// and by object: a file reached under another name (a hard link made
+/// before the run) is the same file. Renaming or removing a directory above
+/// any of them is refused too, so their paths stay what they were when the
+/// run started.
 struct Protected {
     keys_dir: PathBuf,
     ledger_file: PathBuf,
@@ -95,26 +101,88 @@ struct Protected {
     /// the workspace nor one of its ancestors): nothing may be written in it.
     ledger_dir: Option<PathBuf>,
     supervisor_proc: PathBuf,
+    /// The policy file in force, when it is a file: read-only to the tree.
+    policy_file: Option<PathBuf>,
+    /// (device, inode) → (rule, reason, only writes are refused).
+    objects: HashMap<(u64, u64), (&'static str, &'static str, bool)>,
+}
+
+const KEYS_REASON: &str = "the ledger's signing keys are off limits to the supervised tree";
+const LEDGER_REASON: &str = "the ledger is written by the supervisor only";
+const POLICY_REASON: &str = "the policy in force is read-only to the supervised tree";
+
+/// Calls judged as writes of a path that move or remove what the path names.
+fn moves_or_removes(syscall: &str) -> bool {
+    matches!(
+        syscall,
+        "unlink" | "unlinkat" | "rmdir" | "rename" | "renameat" | "renameat2"
+    )
 }
 
 impl Protected {
-    fn check(&self, action: &Action) -> Option<Decision> {
+    fn new(
+        keys_dir: PathBuf,
+        ledger_file: PathBuf,
+        ledger_dir: Option<PathBuf>,
+        policy_file: Option<PathBuf>,
+        supervisor_proc: PathBuf,
+    ) -> Protected {
+        use std::os::unix::fs::MetadataExt;
+        let mut objects = HashMap::new();
+        let mut add = |p: &Path, rule, reason, writes_only| {
+            if let Ok(m) = std::fs::symlink_metadata(p) {
+                objects.insert((m.dev(), m.ino()), (rule, reason, writes_only));
+            }
+        };
+        add(&keys_dir, builtin::KEYS, KEYS_REASON, false);
+        for e in std::fs::read_dir(&keys_dir).into_iter().flatten().flatten() {
+            add(&e.path(), builtin::KEYS, KEYS_REASON, false);
+        }
+        add(&ledger_file, builtin::LEDGER, LEDGER_REASON, false);
+        if let Some(p) = &policy_file {
+            add(p, builtin::POLICY, POLICY_REASON, true);
+        }
+        Protected {
+            approval_socket: crate::approval::socket_path(&ledger_file),
+            keys_dir,
+            ledger_file,
+            ledger_dir,
+            supervisor_proc,
+            policy_file,
+            objects,
+        }
+    }
+
+    /// The paths that must keep their names for the run.
+    fn roots(&self) -> impl Iterator<Item = (&Path, &'static str)> {
+        [
+            (Some(self.keys_dir.as_path()), builtin::KEYS),
+            (Some(self.ledger_file.as_path()), builtin::LEDGER),
+            (Some(self.approval_socket.as_path()), builtin::LEDGER),
+            (self.ledger_dir.as_deref(), builtin::LEDGER),
+            (self.policy_file.as_deref(), builtin::POLICY),
+        ]
+        .into_iter()
+        .filter_map(|(p, rule)| p.map(|p| (p, rule)))
+    }
+
+    fn check(
+        &self,
+        syscall: &str,
+        action: &Action,
+        identity: Option<&Identity>,
+    ) -> Option<Decision> {
         let Action::Open(o) = action else { return None };
         let p = o.path.as_path();
         let writes = o
             .access
             .intersects(Access::WRITE | Access::CREATE | Access::TRUNCATE | Access::APPEND);
         let in_ledger_dir = self.ledger_dir.as_ref().is_some_and(|d| p.starts_with(d));
+        let object = identity.and_then(|i| self.objects.get(&(i.dev, i.ino)));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
-            (
-                builtin::KEYS,
-                "the ledger's signing keys are off limits to the supervised tree",
-            )
+            (builtin::KEYS, KEYS_REASON)
         } else if p == self.ledger_file || p == self.approval_socket {
-            (
-                builtin::LEDGER,
-                "the ledger is written by the supervisor only",
-            )
+            (builtin::LEDGER, LEDGER_REASON)
         } else if in_ledger_dir && writes {
             (
                 builtin::LEDGER,
@@ -124,6 +192,20 @@ impl Protected {
             (
                 builtin::SUPERVISOR,
                 "the supervisor's /proc entries are off limits to the supervised tree",
+            )
+        } else if let Some(&(rule, reason, _)) =
+            object.filter(|&&(_, _, writes_only)| writes || !writes_only)
+        {
+            (rule, reason)
+        } else if writes && self.policy_file.as_deref() == Some(p) {
+            (builtin::POLICY, POLICY_REASON)
+        } else if let Some((_, rule)) = self
+            .roots()
+            .find(|(root, _)| moves_or_removes(syscall) && root.starts_with(p))
+        {
+            (
+                rule,
+                "moving or removing a directory above the ledger, its keys or the policy is refused",
             )
         } else {
             return None;
@@ -343,13 +425,16 @@ impl Session {
         let pid = unsafe { libc::getpid() };
         let approval_ledger = Some(writer.path().to_path_buf())
             .filter(|p| p != Path::new(ledger::writer::DEFAULT_LEDGER));
-        let protected = Protected {
-            keys_dir: canonical_or_absolute(&cfg.keys_dir),
-            approval_socket: crate::approval::socket_path(&ledger_file),
+        let protected = Protected::new(
+            canonical_or_absolute(&cfg.keys_dir),
             ledger_file,
             ledger_dir,
-            supervisor_proc: PathBuf::from(format!("/proc/{pid}")),
-        };
+            cfg.policy_path
+                .as_deref()
+                .filter(|p| p.is_file())
+                .map(canonical_or_absolute),
+            PathBuf::from(format!("/proc/{pid}")),
+        );
         let programs = program_identities(&cfg.policy);
         Ok((
             Session {
@@ -376,8 +461,13 @@ impl Session {
         ))
     }
 
-    fn decide(&self, action: &Action, identity: Option<&Identity>) -> (Decision, bool) {
-        if let Some(d) = self.protected.check(action) {
+    fn decide(
+        &self,
+        syscall: &str,
+        action: &Action,
+        identity: Option<&Identity>,
+    ) -> (Decision, bool) {
+        if let Some(d) = self.protected.check(syscall, action, identity) {
             return (d, true);
         }
         let mut d = self.policy.decide(action);
@@ -598,7 +688,7 @@ impl Judge for Session {
         action: &Action,
         identity: Option<&Identity>,
     ) -> Ruling {
-        let (decision, builtin) = self.decide(action, identity);
+        let (decision, builtin) = self.decide(syscall, action, identity);
         if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
             return r;
         }
@@ -630,7 +720,7 @@ impl Judge for Session {
         identity: Option<&Identity>,
         requested: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide(action, identity);
+        let (decision, builtin) = self.decide("execve", action, identity);
         let (outcome, mut note) = self
             .confirm_escalated(action, &decision, builtin)
             .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));

@@ -1585,3 +1585,115 @@ fn program_rewritten_through_a_shared_mapping_keeps_its_old_hash() {
     );
     assert_eq!(field(&s, "second"), Some(&*errno_str(libc::EPERM)), "{s}");
 }
+
+// ------------------------------------ self-protection that follows objects
+
+/// `key=status` lines from a shell script run in the workspace.
+fn script(lines: &[String]) -> Vec<std::ffi::OsString> {
+    vec!["/bin/sh".into(), "-c".into(), lines.join("\n").into()]
+}
+
+#[test]
+fn renaming_an_ancestor_of_the_keys_or_the_ledger() {
+    let w = World::new();
+    let root = w.env.root.display().to_string();
+    let key = private_key(&w);
+    let s = script(&[
+        format!("mv '{root}' '{root}.moved'; echo rename=$?"),
+        format!("cat '{root}.moved/keys/ledger.key' > leak.bin; echo read=$?"),
+        format!("echo forged >> '{root}.moved/ledger/ledger.jsonl'; echo forge=$?"),
+        format!("[ -d '{root}.moved' ] && mv '{root}.moved' '{root}'; echo back=$?"),
+    ]);
+    // Natively the key is read and the ledger written under the new name.
+    std::fs::create_dir_all(w.env.ledger.parent().unwrap()).unwrap();
+    std::fs::write(&w.env.ledger, "").unwrap();
+    let native = w.native(&s);
+    assert_eq!(field(&native, "rename"), Some("0"), "{native}");
+    assert_eq!(field(&native, "read"), Some("0"), "{native}");
+    assert_eq!(field(&native, "forge"), Some("0"), "{native}");
+    assert_eq!(leaked(&w), std::fs::read(&key).unwrap());
+    std::fs::remove_file(&w.env.ledger).unwrap();
+    w.reset();
+
+    let out = w.supervise(&w.policy(""), &s);
+    let s = stdout(&out);
+    assert_ne!(
+        field(&s, "rename"),
+        Some("0"),
+        "the ancestor was renamed: {s}"
+    );
+    assert!(leaked(&w).is_empty(), "the key leaked: {s}");
+    assert!(
+        !std::fs::read_to_string(&w.env.ledger)
+            .unwrap()
+            .lines()
+            .any(|l| l == "forged"),
+        "a forged line reached the ledger"
+    );
+    let refused_move = w.env.records().iter().any(|r| {
+        r.to_string()
+            .contains("moving or removing a directory above the ledger")
+    });
+    assert!(
+        refused_move,
+        "no record names the refused move: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_hard_link_to_the_key_made_before_the_run() {
+    let w = World::new();
+    let key = private_key(&w);
+    let link = w.ws().join("innocent.txt");
+    std::fs::hard_link(&key, &link).unwrap();
+    let cmd = script(&["cat innocent.txt > leak.bin; echo read=$?".to_string()]);
+    let native = w.native(&cmd);
+    assert_eq!(field(&native, "read"), Some("0"), "{native}");
+    assert_eq!(leaked(&w), std::fs::read(&key).unwrap());
+    std::fs::remove_file(w.ws().join("leak.bin")).unwrap();
+    let out = w.supervise(&w.policy(""), &cmd);
+    assert_ne!(field(&stdout(&out), "read"), Some("0"), "{}", stdout(&out));
+    assert!(leaked(&w).is_empty(), "the key leaked through a hard link");
+    assert!(
+        stderr(&out).contains("lexecon.self-protect.keys"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_policy_in_force_is_read_only_to_the_tree() {
+    let w = World::new();
+    let policy = w.policy("");
+    let before = std::fs::read(&policy).unwrap();
+    let p = policy.display();
+    let cmd = script(&[
+        format!("cat '{p}' > /dev/null; echo read=$?"),
+        format!("echo '# loosened' >> '{p}'; echo append=$?"),
+        format!("mv '{p}' '{p}.old'; echo rename=$?"),
+    ]);
+    let out = w.supervise(&policy, &cmd);
+    let s = stdout(&out);
+    assert_eq!(field(&s, "read"), Some("0"), "{s}");
+    assert_ne!(field(&s, "append"), Some("0"), "{s}");
+    assert_ne!(field(&s, "rename"), Some("0"), "{s}");
+    assert_eq!(
+        std::fs::read(&policy).unwrap(),
+        before,
+        "the policy was changed"
+    );
+    assert!(
+        stderr(&out).contains("lexecon.self-protect.policy"),
+        "{}",
+        stderr(&out)
+    );
+    // The same script changes an ordinary copy natively.
+    let copy = w.env.root.join("copy.yaml");
+    std::fs::copy(&policy, &copy).unwrap();
+    let c = copy.display();
+    let native = w.native(&script(&[format!(
+        "echo '# loosened' >> '{c}'; echo append=$?"
+    )]));
+    assert_eq!(field(&native, "append"), Some("0"), "{native}");
+}
