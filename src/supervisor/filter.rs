@@ -114,7 +114,8 @@ pub const PID_TARGETED: &[u32] = &[
 /// selects a thread, a process group or every process of a user. Only
 /// (the caller's own thread, `who == 0`) passes without notification.
 pub const WHICH_WHO_TARGETED: &[(u32, u32)] = &[
-    (nr::SETPRIORITY, libc::PRIO_PROCESS as u32),
+    // PRIO_PROCESS
+    (nr::SETPRIORITY, 0),
     // IOPRIO_WHO_PROCESS
     (nr::IOPRIO_SET, 1),
 ];
