@@ -241,66 +241,6 @@ fn path_op_note(syscall: &str) -> Option<&'static str> {
     })
 }
 
-/// Options of the dynamic loader that take a value (ld.so(8)).
-const LOADER_OPTS_WITH_VALUE: &[&str] = &[
-    "--library-path",
-    "--inhibit-rpath",
-    "--audit",
-    "--preload",
-    "--argv0",
-    "--glibc-hwcaps-prefix",
-    "--glibc-hwcaps-mask",
-];
-
-/// Whether `path` is an ELF dynamic loader (`ld-linux-x86-64.so.2`, `ld.so`).
-fn is_loader(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-    name.starts_with(b"ld-linux")
-        || name.starts_with(b"ld.so")
-        || (name.starts_with(b"ld-") && name.windows(3).any(|w| w == b".so"))
-}
-
-/// When `action` runs the dynamic loader as a program with a program to
-/// run (`ld.so [OPTIONS] PROG ARGS…`), the exec of PROG that it performs:
-/// PROG resolved against the caller's cwd, its argv, its content hash.
-pub fn loader_target(action: &Action) -> Option<Action> {
-    let Action::Exec(x) = action else { return None };
-    if !is_loader(&x.path) {
-        return None;
-    }
-    let mut args = x.argv.iter().skip(1);
-    let prog = loop {
-        let a = args.next()?;
-        let s = a.as_bytes();
-        if s == b"--" {
-            break args.next()?;
-        }
-        if LOADER_OPTS_WITH_VALUE.iter().any(|o| o.as_bytes() == s) {
-            args.next()?;
-            continue;
-        }
-        if s.starts_with(b"--") {
-            // --list, --verify, --inhibit-cache, …
-            continue;
-        }
-        break a;
-    };
-    let joined = x.cwd.join(prog);
-    let path = std::fs::canonicalize(&joined).unwrap_or(joined);
-    let sha256 = std::fs::read(&path).ok().map(|b| {
-        use sha2::Digest;
-        <[u8; 32]>::from(sha2::Sha256::digest(b))
-    });
-    let mut argv = vec![prog.clone()];
-    argv.extend(args.cloned());
-    Some(Action::Exec(crate::action::ExecAction {
-        path,
-        argv,
-        cwd: x.cwd.clone(),
-        sha256,
-    }))
-}
-
 /// A blocked action, for the summary.
 #[derive(Debug, Clone)]
 pub struct Blocked {
@@ -466,6 +406,7 @@ impl Session {
         syscall: &str,
         action: &Action,
         identity: Option<&Identity>,
+        loaded: Option<&Action>,
     ) -> (Decision, bool) {
         if let Some(d) = self.protected.check(syscall, action, identity) {
             return (d, true);
@@ -476,8 +417,8 @@ impl Session {
         // Judge the program as the rules name it too; the stronger verdict
         // wins.
         let mut aliases: Vec<(Action, &str)> = Vec::new();
-        if let Some(target) = loader_target(action) {
-            aliases.push((target, "run through the dynamic loader as"));
+        if let Some(target) = loaded {
+            aliases.push((target.clone(), "run through the dynamic loader as"));
         }
         if let (Action::Exec(x), Some(id)) = (action, identity) {
             if let Some(named) = self.programs.get(&(id.dev, id.ino)) {
@@ -687,8 +628,9 @@ impl Judge for Session {
         syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
+        loaded: Option<&Action>,
     ) -> Ruling {
-        let (decision, builtin) = self.decide(syscall, action, identity);
+        let (decision, builtin) = self.decide(syscall, action, identity, loaded);
         if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
             return r;
         }
@@ -719,8 +661,9 @@ impl Judge for Session {
         action: &Action,
         identity: Option<&Identity>,
         requested: Option<&Action>,
+        loaded: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide("execve", action, identity);
+        let (decision, builtin) = self.decide("execve", action, identity, loaded);
         let (outcome, mut note) = self
             .confirm_escalated(action, &decision, builtin)
             .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));
@@ -1010,54 +953,5 @@ impl Summary {
         {
             let _ = f.write_all(self.markdown().as_bytes());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::action::ExecAction;
-
-    fn exec(path: &str, argv: &[&str]) -> Action {
-        Action::Exec(ExecAction {
-            path: PathBuf::from(path),
-            argv: argv.iter().map(OsString::from).collect(),
-            cwd: PathBuf::from("/work"),
-            sha256: None,
-        })
-    }
-
-    fn target_path(a: &Action) -> Option<(PathBuf, Vec<OsString>)> {
-        match loader_target(a)? {
-            Action::Exec(x) => Some((x.path, x.argv)),
-            Action::Open(_) => None,
-        }
-    }
-
-    #[test]
-    fn loader_invocations_name_their_program() {
-        let ld = "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2";
-        let (p, argv) = target_path(&exec(ld, &["ld.so", "/no/such/prog", "-x"])).unwrap();
-        assert_eq!(p, PathBuf::from("/no/such/prog"));
-        assert_eq!(
-            argv,
-            vec![OsString::from("/no/such/prog"), OsString::from("-x")]
-        );
-        let (p, _) = target_path(&exec(
-            ld,
-            &[
-                "ld.so",
-                "--library-path",
-                "/l",
-                "--inhibit-cache",
-                "rel/prog",
-            ],
-        ))
-        .unwrap();
-        assert_eq!(p, PathBuf::from("/work/rel/prog"));
-        let (p, _) = target_path(&exec(ld, &["ld.so", "--", "--weird"])).unwrap();
-        assert_eq!(p, PathBuf::from("/work/--weird"));
-        assert!(target_path(&exec(ld, &["ld.so", "--help"])).is_none());
-        assert!(target_path(&exec("/usr/bin/ls", &["ls", "/bin/true"])).is_none());
     }
 }

@@ -1697,3 +1697,47 @@ fn the_policy_in_force_is_read_only_to_the_tree() {
     )]));
     assert_eq!(field(&native, "append"), Some("0"), "{native}");
 }
+
+// -------------------------------------- the dynamic loader, by what it is
+
+#[test]
+fn a_renamed_copy_of_the_loader_runs_the_forbidden_program() {
+    let w = World::new();
+    let copy = w.env.bin.join("innocent");
+    std::fs::copy(LD_SO, &copy).unwrap();
+    let cmd = [copy.as_os_str(), w.marker.as_os_str(), os("ran.txt")];
+    exec_route(&w, &path_only_policy(&w), &cmd);
+}
+
+#[test]
+fn the_loader_given_the_callers_own_fd() {
+    // `ld.so /proc/self/fd/N` names the caller's descriptor N: resolved in
+    // the supervisor's context it would name nothing (or the supervisor's).
+    let w = World::new();
+    let m = w.marker.display();
+    let cmd = script(&[format!("exec 7< '{m}'; {LD_SO} /proc/self/fd/7 ran.txt")]);
+    let os_cmd: Vec<&std::ffi::OsStr> = cmd.iter().map(|s| s.as_os_str()).collect();
+    exec_route(&w, &path_only_policy(&w), &os_cmd);
+}
+
+#[test]
+fn the_loader_given_a_fifo_or_an_endless_file_stalls_nobody() {
+    // Reading the program argument in the notification loop would stall
+    // every call of the tree on a FIFO nobody writes, and never end on
+    // /dev/zero. Both loader runs must fail on their own while the rest of
+    // the tree goes on.
+    let w = World::new();
+    let cmd = script(&[
+        "mkfifo f".to_string(),
+        format!("{LD_SO} ./f & L=$!"),
+        format!("{LD_SO} /dev/zero; echo zero=$?"),
+        "echo after > after.txt; echo after=$?".to_string(),
+        "kill $L; wait $L; echo done".to_string(),
+    ]);
+    let out = w.supervise(&w.policy(""), &cmd);
+    let s = stdout(&out);
+    assert_eq!(field(&s, "after"), Some("0"), "{s}\n{}", stderr(&out));
+    assert_ne!(field(&s, "zero"), Some("0"), "{s}");
+    assert!(s.contains("done"), "{s}");
+    assert!(w.exists("after.txt"));
+}

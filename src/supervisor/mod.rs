@@ -6,6 +6,7 @@
 //!
 //! - [`filter`]: the BPF program (arch check, routes, hard denials);
 //! - [`launch`]: fork, child set-up, handing over the listener;
+//! - [`loader`]: the dynamic loader run as a program, and what it runs;
 //! - [`decode`]: notification → request, capped reads of tracee memory;
 //! - [`resolve`]: paths resolved as the kernel would for the caller;
 //! - [`notify`]: the notification loop and the answers (emulated opens);
@@ -23,6 +24,7 @@ pub mod creds;
 pub mod decode;
 pub mod filter;
 pub mod launch;
+pub mod loader;
 pub mod notify;
 pub mod pathops;
 pub mod procfs;
@@ -73,13 +75,16 @@ pub use notify::held_call_waiting;
 /// supervisor's threads, so it must be `Send + Sync`. Every method returns
 /// only once what it needs recorded is recorded.
 pub trait Judge: Send + Sync {
-    /// A call is waiting for an answer.
+    /// A call is waiting for an answer. `loaded`: for an exec of the
+    /// dynamic loader asked to run a program, the exec of that program it
+    /// amounts to (see [`loader`]).
     fn judge(
         &self,
         caller: &Caller,
         syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
+        loaded: Option<&Action>,
     ) -> Ruling;
     /// The kernel has replaced `caller`'s program with `action` (what really
     /// runs, read back from the process); `requested` is what was allowed at
@@ -91,6 +96,7 @@ pub trait Judge: Send + Sync {
         action: &Action,
         identity: Option<&Identity>,
         requested: Option<&Action>,
+        loaded: Option<&Action>,
     ) -> bool;
     /// A call was refused without being judged (undecodable, oversized,
     /// aimed at the supervisor).

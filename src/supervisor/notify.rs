@@ -67,6 +67,7 @@ pub struct Shared {
     pub judge: Arc<dyn Judge>,
     pub proc_info: ProcInfo,
     pub hashes: HashCache,
+    pub loaders: super::loader::Loaders,
     /// Exec requests allowed at the notification and not yet confirmed,
     /// by thread id.
     pub pending_exec: Mutex<HashMap<i32, Action>>,
@@ -104,6 +105,7 @@ impl Shared {
         Ok(Shared {
             judge,
             proc_info: ProcInfo::detect()?,
+            loaders: super::loader::Loaders::detect(&hashes),
             hashes,
             pending_exec: Mutex::new(HashMap::new()),
             threads: Mutex::new(HashMap::new()),
@@ -421,7 +423,7 @@ fn open(
         };
         match shared
             .judge
-            .judge(caller, o.syscall, &action, identity.as_ref())
+            .judge(caller, o.syscall, &action, identity.as_ref(), None)
         {
             Ruling::Deny(errno) => return Answer::Deny(errno),
             Ruling::Hold => return Answer::Hold,
@@ -618,16 +620,29 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
     let identity = object_fd(&resolved)
         .and_then(|fd| shared.hashes.identify(fd.as_fd()))
         .ok();
+    let argv: Vec<OsString> = x.argv.iter().map(|a| os(a)).collect();
+    let cwd = cwd_for(&resolved, caller.tid);
+    let loaded = loaded_program(
+        shared,
+        caller,
+        &resolved.path,
+        identity.as_ref(),
+        &argv,
+        &cwd,
+    );
     let action = Action::Exec(ExecAction {
         path: resolved.path.clone(),
-        argv: x.argv.iter().map(|a| os(a)).collect(),
-        cwd: cwd_for(&resolved, caller.tid),
+        argv,
+        cwd,
         sha256: identity.and_then(|i| i.sha256),
     });
-    match shared
-        .judge
-        .judge(caller, x.syscall, &action, identity.as_ref())
-    {
+    match shared.judge.judge(
+        caller,
+        x.syscall,
+        &action,
+        identity.as_ref(),
+        loaded.as_ref(),
+    ) {
         Ruling::Deny(errno) => Answer::Deny(errno),
         Ruling::Hold => Answer::Hold,
         Ruling::Allow => {
@@ -635,6 +650,49 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
             Answer::Continue
         }
     }
+}
+
+/// When `path` (with `identity`) is the dynamic loader asked to run a
+/// program: the exec of that program it performs, with the program resolved
+/// as the caller would resolve it and hashed without blocking.
+pub(super) fn loaded_program(
+    shared: &Shared,
+    caller: &Caller,
+    path: &std::path::Path,
+    identity: Option<&Identity>,
+    argv: &[OsString],
+    cwd: &std::path::Path,
+) -> Option<Action> {
+    use std::os::unix::ffi::OsStrExt;
+    if !shared.loaders.is_loader(path, identity) {
+        return None;
+    }
+    let bytes: Vec<&[u8]> = argv.iter().map(|a| a.as_bytes()).collect();
+    let i = super::loader::program_arg(&bytes)?;
+    let prog = bytes[i];
+    let rc = resolve::Caller {
+        tid: caller.tid,
+        tgid: caller.pid,
+    };
+    let lookup = Lookup {
+        follow_last: true,
+        empty_path: false,
+    };
+    let (path, sha256) = match resolve::resolve(&shared.proc_info, rc, libc::AT_FDCWD, prog, lookup)
+    {
+        Ok(r) => {
+            let id = object_fd(&r).and_then(|fd| shared.hashes.identify(fd.as_fd()));
+            (r.path, id.ok().and_then(|i| i.sha256))
+        }
+        // Not there (yet): judged by the name the caller gave, hash unknown.
+        Err(_) => (cwd.join(std::ffi::OsStr::from_bytes(prog)), None),
+    };
+    Some(Action::Exec(ExecAction {
+        path,
+        argv: argv[i..].to_vec(),
+        cwd: cwd.to_path_buf(),
+        sha256,
+    }))
 }
 
 /// An `O_PATH` descriptor of the resolved object.

@@ -119,7 +119,9 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
             access,
             cwd: cwd.clone(),
         });
-        shared.judge.judge(caller, r.syscall, &action, identity)
+        shared
+            .judge
+            .judge(caller, r.syscall, &action, identity, None)
     };
     match judge(&first, first_access, Some(&identity)) {
         Ruling::Deny(e) => return Answer::Deny(e),

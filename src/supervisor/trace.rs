@@ -138,16 +138,22 @@ fn confirm_exec(pid: i32, shared: &Shared) {
         }
     };
     let identity = super::notify::identify_exe(shared, pid);
+    let cwd = procfs::readlink(pid, "cwd").unwrap_or_default();
+    let loaded =
+        super::notify::loaded_program(shared, &caller, &path, identity.as_ref(), &argv, &cwd);
     let action = Action::Exec(ExecAction {
         path,
         argv,
-        cwd: procfs::readlink(pid, "cwd").unwrap_or_default(),
+        cwd,
         sha256: identity.and_then(|i| i.sha256),
     });
-    if !shared
-        .judge
-        .exec_committed(&caller, &action, identity.as_ref(), requested.as_ref())
-    {
+    if !shared.judge.exec_committed(
+        &caller,
+        &action,
+        identity.as_ref(),
+        requested.as_ref(),
+        loaded.as_ref(),
+    ) {
         let _ = sys::kill(pid, libc::SIGKILL);
     }
 }
