@@ -264,6 +264,9 @@ pub struct Summary {
     pub mode: Mode,
     /// Set when the run could not be sealed.
     pub seal_error: Option<String>,
+    /// The run's final checkpoint as a one-line anchor
+    /// (`lexecon-anchor/v1 …`), once sealed.
+    pub anchor: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -571,6 +574,10 @@ impl Session {
             })
             .err()
             .map(|e| e.to_string());
+        let anchor = writer
+            .last_seal()
+            .and_then(|n| crate::ledger::Anchor::from_note(n, "").ok())
+            .map(|a| a.to_line());
         let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
         Summary {
             outcome,
@@ -581,6 +588,7 @@ impl Session {
             run_id,
             mode: self.mode,
             seal_error,
+            anchor,
         }
     }
 }
@@ -830,6 +838,9 @@ impl Summary {
             self.run_id,
             self.ledger.display()
         );
+        if let Some(a) = &self.anchor {
+            let _ = writeln!(s, "lexecon: anchor (keep a copy off this machine; `lexecon verify --anchor FILE` checks it): {a}");
+        }
         s
     }
 
@@ -859,6 +870,7 @@ impl Summary {
             },
             "record_failures": self.record_failures,
             "sealed": self.seal_error.is_none(),
+            "anchor": self.anchor,
             "blocked": self.blocked.iter().map(|b| serde_json::json!({
                 "record": b.seq, "action": b.what, "rule": b.rule,
             })).collect::<Vec<_>>(),
@@ -893,6 +905,12 @@ impl Summary {
             self.ledger.display(),
             self.run_id
         );
+        if let Some(a) = &self.anchor {
+            let _ = writeln!(
+                s,
+                "\nAnchor (check with `lexecon verify LEDGER --anchor FILE`):\n\n```\n{a}\n```"
+            );
+        }
         s
     }
 
