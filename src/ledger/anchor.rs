@@ -403,7 +403,7 @@ fn check_one(
     }
     let Some((first_line, leaves)) = found else {
         let last = match last_unit {
-            Some((id, l)) => format!(", and its last run is {id} (from line {l})"),
+            Some((id, l)) => format!(" (its last run is {id}, from line {l})"),
             None => String::new(),
         };
         out.message = format!(
