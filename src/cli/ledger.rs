@@ -29,7 +29,7 @@ pub struct InitKeysArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged); 2 could not read the ledger or key; \
+    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, or an --anchor the ledger does not hold); 2 could not read the ledger, key or anchor file; \
 3 incomplete (partial last record, unsigned records, a run without end seal); \
 4 valid, but checked only against the key named in the ledger itself (no --pubkey and no .lexecon/ledger.pub)"
 )]

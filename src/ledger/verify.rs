@@ -1,6 +1,7 @@
 //! The offline verifier: one streaming pass over a ledger file, memory
 //! independent of its size (one line buffer, one compact range per run, a
-//! capped list of problems).
+//! capped list of problems; with anchors, the leaf hashes of the runs they
+//! name).
 //!
 //! A [`Report`] can only be made by this module. Its status is `Valid` when
 //! every check passed, `Invalid` when something was changed, inserted,
