@@ -291,6 +291,9 @@ pub struct Summary {
     pub mode: Mode,
     /// Set when the run could not be sealed.
     pub seal_error: Option<String>,
+    /// The run's final checkpoint as a one-line anchor
+    /// (`lexecon-anchor/v1 …`), once sealed.
+    pub anchor: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -607,6 +610,10 @@ impl Session {
             })
             .err()
             .map(|e| e.to_string());
+        let anchor = writer
+            .last_seal()
+            .and_then(|n| crate::ledger::Anchor::from_note(n, "").ok())
+            .map(|a| a.to_line());
         let st = self.state.into_inner().unwrap_or_else(|p| p.into_inner());
         Summary {
             outcome,
@@ -617,6 +624,7 @@ impl Session {
             run_id,
             mode: self.mode,
             seal_error,
+            anchor,
         }
     }
 }
@@ -872,6 +880,9 @@ impl Summary {
             self.run_id,
             self.ledger.display()
         );
+        if let Some(a) = &self.anchor {
+            let _ = writeln!(s, "lexecon: anchor (keep a copy off this machine; `lexecon verify --anchor FILE` checks it): {a}");
+        }
         s
     }
 
@@ -901,6 +912,7 @@ impl Summary {
             },
             "record_failures": self.record_failures,
             "sealed": self.seal_error.is_none(),
+            "anchor": self.anchor,
             "blocked": self.blocked.iter().map(|b| serde_json::json!({
                 "record": b.seq, "action": b.what, "rule": b.rule,
             })).collect::<Vec<_>>(),
@@ -935,6 +947,12 @@ impl Summary {
             self.ledger.display(),
             self.run_id
         );
+        if let Some(a) = &self.anchor {
+            let _ = writeln!(
+                s,
+                "\nAnchor (check with `lexecon verify LEDGER --anchor FILE`):\n\n```\n{a}\n```"
+            );
+        }
         s
     }
 

@@ -300,3 +300,319 @@ fn ledger_recover_seals_a_torn_tail() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("nothing to recover"));
 }
+
+// ------------------------------------------------------------------ anchors
+
+/// Appends one run of `decisions` allowed decisions to `ledger`, signed
+/// with the key in `dir/.lexecon`, and returns its anchor line (what
+/// `lexecon-supervise --anchor-out` writes).
+fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
+    let key = keys::load_signing_key(&dir.join(".lexecon")).expect("key");
+    let mut w = LedgerWriter::open(
+        ledger,
+        key,
+        WriterOptions {
+            checkpoint_every: 4,
+            checkpoint_interval: Duration::from_secs(60),
+            sync: SyncPolicy::Never,
+            lock: LockMode::Fail,
+        },
+    )
+    .expect("open");
+    w.begin_run(RunHeader {
+        command: vec!["agent".into()],
+        cwd: dir.to_path_buf(),
+        policy_sha256: [4; 32],
+        policy_path: None,
+        mode: Mode::Enforce,
+        ci: Default::default(),
+    })
+    .expect("begin");
+    for i in 0..decisions {
+        let a = Action::Exec(ExecAction {
+            path: "/usr/bin/git".into(),
+            argv: vec!["git".into(), format!("{i}").into()],
+            cwd: dir.to_path_buf(),
+            sha256: None,
+        });
+        w.append_decision(&DecisionEntry {
+            pid: 10,
+            ppid: 1,
+            action: &a,
+            stage: Stage::Request,
+            verdict: Verdict::Allow,
+            outcome: Outcome::Allowed,
+            rule: None,
+            matched: vec![],
+            reason: "default".into(),
+            mode: Mode::Enforce,
+            identity: None,
+            note: None,
+        })
+        .expect("append");
+    }
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .expect("end");
+    let seal = w.last_seal().expect("sealed");
+    lexecon::ledger::Anchor::from_note(seal, "")
+        .expect("anchor")
+        .to_line()
+}
+
+/// The run id and tree size an anchor line names.
+fn anchor_run(line: &str) -> (String, u64) {
+    let w: Vec<&str> = line.split(' ').collect();
+    (
+        w[1].strip_prefix("lexecon/").expect("origin").to_string(),
+        w[2].parse().expect("size"),
+    )
+}
+
+/// A temp dir with keys and a ledger of two runs; the anchors of both in
+/// `anchors.txt`; the ledger's length after run 1.
+fn two_runs() -> (tempfile::TempDir, PathBuf, [String; 2], u64) {
+    let d = tempfile::tempdir().expect("tempdir");
+    assert!(lexecon(d.path(), &["init-keys"]).status.success());
+    let ledger = d.path().join(".audit/ledger.jsonl");
+    let a1 = append_run(d.path(), &ledger, 5);
+    let cut = std::fs::metadata(&ledger).expect("stat").len();
+    let a2 = append_run(d.path(), &ledger, 9);
+    std::fs::write(d.path().join("anchors.txt"), format!("{a1}\n{a2}\n")).expect("write");
+    (d, ledger, [a1, a2], cut)
+}
+
+fn verify_anchored(dir: &Path, ledger: &Path, anchors: &str) -> (Option<i32>, String) {
+    let o = lexecon(
+        dir,
+        &[
+            "verify",
+            ledger.to_str().expect("utf-8"),
+            "--anchor",
+            anchors,
+        ],
+    );
+    (o.status.code(), stdout(&o) + &stderr(&o))
+}
+
+#[test]
+fn anchors_hold_for_the_ledger_they_came_from() {
+    let (d, ledger, [a1, a2], _) = two_runs();
+    let (code, out) = verify_anchored(d.path(), &ledger, "anchors.txt");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("Status: VALID\n"), "{out}");
+    assert!(
+        out.contains("Anchors: 2 checked, 2 held, 0 not held"),
+        "{out}"
+    );
+    let (id2, m2) = anchor_run(&a2);
+    assert!(
+        out.contains(&format!(
+            "anchor 2 (anchors.txt:2, run {id2}, tree size {m2}) is held"
+        )),
+        "{out}"
+    );
+    // The anchor's tree is a strict prefix of its run in the file (the
+    // final checkpoint line comes after what it signs): a real
+    // consistency proof was checked, not an equality.
+    assert!(
+        out.contains(&format!("from size {m2} to size {}", m2 + 1)),
+        "{out}"
+    );
+
+    // The same, as one signed note copied from the ledger.
+    let text = std::fs::read_to_string(&ledger).expect("read");
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().last().expect("a line")).expect("json");
+    std::fs::write(
+        d.path().join("note.txt"),
+        last["note"].as_str().expect("note"),
+    )
+    .expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "note.txt");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Anchors: 1 checked, 1 held"), "{out}");
+
+    // JSON reports every anchor checked.
+    let o = lexecon(
+        d.path(),
+        &[
+            "verify",
+            ledger.to_str().expect("utf-8"),
+            "--anchor",
+            "anchors.txt",
+            "--anchor",
+            "note.txt",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let anchors = v["anchors"].as_array().expect("anchors");
+    assert_eq!(anchors.len(), 3);
+    assert!(anchors.iter().all(|a| a["status"] == "held"), "{v}");
+    assert_eq!(anchors[0]["run"], anchor_run(&a1).0);
+    assert_eq!(anchors[2]["source"], "note.txt");
+    assert_eq!(anchors[2]["tree_size"], m2);
+}
+
+#[test]
+fn a_cut_at_a_run_boundary_verifies_alone_but_not_against_its_anchor() {
+    let (d, ledger, [_, a2], cut) = two_runs();
+    let full = std::fs::read(&ledger).expect("read");
+    let run1_lines = full[..cut as usize].iter().filter(|&&b| b == b'\n').count();
+    std::fs::write(&ledger, &full[..cut as usize]).expect("truncate");
+    let (id2, m2) = anchor_run(&a2);
+
+    // The documented limit: what is left is a valid ledger.
+    let o = lexecon(d.path(), &["verify", ledger.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // The anchor of run 2 is not.
+    let (code, out) = verify_anchored(d.path(), &ledger, "anchors.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("Status: INVALID\n"), "{out}");
+    assert!(
+        out.contains("Anchors: 2 checked, 1 held, 1 not held"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "[13 anchor] anchor 2 (anchors.txt:2, run {id2}, tree size {m2}) is not in the ledger: the ledger has {run1_lines} lines and no run {id2}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("the run's {m2} records were removed")),
+        "{out}"
+    );
+    let o = lexecon(
+        d.path(),
+        &[
+            "verify",
+            ledger.to_str().expect("utf-8"),
+            "--anchor",
+            "anchors.txt",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["status"], "INVALID");
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["anchors"][0]["status"], "held");
+    assert_eq!(v["anchors"][1]["status"], "missing");
+    assert!(v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .any(|p| p["check"] == "anchor" && p["check_number"] == 13));
+
+    // A new run chained onto the cut: the file verifies again on its own,
+    // never against the anchor of the run it replaced.
+    append_run(d.path(), &ledger, 3);
+    let o = lexecon(d.path(), &["verify", ledger.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("Runs: 2 (2 sealed"), "{}", stdout(&o));
+    let (code, out) = verify_anchored(d.path(), &ledger, "anchors.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "anchor 2 (anchors.txt:2, run {id2}, tree size {m2}) is not in the ledger"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_shortened_or_changed_run_does_not_match_its_anchor() {
+    let (d, ledger, [_, a2], cut) = two_runs();
+    let full = std::fs::read_to_string(&ledger).expect("read");
+    let (id2, m2) = anchor_run(&a2);
+    let run2_first_line = full[..cut as usize].lines().count() + 1;
+
+    // Run 2 cut after its first 6 lines (a line boundary inside the run).
+    let lines: Vec<&str> = full.lines().collect();
+    let keep = run2_first_line - 1 + 6;
+    std::fs::write(&ledger, lines[..keep].join("\n") + "\n").expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "anchors.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "the ledger holds only 6 records of run {id2} (lines {run2_first_line}–{keep}); records 6..{m2} of the run, which the anchor signed, were removed"
+        )),
+        "{out}"
+    );
+
+    // One record of run 2 changed.
+    std::fs::write(&ledger, full.replacen("\"git\",\"7\"", "\"git\",\"X\"", 1)).expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "anchors.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "records up to {m2} of run {id2} (lines {run2_first_line}–{}) differ from what the anchor signed",
+            run2_first_line as u64 + m2 - 1
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Anchors: 2 checked, 1 held, 1 not held"),
+        "{out}"
+    );
+}
+
+#[test]
+fn anchors_by_another_key_or_altered_are_refused() {
+    let (d, ledger, [a1, a2], _) = two_runs();
+
+    // An anchor of another ledger, signed by another key.
+    let other = tempfile::tempdir().expect("tempdir");
+    assert!(lexecon(other.path(), &["init-keys"]).status.success());
+    let other_ledger = other.path().join("l.jsonl");
+    let foreign = append_run(other.path(), &other_ledger, 2);
+    std::fs::write(d.path().join("foreign.txt"), format!("{foreign}\n")).expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "foreign.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("is refused: it is not signed by the host key"),
+        "{out}"
+    );
+    assert!(out.contains("another key"), "{out}");
+
+    // The anchor of run 2 with the root of run 1, or another size.
+    let w1: Vec<&str> = a1.split(' ').collect();
+    let mut w2: Vec<&str> = a2.split(' ').collect();
+    w2[3] = w1[3];
+    std::fs::write(d.path().join("root.txt"), w2.join(" ") + "\n").expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "root.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("is refused: its signature by the host key"),
+        "{out}"
+    );
+    assert!(out.contains("tree size or root was altered"), "{out}");
+    let (_, m2) = anchor_run(&a2);
+    let resized = a2.replacen(&format!(" {m2} "), &format!(" {} ", m2 - 3), 1);
+    std::fs::write(d.path().join("size.txt"), resized + "\n").expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "size.txt");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("was altered"), "{out}");
+
+    // Not an anchor file at all: could not read (2), naming the line.
+    std::fs::write(
+        d.path().join("bad.txt"),
+        format!("{a1}\nlexecon-anchor/v1 x\n"),
+    )
+    .expect("write");
+    let (code, out) = verify_anchored(d.path(), &ledger, "bad.txt");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("bad.txt:2: "), "{out}");
+    let (code, out) = verify_anchored(d.path(), &ledger, "no-such-file.txt");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("cannot read anchor file no-such-file.txt"),
+        "{out}"
+    );
+}

@@ -1138,3 +1138,104 @@ int main(int argc, char **argv) {
     );
     env.assert_valid();
 }
+
+/// One supervised `true` with `--anchor-out`, a JSON summary and a step
+/// summary: (stderr, JSON summary, step summary).
+fn run_with_anchor_out(env: &Env, anchors: &Path) -> (String, serde_json::Value, String) {
+    let policy = env.policy(ALLOW_ALL);
+    let summary = env.root.join("summary.json");
+    let step = env.root.join("step.md");
+    let _ = std::fs::remove_file(&step);
+    let out = Command::new(LEXECON)
+        .args(["supervise", "--sync", "never", "--policy"])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .arg("--json-summary")
+        .arg(&summary)
+        .arg("--anchor-out")
+        .arg(anchors)
+        .args(["--", "true"])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    (stderr(&out), json, std::fs::read_to_string(&step).unwrap())
+}
+
+fn verify_with_anchors(env: &Env, anchors: &Path) -> (i32, String) {
+    let out = Command::new(LEXECON)
+        .arg("verify")
+        .arg(&env.ledger)
+        .arg("--pubkey")
+        .arg(env.pubkey())
+        .arg("--anchor")
+        .arg(anchors)
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), stdout(&out))
+}
+
+#[test]
+fn anchors_published_by_the_supervisor_catch_a_cut_at_a_run_boundary() {
+    let env = Env::new();
+    let anchors = env.root.join("anchors.txt");
+    let (err1, json1, md1) = run_with_anchor_out(&env, &anchors);
+    let cut = std::fs::metadata(&env.ledger).unwrap().len();
+    let (err2, json2, md2) = run_with_anchor_out(&env, &anchors);
+
+    // One line per run, the same in the terminal summary, the JSON summary
+    // and the step summary.
+    let text = std::fs::read_to_string(&anchors).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, (err, json, md)) in lines
+        .iter()
+        .zip([(&err1, &json1, &md1), (&err2, &json2, &md2)])
+    {
+        let run = json["run_id"].as_str().unwrap();
+        assert!(
+            line.starts_with(&format!("lexecon-anchor/v1 lexecon/{run} ")),
+            "{line}"
+        );
+        assert_eq!(json["anchor"], *line);
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("lexecon: anchor") && l.ends_with(line)),
+            "{err}"
+        );
+        assert!(md.contains(&format!("```\n{line}\n```")), "{md}");
+    }
+    let (code, out) = verify_with_anchors(&env, &anchors);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Anchors: 2 checked, 2 held"), "{out}");
+
+    // Run 2 cut off at the run boundary: the ledger alone still verifies,
+    // against the anchors it does not.
+    let full = std::fs::read(&env.ledger).unwrap();
+    std::fs::write(&env.ledger, &full[..cut as usize]).unwrap();
+    env.assert_valid();
+    let run2 = json2["run_id"].as_str().unwrap();
+    let (code, out) = verify_with_anchors(&env, &anchors);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("run {run2}, tree size")) && out.contains("is not in the ledger"),
+        "{out}"
+    );
+
+    // A new supervised run chained onto the cut: still caught.
+    let later = env.root.join("later.txt");
+    run_with_anchor_out(&env, &later);
+    env.assert_valid();
+    let (code, out) = verify_with_anchors(&env, &anchors);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Anchors: 2 checked, 1 held, 1 not held"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("no run {run2}")), "{out}");
+}

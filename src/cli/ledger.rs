@@ -29,7 +29,7 @@ pub struct InitKeysArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged); 2 could not read the ledger or key; \
+    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, or an --anchor the ledger does not hold); 2 could not read the ledger, key or anchor file; \
 3 incomplete (partial last record, unsigned records, a run without end seal); \
 4 valid, but checked only against the key named in the ledger itself (no --pubkey and no .lexecon/ledger.pub)"
 )]
@@ -44,6 +44,11 @@ pub struct VerifyArgs {
     /// every allowed escalation must then carry a valid receipt signed by it.
     #[arg(long, value_name = "FILE")]
     pub approver_pubkey: Option<PathBuf>,
+    /// A file of anchors (`lexecon-anchor/v1 …` lines, as written by
+    /// `lexecon-supervise --anchor-out`) or one signed checkpoint note: the
+    /// ledger must still hold every run each anchor signed. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub anchor: Vec<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -141,10 +146,18 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         },
         None => None,
     };
-    let report = match lg::verify_file_with(
+    let mut anchors = Vec::new();
+    for path in &args.anchor {
+        match read_anchors(path) {
+            Ok(mut a) => anchors.append(&mut a),
+            Err(e) => return unreadable(&args, &e),
+        }
+    }
+    let report = match lg::verify_file_anchored(
         &args.ledger,
         key.as_ref().map(|k| k.verifying_key()),
         approver.as_ref().map(|k| k.verifying_key()),
+        anchors,
     ) {
         Ok(r) => r,
         Err(e) => return unreadable(&args, &e),
@@ -158,6 +171,16 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         print_report(&args.ledger, key_path.as_deref(), &report);
     }
     Ok(ExitCode::from(report.exit_code()))
+}
+
+fn read_anchors(path: &Path) -> Result<Vec<lg::Anchor>, LedgerError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| LedgerError::io("read anchor file", path, e))?;
+    lg::anchor::parse_file(&text, path).map_err(|e| {
+        LedgerError::Proof(format!(
+            "{e}; an anchor file holds the lines `lexecon-supervise --anchor-out` wrote"
+        ))
+    })
 }
 
 fn unreadable(args: &VerifyArgs, e: &LedgerError) -> anyhow::Result<ExitCode> {
@@ -202,6 +225,18 @@ fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
         "Records: {} lines, {} decisions: {} allow, {} escalate, {} block ({} allowed, {} refused, {} killed)",
         r.lines, c.decisions, c.allow, c.escalate, c.block, c.allowed, c.refused, c.killed
     );
+    if !r.anchors.is_empty() {
+        let held = r.anchors.iter().filter(|a| a.held()).count();
+        let _ = writeln!(
+            out,
+            "Anchors: {} checked, {held} held, {} not held",
+            r.anchors.len(),
+            r.anchors.len() - held
+        );
+        for a in r.anchors.iter().filter(|a| a.held()) {
+            let _ = writeln!(out, "{}", a.message);
+        }
+    }
     for w in &r.warnings {
         let _ = writeln!(out, "warning: {w}");
     }
@@ -253,6 +288,15 @@ fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json
             "message": p.message,
         })).collect::<Vec<_>>(),
         "problems_omitted": r.problems_omitted,
+        "anchors": r.anchors.iter().map(|a| serde_json::json!({
+            "anchor": a.index,
+            "source": a.source,
+            "run": a.run,
+            "tree_size": a.size,
+            "status": a.status(),
+            "key": a.key,
+            "message": a.message,
+        })).collect::<Vec<_>>(),
     })
 }
 

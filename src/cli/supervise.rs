@@ -92,6 +92,11 @@ pub struct SuperviseArgs {
     /// Write a machine-readable summary of the run to FILE.
     #[arg(long, value_name = "FILE")]
     pub json_summary: Option<PathBuf>,
+    /// Append the run's anchor (its final signed checkpoint, one line) to
+    /// FILE, for `lexecon verify LEDGER --anchor FILE`. Keep FILE where the
+    /// supervised command cannot write, or copy it off the machine.
+    #[arg(long, value_name = "FILE")]
+    pub anchor_out: Option<PathBuf>,
     /// Exit with status 1 when the command succeeded but an action was blocked.
     #[arg(long)]
     pub fail_on_block: bool,
@@ -222,6 +227,30 @@ fn report(summary: &Summary, args: &SuperviseArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the summary to {}", path.display()))?;
     }
     summary.write_github_step_summary();
+    if let Some(path) = &args.anchor_out {
+        write_anchor(summary, path)?;
+    }
+    Ok(())
+}
+
+/// Appends the run's anchor line to `path` (`--anchor-out`).
+fn write_anchor(summary: &Summary, path: &Path) -> anyhow::Result<()> {
+    let Some(anchor) = &summary.anchor else {
+        // The run's own exit status stays what it was; the seal failure
+        // is reported with it.
+        eprintln!(
+            "lexecon: error: no anchor written to {}: the run was not sealed, so it has no final checkpoint",
+            path.display()
+        );
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot open the anchor file {}", path.display()))?;
+    f.write_all(format!("{anchor}\n").as_bytes())
+        .with_context(|| format!("cannot append the anchor to {}", path.display()))?;
     Ok(())
 }
 

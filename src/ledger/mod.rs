@@ -6,11 +6,13 @@
 //! is one Merkle tree; C2SP signed-note checkpoints over it ([`note`]) are
 //! signed by ratcheting per-epoch keys, the first and final ones also by the
 //! long-term host key ([`keys`]). [`writer`] appends, [`verify`] checks,
-//! [`proof`] makes and checks inclusion proofs.
+//! [`proof`] makes and checks inclusion proofs, [`anchor`] checks a ledger
+//! against checkpoints kept outside it.
 //!
 //! Knows nothing of seccomp or policies: decisions are data
 //! ([`crate::action`]).
 
+pub mod anchor;
 pub mod error;
 pub mod jcs;
 pub mod keys;
@@ -23,13 +25,14 @@ pub mod writer;
 
 use std::collections::BTreeMap;
 
+pub use anchor::Anchor;
 pub use error::LedgerError;
 pub use keys::{HostKey, PublicKey};
 pub use record::{
     Counts, DecisionEntry, EscalationEntry, FileIdentity, Outcome, RefusalEntry, ResolutionEntry,
     RunEnd, RunHeader, RunInfo, Stage,
 };
-pub use verify::{verify_file, verify_file_with, Report, Status};
+pub use verify::{verify_file, verify_file_anchored, verify_file_with, Report, Status};
 
 /// The bytes an approver signs to answer one escalation: the hash of the
 /// escalation record (which names the action, rule, reason, request id and

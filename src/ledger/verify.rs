@@ -1,6 +1,7 @@
 //! The offline verifier: one streaming pass over a ledger file, memory
 //! independent of its size (one line buffer, one compact range per run, a
-//! capped list of problems).
+//! capped list of problems; with anchors, the leaf hashes of the runs they
+//! name).
 //!
 //! A [`Report`] can only be made by this module. Its status is `Valid` when
 //! every check passed, `Invalid` when something was changed, inserted,
@@ -14,6 +15,7 @@ use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
 
+use super::anchor::{Anchor, AnchorCheck, Collector};
 use super::error::LedgerError;
 use super::jcs;
 use super::keys::fingerprint;
@@ -89,6 +91,9 @@ pub enum Check {
     CrossRun,
     /// 12. The file ends with every run sealed.
     Complete,
+    /// 13. Each anchor given (`--anchor`) is signed by the host key and its
+    ///     tree is consistent with its run's lines in the file.
+    Anchor,
 }
 
 impl Check {
@@ -110,6 +115,7 @@ impl Check {
             Check::HostKey => "host-key",
             Check::CrossRun => "cross-run",
             Check::Complete => "complete",
+            Check::Anchor => "anchor",
         }
     }
 }
@@ -183,6 +189,9 @@ pub struct Report {
     pub recovered_runs: u64,
     /// Decision counts over the whole file.
     pub counts: Counts,
+    /// One result per anchor checked, in the order given (a failed one is
+    /// also a problem of check 13).
+    pub anchors: Vec<AnchorCheck>,
 }
 
 impl Report {
@@ -210,6 +219,25 @@ pub fn verify_file(path: &Path, pubkey: Option<&VerifyingKey>) -> Result<Report,
     verify_file_with(path, pubkey, None)
 }
 
+/// As [`verify_file_with`]; each of `anchors` must also be held by the
+/// ledger: signed by the host key (`pubkey`, or without it a host key named
+/// in the ledger), and its tree consistent with its run's lines (check 13).
+pub fn verify_file_anchored(
+    path: &Path,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+    anchors: Vec<Anchor>,
+) -> Result<Report, LedgerError> {
+    let f = File::open(path).map_err(|e| LedgerError::io("open ledger", path, e))?;
+    verify_reader_anchored(
+        BufReader::with_capacity(256 * 1024, f),
+        pubkey,
+        approver,
+        anchors,
+    )
+    .map_err(|e| LedgerError::io("read ledger", path, e))
+}
+
 /// As [`verify_file`]; with `approver`, every allowed escalation must carry
 /// a valid receipt signed by that key.
 pub fn verify_file_with(
@@ -217,9 +245,7 @@ pub fn verify_file_with(
     pubkey: Option<&VerifyingKey>,
     approver: Option<&VerifyingKey>,
 ) -> Result<Report, LedgerError> {
-    let f = File::open(path).map_err(|e| LedgerError::io("open ledger", path, e))?;
-    verify_reader_with(BufReader::with_capacity(256 * 1024, f), pubkey, approver)
-        .map_err(|e| LedgerError::io("read ledger", path, e))
+    verify_file_anchored(path, pubkey, approver, Vec::new())
 }
 
 /// Verify a ledger from any buffered reader (see [`verify_file`]).
@@ -232,12 +258,23 @@ pub fn verify_reader<R: BufRead>(
 
 /// As [`verify_reader`], with an approver key (see [`verify_file_with`]).
 pub fn verify_reader_with<R: BufRead>(
-    mut r: R,
+    r: R,
     pubkey: Option<&VerifyingKey>,
     approver: Option<&VerifyingKey>,
 ) -> Result<Report, std::io::Error> {
+    verify_reader_anchored(r, pubkey, approver, Vec::new())
+}
+
+/// As [`verify_reader_with`], with anchors (see [`verify_file_anchored`]).
+pub fn verify_reader_anchored<R: BufRead>(
+    mut r: R,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+    anchors: Vec<Anchor>,
+) -> Result<Report, std::io::Error> {
     let mut v = Verifier::new(pubkey.copied());
     v.approver = approver.copied();
+    v.anchors = Collector::new(anchors);
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
@@ -359,6 +396,8 @@ struct Verifier {
     last_closed: Option<String>,
     report: Report,
     any_problem: [bool; 2],
+    /// The lines of the runs that anchors name.
+    anchors: Collector,
 }
 
 impl Verifier {
@@ -389,8 +428,10 @@ impl Verifier {
                 sealed_runs: 0,
                 recovered_runs: 0,
                 counts: Counts::default(),
+                anchors: Vec::new(),
             },
             any_problem: [false; 2],
+            anchors: Collector::default(),
         }
     }
 
@@ -466,6 +507,8 @@ impl Verifier {
     ///     checkpoint its `prev` hashes).
     /// 12. complete — checked in [`Verifier::finish`]: the last run is
     ///     sealed.
+    /// 13. anchor — with anchors given, the lines of the runs they name
+    ///     are gathered here and checked in [`Verifier::finish`].
     fn line(&mut self, content: &[u8]) {
         self.line_no += 1;
         self.report.lines += 1;
@@ -534,6 +577,14 @@ impl Verifier {
 
         if let Some(p) = &parsed {
             self.unit_rules(p, h);
+        }
+        if !self.anchors.is_empty() {
+            if let Some(Body::Run { id, host_key, .. } | Body::Recovery { id, host_key, .. }) =
+                parsed.as_ref().map(|p| &p.body)
+            {
+                self.anchors.header(id, self.line_no, host_key);
+            }
+            self.anchors.leaf(h);
         }
         if let Some(u) = self.unit.as_mut() {
             u.tree.push(h);
@@ -1130,6 +1181,23 @@ impl Verifier {
                 Severity::Incomplete,
                 "the ledger holds no records".into(),
             );
+        }
+        // 13. anchor
+        let anchors = std::mem::take(&mut self.anchors);
+        if !anchors.is_empty() {
+            let checks = anchors.finish(self.pubkey.as_ref(), self.report.lines);
+            for c in &checks {
+                if !c.held() {
+                    self.problem(
+                        c.line,
+                        None,
+                        Check::Anchor,
+                        Severity::Invalid,
+                        c.message.clone(),
+                    );
+                }
+            }
+            self.report.anchors = checks;
         }
         self.report.status = if self.any_problem[0] {
             Status::Invalid

@@ -113,6 +113,8 @@ pub struct LedgerWriter {
     run: Option<RunState>,
     buf: String,
     poisoned: bool,
+    /// The signed note of the final checkpoint of the last run sealed.
+    last_seal: Option<String>,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -309,12 +311,19 @@ impl LedgerWriter {
             run: None,
             buf: String::with_capacity(1024),
             poisoned: false,
+            last_seal: None,
         })
     }
 
     /// The ledger file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The signed note of the final checkpoint of the last run this writer
+    /// sealed (what an anchor is made of), once `end_run` succeeded.
+    pub fn last_seal(&self) -> Option<&str> {
+        self.last_seal.as_deref()
     }
 
     /// Write `self.buf` (one canonical record, no newline) as one line.
@@ -592,6 +601,9 @@ impl LedgerWriter {
         self.emit_line(line)?;
         if self.opts.sync == SyncPolicy::Checkpoint {
             self.sync()?;
+        }
+        if kind == CheckpointKind::Final {
+            self.last_seal = Some(signed);
         }
         Ok(())
     }
