@@ -1138,3 +1138,68 @@ int main(int argc, char **argv) {
     );
     env.assert_valid();
 }
+
+/// `cmd` with its umask set to `mask` before it starts (as a shell would
+/// have it).
+fn with_umask(mut cmd: Command, mask: libc::mode_t) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and takes an integer only.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// The tree inherits the user's umask (the supervisor itself runs with
+/// umask 0): files and directories created by emulated `open(O_CREAT)`,
+/// by `mkdir`, `git init` and `python3 -m venv` get the same modes as
+/// natively.
+#[test]
+fn the_tree_keeps_the_users_umask() {
+    let env = Env::new();
+    let venv = Command::new("python3")
+        .args(["-c", "import venv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !venv {
+        eprintln!("note: python3 has no venv module: the venv part of this test is skipped");
+    }
+    let script = format!(
+        "umask; rm -rf out; mkdir out && cd out && \
+         python3 -c 'import os; os.close(os.open(\"creat\", os.O_CREAT | os.O_WRONLY, 0o666))' && \
+         : > shell-created && mkdir d && mkdir -p p/q && touch t && \
+         GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null git init -q g && \
+         {venv} find . -printf '%m %y %p\\n' | sort",
+        venv = if venv {
+            "python3 -m venv --without-pip v &&"
+        } else {
+            ""
+        }
+    );
+    let policy = env.policy(ALLOW_ALL);
+    let mut seen = Vec::new();
+    for mask in [0o022, 0o077] {
+        let mut native = Command::new("sh");
+        native.args(["-c", &script]).current_dir(&env.ws);
+        let native = with_umask(native, mask);
+        assert!(native.status.success(), "native: {}", stderr(&native));
+        let n = stdout(&native);
+        assert!(n.starts_with(&format!("{mask:04o}\n")), "{n}");
+        let sup = with_umask(env.supervise_cmd(&policy, &["sh", "-c", &script]), mask);
+        assert!(sup.status.success(), "supervised: {}", stderr(&sup));
+        assert_eq!(stdout(&sup), n, "modes differ natively and supervised");
+        for probe in ["./creat", "./d", "./g/.git/config"] {
+            assert!(n.contains(probe), "{probe} missing:\n{n}");
+        }
+        if venv {
+            assert!(n.contains("./v/pyvenv.cfg"), "{n}");
+        }
+        seen.push(n);
+    }
+    assert_ne!(seen[0], seen[1], "the two umasks give different modes");
+    assert!(seen[1].contains("600 f ./creat") && seen[1].contains("700 d ./d"));
+    env.assert_valid();
+}

@@ -197,7 +197,7 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         kv.extend_from_slice(v.as_bytes());
         envp.push(CString::new(kv).map_err(|_| SupervisorError::Nul(k.clone()))?);
     }
-    let prepared = launch::Prepared::new(cstr(cmd.program.as_os_str())?, argv, envp);
+    let program = cstr(cmd.program.as_os_str())?;
 
     // SAFETY: plain prctl/umask/sigprocmask calls on this process.
     let old_umask = unsafe {
@@ -216,9 +216,11 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         // terminal (SIGTTOU), or reads it (SIGTTIN): never stop.
         libc::signal(libc::SIGTTOU, libc::SIG_IGN);
         libc::signal(libc::SIGTTIN, libc::SIG_IGN);
-        // Emulated opens apply the caller's umask themselves.
+        // Emulated opens apply the caller's umask themselves. The command
+        // is given the user's umask back in the child before its exec.
         libc::umask(0)
     };
+    let prepared = launch::Prepared::new(program, argv, envp, old_umask);
     let result = run_inner(&prepared, judge);
     // SAFETY: restores the umask and signal mask set above.
     unsafe {
