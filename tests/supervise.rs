@@ -1203,3 +1203,102 @@ fn the_tree_keeps_the_users_umask() {
     assert!(seen[1].contains("600 f ./creat") && seen[1].contains("700 d ./d"));
     env.assert_valid();
 }
+
+/// `md` with every code span removed (CommonMark: a run of N backticks
+/// opens a span that the next run of exactly N backticks closes).
+fn outside_code_spans(md: &str) -> String {
+    let mut out = String::new();
+    let b = md.as_bytes();
+    let run_at = |i: usize| b[i..].iter().take_while(|&&c| c == b'`').count();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'`' {
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let n = run_at(i);
+        let mut j = i + n;
+        let mut close = None;
+        while j < b.len() {
+            if b[j] == b'`' {
+                let m = run_at(j);
+                if m == n {
+                    close = Some(j + m);
+                    break;
+                }
+                j += m;
+            } else {
+                j += 1;
+            }
+        }
+        match close {
+            Some(end) => i = end,
+            None => {
+                out.push_str(&md[i..i + n]);
+                i += n;
+            }
+        }
+    }
+    out
+}
+
+/// Argv chosen to rewrite what a human reads (a carriage return, erase-line
+/// and conceal sequences, a newline followed by a table row, an image, HTML
+/// and backticks) is shown escaped in the block lines on stderr and cannot
+/// add rows, images or links to the `$GITHUB_STEP_SUMMARY` markdown.
+#[test]
+fn block_lines_and_summaries_show_agent_bytes_escaped() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let step = env.root.join("step.md");
+    let script = format!(
+        r#"m={m}
+$m "$(printf 'x\r\033[2K  exec git status\033[8m')"
+$m "$(printf 'a\n| 9 | 9 | 9 | 9 |\n![x](http://evil.example/x.png) <img src=x> [l](http://evil.example) `b`')"
+exit 0"#,
+        m = marker.display()
+    );
+    let out = Command::new(LEXECON)
+        .args(["supervise", "--sync", "never", "--policy"])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--", "sh", "-c", &script])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains('\x1b') && !err.contains('\r'),
+        "raw control bytes on stderr: {err:?}"
+    );
+    assert!(
+        err.contains(&format!(
+            "lexecon: blocked exec {} $'x\\r\\x1b[2K  exec git status\\x1b[8m' (rule block-marker",
+            marker.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("$'a\\n| 9 | 9 | 9 | 9 |\\n![x](http://evil.example/x.png)"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(md.contains("block-marker"), "{md}");
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 3, "the table has one row only:\n{md}");
+    let blocked: Vec<&str> = md.lines().filter(|l| l.starts_with("- blocked ")).collect();
+    assert_eq!(blocked.len(), 2, "one line per block:\n{md}");
+    assert!(!md.contains('\x1b') && !md.contains('\r'), "{md:?}");
+    let bare = outside_code_spans(&md);
+    for bad in ["![", "](", "<img", "evil.example", "| 9 |"] {
+        assert!(!bare.contains(bad), "{bad} outside a code span:\n{md}");
+    }
+    env.assert_valid();
+}

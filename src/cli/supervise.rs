@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::action::Mode;
+use crate::escape;
 use crate::ledger::{self, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
 use crate::policy::{Policy, Vars};
 
@@ -148,7 +149,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
-        eprintln!("lexecon: error: {}: command not found", name.display());
+        eprintln!("lexecon: error: {}: command not found", escape::path(&name));
         return Ok(ExitCode::from(127));
     };
     let opts = WriterOptions {
@@ -209,7 +210,7 @@ fn report(summary: &Summary, args: &SuperviseArgs) -> anyhow::Result<()> {
     if let supervisor::Outcome::NotStarted(e) = summary.outcome {
         eprintln!(
             "lexecon: error: cannot execute {}: {}",
-            Path::new(&args.command[0]).display(),
+            escape::os(&args.command[0]),
             std::io::Error::from_raw_os_error(e)
         );
     }
