@@ -68,6 +68,9 @@ pub struct SessionConfig {
     pub escalate_timeout: std::time::Duration,
     /// Most escalations held at once; beyond, new ones are blocked.
     pub max_pending: usize,
+    /// The workspace (`${WORKSPACE}` of the policy), recorded in the run
+    /// header.
+    pub workspace: PathBuf,
 }
 
 /// Rule ids of the built-in protections.
@@ -314,13 +317,14 @@ impl Session {
         let info = writer.begin_run(RunHeader {
             command: command.to_vec(),
             cwd: cwd.to_path_buf(),
+            workspace: Some(canonical_or_absolute(&cfg.workspace)),
             policy_sha256: cfg.policy.sha256(),
             policy_path: cfg.policy_path.clone(),
             mode,
             ci: ledger::ci_identifiers_from_env(),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
-        let workspace = canonical_or_absolute(cwd);
+        let workspace = canonical_or_absolute(&cfg.workspace);
         let ledger_dir = ledger_file
             .parent()
             .filter(|d| !workspace.starts_with(d))

@@ -1302,3 +1302,133 @@ exit 0"#,
     }
     env.assert_valid();
 }
+
+/// `lexecon supervise` with `env`'s keys and ledger, run in `dir` with
+/// `home` as `$HOME`.
+fn supervise_in(
+    env: &Env,
+    dir: &Path,
+    home: &Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> std::process::Output {
+    let policy = env.policy(ALLOW_ALL);
+    Command::new(LEXECON)
+        .args(["supervise", "--sync", "never", "--policy"])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .env("HOME", home)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The workspace is never silently `/`, `$HOME` or an ancestor of `$HOME`:
+/// such a run is refused before anything starts (exit 125, nothing
+/// recorded), unless `--allow-broad-workspace` accepts it.
+#[test]
+fn a_broad_workspace_is_refused_unless_accepted() {
+    let env = Env::new();
+    let home = env.root.join("home/me");
+    std::fs::create_dir_all(&home).unwrap();
+    let marker = env.root.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let cmd = ["sh", "-c", touch.as_str()];
+    let cases: [(&Path, &[&str], &str); 5] = [
+        (Path::new("/"), &[], "the root directory"),
+        (&home, &[], "your home directory"),
+        (
+            &env.root.join("home"),
+            &[],
+            "an ancestor of your home directory",
+        ),
+        (&env.ws, &["--workspace", "/"], "the root directory"),
+        (
+            &env.ws,
+            &["--workspace", "../home/me"],
+            "your home directory",
+        ),
+    ];
+    for (dir, extra, what) in cases {
+        let out = supervise_in(&env, dir, &home, extra, &cmd);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{dir:?} {extra:?}: {err}");
+        assert!(
+            err.contains(what) && err.contains("--allow-broad-workspace"),
+            "{err}"
+        );
+        assert!(err.contains("--workspace DIR"), "says what to do: {err}");
+        assert!(!marker.exists(), "the command ran");
+        assert!(!env.ledger.exists(), "a refused run records nothing");
+    }
+    // Accepted: the run starts, and says which workspace it has.
+    let out = supervise_in(
+        &env,
+        Path::new("/"),
+        &home,
+        &["--allow-broad-workspace"],
+        &cmd,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("lexecon: workspace / "),
+        "{}",
+        stderr(&out)
+    );
+    let header = &env.records()[0];
+    assert_eq!(header["kind"], "run");
+    assert_eq!(header["workspace"], "/");
+    env.assert_valid();
+}
+
+/// `--workspace DIR` is what `${WORKSPACE}` means; it is printed when the
+/// run starts (not with `--quiet`) and recorded in the run header, next to
+/// the directory the command started in.
+#[test]
+fn the_workspace_option_binds_the_policy_and_is_recorded() {
+    let env = Env::new();
+    let other = env.root.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let policy = env.policy(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: ws-read-only\n    open:\n      path: [\"${WORKSPACE}/**\"]\n      access: [write, create, truncate]\n    decision: block\n    reason: the workspace is read-only here\n",
+    );
+    let script = format!(
+        "touch here; echo \"here=$?\"; touch {o}/there; echo \"there=$?\"",
+        o = other.display()
+    );
+    let out = env
+        .supervise_cmd_with(
+            &policy,
+            &["--workspace", "../other"],
+            &["sh", "-c", &script],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "here=0\nthere=1\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("lexecon: workspace {} (", other.display())),
+        "{}",
+        stderr(&out)
+    );
+    let header = &env.records()[0];
+    assert_eq!(header["workspace"], other.to_str().unwrap());
+    assert_eq!(header["cwd"], env.ws.to_str().unwrap());
+    env.assert_valid();
+    let quiet = env
+        .supervise_cmd_with(&policy, &["--quiet"], &["true"])
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&quiet).contains("lexecon: workspace"),
+        "{}",
+        stderr(&quiet)
+    );
+}

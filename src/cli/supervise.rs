@@ -96,6 +96,15 @@ pub struct SuperviseArgs {
     /// Exit with status 1 when the command succeeded but an action was blocked.
     #[arg(long)]
     pub fail_on_block: bool,
+    /// The workspace: the directory the policy's `${WORKSPACE}` stands for
+    /// (default: the current directory). The command still starts in the
+    /// current directory.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Accept a workspace of `/`, of `$HOME` or of an ancestor of `$HOME`:
+    /// the policy's rules for the workspace then cover all of it.
+    #[arg(long)]
+    pub allow_broad_workspace: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -135,9 +144,59 @@ fn load_policy(
     })
 }
 
+/// The workspace of a run: `arg` (relative to `cwd`), or `cwd`; absolute,
+/// symlinks resolved. Unless `allow_broad`, `/`, `$HOME` and the ancestors
+/// of `$HOME` are refused: every `${WORKSPACE}` rule of the policy (the
+/// default policy lets the agent write and delete there) would then cover
+/// system files or the user's dotfiles.
+pub fn workspace(arg: Option<&Path>, cwd: &Path, allow_broad: bool) -> anyhow::Result<PathBuf> {
+    let given = arg.map_or_else(|| cwd.to_path_buf(), |a| cwd.join(a));
+    let ws = std::fs::canonicalize(&given).with_context(|| {
+        format!(
+            "the workspace {} cannot be used (name an existing directory with --workspace DIR)",
+            escape::path(&given)
+        )
+    })?;
+    if !ws.is_dir() {
+        bail!(
+            "the workspace {} is not a directory (name a directory with --workspace DIR)",
+            escape::path(&ws)
+        );
+    }
+    if allow_broad {
+        return Ok(ws);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .map(|h| std::fs::canonicalize(&h).unwrap_or(h));
+    let what = if ws == Path::new("/") {
+        "the root directory".to_string()
+    } else if home.as_deref() == Some(ws.as_path()) {
+        "your home directory".to_string()
+    } else if home.as_deref().is_some_and(|h| h.starts_with(&ws)) {
+        format!(
+            "an ancestor of your home directory {}",
+            escape::path(home.as_deref().unwrap_or(Path::new("")))
+        )
+    } else {
+        return Ok(ws);
+    };
+    let source = if arg.is_some() {
+        "given with --workspace"
+    } else {
+        "the current directory"
+    };
+    bail!(
+        "the workspace would be {} ({source}), {what}: the policy's rules for ${{WORKSPACE}} would cover every file in it (system files, dotfiles such as ~/.bashrc). Start lexecon from the project's directory or name it with --workspace DIR; pass --allow-broad-workspace to run with this workspace anyway",
+        escape::path(&ws)
+    )
+}
+
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let vars = vars_for(&cwd);
+    let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
+    let vars = vars_for(&ws);
     let policy = load_policy(
         args.policy.as_deref(),
         DEFAULT_POLICY,
@@ -184,12 +243,19 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         report_blocks: !args.quiet,
         escalate_timeout: Duration::from_secs(args.escalate_timeout),
         max_pending: args.max_pending.max(1),
+        workspace: ws.clone(),
     };
     let command = supervisor::Command {
         program,
         argv: args.command.clone(),
         env: std::env::vars_os().collect(),
     };
+    if !args.quiet {
+        eprintln!(
+            "lexecon: workspace {} (the policy's ${{WORKSPACE}}; change it with --workspace DIR)",
+            escape::path(&ws)
+        );
+    }
     let summary = session::run(cfg, writer, &command, &cwd)?;
     report(&summary, &args)?;
     let mut code = summary.exit_code();
@@ -297,6 +363,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         report_blocks: true,
         escalate_timeout: Duration::from_secs(60),
         max_pending: 16,
+        workspace: ws.to_path_buf(),
     };
     let command = supervisor::Command {
         program: agent.clone(),

@@ -66,6 +66,16 @@ impl Env {
     /// `lexecon supervise` with this env's keys and ledger, run in the
     /// workspace, with the given policy and command.
     pub fn supervise_cmd<S: AsRef<OsStr>>(&self, policy: &Path, cmd: &[S]) -> Command {
+        self.supervise_cmd_with(policy, &[], cmd)
+    }
+
+    /// As [`Env::supervise_cmd`], with `extra` options before the `--`.
+    pub fn supervise_cmd_with<S: AsRef<OsStr>>(
+        &self,
+        policy: &Path,
+        extra: &[&str],
+        cmd: &[S],
+    ) -> Command {
         let mut c = Command::new(LEXECON);
         c.arg("supervise")
             .arg("--policy")
@@ -76,6 +86,7 @@ impl Env {
             .arg(&self.keys)
             .arg("--sync")
             .arg("never")
+            .args(extra)
             .arg("--")
             .args(cmd)
             .current_dir(&self.ws)
