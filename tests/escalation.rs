@@ -50,6 +50,7 @@ fn agent(env: &Env, script: &str) -> PathBuf {
 fn start(env: &Env, policy: &Path, extra: &[&str]) -> Child {
     let mut c = Command::new(LEXECON);
     c.arg("supervise")
+        .arg("--allow-root-tree")
         .arg("--policy")
         .arg(policy)
         .arg("--ledger")
@@ -460,7 +461,8 @@ fn the_agent_cannot_replace_the_approval_socket() {
     let sock = lexecon::approval::socket_path(&ledger);
     std::fs::write(env.ws.join("x"), "").unwrap();
     let out = Command::new(LEXECON)
-        .args(["supervise", "--on-escalate", "wait", "--sync", "never"])
+        .args(["supervise", "--allow-root-tree", "--on-escalate", "wait"])
+        .args(["--sync", "never"])
         .arg("--policy")
         .arg(&p)
         .arg("--ledger")
@@ -600,6 +602,7 @@ impl Pty {
             unsafe { (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s)) };
         let mut c = Command::new(LEXECON);
         c.arg("supervise")
+            .arg("--allow-root-tree")
             .arg("--policy")
             .arg(policy)
             .arg("--ledger")

@@ -394,7 +394,7 @@ fn no_keys_gives_a_clear_error() {
     let env = Env::new();
     let policy = env.policy(ALLOW_ALL);
     let out = Command::new(LEXECON)
-        .args(["supervise", "--policy"])
+        .args(["supervise", "--allow-root-tree", "--policy"])
         .arg(&policy)
         .arg("--keys")
         .arg(env.root.join("nokeys"))
@@ -620,6 +620,7 @@ fn observe_mode_records_what_would_be_blocked_and_allows_it() {
     let mut cmd = Command::new(LEXECON);
     cmd.args([
         "supervise",
+        "--allow-root-tree",
         "--mode",
         "observe",
         "--sync",
@@ -933,6 +934,7 @@ fn summaries_for_ci_json_step_summary_and_fail_on_block() {
     let out = Command::new(LEXECON)
         .args([
             "supervise",
+            "--allow-root-tree",
             "--sync",
             "never",
             "--fail-on-block",
@@ -1261,7 +1263,8 @@ exit 0"#,
         m = marker.display()
     );
     let out = Command::new(LEXECON)
-        .args(["supervise", "--sync", "never", "--policy"])
+        .args(["supervise", "--allow-root-tree", "--sync", "never"])
+        .arg("--policy")
         .arg(&policy)
         .arg("--ledger")
         .arg(&env.ledger)
@@ -1314,7 +1317,8 @@ fn supervise_in(
 ) -> std::process::Output {
     let policy = env.policy(ALLOW_ALL);
     Command::new(LEXECON)
-        .args(["supervise", "--sync", "never", "--policy"])
+        .args(["supervise", "--allow-root-tree", "--sync", "never"])
+        .arg("--policy")
         .arg(&policy)
         .arg("--ledger")
         .arg(&env.ledger)
@@ -1431,4 +1435,81 @@ fn the_workspace_option_binds_the_policy_and_is_recorded() {
         "{}",
         stderr(&quiet)
     );
+}
+
+/// A command that would run as root (or with capabilities) does not start
+/// unless `--allow-root-tree` (or `LEXECON_ALLOW_ROOT_TREE=1`) accepts it;
+/// an accepted one is announced with what it weakens. Unprivileged, the
+/// same command line starts without a word about it.
+#[test]
+fn a_root_tree_is_refused_unless_accepted() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let marker = env.ws.join("ran");
+    let base = |extra: &[&str]| {
+        let mut c = Command::new(LEXECON);
+        c.args(["supervise", "--sync", "never", "--policy"])
+            .arg(&policy)
+            .arg("--ledger")
+            .arg(&env.ledger)
+            .arg("--keys")
+            .arg(&env.keys)
+            .args(extra)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .env_remove("LEXECON_ALLOW_ROOT_TREE")
+            .current_dir(&env.ws);
+        c
+    };
+    // SAFETY: geteuid and getuid take no arguments.
+    let root = unsafe { libc::geteuid() == 0 || libc::getuid() == 0 };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ambient = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapAmb:"))
+        .is_some_and(|v| u64::from_str_radix(v.trim(), 16).unwrap() != 0);
+    if !root && !ambient {
+        let out = base(&[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("root"), "{}", stderr(&out));
+        eprintln!("note: not root: only the unprivileged case was checked");
+        return;
+    }
+    let out = base(&[]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    for what in [
+        "the command would run ",
+        "signing key",
+        "rewrite the ledger",
+        "raw block device",
+        "capabilities bypass the permission checks",
+        "unprivileged user",
+        "--allow-root-tree",
+    ] {
+        assert!(err.contains(what), "{what:?} missing: {err}");
+    }
+    assert!(!marker.exists(), "the command ran");
+    assert!(!env.ledger.exists(), "a refused run records nothing");
+
+    let out = base(&["--allow-root-tree"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("lexecon: warning: accepted by --allow-root-tree: the command runs ")
+            && stderr(&out).contains("raw block device"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let out = base(&[])
+        .env("LEXECON_ALLOW_ROOT_TREE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    let quiet = base(&["--allow-root-tree", "--quiet"]).output().unwrap();
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    env.assert_valid();
 }

@@ -105,6 +105,11 @@ pub struct SuperviseArgs {
     /// the policy's rules for the workspace then cover all of it.
     #[arg(long)]
     pub allow_broad_workspace: bool,
+    /// Run the command even though it would run as root or with
+    /// capabilities, which weakens what Lexecon guarantees (also:
+    /// LEXECON_ALLOW_ROOT_TREE=1).
+    #[arg(long)]
+    pub allow_root_tree: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -188,12 +193,43 @@ pub fn workspace(arg: Option<&Path>, cwd: &Path, allow_broad: bool) -> anyhow::R
         "the current directory"
     };
     bail!(
-        "the workspace would be {} ({source}), {what}: the policy's rules for ${{WORKSPACE}} would cover every file in it (system files, dotfiles such as ~/.bashrc). Start lexecon from the project's directory or name it with --workspace DIR; pass --allow-broad-workspace to run with this workspace anyway",
+        "the workspace would be {} ({source}), which is {what}: the policy's rules for ${{WORKSPACE}} would cover every file in it (system files, dotfiles such as ~/.bashrc). Start lexecon from the project's directory or name it with --workspace DIR; pass --allow-broad-workspace to run with this workspace anyway",
         escape::path(&ws)
     )
 }
 
+/// The environment variable that has the effect of `--allow-root-tree`,
+/// for harnesses whose command line cannot be changed.
+pub const ALLOW_ROOT_TREE_ENV: &str = "LEXECON_ALLOW_ROOT_TREE";
+
+/// What a root tree can do that the supervisor does not stop.
+const ROOT_TREE_WEAKENS: &str = "it can read the signing key and rewrite the ledger without opening them through the gate (through a raw block device or a kernel module), and its capabilities bypass the permission checks the supervisor relies on";
+
+/// Refuses to start a command that would run as root or with capabilities,
+/// unless `allow` (or [`ALLOW_ROOT_TREE_ENV`]) accepts it; then the warning
+/// to print.
+pub fn check_root_tree(allow: bool) -> anyhow::Result<Option<String>> {
+    let privilege = supervisor::privilege::of_command().context(
+        "cannot tell whether the command would run as root (reading /proc/self/status failed)",
+    )?;
+    let Some(p) = privilege else {
+        return Ok(None);
+    };
+    let allow = allow || std::env::var_os(ALLOW_ROOT_TREE_ENV).is_some_and(|v| v == "1");
+    if !allow {
+        bail!(
+            "the command would run {}. Lexecon's guarantees do not hold for such a tree: {ROOT_TREE_WEAKENS}. Run lexecon as an unprivileged user (e.g. `setpriv --reuid=USER --regid=GROUP --init-groups lexecon-supervise …`), or pass --allow-root-tree (or set {ALLOW_ROOT_TREE_ENV}=1) to run it anyway with these weaker guarantees",
+            p.describe()
+        );
+    }
+    Ok(Some(format!(
+        "lexecon: warning: accepted by --allow-root-tree: the command runs {}, so {ROOT_TREE_WEAKENS}",
+        p.describe()
+    )))
+}
+
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    let root_warning = check_root_tree(args.allow_root_tree)?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
     let vars = vars_for(&ws);
@@ -251,6 +287,9 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         env: std::env::vars_os().collect(),
     };
     if !args.quiet {
+        if let Some(w) = &root_warning {
+            eprintln!("{w}");
+        }
         eprintln!(
             "lexecon: workspace {} (the policy's ${{WORKSPACE}}; change it with --workspace DIR)",
             escape::path(&ws)
@@ -347,6 +386,11 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     println!("--- agent output ---");
     let _ = std::io::stdout().flush();
 
+    // The demo's agent is the script above, nothing untrusted: as root it
+    // runs with the warning a supervised root tree gets.
+    if let Some(w) = check_root_tree(true)? {
+        eprintln!("{w}");
+    }
     let vars = vars_for(ws);
     let policy = load_policy(None, DEMO_POLICY, "policies/demo.yaml (built in)", &vars)?;
     let writer = LedgerWriter::open(

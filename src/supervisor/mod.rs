@@ -13,6 +13,8 @@
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
+//! - [`privilege`]: whether the command would start as root or with
+//!   capabilities;
 //! - [`sys`]: the raw kernel interfaces.
 //!
 //! Threads: the calling thread forks the command and becomes the tracer;
@@ -25,6 +27,7 @@ pub mod filter;
 pub mod launch;
 pub mod notify;
 pub mod pathops;
+pub mod privilege;
 pub mod procfs;
 pub mod resolve;
 pub mod sys;
