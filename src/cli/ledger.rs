@@ -202,15 +202,16 @@ fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
         "Records: {} lines, {} decisions: {} allow, {} escalate, {} block ({} allowed, {} refused, {} killed)",
         r.lines, c.decisions, c.allow, c.escalate, c.block, c.allowed, c.refused, c.killed
     );
+    // A damaged ledger's problems can quote its bytes: shown escaped.
     for w in &r.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        let _ = writeln!(out, "warning: {}", crate::escape::text(&w.to_string()));
     }
     for p in &r.problems {
         let tag = match p.severity {
             Severity::Invalid => "error",
             Severity::Incomplete => "incomplete",
         };
-        let _ = writeln!(out, "{tag}: {p}");
+        let _ = writeln!(out, "{tag}: {}", crate::escape::text(&p.to_string()));
     }
     if r.problems_omitted > 0 {
         let _ = writeln!(out, "… and {} more problems", r.problems_omitted);
