@@ -1508,6 +1508,11 @@ fn a_root_tree_is_refused_unless_accepted() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("warning: accepted by LEXECON_ALLOW_ROOT_TREE=1: "),
+        "{}",
+        stderr(&out)
+    );
     let quiet = base(&["--allow-root-tree", "--quiet"]).output().unwrap();
     assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
     assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));

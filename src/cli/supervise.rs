@@ -206,30 +206,35 @@ pub const ALLOW_ROOT_TREE_ENV: &str = "LEXECON_ALLOW_ROOT_TREE";
 const ROOT_TREE_WEAKENS: &str = "it can read the signing key and rewrite the ledger without opening them through the gate (through a raw block device or a kernel module), and its capabilities bypass the permission checks the supervisor relies on";
 
 /// Refuses to start a command that would run as root or with capabilities,
-/// unless `allow` (or [`ALLOW_ROOT_TREE_ENV`]) accepts it; then the warning
-/// to print.
-pub fn check_root_tree(allow: bool) -> anyhow::Result<Option<String>> {
+/// unless `accepted_by` (`--allow-root-tree`) or [`ALLOW_ROOT_TREE_ENV`]
+/// accepts it; then the warning to print.
+pub fn check_root_tree(accepted_by: Option<&str>) -> anyhow::Result<Option<String>> {
     let privilege = supervisor::privilege::of_command().context(
         "cannot tell whether the command would run as root (reading /proc/self/status failed)",
     )?;
     let Some(p) = privilege else {
         return Ok(None);
     };
-    let allow = allow || std::env::var_os(ALLOW_ROOT_TREE_ENV).is_some_and(|v| v == "1");
-    if !allow {
+    let env = format!("{ALLOW_ROOT_TREE_ENV}=1");
+    let accepted_by = accepted_by.or_else(|| {
+        std::env::var_os(ALLOW_ROOT_TREE_ENV)
+            .is_some_and(|v| v == "1")
+            .then_some(env.as_str())
+    });
+    let Some(by) = accepted_by else {
         bail!(
             "the command would run {}. Lexecon's guarantees do not hold for such a tree: {ROOT_TREE_WEAKENS}. Run lexecon as an unprivileged user (e.g. `setpriv --reuid=USER --regid=GROUP --init-groups lexecon-supervise …`), or pass --allow-root-tree (or set {ALLOW_ROOT_TREE_ENV}=1) to run it anyway with these weaker guarantees",
             p.describe()
         );
-    }
+    };
     Ok(Some(format!(
-        "lexecon: warning: accepted by --allow-root-tree: the command runs {}, so {ROOT_TREE_WEAKENS}",
+        "lexecon: warning: accepted by {by}: the command runs {}, so {ROOT_TREE_WEAKENS}",
         p.describe()
     )))
 }
 
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
-    let root_warning = check_root_tree(args.allow_root_tree)?;
+    let root_warning = check_root_tree(args.allow_root_tree.then_some("--allow-root-tree"))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
     let vars = vars_for(&ws);
@@ -388,7 +393,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
 
     // The demo's agent is the script above, nothing untrusted: as root it
     // runs with the warning a supervised root tree gets.
-    if let Some(w) = check_root_tree(true)? {
+    if let Some(w) = check_root_tree(Some("the demo, which runs its own script"))? {
         eprintln!("{w}");
     }
     let vars = vars_for(ws);
