@@ -56,6 +56,7 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
     w.begin_run(RunHeader {
         command: vec!["agent".into()],
         cwd: "/home/dev/project".into(),
+        workspace: None,
         policy_sha256: [1; 32],
         policy_path: None,
         mode: Mode::Enforce,

@@ -21,6 +21,7 @@
 pub mod action;
 pub mod approval;
 pub mod cli;
+pub mod escape;
 pub mod ledger;
 pub mod policy;
 pub mod session;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::action::{Access, Action, Decision, Mode, Verdict};
+use crate::escape;
 use crate::ledger::{
     self, Counts, DecisionEntry, FileIdentity, LedgerError, LedgerWriter, Outcome, RunEnd,
     RunHeader, Stage,
@@ -67,6 +68,9 @@ pub struct SessionConfig {
     pub escalate_timeout: std::time::Duration,
     /// Most escalations held at once; beyond, new ones are blocked.
     pub max_pending: usize,
+    /// The workspace (`${WORKSPACE}` of the policy), recorded in the run
+    /// header.
+    pub workspace: PathBuf,
 }
 
 /// Rule ids of the built-in protections.
@@ -302,32 +306,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A short human description of an action: `exec rm -rf ./x`, `open /etc/x (write)`.
+/// A short human description of an action: `exec rm -rf ./x`,
+/// `open /etc/x (write)`. Every byte from the tree is shown escaped
+/// ([`crate::escape`]): the result holds no control or invisible character.
 pub fn describe(action: &Action) -> String {
     match action {
         Action::Exec(x) => {
             let mut s = String::from("exec");
             if x.argv.is_empty() {
-                let _ = write!(s, " {}", x.path.display());
+                let _ = write!(s, " {}", escape::path(&x.path));
             }
             for a in &x.argv {
-                let _ = write!(s, " {}", shell_word(a));
+                let _ = write!(s, " {}", escape::os(a));
             }
             s
         }
-        Action::Open(o) => format!("open {} ({})", o.path.display(), o.access),
-    }
-}
-
-fn shell_word(a: &OsString) -> String {
-    let s = a.to_string_lossy();
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-    {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+        Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
     }
 }
 
@@ -353,13 +347,14 @@ impl Session {
         let info = writer.begin_run(RunHeader {
             command: command.to_vec(),
             cwd: cwd.to_path_buf(),
+            workspace: Some(canonical_or_absolute(&cfg.workspace)),
             policy_sha256: cfg.policy.sha256(),
             policy_path: cfg.policy_path.clone(),
             mode,
             ci: ledger::ci_identifiers_from_env(),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
-        let workspace = canonical_or_absolute(cwd);
+        let workspace = canonical_or_absolute(&cfg.workspace);
         let ledger_dir = ledger_file
             .parent()
             .filter(|d| !workspace.starts_with(d))
@@ -548,7 +543,10 @@ impl Session {
         let what = describe(action);
         if self.report_blocks {
             let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
-            eprintln!("lexecon: {verb} {what} (rule {rule}, {record})");
+            eprintln!(
+                "lexecon: {verb} {what} (rule {}, {record})",
+                escape::text(rule)
+            );
         }
         lock(&self.state).blocked.push(Blocked {
             seq,
@@ -738,7 +736,7 @@ impl Judge for Session {
                 None
             }
         };
-        let what = format!("{syscall} by pid {}: {why}", caller.pid);
+        let what = format!("{syscall} by pid {}: {}", caller.pid, escape::text(why));
         if self.report_blocks {
             let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
             eprintln!(
@@ -873,12 +871,11 @@ impl Summary {
         if let Some(e) = &self.seal_error {
             let _ = writeln!(s, "lexecon: the run could not be sealed: {e}");
         }
+        let ledger = escape::path(&self.ledger);
         let _ = writeln!(
             s,
-            "lexecon: ledger {} (run {}); check it with: lexecon verify {}",
-            self.ledger.display(),
+            "lexecon: ledger {ledger} (run {}); check it with: lexecon verify {ledger}",
             self.run_id,
-            self.ledger.display()
         );
         if let Some(a) = &self.anchor {
             let _ = writeln!(s, "lexecon: anchor (keep a copy off this machine; `lexecon verify --anchor FILE` checks it): {a}");
@@ -932,19 +929,21 @@ impl Summary {
             "| {} | {} | {} | {} |\n",
             c.decisions, c.allowed, c.refused, c.killed
         );
+        // Actions, rules and the ledger's path only ever inside code spans
+        // (see `escape::code_span`): no line break, link, image or HTML.
         for b in self.blocked.iter().take(20) {
             let rec = b.seq.map_or_else(String::new, |n| format!(", record {n}"));
             let _ = writeln!(
                 s,
-                "- blocked `{}` (rule `{}`{rec})",
-                b.what.replace('`', "'"),
-                b.rule
+                "- blocked {} (rule {}{rec})",
+                escape::code_span(&b.what),
+                escape::code_span(&b.rule)
             );
         }
         let _ = writeln!(
             s,
-            "\nLedger: `{}` (run `{}`)",
-            self.ledger.display(),
+            "\nLedger: {} (run `{}`)",
+            escape::code_span(&escape::path(&self.ledger)),
             self.run_id
         );
         if let Some(a) = &self.anchor {

@@ -44,6 +44,7 @@ fn supervises_without_cap_sys_ptrace() {
 
     let mut cmd = Command::new(BIN);
     cmd.arg("supervise")
+        .arg("--allow-root-tree")
         .arg("--keys")
         .arg(&keys)
         .arg("--ledger")

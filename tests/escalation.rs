@@ -50,6 +50,7 @@ fn agent(env: &Env, script: &str) -> PathBuf {
 fn start(env: &Env, policy: &Path, extra: &[&str]) -> Child {
     let mut c = Command::new(LEXECON);
     c.arg("supervise")
+        .arg("--allow-root-tree")
         .arg("--policy")
         .arg(policy)
         .arg("--ledger")
@@ -460,7 +461,8 @@ fn the_agent_cannot_replace_the_approval_socket() {
     let sock = lexecon::approval::socket_path(&ledger);
     std::fs::write(env.ws.join("x"), "").unwrap();
     let out = Command::new(LEXECON)
-        .args(["supervise", "--on-escalate", "wait", "--sync", "never"])
+        .args(["supervise", "--allow-root-tree", "--on-escalate", "wait"])
+        .args(["--sync", "never"])
         .arg("--policy")
         .arg(&p)
         .arg("--ledger")
@@ -600,6 +602,7 @@ impl Pty {
             unsafe { (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s)) };
         let mut c = Command::new(LEXECON);
         c.arg("supervise")
+            .arg("--allow-root-tree")
             .arg("--policy")
             .arg(policy)
             .arg("--ledger")
@@ -950,5 +953,104 @@ fn a_rule_can_set_its_own_deadline() {
         "{:#?}",
         opens[0]
     );
+    env.assert_valid();
+}
+
+/// An argv crafted to repaint the line it is printed on: a carriage return,
+/// erase-line, a fake action, conceal, and a bidi override.
+const REPAINT: &str = r"x\r\033[2K  exec git status\033[8m\342\200\256";
+/// How it must be shown.
+const REPAINT_SHOWN: &str = r"$'x\r\x1b[2K  exec git status\x1b[8m\u202e'";
+
+/// Whether `s` holds a byte that would move the cursor, start an escape
+/// sequence or reorder text: ESC, a CR not part of a line end (a terminal
+/// shows the prompt's `\r\n` as `\r\r\n`), a bidi override.
+fn has_raw_controls(s: &str) -> bool {
+    s.contains('\x1b')
+        || s.replace("\r\r\n", "\n")
+            .replace("\r\n", "\n")
+            .contains('\r')
+        || s.contains('\u{202e}')
+}
+
+#[test]
+fn pending_and_the_wait_message_show_agent_bytes_escaped() {
+    let env = Env::new();
+    let p = policy(&env);
+    let touch = std::fs::canonicalize("/usr/bin/touch").unwrap();
+    agent(
+        &env,
+        &format!(
+            "{t} \"$(printf '{REPAINT}')\"; echo \"rc=$?\" > r\n",
+            t = touch.display()
+        ),
+    );
+    let child = start(
+        &env,
+        &p,
+        &["--on-escalate", "wait", "--escalate-timeout", "120"],
+    );
+    pending_with(&env, 1);
+    let out = lexecon(&env, &["pending"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let list = common::stdout(&out);
+    assert!(!has_raw_controls(&list), "raw bytes in `pending`: {list:?}");
+    assert!(
+        list.contains(&format!("exec {} {REPAINT_SHOWN} (pid ", touch.display())),
+        "{list}"
+    );
+    answer(&env, "deny", 1, false);
+    assert_eq!(wait_file(&env.ws.join("r")), "rc=126\n");
+    let out = wait_child(child);
+    let err = common::stderr(&out);
+    assert!(!has_raw_controls(&err), "raw bytes on stderr: {err:?}");
+    assert!(
+        err.contains(&format!(
+            "request 1 is waiting for approval: exec {} {REPAINT_SHOWN} (pid ",
+            touch.display()
+        )),
+        "{err}"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn the_prompt_shows_agent_bytes_escaped() {
+    let env = Env::new();
+    let p = policy(&env);
+    let touch = std::fs::canonicalize("/usr/bin/touch").unwrap();
+    // The held exec runs in a copy of sh whose process name holds a bidi
+    // override: the ancestry line shows it escaped.
+    agent(
+        &env,
+        &format!(
+            "n=\"./$(printf 'n\\342\\200\\256m')\"; cp /bin/sh \"$n\"\n\
+             \"$n\" -c '{t} \"$(printf \"{REPAINT}\")\"; echo \"rc=$?\" > r'\n",
+            t = touch.display()
+        ),
+    );
+    let mut pty = Pty::start(&env, &p);
+    let code = pty.prompt(1);
+    let shown = pty.text();
+    assert!(
+        !has_raw_controls(&shown),
+        "raw bytes at the prompt: {shown:?}"
+    );
+    assert!(
+        shown.contains(&format!("  exec {} {REPAINT_SHOWN}\r", touch.display())),
+        "{shown}"
+    );
+    assert!(shown.contains(r"($'n\u202em')"), "{shown}");
+    pty.type_line(&format!("b{code}"));
+    assert_eq!(wait_file(&env.ws.join("r")), "rc=126\n");
+    let t = Instant::now();
+    while pty.child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the run did not end:\n{}",
+            pty.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     env.assert_valid();
 }

@@ -44,6 +44,7 @@ fn header() -> RunHeader {
     RunHeader {
         command: vec!["agent".into(), "--task".into(), "fix tests".into()],
         cwd: "/work/repo".into(),
+        workspace: None,
         policy_sha256: [0xab; 32],
         policy_path: Some("policies/default.yaml".into()),
         mode: Mode::Enforce,

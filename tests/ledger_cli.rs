@@ -55,6 +55,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     w.begin_run(RunHeader {
         command: vec!["sh".into(), "-c".into(), "rm -rf ./important_data".into()],
         cwd: d.path().to_path_buf(),
+        workspace: None,
         policy_sha256: [3; 32],
         policy_path: None,
         mode: Mode::Enforce,
@@ -322,6 +323,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
     w.begin_run(RunHeader {
         command: vec!["agent".into()],
         cwd: dir.to_path_buf(),
+        workspace: None,
         policy_sha256: [4; 32],
         policy_path: None,
         mode: Mode::Enforce,

@@ -394,7 +394,7 @@ fn no_keys_gives_a_clear_error() {
     let env = Env::new();
     let policy = env.policy(ALLOW_ALL);
     let out = Command::new(LEXECON)
-        .args(["supervise", "--policy"])
+        .args(["supervise", "--allow-root-tree", "--policy"])
         .arg(&policy)
         .arg("--keys")
         .arg(env.root.join("nokeys"))
@@ -620,6 +620,7 @@ fn observe_mode_records_what_would_be_blocked_and_allows_it() {
     let mut cmd = Command::new(LEXECON);
     cmd.args([
         "supervise",
+        "--allow-root-tree",
         "--mode",
         "observe",
         "--sync",
@@ -933,6 +934,7 @@ fn summaries_for_ci_json_step_summary_and_fail_on_block() {
     let out = Command::new(LEXECON)
         .args([
             "supervise",
+            "--allow-root-tree",
             "--sync",
             "never",
             "--fail-on-block",
@@ -1139,6 +1141,390 @@ int main(int argc, char **argv) {
     env.assert_valid();
 }
 
+/// `cmd` with its umask set to `mask` before it starts (as a shell would
+/// have it).
+fn with_umask(mut cmd: Command, mask: libc::mode_t) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: umask is async-signal-safe and takes an integer only.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// The tree inherits the user's umask (the supervisor itself runs with
+/// umask 0): files and directories created by emulated `open(O_CREAT)`,
+/// by `mkdir`, `git init` and `python3 -m venv` get the same modes as
+/// natively.
+#[test]
+fn the_tree_keeps_the_users_umask() {
+    let env = Env::new();
+    let venv = Command::new("python3")
+        .args(["-c", "import venv"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !venv {
+        eprintln!("note: python3 has no venv module: the venv part of this test is skipped");
+    }
+    let script = format!(
+        "umask; rm -rf out; mkdir out && cd out && \
+         python3 -c 'import os; os.close(os.open(\"creat\", os.O_CREAT | os.O_WRONLY, 0o666))' && \
+         : > shell-created && mkdir d && mkdir -p p/q && touch t && \
+         GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null git init -q g && \
+         {venv} find . -printf '%m %y %p\\n' | sort",
+        venv = if venv {
+            "python3 -m venv --without-pip v &&"
+        } else {
+            ""
+        }
+    );
+    let policy = env.policy(ALLOW_ALL);
+    let mut seen = Vec::new();
+    for mask in [0o022, 0o077] {
+        let mut native = Command::new("sh");
+        native.args(["-c", &script]).current_dir(&env.ws);
+        let native = with_umask(native, mask);
+        assert!(native.status.success(), "native: {}", stderr(&native));
+        let n = stdout(&native);
+        assert!(n.starts_with(&format!("{mask:04o}\n")), "{n}");
+        let sup = with_umask(env.supervise_cmd(&policy, &["sh", "-c", &script]), mask);
+        assert!(sup.status.success(), "supervised: {}", stderr(&sup));
+        assert_eq!(stdout(&sup), n, "modes differ natively and supervised");
+        for probe in ["./creat", "./d", "./g/.git/config"] {
+            assert!(n.contains(probe), "{probe} missing:\n{n}");
+        }
+        if venv {
+            assert!(n.contains("./v/pyvenv.cfg"), "{n}");
+        }
+        seen.push(n);
+    }
+    assert_ne!(seen[0], seen[1], "the two umasks give different modes");
+    assert!(seen[1].contains("600 f ./creat") && seen[1].contains("700 d ./d"));
+    env.assert_valid();
+}
+
+/// `md` with every code span removed (CommonMark: a run of N backticks
+/// opens a span that the next run of exactly N backticks closes).
+fn outside_code_spans(md: &str) -> String {
+    let mut out = String::new();
+    let b = md.as_bytes();
+    let run_at = |i: usize| b[i..].iter().take_while(|&&c| c == b'`').count();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'`' {
+            out.push(b[i] as char);
+            i += 1;
+            continue;
+        }
+        let n = run_at(i);
+        let mut j = i + n;
+        let mut close = None;
+        while j < b.len() {
+            if b[j] == b'`' {
+                let m = run_at(j);
+                if m == n {
+                    close = Some(j + m);
+                    break;
+                }
+                j += m;
+            } else {
+                j += 1;
+            }
+        }
+        match close {
+            Some(end) => i = end,
+            None => {
+                out.push_str(&md[i..i + n]);
+                i += n;
+            }
+        }
+    }
+    out
+}
+
+/// Argv chosen to rewrite what a human reads (a carriage return, erase-line
+/// and conceal sequences, a newline followed by a table row, an image, HTML
+/// and backticks) is shown escaped in the block lines on stderr and cannot
+/// add rows, images or links to the `$GITHUB_STEP_SUMMARY` markdown.
+#[test]
+fn block_lines_and_summaries_show_agent_bytes_escaped() {
+    let env = Env::new();
+    let marker = env.cc("marker", MARKER_C);
+    let policy = block_program_policy(&env, &marker);
+    let step = env.root.join("step.md");
+    let script = format!(
+        r#"m={m}
+$m "$(printf 'x\r\033[2K  exec git status\033[8m')"
+$m "$(printf 'a\n| 9 | 9 | 9 | 9 |\n![x](http://evil.example/x.png) <img src=x> [l](http://evil.example) `b`')"
+exit 0"#,
+        m = marker.display()
+    );
+    let out = Command::new(LEXECON)
+        .args(["supervise", "--allow-root-tree", "--sync", "never"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--", "sh", "-c", &script])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        !err.contains('\x1b') && !err.contains('\r'),
+        "raw control bytes on stderr: {err:?}"
+    );
+    assert!(
+        err.contains(&format!(
+            "lexecon: blocked exec {} $'x\\r\\x1b[2K  exec git status\\x1b[8m' (rule block-marker",
+            marker.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("$'a\\n| 9 | 9 | 9 | 9 |\\n![x](http://evil.example/x.png)"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(md.contains("block-marker"), "{md}");
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 3, "the table has one row only:\n{md}");
+    let blocked: Vec<&str> = md.lines().filter(|l| l.starts_with("- blocked ")).collect();
+    assert_eq!(blocked.len(), 2, "one line per block:\n{md}");
+    assert!(!md.contains('\x1b') && !md.contains('\r'), "{md:?}");
+    let bare = outside_code_spans(&md);
+    for bad in ["![", "](", "<img", "evil.example", "| 9 |"] {
+        assert!(!bare.contains(bad), "{bad} outside a code span:\n{md}");
+    }
+    env.assert_valid();
+}
+
+/// `lexecon supervise` with `env`'s keys and ledger, run in `dir` with
+/// `home` as `$HOME`.
+fn supervise_in(
+    env: &Env,
+    dir: &Path,
+    home: &Path,
+    extra: &[&str],
+    cmd: &[&str],
+) -> std::process::Output {
+    let policy = env.policy(ALLOW_ALL);
+    Command::new(LEXECON)
+        .args(["supervise", "--allow-root-tree", "--sync", "never"])
+        .arg("--policy")
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(extra)
+        .arg("--")
+        .args(cmd)
+        .env("HOME", home)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The workspace is never silently `/`, `$HOME` or an ancestor of `$HOME`:
+/// such a run is refused before anything starts (exit 125, nothing
+/// recorded), unless `--allow-broad-workspace` accepts it.
+#[test]
+fn a_broad_workspace_is_refused_unless_accepted() {
+    let env = Env::new();
+    let home = env.root.join("home/me");
+    std::fs::create_dir_all(&home).unwrap();
+    let marker = env.root.join("ran");
+    let touch = format!("touch {}", marker.display());
+    let cmd = ["sh", "-c", touch.as_str()];
+    let cases: [(&Path, &[&str], &str); 5] = [
+        (Path::new("/"), &[], "the root directory"),
+        (&home, &[], "your home directory"),
+        (
+            &env.root.join("home"),
+            &[],
+            "an ancestor of your home directory",
+        ),
+        (&env.ws, &["--workspace", "/"], "the root directory"),
+        (
+            &env.ws,
+            &["--workspace", "../home/me"],
+            "your home directory",
+        ),
+    ];
+    for (dir, extra, what) in cases {
+        let out = supervise_in(&env, dir, &home, extra, &cmd);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(125), "{dir:?} {extra:?}: {err}");
+        assert!(
+            err.contains(what) && err.contains("--allow-broad-workspace"),
+            "{err}"
+        );
+        assert!(err.contains("--workspace DIR"), "says what to do: {err}");
+        assert!(!marker.exists(), "the command ran");
+        assert!(!env.ledger.exists(), "a refused run records nothing");
+    }
+    // Accepted: the run starts, and says which workspace it has.
+    let out = supervise_in(
+        &env,
+        Path::new("/"),
+        &home,
+        &["--allow-broad-workspace"],
+        &cmd,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("lexecon: workspace / "),
+        "{}",
+        stderr(&out)
+    );
+    let header = &env.records()[0];
+    assert_eq!(header["kind"], "run");
+    assert_eq!(header["workspace"], "/");
+    env.assert_valid();
+}
+
+/// `--workspace DIR` is what `${WORKSPACE}` means; it is printed when the
+/// run starts (not with `--quiet`) and recorded in the run header, next to
+/// the directory the command started in.
+#[test]
+fn the_workspace_option_binds_the_policy_and_is_recorded() {
+    let env = Env::new();
+    let other = env.root.join("other");
+    std::fs::create_dir(&other).unwrap();
+    let policy = env.policy(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: ws-read-only\n    open:\n      path: [\"${WORKSPACE}/**\"]\n      access: [write, create, truncate]\n    decision: block\n    reason: the workspace is read-only here\n",
+    );
+    let script = format!(
+        "touch here; echo \"here=$?\"; touch {o}/there; echo \"there=$?\"",
+        o = other.display()
+    );
+    let out = env
+        .supervise_cmd_with(
+            &policy,
+            &["--workspace", "../other"],
+            &["sh", "-c", &script],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "here=0\nthere=1\n", "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("lexecon: workspace {} (", other.display())),
+        "{}",
+        stderr(&out)
+    );
+    let header = &env.records()[0];
+    assert_eq!(header["workspace"], other.to_str().unwrap());
+    assert_eq!(header["cwd"], env.ws.to_str().unwrap());
+    env.assert_valid();
+    let quiet = env
+        .supervise_cmd_with(&policy, &["--quiet"], &["true"])
+        .output()
+        .unwrap();
+    assert!(
+        !stderr(&quiet).contains("lexecon: workspace"),
+        "{}",
+        stderr(&quiet)
+    );
+}
+
+/// A command that would run as root (or with capabilities) does not start
+/// unless `--allow-root-tree` (or `LEXECON_ALLOW_ROOT_TREE=1`) accepts it;
+/// an accepted one is announced with what it weakens. Unprivileged, the
+/// same command line starts without a word about it.
+#[test]
+fn a_root_tree_is_refused_unless_accepted() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let marker = env.ws.join("ran");
+    let base = |extra: &[&str]| {
+        let mut c = Command::new(LEXECON);
+        c.args([
+            "supervise",
+            "--allow-root-tree",
+            "--sync",
+            "never",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(extra)
+        .args(["--", "touch"])
+        .arg(&marker)
+        .env_remove("LEXECON_ALLOW_ROOT_TREE")
+        .current_dir(&env.ws);
+        c
+    };
+    // SAFETY: geteuid and getuid take no arguments.
+    let root = unsafe { libc::geteuid() == 0 || libc::getuid() == 0 };
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let ambient = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapAmb:"))
+        .is_some_and(|v| u64::from_str_radix(v.trim(), 16).unwrap() != 0);
+    if !root && !ambient {
+        let out = base(&[]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("root"), "{}", stderr(&out));
+        eprintln!("note: not root: only the unprivileged case was checked");
+        return;
+    }
+    let out = base(&[]).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    for what in [
+        "the command would run ",
+        "signing key",
+        "rewrite the ledger",
+        "raw block device",
+        "capabilities bypass the permission checks",
+        "unprivileged user",
+        "--allow-root-tree",
+    ] {
+        assert!(err.contains(what), "{what:?} missing: {err}");
+    }
+    assert!(!marker.exists(), "the command ran");
+    assert!(!env.ledger.exists(), "a refused run records nothing");
+
+    let out = base(&["--allow-root-tree"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("lexecon: warning: accepted by --allow-root-tree: the command runs ")
+            && stderr(&out).contains("raw block device"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(&marker).unwrap();
+    let out = base(&[])
+        .env("LEXECON_ALLOW_ROOT_TREE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(marker.exists());
+    assert!(
+        stderr(&out).contains("warning: accepted by LEXECON_ALLOW_ROOT_TREE=1: "),
+        "{}",
+        stderr(&out)
+    );
+    let quiet = base(&["--allow-root-tree", "--quiet"]).output().unwrap();
+    assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
+    assert!(!stderr(&quiet).contains("warning"), "{}", stderr(&quiet));
+    env.assert_valid();
+}
+
 /// One supervised `true` with `--anchor-out`, a JSON summary and a step
 /// summary: (stderr, JSON summary, step summary).
 fn run_with_anchor_out(env: &Env, anchors: &Path) -> (String, serde_json::Value, String) {
@@ -1147,7 +1533,13 @@ fn run_with_anchor_out(env: &Env, anchors: &Path) -> (String, serde_json::Value,
     let step = env.root.join("step.md");
     let _ = std::fs::remove_file(&step);
     let out = Command::new(LEXECON)
-        .args(["supervise", "--sync", "never", "--policy"])
+        .args([
+            "supervise",
+            "--allow-root-tree",
+            "--sync",
+            "never",
+            "--policy",
+        ])
         .arg(&policy)
         .arg("--ledger")
         .arg(&env.ledger)

@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::approval;
+use crate::escape;
 use crate::ledger;
 
 #[derive(Args, Debug)]
@@ -87,14 +88,18 @@ pub fn pending(args: PendingArgs) -> anyhow::Result<ExitCode> {
         "{:>4}  {:>5}  {:>5}  {:<24}  ACTION",
         "ID", "AGE", "LEFT", "RULE"
     );
+    // The action is escaped by the supervisor already; every string is
+    // escaped again here (unchanged when it holds nothing to escape), so
+    // that nothing the supervised tree chose reaches the terminal raw.
+    let shown = |v: &serde_json::Value| escape::text(v.as_str().unwrap_or(""));
     for p in list {
         println!(
             "{:>4}  {:>4}s  {:>4}s  {:<24}  {} (pid {})",
             p["id"],
             p["age_ms"].as_u64().unwrap_or(0) / 1000,
             p["left_ms"].as_u64().unwrap_or(0) / 1000,
-            p["rule"].as_str().unwrap_or(""),
-            p["action"].as_str().unwrap_or(""),
+            shown(&p["rule"]),
+            shown(&p["action"]),
             p["pid"],
         );
     }
@@ -118,7 +123,11 @@ pub fn answer(args: AnswerArgs, allow: bool) -> anyhow::Result<ExitCode> {
             "key": b64.encode(key.signing_key().verifying_key().as_bytes()),
             "sig": b64.encode(sig.to_bytes()),
         });
-        println!("signing the answer to request {}: {what}", args.id);
+        println!(
+            "signing the answer to request {}: {}",
+            args.id,
+            escape::text(&what)
+        );
     }
     approval::request(&args.ledger, &req)?;
     println!(

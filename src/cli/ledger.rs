@@ -234,18 +234,19 @@ fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
             r.anchors.len() - held
         );
         for a in r.anchors.iter().filter(|a| a.held()) {
-            let _ = writeln!(out, "{}", a.message);
+            let _ = writeln!(out, "{}", crate::escape::text(&a.message));
         }
     }
+    // A damaged ledger's problems can quote its bytes: shown escaped.
     for w in &r.warnings {
-        let _ = writeln!(out, "warning: {w}");
+        let _ = writeln!(out, "warning: {}", crate::escape::text(&w.to_string()));
     }
     for p in &r.problems {
         let tag = match p.severity {
             Severity::Invalid => "error",
             Severity::Incomplete => "incomplete",
         };
-        let _ = writeln!(out, "{tag}: {p}");
+        let _ = writeln!(out, "{tag}: {}", crate::escape::text(&p.to_string()));
     }
     if r.problems_omitted > 0 {
         let _ = writeln!(out, "… and {} more problems", r.problems_omitted);

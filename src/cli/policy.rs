@@ -288,7 +288,7 @@ fn explain(
         Some(r) => println!("Rule: {r}"),
         None => println!("Rule: (none; default)"),
     }
-    println!("Reason: {}", ex.decision.reason);
+    println!("Reason: {}", crate::escape::text(&ex.decision.reason));
     if policy.mode() == crate::action::Mode::Observe {
         println!("Mode: observe (nothing is refused; the verdict is recorded)");
     }

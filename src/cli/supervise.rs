@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::action::Mode;
+use crate::escape;
 use crate::ledger::{self, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
 use crate::policy::{Policy, Vars};
 
@@ -100,6 +101,20 @@ pub struct SuperviseArgs {
     /// Exit with status 1 when the command succeeded but an action was blocked.
     #[arg(long)]
     pub fail_on_block: bool,
+    /// The workspace: the directory the policy's `${WORKSPACE}` stands for
+    /// (default: the current directory). The command still starts in the
+    /// current directory.
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Accept a workspace of `/`, of `$HOME` or of an ancestor of `$HOME`:
+    /// the policy's rules for the workspace then cover all of it.
+    #[arg(long)]
+    pub allow_broad_workspace: bool,
+    /// Run the command even though it would run as root or with
+    /// capabilities, which weakens what Lexecon guarantees (also:
+    /// LEXECON_ALLOW_ROOT_TREE=1).
+    #[arg(long)]
+    pub allow_root_tree: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -139,9 +154,95 @@ fn load_policy(
     })
 }
 
+/// The workspace of a run: `arg` (relative to `cwd`), or `cwd`; absolute,
+/// symlinks resolved. Unless `allow_broad`, `/`, `$HOME` and the ancestors
+/// of `$HOME` are refused: every `${WORKSPACE}` rule of the policy (the
+/// default policy lets the agent write and delete there) would then cover
+/// system files or the user's dotfiles.
+pub fn workspace(arg: Option<&Path>, cwd: &Path, allow_broad: bool) -> anyhow::Result<PathBuf> {
+    let given = arg.map_or_else(|| cwd.to_path_buf(), |a| cwd.join(a));
+    let ws = std::fs::canonicalize(&given).with_context(|| {
+        format!(
+            "the workspace {} cannot be used (name an existing directory with --workspace DIR)",
+            escape::path(&given)
+        )
+    })?;
+    if !ws.is_dir() {
+        bail!(
+            "the workspace {} is not a directory (name a directory with --workspace DIR)",
+            escape::path(&ws)
+        );
+    }
+    if allow_broad {
+        return Ok(ws);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .map(|h| std::fs::canonicalize(&h).unwrap_or(h));
+    let what = if ws == Path::new("/") {
+        "the root directory".to_string()
+    } else if home.as_deref() == Some(ws.as_path()) {
+        "your home directory".to_string()
+    } else if home.as_deref().is_some_and(|h| h.starts_with(&ws)) {
+        format!(
+            "an ancestor of your home directory {}",
+            escape::path(home.as_deref().unwrap_or(Path::new("")))
+        )
+    } else {
+        return Ok(ws);
+    };
+    let source = if arg.is_some() {
+        "given with --workspace"
+    } else {
+        "the current directory"
+    };
+    bail!(
+        "the workspace would be {} ({source}), which is {what}: the policy's rules for ${{WORKSPACE}} would cover every file in it (system files, dotfiles such as ~/.bashrc). Start lexecon from the project's directory or name it with --workspace DIR; pass --allow-broad-workspace to run with this workspace anyway",
+        escape::path(&ws)
+    )
+}
+
+/// The environment variable that has the effect of `--allow-root-tree`,
+/// for harnesses whose command line cannot be changed.
+pub const ALLOW_ROOT_TREE_ENV: &str = "LEXECON_ALLOW_ROOT_TREE";
+
+/// What a root tree can do that the supervisor does not stop.
+const ROOT_TREE_WEAKENS: &str = "it can read the signing key and rewrite the ledger without opening them through the gate (through a raw block device or a kernel module), and its capabilities bypass the permission checks the supervisor relies on";
+
+/// Refuses to start a command that would run as root or with capabilities,
+/// unless `accepted_by` (`--allow-root-tree`) or [`ALLOW_ROOT_TREE_ENV`]
+/// accepts it; then the warning to print.
+pub fn check_root_tree(accepted_by: Option<&str>) -> anyhow::Result<Option<String>> {
+    let privilege = supervisor::privilege::of_command().context(
+        "cannot tell whether the command would run as root (reading /proc/self/status failed)",
+    )?;
+    let Some(p) = privilege else {
+        return Ok(None);
+    };
+    let env = format!("{ALLOW_ROOT_TREE_ENV}=1");
+    let accepted_by = accepted_by.or_else(|| {
+        std::env::var_os(ALLOW_ROOT_TREE_ENV)
+            .is_some_and(|v| v == "1")
+            .then_some(env.as_str())
+    });
+    let Some(by) = accepted_by else {
+        bail!(
+            "the command would run {}. Lexecon's guarantees do not hold for such a tree: {ROOT_TREE_WEAKENS}. Run lexecon as an unprivileged user (e.g. `setpriv --reuid=USER --regid=GROUP --init-groups lexecon-supervise …`), or pass --allow-root-tree (or set {ALLOW_ROOT_TREE_ENV}=1) to run it anyway with these weaker guarantees",
+            p.describe()
+        );
+    };
+    Ok(Some(format!(
+        "lexecon: warning: accepted by {by}: the command runs {}, so {ROOT_TREE_WEAKENS}",
+        p.describe()
+    )))
+}
+
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    let root_warning = check_root_tree(args.allow_root_tree.then_some("--allow-root-tree"))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let vars = vars_for(&cwd);
+    let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
+    let vars = vars_for(&ws);
     let policy = load_policy(
         args.policy.as_deref(),
         DEFAULT_POLICY,
@@ -153,7 +254,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
-        eprintln!("lexecon: error: {}: command not found", name.display());
+        eprintln!("lexecon: error: {}: command not found", escape::path(&name));
         return Ok(ExitCode::from(127));
     };
     let opts = WriterOptions {
@@ -188,12 +289,22 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         report_blocks: !args.quiet,
         escalate_timeout: Duration::from_secs(args.escalate_timeout),
         max_pending: args.max_pending.max(1),
+        workspace: ws.clone(),
     };
     let command = supervisor::Command {
         program,
         argv: args.command.clone(),
         env: std::env::vars_os().collect(),
     };
+    if !args.quiet {
+        if let Some(w) = &root_warning {
+            eprintln!("{w}");
+        }
+        eprintln!(
+            "lexecon: workspace {} (the policy's ${{WORKSPACE}}; change it with --workspace DIR)",
+            escape::path(&ws)
+        );
+    }
     let summary = session::run(cfg, writer, &command, &cwd)?;
     report(&summary, &args)?;
     let mut code = summary.exit_code();
@@ -214,7 +325,7 @@ fn report(summary: &Summary, args: &SuperviseArgs) -> anyhow::Result<()> {
     if let supervisor::Outcome::NotStarted(e) = summary.outcome {
         eprintln!(
             "lexecon: error: cannot execute {}: {}",
-            Path::new(&args.command[0]).display(),
+            escape::os(&args.command[0]),
             std::io::Error::from_raw_os_error(e)
         );
     }
@@ -309,6 +420,11 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     println!("--- agent output ---");
     let _ = std::io::stdout().flush();
 
+    // The demo's agent is the script above, nothing untrusted: as root it
+    // runs with the warning a supervised root tree gets.
+    if let Some(w) = check_root_tree(Some("the demo, which runs its own script"))? {
+        eprintln!("{w}");
+    }
     let vars = vars_for(ws);
     let policy = load_policy(None, DEMO_POLICY, "policies/demo.yaml (built in)", &vars)?;
     let writer = LedgerWriter::open(
@@ -325,6 +441,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         report_blocks: true,
         escalate_timeout: Duration::from_secs(60),
         max_pending: 16,
+        workspace: ws.to_path_buf(),
     };
     let command = supervisor::Command {
         program: agent.clone(),

@@ -91,7 +91,11 @@ pub struct FileIdentity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunHeader {
     pub command: Vec<OsString>,
+    /// The supervisor's working directory, where the command starts.
     pub cwd: PathBuf,
+    /// The workspace the policy's `${WORKSPACE}` stands for (absolute,
+    /// symlinks resolved); `None` in ledgers written before it was recorded.
+    pub workspace: Option<PathBuf>,
     pub policy_sha256: [u8; 32],
     pub policy_path: Option<PathBuf>,
     pub mode: Mode,
@@ -336,6 +340,9 @@ pub(crate) fn encode_header(
         Value::Array(h.command.iter().map(|a| os(a)).collect()),
     );
     put(&mut m, "cwd", os(h.cwd.as_os_str()));
+    if let Some(w) = &h.workspace {
+        put(&mut m, "workspace", os(w.as_os_str()));
+    }
     put(
         &mut m,
         "policy_sha256",
@@ -828,6 +835,7 @@ fn known(kind: &str, k: &str) -> bool {
             "version",
             "command",
             "cwd",
+            "workspace",
             "policy_sha256",
             "policy_path",
             "mode",
@@ -1063,6 +1071,10 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 _ => return Err("`command` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
+            if f.opt("workspace").is_some() {
+                f.used -= 1;
+                f.bytes("workspace")?;
+            }
             hex32(f.str("policy_sha256")?).ok_or("`policy_sha256` must be 64 hex digits")?;
             if f.opt("policy_path").is_some() {
                 f.used -= 1;

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use super::{builtin, describe, lock, path_op_note, OnEscalate, Session};
 use crate::action::{Access, Action, Decision, Mode, Verdict};
+use crate::escape;
 use crate::ledger::{self, Outcome, Stage};
 use crate::supervisor::{self, Caller, Identity, Ruling};
 
@@ -493,9 +494,10 @@ impl Session {
         };
         let ledger_hint = self.approval_hint();
         eprintln!(
-            "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {rule}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
+            "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
             caller.pid,
-            decision.reason,
+            escape::text(&rule),
+            escape::text(&decision.reason),
             self.policy
                 .escalate_timeout(&rule)
                 .unwrap_or(self.escalations.timeout)
@@ -611,7 +613,7 @@ impl Session {
 
     fn approval_hint(&self) -> String {
         match &self.approval_ledger {
-            Some(l) => format!(" --ledger {}", l.display()),
+            Some(l) => format!(" --ledger {}", escape::path(l)),
             None => String::new(),
         }
     }

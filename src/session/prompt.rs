@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::escalation::{Answer, By, Escalations, Pending, Scope};
+use crate::escape;
 
 /// The supervisor's controlling terminal.
 pub struct Terminal {
@@ -71,9 +72,9 @@ impl Terminal {
         self.say(&format!(
             "\r\nlexecon: request {id} needs an answer ({left} s left)\r\n  {what}\r\n  rule {rule}: {reason}\r\n  process {chain}\r\n  [a] allow once  [A] allow for this run  [b] block once  [B] block for this run\r\n  type the letter, then the code {code} (e.g. a{code}), then Enter: ",
             id = p.id,
-            what = p.what,
-            rule = p.rule,
-            reason = p.reason,
+            what = escape::text(&p.what),
+            rule = escape::text(&p.rule),
+            reason = escape::text(&p.reason),
         ));
         let fg = Foreground::take(&self.tty);
         let mut line = Vec::new();
@@ -167,23 +168,34 @@ fn parent_chain(pid: i32) -> String {
         if p <= 1 {
             break;
         }
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{p}/status")) else {
+        // Read as bytes: the name is the process's own choice
+        // (`prctl(PR_SET_NAME)`, the program's file name), UTF-8 or not.
+        let Ok(status) = std::fs::read(format!("/proc/{p}/status")) else {
             break;
         };
-        let field = |name: &str| {
-            text.lines()
+        let field = |name: &[u8]| -> &[u8] {
+            status
+                .split(|&b| b == b'\n')
                 .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_string())
+                .map(|v| v.trim_ascii())
                 .unwrap_or_default()
         };
-        parts.push(format!("{p} ({})", field("Name:")));
-        p = field("PPid:").parse().unwrap_or(0);
+        parts.push(chain_entry(p, field(b"Name:")));
+        p = std::str::from_utf8(field(b"PPid:"))
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
     }
     if parts.is_empty() {
         format!("{pid} (gone)")
     } else {
         parts.join(" <- ")
     }
+}
+
+/// `4242 (git)`: a pid and its process name, escaped.
+fn chain_entry(pid: i32, name: &[u8]) -> String {
+    format!("{pid} ({})", escape::word(name))
 }
 
 /// One byte from the terminal, waiting at most `ms`.
@@ -258,5 +270,12 @@ mod tests {
         assert_eq!(parse(b"aX7R", "X7Q"), None);
         assert_eq!(parse(b"yX7Q", "X7Q"), None);
         assert_eq!(random_code().len(), 3);
+    }
+
+    #[test]
+    fn process_names_in_the_ancestry_are_escaped() {
+        assert_eq!(chain_entry(7, b"git"), "7 (git)");
+        assert_eq!(chain_entry(7, b"a\x1b[2Kb\r"), "7 ($'a\\x1b[2Kb\\r')");
+        assert!(!parent_chain(std::process::id() as i32).contains('\x1b'));
     }
 }

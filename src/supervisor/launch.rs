@@ -5,7 +5,8 @@
 //! ```text
 //! parent                                   child (after fork)
 //!   prepare argv/envp/filter (allocates)
-//!   fork ───────────────────────────────►  reset signal mask and SIGPIPE
+//!   fork ───────────────────────────────►  reset signal mask and SIGPIPE,
+//!                                           the user's umask
 //!                                           PDEATHSIG=SIGKILL, own process group
 //!                                           no_new_privs
 //!                                           close every fd but 0-2 and the two pipes
@@ -37,10 +38,21 @@ pub struct Prepared {
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
     filter: Vec<libc::sock_filter>,
+    /// The command's umask: the user's. The supervisor runs with umask 0
+    /// (emulated creates apply each caller's umask themselves), and the
+    /// child would otherwise inherit that.
+    umask: libc::mode_t,
 }
 
 impl Prepared {
-    pub fn new(program: CString, argv: Vec<CString>, envp: Vec<CString>) -> Prepared {
+    /// The command `program` with `argv` and `envp`, to be started with
+    /// umask `umask`.
+    pub fn new(
+        program: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        umask: libc::mode_t,
+    ) -> Prepared {
         let mut p = Prepared {
             program,
             argv,
@@ -48,6 +60,7 @@ impl Prepared {
             argv_ptrs: Vec::new(),
             envp_ptrs: Vec::new(),
             filter: filter::to_sock_filter(&filter::build()),
+            umask,
         };
         p.argv_ptrs = p
             .argv
@@ -195,6 +208,10 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         libc::signal(libc::SIGIO, libc::SIG_DFL);
         libc::signal(libc::SIGTTOU, libc::SIG_DFL);
         libc::signal(libc::SIGTTIN, libc::SIG_DFL);
+        // The supervisor's umask is 0; the command gets the user's. The
+        // child has its own copy of the umask since the fork, so this
+        // cannot race with the supervisor's threads.
+        libc::umask(p.umask);
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(last_errno());
         }

@@ -14,6 +14,8 @@
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
+//! - [`privilege`]: whether the command would start as root or with
+//!   capabilities;
 //! - [`sys`]: the raw kernel interfaces.
 //!
 //! Threads: the calling thread forks the command and becomes the tracer;
@@ -27,6 +29,7 @@ pub mod launch;
 pub mod loader;
 pub mod notify;
 pub mod pathops;
+pub mod privilege;
 pub mod procfs;
 pub mod resolve;
 pub mod sys;
@@ -203,7 +206,7 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         kv.extend_from_slice(v.as_bytes());
         envp.push(CString::new(kv).map_err(|_| SupervisorError::Nul(k.clone()))?);
     }
-    let prepared = launch::Prepared::new(cstr(cmd.program.as_os_str())?, argv, envp);
+    let program = cstr(cmd.program.as_os_str())?;
 
     // SAFETY: plain prctl/umask/sigprocmask calls on this process.
     let old_umask = unsafe {
@@ -222,9 +225,11 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         // terminal (SIGTTOU), or reads it (SIGTTIN): never stop.
         libc::signal(libc::SIGTTOU, libc::SIG_IGN);
         libc::signal(libc::SIGTTIN, libc::SIG_IGN);
-        // Emulated opens apply the caller's umask themselves.
+        // Emulated opens apply the caller's umask themselves. The command
+        // is given the user's umask back in the child before its exec.
         libc::umask(0)
     };
+    let prepared = launch::Prepared::new(program, argv, envp, old_umask);
     let result = run_inner(&prepared, judge);
     // SAFETY: restores the umask and signal mask set above.
     unsafe {

@@ -66,8 +66,21 @@ impl Env {
     /// `lexecon supervise` with this env's keys and ledger, run in the
     /// workspace, with the given policy and command.
     pub fn supervise_cmd<S: AsRef<OsStr>>(&self, policy: &Path, cmd: &[S]) -> Command {
+        self.supervise_cmd_with(policy, &[], cmd)
+    }
+
+    /// As [`Env::supervise_cmd`], with `extra` options before the `--`.
+    pub fn supervise_cmd_with<S: AsRef<OsStr>>(
+        &self,
+        policy: &Path,
+        extra: &[&str],
+        cmd: &[S],
+    ) -> Command {
         let mut c = Command::new(LEXECON);
+        // The suite runs as root on CI: accept a root tree (the tests of
+        // that refusal run without this helper).
         c.arg("supervise")
+            .arg("--allow-root-tree")
             .arg("--policy")
             .arg(policy)
             .arg("--ledger")
@@ -76,6 +89,7 @@ impl Env {
             .arg(&self.keys)
             .arg("--sync")
             .arg("never")
+            .args(extra)
             .arg("--")
             .args(cmd)
             .current_dir(&self.ws)
