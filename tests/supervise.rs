@@ -1448,23 +1448,17 @@ fn a_root_tree_is_refused_unless_accepted() {
     let marker = env.ws.join("ran");
     let base = |extra: &[&str]| {
         let mut c = Command::new(LEXECON);
-        c.args([
-            "supervise",
-            "--allow-root-tree",
-            "--sync",
-            "never",
-            "--policy",
-        ])
-        .arg(&policy)
-        .arg("--ledger")
-        .arg(&env.ledger)
-        .arg("--keys")
-        .arg(&env.keys)
-        .args(extra)
-        .args(["--", "touch"])
-        .arg(&marker)
-        .env_remove("LEXECON_ALLOW_ROOT_TREE")
-        .current_dir(&env.ws);
+        c.args(["supervise", "--sync", "never", "--policy"])
+            .arg(&policy)
+            .arg("--ledger")
+            .arg(&env.ledger)
+            .arg("--keys")
+            .arg(&env.keys)
+            .args(extra)
+            .args(["--", "touch"])
+            .arg(&marker)
+            .env_remove("LEXECON_ALLOW_ROOT_TREE")
+            .current_dir(&env.ws);
         c
     };
     // SAFETY: geteuid and getuid take no arguments.
