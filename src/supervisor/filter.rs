@@ -92,6 +92,7 @@ pub mod nr {
     pub const SCHED_SETATTR: u32 = 314;
     pub const PROCESS_MADVISE: u32 = 440;
     pub const PROCESS_MRELEASE: u32 = 448;
+    pub const OPEN_TREE_ATTR: u32 = 467;
 }
 
 /// Calls whose first argument names a thread (0: the caller itself) and
@@ -214,6 +215,11 @@ pub const DENIED: &[(u32, i32, &str)] = &[
     (nr::CHROOT, libc::EPERM, "changes the root"),
     (
         nr::OPEN_TREE,
+        libc::EPERM,
+        "opens a path outside the open family",
+    ),
+    (
+        nr::OPEN_TREE_ATTR,
         libc::EPERM,
         "opens a path outside the open family",
     ),
