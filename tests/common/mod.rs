@@ -10,6 +10,13 @@ use std::process::{Command, Output, Stdio};
 
 pub const LEXECON: &str = env!("CARGO_BIN_EXE_lexecon");
 
+/// The `lexecon` binary the helpers run: `LEXECON_TEST_BIN` when set (a
+/// copy an unprivileged user can reach, see `scripts/test-unprivileged`),
+/// else the one cargo built.
+pub fn lexecon() -> std::ffi::OsString {
+    std::env::var_os("LEXECON_TEST_BIN").unwrap_or_else(|| LEXECON.into())
+}
+
 /// A policy that allows everything (for "behaves like native" tests).
 pub const ALLOW_ALL: &str =
     "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules: []\n";
@@ -35,7 +42,7 @@ impl Env {
         std::fs::create_dir(&ws).unwrap();
         std::fs::create_dir(&bin).unwrap();
         let keys = root.join("keys");
-        let out = Command::new(LEXECON)
+        let out = Command::new(lexecon())
             .arg("init-keys")
             .arg("--dir")
             .arg(&keys)
@@ -76,7 +83,7 @@ impl Env {
         extra: &[&str],
         cmd: &[S],
     ) -> Command {
-        let mut c = Command::new(LEXECON);
+        let mut c = Command::new(lexecon());
         // The suite runs as root on CI: accept a root tree (the tests of
         // that refusal run without this helper).
         c.arg("supervise")
@@ -114,7 +121,7 @@ impl Env {
     /// `lexecon verify` of this env's ledger with its public key:
     /// (exit code, stdout).
     pub fn verify(&self) -> (i32, String) {
-        let out = Command::new(LEXECON)
+        let out = Command::new(lexecon())
             .arg("verify")
             .arg(&self.ledger)
             .arg("--pubkey")
