@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use lexecon::action::{Access, Action, ExecAction, Mode, OpenAction, Verdict};
-use lexecon::policy::{Policy, Vars};
+use lexecon::policy::{Env, Policy, Vars};
 
 fn vars() -> Vars {
     Vars {
@@ -20,9 +20,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// No environment variable set: every `${env.NAME:-DEFAULT}` is its default,
+/// whatever the environment the tests run in (cargo sets CARGO_HOME).
+fn no_env() -> Env {
+    Env::fixed::<&str, &str>([])
+}
+
 fn load(name: &str) -> Policy {
+    load_with(name, &no_env())
+}
+
+fn load_with(name: &str, env: &Env) -> Policy {
     let path = root().join("policies").join(name);
-    Policy::from_file(&path, &vars()).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+    Policy::from_file_with_env(&path, &vars(), env).unwrap_or_else(|e| panic!("{name}:\n{e}"))
 }
 
 fn exec(words: &[&str]) -> Action {
