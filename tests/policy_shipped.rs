@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use lexecon::action::{Access, Action, ExecAction, Mode, OpenAction, Verdict};
-use lexecon::policy::{Policy, Vars};
+use lexecon::policy::{Env, Policy, Vars};
 
 fn vars() -> Vars {
     Vars {
@@ -20,9 +20,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// No environment variable set: every `${env.NAME:-DEFAULT}` is its default,
+/// whatever the environment the tests run in (cargo sets CARGO_HOME).
+fn no_env() -> Env {
+    Env::fixed::<&str, &str>([])
+}
+
 fn load(name: &str) -> Policy {
+    load_with(name, &no_env())
+}
+
+fn load_with(name: &str, env: &Env) -> Policy {
     let path = root().join("policies").join(name);
-    Policy::from_file(&path, &vars()).unwrap_or_else(|e| panic!("{name}:\n{e}"))
+    Policy::from_file_with_env(&path, &vars(), env).unwrap_or_else(|e| panic!("{name}:\n{e}"))
 }
 
 fn exec(words: &[&str]) -> Action {
@@ -135,7 +145,7 @@ fn default_and_ci_block_the_headline_cases_and_allow_ordinary_work() {
 }
 
 #[test]
-fn default_escalates_network_and_publishing_and_allows_caches_ci_blocks_them() {
+fn default_escalates_network_and_publishing_ci_blocks_them_and_both_allow_caches() {
     let default = load("default.yaml");
     let ci = load("ci.yaml");
     for a in [
@@ -158,7 +168,7 @@ fn default_escalates_network_and_publishing_and_allows_caches_ci_blocks_them() {
     ] {
         let a = open(path, Access::WRITE | Access::CREATE);
         assert_eq!(default.decide(&a).verdict, Verdict::Allow, "{path}");
-        assert_eq!(ci.decide(&a).verdict, Verdict::Block, "{path}");
+        assert_eq!(ci.decide(&a).verdict, Verdict::Allow, "{path}");
     }
 }
 
@@ -197,4 +207,433 @@ fn the_reference_example_in_docs_loads() {
             .verdict,
         Verdict::Block
     );
+}
+
+// ------------------------------------------------------------ persistence
+
+/// The accesses a write, a truncation, a removal (`unlink`, judged as a write
+/// of the path) and both ends of a rename are judged with.
+fn write_like() -> [Access; 6] {
+    [
+        Access::WRITE,
+        Access::WRITE | Access::CREATE | Access::TRUNCATE,
+        Access::WRITE | Access::APPEND,
+        Access::CREATE | Access::WRITE,
+        Access::READ | Access::WRITE,
+        Access::READ | Access::WRITE | Access::CREATE,
+    ]
+}
+
+/// Paths whose contents run later outside supervision, with the verdict of
+/// default.yaml (ci.yaml blocks all of them).
+const PERSISTENCE: &[(&str, Verdict)] = &[
+    // executable search path and installs
+    ("/home/alice/.cargo/bin/git", Verdict::Escalate),
+    ("/home/alice/.cargo/bin/probe", Verdict::Escalate),
+    ("/home/alice/.cargo/.crates.toml", Verdict::Escalate),
+    ("/home/alice/.cargo/.crates2.json", Verdict::Escalate),
+    (
+        "/home/alice/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/bin/cargo",
+        Verdict::Escalate,
+    ),
+    ("/home/alice/.rustup/settings.toml", Verdict::Escalate),
+    ("/home/alice/bin/ls", Verdict::Escalate),
+    ("/home/alice/.local/bin/git", Verdict::Escalate),
+    ("/home/alice/go/bin/gopls", Verdict::Escalate),
+    ("/home/alice/.npm-global/bin/tsc", Verdict::Escalate),
+    (
+        "/home/alice/.npm-global/lib/node_modules/x/index.js",
+        Verdict::Escalate,
+    ),
+    ("/home/alice/.yarn/bin/x", Verdict::Escalate),
+    ("/home/alice/.local/share/pnpm/tsc", Verdict::Escalate),
+    ("/home/alice/.deno/bin/x", Verdict::Escalate),
+    ("/home/alice/.bun/bin/x", Verdict::Escalate),
+    ("/home/alice/.pyenv/shims/python3", Verdict::Escalate),
+    ("/home/alice/.rbenv/shims/ruby", Verdict::Escalate),
+    ("/home/alice/.nvm/nvm.sh", Verdict::Escalate),
+    ("/home/alice/.volta/bin/node", Verdict::Escalate),
+    (
+        "/home/alice/.sdkman/candidates/java/current/bin/java",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/.local/lib/python3.12/site-packages/evil.pth",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/.local/lib/python3.12/site-packages/usercustomize.py",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/.local/lib/python3.12/site-packages/requests/__init__.py",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/.local/share/pipx/venvs/black/bin/black",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/code/app/.git/hooks/pre-commit",
+        Verdict::Escalate,
+    ),
+    (
+        "/home/alice/code/app/.git/modules/sub/hooks/post-checkout",
+        Verdict::Escalate,
+    ),
+    // toolchain configuration that names programs or runs code
+    ("/home/alice/.cargo/config.toml", Verdict::Block),
+    ("/home/alice/.cargo/config", Verdict::Block),
+    ("/home/alice/.cargo/env", Verdict::Block),
+    ("/home/alice/.gradle/init.d/evil.gradle", Verdict::Block),
+    ("/home/alice/.gradle/init.gradle", Verdict::Block),
+    ("/home/alice/.gradle/gradle.properties", Verdict::Block),
+    ("/home/alice/.m2/settings.xml", Verdict::Block),
+    ("/home/alice/.mavenrc", Verdict::Block),
+    ("/home/alice/.npmrc", Verdict::Block),
+    ("/home/alice/.yarnrc.yml", Verdict::Block),
+    ("/home/alice/.config/pip/pip.conf", Verdict::Block),
+    ("/home/alice/.pip/pip.conf", Verdict::Block),
+    ("/home/alice/.pydistutils.cfg", Verdict::Block),
+    ("/home/alice/.config/go/env", Verdict::Block),
+    // shells, sessions, services, timers, ssh
+    ("/home/alice/.bashrc", Verdict::Block),
+    ("/home/alice/.bash_profile", Verdict::Block),
+    ("/home/alice/.profile", Verdict::Block),
+    ("/home/alice/.bash_login", Verdict::Block),
+    ("/home/alice/.bash_logout", Verdict::Block),
+    ("/home/alice/.zshrc", Verdict::Block),
+    ("/home/alice/.zshenv", Verdict::Block),
+    ("/home/alice/.zprofile", Verdict::Block),
+    ("/home/alice/.zlogin", Verdict::Block),
+    ("/home/alice/.inputrc", Verdict::Block),
+    ("/home/alice/.config/fish/config.fish", Verdict::Block),
+    ("/home/alice/.config/fish/conf.d/x.fish", Verdict::Block),
+    ("/home/alice/.config/autostart/x.desktop", Verdict::Block),
+    ("/home/alice/.config/systemd/user/x.service", Verdict::Block),
+    (
+        "/home/alice/.config/systemd/user/timers.target.wants/x.timer",
+        Verdict::Block,
+    ),
+    (
+        "/home/alice/.local/share/systemd/user/x.service",
+        Verdict::Block,
+    ),
+    (
+        "/home/alice/.config/environment.d/path.conf",
+        Verdict::Block,
+    ),
+    ("/home/alice/.pam_environment", Verdict::Block),
+    ("/home/alice/.xprofile", Verdict::Block),
+    ("/home/alice/.xsessionrc", Verdict::Block),
+    ("/var/spool/cron/crontabs/alice", Verdict::Block),
+    ("/home/alice/.ssh/rc", Verdict::Block),
+    ("/home/alice/.ssh/authorized_keys", Verdict::Block),
+    // git outside the repository, direnv, editors, agents
+    ("/home/alice/.gitconfig", Verdict::Block),
+    ("/home/alice/.config/git/config", Verdict::Block),
+    ("/home/alice/.config/git/hooks/pre-push", Verdict::Block),
+    (
+        "/home/alice/.git-templates/hooks/post-checkout",
+        Verdict::Block,
+    ),
+    ("/home/alice/other/.git/hooks/pre-commit", Verdict::Block),
+    ("/home/alice/other/.git/config", Verdict::Block),
+    ("/home/alice/.config/direnv/direnvrc", Verdict::Block),
+    ("/home/alice/.local/share/direnv/allow/0a1b", Verdict::Block),
+    ("/home/alice/.vimrc", Verdict::Block),
+    ("/home/alice/.config/nvim/init.lua", Verdict::Block),
+    (
+        "/home/alice/.vscode/extensions/x/extension.js",
+        Verdict::Block,
+    ),
+    ("/home/alice/.config/Code/User/tasks.json", Verdict::Block),
+    ("/home/alice/.claude/settings.json", Verdict::Block),
+];
+
+#[test]
+fn writes_that_run_code_later_are_refused_or_asked_and_ci_refuses_them_all() {
+    // Also with the home directory as the workspace, where the catch-all rule
+    // against writes outside the workspace does not apply to anything under
+    // home: each entry must then be refused by a rule of its own.
+    let home_ws = Vars {
+        workspace: PathBuf::from("/home/alice"),
+        ..vars()
+    };
+    for v in [vars(), home_ws] {
+        let policy = |name: &str| {
+            Policy::from_file_with_env(&root().join("policies").join(name), &v, &no_env()).unwrap()
+        };
+        let (default, observe, ci) = (
+            policy("default.yaml"),
+            policy("observe.yaml"),
+            policy("ci.yaml"),
+        );
+        for &(path, want) in PERSISTENCE {
+            if v.workspace == v.home && path.starts_with("/home/alice/other/.git/") {
+                // A repository inside the workspace: judged as the
+                // workspace's own (hooks asked, config allowed).
+                continue;
+            }
+            for access in write_like() {
+                let a = open(path, access);
+                let ws = v.workspace.display();
+                assert_eq!(
+                    default.decide(&a).verdict,
+                    want,
+                    "default (ws {ws}): {path} {access:?}"
+                );
+                assert_eq!(
+                    observe.decide(&a).verdict,
+                    want,
+                    "observe (ws {ws}): {path} {access:?}"
+                );
+                assert_eq!(
+                    ci.decide(&a).verdict,
+                    Verdict::Block,
+                    "ci (ws {ws}): {path} {access:?}"
+                );
+            }
+            // Reading (running a program, loading a configuration) stays
+            // allowed, except for the credential stores among them.
+            if path.contains("/.ssh/") || path.ends_with("/.npmrc") {
+                continue;
+            }
+            for p in [&default, &ci] {
+                assert_eq!(
+                    p.decide(&open(path, Access::READ)).verdict,
+                    Verdict::Allow,
+                    "{path}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn persistence_rules_hold_wherever_home_and_the_workspace_are() {
+    // Workspace = home, and home under /tmp: the workspace and temporary
+    // directory allowances must not let start-up files or installs through.
+    for (home, ws) in [("/home/alice", "/home/alice"), ("/tmp/h", "/tmp/h/app")] {
+        let v = Vars {
+            home: PathBuf::from(home),
+            workspace: PathBuf::from(ws),
+            tmpdir: PathBuf::from("/tmp"),
+        };
+        for (name, install) in [
+            ("default.yaml", Verdict::Escalate),
+            ("ci.yaml", Verdict::Block),
+        ] {
+            let p = Policy::from_file_with_env(&root().join("policies").join(name), &v, &no_env())
+                .unwrap();
+            for f in [
+                ".bashrc",
+                ".profile",
+                ".config/systemd/user/x.service",
+                ".cargo/config.toml",
+                ".gitconfig",
+            ] {
+                let a = open(&format!("{home}/{f}"), Access::WRITE | Access::CREATE);
+                assert_eq!(
+                    p.decide(&a).verdict,
+                    Verdict::Block,
+                    "{name} HOME={home}: {f}"
+                );
+            }
+            for f in [
+                ".cargo/bin/git",
+                ".local/bin/git",
+                ".local/lib/python3.12/site-packages/x.pth",
+            ] {
+                let a = open(&format!("{home}/{f}"), Access::WRITE | Access::CREATE);
+                assert_eq!(p.decide(&a).verdict, install, "{name} HOME={home}: {f}");
+            }
+            let a = open(
+                &format!("{ws}/.git/hooks/pre-commit"),
+                Access::WRITE | Access::CREATE,
+            );
+            assert_eq!(p.decide(&a).verdict, install, "{name} HOME={home}: hook");
+        }
+    }
+}
+
+/// Package caches as the toolchains write them (paths seen in real runs of
+/// cargo, npm and pip), writable under both policies.
+const CACHES: &[&str] = &[
+    "/home/alice/.cargo/.package-cache",
+    "/home/alice/.cargo/.package-cache-mutate",
+    "/home/alice/.cargo/.global-cache",
+    "/home/alice/.cargo/.global-cache-journal",
+    "/home/alice/.cargo/registry/CACHEDIR.TAG",
+    "/home/alice/.cargo/registry/index/index.crates.io-1949cf8c6b5b557f/.cache/it/oa/itoa",
+    "/home/alice/.cargo/registry/cache/index.crates.io-1949cf8c6b5b557f/itoa-1.0.19.crate",
+    "/home/alice/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/itoa-1.0.19/src/lib.rs",
+    "/home/alice/.cargo/git/db/x-0123/config",
+    "/home/alice/.rustup/downloads/0123.tar.xz",
+    "/home/alice/.npm/_cacache/tmp/09311fa9",
+    "/home/alice/.npm/_cacache/index-v5/ab/cd/0123",
+    "/home/alice/.npm/_logs/2026-12-01T09_21_55_354Z-debug-0.log",
+    "/home/alice/.npm/_update-notifier-last-checked",
+    "/home/alice/.cache/pip/wheels/e4/0a/d2/x/six-1.17.0-py2.py3-none-any.whl",
+    "/home/alice/.cache/pip/http-v2/a/b/c",
+    "/home/alice/.cache/uv/wheels-v1/x",
+    "/home/alice/.cache/go-build/ab/abcdef-d",
+    "/home/alice/go/pkg/mod/cache/download/golang.org/x/mod/@v/v0.1.0.zip",
+    "/home/alice/go/pkg/sumdb/sum.golang.org/latest",
+    "/home/alice/.m2/repository/org/junit/junit/4.13/junit-4.13.jar",
+    "/home/alice/.gradle/caches/modules-2/files-2.1/x/y.jar",
+    "/home/alice/.gradle/wrapper/dists/gradle-8.5-bin/x/gradle-8.5-bin.zip",
+    "/home/alice/.gradle/daemon/8.5/registry.bin",
+    "/home/alice/.cache/yarn/v6/x",
+    "/home/alice/.yarn/berry/cache/x.zip",
+    "/home/alice/.local/share/pnpm/store/v3/files/00/x",
+    "/tmp",
+    "/var/tmp",
+];
+
+#[test]
+fn package_caches_stay_writable_under_default_and_ci() {
+    for name in ["default.yaml", "ci.yaml"] {
+        let p = load(name);
+        for path in CACHES {
+            for access in write_like() {
+                let a = open(path, access);
+                assert_eq!(
+                    p.decide(&a).verdict,
+                    Verdict::Allow,
+                    "{name}: {path} {access:?}"
+                );
+            }
+        }
+        // tempfile.TemporaryFile: O_TMPFILE on the directory itself.
+        let a = open(
+            "/tmp",
+            Access::READ | Access::WRITE | Access::CREATE | Access::DIRECTORY,
+        );
+        assert_eq!(p.decide(&a).verdict, Verdict::Allow, "{name}");
+        // Not a prefix match: /tmpx is outside.
+        assert_eq!(
+            p.decide(&open("/tmpx", Access::WRITE)).verdict,
+            Verdict::Block,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn caches_and_installs_follow_the_toolchains_environment_variables() {
+    let env = Env::fixed([
+        ("CARGO_HOME", "/usr/local/cargo"),
+        ("RUSTUP_HOME", "/usr/local/rustup"),
+        ("npm_config_cache", "/ci/npm"),
+        ("PIP_CACHE_DIR", "/ci/pip"),
+        ("GOPATH", "/ci/go"),
+        ("GOCACHE", "/ci/gocache"),
+        ("XDG_CACHE_HOME", "/ci/xdg"),
+        ("GRADLE_USER_HOME", "/ci/gradle"),
+    ]);
+    let rw = Access::READ | Access::WRITE | Access::CREATE;
+    for (name, install) in [
+        ("default.yaml", Verdict::Escalate),
+        ("ci.yaml", Verdict::Block),
+    ] {
+        let plain = load(name);
+        let p = load_with(name, &env);
+        for path in [
+            "/usr/local/cargo/.package-cache",
+            "/usr/local/cargo/.global-cache",
+            "/usr/local/cargo/registry/cache/index.crates.io-x/itoa-1.0.19.crate",
+            "/usr/local/cargo/git/checkouts/x/y/Cargo.toml",
+            "/usr/local/rustup/downloads/x.tar.xz",
+            "/ci/npm/_cacache/tmp/x",
+            "/ci/pip/wheels/x.whl",
+            "/ci/go/pkg/mod/cache/download/x.zip",
+            "/ci/gocache/ab/x-d",
+            "/ci/xdg/pip/http-v2/x",
+            "/ci/gradle/caches/modules-2/x.jar",
+        ] {
+            assert_eq!(
+                p.decide(&open(path, rw)).verdict,
+                Verdict::Allow,
+                "{name}: {path}"
+            );
+            // Without the variables these are outside every allowance.
+            assert_eq!(
+                plain.decide(&open(path, rw)).verdict,
+                Verdict::Block,
+                "{name} (no env): {path}"
+            );
+        }
+        for path in [
+            "/usr/local/cargo/bin/git",
+            "/usr/local/cargo/.crates2.json",
+            "/usr/local/rustup/toolchains/stable/bin/rustc",
+            "/usr/local/rustup/settings.toml",
+            "/ci/go/bin/gopls",
+        ] {
+            assert_eq!(p.decide(&open(path, rw)).verdict, install, "{name}: {path}");
+        }
+        for path in [
+            "/usr/local/cargo/config.toml",
+            "/usr/local/cargo/env",
+            "/ci/gradle/init.d/x.gradle",
+            "/ci/gradle/gradle.properties",
+        ] {
+            assert_eq!(
+                p.decide(&open(path, rw)).verdict,
+                Verdict::Block,
+                "{name}: {path}"
+            );
+        }
+        // The defaults under HOME are no longer where cargo looks: not allowed.
+        assert_eq!(
+            p.decide(&open("/home/alice/.cargo/registry/x", rw)).verdict,
+            Verdict::Block,
+            "{name}"
+        );
+        assert_ne!(
+            p.sha256(),
+            plain.sha256(),
+            "{name}: the hash covers the values"
+        );
+    }
+}
+
+#[test]
+fn scheduling_a_command_for_later_is_refused() {
+    for name in ["default.yaml", "ci.yaml"] {
+        let p = load(name);
+        for words in [
+            &["crontab", "-e"][..],
+            &["crontab", "/tmp/x"],
+            &["at", "now", "+", "1", "minute"],
+            &["batch"],
+            &["systemd-run", "--user", "--on-calendar=hourly", "/tmp/x"],
+        ] {
+            assert_eq!(
+                p.decide(&exec(words)).verdict,
+                Verdict::Block,
+                "{name}: {words:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn workspace_git_metadata_other_than_hooks_stays_writable() {
+    for name in ["default.yaml", "ci.yaml"] {
+        let p = load(name);
+        for path in [
+            "/home/alice/code/app/.git/config",
+            "/home/alice/code/app/.git/config.lock",
+            "/home/alice/code/app/.git/index.lock",
+            "/home/alice/code/app/.git/objects/ab/cdef",
+            "/home/alice/code/app/.git/hooks/pre-commit.sample",
+            "/home/alice/code/app/.envrc",
+            "/home/alice/code/app/src/hooks/useThing.ts",
+        ] {
+            let a = open(path, Access::WRITE | Access::CREATE | Access::TRUNCATE);
+            assert_eq!(p.decide(&a).verdict, Verdict::Allow, "{name}: {path}");
+        }
+    }
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use super::argv::{self, ArgItem, FlagGroup};
 use super::error::PolicyError;
-use super::glob::{self, Globs};
+use super::glob::{self, Globs, Scope};
 use super::rule::{with_view, Conds, ExecConds, OpenConds, Rule};
 use super::yaml::{Loc, Node, Value};
-use super::Vars;
+use super::{Env, Vars};
 use crate::action::{Access, Action, ActionKind, ExecAction, Mode, OpenAction, Verdict};
 
 /// The kinds this version of the language judges, in order.
@@ -65,6 +65,8 @@ pub(crate) struct Compiled {
     pub rules: Vec<Rule>,
     /// Number of embedded examples checked.
     pub examples: usize,
+    /// The environment variables referenced, with the paths they expanded to.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// The index of a kind in [`KINDS`] and in `defaults`.
@@ -77,7 +79,7 @@ pub(crate) fn kind_index(kind: ActionKind) -> usize {
 
 struct Loader<'a> {
     file: &'a str,
-    vars: &'a Vars,
+    scope: &'a Scope<'a>,
     errors: Vec<PolicyError>,
     rule: Option<String>,
     examples: usize,
@@ -230,7 +232,7 @@ impl<'a> Loader<'a> {
         let mut ok = true;
         for (p, loc) in &items {
             if path_like {
-                if let Ok(expanded) = glob::expand(p, self.vars, &|v| v.to_string()) {
+                if let Ok(expanded) = glob::expand(p, self.scope, &|v| v.to_string()) {
                     let absolute_ish = expanded.starts_with(['/', '*', '{', '?'])
                         || ["pipe:", "socket:", "anon_inode:"]
                             .iter()
@@ -256,7 +258,7 @@ impl<'a> Loader<'a> {
                 ok = false;
                 continue;
             }
-            if let Err(e) = glob::compile(p, self.vars) {
+            if let Err(e) = glob::compile(p, self.scope) {
                 self.err(
                     *loc,
                     format!("bad pattern in {what}: {}", e.message),
@@ -269,7 +271,7 @@ impl<'a> Loader<'a> {
             return None;
         }
         let sources: Vec<String> = items.into_iter().map(|(s, _)| s).collect();
-        match Globs::new(&sources, self.vars) {
+        match Globs::new(&sources, self.scope) {
             Ok(g) => Some(g),
             Err((_, e)) => {
                 self.err(
@@ -384,6 +386,7 @@ impl<'a> Loader<'a> {
             defaults,
             rules,
             examples: self.examples,
+            env: self.scope.used(),
         })
     }
 
@@ -695,7 +698,7 @@ impl<'a> Loader<'a> {
             if let Some(items) = self.strings(n, "operand_covers") {
                 let mut paths = Vec::new();
                 for (p, loc) in items {
-                    match glob::compile(&p, self.vars) {
+                    match glob::compile(&p, self.scope) {
                         Ok(g) => match g.literal {
                             Some(l) if l.starts_with('/') => {
                                 paths.push(argv::resolve("/", &l));
@@ -745,7 +748,7 @@ impl<'a> Loader<'a> {
                         let it = match s {
                             "*" => ArgItem::One,
                             "**" => ArgItem::Many,
-                            p => match glob::compile(p, self.vars)
+                            p => match glob::compile(p, self.scope)
                                 .and_then(|g| glob::build(&glob::anchored_any([g.regex.as_str()])))
                             {
                                 Ok(re) => ArgItem::Glob(re),
@@ -775,7 +778,7 @@ impl<'a> Loader<'a> {
         }
         if let Some(n) = get(e, "argv_regex") {
             if let Some(src) = self.string(n, "argv_regex") {
-                let expanded = glob::expand(src, self.vars, &|v| regex::escape(v));
+                let expanded = glob::expand(src, self.scope, &|v| regex::escape(v));
                 match expanded {
                     Err(e) => self.err(n.loc, e.message, e.hint),
                     Ok(x) => match regex::RegexBuilder::new(&x).size_limit(4 << 20).build() {
@@ -906,7 +909,7 @@ impl<'a> Loader<'a> {
         let entries = self.map(node, what)?;
         self.keys(entries, allowed, what);
         let expand = |l: &mut Self, n: &Node, s: &str| -> Option<String> {
-            match glob::expand(s, l.vars, &|v| v.to_string()) {
+            match glob::expand(s, l.scope, &|v| v.to_string()) {
                 Ok(x) => Some(x),
                 Err(e) => {
                     l.err(n.loc, e.message, e.hint);
@@ -914,7 +917,7 @@ impl<'a> Loader<'a> {
                 }
             }
         };
-        let workspace = self.vars.workspace.clone();
+        let workspace = self.scope.vars.workspace.clone();
         let cwd = match get(entries, "cwd") {
             Some(n) => {
                 let s = self.string(n, "cwd")?;
@@ -1045,28 +1048,41 @@ pub(crate) fn example_vars() -> Vars {
 }
 
 /// Load and validate a policy from its YAML tree: one pass with the real
-/// variables (the rules that will judge), and, when they differ from
-/// [`example_vars`], one with the example variables that runs the examples.
-pub(crate) fn load(root: &Node, file: &str, vars: &Vars) -> Result<Compiled, Vec<PolicyError>> {
+/// variables and environment (the rules that will judge), and one with the
+/// example variables and no environment (every `${env.NAME:-DEFAULT}` is its
+/// default) that runs the examples; a single pass when both are the same.
+pub(crate) fn load(
+    root: &Node,
+    file: &str,
+    vars: &Vars,
+    env: &Env,
+) -> Result<Compiled, Vec<PolicyError>> {
     let examples_vars = example_vars();
-    let same = *vars == examples_vars;
-    let mut compiled = load_pass(root, file, vars, same)?;
-    if !same {
-        let with_examples = load_pass(root, file, &examples_vars, true)?;
+    let example_scope = Scope::new(&examples_vars, None);
+    if *vars == examples_vars {
+        let with_examples = load_pass(root, file, &example_scope, true)?;
+        if with_examples.env.is_empty() {
+            return Ok(with_examples);
+        }
+        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
         compiled.examples = with_examples.examples;
+        return Ok(compiled);
     }
+    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
+    let with_examples = load_pass(root, file, &example_scope, true)?;
+    compiled.examples = with_examples.examples;
     Ok(compiled)
 }
 
 fn load_pass(
     root: &Node,
     file: &str,
-    vars: &Vars,
+    scope: &Scope,
     check_examples: bool,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
-        vars,
+        scope,
         errors: Vec::new(),
         rule: None,
         examples: 0,

@@ -17,9 +17,12 @@
 //!
 //! The whole subject must match (patterns are anchored at both ends).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use regex::Regex;
 
-use super::Vars;
+use super::{Env, Vars};
 
 /// A problem with one pattern: what, and what to write instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,34 +40,179 @@ impl PatternError {
     }
 }
 
+/// What variable references expand to while a policy loads: the fixed
+/// variables, and the environment that `${env.NAME:-DEFAULT}` reads (`None`:
+/// every environment variable is taken as unset, so defaults apply, as in the
+/// pass that checks examples). Records every environment variable used and
+/// the value it expanded to (for the policy hash).
+pub(crate) struct Scope<'a> {
+    pub vars: &'a Vars,
+    env: Option<&'a Env>,
+    used: RefCell<BTreeMap<String, String>>,
+}
+
+/// How deeply `${env.A:-${env.B:-…}}` defaults may nest.
+const MAX_ENV_NESTING: usize = 8;
+
+impl<'a> Scope<'a> {
+    pub fn new(vars: &'a Vars, env: Option<&'a Env>) -> Scope<'a> {
+        Scope {
+            vars,
+            env,
+            used: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The environment variables referenced so far, with their values.
+    pub fn used(&self) -> BTreeMap<String, String> {
+        self.used.borrow().clone()
+    }
+
+    /// The value of the reference `${inner}` in `pattern`.
+    fn value(&self, inner: &str, pattern: &str, depth: usize) -> Result<String, PatternError> {
+        if let Some(v) = self.vars.get(inner) {
+            return Ok(v.to_string_lossy().into_owned());
+        }
+        let Some(spec) = inner.strip_prefix("env.") else {
+            return Err(PatternError::new(
+                format!("unknown variable '${{{inner}}}'"),
+                Some("the variables are ${HOME}, ${WORKSPACE}, ${TMPDIR} and ${env.NAME:-DEFAULT}"),
+            ));
+        };
+        let (name, default) = match spec.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (spec, None),
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(PatternError::new(
+                format!("'{name}' in '${{{inner}}}' is not an environment variable name"),
+                Some("write ${env.NAME:-DEFAULT} with NAME of letters, digits and '_'"),
+            ));
+        }
+        let Some(default) = default.filter(|d| !d.is_empty()) else {
+            return Err(PatternError::new(
+                format!("'${{{inner}}}' has no default; an unset or empty variable would leave the pattern undefined"),
+                Some(&format!("write ${{env.{name}:-DEFAULT}}, e.g. ${{env.{name}:-${{HOME}}/…}}")),
+            ));
+        };
+        if depth >= MAX_ENV_NESTING {
+            return Err(PatternError::new(
+                format!("defaults of environment variables nested deeper than {MAX_ENV_NESTING} levels in '{pattern}'"),
+                None,
+            ));
+        }
+        let set = self.env.and_then(|e| e.get(name)).filter(|v| !v.is_empty());
+        let value = match set {
+            Some(raw) => {
+                let Some(text) = raw.to_str() else {
+                    return Err(PatternError::new(
+                        format!("environment variable {name} is not UTF-8"),
+                        Some("give it a UTF-8 value, or unset it to use the default"),
+                    ));
+                };
+                // A relative value is relative to where supervision starts,
+                // as the programs started there read it.
+                let joined = self.vars.workspace.join(text);
+                let mut p = super::normalise_path(&joined);
+                if self.env.is_some_and(Env::resolves_symlinks) {
+                    if let Ok(c) = std::fs::canonicalize(&p) {
+                        p = c;
+                    }
+                }
+                let Some(s) = p.to_str() else {
+                    return Err(PatternError::new(
+                        format!("environment variable {name} resolves to a path that is not UTF-8"),
+                        None,
+                    ));
+                };
+                s.to_string()
+            }
+            None => {
+                let d = expand_at(default, self, &|v| v.to_string(), depth + 1)?;
+                if !d.starts_with('/') {
+                    return Err(PatternError::new(
+                        format!("the default of ${{env.{name}}} is '{d}', not an absolute path"),
+                        Some("write an absolute default, e.g. ${HOME}/.cargo"),
+                    ));
+                }
+                super::normalise_path(std::path::Path::new(&d))
+                    .to_string_lossy()
+                    .into_owned()
+            }
+        };
+        if value == "/" {
+            return Err(PatternError::new(
+                format!("${{env.{name}}} is '/': its patterns would cover the whole filesystem"),
+                Some(&format!(
+                    "set {name} to the directory it names, or unset it to use the default"
+                )),
+            ));
+        }
+        self.used
+            .borrow_mut()
+            .insert(name.to_string(), value.clone());
+        Ok(value)
+    }
+}
+
+/// The index of the `}` that closes a reference whose text starts at `s`
+/// (references nest in `${env.X:-${HOME}/x}`).
+fn closing(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'$' && b.get(i + 1) == Some(&b'{') {
+            depth += 1;
+            i += 2;
+            continue;
+        }
+        if b[i] == b'}' {
+            if depth == 0 {
+                return Some(i);
+            }
+            depth -= 1;
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Replace `${NAME}` by the variable's value. `escape` is applied to each
 /// value (to keep it literal in the target language); the rest of the text is
-/// passed to `text` unchanged. Returns the expanded string.
+/// kept unchanged. Returns the expanded string.
 pub(crate) fn expand(
     pattern: &str,
-    vars: &Vars,
+    scope: &Scope,
     escape: &dyn Fn(&str) -> String,
+) -> Result<String, PatternError> {
+    expand_at(pattern, scope, escape, 0)
+}
+
+fn expand_at(
+    pattern: &str,
+    scope: &Scope,
+    escape: &dyn Fn(&str) -> String,
+    depth: usize,
 ) -> Result<String, PatternError> {
     let mut out = String::with_capacity(pattern.len());
     let mut rest = pattern;
     while let Some(pos) = rest.find("${") {
         out.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
-        let Some(end) = after.find('}') else {
+        let Some(end) = closing(after) else {
             return Err(PatternError::new(
                 format!("unclosed variable reference in '{pattern}'"),
-                Some("write ${HOME}, ${WORKSPACE} or ${TMPDIR}"),
+                Some("write ${HOME}, ${WORKSPACE}, ${TMPDIR} or ${env.NAME:-DEFAULT}"),
             ));
         };
-        let name = &after[..end];
-        let Some(value) = vars.get(name) else {
-            return Err(PatternError::new(
-                format!("unknown variable '${{{name}}}'"),
-                Some("the variables are ${HOME}, ${WORKSPACE} and ${TMPDIR}"),
-            ));
-        };
+        let value = scope.value(&after[..end], pattern, depth)?;
         rest = &after[end + 1..];
-        let value = value.to_string_lossy();
         // `${WORKSPACE}/x` with WORKSPACE=/ is `/x`, not `//x`.
         let value = match value.strip_suffix('/') {
             Some(trimmed) if rest.starts_with('/') => trimmed,
@@ -102,8 +250,8 @@ pub(crate) struct CompiledGlob {
 }
 
 /// Compile one glob (variables expanded first) to a regular-expression body.
-pub(crate) fn compile(pattern: &str, vars: &Vars) -> Result<CompiledGlob, PatternError> {
-    let expanded = expand(pattern, vars, &glob_escape)?;
+pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, PatternError> {
+    let expanded = expand(pattern, scope, &glob_escape)?;
     let chars: Vec<char> = expanded.chars().collect();
     let mut out = String::new();
     let mut literal = String::new();
@@ -289,14 +437,14 @@ pub(crate) struct Globs {
 
 impl Globs {
     /// Compile several patterns. Errors carry the index of the bad pattern.
-    pub fn new(patterns: &[String], vars: &Vars) -> Result<Globs, (usize, PatternError)> {
+    pub fn new(patterns: &[String], scope: &Scope) -> Result<Globs, (usize, PatternError)> {
         let mut literals = Vec::with_capacity(patterns.len());
         let mut prefixes = Vec::with_capacity(patterns.len());
         let mut each = Vec::with_capacity(patterns.len());
         let mut fast = Vec::new();
         let mut rest_bodies = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
-            let c = compile(p, vars).map_err(|e| (i, e))?;
+            let c = compile(p, scope).map_err(|e| (i, e))?;
             let re = build(&anchored_any([c.regex.as_str()])).map_err(|e| (i, e))?;
             each.push(re);
             match (&c.literal, &c.subtree) {
@@ -374,7 +522,7 @@ mod tests {
     }
 
     fn m(pattern: &str, s: &str) -> bool {
-        let g = Globs::new(&[pattern.to_string()], &vars()).unwrap();
+        let g = Globs::new(&[pattern.to_string()], &Scope::new(&vars(), None)).unwrap();
         g.is_match(s)
     }
 
@@ -422,9 +570,9 @@ mod tests {
         assert!(m("${WORKSPACE}/**", "/home/u/w*rk/src/a.rs"));
         assert!(!m("${WORKSPACE}/**", "/home/u/wxrk/src/a.rs"));
         assert!(m("${HOME}/.ssh/*", "/home/u/.ssh/id_rsa"));
-        let e = compile("${USER}/x", &vars()).unwrap_err();
+        let e = compile("${USER}/x", &Scope::new(&vars(), None)).unwrap_err();
         assert!(e.message.contains("unknown variable '${USER}'"), "{e:?}");
-        assert!(compile("${HOME", &vars()).is_err());
+        assert!(compile("${HOME", &Scope::new(&vars(), None)).is_err());
     }
 
     #[test]
@@ -434,16 +582,19 @@ mod tests {
             workspace: PathBuf::from("/"),
             tmpdir: PathBuf::from("/tmp"),
         };
-        let g = Globs::new(&["${WORKSPACE}/**".to_string()], &v).unwrap();
+        let g = Globs::new(&["${WORKSPACE}/**".to_string()], &Scope::new(&v, None)).unwrap();
         assert!(g.is_match("/build"));
-        let g = Globs::new(&["${HOME}".to_string()], &v).unwrap();
+        let g = Globs::new(&["${HOME}".to_string()], &Scope::new(&v, None)).unwrap();
         assert!(g.is_match("/"));
     }
 
     #[test]
     fn bad_patterns_are_errors() {
         for bad in ["/a**", "/**b", "/a/***", "/{a", "/a}", "/a\\", "a**/b"] {
-            assert!(compile(bad, &vars()).is_err(), "{bad} should be refused");
+            assert!(
+                compile(bad, &Scope::new(&vars(), None)).is_err(),
+                "{bad} should be refused"
+            );
         }
     }
 
@@ -473,39 +624,79 @@ mod tests {
             "",
         ];
         for p in pats {
-            let g = Globs::new(&[p.to_string()], &vars()).unwrap();
+            let g = Globs::new(&[p.to_string()], &Scope::new(&vars(), None)).unwrap();
             for s in subjects {
                 let by_regex = g.each[0].is_match(s);
                 assert_eq!(g.is_match(s), by_regex, "{p} on {s}");
             }
         }
-        let c = compile("/a/b/**", &vars()).unwrap();
+        let c = compile("/a/b/**", &Scope::new(&vars(), None)).unwrap();
         assert_eq!(c.subtree.as_deref(), Some("/a/b"));
         assert_eq!(c.prefix, "/a/b/");
         assert_eq!(
-            compile("/**", &vars()).unwrap().subtree.as_deref(),
+            compile("/**", &Scope::new(&vars(), None))
+                .unwrap()
+                .subtree
+                .as_deref(),
             Some("")
         );
-        assert_eq!(compile("/a/*/**", &vars()).unwrap().subtree, None);
-        assert_eq!(compile("/a/{b,c}/**", &vars()).unwrap().subtree, None);
-        assert_eq!(compile("/a/{b,c}/**", &vars()).unwrap().prefix, "/a/");
-        assert_eq!(compile("**/.env", &vars()).unwrap().prefix, "");
-        assert_eq!(compile("/x/a?c", &vars()).unwrap().prefix, "/x/a");
+        assert_eq!(
+            compile("/a/*/**", &Scope::new(&vars(), None))
+                .unwrap()
+                .subtree,
+            None
+        );
+        assert_eq!(
+            compile("/a/{b,c}/**", &Scope::new(&vars(), None))
+                .unwrap()
+                .subtree,
+            None
+        );
+        assert_eq!(
+            compile("/a/{b,c}/**", &Scope::new(&vars(), None))
+                .unwrap()
+                .prefix,
+            "/a/"
+        );
+        assert_eq!(
+            compile("**/.env", &Scope::new(&vars(), None))
+                .unwrap()
+                .prefix,
+            ""
+        );
+        assert_eq!(
+            compile("/x/a?c", &Scope::new(&vars(), None))
+                .unwrap()
+                .prefix,
+            "/x/a"
+        );
     }
 
     #[test]
     fn literal_detection() {
         assert_eq!(
-            compile("rm", &vars()).unwrap().literal.as_deref(),
+            compile("rm", &Scope::new(&vars(), None))
+                .unwrap()
+                .literal
+                .as_deref(),
             Some("rm")
         );
-        assert_eq!(compile("rm*", &vars()).unwrap().literal, None);
         assert_eq!(
-            compile("${HOME}/x", &vars()).unwrap().literal.as_deref(),
+            compile("rm*", &Scope::new(&vars(), None)).unwrap().literal,
+            None
+        );
+        assert_eq!(
+            compile("${HOME}/x", &Scope::new(&vars(), None))
+                .unwrap()
+                .literal
+                .as_deref(),
             Some("/home/u/x")
         );
         assert_eq!(
-            compile("${WORKSPACE}", &vars()).unwrap().literal.as_deref(),
+            compile("${WORKSPACE}", &Scope::new(&vars(), None))
+                .unwrap()
+                .literal
+                .as_deref(),
             Some("/home/u/w*rk")
         );
     }

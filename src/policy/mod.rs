@@ -28,6 +28,8 @@ mod glob;
 mod rule;
 mod yaml;
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -94,29 +96,7 @@ impl Vars {
 
     /// The same values with `.`/`..`/repeated `/` removed lexically.
     pub fn normalised(&self) -> Vars {
-        let n = |p: &Path| {
-            use std::os::unix::ffi::OsStrExt;
-            // Normalise on bytes so that non-UTF-8 directory names survive.
-            let mut parts: Vec<&[u8]> = Vec::new();
-            for c in p.as_os_str().as_bytes().split(|b| *b == b'/') {
-                match c {
-                    b"" | b"." => {}
-                    b".." => {
-                        parts.pop();
-                    }
-                    c => parts.push(c),
-                }
-            }
-            let mut out = Vec::new();
-            for c in parts {
-                out.push(b'/');
-                out.extend_from_slice(c);
-            }
-            if out.is_empty() {
-                out.push(b'/');
-            }
-            PathBuf::from(std::ffi::OsStr::from_bytes(&out))
-        };
+        let n = normalise_path;
         Vars {
             home: n(&self.home),
             workspace: n(&self.workspace),
@@ -134,6 +114,72 @@ impl Vars {
     }
 }
 
+/// `p` with `.`, `..` and repeated `/` removed lexically, as an absolute
+/// path (on bytes, so that non-UTF-8 directory names survive).
+pub(crate) fn normalise_path(p: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.as_os_str().as_bytes().split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::new();
+    for c in parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// The environment that `${env.NAME:-DEFAULT}` references read when a policy
+/// is loaded (see docs/policy.md, "Variables").
+#[derive(Debug, Clone)]
+pub struct Env {
+    fixed: Option<BTreeMap<String, OsString>>,
+}
+
+impl Env {
+    /// The environment of this process; values that name existing paths have
+    /// their symlinks resolved, like `${HOME}` under `lexecon supervise` (the
+    /// paths they are compared with are resolved by the kernel).
+    pub fn process() -> Env {
+        Env { fixed: None }
+    }
+
+    /// Exactly these variables (nothing else is set); no filesystem access.
+    pub fn fixed<K: Into<String>, V: Into<OsString>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env {
+            fixed: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<OsString> {
+        match &self.fixed {
+            None => std::env::var_os(name),
+            Some(m) => m.get(name).cloned(),
+        }
+    }
+
+    pub(crate) fn resolves_symlinks(&self) -> bool {
+        self.fixed.is_none()
+    }
+}
+
 /// A validated, compiled policy. Obtainable only by loading a file or text
 /// that passed every check.
 #[derive(Debug)]
@@ -144,13 +190,21 @@ pub struct Policy {
     index: Index,
     sha256: [u8; 32],
     vars: Vars,
+    env: BTreeMap<String, String>,
     origin: String,
     examples: usize,
 }
 
 impl Policy {
-    /// Read and load a policy file. The only I/O of this module.
+    /// Read and load a policy file; `${env.…}` references read this
+    /// process's environment. The only I/O of this module (with the
+    /// environment's symlink resolution, see [`Env::process`]).
     pub fn from_file(path: &Path, vars: &Vars) -> Result<Policy, PolicyErrors> {
+        Policy::from_file_with_env(path, vars, &Env::process())
+    }
+
+    /// [`Policy::from_file`] with `${env.…}` references read from `env`.
+    pub fn from_file_with_env(path: &Path, vars: &Vars, env: &Env) -> Result<Policy, PolicyErrors> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
             PolicyErrors::new(vec![PolicyError {
@@ -175,12 +229,23 @@ impl Policy {
                 hint: Some("save the file as UTF-8".into()),
             }])
         })?;
-        Policy::from_str(&text, &origin, vars)
+        Policy::from_str_with_env(&text, &origin, vars, env)
     }
 
-    /// Load a policy from text; `origin` names it in errors.
+    /// Load a policy from text; `origin` names it in errors; `${env.…}`
+    /// references read this process's environment.
     #[allow(clippy::should_implement_trait)] // takes extra arguments, unlike FromStr
     pub fn from_str(text: &str, origin: &str, vars: &Vars) -> Result<Policy, PolicyErrors> {
+        Policy::from_str_with_env(text, origin, vars, &Env::process())
+    }
+
+    /// [`Policy::from_str`] with `${env.…}` references read from `env`.
+    pub fn from_str_with_env(
+        text: &str,
+        origin: &str,
+        vars: &Vars,
+        env: &Env,
+    ) -> Result<Policy, PolicyErrors> {
         let vars = vars.normalised();
         let fail = |loc: yaml::Loc, message: String, hint: Option<&str>| {
             PolicyErrors::new(vec![PolicyError {
@@ -203,15 +268,16 @@ impl Policy {
             }
             Ok(Some(root)) => root,
         };
-        let compiled = compile::load(&root, origin, &vars).map_err(PolicyErrors::new)?;
+        let compiled = compile::load(&root, origin, &vars, env).map_err(PolicyErrors::new)?;
         let index = Index::build(&compiled.rules);
         Ok(Policy {
             mode: compiled.mode,
             defaults: compiled.defaults,
             rules: compiled.rules,
             index,
-            sha256: policy_hash(text, &vars),
+            sha256: policy_hash(text, &vars, &compiled.env),
             vars,
+            env: compiled.env,
             origin: origin.to_string(),
             examples: compiled.examples,
         })
@@ -268,7 +334,9 @@ impl Policy {
     /// `x` as 8 bytes big-endian followed by `x`. It covers the exact text
     /// (so anyone holding the file can recompute it, comments included) and
     /// the variable values it was loaded with (so it names the rules that
-    /// were really in force on that machine).
+    /// were really in force on that machine); a policy with `${env.NAME:-…}`
+    /// references then adds, for each variable by name order,
+    /// `frame("env.NAME") || frame(the path it expanded to)`.
     pub fn sha256(&self) -> [u8; 32] {
         self.sha256
     }
@@ -320,13 +388,20 @@ impl Policy {
         &self.vars
     }
 
+    /// The environment variables the policy's `${env.…}` references read,
+    /// each with the path it expanded to (its value, or the default when it
+    /// was unset or empty).
+    pub fn env_vars(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
     /// The file name (or origin) the policy was loaded from.
     pub fn origin(&self) -> &str {
         &self.origin
     }
 }
 
-fn policy_hash(text: &str, vars: &Vars) -> [u8; 32] {
+fn policy_hash(text: &str, vars: &Vars, env: &BTreeMap<String, String>) -> [u8; 32] {
     use std::os::unix::ffi::OsStrExt;
     let mut h = Sha256::new();
     h.update(b"lexecon-policy-v1\0");
@@ -338,6 +413,12 @@ fn policy_hash(text: &str, vars: &Vars) -> [u8; 32] {
     frame(vars.home.as_os_str().as_bytes());
     frame(vars.workspace.as_os_str().as_bytes());
     frame(vars.tmpdir.as_os_str().as_bytes());
+    // Only policies that reference the environment add frames, so the hash
+    // of every other policy is unchanged.
+    for (name, value) in env {
+        frame(format!("env.{name}").as_bytes());
+        frame(value.as_bytes());
+    }
     h.finalize().into()
 }
 

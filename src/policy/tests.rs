@@ -60,7 +60,8 @@ fn shipped(name: &str) -> Policy {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("policies")
         .join(name);
-    match Policy::from_file(&path, &vars()) {
+    // Every `${env.…}` at its default, whatever the test's environment.
+    match Policy::from_file_with_env(&path, &vars(), &Env::fixed::<&str, &str>([])) {
         Ok(p) => p,
         Err(e) => panic!("{name} should load:\n{e}"),
     }
@@ -983,5 +984,199 @@ fn timeout_seconds_is_validated_and_only_for_escalations() {
         e.to_string()
             .contains("only applies to `decision: escalate`"),
         "{e}"
+    );
+}
+
+// ------------------------------------------------------ environment variables
+
+type EnvPairs<'a> = &'a [(&'a str, &'a str)];
+
+fn load_env(text: &str, env: EnvPairs) -> Result<Policy, Vec<String>> {
+    Policy::from_str_with_env(text, "t.yaml", &vars(), &Env::fixed(env.iter().copied()))
+        .map_err(|e| e.iter().map(ToString::to_string).collect())
+}
+
+const CARGO_BIN_BLOCK: &str = "version: 1\nrules:\n  - id: r\n    open:\n      path: \"${env.CARGO_HOME:-${HOME}/.cargo}/bin/**\"\n      access: [write]\n    decision: block\n    reason: t\n";
+
+#[test]
+fn env_reference_uses_the_value_when_set_and_the_default_when_unset_or_empty() {
+    let set = load_env(CARGO_BIN_BLOCK, &[("CARGO_HOME", "/usr/local/cargo")]).unwrap();
+    assert_eq!(
+        verdict(&set, &open("/usr/local/cargo/bin/git", Access::WRITE)),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&set, &open("/home/u/.cargo/bin/git", Access::WRITE)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        set.env_vars().get("CARGO_HOME").map(String::as_str),
+        Some("/usr/local/cargo")
+    );
+    for env in [&[][..], &[("CARGO_HOME", "")][..], &[("OTHER", "/x")][..]] {
+        let p = load_env(CARGO_BIN_BLOCK, env).unwrap();
+        // Fail closed: the rule neither vanishes nor widens to everything.
+        assert_eq!(
+            verdict(&p, &open("/home/u/.cargo/bin/git", Access::WRITE)),
+            Verdict::Block,
+            "{env:?}"
+        );
+        for other in [
+            "/bin/x",
+            "/home/u/bin/x",
+            "/usr/local/cargo/bin/x",
+            "/home/u/ws/bin/x",
+        ] {
+            assert_eq!(
+                verdict(&p, &open(other, Access::WRITE)),
+                Verdict::Allow,
+                "{env:?} {other}"
+            );
+        }
+        assert_eq!(
+            p.env_vars().get("CARGO_HOME").map(String::as_str),
+            Some("/home/u/.cargo")
+        );
+    }
+    // Values are paths: normalised, relative ones taken against the workspace,
+    // inserted literally (a `*` in the value is not a wildcard).
+    let p = load_env(CARGO_BIN_BLOCK, &[("CARGO_HOME", "/opt//c*rgo/")]).unwrap();
+    assert_eq!(
+        verdict(&p, &open("/opt/c*rgo/bin/x", Access::WRITE)),
+        Verdict::Block
+    );
+    assert_eq!(
+        verdict(&p, &open("/opt/cargo/bin/x", Access::WRITE)),
+        Verdict::Allow
+    );
+    let p = load_env(CARGO_BIN_BLOCK, &[("CARGO_HOME", ".cargo")]).unwrap();
+    assert_eq!(
+        verdict(&p, &open("/home/u/ws/.cargo/bin/x", Access::WRITE)),
+        Verdict::Block
+    );
+}
+
+#[test]
+fn env_defaults_nest_and_work_in_every_kind_of_pattern() {
+    let text = "version: 1\nrules:\n  - id: r\n    open:\n      path: \"${env.GOCACHE:-${env.XDG_CACHE_HOME:-${HOME}/.cache}/go-build}/**\"\n    decision: block\n    reason: t\n  - id: e\n    exec:\n      program: \"${env.CARGO_HOME:-${HOME}/.cargo}/bin/*\"\n      argv_regex: 'x ${env.CARGO_HOME:-${HOME}/.cargo}$'\n    decision: block\n    reason: t\n";
+    let cases: [(EnvPairs, &str); 3] = [
+        (&[], "/home/u/.cache/go-build/a"),
+        (&[("XDG_CACHE_HOME", "/c")], "/c/go-build/a"),
+        (&[("XDG_CACHE_HOME", "/c"), ("GOCACHE", "/g")], "/g/a"),
+    ];
+    for (env, path) in cases {
+        let p = load_env(text, env).unwrap();
+        assert_eq!(
+            verdict(&p, &open(path, Access::READ)),
+            Verdict::Block,
+            "{env:?}"
+        );
+        assert_eq!(
+            verdict(&p, &open("/home/u/.cache/x", Access::READ)),
+            Verdict::Allow
+        );
+    }
+    let p = load_env(text, &[("CARGO_HOME", "/a.b")]).unwrap();
+    assert_eq!(verdict(&p, &exec(&["/a.b/bin/x", "/a.b"])), Verdict::Block);
+    // The value is escaped in the regular expression: `.` is literal.
+    assert_eq!(verdict(&p, &exec(&["/a.b/bin/x", "/axb"])), Verdict::Allow);
+}
+
+#[test]
+fn env_references_that_could_leave_a_pattern_undefined_are_errors() {
+    let rule = |path: &str| {
+        format!("version: 1\nrules:\n  - id: r\n    open:\n      path: \"{path}\"\n    decision: block\n    reason: t\n")
+    };
+    let cases: [(&str, EnvPairs, &str); 7] = [
+        (
+            "${env.CARGO_HOME}/bin/**",
+            &[("CARGO_HOME", "/c")],
+            "has no default",
+        ),
+        ("${env.CARGO_HOME:-}/bin/**", &[], "has no default"),
+        (
+            "${env.1X:-/a}/**",
+            &[],
+            "is not an environment variable name",
+        ),
+        ("${env.X:-relative}/**", &[], "not an absolute path"),
+        (
+            "${env.X:-/a}/**",
+            &[("X", "/")],
+            "would cover the whole filesystem",
+        ),
+        ("${env.X:-/}/**", &[], "would cover the whole filesystem"),
+        ("${env.X:-${HOME}/**", &[], "unclosed variable reference"),
+    ];
+    for (path, env, want) in cases {
+        let e = load_env(&rule(path), env)
+            .err()
+            .unwrap_or_else(|| panic!("{path} should fail"));
+        assert!(
+            e.len() == 1
+                && e[0].starts_with("t.yaml:5:13: rule 'r': bad pattern in path:")
+                && e[0].contains(want),
+            "{path}: {e:?}"
+        );
+    }
+    let e = Policy::from_str_with_env(
+        &rule("${env.X:-/a}/**"),
+        "t.yaml",
+        &vars(),
+        &Env::fixed([("X", OsString::from_vec(b"/\xff".to_vec()))]),
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("not UTF-8"), "{e}");
+}
+
+#[test]
+fn examples_and_tests_see_env_defaults_whatever_the_environment() {
+    let text = "version: 1\nrules:\n  - id: r\n    open:\n      path: \"${env.CARGO_HOME:-${HOME}/.cargo}/bin/**\"\n    decision: block\n    reason: t\n    examples:\n      match:\n        - open: ${env.CARGO_HOME:-${HOME}/.cargo}/bin/x\n        - open: /home/user/.cargo/bin/x\n      no_match:\n        - open: /elsewhere/bin/x\ntests:\n  - {open: /home/user/.cargo/bin/git, expect: block}\n  - {open: /elsewhere/bin/git, expect: allow}\n";
+    for v in [vars(), super::compile::example_vars()] {
+        let p = Policy::from_str_with_env(
+            text,
+            "t.yaml",
+            &v,
+            &Env::fixed([("CARGO_HOME", "/elsewhere")]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.example_count(), 5);
+        // The rules use the real value.
+        assert_eq!(
+            verdict(&p, &open("/elsewhere/bin/git", Access::READ)),
+            Verdict::Block
+        );
+    }
+}
+
+#[test]
+fn policy_hash_covers_env_values_and_is_unchanged_without_env_references() {
+    let a = load_env(CARGO_BIN_BLOCK, &[]).unwrap();
+    let b = load_env(CARGO_BIN_BLOCK, &[("CARGO_HOME", "/usr/local/cargo")]).unwrap();
+    let c = load_env(CARGO_BIN_BLOCK, &[("CARGO_HOME", "/home/u/.cargo")]).unwrap();
+    assert_ne!(a.sha256(), b.sha256());
+    // Same rules, same hash: the value, not whether it was set, is covered.
+    assert_eq!(a.sha256(), c.sha256());
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"lexecon-policy-v1\0");
+    for part in [
+        CARGO_BIN_BLOCK.as_bytes(),
+        b"/home/u",
+        b"/home/u/ws",
+        b"/tmp",
+        b"env.CARGO_HOME",
+        b"/usr/local/cargo",
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let want: [u8; 32] = h.finalize().into();
+    assert_eq!(b.sha256(), want);
+    let plain = "version: 1\nrules: []\n";
+    assert_eq!(
+        load_env(plain, &[("CARGO_HOME", "/x")]).unwrap().sha256(),
+        load(plain).sha256()
     );
 }
