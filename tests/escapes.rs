@@ -1704,7 +1704,10 @@ fn the_policy_in_force_is_read_only_to_the_tree() {
 fn a_renamed_copy_of_the_loader_runs_the_forbidden_program() {
     let w = World::new();
     let copy = w.env.bin.join("innocent");
-    std::fs::copy(LD_SO, &copy).unwrap();
+    // Copied by another process: a writable descriptor held here could be
+    // inherited by a test running a program at that moment (ETXTBSY).
+    let cp = Command::new("cp").arg(LD_SO).arg(&copy).status().unwrap();
+    assert!(cp.success());
     let cmd = [copy.as_os_str(), w.marker.as_os_str(), os("ran.txt")];
     exec_route(&w, &path_only_policy(&w), &cmd);
 }
