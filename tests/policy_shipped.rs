@@ -585,6 +585,12 @@ fn caches_and_installs_follow_the_toolchains_environment_variables() {
                 "{name}: {path}"
             );
         }
+        // ~/.cargo/bin may stay on PATH: never writable.
+        assert_ne!(
+            p.decide(&open("/home/alice/.cargo/bin/git", rw)).verdict,
+            Verdict::Allow,
+            "{name}"
+        );
         // The defaults under HOME are no longer where cargo looks: not allowed.
         assert_eq!(
             p.decide(&open("/home/alice/.cargo/registry/x", rw)).verdict,
