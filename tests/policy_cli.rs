@@ -319,3 +319,191 @@ fn explain_accepts_non_utf8_arguments() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["verdict"], "block");
 }
+
+/// The environment variables the shipped policies read through
+/// `${env.…}`; removed so that the defaults apply unless a test sets them.
+const TOOLCHAIN_VARS: &[&str] = &[
+    "CARGO_HOME",
+    "RUSTUP_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "npm_config_cache",
+    "NPM_CONFIG_CACHE",
+    "npm_config_prefix",
+    "PIP_CACHE_DIR",
+    "GOPATH",
+    "GOBIN",
+    "GOCACHE",
+    "GOMODCACHE",
+    "GRADLE_USER_HOME",
+    "PNPM_HOME",
+    "PYENV_ROOT",
+];
+
+fn lexecon_env(args: &[&str], dir: &Path, set: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lexecon"));
+    c.args(args)
+        .current_dir(dir)
+        .env("HOME", "/home/u")
+        .env("TMPDIR", "/tmp");
+    for v in TOOLCHAIN_VARS {
+        c.env_remove(v);
+    }
+    for (k, v) in set {
+        c.env(k, v);
+    }
+    c.output().expect("lexecon runs")
+}
+
+/// `explain` of an open: (decision line, rule line).
+fn explain_open(
+    policy: &str,
+    path: &str,
+    flags: &[&str],
+    set: &[(&str, &str)],
+) -> (String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = policies().join(policy);
+    let mut args = vec!["policy", "explain", p.to_str().unwrap(), "--", "open", path];
+    args.extend_from_slice(flags);
+    let out = lexecon_env(&args, dir.path(), set);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {stdout}"))
+            .to_string()
+    };
+    (line("Decision: "), line("Rule: "))
+}
+
+#[test]
+fn explain_persistence_writes_escalate_by_default_and_block_in_ci() {
+    let w = ["--write"];
+    let wc = ["--write", "--create", "--truncate"];
+    assert_eq!(
+        explain_open("default.yaml", "/home/u/.cargo/bin/git", &w, &[]),
+        (
+            "Decision: ESCALATE".into(),
+            "Rule: escalate-install-locations".into()
+        )
+    );
+    assert_eq!(
+        explain_open("ci.yaml", "/home/u/.cargo/bin/git", &w, &[]),
+        (
+            "Decision: BLOCK".into(),
+            "Rule: block-install-locations".into()
+        )
+    );
+    for policy in ["default.yaml", "ci.yaml"] {
+        for (path, rule) in [
+            ("/home/u/.bashrc", "block-persistence-startup-and-session"),
+            (
+                "/home/u/.config/systemd/user/x.service",
+                "block-persistence-startup-and-session",
+            ),
+            (
+                "/home/u/.cargo/config.toml",
+                "block-persistence-tool-config",
+            ),
+            (
+                "/home/u/.gradle/init.d/x.gradle",
+                "block-persistence-tool-config",
+            ),
+        ] {
+            assert_eq!(
+                explain_open(policy, path, &wc, &[]),
+                ("Decision: BLOCK".into(), format!("Rule: {rule}")),
+                "{policy}: {path}"
+            );
+        }
+        assert_eq!(
+            explain_open(policy, "/home/u/.cargo/bin/git", &["--read"], &[]).0,
+            "Decision: ALLOW"
+        );
+    }
+}
+
+#[test]
+fn caches_follow_cargo_home_and_the_policy_hash_covers_it() {
+    let rwc = ["--read", "--write", "--create"];
+    let ch = [("CARGO_HOME", "/usr/local/cargo")];
+    for policy in ["default.yaml", "ci.yaml"] {
+        for path in [
+            "/usr/local/cargo/.package-cache",
+            "/usr/local/cargo/registry/index/index.crates.io-x/config.json",
+        ] {
+            assert_eq!(
+                explain_open(policy, path, &rwc, &ch).0,
+                "Decision: ALLOW",
+                "{policy}: {path}"
+            );
+            // Not a cache when CARGO_HOME is unset.
+            assert_eq!(
+                explain_open(policy, path, &rwc, &[]).0,
+                "Decision: BLOCK",
+                "{policy}: {path}"
+            );
+        }
+        assert_ne!(
+            explain_open(policy, "/usr/local/cargo/bin/cargo", &rwc, &ch).0,
+            "Decision: ALLOW",
+            "{policy}"
+        );
+        // The home default is not a cache any more once CARGO_HOME moves it.
+        assert_eq!(
+            explain_open(policy, "/home/u/.cargo/registry/x", &rwc, &ch).0,
+            "Decision: BLOCK",
+            "{policy}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = policies().join("ci.yaml");
+    let sha = |set: &[(&str, &str)]| {
+        let out = lexecon_env(&["policy", "check", p.to_str().unwrap()], dir.path(), set);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("  sha256: "))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(sha(&[]), sha(&ch));
+    assert_eq!(sha(&[]), sha(&[("CARGO_HOME", "")]), "empty is unset");
+}
+
+#[test]
+fn an_environment_value_that_would_cover_everything_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    for policy in ["default.yaml", "ci.yaml"] {
+        let p = policies().join(policy);
+        let out = lexecon_env(
+            &["policy", "check", p.to_str().unwrap()],
+            dir.path(),
+            &[("CARGO_HOME", "/")],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{policy}: {stderr}");
+        assert!(
+            stderr.contains("${env.CARGO_HOME} is '/'") && stderr.contains("whole filesystem"),
+            "{policy}: {stderr}"
+        );
+        let out = lexecon_env(
+            &[
+                "policy",
+                "explain",
+                p.to_str().unwrap(),
+                "--",
+                "open",
+                "/etc/passwd",
+                "--write",
+            ],
+            dir.path(),
+            &[("CARGO_HOME", "/")],
+        );
+        assert_eq!(out.status.code(), Some(1), "{policy}");
+    }
+}

@@ -349,6 +349,31 @@ const PERSISTENCE: &[(&str, Verdict)] = &[
     ),
     ("/home/alice/.config/Code/User/tasks.json", Verdict::Block),
     ("/home/alice/.claude/settings.json", Verdict::Block),
+    // directories, which a rename moves into place with everything inside
+    // (a rename is judged on the directory's own path only), and the
+    // directories above them
+    ("/home/alice/.gradle/init.d", Verdict::Block),
+    ("/home/alice/.config/systemd", Verdict::Block),
+    ("/home/alice/.config/systemd/user", Verdict::Block),
+    ("/home/alice/.config/fish", Verdict::Block),
+    ("/home/alice/.config/git", Verdict::Block),
+    ("/home/alice/.config", Verdict::Block),
+    ("/home/alice/.local/share", Verdict::Block),
+    ("/home/alice/.cargo", Verdict::Block),
+    ("/home/alice/.gradle", Verdict::Block),
+    ("/home/alice/.cargo/bin", Verdict::Escalate),
+    ("/home/alice/.local/bin", Verdict::Escalate),
+    ("/home/alice/.rustup/toolchains", Verdict::Escalate),
+    (
+        "/home/alice/.local/lib/python3.12/site-packages",
+        Verdict::Escalate,
+    ),
+    ("/home/alice/.pyenv", Verdict::Escalate),
+    ("/home/alice/code/app/.git/hooks", Verdict::Escalate),
+    (
+        "/home/alice/code/app/.git/modules/sub/hooks",
+        Verdict::Escalate,
+    ),
 ];
 
 #[test]
@@ -585,6 +610,12 @@ fn caches_and_installs_follow_the_toolchains_environment_variables() {
                 "{name}: {path}"
             );
         }
+        // ~/.cargo/bin may stay on PATH: never writable.
+        assert_ne!(
+            p.decide(&open("/home/alice/.cargo/bin/git", rw)).verdict,
+            Verdict::Allow,
+            "{name}"
+        );
         // The defaults under HOME are no longer where cargo looks: not allowed.
         assert_eq!(
             p.decide(&open("/home/alice/.cargo/registry/x", rw)).verdict,
@@ -629,6 +660,8 @@ fn workspace_git_metadata_other_than_hooks_stays_writable() {
             "/home/alice/code/app/.git/index.lock",
             "/home/alice/code/app/.git/objects/ab/cdef",
             "/home/alice/code/app/.git/hooks/pre-commit.sample",
+            // `git worktree add`, submodules: a `.git` file naming the git directory
+            "/home/alice/code/app/wt/.git",
             "/home/alice/code/app/.envrc",
             "/home/alice/code/app/src/hooks/useThing.ts",
         ] {
