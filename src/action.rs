@@ -67,6 +67,13 @@ pub struct ExecAction {
     pub sha256: Option<[u8; 32]>,
 }
 
+/// The last component of an [`OpenAction`]'s path for an `O_TMPFILE` open:
+/// the file created has no name, and is judged as a file in the directory
+/// the call names (`/tmp/<O_TMPFILE>`), so that a rule on `/tmp/**` covers it.
+/// No real name is confused with it in a record: the record also carries
+/// the `O_TMPFILE` note.
+pub const UNNAMED_TMPFILE: &str = "<O_TMPFILE>";
+
 /// A file open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenAction {
@@ -126,6 +133,11 @@ impl Access {
     /// Whether any flag of `other` is in `self`.
     pub const fn intersects(self, other: Access) -> bool {
         self.0 & other.0 != 0
+    }
+
+    /// The flags of `self` that are not in `other`.
+    pub const fn difference(self, other: Access) -> Access {
+        Access(self.0 & !other.0)
     }
 
     /// Whether the set is empty.

@@ -234,6 +234,18 @@ fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
         .collect()
 }
 
+/// For an `O_TMPFILE` open, what the record says.
+fn tmpfile_note(action: &Action) -> Option<&'static str> {
+    match action {
+        Action::Open(o)
+            if o.path.file_name() == Some(std::ffi::OsStr::new(crate::action::UNNAMED_TMPFILE)) =>
+        {
+            Some("O_TMPFILE: an unnamed file created in the directory")
+        }
+        _ => None,
+    }
+}
+
 /// For calls judged as opens that are not opens, what the record says.
 fn path_op_note(syscall: &str) -> Option<&'static str> {
     Some(match syscall {
@@ -641,7 +653,7 @@ impl Judge for Session {
             return r;
         }
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
-        if let Some(what) = path_op_note(syscall) {
+        if let Some(what) = path_op_note(syscall).or_else(|| tmpfile_note(action)) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
         let seq = self.record(

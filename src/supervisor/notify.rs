@@ -405,11 +405,7 @@ fn open(
         if let Some(errno) = precheck(&resolved, flags, &o.path) {
             return Answer::Deny(errno);
         }
-        let action = Action::Open(OpenAction {
-            path: resolved.path.clone(),
-            access: access_of(o.flags, resolved.stat()),
-            cwd: cwd_for(&resolved, caller.tid),
-        });
+        let action = Action::Open(open_action(&resolved, o.flags, caller.tid));
         if !listener.id_valid(id) {
             return Answer::Done;
         }
@@ -459,6 +455,24 @@ fn open(
             }
             Err(e) => return Answer::Deny(e.raw_os_error().unwrap_or(libc::EIO)),
         }
+    }
+}
+
+/// What an open amounts to. An `O_TMPFILE` open names a directory and
+/// creates an unnamed file in it: judged as that file
+/// ([`crate::action::UNNAMED_TMPFILE`] in the directory), not as a write of
+/// the directory.
+fn open_action(resolved: &Resolved, flags: u64, tid: i32) -> OpenAction {
+    let mut access = access_of(flags, resolved.stat());
+    let mut path = resolved.path.clone();
+    if flags as i32 & libc::O_TMPFILE == libc::O_TMPFILE {
+        path.push(crate::action::UNNAMED_TMPFILE);
+        access = access.difference(Access::DIRECTORY);
+    }
+    OpenAction {
+        path,
+        access,
+        cwd: cwd_for(resolved, tid),
     }
 }
 
