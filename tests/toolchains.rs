@@ -77,22 +77,15 @@ fn scenario(script: &str) {
         std::fs::create_dir_all(&ws).unwrap();
         std::fs::create_dir_all(&home).unwrap();
         let summary = env.root.join("summary.json");
-        let mut c = env.supervise_cmd(
+        let summary_arg = summary.to_string_lossy().into_owned();
+        let mut c = env.supervise_cmd_with(
             &shipped(policy),
+            &["--json-summary", &summary_arg],
             &[OsStr::new("/bin/sh"), OsStr::new("-ec"), OsStr::new(script)],
         );
-        // `--json-summary` goes before the command.
-        let args: Vec<_> = c.get_args().map(|a| a.to_os_string()).collect();
-        let split = args.iter().position(|a| a == "--").unwrap();
-        let mut c2 = Command::new(c.get_program());
-        c2.args(&args[..split])
-            .arg("--json-summary")
-            .arg(&summary)
-            .args(&args[split..])
-            .current_dir(&ws)
-            .stdin(std::process::Stdio::null());
-        user_env(&mut c2, &home);
-        let out = c2.output().unwrap();
+        c.current_dir(&ws);
+        user_env(&mut c, &home);
+        let out = c.output().unwrap();
         let text = std::fs::read_to_string(&summary).unwrap_or_default();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         assert_eq!(
