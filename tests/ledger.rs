@@ -939,7 +939,50 @@ fn tamper_end_counts_with_chain_recomputed() {
     assert_eq!(r.status, Status::Invalid);
     let f = first(&r);
     assert_eq!((f.line, f.check), (i as u64 + 1, Check::Run));
-    assert!(f.message.contains("end record counts"), "{}", f.message);
+    assert!(
+        f.message.contains("end record's counts differ")
+            && f.message
+                .contains("verdict allow: the end record says 9, the run holds"),
+        "{}",
+        f.message
+    );
+}
+
+/// Outcome counts that differ while the verdict counts agree: the message
+/// names the outcome, not the same numbers twice.
+#[test]
+fn tamper_end_outcome_counts_names_what_differs() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "end", 0);
+    let v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    let o = &v["outcomes"];
+    let n = |k: &str| o[k].as_str().unwrap().parse::<u64>().unwrap();
+    let (allowed, refused) = (n("allowed"), n("refused"));
+    assert!(allowed > 0, "the fixture has an allowed decision");
+    let (a, k, r) = (
+        (allowed - 1).to_string(),
+        n("killed").to_string(),
+        (refused + 1).to_string(),
+    );
+    let swapped = Value::Object(vec![
+        ("allowed".into(), Value::String(a.into())),
+        ("killed".into(), Value::String(k.into())),
+        ("refused".into(), Value::String(r.into())),
+    ]);
+    lines[i] = set_field(&lines[i], "outcomes", swapped);
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Run));
+    let want = format!(
+        "outcome allowed: the end record says {}, the run holds {allowed}; outcome refused: the end record says {}, the run holds {refused}",
+        allowed - 1,
+        refused + 1
+    );
+    assert!(f.message.contains(&want), "{}", f.message);
+    assert!(!f.message.contains("verdict"), "{}", f.message);
 }
 
 #[test]
