@@ -921,7 +921,7 @@ impl Summary {
             c.killed
         );
         if c.escalate > 0 {
-            let _ = writeln!(s, "lexecon: {} escalated", count(c.escalate, "action"));
+            let _ = writeln!(s, "lexecon: {}", count(c.escalate, "escalated action"));
         }
         if self.record_failures > 0 {
             let _ = writeln!(
