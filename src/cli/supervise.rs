@@ -516,10 +516,10 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     std::env::set_current_dir(ws)?;
     let summary = session::run(cfg, writer, &command, ws);
     std::env::set_current_dir(prev)?;
-    let summary = summary?;
+    summary?;
     println!("--- end of agent output ---");
 
-    let (decision, executed) = demo_findings(&ledger_path)?;
+    let (decision, executed, recorded) = demo_findings(&ledger_path)?;
     let report = ledger::verify_file(&ledger_path, Some(public.verifying_key()))?;
     let exists = data.join("customers.csv").exists();
     println!("Decision: {}", decision.to_uppercase());
@@ -531,7 +531,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "Ledger: {} ({} decisions recorded)",
         ledger_path.display(),
-        summary.counts.decisions
+        recorded
     );
     println!("Ledger verification: {}", report.status.as_str());
     let ok = decision == "block" && !executed && exists && report.is_valid();
@@ -542,17 +542,19 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// From the ledger: the verdict on `rm -rf ./important_data`, and whether
-/// an `rm` image was ever confirmed running.
-fn demo_findings(path: &Path) -> anyhow::Result<(String, bool)> {
+/// From the ledger: the verdict on `rm -rf ./important_data`, whether an
+/// `rm` image was ever confirmed running, and how many decisions it records.
+fn demo_findings(path: &Path) -> anyhow::Result<(String, bool, u64)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut decision = String::from("none recorded");
     let mut executed = false;
+    let mut recorded = 0;
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        recorded += u64::from(v["kind"] == "decision");
         if v["kind"] != "decision" || v["action"]["kind"] != "exec" {
             continue;
         }
@@ -570,5 +572,5 @@ fn demo_findings(path: &Path) -> anyhow::Result<(String, bool)> {
             executed = true;
         }
     }
-    Ok((decision, executed))
+    Ok((decision, executed, recorded))
 }

@@ -33,7 +33,7 @@ pub const EXIT_UNREADABLE: u8 = 2;
 /// `verify` exit code: intact as far as it goes, but not completely sealed.
 pub const EXIT_INCOMPLETE: u8 = 3;
 /// `verify` exit code: valid, but only against the key named in the ledger
-/// itself (no `--pubkey`, no `.lexecon/ledger.pub`): integrity is checked,
+/// itself (no `--pubkey`, no `ledger.pub` in the key directory): integrity is checked,
 /// authorship is not.
 pub const EXIT_VALID_UNAUTHENTICATED: u8 = 4;
 

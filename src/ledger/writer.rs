@@ -73,9 +73,6 @@ impl Default for WriterOptions {
     }
 }
 
-/// The default ledger path.
-pub const DEFAULT_LEDGER: &str = ".audit/ledger.jsonl";
-
 /// Key name of epoch `e`'s signing key in checkpoint notes.
 pub fn epoch_key_name(e: u64) -> String {
     format!("lexecon-epoch-{e}")
