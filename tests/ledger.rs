@@ -627,9 +627,43 @@ fn second_writer_fails_fast_or_waits() {
     let w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
     let e = LedgerWriter::open(&p, host_key(), opts(4)).expect_err("locked");
     assert!(matches!(e, LedgerError::Locked { .. }), "{e}");
-    assert!(e.to_string().contains("in use by another lexecon process"));
+    // The holder is named: here, this very process.
+    let holder = format!("in use by another run (pid {}: ", std::process::id());
+    assert!(e.to_string().contains(&holder), "{e}");
     drop(w);
     LedgerWriter::open(&p, host_key(), opts(4)).expect("free again");
+}
+
+#[test]
+fn a_waiting_writer_is_told_at_once_who_holds_the_lock() {
+    let (_d, p) = tmp();
+    let w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut wait_opts = opts(4);
+        wait_opts.lock = LockMode::Wait;
+        LedgerWriter::open_notify(&q, host_key(), wait_opts, &mut |e| {
+            tx.send(e.to_string()).expect("send");
+        })
+        .map(|_| ())
+    });
+    let told = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("told while waiting");
+    assert!(
+        told.contains(&format!("(pid {}: ", std::process::id())),
+        "{told}"
+    );
+    assert!(!waiter.is_finished(), "it waits");
+    drop(w);
+    waiter.join().expect("join").expect("opened once free");
+    // Not told when nobody holds it.
+    let mut told = false;
+    let mut wait_opts = opts(4);
+    wait_opts.lock = LockMode::Wait;
+    LedgerWriter::open_notify(&p, host_key(), wait_opts, &mut |_| told = true).expect("open");
+    assert!(!told);
 }
 
 #[test]
