@@ -2,8 +2,9 @@
 //! which `lexecon pending`, `lexecon approve` and `lexecon deny` list and
 //! answer held escalations.
 //!
-//! **Where.** Next to the ledger: `<ledger>.approval.sock` (for the default
-//! ledger, `.audit/ledger.jsonl.approval.sock`), mode 0600, created when a
+//! **Where.** Next to the ledger: `<ledger>.approval.sock` (for a
+//! workspace's default ledger, in its directory under
+//! `~/.local/state/lexecon/ledgers/`), mode 0600, created when a
 //! run with `--on-escalate wait` starts and removed when it ends. A stale
 //! socket left by a killed run is replaced: the ledger's lock guarantees
 //! that no other run of the same ledger is alive. Both ends reach it through

@@ -71,6 +71,25 @@ pub struct SessionConfig {
     /// The workspace (`${WORKSPACE}` of the policy), recorded in the run
     /// header.
     pub workspace: PathBuf,
+    /// A directory the tree may not write in, above the ledger (for the
+    /// default location, the directory of every workspace's ledger). `None`:
+    /// the ledger's own directory, when it is dedicated to the ledger. A
+    /// directory that is the workspace or above it is never protected so.
+    pub ledger_dir: Option<PathBuf>,
+    /// The commands printed for this run's ledger.
+    pub hints: Hints,
+}
+
+/// Commands the supervisor prints for the user to run, made by the caller,
+/// which knows how the ledger and the keys were found: each works as
+/// printed.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// What `lexecon pending/approve/deny` need to reach this run's ledger
+    /// (` --ledger FILE`, or empty when they find it themselves).
+    pub ledger_args: String,
+    /// The command that verifies the ledger with the run's key.
+    pub verify: String,
 }
 
 /// Rule ids of the built-in protections.
@@ -283,8 +302,8 @@ pub struct Session {
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
     terminal: Mutex<Option<prompt::Terminal>>,
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// The ledger as given, for the hints printed to the user.
-    approval_ledger: Option<PathBuf>,
+    /// The commands printed to the user.
+    hints: Hints,
 }
 
 #[derive(Default)]
@@ -310,6 +329,8 @@ pub struct Summary {
     /// The run's final checkpoint as a one-line anchor
     /// (`lexecon-anchor/v1 …`), once sealed.
     pub anchor: Option<String>,
+    /// The command that verifies the ledger (see [`Hints`]).
+    pub verify_hint: String,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -367,14 +388,15 @@ impl Session {
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
         let workspace = canonical_or_absolute(&cfg.workspace);
-        let ledger_dir = ledger_file
-            .parent()
-            .filter(|d| !workspace.starts_with(d))
-            .map(Path::to_path_buf);
+        let ledger_dir = cfg
+            .ledger_dir
+            .as_deref()
+            .map(canonical_or_absolute)
+            .filter(|d| ledger_file.starts_with(d))
+            .or_else(|| ledger_file.parent().map(Path::to_path_buf))
+            .filter(|d| !workspace.starts_with(d));
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
-        let approval_ledger = Some(writer.path().to_path_buf())
-            .filter(|p| p != Path::new(ledger::writer::DEFAULT_LEDGER));
         let protected = Protected::new(
             canonical_or_absolute(&cfg.keys_dir),
             ledger_file,
@@ -405,7 +427,7 @@ impl Session {
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
-                approval_ledger,
+                hints: cfg.hints,
             },
             info.run_id,
         ))
@@ -536,7 +558,12 @@ impl Session {
         let mut st = lock(&self.state);
         match result {
             Ok(seq) => {
-                st.counts.add(decision.verdict, outcome);
+                // An exec is judged twice, at its request and at its exec
+                // event: one action, counted at its request (see
+                // `count_confirmation`).
+                if stage == Stage::Request {
+                    st.counts.add(decision.verdict, outcome);
+                }
                 Some(seq)
             }
             Err(e) => {
@@ -547,6 +574,24 @@ impl Session {
                     st.first_record_error = Some(msg);
                 }
                 None
+            }
+        }
+    }
+
+    /// Counts the confirmation of an exec at its exec event: an action of
+    /// its own only when no request of it was seen; otherwise it changes
+    /// the count only when it kills what its request allowed.
+    fn count_confirmation(&self, decision: &Decision, outcome: Outcome, requested: bool) {
+        let mut st = lock(&self.state);
+        let c = &mut st.counts;
+        if !requested {
+            c.add(decision.verdict, outcome);
+        } else if outcome != Outcome::Allowed {
+            c.allowed = c.allowed.saturating_sub(1);
+            match outcome {
+                Outcome::Killed => c.killed += 1,
+                Outcome::Refused => c.refused += 1,
+                Outcome::Allowed => {}
             }
         }
     }
@@ -635,6 +680,7 @@ impl Session {
             mode: self.mode,
             seal_error,
             anchor,
+            verify_hint: self.hints.verify,
         }
     }
 }
@@ -698,6 +744,9 @@ impl Judge for Session {
             identity,
             note,
         );
+        if seq.is_some() {
+            self.count_confirmation(&decision, outcome, requested.is_some());
+        }
         if outcome != Outcome::Allowed {
             let rule = decision.rule.as_deref().unwrap_or("default");
             self.report(seq, action, rule, "killed");
@@ -839,6 +888,15 @@ pub fn run(
     }
 }
 
+/// `1 action`, `2 actions`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 impl Summary {
     /// The exit code of `lexecon-supervise`.
     pub fn exit_code(&self) -> u8 {
@@ -867,27 +925,32 @@ impl Summary {
         let _ = writeln!(s, "lexecon: command {status}");
         let _ = writeln!(
             s,
-            "lexecon: {} actions judged ({} mode): {} allowed, {} blocked, {} killed after exec",
-            c.decisions, self.mode, c.allowed, c.refused, c.killed
+            "lexecon: {} judged ({} mode): {} allowed, {} blocked, {} killed after exec",
+            count(c.decisions, "action"),
+            self.mode,
+            c.allowed,
+            c.refused,
+            c.killed
         );
         if c.escalate > 0 {
-            let _ = writeln!(s, "lexecon: {} escalated actions", c.escalate);
+            let _ = writeln!(s, "lexecon: {}", count(c.escalate, "escalated action"));
         }
         if self.record_failures > 0 {
             let _ = writeln!(
                 s,
-                "lexecon: {} actions refused because the ledger could not be written",
-                self.record_failures
+                "lexecon: {} refused because the ledger could not be written",
+                count(self.record_failures, "action")
             );
         }
         if let Some(e) = &self.seal_error {
             let _ = writeln!(s, "lexecon: the run could not be sealed: {e}");
         }
-        let ledger = escape::path(&self.ledger);
         let _ = writeln!(
             s,
-            "lexecon: ledger {ledger} (run {}); check it with: lexecon verify {ledger}",
+            "lexecon: ledger {} (run {}); check it with: {}",
+            escape::path(&self.ledger),
             self.run_id,
+            self.verify_hint,
         );
         if let Some(a) = &self.anchor {
             let _ = writeln!(s, "lexecon: anchor (keep a copy off this machine; `lexecon verify --anchor FILE` checks it): {a}");

@@ -627,9 +627,43 @@ fn second_writer_fails_fast_or_waits() {
     let w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
     let e = LedgerWriter::open(&p, host_key(), opts(4)).expect_err("locked");
     assert!(matches!(e, LedgerError::Locked { .. }), "{e}");
-    assert!(e.to_string().contains("in use by another lexecon process"));
+    // The holder is named: here, this very process.
+    let holder = format!("in use by another run (pid {}: ", std::process::id());
+    assert!(e.to_string().contains(&holder), "{e}");
     drop(w);
     LedgerWriter::open(&p, host_key(), opts(4)).expect("free again");
+}
+
+#[test]
+fn a_waiting_writer_is_told_at_once_who_holds_the_lock() {
+    let (_d, p) = tmp();
+    let w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let q = p.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut wait_opts = opts(4);
+        wait_opts.lock = LockMode::Wait;
+        LedgerWriter::open_notify(&q, host_key(), wait_opts, &mut |e| {
+            tx.send(e.to_string()).expect("send");
+        })
+        .map(|_| ())
+    });
+    let told = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("told while waiting");
+    assert!(
+        told.contains(&format!("(pid {}: ", std::process::id())),
+        "{told}"
+    );
+    assert!(!waiter.is_finished(), "it waits");
+    drop(w);
+    waiter.join().expect("join").expect("opened once free");
+    // Not told when nobody holds it.
+    let mut told = false;
+    let mut wait_opts = opts(4);
+    wait_opts.lock = LockMode::Wait;
+    LedgerWriter::open_notify(&p, host_key(), wait_opts, &mut |_| told = true).expect("open");
+    assert!(!told);
 }
 
 #[test]
@@ -939,7 +973,50 @@ fn tamper_end_counts_with_chain_recomputed() {
     assert_eq!(r.status, Status::Invalid);
     let f = first(&r);
     assert_eq!((f.line, f.check), (i as u64 + 1, Check::Run));
-    assert!(f.message.contains("end record counts"), "{}", f.message);
+    assert!(
+        f.message.contains("end record's counts differ")
+            && f.message
+                .contains("verdict allow: the end record says 9, the run holds"),
+        "{}",
+        f.message
+    );
+}
+
+/// Outcome counts that differ while the verdict counts agree: the message
+/// names the outcome, not the same numbers twice.
+#[test]
+fn tamper_end_outcome_counts_names_what_differs() {
+    let (_d, p, mut lines) = fixture();
+    let i = find(&lines, "end", 0);
+    let v: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    let o = &v["outcomes"];
+    let n = |k: &str| o[k].as_str().unwrap().parse::<u64>().unwrap();
+    let (allowed, refused) = (n("allowed"), n("refused"));
+    assert!(allowed > 0, "the fixture has an allowed decision");
+    let (a, k, r) = (
+        (allowed - 1).to_string(),
+        n("killed").to_string(),
+        (refused + 1).to_string(),
+    );
+    let swapped = Value::Object(vec![
+        ("allowed".into(), Value::String(a.into())),
+        ("killed".into(), Value::String(k.into())),
+        ("refused".into(), Value::String(r.into())),
+    ]);
+    lines[i] = set_field(&lines[i], "outcomes", swapped);
+    rechain(&mut lines, i);
+    write_lines(&p, &lines);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    let f = first(&r);
+    assert_eq!((f.line, f.check), (i as u64 + 1, Check::Run));
+    let want = format!(
+        "outcome allowed: the end record says {}, the run holds {allowed}; outcome refused: the end record says {}, the run holds {refused}",
+        allowed - 1,
+        refused + 1
+    );
+    assert!(f.message.contains(&want), "{}", f.message);
+    assert!(!f.message.contains("verdict"), "{}", f.message);
 }
 
 #[test]

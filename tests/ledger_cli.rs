@@ -14,12 +14,36 @@ use lexecon::ledger::{
     WriterOptions,
 };
 
+/// Where `init-keys` puts keys for a home directory (no XDG variables set).
+const KEYS: &str = ".config/lexecon/keys";
+
+/// `lexecon ARGS` run in `dir`, with `dir` as its home directory and no
+/// XDG or LEXECON variables: what it finds by default is in `dir`.
 fn lexecon(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lexecon"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run lexecon")
+    lexecon_env(dir, args, &[])
+}
+
+/// As [`lexecon`], with extra environment variables.
+fn lexecon_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    lexecon_in(dir, dir, args, env)
+}
+
+/// As [`lexecon_env`], with `home` as the home directory.
+fn lexecon_in(home: &Path, dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lexecon"));
+    c.args(args).current_dir(dir).env("HOME", home);
+    for v in [
+        "XDG_CONFIG_HOME",
+        "XDG_STATE_HOME",
+        "LEXECON_KEYS",
+        "LEXECON_LEDGER",
+    ] {
+        c.env_remove(v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run lexecon")
 }
 
 fn stdout(o: &Output) -> String {
@@ -39,8 +63,8 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().expect("tempdir");
     let o = lexecon(d.path(), &["init-keys"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let ledger = d.path().join(".audit/ledger.jsonl");
-    let key = keys::load_signing_key(&d.path().join(".lexecon")).expect("key");
+    let ledger = d.path().join("ledgers/ledger.jsonl");
+    let key = keys::load_signing_key(&d.path().join(KEYS)).expect("key");
     let mut w = LedgerWriter::open(
         &ledger,
         key,
@@ -166,7 +190,7 @@ fn verify_exit_codes_and_output() {
     let (d, ledger) = setup();
     let l = ledger.to_str().expect("utf-8 path");
 
-    // Valid, default key .lexecon/ledger.pub.
+    // Valid, default key ~/.config/lexecon/keys/ledger.pub.
     let o = lexecon(d.path(), &["verify", l]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
@@ -189,7 +213,7 @@ fn verify_exit_codes_and_output() {
     // Explicit wrong key: invalid.
     let other = tempfile::tempdir().expect("tempdir");
     assert!(lexecon(other.path(), &["init-keys"]).status.success());
-    let other_pub = other.path().join(".lexecon/ledger.pub");
+    let other_pub = other.path().join(KEYS).join("ledger.pub");
     let o = lexecon(
         d.path(),
         &["verify", l, "--pubkey", other_pub.to_str().expect("utf-8")],
@@ -305,10 +329,10 @@ fn ledger_recover_seals_a_torn_tail() {
 // ------------------------------------------------------------------ anchors
 
 /// Appends one run of `decisions` allowed decisions to `ledger`, signed
-/// with the key in `dir/.lexecon`, and returns its anchor line (what
+/// with the key in `dir/KEYS`, and returns its anchor line (what
 /// `lexecon-supervise --anchor-out` writes).
 fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
-    let key = keys::load_signing_key(&dir.join(".lexecon")).expect("key");
+    let key = keys::load_signing_key(&dir.join(KEYS)).expect("key");
     let mut w = LedgerWriter::open(
         ledger,
         key,
@@ -379,7 +403,7 @@ fn anchor_run(line: &str) -> (String, u64) {
 fn two_runs() -> (tempfile::TempDir, PathBuf, [String; 2], u64) {
     let d = tempfile::tempdir().expect("tempdir");
     assert!(lexecon(d.path(), &["init-keys"]).status.success());
-    let ledger = d.path().join(".audit/ledger.jsonl");
+    let ledger = d.path().join("ledgers/ledger.jsonl");
     let a1 = append_run(d.path(), &ledger, 5);
     let cut = std::fs::metadata(&ledger).expect("stat").len();
     let a2 = append_run(d.path(), &ledger, 9);
@@ -617,4 +641,190 @@ fn anchors_by_another_key_or_altered_are_refused() {
         out.contains("cannot read anchor file no-such-file.txt"),
         "{out}"
     );
+}
+
+// ---------------------------------------------------------- default places
+
+/// Where the ledger of workspace `ws` is kept for home directory `home`
+/// (no XDG variables set).
+fn workspace_ledger(home: &Path, ws: &Path) -> PathBuf {
+    let ws = std::fs::canonicalize(ws).expect("canonical");
+    home.join(".local/state/lexecon/ledgers")
+        .join(lexecon::cli::locations::workspace_id(&ws))
+        .join("ledger.jsonl")
+}
+
+/// A home directory with keys made by `init-keys` (no `--dir`), a
+/// workspace `proj` (with a subdirectory `sub`) and its ledger of one run
+/// at the default place.
+fn home_with_workspace() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().expect("tempdir");
+    let o = lexecon(d.path(), &["init-keys"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let keys = d.path().join(KEYS);
+    assert!(
+        stdout(&o).contains(&keys.join("ledger.key").display().to_string()),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(mode(&keys), 0o700);
+    assert_eq!(mode(&d.path().join(".config/lexecon")), 0o700);
+    assert_eq!(mode(&keys.join("ledger.key")), 0o600);
+    let ws = d.path().join("proj");
+    std::fs::create_dir_all(ws.join("sub")).expect("mkdir");
+    let ledger = workspace_ledger(d.path(), &ws);
+    append_run(d.path(), &ledger, 3);
+    (d, ws, ledger)
+}
+
+#[test]
+fn commands_without_a_ledger_argument_find_the_workspaces_ledger() {
+    let (d, ws, ledger) = home_with_workspace();
+    let shown = format!("Ledger: {}", ledger.display());
+    // From the workspace and from below it; the key is found too (exit 0).
+    for dir in [ws.clone(), ws.join("sub")] {
+        let o = lexecon_in(d.path(), &dir, &["verify"], &[]);
+        assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains(&shown), "{}", stdout(&o));
+    }
+    let o = lexecon_in(
+        d.path(),
+        &ws,
+        &["prove", "2", "--record-out", "rec.jsonl"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(ws.join("p.tlog-proof"), &o.stdout).expect("write");
+    let o = lexecon_in(
+        d.path(),
+        &ws,
+        &[
+            "verify-proof",
+            "--proof",
+            "p.tlog-proof",
+            "--record",
+            "rec.jsonl",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // `prove LEDGER SEQ` still works.
+    let l = ledger.to_str().expect("utf-8");
+    assert!(lexecon(d.path(), &["prove", l, "2"]).status.success());
+    let o = lexecon_in(d.path(), &ws, &["ledger", "recover"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("nothing to recover: the last run in {l}")),
+        "{}",
+        stderr(&o)
+    );
+    // pending/approve/deny look for the socket next to that ledger.
+    for args in [&["pending"][..], &["approve", "1"], &["deny", "1"]] {
+        let o = lexecon_in(d.path(), &ws.join("sub"), args, &[]);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains(&format!("{l}.approval.sock")),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    // Outside any workspace: says where it looked and what to do.
+    let o = lexecon(d.path(), &["verify"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("no ledger found for") && e.contains("name the ledger with the LEDGER argument"),
+        "{e}"
+    );
+    let o = lexecon(d.path(), &["pending"]);
+    assert!(stderr(&o).contains("--ledger FILE"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_ledger_left_by_an_earlier_version_is_named_when_none_is_found() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(d.path().join("old/.audit")).expect("mkdir");
+    std::fs::write(d.path().join("old/.audit/ledger.jsonl"), "").expect("write");
+    let o = lexecon(&d.path().join("old"), &["verify"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(".audit/ledger.jsonl is a ledger written by an earlier version"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn lexecon_keys_is_honoured_by_init_keys_verify_and_recover() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let k = d.path().join("elsewhere/keys");
+    let env = [("LEXECON_KEYS", k.as_path())];
+    let o = lexecon_env(d.path(), &["init-keys"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(k.join("ledger.key").is_file());
+    assert!(!d.path().join(KEYS).exists());
+    let ledger = d.path().join("l/ledger.jsonl");
+    let key = keys::load_signing_key(&k).expect("key");
+    drop(key);
+    // append_run takes the key from dir/KEYS: make that the same key.
+    std::fs::create_dir_all(d.path().join(KEYS).parent().expect("parent")).expect("mkdir");
+    std::os::unix::fs::symlink(&k, d.path().join(KEYS)).expect("symlink");
+    append_run(d.path(), &ledger, 2);
+    std::fs::remove_file(d.path().join(KEYS)).expect("unlink");
+    let l = ledger.to_str().expect("utf-8");
+
+    let o = lexecon_env(d.path(), &["verify", l], &env);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    // Without it, no key is found: exit 4.
+    assert_eq!(lexecon(d.path(), &["verify", l]).status.code(), Some(4));
+
+    let mut bytes = std::fs::read(&ledger).expect("read");
+    bytes.extend_from_slice(b"{\"kind\":");
+    std::fs::write(&ledger, &bytes).expect("write");
+    // Without it, recover finds no key and says how to make one.
+    let o = lexecon(d.path(), &["ledger", "recover", l]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no ledger signing key"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lexecon_env(d.path(), &["ledger", "recover", l], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lexecon_env(d.path(), &["verify", l], &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn xdg_variables_and_lexecon_ledger_choose_the_places() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cfg = d.path().join("cfg");
+    let o = lexecon_env(d.path(), &["init-keys"], &[("XDG_CONFIG_HOME", &cfg)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(cfg.join("lexecon/keys/ledger.pub").is_file());
+    // A relative XDG value is ignored, as the specification says.
+    let o = lexecon_env(
+        d.path(),
+        &["init-keys"],
+        &[("XDG_CONFIG_HOME", Path::new("rel"))],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.path().join(KEYS).join("ledger.pub").is_file());
+    assert!(!d.path().join("rel").exists());
+
+    let ledger = d.path().join("mine.jsonl");
+    append_run(d.path(), &ledger, 1);
+    let o = lexecon_env(d.path(), &["verify"], &[("LEXECON_LEDGER", &ledger)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(&format!("Ledger: {}", ledger.display())));
+
+    let state = d.path().join("state");
+    let ws = d.path().join("w");
+    std::fs::create_dir(&ws).expect("mkdir");
+    let id = lexecon::cli::locations::workspace_id(&std::fs::canonicalize(&ws).expect("c"));
+    let at = state.join("lexecon/ledgers").join(id).join("ledger.jsonl");
+    append_run(d.path(), &at, 1);
+    let o = lexecon_in(d.path(), &ws, &["verify"], &[("XDG_STATE_HOME", &state)]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(&format!("Ledger: {}", at.display())));
 }

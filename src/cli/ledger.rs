@@ -13,11 +13,14 @@ use crate::ledger::proof::{self, Proof};
 use crate::ledger::verify::{self, KeySource, Report, Severity, Status};
 use crate::ledger::{self as lg, LedgerError};
 
+use super::locations;
+
 #[derive(Args, Debug)]
 pub struct InitKeysArgs {
-    /// Directory for the key pair (created mode 0700).
-    #[arg(long, default_value = keys::DEFAULT_DIR)]
-    pub dir: PathBuf,
+    /// Directory for the key pair (created mode 0700). Default:
+    /// $LEXECON_KEYS, else $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     /// Overwrite an existing key pair.
     #[arg(long)]
     pub force: bool,
@@ -31,13 +34,15 @@ pub struct InitKeysArgs {
 #[command(
     after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, or an --anchor the ledger does not hold); 2 could not read the ledger, key or anchor file; \
 3 incomplete (partial last record, unsigned records, a run without end seal); \
-4 valid, but checked only against the key named in the ledger itself (no --pubkey and no .lexecon/ledger.pub)"
+4 valid, but checked only against the key named in the ledger itself (no --pubkey and no ledger.pub in the key directory)"
 )]
 pub struct VerifyArgs {
-    /// The ledger file.
-    pub ledger: PathBuf,
+    /// The ledger file. Default: $LEXECON_LEDGER, else the ledger of the
+    /// workspace this directory is in (see `lexecon-supervise --ledger`).
+    pub ledger: Option<PathBuf>,
     /// Host public key file (`ledger.pub` from `lexecon init-keys`) or key
-    /// directory. Default: `.lexecon/ledger.pub` when it exists.
+    /// directory. Default: `ledger.pub` in $LEXECON_KEYS, else in
+    /// $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys), when it exists.
     #[arg(long)]
     pub pubkey: Option<PathBuf>,
     /// Approver public key file (`approver.pub` from `init-keys --approver`):
@@ -56,10 +61,10 @@ pub struct VerifyArgs {
 
 #[derive(Args, Debug)]
 pub struct ProveArgs {
-    /// The ledger file.
-    pub ledger: PathBuf,
-    /// Sequence number of the record to prove.
-    pub seq: u64,
+    /// `[LEDGER] SEQ`: the ledger file (default: as for `verify`) and the
+    /// sequence number of the record to prove.
+    #[arg(num_args = 1..=2, required = true, value_name = "[LEDGER] SEQ")]
+    pub args: Vec<PathBuf>,
     /// Prove against the checkpoint record with this seq instead of the
     /// run's final checkpoint.
     #[arg(long)]
@@ -77,9 +82,10 @@ pub struct VerifyProofArgs {
     /// A file holding the record's line.
     #[arg(long)]
     pub record: PathBuf,
-    /// Host public key file or key directory (default `.lexecon/ledger.pub`).
-    #[arg(long, default_value = ".lexecon/ledger.pub")]
-    pub pubkey: PathBuf,
+    /// Host public key file or key directory. Default: $LEXECON_KEYS, else
+    /// $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys).
+    #[arg(long)]
+    pub pubkey: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -93,56 +99,96 @@ pub enum LedgerCommand {
     /// Seal a ledger whose last line is torn, or whose last run has no end
     /// seal, so that appending can continue.
     Recover {
-        /// The ledger file.
-        ledger: PathBuf,
-        /// Key directory holding the host signing key.
-        #[arg(long, default_value = keys::DEFAULT_DIR)]
-        keys: PathBuf,
+        /// The ledger file. Default: as for `verify`.
+        ledger: Option<PathBuf>,
+        /// Key directory holding the host signing key. Default:
+        /// $LEXECON_KEYS, else $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys).
+        #[arg(long)]
+        keys: Option<PathBuf>,
     },
 }
 
 pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
+    let dir = locations::keys(args.dir.as_deref())?.dir;
     let (public, private_file, public_file) = if args.approver {
         (
-            keys::generate_approver(&args.dir, args.force)?,
+            keys::generate_approver(&dir, args.force)?,
             keys::APPROVER_PRIVATE_KEY_FILE,
             keys::APPROVER_PUBLIC_KEY_FILE,
         )
     } else {
         (
-            keys::generate(&args.dir, args.force)?,
+            keys::generate(&dir, args.force)?,
             keys::PRIVATE_KEY_FILE,
             keys::PUBLIC_KEY_FILE,
         )
     };
     println!(
         "Created {} (private, mode 0600) and {}",
-        args.dir.join(private_file).display(),
-        args.dir.join(public_file).display()
+        dir.join(private_file).display(),
+        dir.join(public_file).display()
     );
     println!("Public key: {}", public.to_vkey());
     println!("Fingerprint: {}", public.fingerprint());
     Ok(ExitCode::SUCCESS)
 }
 
+/// `ledger.pub` of the key directory (`$LEXECON_KEYS`, else the default),
+/// when it exists. Without one, a note when an earlier version's
+/// `.lexecon/ledger.pub` is here, which is not used by itself.
 fn default_pubkey() -> Option<PathBuf> {
-    let p = Path::new(keys::DEFAULT_DIR).join(keys::PUBLIC_KEY_FILE);
-    p.exists().then_some(p)
+    let dir = locations::keys(None).ok()?.dir;
+    let p = dir.join(keys::PUBLIC_KEY_FILE);
+    if p.exists() {
+        return Some(p);
+    }
+    let old = Path::new(locations::LEGACY_KEYS).join(keys::PUBLIC_KEY_FILE);
+    if old.exists() {
+        eprintln!(
+            "lexecon: note: no public key {}; {} (where earlier versions kept keys) is not used unless named: pass --pubkey {}",
+            crate::escape::path(&p),
+            crate::escape::path(&old),
+            crate::escape::path(&old),
+        );
+    }
+    None
+}
+
+/// The ledger a command reads: `arg`, else found as described in
+/// [`locations`]; an error when there is none.
+fn ledger_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    Ok(locations::find_ledger(arg, &cwd, "the LEDGER argument")?.path)
 }
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let ledger = match ledger_path(args.ledger.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = super::message(&e);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ledger": null, "status": "UNREADABLE", "error": msg})
+                );
+            } else {
+                eprintln!("lexecon: error: {msg}");
+            }
+            return Ok(ExitCode::from(verify::EXIT_UNREADABLE));
+        }
+    };
     let key_path = args.pubkey.clone().or_else(default_pubkey);
     let key = match &key_path {
         Some(p) => match keys::load_public_key(p) {
             Ok(k) => Some(k),
-            Err(e) => return unreadable(&args, &e),
+            Err(e) => return unreadable(&args, &ledger, &e),
         },
         None => None,
     };
     let approver = match &args.approver_pubkey {
         Some(p) => match keys::load_public_key(p) {
             Ok(k) => Some(k),
-            Err(e) => return unreadable(&args, &e),
+            Err(e) => return unreadable(&args, &ledger, &e),
         },
         None => None,
     };
@@ -150,25 +196,22 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     for path in &args.anchor {
         match read_anchors(path) {
             Ok(mut a) => anchors.append(&mut a),
-            Err(e) => return unreadable(&args, &e),
+            Err(e) => return unreadable(&args, &ledger, &e),
         }
     }
     let report = match lg::verify_file_anchored(
-        &args.ledger,
+        &ledger,
         key.as_ref().map(|k| k.verifying_key()),
         approver.as_ref().map(|k| k.verifying_key()),
         anchors,
     ) {
         Ok(r) => r,
-        Err(e) => return unreadable(&args, &e),
+        Err(e) => return unreadable(&args, &ledger, &e),
     };
     if args.json {
-        println!(
-            "{}",
-            report_json(&args.ledger, key_path.as_deref(), &report)
-        );
+        println!("{}", report_json(&ledger, key_path.as_deref(), &report));
     } else {
-        print_report(&args.ledger, key_path.as_deref(), &report);
+        print_report(&ledger, key_path.as_deref(), &report);
     }
     Ok(ExitCode::from(report.exit_code()))
 }
@@ -183,11 +226,11 @@ fn read_anchors(path: &Path) -> Result<Vec<lg::Anchor>, LedgerError> {
     })
 }
 
-fn unreadable(args: &VerifyArgs, e: &LedgerError) -> anyhow::Result<ExitCode> {
+fn unreadable(args: &VerifyArgs, ledger: &Path, e: &LedgerError) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"ledger": args.ledger.display().to_string(), "status": "UNREADABLE", "error": e.to_string()})
+            serde_json::json!({"ledger": ledger.display().to_string(), "status": "UNREADABLE", "error": e.to_string()})
         );
     } else {
         eprintln!("lexecon: error: {e}");
@@ -302,7 +345,19 @@ fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json
 }
 
 pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
-    let proved = proof::prove(&args.ledger, args.seq, args.checkpoint)?;
+    let (given, seq) = match args.args.as_slice() {
+        [seq] => (None, seq),
+        [ledger, seq] => (Some(ledger.as_path()), seq),
+        _ => anyhow::bail!("usage: lexecon prove [LEDGER] SEQ"),
+    };
+    let seq: u64 = seq.to_str().and_then(|s| s.parse().ok()).with_context(|| {
+        format!(
+            "{} is not a record's sequence number (usage: lexecon prove [LEDGER] SEQ)",
+            crate::escape::path(seq)
+        )
+    })?;
+    let ledger = ledger_path(given)?;
+    let proved = proof::prove(&ledger, seq, args.checkpoint)?;
     if let Some(p) = &args.record_out {
         std::fs::write(p, format!("{}\n", proved.record))
             .with_context(|| format!("cannot write {}", p.display()))?;
@@ -318,7 +373,11 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
-    let key: PublicKey = keys::load_public_key(&args.pubkey)?;
+    let pubkey = match args.pubkey {
+        Some(p) => p,
+        None => locations::keys(None)?.dir,
+    };
+    let key: PublicKey = keys::load_public_key(&pubkey)?;
     let text = std::fs::read_to_string(&args.proof)
         .with_context(|| format!("cannot read proof {}", args.proof.display()))?;
     let record = std::fs::read_to_string(&args.record)
@@ -348,7 +407,10 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         LedgerCommand::Recover { ledger, keys: dir } => {
-            let key = keys::load_signing_key(&dir)?;
+            let cwd = std::env::current_dir().context("cannot read the current directory")?;
+            let ledger = ledger_path(ledger.as_deref())?;
+            let keys = locations::keys(dir.as_deref())?;
+            let key = super::supervise::load_key(&keys, &[&cwd])?;
             let r = lg::recover(&ledger, key)?;
             println!("Recovered {}", ledger.display());
             if r.torn_bytes > 0 {

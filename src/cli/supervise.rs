@@ -11,11 +11,12 @@ use clap::{Args, ValueEnum};
 
 use crate::action::Mode;
 use crate::escape;
-use crate::ledger::{self, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
+use crate::ledger::{self, LedgerError, LedgerWriter, LockMode, SyncPolicy, WriterOptions};
 use crate::policy::{Policy, Vars};
 
+use super::locations::{self, Keys, Ledger, Source};
 use super::vars_for;
-use crate::session::{self, OnEscalate, SessionConfig, Summary};
+use crate::session::{self, Hints, OnEscalate, SessionConfig, Summary};
 use crate::supervisor;
 
 /// The policies shipped in `policies/`, built into the binary.
@@ -56,11 +57,14 @@ pub struct SuperviseArgs {
     /// Policy file (default: the shipped default policy for coding agents).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Ledger file; runs are appended.
-    #[arg(long, value_name = "FILE", default_value = ledger::writer::DEFAULT_LEDGER)]
-    pub ledger: PathBuf,
+    /// Ledger file; runs are appended. Default: $LEXECON_LEDGER, else the
+    /// workspace's ledger, $XDG_STATE_HOME/lexecon/ledgers/NAME-HASH/ledger.jsonl
+    /// (~/.local/state/lexecon/… when XDG_STATE_HOME is not set).
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<PathBuf>,
     /// Directory with the signing key (from `lexecon init-keys`).
-    /// Default: $LEXECON_KEYS, else `.lexecon`.
+    /// Default: $LEXECON_KEYS, else $XDG_CONFIG_HOME/lexecon/keys
+    /// (~/.config/lexecon/keys).
     #[arg(long, value_name = "DIR")]
     pub keys: Option<PathBuf>,
     /// Override the policy's mode: `observe` records everything and refuses nothing.
@@ -127,14 +131,49 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-fn keys_dir(arg: &Option<PathBuf>) -> PathBuf {
-    arg.clone()
-        .or_else(|| {
-            std::env::var_os("LEXECON_KEYS")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(".lexecon"))
+/// The signing key of `keys`; when there is none at the default place but
+/// an earlier version's `.lexecon/` (in one of `dirs`) holds one, an error
+/// saying how to move it.
+pub fn load_key(keys: &Keys, dirs: &[&Path]) -> anyhow::Result<ledger::keys::HostKey> {
+    match ledger::keys::load_signing_key(&keys.dir) {
+        Ok(k) => Ok(k),
+        Err(e @ LedgerError::MissingKey { .. }) => {
+            match locations::legacy_keys_advice(keys, dirs) {
+                Some(advice) => Err(anyhow::anyhow!(advice)),
+                None => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `e`, with the commands it advises (`lexecon ledger recover LEDGER`,
+/// `lexecon verify LEDGER`) written so that they find this ledger and key
+/// when run from `cwd`.
+fn with_hints(e: LedgerError, ledger: &Ledger, keys: &Keys, cwd: &Path) -> anyhow::Error {
+    let path = ledger.path.display().to_string();
+    let msg = e
+        .to_string()
+        .replace(
+            &format!("`lexecon ledger recover {path}`"),
+            &format!("`{}`", locations::recover_command(ledger, keys, cwd)),
+        )
+        .replace(
+            &format!("`lexecon verify {path}`"),
+            &format!("`{}`", locations::verify_command(ledger, keys, cwd)),
+        );
+    anyhow::anyhow!(msg)
+}
+
+/// What a run waiting for the ledger's lock says at once.
+fn lock_wait_notice(e: &LedgerError) {
+    if let LedgerError::Locked { path, holder } = e {
+        eprintln!(
+            "lexecon: waiting for the ledger {}: another run holds its lock ({}), and a ledger is written by one run at a time. This run starts when that one ends; to fail at once instead, stop it (Ctrl-C) and pass --no-wait, or use another ledger with --ledger FILE",
+            escape::path(path),
+            holder.as_deref().unwrap_or("its process cannot be told"),
+        );
+    }
 }
 
 fn load_policy(
@@ -249,8 +288,8 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         "policies/default.yaml (built in)",
         &vars,
     )?;
-    let keys = keys_dir(&args.keys);
-    let key = ledger::keys::load_signing_key(&keys)?;
+    let keys = locations::keys(args.keys.as_deref())?;
+    let key = load_key(&keys, &[&ws, &cwd])?;
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
@@ -271,7 +310,21 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             LockMode::Wait
         },
     };
-    let writer = LedgerWriter::open(&args.ledger, key, opts)?;
+    let ledger = locations::ledger_for_run(args.ledger.as_deref(), &ws)?;
+    let mut ledger_dir = None;
+    if ledger.source == Source::Default {
+        if let Some(notice) = locations::prepare_workspace_ledger(&ledger.path, &ws)? {
+            eprintln!("{notice}");
+        }
+        // Every workspace's ledger is the supervisor's only.
+        ledger_dir = Some(locations::ledgers_root()?);
+    }
+    let writer = LedgerWriter::open_notify(&ledger.path, key, opts, &mut lock_wait_notice)
+        .map_err(|e| with_hints(e, &ledger, &keys, &cwd))?;
+    let hints = Hints {
+        ledger_args: locations::ledger_args(&ledger, &cwd),
+        verify: locations::verify_command(&ledger, &keys, &cwd),
+    };
     let cfg = SessionConfig {
         policy,
         policy_path: args.policy.clone(),
@@ -285,11 +338,13 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             EscalateArg::Prompt => OnEscalate::Prompt,
             EscalateArg::Block => OnEscalate::Block,
         },
-        keys_dir: keys,
+        keys_dir: keys.dir,
         report_blocks: !args.quiet,
         escalate_timeout: Duration::from_secs(args.escalate_timeout),
         max_pending: args.max_pending.max(1),
         workspace: ws.clone(),
+        ledger_dir,
+        hints,
     };
     let command = supervisor::Command {
         program,
@@ -442,6 +497,15 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         escalate_timeout: Duration::from_secs(60),
         max_pending: 16,
         workspace: ws.to_path_buf(),
+        ledger_dir: None,
+        hints: Hints {
+            ledger_args: format!(" --ledger {}", escape::path(&ledger_path)),
+            verify: format!(
+                "lexecon verify {} --pubkey {}",
+                escape::path(&ledger_path),
+                escape::path(&keys)
+            ),
+        },
     };
     let command = supervisor::Command {
         program: agent.clone(),
@@ -452,10 +516,10 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     std::env::set_current_dir(ws)?;
     let summary = session::run(cfg, writer, &command, ws);
     std::env::set_current_dir(prev)?;
-    let summary = summary?;
+    summary?;
     println!("--- end of agent output ---");
 
-    let (decision, executed) = demo_findings(&ledger_path)?;
+    let (decision, executed, recorded) = demo_findings(&ledger_path)?;
     let report = ledger::verify_file(&ledger_path, Some(public.verifying_key()))?;
     let exists = data.join("customers.csv").exists();
     println!("Decision: {}", decision.to_uppercase());
@@ -467,7 +531,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     println!(
         "Ledger: {} ({} decisions recorded)",
         ledger_path.display(),
-        summary.counts.decisions
+        recorded
     );
     println!("Ledger verification: {}", report.status.as_str());
     let ok = decision == "block" && !executed && exists && report.is_valid();
@@ -478,17 +542,19 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// From the ledger: the verdict on `rm -rf ./important_data`, and whether
-/// an `rm` image was ever confirmed running.
-fn demo_findings(path: &Path) -> anyhow::Result<(String, bool)> {
+/// From the ledger: the verdict on `rm -rf ./important_data`, whether an
+/// `rm` image was ever confirmed running, and how many decisions it records.
+fn demo_findings(path: &Path) -> anyhow::Result<(String, bool, u64)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut decision = String::from("none recorded");
     let mut executed = false;
+    let mut recorded = 0;
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        recorded += u64::from(v["kind"] == "decision");
         if v["kind"] != "decision" || v["action"]["kind"] != "exec" {
             continue;
         }
@@ -506,5 +572,5 @@ fn demo_findings(path: &Path) -> anyhow::Result<(String, bool)> {
             executed = true;
         }
     }
-    Ok((decision, executed))
+    Ok((decision, executed, recorded))
 }

@@ -26,8 +26,12 @@ pub enum LedgerError {
     #[error("{} already exists; refusing to overwrite a key pair (pass --force to replace it, which makes ledgers signed by the old key unverifiable with the new one)", path.display())]
     KeyExists { path: PathBuf },
     /// Another writer holds the ledger's lock.
-    #[error("ledger {} is in use by another lexecon process (it holds the ledger's lock); wait for it to finish or use another --ledger file", path.display())]
-    Locked { path: PathBuf },
+    #[error("ledger {} is in use by another run ({}, which holds the ledger's lock); try again when it has finished (a run without --no-wait waits for it by itself), or use another ledger file", path.display(), holder.as_deref().unwrap_or("its process cannot be told"))]
+    Locked {
+        path: PathBuf,
+        /// `pid N: COMMAND` of the holder, when it can be told.
+        holder: Option<String>,
+    },
     /// The ledger ends in a partial line.
     #[error("ledger {} ends with a partial record ({len} bytes after the last newline: a write was interrupted); refusing to append; run `lexecon ledger recover {}` to seal what is there", path.display(), path.display())]
     TornTail { path: PathBuf, len: u64 },

@@ -25,8 +25,6 @@ use super::note::{self, NoteVerifier};
 pub const PRIVATE_KEY_FILE: &str = "ledger.key";
 /// File name of the public key inside the key directory.
 pub const PUBLIC_KEY_FILE: &str = "ledger.pub";
-/// Default key directory.
-pub const DEFAULT_DIR: &str = ".lexecon";
 /// Key name of host keys in signed notes.
 pub const HOST_KEY_NAME: &str = "lexecon";
 

@@ -33,7 +33,7 @@ pub const EXIT_UNREADABLE: u8 = 2;
 /// `verify` exit code: intact as far as it goes, but not completely sealed.
 pub const EXIT_INCOMPLETE: u8 = 3;
 /// `verify` exit code: valid, but only against the key named in the ledger
-/// itself (no `--pubkey`, no `.lexecon/ledger.pub`): integrity is checked,
+/// itself (no `--pubkey`, no `ledger.pub` in the key directory): integrity is checked,
 /// authorship is not.
 pub const EXIT_VALID_UNAUTHENTICATED: u8 = 4;
 
@@ -908,9 +908,8 @@ impl Verifier {
                             seq,
                             Check::Run,
                             format!(
-                                "the end record counts {} decisions ({} allow, {} escalate, {} block) but the run holds {} ({} allow, {} escalate, {} block)",
-                                counts.decisions, counts.allow, counts.escalate, counts.block,
-                                tally.decisions, tally.allow, tally.escalate, tally.block
+                                "the end record's counts differ from the decisions the run holds: {}",
+                                count_differences(counts, &tally)
                             ),
                         );
                     }
@@ -1208,4 +1207,25 @@ impl Verifier {
         };
         self.report
     }
+}
+
+/// What differs between an end record's counts and the decisions seen:
+/// `allowed: the end record says 3, the run holds 2; …` (only the fields
+/// that differ).
+fn count_differences(end: &Counts, seen: &Counts) -> String {
+    let fields = [
+        ("decisions", end.decisions, seen.decisions),
+        ("verdict allow", end.allow, seen.allow),
+        ("verdict escalate", end.escalate, seen.escalate),
+        ("verdict block", end.block, seen.block),
+        ("outcome allowed", end.allowed, seen.allowed),
+        ("outcome refused", end.refused, seen.refused),
+        ("outcome killed", end.killed, seen.killed),
+    ];
+    fields
+        .iter()
+        .filter(|(_, e, s)| e != s)
+        .map(|(name, e, s)| format!("{name}: the end record says {e}, the run holds {s}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

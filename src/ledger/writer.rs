@@ -73,9 +73,6 @@ impl Default for WriterOptions {
     }
 }
 
-/// The default ledger path.
-pub const DEFAULT_LEDGER: &str = ".audit/ledger.jsonl";
-
 /// Key name of epoch `e`'s signing key in checkpoint notes.
 pub fn epoch_key_name(e: u64) -> String {
     format!("lexecon-epoch-{e}")
@@ -139,7 +136,11 @@ fn random_id() -> String {
     hex::encode(b)
 }
 
-fn open_ledger(path: &Path, lock: LockMode) -> Result<File, LedgerError> {
+fn open_ledger(
+    path: &Path,
+    lock: LockMode,
+    on_wait: &mut dyn FnMut(&LedgerError),
+) -> Result<File, LedgerError> {
     if let Some(parent) = path.parent() {
         create_private_dir(parent)?;
     }
@@ -151,11 +152,9 @@ fn open_ledger(path: &Path, lock: LockMode) -> Result<File, LedgerError> {
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| LedgerError::io("open ledger", path, e))?;
-    let op = libc::LOCK_EX
-        | match lock {
-            LockMode::Wait => 0,
-            LockMode::Fail => libc::LOCK_NB,
-        };
+    // Always try without blocking first: whoever waits is told at once who
+    // holds the lock.
+    let mut op = libc::LOCK_EX | libc::LOCK_NB;
     loop {
         // SAFETY: flock only takes an integer fd, valid while `file` lives,
         // and touches no memory of ours.
@@ -167,13 +166,58 @@ fn open_ledger(path: &Path, lock: LockMode) -> Result<File, LedgerError> {
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) => {
-                return Err(LedgerError::Locked {
+                let locked = LedgerError::Locked {
                     path: path.to_path_buf(),
-                })
+                    holder: lock_holder(&file),
+                };
+                if lock == LockMode::Fail {
+                    return Err(locked);
+                }
+                on_wait(&locked);
+                op = libc::LOCK_EX;
             }
             _ => return Err(LedgerError::io("lock", path, e)),
         }
     }
+}
+
+/// Who holds the `flock` of `file`, from `/proc/locks`: `pid N: COMMAND`
+/// (the command shown escaped), or `None` when it cannot be told.
+pub fn lock_holder(file: &File) -> Option<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = file.metadata().ok()?;
+    let (major, minor) = (libc::major(m.dev()), libc::minor(m.dev()));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = locks.lines().find_map(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF`; waiters have
+        // `->` after the number.
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != "FLOCK" {
+            return None;
+        }
+        let mut id = f[5].split(':');
+        let maj = u32::from_str_radix(id.next()?, 16).ok()?;
+        let min = u32::from_str_radix(id.next()?, 16).ok()?;
+        let ino: u64 = id.next()?.parse().ok()?;
+        (maj == major && min == minor && ino == m.ino())
+            .then(|| f[4].parse::<u32>().ok())
+            .flatten()
+    })?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let words: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|w| !w.is_empty())
+        .map(crate::escape::word)
+        .collect();
+    let mut command = words.join(" ");
+    if command.chars().count() > 160 {
+        command = command.chars().take(157).collect::<String>() + "...";
+    }
+    Some(if command.is_empty() {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid}: {command}")
+    })
 }
 
 /// The end of a ledger file.
@@ -271,12 +315,25 @@ impl LedgerWriter {
     /// ledger at `path` for appending, taking its lock. Refuses a ledger
     /// that ends in a partial line or an unsealed run.
     pub fn open(path: &Path, key: HostKey, opts: WriterOptions) -> Result<Self, LedgerError> {
+        Self::open_notify(path, key, opts, &mut |_| {})
+    }
+
+    /// As [`LedgerWriter::open`]; with [`LockMode::Wait`], when another
+    /// writer holds the lock, `on_wait` is called at once with the
+    /// [`LedgerError::Locked`] that [`LockMode::Fail`] would have returned
+    /// (it names the holder), before waiting.
+    pub fn open_notify(
+        path: &Path,
+        key: HostKey,
+        opts: WriterOptions,
+        on_wait: &mut dyn FnMut(&LedgerError),
+    ) -> Result<Self, LedgerError> {
         if opts.checkpoint_every == 0 {
             return Err(LedgerError::Misuse(
                 "checkpoint_every must be at least 1".into(),
             ));
         }
-        let file = open_ledger(path, opts.lock)?;
+        let file = open_ledger(path, opts.lock, on_wait)?;
         let tail = read_tail(&file, path)?;
         if tail.torn > 0 {
             return Err(LedgerError::TornTail {
@@ -642,7 +699,7 @@ pub fn recover(path: &Path, key: HostKey) -> Result<Recovered, LedgerError> {
         .open(path)
         .map_err(|e| LedgerError::io("open ledger", path, e))?;
     drop(file);
-    let file = open_ledger(path, LockMode::Fail)?;
+    let file = open_ledger(path, LockMode::Fail, &mut |_| {})?;
     let tail = read_tail(&file, path)?;
     let last = match &tail.last_line {
         Some(l) => Some(parse_last(l, path)?),

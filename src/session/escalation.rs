@@ -612,10 +612,7 @@ impl Session {
     }
 
     fn approval_hint(&self) -> String {
-        match &self.approval_ledger {
-            Some(l) => format!(" --ledger {}", escape::path(l)),
-            None => String::new(),
-        }
+        self.hints.ledger_args.clone()
     }
 
     /// Starts the approval socket's thread (once, from a supervisor thread,
