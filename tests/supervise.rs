@@ -958,23 +958,86 @@ fn summaries_for_ci_json_step_summary_and_fail_on_block() {
         "--fail-on-block turns a blocked run into a failure: {}",
         stderr(&out)
     );
+    let err = stderr(&out);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let blocks = json["counts"]["refused"].as_u64().unwrap();
+    assert!(blocks >= 1, "{json}");
+    // Why the exit status is 1, in one line naming the count and the flag.
+    assert!(
+        err.contains(&format!(
+            "lexecon: exit status 1 although the command succeeded: {blocks} action{} blocked and --fail-on-block is set",
+            if blocks == 1 { " was" } else { "s were" }
+        )),
+        "{err}"
+    );
+    // The code returned and the command's own status, apart.
+    assert_eq!(json["exit_code"], 1, "{json}");
+    assert_eq!(json["exit_reason"], "fail-on-block");
+    assert_eq!(json["command"]["exit_code"], 0);
+    assert_eq!(json["command"]["exit_status"], 0);
     assert_eq!(json["exit_status"], 0);
-    assert_eq!(json["exit_code"], 0);
-    assert!(json["counts"]["refused"].as_u64().unwrap() >= 1, "{json}");
     assert_eq!(json["blocked"][0]["rule"], "block-marker");
+    assert_eq!(
+        json["blocked"][0]["reason"],
+        "the marker program is forbidden"
+    );
     assert_eq!(json["sealed"], true);
+    // The policy and its hash, as the run header records them.
+    let header = env
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "run")
+        .unwrap();
+    let hash = header["policy_sha256"].as_str().unwrap().to_string();
+    assert_eq!(json["policy"]["sha256"], hash.as_str());
+    assert_eq!(json["policy"]["path"], policy.to_str().unwrap());
     let md = std::fs::read_to_string(&step).unwrap();
+    for want in [
+        "| judged |",
+        "Exit status **1**: the command exited with status 0;",
+        "`--fail-on-block`",
+        &format!(
+            "Policy: ` {} ` (SHA-256 `{hash}`), enforce mode.",
+            policy.display()
+        ),
+        "- blocked ` exec ",
+        "(rule ` block-marker `, record ",
+        ": ` the marker program is forbidden `",
+    ] {
+        assert!(md.contains(want), "{want:?} missing from:\n{md}");
+    }
     assert!(
-        md.contains("block-marker") && md.contains("| judged |"),
-        "{md}"
+        err.contains("lexecon verify"),
+        "the summary says how to verify: {err}"
     );
-    assert!(
-        stderr(&out).contains("lexecon verify"),
-        "the summary says how to verify: {}",
-        stderr(&out)
-    );
+    // Said with --quiet too.
+    let quiet = Command::new(LEXECON)
+        .args([
+            "supervise",
+            "--allow-root-tree",
+            "--sync",
+            "never",
+            "--fail-on-block",
+            "--quiet",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--", "sh", "-c", &script])
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(1));
+    let qerr = stderr(&quiet);
+    assert!(qerr.contains("--fail-on-block is set"), "{qerr}");
+    // No summary; the block line only once, told to the denied process
+    // (its stderr is the same pipe, and the supervisor printed none).
+    assert!(!qerr.contains("actions judged"), "{qerr}");
+    assert_eq!(qerr.matches("lexecon: blocked exec ").count(), 1, "{qerr}");
     env.assert_valid();
 }
 
