@@ -1745,7 +1745,7 @@ fn record_of(err: &str, head: &str) -> u64 {
 fn record(env: &Env, seq: u64) -> serde_json::Value {
     env.records()
         .into_iter()
-        .find(|r| r["seq"] == seq.to_string())
+        .find(|r| r["seq"].as_str() == Some(seq.to_string().as_str()))
         .unwrap_or_else(|| panic!("no record {seq}"))
 }
 
