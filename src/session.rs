@@ -27,6 +27,7 @@ use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
 pub mod prompt;
+pub mod report;
 
 /// What an `escalate` verdict becomes while no human can be asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,9 @@ pub struct SessionConfig {
     pub keys_dir: PathBuf,
     /// Print one line per refusal on stderr.
     pub report_blocks: bool,
+    /// Write one line to a denied process's own stderr saying what was
+    /// refused and why.
+    pub tell_process: bool,
     /// How long a held escalation waits for its answer.
     pub escalate_timeout: std::time::Duration,
     /// Most escalations held at once; beyond, new ones are blocked.
@@ -276,12 +280,17 @@ fn path_op_note(syscall: &str) -> Option<&'static str> {
     })
 }
 
-/// A blocked action, for the summary.
-#[derive(Debug, Clone)]
-pub struct Blocked {
-    pub seq: Option<u64>,
-    pub what: String,
-    pub rule: String,
+/// The hint on the line of an escalation refused because no human can be
+/// asked.
+const NO_APPROVER_HINT: &str = "it needs a human's approval and no approver is attached: run with --on-escalate wait (answer with `lexecon approve`) or --on-escalate prompt to be asked";
+
+/// Which list of the summary an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListKind {
+    /// Refused or killed.
+    Blocked,
+    /// Observe mode: allowed, would have been refused or escalated.
+    WouldBlock,
 }
 
 /// The judge of one run.
@@ -295,6 +304,9 @@ pub struct Session {
     programs: HashMap<(u64, u64), PathBuf>,
     writer: Mutex<LedgerWriter>,
     report_blocks: bool,
+    tell_process: bool,
+    policy_path: Option<PathBuf>,
+    policy_sha256: [u8; 32],
     state: Mutex<State>,
     escalations: Arc<escalation::Escalations>,
     approval_server: Mutex<Option<crate::approval::Server>>,
@@ -309,7 +321,9 @@ pub struct Session {
 #[derive(Default)]
 struct State {
     counts: Counts,
-    blocked: Vec<Blocked>,
+    blocked: report::List,
+    would_block: report::List,
+    escalations: report::List,
     record_failures: u64,
     first_record_error: Option<String>,
 }
@@ -319,11 +333,22 @@ struct State {
 pub struct Summary {
     pub outcome: supervisor::Outcome,
     pub counts: Counts,
-    pub blocked: Vec<Blocked>,
+    /// What was refused or killed, each distinct line once with its count.
+    pub blocked: report::List,
+    /// Observe mode: what would have been refused (or escalated).
+    pub would_block: report::List,
+    /// Escalated actions and how each ended.
+    pub escalations: report::List,
     pub record_failures: u64,
     pub ledger: PathBuf,
     pub run_id: String,
     pub mode: Mode,
+    /// The policy file (`None`: the built-in default policy).
+    pub policy_path: Option<PathBuf>,
+    pub policy_sha256: [u8; 32],
+    /// The exit code `lexecon-supervise` returns and why, once decided
+    /// ([`Summary::decide_exit`]).
+    pub exit: Option<(u8, ExitReason)>,
     /// Set when the run could not be sealed.
     pub seal_error: Option<String>,
     /// The run's final checkpoint as a one-line anchor
@@ -355,6 +380,47 @@ pub fn describe(action: &Action) -> String {
             s
         }
         Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
+    }
+}
+
+/// A short description of the call a judged action stands for, naming the
+/// real operation: `unlink ./x`, `rename to /w/y`, `truncate /w/f`,
+/// `creat /w/f`, `open O_TMPFILE in /tmp (…)`; opens and execs as
+/// [`describe`]. Escaped like [`describe`].
+pub fn describe_call(syscall: &str, action: &Action) -> String {
+    let Action::Open(o) = action else {
+        return describe(action);
+    };
+    let p = escape::path(&o.path);
+    let a = o.access;
+    match syscall {
+        "rmdir" => format!("rmdir {p}"),
+        "unlink" | "unlinkat" if a.contains(Access::DIRECTORY) && !a.contains(Access::TRUNCATE) => {
+            format!("rmdir {p}")
+        }
+        "unlink" | "unlinkat" => format!("unlink {p}"),
+        "rename" | "renameat" | "renameat2" if a.contains(Access::CREATE) => {
+            format!("rename to {p}")
+        }
+        "rename" | "renameat" | "renameat2" => format!("rename {p}"),
+        "link" | "linkat" if a.contains(Access::CREATE) => format!("link as {p}"),
+        "link" | "linkat" => format!("link {p}"),
+        "truncate" => format!("truncate {p}"),
+        "creat" => format!("creat {p}"),
+        "mkdir" | "mkdirat" => format!("mkdir {p}"),
+        "mknod" | "mknodat" => format!("mknod {p}"),
+        "symlink" | "symlinkat" => format!("symlink {p}"),
+        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" => format!("chmod {p}"),
+        "chown" | "fchown" | "lchown" | "fchownat" => format!("chown {p}"),
+        "utime" | "utimes" | "futimesat" | "utimensat" => format!("set times of {p}"),
+        "setxattr" | "lsetxattr" | "fsetxattr" => format!("setxattr {p}"),
+        "removexattr" | "lremovexattr" | "fremovexattr" => format!("removexattr {p}"),
+        "ioctl" => format!("set inode flags of {p}"),
+        _ if o.path.file_name() == Some(std::ffi::OsStr::new(crate::action::UNNAMED_TMPFILE)) => {
+            let dir = o.path.parent().map(escape::path).unwrap_or_default();
+            format!("open O_TMPFILE in {dir} ({a})")
+        }
+        _ => describe(action),
     }
 }
 
@@ -408,6 +474,7 @@ impl Session {
             PathBuf::from(format!("/proc/{pid}")),
         );
         let programs = program_identities(&cfg.policy);
+        let policy_sha256 = cfg.policy.sha256();
         Ok((
             Session {
                 policy: cfg.policy,
@@ -417,6 +484,9 @@ impl Session {
                 programs,
                 writer: Mutex::new(writer),
                 report_blocks: cfg.report_blocks,
+                tell_process: cfg.tell_process,
+                policy_path: cfg.policy_path.clone(),
+                policy_sha256,
                 state: Mutex::new(State::default()),
                 escalations: Arc::new(escalation::Escalations::new(
                     cfg.escalate_timeout,
@@ -596,38 +666,148 @@ impl Session {
         }
     }
 
-    fn report(&self, seq: Option<u64>, action: &Action, rule: &str, verb: &str) {
-        let what = describe(action);
-        if self.report_blocks {
-            let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
-            eprintln!(
-                "lexecon: {verb} {what} (rule {}, {record})",
-                escape::text(rule)
+    /// Shows one refusal (or, in observe mode, one action that would have
+    /// been refused): the line on the supervisor's stderr, folded when it
+    /// repeats ([`report`]), the entry of the summary's list, and, when
+    /// `tell` names the denied caller, the same line on that caller's own
+    /// stderr.
+    #[allow(clippy::too_many_arguments)]
+    fn show(
+        &self,
+        list: ListKind,
+        tell: Option<&Caller>,
+        verb: &str,
+        what: &str,
+        rule: &str,
+        reason: &str,
+        hint: &str,
+        seq: Option<u64>,
+    ) {
+        let mut tail = String::new();
+        if !reason.is_empty() {
+            let _ = write!(tail, ": {}", escape::text(reason));
+        }
+        if !hint.is_empty() {
+            let _ = write!(
+                tail,
+                "{}{}",
+                if reason.is_empty() { ": " } else { "; " },
+                escape::text(hint)
             );
         }
-        lock(&self.state).blocked.push(Blocked {
+        let rule_shown = escape::text(rule);
+        let key = format!("{verb} {what} (rule {rule_shown}){tail}");
+        let (shown, tell) = {
+            let now = std::time::Instant::now();
+            let mut st = lock(&self.state);
+            let l = match list {
+                ListKind::Blocked => &mut st.blocked,
+                ListKind::WouldBlock => &mut st.would_block,
+            };
+            let shown = l.add(&key, what, rule, reason, verb, seq, now);
+            let tell = tell.filter(|c| self.tell_process && l.tell(&key, c.pid, now));
+            (shown, tell)
+        };
+        let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
+        let line = format!("lexecon: {verb} {what} (rule {rule_shown}, {record}){tail}");
+        if self.report_blocks {
+            match shown {
+                report::Show::Folded => {}
+                report::Show::Line { folded: 0 } => eprintln!("{line}"),
+                report::Show::Line { folded } => {
+                    eprintln!("{line} [and {folded} more like it since this line was last shown]")
+                }
+            }
+        }
+        if let Some(caller) = tell {
+            supervisor::tell::tell(caller, &line, self.report_blocks);
+        }
+    }
+
+    /// Shows a refused or killed action (see [`Session::show`]).
+    #[allow(clippy::too_many_arguments)]
+    fn report(
+        &self,
+        caller: &Caller,
+        syscall: &str,
+        seq: Option<u64>,
+        action: &Action,
+        decision: &Decision,
+        verb: &str,
+        hint: &str,
+    ) {
+        let rule = decision.rule.as_deref().unwrap_or("default");
+        self.show(
+            ListKind::Blocked,
+            Some(caller),
+            verb,
+            &describe_call(syscall, action),
+            rule,
+            &decision.reason,
+            hint,
             seq,
-            what,
-            rule: rule.to_string(),
-        });
+        );
+    }
+
+    /// Shows an action refused because its record could not be written.
+    fn report_record_failed(&self, caller: &Caller, syscall: &str, action: &Action, verb: &str) {
+        self.show(
+            ListKind::Blocked,
+            Some(caller),
+            verb,
+            &describe_call(syscall, action),
+            builtin::RECORD_FAILED,
+            "the ledger could not be written, and nothing is allowed unrecorded",
+            "",
+            None,
+        );
+    }
+
+    /// Counts an escalated action and how it ended, for the summaries.
+    fn note_escalation(
+        &self,
+        syscall: &str,
+        action: &Action,
+        decision: &Decision,
+        ended: &str,
+        seq: Option<u64>,
+    ) {
+        let what = describe_call(syscall, action);
+        let rule = decision.rule.as_deref().unwrap_or("default");
+        let key = format!("{what}\0{rule}\0{ended}");
+        lock(&self.state).escalations.add(
+            &key,
+            &what,
+            rule,
+            &decision.reason,
+            ended,
+            seq,
+            std::time::Instant::now(),
+        );
     }
 
     /// The answer to a call whose decision was recorded as `seq` (`None`:
-    /// the record could not be written, so the call is refused).
-    fn answer(&self, seq: Option<u64>, action: &Action, rule: &str, outcome: Outcome) -> Ruling {
+    /// the record could not be written, so the call is refused). `hint`
+    /// goes on the block line.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        caller: &Caller,
+        syscall: &str,
+        seq: Option<u64>,
+        action: &Action,
+        decision: &Decision,
+        outcome: Outcome,
+        hint: &str,
+    ) -> Ruling {
         if outcome != Outcome::Allowed {
-            self.report(seq, action, rule, "blocked");
+            self.report(caller, syscall, seq, action, decision, "blocked", hint);
             return Ruling::Deny(libc::EPERM);
         }
         match seq {
             Some(_) => Ruling::Allow,
             None => {
-                self.report(
-                    None,
-                    action,
-                    builtin::RECORD_FAILED,
-                    "blocked (ledger write failed)",
-                );
+                self.report_record_failed(caller, syscall, action, "blocked");
                 Ruling::Deny(libc::EPERM)
             }
         }
@@ -674,10 +854,15 @@ impl Session {
             outcome,
             counts: st.counts,
             blocked: st.blocked,
+            would_block: st.would_block,
+            escalations: st.escalations,
             record_failures: st.record_failures,
             ledger: writer.path().to_path_buf(),
             run_id,
             mode: self.mode,
+            policy_path: self.policy_path,
+            policy_sha256: self.policy_sha256,
+            exit: None,
             seal_error,
             anchor,
             verify_hint: self.hints.verify,
@@ -699,6 +884,13 @@ impl Judge for Session {
             return r;
         }
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let hint = match (decision.verdict, outcome) {
+            (Verdict::Escalate, Outcome::Refused) if self.on_escalate == OnEscalate::Block => {
+                NO_APPROVER_HINT
+            }
+            _ => "",
+        };
+        let ended = note.clone();
         if let Some(what) = path_op_note(syscall).or_else(|| tmpfile_note(action)) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
@@ -711,12 +903,36 @@ impl Judge for Session {
             identity,
             note,
         );
-        self.answer(
-            seq,
-            action,
-            decision.rule.as_deref().unwrap_or("default"),
-            outcome,
-        )
+        let observed = self.mode == Mode::Observe && !builtin && outcome == Outcome::Allowed;
+        match decision.verdict {
+            Verdict::Block | Verdict::Escalate if observed => {
+                let (verb, hint) = if decision.verdict == Verdict::Block {
+                    ("would block", "observe mode: allowed")
+                } else {
+                    ("would escalate", "observe mode: allowed without asking")
+                };
+                self.show(
+                    ListKind::WouldBlock,
+                    None,
+                    verb,
+                    &describe_call(syscall, action),
+                    decision.rule.as_deref().unwrap_or("default"),
+                    &decision.reason,
+                    hint,
+                    seq,
+                );
+            }
+            Verdict::Escalate if !builtin => {
+                let ended = if hint.is_empty() {
+                    ended.unwrap_or_else(|| outcome.as_str().to_string())
+                } else {
+                    "blocked: no approver attached (--on-escalate block)".to_string()
+                };
+                self.note_escalation(syscall, action, &decision, &ended, seq);
+            }
+            _ => {}
+        }
+        self.answer(caller, syscall, seq, action, &decision, outcome, hint)
     }
 
     fn exec_committed(
@@ -735,6 +951,16 @@ impl Judge for Session {
             let n = "no matching exec request was seen for this thread".to_string();
             note = Some(note.map_or(n.clone(), |m| format!("{m}; {n}")));
         }
+        let hint = if outcome == Outcome::Allowed {
+            String::new()
+        } else {
+            let why = note.clone().unwrap_or_default();
+            if why.is_empty() {
+                "refused at the exec itself, after the program was loaded".to_string()
+            } else {
+                format!("refused at the exec itself: {why}")
+            }
+        };
         let seq = self.record(
             caller,
             action,
@@ -748,17 +974,11 @@ impl Judge for Session {
             self.count_confirmation(&decision, outcome, requested.is_some());
         }
         if outcome != Outcome::Allowed {
-            let rule = decision.rule.as_deref().unwrap_or("default");
-            self.report(seq, action, rule, "killed");
+            self.report(caller, "execve", seq, action, &decision, "killed", &hint);
             return false;
         }
         if seq.is_none() {
-            self.report(
-                None,
-                action,
-                builtin::RECORD_FAILED,
-                "killed (ledger write failed)",
-            );
+            self.report_record_failed(caller, "execve", action, "killed");
             return false;
         }
         true
@@ -797,19 +1017,23 @@ impl Judge for Session {
                 None
             }
         };
-        let what = format!("{syscall} by pid {}: {}", caller.pid, escape::text(why));
-        if self.report_blocks {
-            let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
-            eprintln!(
-                "lexecon: refused {what} ({}; rule {rule}, {record})",
-                std::io::Error::from_raw_os_error(errno)
-            );
-        }
-        lock(&self.state).blocked.push(Blocked {
+        // Refusals by a built-in rule are told to the caller; calls that
+        // could not be decoded are noise to it, and a refused connection to
+        // the approval socket has already been answered.
+        let tell = matches!(
+            rule,
+            builtin::SIGNAL | builtin::PROCESS | builtin::OUTSIDE_TREE
+        );
+        self.show(
+            ListKind::Blocked,
+            tell.then_some(caller),
+            "refused",
+            &format!("{syscall} by pid {}", caller.pid),
+            rule,
+            why,
+            &std::io::Error::from_raw_os_error(errno).to_string(),
             seq,
-            what,
-            rule: rule.to_string(),
-        });
+        );
     }
 
     fn tick(&self) {
@@ -897,8 +1121,43 @@ fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// Why `lexecon-supervise` returns the exit code it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The command's own status (or 126/127 when it could not start).
+    Command,
+    /// `--fail-on-block`: the command succeeded, but something was blocked.
+    FailOnBlock,
+    /// The run could not be sealed (125).
+    NotSealed,
+}
+
+impl ExitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExitReason::Command => "command",
+            ExitReason::FailOnBlock => "fail-on-block",
+            ExitReason::NotSealed => "not-sealed",
+        }
+    }
+}
+
+/// Most entries of a list the markdown summary shows.
+const MARKDOWN_LISTED: usize = 50;
+
+/// Most entries of a list the text summary shows.
+const TEXT_LISTED: usize = 10;
+
+/// `entries` (as `(count, line)`) cut to `max`, and how many occurrences
+/// were left out (with `unlisted` ones).
+fn first_of(list: &report::List, max: usize) -> (&[report::Listed], u64) {
+    let shown = &list.entries[..list.entries.len().min(max)];
+    let left = list.total() - shown.iter().map(|e| e.count).sum::<u64>();
+    (shown, left)
+}
+
 impl Summary {
-    /// The exit code of `lexecon-supervise`.
+    /// The exit code the command's own ending maps to.
     pub fn exit_code(&self) -> u8 {
         match self.outcome {
             supervisor::Outcome::Ran(Exit::Code(c)) => c.clamp(0, 255) as u8,
@@ -908,11 +1167,52 @@ impl Summary {
         }
     }
 
-    /// The end-of-run summary for humans.
-    pub fn text(&self) -> String {
-        let c = &self.counts;
-        let mut s = String::new();
-        let status = match self.outcome {
+    /// Actions refused or killed.
+    pub fn blocks(&self) -> u64 {
+        self.counts.refused + self.counts.killed
+    }
+
+    /// Decides the exit code of `lexecon-supervise` (kept in
+    /// [`Summary::exit`]): the command's, unless `--fail-on-block` turns a
+    /// success with blocks into 1, or the run could not be sealed (125).
+    pub fn decide_exit(&mut self, fail_on_block: bool) -> u8 {
+        let mut exit = (self.exit_code(), ExitReason::Command);
+        if fail_on_block && exit.0 == 0 && self.blocks() > 0 {
+            exit = (1, ExitReason::FailOnBlock);
+        }
+        if self.seal_error.is_some() && exit.0 == 0 {
+            exit = (125, ExitReason::NotSealed);
+        }
+        self.exit = Some(exit);
+        exit.0
+    }
+
+    /// The exit code returned (decided, else the command's).
+    pub fn returned(&self) -> (u8, ExitReason) {
+        self.exit.unwrap_or((self.exit_code(), ExitReason::Command))
+    }
+
+    /// Why the exit code is not the command's, in one line.
+    pub fn exit_explanation(&self) -> Option<String> {
+        let (code, why) = self.returned();
+        match why {
+            ExitReason::Command => None,
+            ExitReason::FailOnBlock => {
+                let n = self.blocks();
+                Some(format!(
+                    "lexecon: exit status {code} although the command succeeded: {n} action{} blocked and --fail-on-block is set",
+                    if n == 1 { " was" } else { "s were" }
+                ))
+            }
+            ExitReason::NotSealed => Some(format!(
+                "lexecon: error: exit status {code}: the run was not sealed: {}",
+                self.seal_error.as_deref().unwrap_or("")
+            )),
+        }
+    }
+
+    fn command_status(&self) -> String {
+        match self.outcome {
             supervisor::Outcome::Ran(Exit::Code(code)) => format!("exited with status {code}"),
             supervisor::Outcome::Ran(Exit::Signal(sig)) => format!("killed by signal {sig}"),
             supervisor::Outcome::NotStarted(e) => {
@@ -921,8 +1221,21 @@ impl Summary {
                     std::io::Error::from_raw_os_error(e)
                 )
             }
-        };
-        let _ = writeln!(s, "lexecon: command {status}");
+        }
+    }
+
+    fn policy_shown(&self) -> String {
+        match &self.policy_path {
+            Some(p) => escape::path(p),
+            None => "the built-in default policy".to_string(),
+        }
+    }
+
+    /// The end-of-run summary for humans.
+    pub fn text(&self) -> String {
+        let c = &self.counts;
+        let mut s = String::new();
+        let _ = writeln!(s, "lexecon: command {}", self.command_status());
         let _ = writeln!(
             s,
             "lexecon: {} judged ({} mode): {} allowed, {} blocked, {} killed after exec",
@@ -932,8 +1245,64 @@ impl Summary {
             c.refused,
             c.killed
         );
+        let line = |s: &mut String, e: &report::Listed, verb: &str| {
+            let reason = if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", escape::text(&e.reason))
+            };
+            let _ = writeln!(
+                s,
+                "lexecon:   {verb} {}{} (rule {}, {}){reason}",
+                e.what,
+                e.times(),
+                escape::text(&e.rule),
+                e.records()
+            );
+        };
+        let list = |s: &mut String, l: &report::List, head: &str, verb: Option<&str>| {
+            if l.is_empty() {
+                return;
+            }
+            let _ = writeln!(s, "lexecon: {head}:");
+            let (shown, left) = first_of(l, TEXT_LISTED);
+            for e in shown {
+                line(s, e, verb.unwrap_or(&e.how));
+            }
+            if left > 0 {
+                let _ = writeln!(s, "lexecon:   and {left} more (the ledger has them all)");
+            }
+        };
+        list(&mut s, &self.blocked, "blocked", None);
+        if !self.would_block.is_empty() {
+            let n = self.would_block.total();
+            list(
+                &mut s,
+                &self.would_block,
+                &format!(
+                    "observe mode: {n} action{} would have been refused or escalated",
+                    if n == 1 { "" } else { "s" }
+                ),
+                None,
+            );
+        }
         if c.escalate > 0 {
             let _ = writeln!(s, "lexecon: {}", count(c.escalate, "escalated action"));
+            let (shown, left) = first_of(&self.escalations, TEXT_LISTED);
+            for e in shown {
+                let _ = writeln!(
+                    s,
+                    "lexecon:   {}{} (rule {}, {}): {}",
+                    e.what,
+                    e.times(),
+                    escape::text(&e.rule),
+                    e.records(),
+                    escape::text(&e.how)
+                );
+            }
+            if left > 0 {
+                let _ = writeln!(s, "lexecon:   and {left} more (the ledger has them all)");
+            }
         }
         if self.record_failures > 0 {
             let _ = writeln!(
@@ -965,11 +1334,39 @@ impl Summary {
             supervisor::Outcome::Ran(Exit::Signal(s)) => (None, Some(s), None),
             supervisor::Outcome::NotStarted(e) => (None, None, Some(e)),
         };
+        let (code, why) = self.returned();
+        let entries = |l: &report::List, outcome_key: &str| {
+            l.entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "record": e.first,
+                        "last_record": e.last,
+                        "count": e.count,
+                        "action": e.what,
+                        "rule": e.rule,
+                        "reason": e.reason,
+                        outcome_key: e.how,
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
         serde_json::json!({
             "run_id": self.run_id,
             "ledger": self.ledger.to_string_lossy(),
             "mode": self.mode.as_str(),
-            "exit_code": self.exit_code(),
+            "policy": {
+                "path": self.policy_path.as_ref().map(|p| p.to_string_lossy()),
+                "sha256": hex::encode(self.policy_sha256),
+            },
+            "exit_code": code,
+            "exit_reason": why.as_str(),
+            "command": {
+                "exit_code": self.exit_code(),
+                "exit_status": exit_status,
+                "signal": signal,
+                "exec_errno": exec_errno,
+            },
             "exit_status": exit_status,
             "signal": signal,
             "exec_errno": exec_errno,
@@ -985,9 +1382,12 @@ impl Summary {
             "record_failures": self.record_failures,
             "sealed": self.seal_error.is_none(),
             "anchor": self.anchor,
-            "blocked": self.blocked.iter().map(|b| serde_json::json!({
-                "record": b.seq, "action": b.what, "rule": b.rule,
-            })).collect::<Vec<_>>(),
+            "blocked": entries(&self.blocked, "outcome"),
+            "blocked_unlisted": self.blocked.unlisted,
+            "would_block": entries(&self.would_block, "verdict"),
+            "would_block_unlisted": self.would_block.unlisted,
+            "escalations": entries(&self.escalations, "ended"),
+            "escalations_unlisted": self.escalations.unlisted,
         })
     }
 
@@ -995,29 +1395,96 @@ impl Summary {
     pub fn markdown(&self) -> String {
         let c = &self.counts;
         let mut s = String::from("### Lexecon\n\n");
-        let _ = writeln!(
-            s,
-            "| judged | allowed | blocked | killed |\n|---:|---:|---:|---:|"
-        );
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |\n",
-            c.decisions, c.allowed, c.refused, c.killed
-        );
-        // Actions, rules and the ledger's path only ever inside code spans
+        // Actions, rules, reasons and paths only ever inside code spans
         // (see `escape::code_span`): no line break, link, image or HTML.
-        for b in self.blocked.iter().take(20) {
-            let rec = b.seq.map_or_else(String::new, |n| format!(", record {n}"));
-            let _ = writeln!(
-                s,
-                "- blocked {} (rule {}{rec})",
-                escape::code_span(&b.what),
-                escape::code_span(&b.rule)
-            );
+        let (code, why) = self.returned();
+        let _ = write!(
+            s,
+            "Exit status **{code}**: the command {}",
+            self.command_status()
+        );
+        match why {
+            ExitReason::Command => s.push_str(".\n\n"),
+            ExitReason::FailOnBlock => {
+                let _ = write!(
+                    s,
+                    "; {} blocked and `--fail-on-block` is set.\n\n",
+                    self.blocks()
+                );
+            }
+            ExitReason::NotSealed => s.push_str("; the run could not be sealed.\n\n"),
         }
         let _ = writeln!(
             s,
-            "\nLedger: {} (run `{}`)",
+            "Policy: {} (SHA-256 `{}`), {} mode.\n",
+            escape::code_span(&self.policy_shown()),
+            hex::encode(self.policy_sha256),
+            self.mode
+        );
+        let _ = writeln!(
+            s,
+            "| judged | allowed | blocked | killed | escalated |\n|---:|---:|---:|---:|---:|"
+        );
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |\n",
+            c.decisions, c.allowed, c.refused, c.killed, c.escalate
+        );
+        let item = |s: &mut String, e: &report::Listed, lead: &str| {
+            let reason = if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", escape::code_span(&e.reason))
+            };
+            let _ = writeln!(
+                s,
+                "- {lead}{}{} (rule {}, {}){reason}",
+                escape::code_span(&e.what),
+                e.times(),
+                escape::code_span(&e.rule),
+                e.records()
+            );
+        };
+        let more = |s: &mut String, left: u64| {
+            if left > 0 {
+                let _ = writeln!(s, "- and {left} more (the ledger has them all)");
+            }
+        };
+        if !self.blocked.is_empty() {
+            let _ = writeln!(s, "**Blocked** ({}):\n", self.blocked.total());
+            let (shown, left) = first_of(&self.blocked, MARKDOWN_LISTED);
+            for e in shown {
+                item(&mut s, e, &format!("{} ", e.how));
+            }
+            more(&mut s, left);
+            s.push('\n');
+        }
+        if !self.escalations.is_empty() {
+            let _ = writeln!(s, "**Escalations** ({}):\n", self.escalations.total());
+            let (shown, left) = first_of(&self.escalations, MARKDOWN_LISTED);
+            for e in shown {
+                item(&mut s, e, "");
+                let _ = writeln!(s, "  - ended: {}", escape::code_span(&e.how));
+            }
+            more(&mut s, left);
+            s.push('\n');
+        }
+        if !self.would_block.is_empty() {
+            let _ = writeln!(
+                s,
+                "**Would have been refused or escalated** (observe mode, {}):\n",
+                self.would_block.total()
+            );
+            let (shown, left) = first_of(&self.would_block, MARKDOWN_LISTED);
+            for e in shown {
+                item(&mut s, e, &format!("{} ", e.how));
+            }
+            more(&mut s, left);
+            s.push('\n');
+        }
+        let _ = writeln!(
+            s,
+            "Ledger: {} (run `{}`)",
             escape::code_span(&escape::path(&self.ledger)),
             self.run_id
         );

@@ -225,10 +225,18 @@ fn held_open_denied_fails_with_eperm_and_approved_open_reads_the_file() {
         "cat secret1 > got1 2> err1; echo \"cat1=$?\" > r1\n\
          cat secret2 > got2; echo \"cat2=$?\" > r2\n",
     );
+    let summary = env.root.join("summary.json");
     let child = start(
         &env,
         &p,
-        &["--on-escalate", "wait", "--escalate-timeout", "120"],
+        &[
+            "--on-escalate",
+            "wait",
+            "--escalate-timeout",
+            "120",
+            "--json-summary",
+            summary.to_str().unwrap(),
+        ],
     );
     let list = pending_with(&env, 1);
     assert!(list[0]["action"].as_str().unwrap().contains("secret1"));
@@ -236,6 +244,19 @@ fn held_open_denied_fails_with_eperm_and_approved_open_reads_the_file() {
     assert_eq!(wait_file(&env.ws.join("r1")), "cat1=1\n");
     let err = std::fs::read_to_string(env.ws.join("err1")).unwrap();
     assert!(err.contains("Operation not permitted"), "{err}");
+    // The denied process is told what was refused, by which rule and why,
+    // and that a human denied it.
+    let told = format!(
+        "lexecon: blocked open {}/secret1 (read) (rule ask-secret, record ",
+        env.ws.display()
+    );
+    assert!(
+        err.starts_with(&told)
+            && err.contains(
+                "): secrets need a human; escalation request 1 denied by `lexecon deny` (uid "
+            ),
+        "{err}"
+    );
     let list = pending_with(&env, 2);
     assert!(list[0]["action"].as_str().unwrap().contains("secret2"));
     answer(&env, "approve", 2, false);
@@ -257,6 +278,36 @@ fn held_open_denied_fails_with_eperm_and_approved_open_reads_the_file() {
     assert_eq!(opens.len(), 1);
     assert_eq!(opens[0]["outcome"], "refused");
     assert_eq!(opens[0]["verdict"], "escalate");
+    // The summaries say how each escalation ended.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let esc = json["escalations"].as_array().unwrap();
+    assert_eq!(esc.len(), 2, "{json}");
+    assert!(esc[0]["action"].as_str().unwrap().contains("secret1"));
+    assert!(
+        esc[0]["ended"]
+            .as_str()
+            .unwrap()
+            .contains("request 1 denied"),
+        "{json}"
+    );
+    assert_eq!(
+        esc[0]["record"],
+        opens[0]["seq"].as_str().unwrap().parse::<u64>().unwrap()
+    );
+    assert!(
+        esc[1]["ended"]
+            .as_str()
+            .unwrap()
+            .contains("request 2 approved"),
+        "{json}"
+    );
+    let text = common::stderr(&out);
+    assert!(
+        text.contains("lexecon: 2 escalated actions")
+            && text.contains(": escalation request 2 approved by `lexecon approve`"),
+        "{text}"
+    );
     env.assert_valid();
 }
 
@@ -340,11 +391,37 @@ fn unattended_default_blocks_at_once_without_a_socket() {
     let env = Env::new();
     let p = policy(&env);
     std::fs::write(env.ws.join("secret"), "s\n").unwrap();
-    let out = env.supervise(&p, &["sh", "-c", "cat secret; echo \"cat=$?\""]);
+    let step = env.root.join("step.md");
+    let out = env
+        .supervise_cmd(&p, &["sh", "-c", "cat secret; echo \"cat=$?\""])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(common::stdout(&out).contains("cat=1"));
     let opens = env.open_records(&env.ws.join("secret"));
     assert_eq!(opens[0]["outcome"], "refused");
+    // The block line says why, and how to attach an approver.
+    let err = common::stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "lexecon: blocked open {}/secret (read) (rule ask-secret, record {}): secrets need a human; it needs a human's approval and no approver is attached: run with --on-escalate wait (answer with `lexecon approve`) or --on-escalate prompt to be asked",
+            env.ws.display(),
+            opens[0]["seq"].as_str().unwrap()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("(rule ask-secret, record ")
+            && err.contains("): blocked: no approver attached (--on-escalate block)"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(
+        md.contains("**Escalations** (1):")
+            && md.contains("  - ended: ` blocked: no approver attached (--on-escalate block) `"),
+        "{md}"
+    );
     assert!(opens[0]["note"]
         .as_str()
         .unwrap()

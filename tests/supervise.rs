@@ -617,6 +617,8 @@ fn observe_mode_records_what_would_be_blocked_and_allows_it() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(126));
+    let summary = env.root.join("summary.json");
+    let step = env.root.join("step.md");
     let mut cmd = Command::new(LEXECON);
     cmd.args([
         "supervise",
@@ -632,9 +634,12 @@ fn observe_mode_records_what_would_be_blocked_and_allows_it() {
     .arg(&env.ledger)
     .arg("--keys")
     .arg(&env.keys)
+    .arg("--json-summary")
+    .arg(&summary)
     .arg("--")
     .arg(&marker)
     .arg("ran.txt")
+    .env("GITHUB_STEP_SUMMARY", &step)
     .current_dir(&env.ws);
     let out = cmd.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -646,6 +651,37 @@ fn observe_mode_records_what_would_be_blocked_and_allows_it() {
     assert!(
         last["note"].as_str().unwrap_or("").contains("observe"),
         "{last}"
+    );
+    // What would have been blocked, in the line, the text summary, the JSON
+    // and the markdown.
+    let err = stderr(&out);
+    let m = marker.display();
+    assert!(
+        err.contains(&format!(
+            "lexecon: would block exec {m} ran.txt (rule block-marker, record "
+        )) && err.contains("): the marker program is forbidden; observe mode: allowed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("lexecon: observe mode: 1 action would have been refused or escalated:")
+            && err.contains(&format!(
+                "lexecon:   would block exec {m} ran.txt (rule block-marker"
+            )),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(json["mode"], "observe");
+    assert_eq!(json["would_block"][0]["rule"], "block-marker", "{json}");
+    assert_eq!(json["would_block"][0]["verdict"], "would block");
+    assert_eq!(json["blocked"].as_array().unwrap().len(), 0);
+    let md = std::fs::read_to_string(&step).unwrap();
+    assert!(
+        md.contains("**Would have been refused or escalated** (observe mode, 1):")
+            && md.contains(&format!(
+                "- would block ` exec {m} ran.txt ` (rule ` block-marker `"
+            )),
+        "{md}"
     );
     env.assert_valid();
 }
@@ -958,23 +994,86 @@ fn summaries_for_ci_json_step_summary_and_fail_on_block() {
         "--fail-on-block turns a blocked run into a failure: {}",
         stderr(&out)
     );
+    let err = stderr(&out);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let blocks = json["counts"]["refused"].as_u64().unwrap();
+    assert!(blocks >= 1, "{json}");
+    // Why the exit status is 1, in one line naming the count and the flag.
+    assert!(
+        err.contains(&format!(
+            "lexecon: exit status 1 although the command succeeded: {blocks} action{} blocked and --fail-on-block is set",
+            if blocks == 1 { " was" } else { "s were" }
+        )),
+        "{err}"
+    );
+    // The code returned and the command's own status, apart.
+    assert_eq!(json["exit_code"], 1, "{json}");
+    assert_eq!(json["exit_reason"], "fail-on-block");
+    assert_eq!(json["command"]["exit_code"], 0);
+    assert_eq!(json["command"]["exit_status"], 0);
     assert_eq!(json["exit_status"], 0);
-    assert_eq!(json["exit_code"], 0);
-    assert!(json["counts"]["refused"].as_u64().unwrap() >= 1, "{json}");
     assert_eq!(json["blocked"][0]["rule"], "block-marker");
+    assert_eq!(
+        json["blocked"][0]["reason"],
+        "the marker program is forbidden"
+    );
     assert_eq!(json["sealed"], true);
+    // The policy and its hash, as the run header records them.
+    let header = env
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "run")
+        .unwrap();
+    let hash = header["policy_sha256"].as_str().unwrap().to_string();
+    assert_eq!(json["policy"]["sha256"], hash.as_str());
+    assert_eq!(json["policy"]["path"], policy.to_str().unwrap());
     let md = std::fs::read_to_string(&step).unwrap();
+    for want in [
+        "| judged |",
+        "Exit status **1**: the command exited with status 0;",
+        "`--fail-on-block`",
+        &format!(
+            "Policy: ` {} ` (SHA-256 `{hash}`), enforce mode.",
+            policy.display()
+        ),
+        "- blocked ` exec ",
+        "(rule ` block-marker `, record ",
+        ": ` the marker program is forbidden `",
+    ] {
+        assert!(md.contains(want), "{want:?} missing from:\n{md}");
+    }
     assert!(
-        md.contains("block-marker") && md.contains("| judged |"),
-        "{md}"
+        err.contains("lexecon verify"),
+        "the summary says how to verify: {err}"
     );
-    assert!(
-        stderr(&out).contains("lexecon verify"),
-        "the summary says how to verify: {}",
-        stderr(&out)
-    );
+    // Said with --quiet too.
+    let quiet = Command::new(LEXECON)
+        .args([
+            "supervise",
+            "--allow-root-tree",
+            "--sync",
+            "never",
+            "--fail-on-block",
+            "--quiet",
+            "--policy",
+        ])
+        .arg(&policy)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--", "sh", "-c", &script])
+        .current_dir(&env.ws)
+        .output()
+        .unwrap();
+    assert_eq!(quiet.status.code(), Some(1));
+    let qerr = stderr(&quiet);
+    assert!(qerr.contains("--fail-on-block is set"), "{qerr}");
+    // No summary; the block line only once, told to the denied process
+    // (its stderr is the same pipe, and the supervisor printed none).
+    assert!(!qerr.contains("actions judged"), "{qerr}");
+    assert_eq!(qerr.matches("lexecon: blocked exec ").count(), 1, "{qerr}");
     env.assert_valid();
 }
 
@@ -1624,4 +1723,294 @@ fn anchors_published_by_the_supervisor_catch_a_cut_at_a_run_boundary() {
         "{out}"
     );
     assert!(out.contains(&format!("no run {run2}")), "{out}");
+}
+
+/// The number in `lexecon: … (rule R, record N)` of the first line of `err`
+/// that starts with `head`.
+fn record_of(err: &str, head: &str) -> u64 {
+    let line = err
+        .lines()
+        .find(|l| l.starts_with(head))
+        .unwrap_or_else(|| panic!("no line starting with {head:?} in:\n{err}"));
+    let at = line.find(", record ").expect(line) + ", record ".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The ledger record numbered `seq`.
+fn record(env: &Env, seq: u64) -> serde_json::Value {
+    env.records()
+        .into_iter()
+        .find(|r| r["seq"].as_str() == Some(seq.to_string().as_str()))
+        .unwrap_or_else(|| panic!("no record {seq}"))
+}
+
+#[test]
+fn block_lines_name_the_real_operation_and_the_rules_reason() {
+    let env = Env::new();
+    let policy = env.protected_data();
+    std::fs::create_dir(env.ws.join("protected/sub")).unwrap();
+    let py = "import os, ctypes\n\
+              libc = ctypes.CDLL(None, use_errno=True)\n\
+              def t(f):\n    try:\n        f()\n    except OSError:\n        pass\n\
+              t(lambda: os.unlink('protected/data'))\n\
+              t(lambda: os.rename('protected/data', 'moved'))\n\
+              t(lambda: (open('evil', 'w').write('e'), os.replace('evil', 'protected/data')))\n\
+              t(lambda: os.link('protected/data', 'alias'))\n\
+              t(lambda: os.truncate('protected/data', 0))\n\
+              t(lambda: os.rmdir('protected/sub'))\n\
+              t(lambda: os.open('protected/sub', os.O_TMPFILE | os.O_WRONLY, 0o600))\n\
+              print('creat', libc.syscall(85, b'protected/new', 0o644))\n\
+              t(lambda: open('protected/data', 'a'))\n";
+    let out = env.supervise(&policy, &["python3", "-c", py]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("creat -1"), "{}", stdout(&out));
+    let err = stderr(&out);
+    let ws = env.ws.display();
+    let data = format!("{ws}/protected/data");
+    for (head, access) in [
+        (format!("lexecon: blocked unlink {data} "), "write,truncate"),
+        (format!("lexecon: blocked rename {data} "), "read,write"),
+        (
+            format!("lexecon: blocked rename to {data} "),
+            "write,create,truncate",
+        ),
+        (format!("lexecon: blocked link {data} "), "read,write"),
+        (
+            format!("lexecon: blocked truncate {data} "),
+            "write,truncate",
+        ),
+        (
+            format!("lexecon: blocked rmdir {ws}/protected/sub "),
+            "write,directory",
+        ),
+        (
+            format!("lexecon: blocked open O_TMPFILE in {ws}/protected/sub ("),
+            "write,create",
+        ),
+        (
+            format!("lexecon: blocked creat {ws}/protected/new "),
+            "write,create,truncate",
+        ),
+        (
+            format!("lexecon: blocked open {data} (write,create,append) "),
+            "write,append",
+        ),
+    ] {
+        let line = err.lines().find(|l| l.starts_with(&head));
+        let line = line.unwrap_or_else(|| panic!("no {head:?} in:\n{err}"));
+        assert!(
+            line.contains("(rule protect, record ") && line.ends_with("): protected data"),
+            "{line}"
+        );
+        // The ledger keeps its format: the record is an open with the
+        // access the operation amounts to.
+        let r = record(&env, record_of(&err, &head));
+        assert_eq!(r["kind"], "decision", "{r}");
+        assert_eq!(r["action"]["kind"], "open", "{r}");
+        assert_eq!(r["outcome"], "refused", "{r}");
+        assert_eq!(r["rule"], "protect", "{r}");
+        let recorded: Vec<&str> = r["action"]["access"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_else(|| r["action"]["access"].as_str().unwrap().split(',').collect());
+        for a in access.split(',') {
+            assert!(recorded.contains(&a), "{a} not in {r}");
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("protected/data")).unwrap(),
+        "original\n"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn identical_blocks_are_folded_and_counted_and_a_different_one_is_shown() {
+    let env = Env::new();
+    let policy = env.protected_data();
+    let summary = env.root.join("summary.json");
+    let py = "for i in range(30):\n    \
+              try:\n        open('protected/data', 'w')\n    except OSError:\n        pass\n    \
+              if i == 14:\n        \
+              try:\n            open('protected/other', 'w')\n        except OSError:\n            pass\n";
+    let out = env
+        .supervise_cmd_with(
+            &policy,
+            &["--json-summary", summary.to_str().unwrap()],
+            &["python3", "-c", py],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let data = format!(
+        "lexecon: blocked open {}/protected/data (write,create,truncate) (rule protect, record ",
+        env.ws.display()
+    );
+    let other = format!(
+        "lexecon: blocked open {}/protected/other (write,create,truncate) (rule protect, record ",
+        env.ws.display()
+    );
+    assert_eq!(err.matches(&data).count(), 1, "{err}");
+    assert_eq!(err.matches(&other).count(), 1, "{err}");
+    // The summary gives the count.
+    assert!(
+        err.contains(&format!(
+            "lexecon:   blocked open {}/protected/data (write,create,truncate) ×30 (rule protect, records ",
+            env.ws.display()
+        )),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let blocked = json["blocked"].as_array().unwrap();
+    assert_eq!(blocked.len(), 2, "{json}");
+    assert_eq!(blocked[0]["count"], 30);
+    assert_eq!(blocked[1]["count"], 1);
+    // Every refusal is in the ledger all the same.
+    let refused = env
+        .open_records(&env.ws.join("protected/data"))
+        .into_iter()
+        .filter(|r| r["outcome"] == "refused")
+        .count();
+    assert_eq!(refused, 30);
+    env.assert_valid();
+}
+
+#[test]
+fn the_step_summary_lists_the_first_50_blocks_and_counts_the_rest() {
+    let env = Env::new();
+    let policy = env.protected_data();
+    let step = env.root.join("step.md");
+    let py = "for i in range(60):\n    \
+              try:\n        open('protected/f%02d' % i, 'w')\n    except OSError:\n        pass\n";
+    let out = env
+        .supervise_cmd(&policy, &["python3", "-c", py])
+        .env("GITHUB_STEP_SUMMARY", &step)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let md = std::fs::read_to_string(&step).unwrap();
+    let items: Vec<&str> = md.lines().filter(|l| l.starts_with("- blocked ")).collect();
+    assert_eq!(items.len(), 50, "{md}");
+    assert!(items[0].contains("/protected/f00 "), "{md}");
+    assert!(items[49].contains("/protected/f49 "), "{md}");
+    assert!(md.contains("**Blocked** (60):"), "{md}");
+    assert!(
+        md.contains("- and 10 more (the ledger has them all)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Exit status **0**: the command exited with status 0."),
+        "{md}"
+    );
+    env.assert_valid();
+}
+
+/// A policy blocking `rm` (rule `block-rm-rf`).
+fn block_rm_policy(env: &Env) -> std::path::PathBuf {
+    env.policy(
+        "version: 1\nmode: enforce\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: block-rm-rf\n    exec:\n      program: \"**/rm\"\n    decision: block\n    reason: recursive removal is not allowed here\n",
+    )
+}
+
+#[test]
+fn the_denied_process_is_told_why_on_its_own_stderr() {
+    let env = Env::new();
+    let policy = block_rm_policy(&env);
+    std::fs::create_dir(env.ws.join("x")).unwrap();
+    let script = r#"rm -rf "$(printf 'x\033[2K')" 2>err.txt; rm -rf x 2>>err.txt; exit 0"#;
+    let out = env.supervise(&policy, &["sh", "-c", script]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let told = std::fs::read_to_string(env.ws.join("err.txt")).unwrap();
+    assert!(!told.contains('\x1b'), "raw control bytes: {told:?}");
+    let lines: Vec<&str> = told.lines().filter(|l| l.starts_with("lexecon:")).collect();
+    // One line per refused command (a shell trying each directory of PATH
+    // is told once), each with the rule, the record and the reason.
+    assert_eq!(lines.len(), 2, "{told}");
+    assert!(
+        lines[0]
+            .starts_with("lexecon: blocked exec rm -rf $'x\\x1b[2K' (rule block-rm-rf, record ")
+            && lines[0].ends_with("): recursive removal is not allowed here"),
+        "{told}"
+    );
+    assert!(
+        lines[1].starts_with("lexecon: blocked exec rm -rf x (rule block-rm-rf, record "),
+        "{told}"
+    );
+    let r = record(&env, record_of(&told, "lexecon: blocked exec rm -rf x "));
+    assert_eq!(r["rule"], "block-rm-rf");
+    assert_eq!(r["outcome"], "refused");
+    assert_eq!(r["action"]["argv"][2], "x");
+    // The shell's own message follows ours.
+    let ours = told.find("lexecon: blocked exec rm -rf x").unwrap();
+    assert!(told[ours..].contains("Operation not permitted"), "{told}");
+    assert!(env.ws.join("x").exists());
+    // The supervisor's stderr is also the tree's here (the same pipe): each
+    // line is shown there once, not twice.
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("lexecon: blocked exec rm -rf x (rule").count(),
+        1,
+        "{err}"
+    );
+
+    // --no-tell-process: the process gets its EPERM only.
+    std::fs::remove_file(env.ws.join("err.txt")).unwrap();
+    let out = env
+        .supervise_cmd_with(&policy, &["--no-tell-process"], &["sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let told = std::fs::read_to_string(env.ws.join("err.txt")).unwrap();
+    assert!(!told.contains("lexecon"), "{told}");
+    assert!(told.contains("Operation not permitted"), "{told}");
+    assert!(stderr(&out).contains("lexecon: blocked exec rm -rf x (rule block-rm-rf"));
+    env.assert_valid();
+}
+
+/// A tree whose stderr is a pipe that is full and never read is still
+/// served: the line it is told is dropped, nothing waits.
+#[test]
+fn a_full_stderr_pipe_nobody_reads_stalls_nothing() {
+    let env = Env::new();
+    let policy = env.protected_data();
+    let py = "import os\n\
+              r, w = os.pipe()\n\
+              os.set_blocking(w, False)\n\
+              try:\n    while True:\n        os.write(w, b'x' * 4096)\n\
+              except BlockingIOError:\n    pass\n\
+              try:\n    while True:\n        os.write(w, b'x')\n\
+              except BlockingIOError:\n    pass\n\
+              os.set_blocking(w, True)\n\
+              saved = os.dup(2)\n\
+              os.dup2(w, 2)\n\
+              n = 0\n\
+              for i in range(20):\n    \
+              try:\n        open('protected/data%d' % i, 'w')\n    except PermissionError:\n        n += 1\n\
+              os.dup2(saved, 2)\n\
+              print('refused', n)\n";
+    let mut child = env
+        .supervise_cmd(&policy, &["python3", "-c", py])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the run stalled on a full stderr pipe");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "refused 20\n", "{}", stderr(&out));
+    env.assert_valid();
 }

@@ -105,6 +105,11 @@ pub struct SuperviseArgs {
     /// Exit with status 1 when the command succeeded but an action was blocked.
     #[arg(long)]
     pub fail_on_block: bool,
+    /// Do not write the block line to the denied process's own stderr
+    /// (by default a refused process is told what was refused and why, so
+    /// that an agent reading its tool's output sees the rule and the record).
+    #[arg(long)]
+    pub no_tell_process: bool,
     /// The workspace: the directory the policy's `${WORKSPACE}` stands for
     /// (default: the current directory). The command still starts in the
     /// current directory.
@@ -340,6 +345,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         },
         keys_dir: keys.dir,
         report_blocks: !args.quiet,
+        tell_process: !args.no_tell_process,
         escalate_timeout: Duration::from_secs(args.escalate_timeout),
         max_pending: args.max_pending.max(1),
         workspace: ws.clone(),
@@ -360,18 +366,13 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             escape::path(&ws)
         );
     }
-    let summary = session::run(cfg, writer, &command, &cwd)?;
+    let mut summary = session::run(cfg, writer, &command, &cwd)?;
+    let code = summary.decide_exit(args.fail_on_block);
     report(&summary, &args)?;
-    let mut code = summary.exit_code();
-    if args.fail_on_block && code == 0 && (summary.counts.refused > 0 || summary.counts.killed > 0)
-    {
-        code = 1;
-    }
-    if let Some(e) = &summary.seal_error {
-        if code == 0 {
-            eprintln!("lexecon: error: the run was not sealed: {e}");
-            code = 125;
-        }
+    // Said even with --quiet: an exit status that is not the command's
+    // must not go unexplained.
+    if let Some(why) = summary.exit_explanation() {
+        eprintln!("{why}");
     }
     Ok(ExitCode::from(code))
 }
@@ -494,6 +495,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         on_escalate: OnEscalate::Block,
         keys_dir: keys.clone(),
         report_blocks: true,
+        tell_process: true,
         escalate_timeout: Duration::from_secs(60),
         max_pending: 16,
         workspace: ws.to_path_buf(),

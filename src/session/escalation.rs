@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use super::{builtin, describe, lock, path_op_note, OnEscalate, Session};
+use super::{describe_call, lock, path_op_note, OnEscalate, Session};
 use crate::action::{Access, Action, Decision, Mode, Verdict};
 use crate::escape;
 use crate::ledger::{self, Outcome, Stage};
@@ -418,9 +418,10 @@ impl Session {
                 decision,
                 outcome,
                 identity,
-                Some(with_op(note)),
+                Some(with_op(note.clone())),
             );
-            self.answer(seq, action, &rule, outcome)
+            self.note_escalation(syscall, action, decision, &note, seq);
+            self.answer(caller, syscall, seq, action, decision, outcome, &note)
         };
         if let Some(g) = esc.grant_for(&rule, action) {
             return Some(if g.allow {
@@ -454,7 +455,7 @@ impl Session {
             }
             return Some(Ruling::Hold);
         }
-        let what = describe(action);
+        let what = describe_call(syscall, action);
         let (id, deadline) = match esc.register(
             what.clone(),
             &rule,
@@ -483,12 +484,7 @@ impl Session {
             Err(e) => {
                 esc.cancel(id);
                 record_error(self, &e);
-                self.report(
-                    None,
-                    action,
-                    builtin::RECORD_FAILED,
-                    "blocked (ledger write failed)",
-                );
+                self.report_record_failed(caller, syscall, action, "blocked");
                 return Some(Ruling::Deny(libc::EPERM));
             }
         };
@@ -524,12 +520,7 @@ impl Session {
         });
         if let Err(e) = resolved {
             record_error(self, &e);
-            self.report(
-                None,
-                action,
-                builtin::RECORD_FAILED,
-                "blocked (ledger write failed)",
-            );
+            self.report_record_failed(caller, syscall, action, "blocked");
             return Some(Ruling::Deny(libc::EPERM));
         }
         if a.scope == Scope::Run {

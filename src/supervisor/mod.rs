@@ -16,6 +16,7 @@
 //! - [`creds`]: opening with the caller's credentials when run as root;
 //! - [`privilege`]: whether the command would start as root or with
 //!   capabilities;
+//! - [`tell`]: a line for a caller, written to its stderr without waiting;
 //! - [`sys`]: the raw kernel interfaces.
 //!
 //! Threads: the calling thread forks the command and becomes the tracer;
@@ -33,6 +34,7 @@ pub mod privilege;
 pub mod procfs;
 pub mod resolve;
 pub mod sys;
+pub mod tell;
 pub mod trace;
 
 use std::ffi::{CString, OsString};

@@ -535,3 +535,58 @@ pub fn gettid() -> i32 {
     // SAFETY: no arguments.
     unsafe { libc::gettid() }
 }
+
+/// `pidfd_open(pid, flags)`.
+pub fn pidfd_open(pid: i32, flags: u32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) })?;
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_getfd(pidfd, target, 0)`: a descriptor of this process for the
+/// same open file description as `target` in the process `pidfd` names
+/// (close-on-exec).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target: i32) -> io::Result<OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = cvt(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) })?;
+    // SAFETY: a new fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The file status flags of an open file description (`F_GETFL`).
+pub fn getfl(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: F_GETFL only reads the flags of a valid fd.
+    cvt_int(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+}
+
+/// Whether `fd` is a terminal.
+pub fn isatty(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: isatty only queries a valid fd (TCGETS).
+    unsafe { libc::isatty(fd.as_raw_fd()) == 1 }
+}
+
+/// One `write(2)`: the number of bytes written (no retry on a short write).
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+        cvt(n as libc::c_long).map(|n| n as usize)
+    })
+}
+
+/// One `send(2)` that never waits and raises no `SIGPIPE`.
+pub fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| {
+        // SAFETY: buf is valid for buf.len() bytes.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        cvt(n as libc::c_long).map(|n| n as usize)
+    })
+}
