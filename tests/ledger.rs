@@ -575,6 +575,7 @@ fn non_utf8_and_control_bytes_round_trip_exactly() {
         path: weird_path.clone(),
         access: Access::WRITE | Access::CREATE | Access::TRUNCATE,
         cwd: "/".into(),
+        process: None,
     });
     let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
     let mut h = header();

@@ -55,6 +55,7 @@ fn open(path: &str, access: Access) -> Action {
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),
+        process: None,
     })
 }
 

@@ -39,6 +39,7 @@ pub(crate) fn open(path: &str, access: Access) -> Action {
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),
+        process: None,
     })
 }
 
@@ -682,12 +683,14 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         path: bad(b"/home/u/.ssh/id_", b""),
         access: Access::READ,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &key), Verdict::Block);
     let write = Action::Open(OpenAction {
         path: bad(b"/etc/", b".conf"),
         access: Access::WRITE,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &write), Verdict::Block);
     let rm = Action::Exec(ExecAction {
@@ -718,6 +721,7 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         path: bad(b"/home/u/ws/", b".txt"),
         access: Access::WRITE | Access::CREATE,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &ok), Verdict::Allow);
     let _ = ok_bytes(&ok);
