@@ -49,6 +49,7 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         path: "/home/dev/project/src/main.rs".into(),
         access: Access::READ,
         cwd: "/home/dev/project".into(),
+        process: None,
     });
     let start = Instant::now();
     let cpu = thread_cpu();

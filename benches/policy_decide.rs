@@ -73,6 +73,7 @@ fn open(path: &str, access: Access) -> Action {
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/dev/project"),
+        process: None,
     })
 }
 

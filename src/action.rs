@@ -85,6 +85,38 @@ pub struct OpenAction {
     pub access: Access,
     /// Working directory of the process at the time of the call.
     pub cwd: PathBuf,
+    /// The program the calling process runs, as confirmed when it started
+    /// running it; `None` when it is not known.
+    pub process: Option<ProcessInfo>,
+}
+
+/// The program a process runs, as the supervisor confirmed it at the
+/// process's exec (after the kernel committed to the new image, before its
+/// first instruction), and inherited across `fork` (a child runs its
+/// parent's image until it executes another). Never `argv[0]` or the
+/// process's name, which the process chooses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Absolute path of the program file as the kernel resolved it at the
+    /// exec (symlinks followed). For a `#!` script, the interpreter.
+    pub program: PathBuf,
+    /// SHA-256 of the program file's content at the exec, when known.
+    pub sha256: Option<[u8; 32]>,
+    /// (device, inode) of the program file, when known.
+    pub file: Option<(u64, u64)>,
+    /// Set when the program's identity says nothing about the code that
+    /// runs in the process: its initial environment asks the dynamic loader
+    /// to load other code into it (`LD_PRELOAD`, `LD_AUDIT`,
+    /// `LD_LIBRARY_PATH`), or could not be read. Names the reason.
+    pub injected: Option<String>,
+}
+
+impl ProcessInfo {
+    /// The program, as far as conditions on it may rely on it: `None` when
+    /// other code was injected into it.
+    pub fn trusted(&self) -> Option<&ProcessInfo> {
+        self.injected.is_none().then_some(self)
+    }
 }
 
 /// The access an open asks for: a set of [`Access`] flags.

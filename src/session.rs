@@ -193,6 +193,21 @@ impl Protected {
         .filter_map(|(p, rule)| p.map(|p| (p, rule)))
     }
 
+    /// The supervisor's `/proc` entries the tree may read: `stat`, `status`
+    /// and `cmdline` (what `ps` and a process checking on its parent read),
+    /// opened for reading only and not by a removal or rename. They hold
+    /// its state, ids and command line, which the tree knows already;
+    /// everything else (`mem`, `environ`, `fd`, `maps`, `task/…`) stays off
+    /// limits.
+    fn public_proc_entry(&self, p: &Path, access: Access) -> bool {
+        use crate::supervisor::resolve::PUBLIC_SUPERVISOR_ENTRIES as PUBLIC;
+        access == Access::READ
+            && p.parent() == Some(self.supervisor_proc.as_path())
+            && p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| PUBLIC.contains(&n))
+    }
+
     fn check(
         &self,
         syscall: &str,
@@ -215,7 +230,7 @@ impl Protected {
                 builtin::LEDGER,
                 "the ledger's directory is written by the supervisor only",
             )
-        } else if p.starts_with(&self.supervisor_proc) {
+        } else if p.starts_with(&self.supervisor_proc) && !self.public_proc_entry(p, o.access) {
             (
                 builtin::SUPERVISOR,
                 "the supervisor's /proc entries are off limits to the supervised tree",

@@ -575,6 +575,7 @@ fn non_utf8_and_control_bytes_round_trip_exactly() {
         path: weird_path.clone(),
         access: Access::WRITE | Access::CREATE | Access::TRUNCATE,
         cwd: "/".into(),
+        process: None,
     });
     let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
     let mut h = header();
@@ -1581,4 +1582,60 @@ fn an_allow_without_a_receipt_fails_only_when_an_approver_key_is_required() {
         "{}",
         first(&r).message
     );
+}
+
+#[test]
+fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
+    use lexecon::action::ProcessInfo;
+    let (_d, p) = tmp();
+    let by = |process| {
+        Action::Open(OpenAction {
+            path: "/home/u/.ssh/id_ed25519".into(),
+            access: Access::READ,
+            cwd: "/w".into(),
+            process,
+        })
+    };
+    let full = by(Some(ProcessInfo {
+        program: PathBuf::from(OsString::from_vec(b"/usr/bin/ss\xffh".to_vec())),
+        sha256: Some([3; 32]),
+        file: Some((2049, 1 << 60)),
+        injected: Some("LD_PRELOAD".into()),
+    }));
+    let bare = by(Some(ProcessInfo {
+        program: "/usr/bin/ssh".into(),
+        sha256: None,
+        file: None,
+        injected: None,
+    }));
+    let unknown = by(None);
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    w.begin_run(header()).expect("begin");
+    for a in [&full, &bare, &unknown] {
+        w.append_decision(&decision(a, Verdict::Allow))
+            .expect("append");
+    }
+    w.end_run(RunEnd::default()).expect("end");
+    drop(w);
+    let lines = read_lines(&p);
+    let rec = |n| jcs::parse(&lines[find(&lines, "decision", n)], jcs::Mode::Strict).expect("jcs");
+    let v = rec(0);
+    let proc_ = v
+        .get("action")
+        .and_then(|a| a.get("process"))
+        .expect("process");
+    let bytes = |v: &Value| lexecon::ledger::record::value_bytes(v).expect("byte string");
+    assert_eq!(
+        bytes(proc_.get("program").expect("program")),
+        b"/usr/bin/ss\xffh"
+    );
+    assert_eq!(
+        proc_.get("injected").and_then(|x| x.as_str()),
+        Some("LD_PRELOAD")
+    );
+    assert_eq!(proc_.get("dev").and_then(|x| x.as_str()), Some("2049"));
+    assert!(lines[find(&lines, "decision", 0)].contains(&format!(r#""ino":"{}""#, 1u64 << 60)));
+    assert!(lines[find(&lines, "decision", 1)].contains(r#""process":{"program":"/usr/bin/ssh"}"#));
+    assert!(!lines[find(&lines, "decision", 2)].contains("process"));
+    assert_eq!(check(&p).status, Status::Valid);
 }

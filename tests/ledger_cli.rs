@@ -340,7 +340,9 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
             checkpoint_every: 4,
             checkpoint_interval: Duration::from_secs(60),
             sync: SyncPolicy::Never,
-            lock: LockMode::Fail,
+            // A process another test forks at this moment holds the
+            // previous run's lock until its exec closes the descriptor.
+            lock: LockMode::Wait,
         },
     )
     .expect("open");

@@ -178,7 +178,7 @@ fn explain_open_with_access_flags_and_json() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["verdict"], "block");
-    assert_eq!(v["rule"], "block-credential-stores");
+    assert_eq!(v["rule"], "block-ssh-keys");
     assert_eq!(v["action"]["kind"], "open");
     assert_eq!(v["action"]["access"], serde_json::json!(["read"]));
     assert_eq!(v["matched"][0]["winner"], true);

@@ -122,7 +122,12 @@ fn action() -> impl Strategy<Value = Action> {
                     access |= *a;
                 }
             }
-            Action::Open(OpenAction { path, access, cwd })
+            Action::Open(OpenAction {
+                path,
+                access,
+                cwd,
+                process: None,
+            })
         }),
     ]
 }

@@ -55,6 +55,7 @@ fn open(path: &str, access: Access) -> Action {
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),
+        process: None,
     })
 }
 
@@ -667,6 +668,276 @@ fn workspace_git_metadata_other_than_hooks_stays_writable() {
         ] {
             let a = open(path, Access::WRITE | Access::CREATE | Access::TRUNCATE);
             assert_eq!(p.decide(&a).verdict, Verdict::Allow, "{name}: {path}");
+        }
+    }
+}
+
+fn open_by(path: &str, access: Access, program: Option<&str>) -> Action {
+    Action::Open(OpenAction {
+        path: PathBuf::from(path),
+        access,
+        cwd: PathBuf::from("/home/alice/code/app"),
+        process: program.map(|p| lexecon::action::ProcessInfo {
+            program: PathBuf::from(p),
+            sha256: Some([7; 32]),
+            file: Some((1, 2)),
+            injected: None,
+        }),
+    })
+}
+
+#[test]
+fn credential_files_are_readable_by_their_tool_and_by_nothing_else() {
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            "/home/alice/.ssh/id_ed25519",
+            &[
+                "/usr/bin/ssh",
+                "/usr/bin/ssh-add",
+                "/usr/bin/ssh-agent",
+                "/usr/bin/ssh-keygen",
+            ],
+            &[
+                "/usr/bin/cat",
+                "/usr/bin/scp",
+                "/usr/bin/sftp",
+                "/usr/bin/rsync",
+                "/usr/bin/git",
+                "/tmp/ssh",
+                "/home/alice/code/app/usr/bin/ssh",
+                "/usr/bin/python3",
+            ],
+        ),
+        (
+            "/home/alice/.ssh/config",
+            &["/usr/bin/ssh"],
+            &["/usr/bin/bash", "/usr/bin/node"],
+        ),
+        (
+            "/home/alice/.npmrc",
+            &[
+                "/usr/bin/node",
+                "/usr/local/bin/node",
+                "/home/alice/.nvm/versions/node/v22.3.0/bin/node",
+                "/usr/bin/bun",
+            ],
+            &[
+                "/usr/bin/cat",
+                "/usr/bin/python3",
+                "/home/alice/code/app/node",
+                "/tmp/node",
+            ],
+        ),
+        (
+            "/home/alice/.netrc",
+            &[
+                "/usr/bin/curl",
+                "/usr/bin/wget",
+                "/usr/lib/git-core/git-remote-https",
+                "/usr/libexec/git-core/git-remote-http",
+            ],
+            &[
+                "/usr/bin/cat",
+                "/usr/bin/python3",
+                "/usr/bin/git",
+                "/usr/bin/node",
+            ],
+        ),
+        (
+            "/home/alice/.git-credentials",
+            &["/usr/bin/git", "/usr/lib/git-core/git-credential-store"],
+            &[
+                "/usr/bin/cat",
+                "/usr/bin/curl",
+                "/usr/lib/git-core/git-remote-https",
+            ],
+        ),
+        (
+            "/home/alice/.docker/config.json",
+            &[
+                "/usr/bin/docker",
+                "/usr/bin/docker-credential-pass",
+                "/usr/libexec/docker/cli-plugins/docker-compose",
+            ],
+            &[
+                "/usr/bin/cat",
+                "/home/alice/.docker/cli-plugins/docker-evil",
+            ],
+        ),
+    ];
+    for name in ["default.yaml", "ci.yaml", "observe.yaml"] {
+        let p = load(name);
+        for (path, readers, others) in cases {
+            for r in *readers {
+                let d = p.decide(&open_by(path, Access::READ, Some(r)));
+                assert_eq!(d.verdict, Verdict::Allow, "{name}: {path} by {r}: {d:?}");
+            }
+            for o in others.iter().copied().map(Some).chain([None]) {
+                let d = p.decide(&open_by(path, Access::READ, o));
+                assert_eq!(d.verdict, Verdict::Block, "{name}: {path} by {o:?}");
+            }
+            // Its tool with code injected is not its tool.
+            let mut a = open_by(path, Access::READ, Some(readers[0]));
+            if let Action::Open(o) = &mut a {
+                o.process.as_mut().unwrap().injected = Some("LD_PRELOAD".into());
+            }
+            assert_eq!(
+                p.decide(&a).verdict,
+                Verdict::Block,
+                "{name}: {path} injected"
+            );
+            // Reading is all the tool gets: writes stay refused.
+            let w = open_by(path, Access::WRITE | Access::TRUNCATE, Some(readers[0]));
+            assert_eq!(
+                p.decide(&w).verdict,
+                Verdict::Block,
+                "{name}: {path} written"
+            );
+        }
+        // The other credential stores are readable by nobody.
+        for path in [
+            "/home/alice/.aws/credentials",
+            "/home/alice/.gnupg/pubring.kbx",
+        ] {
+            for r in ["/usr/bin/ssh", "/usr/bin/node", "/usr/bin/aws"] {
+                let d = p.decide(&open_by(path, Access::READ, Some(r)));
+                assert_eq!(d.verdict, Verdict::Block, "{name}: {path} by {r}");
+            }
+        }
+    }
+    // Where the tools look, when told by their environment.
+    let env = Env::fixed([
+        ("NPM_CONFIG_USERCONFIG", "/ci/npmrc"),
+        ("DOCKER_CONFIG", "/ci/docker"),
+    ]);
+    for name in ["default.yaml", "ci.yaml"] {
+        let p = load_with(name, &env);
+        for path in ["/ci/npmrc", "/ci/docker/config.json"] {
+            let d = p.decide(&open_by(path, Access::READ, Some("/usr/bin/cat")));
+            assert_eq!(d.verdict, Verdict::Block, "{name}: {path}");
+        }
+        let d = p.decide(&open_by("/ci/npmrc", Access::READ, Some("/usr/bin/node")));
+        assert_eq!(d.verdict, Verdict::Allow, "{name}");
+    }
+}
+
+#[test]
+fn coding_agents_keep_their_state_and_cannot_loosen_their_own_settings() {
+    let rw = Access::READ | Access::WRITE | Access::CREATE | Access::TRUNCATE;
+    let state = [
+        "/home/alice/.claude.json",
+        "/home/alice/.claude.json.tmp.31337.1717171717171",
+        "/home/alice/.claude.json.backup",
+        "/home/alice/.claude/sessions/abc.json",
+        "/home/alice/.claude/projects/-home-alice-code-app/5f1c.jsonl",
+        "/home/alice/.claude/todos/x-agent-x.json",
+        "/home/alice/.claude/shell-snapshots/snapshot-bash-1-x.sh",
+        "/home/alice/.claude/statsig/statsig.cached.evaluations.x",
+        "/home/alice/.claude/ide/1234.lock",
+        "/home/alice/.claude/history.jsonl",
+        "/home/alice/.codex/sessions/2025/06/01/rollout-2025-06-01T10-00-00-x.jsonl",
+        "/home/alice/.codex/history.jsonl",
+        "/home/alice/.codex/log/codex-tui.log",
+        "/home/alice/.codex/auth.json",
+        "/home/alice/.gemini/tmp/0f1e/logs.json",
+        "/home/alice/.gemini/tmp/0f1e/checkpoints/c.json",
+        "/home/alice/.gemini/installation_id",
+        "/home/alice/.gemini/google_accounts.json",
+        "/home/alice/.aider/analytics.json",
+        "/home/alice/.aider/caches/model_prices.json",
+        "/home/alice/.local/share/opencode/storage/session/info/x.json",
+        "/home/alice/.local/share/opencode/log/2025.log",
+        "/home/alice/.local/state/opencode/tui",
+        "/home/alice/code/app/.claude/commands/review.md",
+        "/home/alice/code/app/.aider.chat.history.md",
+    ];
+    let settings = [
+        "/home/alice/.claude/settings.json",
+        "/home/alice/.claude/settings.local.json",
+        "/home/alice/.claude/hooks/guard.sh",
+        "/home/alice/.claude/plugins/x/hooks/hooks.json",
+        "/home/alice/code/app/.claude/settings.json",
+        "/home/alice/code/app/.claude/settings.local.json",
+        "/home/alice/code/app/.claude/hooks/lint.sh",
+        "/home/alice/code/app/sub/.claude/settings.json",
+        "/home/alice/.codex/config.toml",
+        "/home/alice/code/app/.codex/config.toml",
+        "/home/alice/.gemini/settings.json",
+        "/home/alice/.gemini/trustedFolders.json",
+        "/home/alice/.gemini/extensions/e/gemini-extension.json",
+        "/home/alice/code/app/.gemini/settings.json",
+        "/home/alice/.aider.conf.yml",
+        "/home/alice/code/app/.aider.conf.yml",
+        "/home/alice/.config/opencode/opencode.json",
+        "/home/alice/.config/opencode/plugin/p.ts",
+        "/home/alice/code/app/opencode.json",
+        // the directories themselves (a prepared one renamed into place)
+        "/home/alice/.claude",
+        "/home/alice/.codex",
+        "/home/alice/.gemini",
+        "/home/alice/.claude/hooks",
+        "/home/alice/.config/opencode",
+    ];
+    for name in ["default.yaml", "ci.yaml", "observe.yaml"] {
+        let p = load(name);
+        for path in state {
+            let d = p.decide(&open(path, rw | Access::APPEND));
+            assert_eq!(d.verdict, Verdict::Allow, "{name}: {path}: {d:?}");
+        }
+        for path in settings {
+            let d = p.decide(&open(path, Access::WRITE | Access::TRUNCATE));
+            assert_eq!(d.verdict, Verdict::Block, "{name}: {path}");
+            assert_eq!(
+                p.decide(&open(path, Access::READ)).verdict,
+                Verdict::Allow,
+                "{name}: {path} read"
+            );
+        }
+        // Files next to the state that are not the agents'.
+        for path in [
+            "/home/alice/.claude.jsonx",
+            "/home/alice/.claudex/x",
+            "/home/alice/.local/share/opencodex/x",
+            "/home/alice/.gemini-evil/x",
+        ] {
+            assert_eq!(
+                p.decide(&open(path, rw)).verdict,
+                Verdict::Block,
+                "{name}: {path}"
+            );
+        }
+    }
+    // Agents' homes moved by their environment.
+    let env = Env::fixed([
+        ("CLAUDE_CONFIG_DIR", "/ci/claude"),
+        ("CODEX_HOME", "/ci/codex"),
+    ]);
+    for name in ["default.yaml", "ci.yaml"] {
+        let p = load_with(name, &env);
+        for path in [
+            "/ci/claude/projects/x/y.jsonl",
+            "/ci/claude/.claude.json",
+            "/ci/codex/sessions/x.jsonl",
+        ] {
+            assert_eq!(
+                p.decide(&open(path, rw)).verdict,
+                Verdict::Allow,
+                "{name}: {path}"
+            );
+        }
+        for path in [
+            "/ci/claude/settings.json",
+            "/ci/claude/settings.local.json",
+            "/ci/claude/hooks/x.sh",
+            "/ci/codex/config.toml",
+            "/ci/claude",
+            "/ci/codex",
+        ] {
+            assert_eq!(
+                p.decide(&open(path, rw)).verdict,
+                Verdict::Block,
+                "{name}: {path}"
+            );
         }
     }
 }

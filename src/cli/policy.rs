@@ -244,6 +244,7 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 path,
                 access,
                 cwd: cwd.to_path_buf(),
+                process: None,
             }))
         }
         _ => bail!(

@@ -401,6 +401,25 @@ fn encode_action(action: &Action) -> Members<'_> {
             put(&mut a, "cwd", os(o.cwd.as_os_str()));
             put(&mut a, "kind", s("open"));
             put(&mut a, "path", os(o.path.as_os_str()));
+            if let Some(p) = &o.process {
+                // The caller's program as confirmed at its exec (optional:
+                // absent in ledgers written before it was recorded).
+                let mut m = Vec::with_capacity(5);
+                if let Some((dev, _)) = p.file {
+                    put(&mut m, "dev", u64s(dev));
+                }
+                if let Some(why) = &p.injected {
+                    put(&mut m, "injected", s(why));
+                }
+                if let Some((_, ino)) = p.file {
+                    put(&mut m, "ino", u64s(ino));
+                }
+                put(&mut m, "program", os(p.program.as_os_str()));
+                if let Some(h) = &p.sha256 {
+                    put(&mut m, "sha256", Value::String(hex_hash(h).into()));
+                }
+                put(&mut a, "process", Value::Object(m));
+            }
             a
         }
     }
@@ -994,11 +1013,45 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
                 _ => return Err("`action.access` must be an array of access names".into()),
             }
             f.bytes("cwd")?;
+            if let Some(p) = f.opt("process") {
+                check_process(p)?;
+            }
         }
         other => return Err(format!("unknown action kind {other:?}")),
     }
     if f.used != m.len() {
         return Err(format!("unexpected field in a `{kind}` action"));
+    }
+    Ok(())
+}
+
+/// The caller's program of an open action: `program`, and optionally
+/// `dev`+`ino`, `sha256`, `injected`.
+fn check_process(v: &Value<'_>) -> Result<(), String> {
+    let Value::Object(m) = v else {
+        return Err("`action.process` must be an object".into());
+    };
+    let mut f = Fields::new(m);
+    let dev = f.opt("dev");
+    f.opt_str("injected")?;
+    let ino = f.opt("ino");
+    let decimal = |v: &Value<'_>| v.as_str().and_then(dec).is_some();
+    match (dev, ino) {
+        (None, None) => {}
+        (Some(d), Some(i)) if decimal(d) && decimal(i) => {}
+        _ => {
+            return Err(
+                "`action.process.dev` and `ino` must both be decimal strings, or both absent"
+                    .into(),
+            )
+        }
+    }
+    f.bytes("program")?;
+    if let Some(h) = f.opt_str("sha256")? {
+        hex32(h).ok_or("`action.process.sha256` must be 64 hex digits")?;
+    }
+    if f.used != m.len() {
+        return Err("unexpected member in `action.process`".into());
     }
     Ok(())
 }

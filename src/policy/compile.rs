@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use super::argv::{self, ArgItem, FlagGroup};
 use super::error::PolicyError;
 use super::glob::{self, Globs, Scope};
-use super::rule::{with_view, Conds, ExecConds, OpenConds, Rule};
+use super::rule::{with_view, Conds, ExecConds, OpenConds, ProcessConds, Rule};
 use super::yaml::{Loc, Node, Value};
 use super::{Env, Vars};
-use crate::action::{Access, Action, ActionKind, ExecAction, Mode, OpenAction, Verdict};
+use crate::action::{
+    Access, Action, ActionKind, ExecAction, Mode, OpenAction, ProcessInfo, Verdict,
+};
 
 /// The kinds this version of the language judges, in order.
 pub(crate) const KINDS: [ActionKind; 2] = [ActionKind::Exec, ActionKind::Open];
@@ -52,10 +54,14 @@ const EXEC_KEYS: &[&str] = &[
     "cwd",
     "unless",
 ];
-const OPEN_KEYS: &[&str] = &["path", "access", "cwd", "unless"];
-const EXAMPLE_KEYS: &[&str] = &["exec", "open", "program", "sha256", "cwd", "access"];
+const OPEN_KEYS: &[&str] = &["path", "access", "cwd", "process", "unless"];
+const PROCESS_KEYS: &[&str] = &["program", "name", "sha256"];
+const EXAMPLE_PROCESS_KEYS: &[&str] = &["program", "sha256", "injected"];
+const EXAMPLE_KEYS: &[&str] = &[
+    "exec", "open", "program", "sha256", "cwd", "access", "process",
+];
 const TEST_KEYS: &[&str] = &[
-    "exec", "open", "program", "sha256", "cwd", "access", "expect", "rule",
+    "exec", "open", "program", "sha256", "cwd", "access", "process", "expect", "rule",
 ];
 
 /// A loaded policy before indexing.
@@ -716,24 +722,7 @@ impl<'a> Loader<'a> {
             }
         }
         if let Some(n) = get(e, "sha256") {
-            if let Some(items) = self.strings(n, "sha256") {
-                let mut hashes = Vec::new();
-                for (s, loc) in items {
-                    let mut h = [0u8; 32];
-                    match hex::decode_to_slice(s.trim(), &mut h) {
-                        Ok(()) => hashes.push(h),
-                        Err(_) => self.err(
-                            loc,
-                            format!("'{s}' is not a SHA-256 digest"),
-                            Some(
-                                "write 64 hexadecimal digits, as printed by `sha256sum FILE`"
-                                    .into(),
-                            ),
-                        ),
-                    }
-                }
-                c.sha256 = Some(hashes);
-            }
+            c.sha256 = self.hashes(n, "sha256");
         }
         if let Some(n) = get(e, "args") {
             match &n.value {
@@ -810,6 +799,24 @@ impl<'a> Loader<'a> {
         c
     }
 
+    /// A list of SHA-256 digests.
+    fn hashes(&mut self, n: &Node, what: &str) -> Option<Vec<[u8; 32]>> {
+        let items = self.strings(n, what)?;
+        let mut hashes = Vec::new();
+        for (s, loc) in items {
+            let mut h = [0u8; 32];
+            match hex::decode_to_slice(s.trim(), &mut h) {
+                Ok(()) => hashes.push(h),
+                Err(_) => self.err(
+                    loc,
+                    format!("'{s}' is not a SHA-256 digest"),
+                    Some("write 64 hexadecimal digits, as printed by `sha256sum FILE`".into()),
+                ),
+            }
+        }
+        Some(hashes)
+    }
+
     fn open_conds(&mut self, e: &[(Node, Node)]) -> OpenConds {
         let mut c = OpenConds::default();
         if let Some(n) = get(e, "path") {
@@ -821,7 +828,35 @@ impl<'a> Loader<'a> {
         if let Some(n) = get(e, "access") {
             c.access = self.access(n);
         }
+        if let Some(n) = get(e, "process") {
+            c.process = self.process_conds(n);
+        }
         c
+    }
+
+    /// `process:` of an open rule: conditions on the caller's program.
+    fn process_conds(&mut self, n: &Node) -> Option<ProcessConds> {
+        let entries = self.map(n, "`process`")?;
+        if entries.is_empty() {
+            self.err(
+                n.loc,
+                "`process` has no condition",
+                Some("write e.g. `process: {program: /usr/bin/ssh}`".into()),
+            );
+            return None;
+        }
+        self.keys(entries, PROCESS_KEYS, "`process` conditions");
+        let mut c = ProcessConds::default();
+        if let Some(n) = get(entries, "program") {
+            c.program = self.globs(n, "program", true);
+        }
+        if let Some(n) = get(entries, "name") {
+            c.name = self.globs(n, "name", false);
+        }
+        if let Some(n) = get(entries, "sha256") {
+            c.sha256 = self.hashes(n, "sha256");
+        }
+        Some(c)
     }
 
     fn access(&mut self, n: &Node) -> Option<Access> {
@@ -927,7 +962,7 @@ impl<'a> Loader<'a> {
         };
         match kind {
             ActionKind::Exec => {
-                for k in ["access", "open"] {
+                for k in ["access", "open", "process"] {
                     if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
                         self.err(
                             n.loc,
@@ -1029,9 +1064,95 @@ impl<'a> Loader<'a> {
                     Some(n) => self.access(n)?,
                     None => Access::READ,
                 };
-                Some(Action::Open(OpenAction { path, access, cwd }))
+                let process = match get(entries, "process") {
+                    Some(n) => Some(self.example_process(n)?),
+                    None => None,
+                };
+                Some(Action::Open(OpenAction {
+                    path,
+                    access,
+                    cwd,
+                    process,
+                }))
             }
         }
+    }
+}
+
+impl Loader<'_> {
+    /// The caller's program of an example open: a path, or a mapping with
+    /// `program`, `sha256` and `injected`.
+    fn example_process(&mut self, n: &Node) -> Option<ProcessInfo> {
+        let expand = |l: &mut Self, n: &Node, s: &str| -> Option<String> {
+            match glob::expand(s, l.scope, &|v| v.to_string()) {
+                Ok(x) => Some(x),
+                Err(e) => {
+                    l.err(n.loc, e.message, e.hint);
+                    None
+                }
+            }
+        };
+        let absolute = |l: &mut Self, n: &Node, p: String| -> Option<PathBuf> {
+            if p.starts_with('/') {
+                Some(PathBuf::from(p))
+            } else {
+                l.err(
+                    n.loc,
+                    format!("the example's process program '{p}' is not an absolute path"),
+                    Some("write the program's full path, e.g. /usr/bin/ssh".into()),
+                );
+                None
+            }
+        };
+        if let Value::Scalar(..) = &n.value {
+            let s = self.string(n, "process")?;
+            let p = expand(self, n, s)?;
+            return Some(ProcessInfo {
+                program: absolute(self, n, p)?,
+                sha256: None,
+                file: None,
+                injected: None,
+            });
+        }
+        let entries = self.map(n, "an example's `process` (a path or a mapping)")?;
+        self.keys(entries, EXAMPLE_PROCESS_KEYS, "an example's `process`");
+        let Some(pn) = get(entries, "program") else {
+            self.err(
+                n.loc,
+                "an example's `process` needs `program:`",
+                Some("write e.g. `process: {program: /usr/bin/ssh}`".into()),
+            );
+            return None;
+        };
+        let s = self.string(pn, "program")?;
+        let p = expand(self, pn, s)?;
+        let program = absolute(self, pn, p)?;
+        let sha256 = match get(entries, "sha256") {
+            Some(h) => {
+                let s = self.string(h, "sha256")?;
+                let mut d = [0u8; 32];
+                if hex::decode_to_slice(s.trim(), &mut d).is_err() {
+                    self.err(
+                        h.loc,
+                        format!("'{s}' is not a SHA-256 digest"),
+                        Some("write 64 hexadecimal digits".into()),
+                    );
+                    return None;
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        let injected = match get(entries, "injected") {
+            Some(i) => Some(self.string(i, "injected")?.to_string()),
+            None => None,
+        };
+        Some(ProcessInfo {
+            program,
+            sha256,
+            file: None,
+            injected,
+        })
     }
 }
 

@@ -66,6 +66,16 @@ pub(crate) struct OpenConds {
     pub path: Option<Globs>,
     pub access: Option<Access>,
     pub cwd: Option<Globs>,
+    pub process: Option<ProcessConds>,
+}
+
+/// Conditions on the program the calling process runs, as confirmed at its
+/// exec (`process:` of an open rule); all must hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProcessConds {
+    pub program: Option<Globs>,
+    pub name: Option<Globs>,
+    pub sha256: Option<Vec<[u8; 32]>>,
 }
 
 /// The result of one condition, for explanations.
@@ -99,6 +109,8 @@ pub(crate) struct OpenView<'a> {
     pub action: &'a OpenAction,
     pub path: Cow<'a, str>,
     pub cwd: Cow<'a, str>,
+    /// The caller's program path, when known.
+    pub process: Option<Cow<'a, str>>,
 }
 
 pub(crate) enum View<'a> {
@@ -397,6 +409,63 @@ fn eval(
                     describe_cwd(g, &v.cwd, unknown)
                 );
             }
+            if let Some(p) = &c.process {
+                // What the caller runs, when it can be relied on: not known,
+                // or with code injected through the loader, it is unknown.
+                let known = v.action.process.as_ref().and_then(|i| i.trusted());
+                let why_unknown = || match &v.action.process {
+                    None => "the calling process's program is not known".to_string(),
+                    Some(i) => format!(
+                        "the calling process runs {} with other code injected ({})",
+                        i.program.display(),
+                        i.injected.as_deref().unwrap_or("")
+                    ),
+                };
+                let program = v.process.as_deref().unwrap_or("");
+                if let Some(g) = &p.program {
+                    cond!(
+                        "process.program",
+                        known.map_or(unknown, |_| g.is_match(program)),
+                        match known {
+                            None => format!("{}: {}", why_unknown(), taken_as(unknown)),
+                            Some(_) => describe_match(g, program, "caller's program"),
+                        }
+                    );
+                }
+                if let Some(g) = &p.name {
+                    let base = basename(program);
+                    cond!(
+                        "process.name",
+                        known.map_or(unknown, |_| g.is_match(base)),
+                        match known {
+                            None => format!("{}: {}", why_unknown(), taken_as(unknown)),
+                            Some(_) => describe_match(g, base, "caller's program name"),
+                        }
+                    );
+                }
+                if let Some(hashes) = &p.sha256 {
+                    let hash = known.map(|i| i.sha256);
+                    let held = match hash {
+                        Some(Some(h)) => hashes.contains(&h),
+                        _ => unknown,
+                    };
+                    cond!(
+                        "process.sha256",
+                        held,
+                        match hash {
+                            None => format!("{}: {}", why_unknown(), taken_as(unknown)),
+                            Some(None) => format!(
+                                "the content hash of the caller's program is not known: {}",
+                                taken_as(unknown)
+                            ),
+                            Some(Some(h)) if held =>
+                                format!("caller's program hash {} is listed", hex::encode(h)),
+                            Some(Some(h)) =>
+                                format!("caller's program hash {} is not listed", hex::encode(h)),
+                        }
+                    );
+                }
+            }
         }
         // A rule is only ever evaluated against actions of its own kind; a
         // mismatch cannot match.
@@ -491,6 +560,7 @@ pub(crate) fn with_view<R>(
             action: o,
             path: o.path.to_string_lossy(),
             cwd: o.cwd.to_string_lossy(),
+            process: o.process.as_ref().map(|p| p.program.to_string_lossy()),
         })),
     }
 }

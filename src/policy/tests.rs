@@ -39,6 +39,7 @@ pub(crate) fn open(path: &str, access: Access) -> Action {
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),
+        process: None,
     })
 }
 
@@ -682,12 +683,14 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         path: bad(b"/home/u/.ssh/id_", b""),
         access: Access::READ,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &key), Verdict::Block);
     let write = Action::Open(OpenAction {
         path: bad(b"/etc/", b".conf"),
         access: Access::WRITE,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &write), Verdict::Block);
     let rm = Action::Exec(ExecAction {
@@ -718,6 +721,7 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         path: bad(b"/home/u/ws/", b".txt"),
         access: Access::WRITE | Access::CREATE,
         cwd: PathBuf::from("/"),
+        process: None,
     });
     assert_eq!(verdict(&p, &ok), Verdict::Allow);
     let _ = ok_bytes(&ok);
@@ -1179,4 +1183,221 @@ fn policy_hash_covers_env_values_and_is_unchanged_without_env_references() {
         load_env(plain, &[("CARGO_HOME", "/x")]).unwrap().sha256(),
         load(plain).sha256()
     );
+}
+
+fn open_by(path: &str, access: Access, process: Option<crate::action::ProcessInfo>) -> Action {
+    Action::Open(OpenAction {
+        path: PathBuf::from(path),
+        access,
+        cwd: PathBuf::from("/home/u/ws"),
+        process,
+    })
+}
+
+fn proc_info(program: &str, sha256: Option<[u8; 32]>) -> crate::action::ProcessInfo {
+    crate::action::ProcessInfo {
+        program: PathBuf::from(program),
+        sha256,
+        file: Some((1, 2)),
+        injected: None,
+    }
+}
+
+const SSH_KEYS: &str = r#"
+version: 1
+rules:
+  - id: block-ssh-keys
+    open:
+      path: ["${HOME}/.ssh/**"]
+      unless:
+        process:
+          program: ["/usr/bin/ssh", "/usr/bin/scp"]
+    decision: block
+    reason: keys are for ssh
+  - id: allow-token-to-tool
+    open:
+      path: "/srv/token"
+      process: {program: "/opt/tool/bin/*", sha256: ["1111111111111111111111111111111111111111111111111111111111111111"]}
+    decision: allow
+    reason: the tool reads its token
+  - id: block-token
+    open:
+      path: "/srv/token"
+      unless:
+        process: {name: tool}
+    decision: escalate
+    reason: others ask
+"#;
+
+#[test]
+fn process_program_condition_matches_the_confirmed_program_only() {
+    let p = load(SSH_KEYS);
+    let key = "/home/u/.ssh/id_ed25519";
+    let by = |prog: &str| p.decide(&open_by(key, Access::READ, Some(proc_info(prog, None))));
+    assert_eq!(by("/usr/bin/ssh").verdict, Verdict::Allow);
+    assert_eq!(by("/usr/bin/scp").verdict, Verdict::Allow);
+    // Another program, a copy elsewhere, a name that only looks the same.
+    for other in [
+        "/usr/bin/cat",
+        "/tmp/ssh",
+        "/home/u/ws/usr/bin/ssh",
+        "/usr/bin/ssh2",
+    ] {
+        let d = by(other);
+        assert_eq!(d.verdict, Verdict::Block, "{other}");
+        assert_eq!(d.rule.as_deref(), Some("block-ssh-keys"));
+    }
+}
+
+#[test]
+fn unknown_or_injected_caller_never_helps_the_tree() {
+    let p = load(SSH_KEYS);
+    let key = "/home/u/.ssh/id_ed25519";
+    // Not known: the block rule's exception does not apply.
+    assert_eq!(
+        p.decide(&open_by(key, Access::READ, None)).verdict,
+        Verdict::Block
+    );
+    // ssh with LD_PRELOAD: its identity says nothing about the code in it.
+    let mut injected = proc_info("/usr/bin/ssh", None);
+    injected.injected = Some("LD_PRELOAD".into());
+    let d = p.decide(&open_by(key, Access::READ, Some(injected.clone())));
+    assert_eq!(d.verdict, Verdict::Block);
+    let e = p.explain(&open_by(key, Access::READ, Some(injected)));
+    let detail = format!("{:?}", e.matched);
+    assert!(detail.contains("LD_PRELOAD"), "{detail}");
+    // An allow rule with a process condition does not match an unknown
+    // caller; with a known one it needs every sub-condition.
+    let h = [0x11u8; 32];
+    let tok =
+        |i: Option<crate::action::ProcessInfo>| p.decide(&open_by("/srv/token", Access::READ, i));
+    assert_eq!(
+        tok(Some(proc_info("/opt/tool/bin/tool", Some(h)))).verdict,
+        Verdict::Allow
+    );
+    // Same path, other content; same path, hash not known; unknown caller:
+    // the escalate rule's `name` exception does not apply to the unknown
+    // one, and applies to the others.
+    let d = tok(Some(proc_info("/opt/tool/bin/tool", Some([0x22; 32]))));
+    assert_eq!(d.verdict, Verdict::Allow);
+    assert_eq!(d.rule, None);
+    assert_eq!(tok(Some(proc_info("/opt/tool/bin/tool", None))).rule, None);
+    assert_eq!(tok(None).verdict, Verdict::Escalate);
+    assert_eq!(
+        tok(Some(proc_info("/usr/bin/python3", Some(h)))).verdict,
+        Verdict::Escalate
+    );
+}
+
+#[test]
+fn process_sha256_lets_a_copy_in_by_its_content() {
+    let h = [0xabu8; 32];
+    let p = load(&format!(
+        r#"
+version: 1
+rules:
+  - id: block-secret
+    open:
+      path: "/srv/secret"
+      unless:
+        process: {{sha256: ["{}"]}}
+    decision: block
+    reason: only the reader
+"#,
+        hex::encode(h)
+    ));
+    let by = |i| p.decide(&open_by("/srv/secret", Access::READ, i)).verdict;
+    assert_eq!(
+        by(Some(proc_info("/tmp/any/name", Some(h)))),
+        Verdict::Allow
+    );
+    assert_eq!(
+        by(Some(proc_info("/tmp/any/name", Some([0; 32])))),
+        Verdict::Block
+    );
+    assert_eq!(by(Some(proc_info("/tmp/any/name", None))), Verdict::Block);
+    assert_eq!(by(None), Verdict::Block);
+}
+
+#[test]
+fn process_conditions_are_validated_and_examples_can_name_the_caller() {
+    let bad = |conds: &str| {
+        errors(&format!(
+            "version: 1\nrules:\n  - id: r\n    open:\n      path: /x\n      process: {conds}\n    decision: allow\n    reason: r\n"
+        ))
+        .join("\n")
+    };
+    assert!(
+        bad("{}").contains("`process` has no condition"),
+        "{}",
+        bad("{}")
+    );
+    assert!(bad("{programm: /usr/bin/ssh}").contains("did you mean 'program'"));
+    assert!(bad("{program: ssh}").contains("relative"));
+    assert!(bad("{name: bin/ssh}").contains("contains '/'"));
+    assert!(bad("{sha256: [abc]}").contains("not a SHA-256 digest"));
+    assert!(bad("/usr/bin/ssh").contains("must be a mapping"));
+    // `process` is a condition of open rules only.
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    exec:\n      process: {program: /x}\n    decision: block\n    reason: r\n",
+    )
+    .join("\n");
+    assert!(e.contains("unknown key 'process'"), "{e}");
+    // Examples and tests name the caller by path or mapping; an example
+    // that fails reports the process condition.
+    let e = errors(
+        r#"
+version: 1
+rules:
+  - id: r
+    open:
+      path: /x
+      unless: {process: {program: /usr/bin/ssh}}
+    decision: block
+    reason: r
+    examples:
+      match:
+        - {open: /x, process: /usr/bin/ssh}
+"#,
+    )
+    .join("\n");
+    assert!(e.contains("process.program"), "{e}");
+    let p = load(
+        r#"
+version: 1
+rules:
+  - id: r
+    open:
+      path: /x
+      unless: {process: {program: /usr/bin/ssh}}
+    decision: block
+    reason: r
+    examples:
+      match:
+        - open: /x
+        - {open: /x, process: /usr/bin/cat}
+        - {open: /x, process: {program: /usr/bin/ssh, injected: LD_PRELOAD}}
+      no_match:
+        - {open: /x, process: /usr/bin/ssh}
+        - {open: /x, process: {program: /usr/bin/ssh, sha256: "0000000000000000000000000000000000000000000000000000000000000000"}}
+tests:
+  - {open: /x, process: /usr/bin/ssh, expect: allow, rule: default}
+  - {open: /x, expect: block, rule: r}
+"#,
+    );
+    assert_eq!(p.example_count(), 7);
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    exec: {name: x}\n    decision: block\n    reason: r\n    examples:\n      match:\n        - {exec: x, process: /usr/bin/x}\n",
+    )
+    .join("\n");
+    assert!(
+        e.contains("`process` belongs to examples of open rules"),
+        "{e}"
+    );
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    open: {path: /x}\n    decision: block\n    reason: r\n    examples:\n      match:\n        - {open: /x, process: ssh}\n        - {open: /x, process: {sha256: abc}}\n",
+    )
+    .join("\n");
+    assert!(e.contains("not an absolute path"), "{e}");
+    assert!(e.contains("needs `program:`"), "{e}");
 }

@@ -724,6 +724,7 @@ mod tests {
                 path: PathBuf::from("/etc/x"),
                 access,
                 cwd: PathBuf::from("/w"),
+                process: None,
             })
         };
         e.add_grant(Grant {

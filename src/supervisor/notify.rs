@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::action::{Access, Action, ExecAction, OpenAction};
+use crate::action::{Access, Action, ExecAction, OpenAction, ProcessInfo};
 
 use super::creds::{AsCaller, Pidfds};
 use super::decode::{
@@ -74,6 +74,10 @@ pub struct Shared {
     /// Thread id → (thread group, parent), filled lazily, cleared by the
     /// tracer when a thread exits.
     pub threads: Mutex<HashMap<i32, (i32, i32)>>,
+    /// Thread id → the program its process runs, as confirmed at the exec
+    /// event, inherited by every task it creates; cleared when the task
+    /// exits. A task missing here runs a program that is not known.
+    pub images: Mutex<HashMap<i32, Arc<ProcessInfo>>>,
     pub supervisor_pid: i32,
     pub supervisor_pgid: i32,
     /// The supervisor runs as root: opens switch to the caller's credentials.
@@ -109,6 +113,7 @@ impl Shared {
             hashes,
             pending_exec: Mutex::new(HashMap::new()),
             threads: Mutex::new(HashMap::new()),
+            images: Mutex::new(HashMap::new()),
             supervisor_pid: pid,
             supervisor_pgid: pgid,
             // SAFETY: geteuid takes no arguments.
@@ -137,8 +142,56 @@ impl Shared {
         })
     }
 
+    /// The program the process of `tid` runs, when known.
+    pub fn process_of(&self, tid: i32) -> Option<ProcessInfo> {
+        lock(&self.images).get(&tid).map(|i| ProcessInfo::clone(i))
+    }
+
+    /// `child` was created by `parent` and runs its program until it
+    /// executes another (an image already known for `child` is kept: it is
+    /// newer).
+    pub fn inherit_image(&self, parent: i32, child: i32) {
+        let mut images = lock(&self.images);
+        if images.contains_key(&child) {
+            return;
+        }
+        if let Some(i) = images.get(&parent).cloned() {
+            images.insert(child, i);
+        }
+    }
+
+    /// A task seen before its creator reported creating it: it has not run
+    /// one instruction, and runs its creator's program, which is the file
+    /// its `/proc/PID/exe` names. Known only when every known image of that
+    /// file agrees on the program (a hard link under another path would
+    /// not); then the strictest of them (code injected, if any is).
+    pub fn infer_image(&self, tid: i32) {
+        let Ok(file) = procfs::exe_file(tid) else {
+            return;
+        };
+        let mut images = lock(&self.images);
+        if images.contains_key(&tid) {
+            return;
+        }
+        let mut found: Option<Arc<ProcessInfo>> = None;
+        for i in images.values().filter(|i| i.file == Some(file)) {
+            match &found {
+                None => found = Some(Arc::clone(i)),
+                Some(f) if f.program != i.program || f.sha256 != i.sha256 => return,
+                Some(f) if f.injected.is_none() && i.injected.is_some() => {
+                    found = Some(Arc::clone(i))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(i) = found {
+            images.insert(tid, i);
+        }
+    }
+
     pub fn forget_thread(&self, tid: i32) {
         lock(&self.threads).remove(&tid);
+        lock(&self.images).remove(&tid);
         lock(&self.pending_exec).remove(&tid);
         self.pidfds.forget(tid);
     }
@@ -405,7 +458,7 @@ fn open(
         if let Some(errno) = precheck(&resolved, flags, &o.path) {
             return Answer::Deny(errno);
         }
-        let action = Action::Open(open_action(&resolved, o.flags, caller.tid));
+        let action = Action::Open(open_action(shared, &resolved, o.flags, caller.tid));
         if !listener.id_valid(id) {
             return Answer::Done;
         }
@@ -462,7 +515,7 @@ fn open(
 /// creates an unnamed file in it: judged as that file
 /// ([`crate::action::UNNAMED_TMPFILE`] in the directory), not as a write of
 /// the directory.
-fn open_action(resolved: &Resolved, flags: u64, tid: i32) -> OpenAction {
+fn open_action(shared: &Shared, resolved: &Resolved, flags: u64, tid: i32) -> OpenAction {
     let mut access = access_of(flags, resolved.stat());
     let mut path = resolved.path.clone();
     if flags as i32 & libc::O_TMPFILE == libc::O_TMPFILE {
@@ -473,6 +526,7 @@ fn open_action(resolved: &Resolved, flags: u64, tid: i32) -> OpenAction {
         path,
         access,
         cwd: cwd_for(resolved, tid),
+        process: shared.process_of(tid),
     }
 }
 

@@ -113,11 +113,13 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
         ino: first_stat.st_ino,
         sha256: None,
     };
+    let process = shared.process_of(caller.tid);
     let judge = |path: &Resolved, access: Access, identity: Option<&Identity>| {
         let action = Action::Open(OpenAction {
             path: path.path.clone(),
             access,
             cwd: cwd.clone(),
+            process: process.clone(),
         });
         shared
             .judge

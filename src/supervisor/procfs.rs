@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -125,6 +125,54 @@ pub fn cmdline(pid: i32, cap: usize) -> io::Result<Vec<OsString>> {
         .split(|&b| b == 0)
         .map(|a| OsString::from_vec(a.to_vec()))
         .collect())
+}
+
+/// Environment variables that make the dynamic loader (or the C library)
+/// load code of the caller's choosing into a program: with any of them set,
+/// what a process runs is not only its program.
+pub const INJECTING_VARIABLES: [&str; 4] =
+    ["LD_PRELOAD", "LD_AUDIT", "LD_LIBRARY_PATH", "GCONV_PATH"];
+
+/// Whether the environment `pid` was started with (read at its exec, before
+/// it ran) asks for other code to be loaded into its program: the first
+/// such variable set to a non-empty value, or why the environment could not
+/// be read. `None`: nothing is injected this way.
+pub fn injection(pid: i32, cap: usize) -> Option<String> {
+    let read = || -> io::Result<Vec<u8>> {
+        let mut f = fs::File::open(format!("/proc/{pid}/environ"))?;
+        let mut buf = Vec::new();
+        f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+        if buf.len() > cap {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("environment longer than {cap} bytes"),
+            ));
+        }
+        Ok(buf)
+    };
+    match read() {
+        Ok(env) => injecting_variable(&env).map(str::to_owned),
+        Err(e) => Some(format!("the environment could not be read: {e}")),
+    }
+}
+
+/// The first of [`INJECTING_VARIABLES`] set to a non-empty value in a
+/// NUL-separated environment block.
+pub fn injecting_variable(env: &[u8]) -> Option<&'static str> {
+    env.split(|&b| b == 0).find_map(|kv| {
+        INJECTING_VARIABLES.iter().copied().find(|name| {
+            kv.strip_prefix(name.as_bytes())
+                .and_then(|rest| rest.strip_prefix(b"="))
+                .is_some_and(|v| !v.is_empty())
+        })
+    })
+}
+
+/// (device, inode) of the program `pid` runs.
+pub fn exe_file(pid: i32) -> io::Result<(u64, u64)> {
+    let fd = open_exe(pid)?;
+    let st = sys::fstat(fd.as_fd())?;
+    Ok((st.st_dev, st.st_ino))
 }
 
 /// What was really opened or executed.

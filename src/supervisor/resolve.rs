@@ -179,6 +179,11 @@ fn join(components: &[Vec<u8>]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
+/// The entries of the supervisor's `/proc` directory that are resolved for
+/// real (the others are only named): what the built-in rules may let the
+/// tree read.
+pub const PUBLIC_SUPERVISOR_ENTRIES: [&str; 3] = ["stat", "status", "cmdline"];
+
 /// When `comp`, looked up in `dir`, is the `/proc` entry of the supervisor
 /// (its pid, or the tid of any of its threads, which `/proc` does not list
 /// but resolves) and the caller is not the supervisor itself: the canonical
@@ -394,6 +399,29 @@ fn walk(
             // entries (mem, environ, fd/*), whatever the caller may do.
             // Judged by this name, which the built-in rules refuse.
             let child = open_path(cur.as_fd(), &name, false).map_err(|e| errno_of(&e))?;
+            // The supervisor's own `stat`, `status` and `cmdline`, which the
+            // built-in rules let the tree read: the entry itself, so that an
+            // allowed open opens it (and not the directory above it).
+            let own = std::process::id().to_string();
+            if comp == own.as_bytes() && !must_be_dir && queue.len() == 1 {
+                let entry = &queue[0];
+                if PUBLIC_SUPERVISOR_ENTRIES
+                    .iter()
+                    .any(|e| e.as_bytes() == entry.as_slice())
+                {
+                    let entry = cstring(entry)?;
+                    let stat = sys::lstatat(child.as_fd(), &entry).map_err(|e| errno_of(&e))?;
+                    return Ok(Resolved {
+                        path,
+                        target: Target::Entry {
+                            parent: child,
+                            name: entry,
+                            stat,
+                        },
+                        cwd: None,
+                    });
+                }
+            }
             let stat = sys::fstat(child.as_fd()).map_err(|e| errno_of(&e))?;
             return Ok(Resolved {
                 path,

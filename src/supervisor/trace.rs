@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::io;
 
-use crate::action::{Action, ExecAction};
+use crate::action::{Action, ExecAction, ProcessInfo};
 
 use super::decode::ARG_MAX;
 use super::notify::{lock, Shared};
@@ -55,7 +55,7 @@ pub fn trace(main_pid: i32, shared: &Shared) -> io::Result<Exit> {
         if !libc::WIFSTOPPED(status) {
             continue;
         }
-        tracked.insert(pid);
+        let announced = !tracked.insert(pid);
         if main_exit.is_some() {
             let _ = sys::kill(pid, libc::SIGKILL);
             let _ = sys::ptrace(libc::PTRACE_CONT, pid, 0);
@@ -63,6 +63,11 @@ pub fn trace(main_pid: i32, shared: &Shared) -> io::Result<Exit> {
         }
         let sig = libc::WSTOPSIG(status);
         let event = (status >> 16) & 0xff;
+        if event == libc::PTRACE_EVENT_STOP && !announced && pid != main_pid {
+            // A new task's first stop, reported before its creator's event:
+            // it has not run yet; find its program before it does.
+            shared.infer_image(pid);
+        }
         let resume = match event {
             libc::PTRACE_EVENT_EXEC => {
                 confirm_exec(pid, shared);
@@ -71,6 +76,9 @@ pub fn trace(main_pid: i32, shared: &Shared) -> io::Result<Exit> {
             libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
                 if let Ok(child) = sys::ptrace_event_msg(pid) {
                     tracked.insert(child as i32);
+                    // The child (process or thread) runs this program until
+                    // it executes another.
+                    shared.inherit_image(pid, child as i32);
                 }
                 0
             }
@@ -138,6 +146,18 @@ fn confirm_exec(pid: i32, shared: &Shared) {
         }
     };
     let identity = super::notify::identify_exe(shared, pid);
+    // What the process runs from now on, for the judgements of its opens
+    // (and of the tasks it creates): the image confirmed here, and whether
+    // its environment loads other code into it.
+    lock(&shared.images).insert(
+        pid,
+        std::sync::Arc::new(ProcessInfo {
+            program: path.clone(),
+            sha256: identity.and_then(|i| i.sha256),
+            file: identity.map(|i| (i.dev, i.ino)),
+            injected: procfs::injection(pid, ARG_MAX),
+        }),
+    );
     let cwd = procfs::readlink(pid, "cwd").unwrap_or_default();
     let loaded =
         super::notify::loaded_program(shared, &caller, &path, identity.as_ref(), &argv, &cwd);

@@ -3,7 +3,7 @@
  *   self files KEYS_DIR PRIVKEY LEDGER
  *       Opens the key directory and private key, the ledger (read, write,
  *       create in its directory), the supervisor's /proc entries (fd, mem,
- *       environ, maps), and
+ *       environ, maps; stat, status and cmdline, which are readable), and
  *       a symlink to the private key. Everything read is appended to
  *       leak.bin. Prints "WHAT=N" (bytes read/written, or -errno).
  *   self threads
@@ -131,6 +131,30 @@ static void files(const char *keys, const char *key, const char *ledger) {
     try_mem("sup-mem", sup);
     snprintf(p, sizeof p, "/proc/%d/task/%d/environ", sup, sup);
     try_open("sup-task-environ", p, O_RDONLY);
+    /* Readable (what ps and a process checking on its parent read), but
+       only those, only for reading, and only as the process's own entry. */
+    const char *pub[] = {"stat", "status", "cmdline"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "/proc/%d/%s", sup, pub[i]);
+        snprintf(w, sizeof w, "public-%s", pub[i]);
+        try_open(w, p, O_RDONLY);
+        snprintf(w, sizeof w, "public-%s-w", pub[i]);
+        try_open(w, p, O_WRONLY);
+        snprintf(w, sizeof w, "public-%s-rw", pub[i]);
+        try_open(w, p, O_RDWR);
+        snprintf(p, sizeof p, "/proc/%d/task/%d/%s", sup, sup, pub[i]);
+        snprintf(w, sizeof w, "public-%s-task", pub[i]);
+        try_open(w, p, O_RDONLY);
+        snprintf(p, sizeof p, "/proc/%d/%s/", sup, pub[i]);
+        snprintf(w, sizeof w, "public-%s-slash", pub[i]);
+        try_open(w, p, O_RDONLY);
+    }
+    snprintf(p, sizeof p, "/proc/%d", sup);
+    try_open("sup-dir", p, O_RDONLY | O_DIRECTORY);
+    snprintf(p, sizeof p, "/proc/%d/comm", sup);
+    try_open("sup-comm", p, O_RDONLY);
+    snprintf(p, sizeof p, "/proc/%d/stat/../environ", sup);
+    try_open("sup-stat-dotdot-environ", p, O_RDONLY);
 }
 
 static void threads(void) {
