@@ -13,7 +13,7 @@
 //!
 //! | call | judged as an open of | with |
 //! |---|---|---|
-//! | `mkdir` | the new directory | create, write, directory |
+//! | `mkdir` | the new directory | create, directory |
 //! | `mknod`, `symlink` | the new name | create, write |
 //! | `chmod`, `chown`, times, xattrs, inode flags | the object | write |
 
@@ -55,7 +55,8 @@ impl FileOp {
     /// The access the call amounts to, judged on its path.
     fn access(&self) -> Access {
         match self {
-            FileOp::Mkdir { .. } => Access::CREATE | Access::WRITE | Access::DIRECTORY,
+            // A new, empty directory: created, not written.
+            FileOp::Mkdir { .. } => Access::CREATE | Access::DIRECTORY,
             FileOp::Mknod { .. } | FileOp::Symlink { .. } => Access::CREATE | Access::WRITE,
             _ => Access::WRITE,
         }
@@ -172,11 +173,10 @@ fn caller_umask(tid: i32) -> u32 {
 fn create(op: &FileOp, dir: BorrowedFd<'_>, name: &CString, umask: u32) -> io::Result<()> {
     let dir = dir.as_raw_fd();
     let ret = match op {
-        // SAFETY (each arm): a valid directory descriptor and NUL-terminated
-        // strings.
-        FileOp::Mkdir { mode } => unsafe {
-            libc::mkdirat(dir, name.as_ptr(), (mode & 0o7777 & !umask) as libc::mode_t)
-        },
+        FileOp::Mkdir { mode } => {
+            // SAFETY: a valid directory descriptor and a NUL-terminated name.
+            unsafe { libc::mkdirat(dir, name.as_ptr(), (mode & 0o7777 & !umask) as libc::mode_t) }
+        }
         FileOp::Mknod { mode, dev } => {
             let m = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
             // SAFETY: as above.
