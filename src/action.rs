@@ -119,6 +119,17 @@ impl ProcessInfo {
     }
 }
 
+impl OpenAction {
+    /// Whether the call moves a directory, and with it everything beneath
+    /// it (a `rename` of a directory, either side of a `RENAME_EXCHANGE`):
+    /// the only calls judged with `read`, `write` and `directory` together.
+    /// (`rmdir` removes only an empty directory.)
+    pub fn moves_subtree(&self) -> bool {
+        self.access
+            .contains(Access::READ | Access::WRITE | Access::DIRECTORY)
+    }
+}
+
 /// The access an open asks for: a set of [`Access`] flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Access(u8);

@@ -291,6 +291,17 @@ fn path_op_note(syscall: &str) -> Option<&'static str> {
         "rename" | "renameat" | "renameat2" => "rename, judged on the source and the destination",
         "link" | "linkat" => "hard link, judged on the file and the new name",
         "truncate" => "truncate(2), judged as a write of the path",
+        "mkdir" | "mkdirat" => "mkdir, judged as creating the directory",
+        "mknod" | "mknodat" => "mknod, judged as creating the name",
+        "symlink" | "symlinkat" => "symlink, judged as creating the name",
+        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" => "chmod, judged as a write of the file",
+        "chown" | "fchown" | "lchown" | "fchownat" => "chown, judged as a write of the file",
+        "utime" | "utimes" | "futimesat" | "utimensat" => {
+            "setting times, judged as a write of the file"
+        }
+        "setxattr" | "lsetxattr" | "fsetxattr" | "removexattr" | "lremovexattr"
+        | "fremovexattr" => "extended attributes, judged as a write of the file",
+        "ioctl" => "inode flags (ioctl), judged as a write of the file",
         _ => return None,
     })
 }

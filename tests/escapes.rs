@@ -1773,3 +1773,206 @@ fn the_loader_given_a_fifo_or_an_endless_file_stalls_nobody() {
     assert!(s.contains("done"), "{s}");
     assert!(w.exists("after.txt"));
 }
+
+// ------------------------------- creations and metadata changes of files
+
+const META_C: &str = include_str!("escapes/meta.c");
+
+/// What a metadata change would show: mode, owner, times, extended
+/// attributes, inode flags.
+fn metadata_of(p: &Path) -> (u32, u32, u32, i64, i64, i64, Vec<u8>, i64) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).unwrap();
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: a NUL-terminated path and a buffer of the size given.
+    let n = unsafe { libc::listxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    names.truncate(n.max(0) as usize);
+    let f = std::fs::File::open(p).unwrap();
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes an int into `flags`.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::ioctl(f.as_raw_fd(), 0x8008_6601, &mut flags);
+    }
+    (
+        m.mode(),
+        m.uid(),
+        m.gid(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.atime(),
+        names,
+        flags,
+    )
+}
+
+fn results(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn creations_and_metadata_changes_in_a_protected_tree() {
+    let w = World::new();
+    let prog = cc_with(&w.env, "meta", META_C, &[]);
+    let args = [prog.as_os_str(), os("protected")];
+    // Natively each call changes the protected tree (fchmod of an O_PATH
+    // descriptor is EBADF in the kernel).
+    let native = results(&w.native(&args));
+    assert!(native.len() >= 29, "{native:?}");
+    for (what, r) in &native {
+        let want = if what == "fchmod-opath" {
+            errno_str(libc::EBADF)
+        } else {
+            "0".into()
+        };
+        assert_eq!(*r, want, "{what} natively: {native:?}");
+    }
+    w.reset();
+    let before = metadata_of(&w.data());
+    let out = w.supervise(&w.policy(""), &args);
+    let supervised = results(&stdout(&out));
+    assert_eq!(supervised.len(), native.len(), "{}", stderr(&out));
+    for (what, r) in &supervised {
+        let want = if what == "fchmod-opath" {
+            errno_str(libc::EBADF)
+        } else {
+            errno_str(libc::EPERM)
+        };
+        assert_eq!(*r, want, "{what} was not refused: {supervised:?}");
+    }
+    w.assert_protected(&out);
+    assert_eq!(
+        metadata_of(&w.data()),
+        before,
+        "the protected file's metadata changed"
+    );
+    let notes: Vec<String> = w
+        .env
+        .records()
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .filter_map(|r| r["note"].as_str().map(String::from))
+        .collect();
+    for n in [
+        "mkdir",
+        "symlink",
+        "chmod",
+        "chown",
+        "setting times",
+        "extended attributes",
+        "inode flags",
+    ] {
+        assert!(
+            notes.iter().any(|x| x.starts_with(n)),
+            "no refusal recorded as {n}: {notes:?}"
+        );
+    }
+}
+
+#[test]
+fn creations_and_metadata_changes_behave_as_natively_where_allowed() {
+    let w = World::new();
+    let prog = cc_with(&w.env, "meta", META_C, &[]);
+    let args = [prog.as_os_str(), os("allowed")];
+    let native = results(&w.native(&args));
+    let after_native = metadata_of(&w.ws().join("allowed/data"));
+    let entries = |w: &World| {
+        let mut e: Vec<_> = std::fs::read_dir(w.ws().join("allowed"))
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.path().symlink_metadata().unwrap();
+                use std::os::unix::fs::MetadataExt;
+                (e.file_name(), m.mode())
+            })
+            .collect();
+        e.sort();
+        e
+    };
+    let native_entries = entries(&w);
+    w.reset();
+    let out = w.supervise(&w.policy(""), &args);
+    let supervised = results(&stdout(&out));
+    assert_eq!(supervised, native, "{}", stderr(&out));
+    let after = metadata_of(&w.ws().join("allowed/data"));
+    // Mode, owner, the times set, xattrs and flags as natively (the access
+    // time of the last call is set explicitly by it).
+    assert_eq!(
+        (after.0, after.1, after.2, after.3, after.6.clone(), after.7),
+        (
+            after_native.0,
+            after_native.1,
+            after_native.2,
+            after_native.3,
+            after_native.6.clone(),
+            after_native.7
+        )
+    );
+    assert_eq!(
+        entries(&w),
+        native_entries,
+        "created names or their modes differ"
+    );
+}
+
+#[test]
+fn chmod_path_race_never_changes_a_protected_file() {
+    let w = World::new();
+    let prog = cc_with(&w.env, "meta", META_C, &["-pthread"]);
+    // Natively the flipping thread needs CPU time to win: many calls.
+    let native = w.native(&[prog.as_os_str(), os("race"), os("protected"), os("200000")]);
+    let args = [prog.as_os_str(), os("race"), os("protected"), os("5000")];
+    let wins: i64 = bytes(&native, "race-wins");
+    assert!(wins > 0, "the race never wins natively: {native}");
+    w.reset();
+    let before = metadata_of(&w.data());
+    let out = w.supervise(&w.policy(""), &args);
+    assert_eq!(
+        field(&stdout(&out), "race-wins"),
+        Some("0"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(metadata_of(&w.data()).0, before.0);
+}
+
+#[test]
+fn moving_a_directory_above_a_protected_path_at_any_depth() {
+    let w = World::new();
+    let ws = w.ws().display().to_string();
+    let policy = w.env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults: {{exec: allow, open: allow}}\nrules:\n  - id: secret\n    open:\n      path: [\"{ws}/tree/a/b/secret/**\"]\n      access: [write, create, truncate]\n    decision: block\n    reason: secret\n"
+    ));
+    let setup = || {
+        let _ = std::fs::remove_dir_all(w.ws().join("tree"));
+        std::fs::create_dir_all(w.ws().join("tree/a/b/secret")).unwrap();
+        std::fs::create_dir_all(w.ws().join("tree/a/other")).unwrap();
+        std::fs::write(w.ws().join("tree/a/b/secret/key"), "k").unwrap();
+    };
+    for dir in ["tree/a/b/secret", "tree/a/b", "tree/a", "tree"] {
+        let cmd = script(&[format!("mv {dir} {dir}.moved; echo mv=$?")]);
+        setup();
+        let native = w.native(&cmd);
+        assert_eq!(field(&native, "mv"), Some("0"), "{dir}: {native}");
+        setup();
+        let out = w.supervise(&policy, &cmd);
+        assert_ne!(
+            field(&stdout(&out), "mv"),
+            Some("0"),
+            "{dir} was moved: {}",
+            stderr(&out)
+        );
+        assert!(w.ws().join("tree/a/b/secret/key").exists(), "{dir}");
+    }
+    // A sibling, and a directory the rule does not reach, move freely.
+    setup();
+    let out = w.supervise(
+        &policy,
+        &script(&["mv tree/a/other tree/a/other2; echo mv=$?".into()]),
+    );
+    assert_eq!(field(&stdout(&out), "mv"), Some("0"), "{}", stderr(&out));
+}

@@ -513,8 +513,8 @@ const CACHES: &[&str] = &[
     "/home/alice/.cache/yarn/v6/x",
     "/home/alice/.yarn/berry/cache/x.zip",
     "/home/alice/.local/share/pnpm/store/v3/files/00/x",
-    "/tmp",
-    "/var/tmp",
+    "/tmp/<O_TMPFILE>",
+    "/var/tmp/<O_TMPFILE>",
 ];
 
 #[test]
@@ -531,10 +531,11 @@ fn package_caches_stay_writable_under_default_and_ci() {
                 );
             }
         }
-        // tempfile.TemporaryFile: O_TMPFILE on the directory itself.
+        // tempfile.TemporaryFile: O_TMPFILE, judged as an unnamed file in
+        // the directory.
         let a = open(
-            "/tmp",
-            Access::READ | Access::WRITE | Access::CREATE | Access::DIRECTORY,
+            "/tmp/<O_TMPFILE>",
+            Access::READ | Access::WRITE | Access::CREATE,
         );
         assert_eq!(p.decide(&a).verdict, Verdict::Allow, "{name}");
         // Not a prefix match: /tmpx is outside.

@@ -140,6 +140,9 @@ pub(crate) struct KindIndex {
     /// program's hash is not known (unknown facts never help).
     by_hash_strict: Vec<u32>,
     always: Vec<u32>,
+    /// Every rule of the kind, file order: the candidates for a move or
+    /// removal of a directory, which rules on paths beneath it can match.
+    every: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -153,6 +156,7 @@ impl Index {
         for (i, rule) in rules.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
             let ki = &mut index.kinds[kind_index(rule.kind)];
+            ki.every.push(i);
             let placed = match &rule.when {
                 Conds::Exec(c) => {
                     if let Some(g) = &c.name {
@@ -208,6 +212,10 @@ impl Index {
             }
             View::Open(v) => {
                 let ki = &self.kinds[kind_index(ActionKind::Open)];
+                if v.action.moves_subtree() {
+                    out.extend_from_slice(&ki.every);
+                    return;
+                }
                 out.extend_from_slice(&ki.always);
                 ki.paths.candidates(&v.path, out);
             }

@@ -433,7 +433,16 @@ pub(crate) struct Globs {
     /// The patterns that need a regular expression, combined.
     rest: Option<Regex>,
     each: Vec<Regex>,
+    /// Each pattern's regular-expression body (the source of `beneath`).
+    bodies: Vec<String>,
+    /// A DFA of each pattern, built on first use: whether some path below a
+    /// directory can match. `None` when one could not be built (too large):
+    /// then the pattern is taken as possibly matching.
+    beneath: std::sync::OnceLock<Vec<Option<regex_automata::dfa::dense::DFA<Vec<u32>>>>>,
 }
+
+/// Largest DFA built to decide what lies below a directory.
+const BENEATH_DFA_LIMIT: usize = 8 << 20;
 
 impl Globs {
     /// Compile several patterns. Errors carry the index of the bad pattern.
@@ -443,8 +452,10 @@ impl Globs {
         let mut each = Vec::with_capacity(patterns.len());
         let mut fast = Vec::new();
         let mut rest_bodies = Vec::new();
+        let mut bodies = Vec::new();
         for (i, p) in patterns.iter().enumerate() {
             let c = compile(p, scope).map_err(|e| (i, e))?;
+            bodies.push(c.regex.clone());
             let re = build(&anchored_any([c.regex.as_str()])).map_err(|e| (i, e))?;
             each.push(re);
             match (&c.literal, &c.subtree) {
@@ -467,6 +478,65 @@ impl Globs {
             fast,
             rest,
             each,
+            bodies,
+            beneath: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Whether renaming directory `dir` would carry away paths this glob
+    /// protects by where they are: some pattern can match a path strictly
+    /// below `dir` but not below a sibling of `dir` with a fresh name. Such a
+    /// pattern depends on `dir`'s name or place, so after the move the same
+    /// files would no longer match it. Patterns that match anywhere (`**/x`)
+    /// or through a wildcard at `dir`'s level (`/**`, `/opt/*/keys/**` for a
+    /// move of `/opt/app`) would match the moved files at a new place of the
+    /// same shape as well: they are judged on `dir` itself only. Decided by a
+    /// DFA of each pattern; one too large to build counts as a match.
+    pub fn could_match_beneath(&self, dir: &str) -> bool {
+        use regex_automata::dfa::{dense::DFA, Automaton};
+        use regex_automata::{Anchored, Input};
+        let dir = dir.strip_suffix('/').unwrap_or(dir);
+        let below = format!("{dir}/");
+        let sibling = match dir.rfind('/') {
+            // A name no pattern spells out: it matches only wildcards.
+            Some(i) => format!("{}\u{1}\u{2}lexecon\u{2}\u{1}/", &dir[..=i]),
+            None => String::new(),
+        };
+        // Whether some string starting with `prefix` can match.
+        let alive = |dfa: &DFA<Vec<u32>>, prefix: &str| -> bool {
+            let input = Input::new("").anchored(Anchored::Yes);
+            let Ok(mut state) = dfa.start_state_forward(&input) else {
+                return true;
+            };
+            for b in prefix.bytes() {
+                state = dfa.next_state(state, b);
+                if dfa.is_dead_state(state) {
+                    return false;
+                }
+                if dfa.is_quit_state(state) {
+                    return true;
+                }
+            }
+            true
+        };
+        let dfas = self.beneath.get_or_init(|| {
+            self.bodies
+                .iter()
+                .map(|body| {
+                    regex_automata::dfa::dense::Builder::new()
+                        .configure(
+                            regex_automata::dfa::dense::Config::new()
+                                .dfa_size_limit(Some(BENEATH_DFA_LIMIT))
+                                .determinize_size_limit(Some(BENEATH_DFA_LIMIT)),
+                        )
+                        .build(&anchored_any([body.as_str()]))
+                        .ok()
+                })
+                .collect()
+        });
+        dfas.iter().any(|dfa| match dfa {
+            None => true,
+            Some(dfa) => alive(dfa, &below) && (sibling.is_empty() || !alive(dfa, &sibling)),
         })
     }
 

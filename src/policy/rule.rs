@@ -396,10 +396,24 @@ fn eval(
                 );
             }
             if let Some(g) = &c.path {
+                // Moving or removing a directory takes everything beneath it
+                // along: where that makes the rule stricter (`unknown`), the
+                // condition also holds when a path below could match.
+                let own = g.is_match(&v.path);
+                let beneath =
+                    !own && unknown && v.action.moves_subtree() && g.could_match_beneath(&v.path);
                 cond!(
                     "path",
-                    g.is_match(&v.path),
-                    describe_match(g, &v.path, "path")
+                    own || beneath,
+                    if beneath {
+                        format!(
+                            "the directory '{}' is moved or removed with everything beneath it, and a path beneath it can match {}",
+                            v.path,
+                            g.describe()
+                        )
+                    } else {
+                        describe_match(g, &v.path, "path")
+                    }
                 );
             }
             if let Some(g) = &c.cwd {

@@ -1401,3 +1401,57 @@ tests:
     assert!(e.contains("not an absolute path"), "{e}");
     assert!(e.contains("needs `program:`"), "{e}");
 }
+
+/// Moving or removing a directory takes everything beneath it along: a
+/// block on paths below refuses it, at any depth, decided from the globs.
+#[test]
+fn moving_a_directory_is_judged_for_everything_beneath_it() {
+    let p = load(
+        "version: 1\ndefaults: {exec: allow, open: allow}\nrules:\n  - id: secret\n    open:\n      path: [\"/srv/data/secret/**\", \"/opt/*/keys/**\"]\n      access: [write, create, truncate]\n    decision: block\n    reason: r\n",
+    );
+    let moved = |path: &str| open(path, Access::READ | Access::WRITE | Access::DIRECTORY);
+    for dir in [
+        "/srv/data/secret",
+        "/srv/data",
+        "/srv",
+        "/",
+        "/opt",
+        "/opt/app/keys",
+    ] {
+        assert_eq!(verdict(&p, &moved(dir)), Verdict::Block, "{dir}");
+    }
+    // `/opt/*/keys/**` matches /opt/app/keys at any new /opt/NAME: a move of
+    // /opt/app is judged on its own path (see docs/policy.md).
+    for dir in [
+        "/srv/other",
+        "/srv/data/public",
+        "/opt/app/bin",
+        "/home",
+        "/opt/app",
+    ] {
+        assert_eq!(verdict(&p, &moved(dir)), Verdict::Allow, "{dir}");
+    }
+    // An rmdir (empty directories only) or a plain directory open is not a
+    // move.
+    assert_eq!(
+        verdict(&p, &open("/srv/data", Access::WRITE | Access::DIRECTORY)),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &open("/srv/data", Access::READ | Access::DIRECTORY)),
+        Verdict::Allow
+    );
+    // Patterns that match anywhere never make a move of an unrelated
+    // directory a match.
+    let p = load(
+        "version: 1\ndefaults: {exec: allow, open: allow}\nrules:\n  - id: hooks\n    open:\n      path: [\"**/.git/hooks/**\", \"/**/secret.txt\"]\n      access: [write]\n    decision: block\n    reason: r\n",
+    );
+    assert_eq!(verdict(&p, &moved("/home/u/ws/vendor/lib")), Verdict::Allow);
+    // An allow rule does not allow a move because something beneath it
+    // would be allowed.
+    let p = load(
+        "version: 1\ndefaults: {exec: allow, open: block}\nrules:\n  - id: build\n    open:\n      path: [\"/w/build/**\"]\n    decision: allow\n    reason: r\n",
+    );
+    assert_eq!(verdict(&p, &moved("/w")), Verdict::Block);
+    assert_eq!(verdict(&p, &moved("/w/build/x")), Verdict::Allow);
+}

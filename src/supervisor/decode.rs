@@ -61,6 +61,8 @@ pub enum DecodeError {
     Read(String),
     #[error("unknown `which` {which} for a priority call")]
     BadWhich { which: i32 },
+    #[error("invalid flags or values {flags:#x}")]
+    BadFlags { flags: u64 },
 }
 
 impl DecodeError {
@@ -69,11 +71,12 @@ impl DecodeError {
         match self {
             DecodeError::Fault { .. } => libc::EFAULT,
             DecodeError::TooLong { what, .. } if what.contains("path") => libc::ENAMETOOLONG,
+            DecodeError::TooLong { what, .. } if *what == "xattr name" => libc::ERANGE,
             DecodeError::TooLong { .. } | DecodeError::TooManyArgs { .. } => libc::E2BIG,
             DecodeError::BadOpenHowSize { size } if *size < OPEN_HOW_SIZE_VER0 => libc::EINVAL,
             DecodeError::BadOpenHowSize { .. } => libc::E2BIG,
             DecodeError::Read(_) => libc::EPERM,
-            DecodeError::BadWhich { .. } => libc::EINVAL,
+            DecodeError::BadWhich { .. } | DecodeError::BadFlags { .. } => libc::EINVAL,
         }
     }
 }
@@ -87,6 +90,8 @@ pub enum Request {
     /// limits, scheduling, memory placement.
     Process(ProcessRequest),
     PathOp(PathOpRequest),
+    /// A call that creates a name or changes a file's metadata.
+    FileOp(FileOpRequest),
     /// A notified syscall this decoder does not know: refused.
     Unknown {
         nr: i32,
@@ -134,6 +139,79 @@ pub struct PathOpRequest {
     /// `truncate`'s length.
     pub length: i64,
 }
+
+/// A call that creates a name (`mkdir`, `mknod`, `symlink`) or changes a
+/// file's metadata (mode, owner, times, extended attributes, inode flags).
+/// Every pointer argument is read here, once: the supervisor performs the
+/// call with these values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOpRequest {
+    pub syscall: &'static str,
+    pub dirfd: i32,
+    pub path: Vec<u8>,
+    /// Follow a symlink in the last component.
+    pub follow: bool,
+    /// The object is the descriptor `dirfd` itself: `fchmod(fd)`,
+    /// `futimens(fd)`, `fsetxattr(fd)`, `ioctl(fd)` (an `O_PATH`
+    /// descriptor is refused with `EBADF`, as the kernel does), or
+    /// `AT_EMPTY_PATH` with an empty path (`O_PATH` allowed).
+    pub fd_only: Option<FdUse>,
+    pub op: FileOp,
+}
+
+/// How a call names its object by descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdUse {
+    /// `fchmod(fd)` and the like: an `O_PATH` descriptor is `EBADF`.
+    Open,
+    /// `AT_EMPTY_PATH`: any descriptor, `O_PATH` included.
+    EmptyPath,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    Mkdir {
+        mode: u32,
+    },
+    Mknod {
+        mode: u32,
+        dev: u64,
+    },
+    /// `target` is the link's text, recorded, never resolved.
+    Symlink {
+        target: Vec<u8>,
+    },
+    Chmod {
+        mode: u32,
+    },
+    Chown {
+        uid: u32,
+        gid: u32,
+    },
+    /// As for `utimensat`: (seconds, nanoseconds) of access and
+    /// modification (`UTIME_NOW`, `UTIME_OMIT` allowed); `None`: both now.
+    Times {
+        times: Option<[(i64, i64); 2]>,
+    },
+    SetXattr {
+        name: Vec<u8>,
+        value: Vec<u8>,
+        flags: i32,
+    },
+    RemoveXattr {
+        name: Vec<u8>,
+    },
+    /// An inode `ioctl` and the bytes its argument points to.
+    Ioctl {
+        cmd: u32,
+        arg: Vec<u8>,
+    },
+}
+
+/// Longest extended attribute name, and value (`XATTR_NAME_MAX`,
+/// `XATTR_SIZE_MAX`).
+const XATTR_NAME_MAX: usize = 255;
+const XATTR_SIZE_MAX: usize = 65536;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathOp {
@@ -462,9 +540,373 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
                 length: 0,
             })
         }
+        nr::IOCTL => {
+            let cmd = a[1] as u32;
+            let len = match cmd {
+                // FS_IOC_FSSETXATTR: struct fsxattr.
+                0x401c_5820 => 28,
+                // FS_IOC_SETFLAGS (both sizes) take an int.
+                _ => 4,
+            };
+            let mut arg = vec![0u8; len];
+            read_exact(mem, a[2], &mut arg, "ioctl argument")?;
+            file_op(
+                "ioctl",
+                int(0),
+                Vec::new(),
+                true,
+                Some(FdUse::Open),
+                FileOp::Ioctl { cmd, arg },
+            )
+        }
+        nr::MKDIR
+        | nr::MKDIRAT
+        | nr::MKNOD
+        | nr::MKNODAT
+        | nr::SYMLINK
+        | nr::SYMLINKAT
+        | nr::CHMOD
+        | nr::FCHMOD
+        | nr::FCHMODAT
+        | nr::FCHMODAT2
+        | nr::CHOWN
+        | nr::FCHOWN
+        | nr::LCHOWN
+        | nr::FCHOWNAT
+        | nr::UTIME
+        | nr::UTIMES
+        | nr::FUTIMESAT
+        | nr::UTIMENSAT
+        | nr::SETXATTR
+        | nr::LSETXATTR
+        | nr::FSETXATTR
+        | nr::REMOVEXATTR
+        | nr::LREMOVEXATTR
+        | nr::FREMOVEXATTR => decode_file_op(n.nr as u32, &a, mem)?,
         _ => Request::Unknown { nr: n.nr },
     };
     Ok(req)
+}
+
+fn file_op(
+    syscall: &'static str,
+    dirfd: i32,
+    path: Vec<u8>,
+    follow: bool,
+    fd_only: Option<FdUse>,
+    op: FileOp,
+) -> Request {
+    Request::FileOp(FileOpRequest {
+        syscall,
+        dirfd,
+        path,
+        follow,
+        fd_only,
+        op,
+    })
+}
+
+/// `*at` flags: (follow the last symlink, the descriptor itself when the
+/// path is empty).
+fn at_flags(flags: u64, path: &[u8]) -> Result<(bool, Option<FdUse>), DecodeError> {
+    let known = (libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH) as u64;
+    if flags & !known != 0 {
+        return Err(DecodeError::BadFlags { flags });
+    }
+    let follow = flags & libc::AT_SYMLINK_NOFOLLOW as u64 == 0;
+    let empty = flags & libc::AT_EMPTY_PATH as u64 != 0 && path.is_empty();
+    Ok((follow, empty.then_some(FdUse::EmptyPath)))
+}
+
+fn read_name(mem: &dyn TraceeMemory, addr: u64) -> Result<Vec<u8>, DecodeError> {
+    let name = read_cstr(mem, addr, XATTR_NAME_MAX + 1, "xattr name")?;
+    if name.is_empty() {
+        return Err(DecodeError::BadFlags { flags: 0 });
+    }
+    Ok(name)
+}
+
+/// Two `struct timeval`s (`utimes`, `futimesat`) as `utimensat` times.
+fn read_timevals(
+    mem: &dyn TraceeMemory,
+    addr: u64,
+) -> Result<Option<[(i64, i64); 2]>, DecodeError> {
+    if addr == 0 {
+        return Ok(None);
+    }
+    let mut b = [0u8; 32];
+    read_exact(mem, addr, &mut b, "times")?;
+    let f = |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    for usec in [f(1), f(3)] {
+        if !(0..1_000_000).contains(&usec) {
+            return Err(DecodeError::BadFlags { flags: usec as u64 });
+        }
+    }
+    Ok(Some([(f(0), f(1) * 1000), (f(2), f(3) * 1000)]))
+}
+
+fn decode_file_op(nr: u32, a: &[u64; 6], mem: &dyn TraceeMemory) -> Result<Request, DecodeError> {
+    let int = |i: usize| a[i] as i32;
+    let cwd = libc::AT_FDCWD;
+    let fd = Some(FdUse::Open);
+    Ok(match nr {
+        nr::MKDIR => file_op(
+            "mkdir",
+            cwd,
+            read_path(mem, a[0])?,
+            false,
+            None,
+            FileOp::Mkdir { mode: a[1] as u32 },
+        ),
+        nr::MKDIRAT => file_op(
+            "mkdirat",
+            int(0),
+            read_path(mem, a[1])?,
+            false,
+            None,
+            FileOp::Mkdir { mode: a[2] as u32 },
+        ),
+        nr::MKNOD => file_op(
+            "mknod",
+            cwd,
+            read_path(mem, a[0])?,
+            false,
+            None,
+            FileOp::Mknod {
+                mode: a[1] as u32,
+                dev: a[2],
+            },
+        ),
+        nr::MKNODAT => file_op(
+            "mknodat",
+            int(0),
+            read_path(mem, a[1])?,
+            false,
+            None,
+            FileOp::Mknod {
+                mode: a[2] as u32,
+                dev: a[3],
+            },
+        ),
+        nr::SYMLINK => {
+            let target = read_path(mem, a[0])?;
+            file_op(
+                "symlink",
+                cwd,
+                read_path(mem, a[1])?,
+                false,
+                None,
+                FileOp::Symlink { target },
+            )
+        }
+        nr::SYMLINKAT => {
+            let target = read_path(mem, a[0])?;
+            file_op(
+                "symlinkat",
+                int(1),
+                read_path(mem, a[2])?,
+                false,
+                None,
+                FileOp::Symlink { target },
+            )
+        }
+        nr::CHMOD => file_op(
+            "chmod",
+            cwd,
+            read_path(mem, a[0])?,
+            true,
+            None,
+            FileOp::Chmod { mode: a[1] as u32 },
+        ),
+        nr::FCHMOD => file_op(
+            "fchmod",
+            int(0),
+            Vec::new(),
+            true,
+            fd,
+            FileOp::Chmod { mode: a[1] as u32 },
+        ),
+        nr::FCHMODAT => file_op(
+            "fchmodat",
+            int(0),
+            read_path(mem, a[1])?,
+            true,
+            None,
+            FileOp::Chmod { mode: a[2] as u32 },
+        ),
+        nr::FCHMODAT2 => {
+            let path = read_path_or_empty(mem, a[1], a[3])?;
+            let (follow, fd_only) = at_flags(a[3], &path)?;
+            file_op(
+                "fchmodat2",
+                int(0),
+                path,
+                follow,
+                fd_only,
+                FileOp::Chmod { mode: a[2] as u32 },
+            )
+        }
+        nr::CHOWN | nr::LCHOWN => {
+            let (name, follow) = if nr == nr::CHOWN {
+                ("chown", true)
+            } else {
+                ("lchown", false)
+            };
+            file_op(
+                name,
+                cwd,
+                read_path(mem, a[0])?,
+                follow,
+                None,
+                FileOp::Chown {
+                    uid: a[1] as u32,
+                    gid: a[2] as u32,
+                },
+            )
+        }
+        nr::FCHOWN => file_op(
+            "fchown",
+            int(0),
+            Vec::new(),
+            true,
+            fd,
+            FileOp::Chown {
+                uid: a[1] as u32,
+                gid: a[2] as u32,
+            },
+        ),
+        nr::FCHOWNAT => {
+            let path = read_path_or_empty(mem, a[1], a[4])?;
+            let (follow, fd_only) = at_flags(a[4], &path)?;
+            file_op(
+                "fchownat",
+                int(0),
+                path,
+                follow,
+                fd_only,
+                FileOp::Chown {
+                    uid: a[2] as u32,
+                    gid: a[3] as u32,
+                },
+            )
+        }
+        nr::UTIME => {
+            let times = if a[1] == 0 {
+                None
+            } else {
+                let mut b = [0u8; 16];
+                read_exact(mem, a[1], &mut b, "times")?;
+                let f =
+                    |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+                Some([(f(0), 0), (f(1), 0)])
+            };
+            file_op(
+                "utime",
+                cwd,
+                read_path(mem, a[0])?,
+                true,
+                None,
+                FileOp::Times { times },
+            )
+        }
+        nr::UTIMES => {
+            let times = read_timevals(mem, a[1])?;
+            file_op(
+                "utimes",
+                cwd,
+                read_path(mem, a[0])?,
+                true,
+                None,
+                FileOp::Times { times },
+            )
+        }
+        nr::FUTIMESAT => {
+            let times = read_timevals(mem, a[2])?;
+            file_op(
+                "futimesat",
+                int(0),
+                read_path(mem, a[1])?,
+                true,
+                None,
+                FileOp::Times { times },
+            )
+        }
+        nr::UTIMENSAT => {
+            let times = if a[2] == 0 {
+                None
+            } else {
+                let mut b = [0u8; 32];
+                read_exact(mem, a[2], &mut b, "times")?;
+                let f =
+                    |i: usize| i64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+                Some([(f(0), f(1)), (f(2), f(3))])
+            };
+            let op = FileOp::Times { times };
+            if a[1] == 0 {
+                // utimensat(fd, NULL, …): futimens; no flags allowed.
+                if a[3] & libc::AT_SYMLINK_NOFOLLOW as u64 != 0 {
+                    return Err(DecodeError::BadFlags { flags: a[3] });
+                }
+                file_op("utimensat", int(0), Vec::new(), true, fd, op)
+            } else {
+                let path = read_path_or_empty(mem, a[1], a[3])?;
+                let (follow, fd_only) = at_flags(a[3], &path)?;
+                file_op("utimensat", int(0), path, follow, fd_only, op)
+            }
+        }
+        nr::SETXATTR | nr::LSETXATTR | nr::FSETXATTR => {
+            let name = read_name(mem, a[1])?;
+            let size = a[3] as usize;
+            if size > XATTR_SIZE_MAX {
+                return Err(DecodeError::TooLong {
+                    what: "xattr value",
+                    cap: XATTR_SIZE_MAX,
+                });
+            }
+            let mut value = vec![0u8; size];
+            if size > 0 {
+                read_exact(mem, a[2], &mut value, "xattr value")?;
+            }
+            let op = FileOp::SetXattr {
+                name,
+                value,
+                flags: int(4),
+            };
+            match nr {
+                nr::SETXATTR => file_op("setxattr", cwd, read_path(mem, a[0])?, true, None, op),
+                nr::LSETXATTR => file_op("lsetxattr", cwd, read_path(mem, a[0])?, false, None, op),
+                _ => file_op("fsetxattr", int(0), Vec::new(), true, fd, op),
+            }
+        }
+        _ => {
+            let op = FileOp::RemoveXattr {
+                name: read_name(mem, a[1])?,
+            };
+            match nr {
+                nr::REMOVEXATTR => {
+                    file_op("removexattr", cwd, read_path(mem, a[0])?, true, None, op)
+                }
+                nr::LREMOVEXATTR => {
+                    file_op("lremovexattr", cwd, read_path(mem, a[0])?, false, None, op)
+                }
+                _ => file_op("fremovexattr", int(0), Vec::new(), true, fd, op),
+            }
+        }
+    })
+}
+
+/// A path that may be empty when the call passes `AT_EMPTY_PATH`.
+fn read_path_or_empty(
+    mem: &dyn TraceeMemory,
+    addr: u64,
+    flags: u64,
+) -> Result<Vec<u8>, DecodeError> {
+    match read_path(mem, addr) {
+        Err(DecodeError::Fault { .. }) if addr == 0 && flags & libc::AT_EMPTY_PATH as u64 != 0 => {
+            Ok(Vec::new())
+        }
+        other => other,
+    }
 }
 
 fn read_exact(

@@ -10,7 +10,11 @@
 //! 3. Syscalls the supervisor judges go to user notification: the exec and
 //!    open families, the calls that remove, move, alias or truncate a file
 //!    by path (`unlink`, `rmdir`, `rename`, `link`, `truncate` and their
-//!    `*at` forms), and the signal family (to protect the supervisor).
+//!    `*at` forms), the calls that create a name or change a file's metadata
+//!    (`mkdir`, `mknod`, `symlink`, `chmod`, `chown`, `utimes`, the xattr
+//!    calls, and `ioctl`s that set inode flags), the signal family and the
+//!    calls aimed at other processes (to protect the supervisor and what is
+//!    outside the tree).
 //! 4. Syscalls that would bypass or subvert the gate fail with a fixed errno
 //!    ([`DENIED`]); `clone` only when it asks for a new namespace, `seccomp`
 //!    only when it asks for a new user-notify listener.
@@ -93,7 +97,44 @@ pub mod nr {
     pub const PROCESS_MADVISE: u32 = 440;
     pub const PROCESS_MRELEASE: u32 = 448;
     pub const OPEN_TREE_ATTR: u32 = 467;
+    pub const MKDIR: u32 = 83;
+    pub const SYMLINK: u32 = 88;
+    pub const CHMOD: u32 = 90;
+    pub const FCHMOD: u32 = 91;
+    pub const CHOWN: u32 = 92;
+    pub const FCHOWN: u32 = 93;
+    pub const LCHOWN: u32 = 94;
+    pub const UTIME: u32 = 132;
+    pub const MKNOD: u32 = 133;
+    pub const SETXATTR: u32 = 188;
+    pub const LSETXATTR: u32 = 189;
+    pub const FSETXATTR: u32 = 190;
+    pub const REMOVEXATTR: u32 = 197;
+    pub const LREMOVEXATTR: u32 = 198;
+    pub const FREMOVEXATTR: u32 = 199;
+    pub const UTIMES: u32 = 235;
+    pub const MKDIRAT: u32 = 258;
+    pub const MKNODAT: u32 = 259;
+    pub const FCHOWNAT: u32 = 260;
+    pub const FUTIMESAT: u32 = 261;
+    pub const SYMLINKAT: u32 = 266;
+    pub const FCHMODAT: u32 = 268;
+    pub const UTIMENSAT: u32 = 280;
+    pub const FCHMODAT2: u32 = 452;
+    pub const SETXATTRAT: u32 = 463;
+    pub const REMOVEXATTRAT: u32 = 466;
+    pub const FILE_SETATTR: u32 = 469;
 }
+
+/// `ioctl` commands that change an inode (`chattr`): notified and judged
+/// as a change of the file the descriptor refers to.
+pub const INODE_IOCTLS: &[u32] = &[
+    // FS_IOC_SETFLAGS, and its 32-bit twin.
+    0x4008_6602,
+    0x4004_6602,
+    // FS_IOC_FSSETXATTR
+    0x401c_5820,
+];
 
 /// Calls whose first argument names a thread (0: the caller itself) and
 /// that act on it: notified unless that argument is 0, and then refused when
@@ -144,6 +185,30 @@ pub const NOTIFIED: &[u32] = &[
     nr::LINK,
     nr::LINKAT,
     nr::TRUNCATE,
+    nr::MKDIR,
+    nr::MKDIRAT,
+    nr::MKNOD,
+    nr::MKNODAT,
+    nr::SYMLINK,
+    nr::SYMLINKAT,
+    nr::CHMOD,
+    nr::FCHMOD,
+    nr::FCHMODAT,
+    nr::FCHMODAT2,
+    nr::CHOWN,
+    nr::FCHOWN,
+    nr::LCHOWN,
+    nr::FCHOWNAT,
+    nr::UTIME,
+    nr::UTIMES,
+    nr::FUTIMESAT,
+    nr::UTIMENSAT,
+    nr::SETXATTR,
+    nr::LSETXATTR,
+    nr::FSETXATTR,
+    nr::REMOVEXATTR,
+    nr::LREMOVEXATTR,
+    nr::FREMOVEXATTR,
 ];
 
 /// Syscalls refused outright, with the errno the caller gets. `ENOSYS` where
@@ -256,6 +321,21 @@ pub const DENIED: &[(u32, i32, &str)] = &[
     (nr::ADD_KEY, libc::EPERM, "kernel keyrings"),
     (nr::REQUEST_KEY, libc::EPERM, "kernel keyrings"),
     (nr::KEYCTL, libc::EPERM, "kernel keyrings"),
+    (
+        nr::SETXATTRAT,
+        libc::ENOSYS,
+        "changes extended attributes; libc falls back to setxattr",
+    ),
+    (
+        nr::REMOVEXATTRAT,
+        libc::ENOSYS,
+        "changes extended attributes; libc falls back to removexattr",
+    ),
+    (
+        nr::FILE_SETATTR,
+        libc::ENOSYS,
+        "changes inode attributes; tools fall back to ioctl",
+    ),
     (
         nr::PROCESS_MADVISE,
         libc::EPERM,
@@ -424,9 +504,11 @@ pub fn build() -> Vec<Insn> {
         Item::Mark(Mark::Named("ioctl")),
         jeq(nr::IOCTL, Next, Allow),
         Item::Load(off_arg_lo(1)),
-        jeq(TIOCSTI, Errno(libc::EPERM), Allow),
-        Item::Ret(RET_ALLOW),
+        jeq(TIOCSTI, Errno(libc::EPERM), Next),
     ]);
+    // ioctl(fd, FS_IOC_SETFLAGS, …) and the like: judged.
+    p.extend(INODE_IOCTLS.iter().map(|&c| jeq(c, Notify, Next)));
+    p.push(Item::Ret(RET_ALLOW));
     assemble(p)
 }
 
@@ -706,6 +788,10 @@ mod tests {
         ] {
             let args = [0, cmd, 0, 0, 0, 0];
             assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, args), RET_ALLOW, "{cmd}");
+        }
+        for &cmd in INODE_IOCTLS {
+            let args = [3, cmd as u64, 0x1000, 0, 0, 0];
+            assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, args), RET_USER_NOTIF);
         }
     }
 

@@ -11,6 +11,7 @@
 //! - [`resolve`]: paths resolved as the kernel would for the caller;
 //! - [`notify`]: the notification loop and the answers (emulated opens);
 //! - [`pathops`]: unlink, rename, link, truncate, judged and performed;
+//! - [`fileops`]: mkdir, mknod, symlink and metadata changes, likewise;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
@@ -25,6 +26,7 @@
 
 pub mod creds;
 pub mod decode;
+pub mod fileops;
 pub mod filter;
 pub mod launch;
 pub mod loader;

@@ -131,7 +131,13 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
         Ruling::Allow => {}
     }
     if let Some(s) = &second {
-        let access = if exchange {
+        let second_is_dir = s
+            .stat()
+            .is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR);
+        let access = if exchange && second_is_dir {
+            // The other directory moves too, with everything beneath it.
+            Access::READ | Access::WRITE | Access::DIRECTORY
+        } else if exchange {
             Access::READ | Access::WRITE
         } else if r.op == PathOp::Link {
             Access::CREATE | Access::WRITE

@@ -359,6 +359,23 @@ pub fn is_own_task(tid: i32) -> bool {
     tid > 0 && fs::symlink_metadata(format!("/proc/self/task/{tid}")).is_ok()
 }
 
+/// The open flags of descriptor `fd` of process `pid` (`/proc/PID/fdinfo/FD`).
+pub fn fd_flags(pid: i32, fd: i32) -> io::Result<i32> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("no flags in /proc/{pid}/fdinfo/{fd}"),
+            )
+        })
+}
+
 /// Every process (thread group leader) listed in `/proc`.
 pub fn processes() -> io::Result<Vec<i32>> {
     Ok(fs::read_dir("/proc")?
