@@ -272,6 +272,11 @@ fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
         .collect()
 }
 
+/// Calls that map a file executable, judged as loading it.
+fn is_code_map(syscall: &str) -> bool {
+    matches!(syscall, "mmap" | "mprotect" | "pkey_mprotect")
+}
+
 /// For an `O_TMPFILE` open, what the record says.
 fn tmpfile_note(action: &Action) -> Option<&'static str> {
     match action {
@@ -302,6 +307,9 @@ fn path_op_note(syscall: &str) -> Option<&'static str> {
         "setxattr" | "lsetxattr" | "fsetxattr" | "removexattr" | "lremovexattr"
         | "fremovexattr" => "extended attributes, judged as a write of the file",
         "ioctl" => "inode flags (ioctl), judged as a write of the file",
+        "mmap" | "mprotect" | "pkey_mprotect" => {
+            "code mapping (PROT_EXEC), judged as loading the file against block and escalate exec rules"
+        }
         _ => return None,
     })
 }
@@ -414,6 +422,9 @@ pub fn describe(action: &Action) -> String {
 /// `creat /w/f`, `open O_TMPFILE in /tmp (…)`; opens and execs as
 /// [`describe`]. Escaped like [`describe`].
 pub fn describe_call(syscall: &str, action: &Action) -> String {
+    if let (true, Action::Exec(x)) = (is_code_map(syscall), action) {
+        return format!("map executable {}", escape::path(&x.path));
+    }
     let Action::Open(o) = action else {
         return describe(action);
     };
@@ -905,7 +916,13 @@ impl Judge for Session {
         identity: Option<&Identity>,
         loaded: Option<&Action>,
     ) -> Ruling {
-        let (decision, builtin) = self.decide(syscall, action, identity, loaded);
+        let (mut decision, builtin) = self.decide(syscall, action, identity, loaded);
+        if is_code_map(syscall) && decision.rule.is_none() {
+            // A mapping is refused by block and escalate rules only: the
+            // exec default does not reach libraries the loader maps.
+            decision.verdict = Verdict::Allow;
+            decision.reason = "no block or escalate exec rule matches the mapped file".to_string();
+        }
         if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
             return r;
         }

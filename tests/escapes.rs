@@ -1976,3 +1976,68 @@ fn moving_a_directory_above_a_protected_path_at_any_depth() {
     );
     assert_eq!(field(&stdout(&out), "mv"), Some("0"), "{}", stderr(&out));
 }
+
+// ------------------------------------------- code loaded without an exec
+
+#[test]
+fn a_modified_loader_runs_the_forbidden_program() {
+    // A copy of ld.so with one byte more: neither its name nor its content
+    // is the system loader's, so only the executable mapping of the
+    // program it loads can be judged.
+    let w = World::new();
+    let loader = w.env.bin.join("my-loader");
+    let cp = Command::new("cp").arg(LD_SO).arg(&loader).status().unwrap();
+    assert!(cp.success());
+    let grow = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf x >> '{}'", loader.display()))
+        .status()
+        .unwrap();
+    assert!(grow.success());
+    let cmd = [loader.as_os_str(), w.marker.as_os_str(), os("ran.txt")];
+    let out = exec_route(&w, &w.policy(""), &cmd);
+    assert!(stderr(&out).contains("map executable"), "{}", stderr(&out));
+    // The same loader still runs an allowed program.
+    let good = w.env.cc("good", "int main(void) { return 7; }");
+    let out = w.supervise(&w.policy(""), &[loader.as_os_str(), good.as_os_str()]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+}
+
+#[test]
+fn a_forbidden_program_mapped_executable_by_hand() {
+    let w = World::new();
+    let prog = w.env.cc("codemap", include_str!("escapes/codemap.c"));
+    let args = [prog.as_os_str(), w.marker.as_os_str()];
+    let native = w.native(&args);
+    for what in [
+        "mmap-exec",
+        "mmap-read",
+        "mprotect-exec",
+        "anon-exec",
+        "anon-mprotect",
+    ] {
+        assert_eq!(field(&native, what), Some("0"), "{what}: {native}");
+    }
+    let out = w.supervise(&w.policy(""), &args);
+    let s = stdout(&out);
+    assert_eq!(
+        field(&s, "mmap-exec"),
+        Some(&*errno_str(libc::EPERM)),
+        "{s}"
+    );
+    assert_eq!(field(&s, "mmap-read"), Some("0"), "{s}");
+    assert_eq!(
+        field(&s, "mprotect-exec"),
+        Some(&*errno_str(libc::EPERM)),
+        "{s}"
+    );
+    // Anonymous memory is out of reach of a file-based check, and passes.
+    assert_eq!(field(&s, "anon-exec"), Some("0"), "{s}");
+    assert_eq!(field(&s, "anon-mprotect"), Some("0"), "{s}");
+    // An allowed file maps as natively.
+    let other = w.env.cc("other", "int main(void) { return 0; }");
+    let s = stdout(&w.supervise(&w.policy(""), &[prog.as_os_str(), other.as_os_str()]));
+    for what in ["mmap-exec", "mprotect-exec"] {
+        assert_eq!(field(&s, what), Some("0"), "{what}: {s}");
+    }
+}

@@ -92,6 +92,9 @@ pub enum Request {
     PathOp(PathOpRequest),
     /// A call that creates a name or changes a file's metadata.
     FileOp(FileOpRequest),
+    /// A mapping made executable: `mmap` of a file with `PROT_EXEC`, or
+    /// `mprotect` adding `PROT_EXEC`.
+    CodeMap(CodeMapRequest),
     /// A notified syscall this decoder does not know: refused.
     Unknown {
         nr: i32,
@@ -157,6 +160,18 @@ pub struct FileOpRequest {
     /// `AT_EMPTY_PATH` with an empty path (`O_PATH` allowed).
     pub fd_only: Option<FdUse>,
     pub op: FileOp,
+}
+
+/// `mmap(addr, len, prot, flags, fd, off)` with `PROT_EXEC` on a file, or
+/// `mprotect(addr, len, prot)` / `pkey_mprotect` with `PROT_EXEC`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeMapRequest {
+    pub syscall: &'static str,
+    /// The file mapped (`mmap`); `None` for `mprotect`, whose mappings are
+    /// looked up by address.
+    pub fd: Option<i32>,
+    pub addr: u64,
+    pub len: u64,
 }
 
 /// How a call names its object by descriptor.
@@ -540,6 +555,22 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
                 length: 0,
             })
         }
+        nr::MMAP => Request::CodeMap(CodeMapRequest {
+            syscall: "mmap",
+            fd: Some(int(4)),
+            addr: a[0],
+            len: a[1],
+        }),
+        nr::MPROTECT | nr::PKEY_MPROTECT => Request::CodeMap(CodeMapRequest {
+            syscall: if n.nr as u32 == nr::MPROTECT {
+                "mprotect"
+            } else {
+                "pkey_mprotect"
+            },
+            fd: None,
+            addr: a[0],
+            len: a[1],
+        }),
         nr::IOCTL => {
             let cmd = a[1] as u32;
             let len = match cmd {

@@ -97,6 +97,9 @@ pub mod nr {
     pub const PROCESS_MADVISE: u32 = 440;
     pub const PROCESS_MRELEASE: u32 = 448;
     pub const OPEN_TREE_ATTR: u32 = 467;
+    pub const MMAP: u32 = 9;
+    pub const MPROTECT: u32 = 10;
+    pub const PKEY_MPROTECT: u32 = 329;
     pub const MKDIR: u32 = 83;
     pub const SYMLINK: u32 = 88;
     pub const CHMOD: u32 = 90;
@@ -465,6 +468,31 @@ pub fn build() -> Vec<Insn> {
             Item::Mark(Mark::After(n)),
         ]);
     }
+    // Code mappings: mmap(…, prot with PROT_EXEC, flags without
+    // MAP_ANONYMOUS, fd, …) and mprotect/pkey_mprotect(…, prot with
+    // PROT_EXEC) are judged; every other mapping passes.
+    let jset = |k, t, f| Item::Jump {
+        code: JMP_JSET_K,
+        k,
+        t,
+        f,
+    };
+    p.extend([
+        jeq(nr::MMAP, Next, At(Mark::After(nr::MMAP))),
+        Item::Load(off_arg_lo(2)),
+        jset(libc::PROT_EXEC as u32, Next, Allow),
+        Item::Load(off_arg_lo(3)),
+        jset(libc::MAP_ANONYMOUS as u32, Allow, Notify),
+        Item::Mark(Mark::After(nr::MMAP)),
+    ]);
+    for n in [nr::MPROTECT, nr::PKEY_MPROTECT] {
+        p.extend([
+            jeq(n, Next, At(Mark::After(n))),
+            Item::Load(off_arg_lo(2)),
+            jset(libc::PROT_EXEC as u32, Notify, Allow),
+            Item::Mark(Mark::After(n)),
+        ]);
+    }
     p.extend([
         // clone(flags, …): refuse namespace flags and CLONE_UNTRACED.
         jeq(nr::CLONE, Next, At(Mark::Named("seccomp"))),
@@ -792,6 +820,31 @@ mod tests {
         for &cmd in INODE_IOCTLS {
             let args = [3, cmd as u64, 0x1000, 0, 0, 0];
             assert_eq!(run(nr::IOCTL, AUDIT_ARCH_X86_64, args), RET_USER_NOTIF);
+        }
+    }
+
+    #[test]
+    fn only_executable_file_mappings_are_notified() {
+        let exec = libc::PROT_READ | libc::PROT_EXEC;
+        let file = libc::MAP_PRIVATE;
+        let anon = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+        let mmap = |prot: i32, flags: i32| {
+            run(
+                nr::MMAP,
+                AUDIT_ARCH_X86_64,
+                [0, 4096, prot as u64, flags as u64, 3, 0],
+            )
+        };
+        assert_eq!(mmap(exec, file), RET_USER_NOTIF);
+        assert_eq!(mmap(exec, anon), RET_ALLOW);
+        assert_eq!(mmap(libc::PROT_READ, file), RET_ALLOW);
+        assert_eq!(mmap(libc::PROT_READ | libc::PROT_WRITE, anon), RET_ALLOW);
+        for n in [nr::MPROTECT, nr::PKEY_MPROTECT] {
+            assert_eq!(
+                run(n, AUDIT_ARCH_X86_64, [0, 4096, exec as u64, 0, 0, 0]),
+                RET_USER_NOTIF
+            );
+            assert_eq!(run(n, AUDIT_ARCH_X86_64, [0, 4096, 1, 0, 0, 0]), RET_ALLOW);
         }
     }
 

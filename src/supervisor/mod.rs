@@ -12,6 +12,7 @@
 //! - [`notify`]: the notification loop and the answers (emulated opens);
 //! - [`pathops`]: unlink, rename, link, truncate, judged and performed;
 //! - [`fileops`]: mkdir, mknod, symlink and metadata changes, likewise;
+//! - [`codemap`]: files mapped executable, judged as loading a program;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
@@ -24,6 +25,7 @@
 //! one thread serves notifications; one forwards SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT to the command's process group and calls [`Judge::tick`].
 
+pub mod codemap;
 pub mod creds;
 pub mod decode;
 pub mod fileops;

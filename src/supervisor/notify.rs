@@ -291,6 +291,9 @@ fn syscall_name(nr: i32) -> &'static str {
         LREMOVEXATTR => "lremovexattr",
         FREMOVEXATTR => "fremovexattr",
         IOCTL => "ioctl",
+        MMAP => "mmap",
+        MPROTECT => "mprotect",
+        PKEY_MPROTECT => "pkey_mprotect",
         _ => "unknown",
     }
 }
@@ -326,6 +329,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         Ok(Request::Process(s)) => process_call(shared, &caller, &s),
         Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::FileOp(f)) => super::fileops::handle(shared, &caller, &f),
+        Ok(Request::CodeMap(m)) => super::codemap::handle(shared, &caller, &m),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
                 &caller,
