@@ -507,3 +507,72 @@ fn an_environment_value_that_would_cover_everything_fails_closed() {
         assert_eq!(out.status.code(), Some(1), "{policy}");
     }
 }
+
+#[test]
+fn shipped_policies_by_name_and_a_closed_pipe() {
+    const LEXECON: &str = env!("CARGO_BIN_EXE_lexecon");
+    // Every shipped policy is built in: by name, with or without
+    // `builtin:`, from a directory with no policies/ in it.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(LEXECON)
+        .args([
+            "policy",
+            "check",
+            "default",
+            "ci",
+            "builtin:observe",
+            "demo.yaml",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{s}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["default", "ci", "observe", "demo"] {
+        assert!(s.contains(&format!("builtin:{name}: valid")), "{s}");
+    }
+    let show = Command::new(LEXECON)
+        .args(["policy", "show", "ci"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&show.stdout),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/ci.yaml")).unwrap()
+    );
+    let bad = Command::new(LEXECON)
+        .args(["policy", "show", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("default, ci, observe, demo"));
+    // A file of that name in the directory wins over the built-in one.
+    std::fs::write(dir.path().join("ci"), "version: 1\nrules: []\n").unwrap();
+    let out = Command::new(LEXECON)
+        .args(["policy", "check", "ci"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ci: valid"));
+    // Output into a pipe closed early ends quietly.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{LEXECON}' policy show default | head -1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -78,6 +78,9 @@ pub fn main_lexecon() -> ExitCode {
         Command::Supervise(_) | Command::Demo(_) => EXIT_SUPERVISOR_FAILURE,
         _ => EXIT_ERROR,
     };
+    if !matches!(cli.command, Command::Supervise(_) | Command::Demo(_)) {
+        crate::supervisor::sys::default_sigpipe();
+    }
     let result = match cli.command {
         Command::Supervise(args) => supervise::run(args),
         Command::Demo(args) => supervise::demo(args),
@@ -144,4 +147,67 @@ fn finish(result: anyhow::Result<ExitCode>, failure: u8) -> ExitCode {
             ExitCode::from(failure)
         }
     }
+}
+
+/// Where a policy comes from: a file, or one of the shipped policies built
+/// into the binary (`builtin:NAME`, or a bare NAME when no such file
+/// exists).
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    File(std::path::PathBuf),
+    Builtin(&'static str, &'static str),
+}
+
+impl PolicySource {
+    /// `arg` as given to `--policy` or `policy check/explain/show`.
+    pub fn resolve(arg: &std::path::Path) -> anyhow::Result<PolicySource> {
+        use crate::policy::shipped;
+        let text = arg.to_string_lossy();
+        if let Some(name) = text.strip_prefix("builtin:") {
+            return match shipped::shipped(name) {
+                Some(t) => Ok(PolicySource::Builtin(static_name(name), t)),
+                None => anyhow::bail!(
+                    "there is no built-in policy named {} (built in: {})",
+                    crate::escape::text(name),
+                    shipped::names()
+                ),
+            };
+        }
+        let bare = !text.contains('/');
+        match shipped::shipped(&text) {
+            Some(t) if bare && !arg.exists() => Ok(PolicySource::Builtin(static_name(&text), t)),
+            _ => Ok(PolicySource::File(arg.to_path_buf())),
+        }
+    }
+
+    /// Loads it with `vars`.
+    pub fn load(
+        &self,
+        vars: &crate::policy::Vars,
+    ) -> Result<crate::policy::Policy, crate::policy::PolicyErrors> {
+        match self {
+            PolicySource::File(p) => crate::policy::Policy::from_file(p, vars),
+            PolicySource::Builtin(name, text) => {
+                crate::policy::Policy::from_str(text, &format!("builtin:{name}"), vars)
+            }
+        }
+    }
+
+    /// How the run header and messages name it.
+    pub fn path(&self) -> std::path::PathBuf {
+        match self {
+            PolicySource::File(p) => p.clone(),
+            PolicySource::Builtin(name, _) => std::path::PathBuf::from(format!("builtin:{name}")),
+        }
+    }
+}
+
+/// The shipped policy's own name (`'static`) for `name` (`ci`, `ci.yaml`).
+fn static_name(name: &str) -> &'static str {
+    let name = name.strip_suffix(".yaml").unwrap_or(name);
+    crate::policy::shipped::SHIPPED
+        .iter()
+        .map(|(n, _)| *n)
+        .find(|n| *n == name)
+        .unwrap_or("default")
 }

@@ -24,7 +24,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
 use crate::action::{Access, Action, ActionKind, ExecAction, OpenAction};
-use crate::policy::{Policy, PolicyErrors, Vars};
+use crate::policy::{PolicyErrors, Vars};
 
 #[derive(Args, Debug)]
 pub struct PolicyArgs {
@@ -36,7 +36,8 @@ pub struct PolicyArgs {
 enum PolicyCommand {
     /// Validate policy files and run their embedded examples.
     Check {
-        /// Policy files.
+        /// Policy files, or shipped policies by name (`default`, `ci`,
+        /// `observe`, `demo`, `builtin:NAME`).
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Value of ${WORKSPACE} (default: the current directory).
@@ -48,7 +49,7 @@ enum PolicyCommand {
         after_help = "Examples:\n  lexecon policy explain policies/default.yaml -- exec rm -rf ./important_data\n  lexecon policy explain policies/default.yaml -- open ~/.ssh/id_rsa --read"
     )]
     Explain {
-        /// Policy file.
+        /// Policy file, or a shipped policy by name.
         file: PathBuf,
         /// Print the explanation as JSON.
         #[arg(long)]
@@ -63,6 +64,12 @@ enum PolicyCommand {
         #[arg(last = true, required = true, value_name = "ACTION")]
         action: Vec<OsString>,
     },
+    /// Print a shipped policy (`default`, `ci`, `observe`, `demo`), to read
+    /// it or to start a policy of your own from it.
+    Show {
+        /// The shipped policy's name.
+        name: String,
+    },
 }
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
@@ -75,6 +82,7 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             workspace,
             action,
         } => explain(&file, json, cwd, workspace, &action),
+        PolicyCommand::Show { name } => show(&name),
     }
 }
 
@@ -99,11 +107,28 @@ fn print_errors(e: &PolicyErrors) {
     }
 }
 
+fn show(name: &str) -> anyhow::Result<ExitCode> {
+    let name = name.strip_prefix("builtin:").unwrap_or(name);
+    match crate::policy::shipped::shipped(name) {
+        Some(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "there is no shipped policy named {} (shipped: {})",
+            crate::escape::text(name),
+            crate::policy::shipped::names()
+        ),
+    }
+}
+
 fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let vars = vars(workspace)?;
     let mut all_ok = true;
-    for file in files {
-        match Policy::from_file(file, &vars) {
+    for arg in files {
+        let source = super::PolicySource::resolve(arg)?;
+        let file = &source.path();
+        match source.load(&vars) {
             Ok(p) => {
                 println!("{}: valid", file.display());
                 println!("  mode: {}", p.mode());
@@ -266,11 +291,12 @@ fn explain(
         Some(c) => absolute(&current_dir()?, &c),
         None => current_dir()?,
     };
-    let policy = match Policy::from_file(file, &vars) {
+    let source = super::PolicySource::resolve(file)?;
+    let policy = match source.load(&vars) {
         Ok(p) => p,
         Err(e) => {
             print_errors(&e);
-            println!("{}: invalid ({} errors)", file.display(), e.len());
+            println!("{}: invalid ({} errors)", source.path().display(), e.len());
             return Ok(ExitCode::from(1));
         }
     };

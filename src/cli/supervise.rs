@@ -20,8 +20,6 @@ use crate::session::{self, Hints, OnEscalate, SessionConfig, Summary};
 use crate::supervisor;
 
 /// The policies shipped in `policies/`, built into the binary.
-pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.yaml");
-pub const DEMO_POLICY: &str = include_str!("../../policies/demo.yaml");
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModeArg {
@@ -54,8 +52,10 @@ pub enum SyncArg {
 
 #[derive(Args, Debug)]
 pub struct SuperviseArgs {
-    /// Policy file (default: the shipped default policy for coding agents).
-    #[arg(long, value_name = "FILE")]
+    /// Policy file, or a shipped policy by name (`default`, `ci`, `observe`,
+    /// `demo`, or `builtin:NAME`; default: the shipped default policy for
+    /// coding agents).
+    #[arg(long, value_name = "FILE|NAME")]
     pub policy: Option<PathBuf>,
     /// Ledger file; runs are appended. Default: $LEXECON_LEDGER, else the
     /// workspace's ledger, $XDG_STATE_HOME/lexecon/ledgers/NAME-HASH/ledger.jsonl
@@ -181,17 +181,8 @@ fn lock_wait_notice(e: &LedgerError) {
     }
 }
 
-fn load_policy(
-    path: Option<&Path>,
-    text: &str,
-    origin: &str,
-    vars: &Vars,
-) -> anyhow::Result<Policy> {
-    let loaded = match path {
-        Some(p) => Policy::from_file(p, vars),
-        None => Policy::from_str(text, origin, vars),
-    };
-    loaded.map_err(|errors| {
+fn load_policy(source: &super::PolicySource, vars: &Vars) -> anyhow::Result<Policy> {
+    source.load(vars).map_err(|errors| {
         anyhow::anyhow!(
             "the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)"
         )
@@ -287,12 +278,11 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
     let vars = vars_for(&ws);
-    let policy = load_policy(
-        args.policy.as_deref(),
-        DEFAULT_POLICY,
-        "policies/default.yaml (built in)",
-        &vars,
-    )?;
+    let source = match &args.policy {
+        Some(p) => super::PolicySource::resolve(p)?,
+        None => super::PolicySource::resolve(Path::new("builtin:default"))?,
+    };
+    let policy = load_policy(&source, &vars)?;
     let keys = locations::keys(args.keys.as_deref())?;
     let key = load_key(&keys, &[&ws, &cwd])?;
 
@@ -332,7 +322,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = SessionConfig {
         policy,
-        policy_path: args.policy.clone(),
+        policy_path: Some(source.path()),
         mode: args.mode.map(|m| match m {
             ModeArg::Enforce => Mode::Enforce,
             ModeArg::Observe => Mode::Observe,
@@ -482,7 +472,10 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{w}");
     }
     let vars = vars_for(ws);
-    let policy = load_policy(None, DEMO_POLICY, "policies/demo.yaml (built in)", &vars)?;
+    let policy = load_policy(
+        &super::PolicySource::resolve(Path::new("builtin:demo"))?,
+        &vars,
+    )?;
     let writer = LedgerWriter::open(
         &ledger_path,
         ledger::keys::load_signing_key(&keys)?,

@@ -26,6 +26,7 @@ mod error;
 mod explain;
 mod glob;
 mod rule;
+pub mod shipped;
 mod yaml;
 
 use std::collections::BTreeMap;

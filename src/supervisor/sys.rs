@@ -530,6 +530,17 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<
     Ok(pfds.iter().map(|p| p.revents).collect())
 }
 
+/// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
+/// a reporting command whose output goes to a pipe that closed (`| head`)
+/// ends quietly, as other command-line tools do, instead of failing on the
+/// write. Not for the supervisor, which must outlive a closed stderr.
+pub fn default_sigpipe() {
+    // SAFETY: sets a signal disposition; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The calling thread's id.
 pub fn gettid() -> i32 {
     // SAFETY: no arguments.
