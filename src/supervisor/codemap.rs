@@ -86,7 +86,7 @@ pub fn vmas(tid: i32, addr: u64, len: u64) -> io::Result<Vec<Vma>> {
         };
         // SAFETY: PROCMAP_QUERY reads and fills `q` (its size is given in
         // `q.size`) and writes at most `vma_name_size` bytes into `name`.
-        let r = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY, &mut q) };
+        let r = unsafe { libc::ioctl(maps.as_raw_fd(), PROCMAP_QUERY as _, &mut q) };
         if r < 0 {
             let e = io::Error::last_os_error();
             return match e.raw_os_error() {

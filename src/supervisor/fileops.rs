@@ -231,7 +231,7 @@ fn perform(r: &FileOpRequest, resolved: &Resolved, tid: i32) -> Result<(), Retry
         FileOp::Times { times } => {
             let ts = times.map(|t| {
                 t.map(|(s, ns)| libc::timespec {
-                    tv_sec: s as libc::time_t,
+                    tv_sec: s as _,
                     tv_nsec: ns as libc::c_long,
                 })
             });
@@ -276,8 +276,7 @@ fn perform(r: &FileOpRequest, resolved: &Resolved, tid: i32) -> Result<(), Retry
             let mut buf = arg.clone();
             // SAFETY: a valid descriptor; the argument buffer has the size
             // the command reads.
-            let ret =
-                unsafe { libc::ioctl(file.as_raw_fd(), *cmd as libc::c_ulong, buf.as_mut_ptr()) };
+            let ret = unsafe { libc::ioctl(file.as_raw_fd(), *cmd as _, buf.as_mut_ptr()) };
             Ok(cvt(ret as libc::c_long)?)
         }
         FileOp::Mkdir { .. } | FileOp::Mknod { .. } | FileOp::Symlink { .. } => {

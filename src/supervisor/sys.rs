@@ -340,14 +340,14 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: RawFd) -> io::Result<()> {
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg_buf.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is a pure computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as usize;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(mem::size_of::<RawFd>() as u32) } as _;
     // SAFETY: msg_control points at a buffer of msg_controllen bytes, so the
     // first header and its data fit.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as usize;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<RawFd>() as u32) as _;
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
     }
     // SAFETY: msg describes valid buffers for the duration of the call.
@@ -368,7 +368,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = cmsg_buf.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&cmsg_buf);
+    msg.msg_controllen = mem::size_of_val(&cmsg_buf) as _;
     let n = retry(|| {
         // SAFETY: msg describes valid buffers for the duration of the call.
         let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
@@ -397,11 +397,13 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     }
 }
 
-/// `ptrace(request, pid, 0, data)`.
-pub fn ptrace(request: libc::c_uint, pid: i32, data: usize) -> io::Result<libc::c_long> {
+/// `ptrace(request, pid, 0, data)`. The request is taken as glibc and musl
+/// spell its type (`c_uint`, `c_int`) and passed to the raw syscall.
+pub fn ptrace(request: impl Into<i64>, pid: i32, data: usize) -> io::Result<libc::c_long> {
     // SAFETY: the requests used by this crate take no pointer in `addr` and
-    // an integer (options, signal) in `data`.
-    let ret = unsafe { libc::ptrace(request, pid, 0usize, data) };
+    // an integer (options, signal) in `data`; none is a PEEK request, whose
+    // result the libc wrapper would store differently.
+    let ret = unsafe { libc::syscall(libc::SYS_ptrace, request.into(), pid, 0usize, data) };
     cvt(ret)
 }
 
