@@ -37,7 +37,7 @@ pub const EXIT_ERROR: u8 = 2;
 #[derive(Parser, Debug)]
 #[command(
     name = "lexecon",
-    version,
+    version = VERSION,
     about = "Execution control for AI agents: judge every exec and open, record it in a signed ledger"
 )]
 struct Cli {
@@ -69,11 +69,112 @@ enum Command {
     Approve(approve::AnswerArgs),
     /// Block a held escalation.
     Deny(approve::AnswerArgs),
+    /// Print a shell completion script (`bash`, `zsh`, `fish`, `elvish`,
+    /// `powershell`), e.g. `lexecon completions bash > /etc/bash_completion.d/lexecon`.
+    Completions(CompletionsArgs),
+    /// Write the man pages of `lexecon`, its commands and `lexecon-supervise`
+    /// into a directory.
+    Man(ManArgs),
 }
+
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    shell: clap_complete::Shell,
+    /// For `lexecon-supervise` instead of `lexecon`.
+    #[arg(long)]
+    supervise: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ManArgs {
+    /// Where to write them (created if missing).
+    #[arg(long, default_value = "man")]
+    out: std::path::PathBuf,
+}
+
+fn completions(args: CompletionsArgs) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let (mut cmd, name) = if args.supervise {
+        (SuperviseCli::command(), "lexecon-supervise")
+    } else {
+        (Cli::command(), "lexecon")
+    };
+    clap_complete::generate(args.shell, &mut cmd, name, &mut std::io::stdout());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `lexecon.1`, `lexecon-COMMAND.1` for each command (and their
+/// subcommands), `lexecon-supervise.1`.
+fn man(args: ManArgs) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", crate::escape::path(&args.out)))?;
+    let mut written = Vec::new();
+    fn render(
+        cmd: clap::Command,
+        name: String,
+        dir: &std::path::Path,
+        written: &mut Vec<std::path::PathBuf>,
+    ) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let cmd = cmd.name(name.clone());
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+        std::fs::write(&path, out)
+            .with_context(|| format!("cannot write {}", crate::escape::path(&path)))?;
+        written.push(path);
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            render(
+                sub.clone(),
+                format!("{name}-{}", sub.get_name()),
+                dir,
+                written,
+            )?;
+        }
+        Ok(())
+    }
+    render(Cli::command(), "lexecon".into(), &args.out, &mut written)?;
+    render(
+        SuperviseCli::command(),
+        "lexecon-supervise".into(),
+        &args.out,
+        &mut written,
+    )?;
+    for p in &written {
+        println!("{}", crate::escape::path(p));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The version with the commit and build profile (`0.1.0 (commit …,
+/// release build)`), as `--version` prints it and run headers record it.
+pub const VERSION: &str = crate::ledger::VERSION;
 
 /// Entry point of the `lexecon` binary.
 pub fn main_lexecon() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS;
+            }
+            // `lexecon supervise --bogus` fails as `lexecon-supervise
+            // --bogus` does (125); every other command with 2.
+            let supervise = std::env::args_os().nth(1).is_some_and(|a| a == "supervise");
+            return ExitCode::from(if supervise {
+                EXIT_SUPERVISOR_FAILURE
+            } else {
+                2
+            });
+        }
+    };
     let failure = match cli.command {
         Command::Supervise(_) | Command::Demo(_) => EXIT_SUPERVISOR_FAILURE,
         _ => EXIT_ERROR,
@@ -93,6 +194,8 @@ pub fn main_lexecon() -> ExitCode {
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
         Command::Deny(args) => approve::answer(args, false),
+        Command::Completions(args) => completions(args),
+        Command::Man(args) => man(args),
     };
     finish(result, failure)
 }
@@ -100,7 +203,7 @@ pub fn main_lexecon() -> ExitCode {
 #[derive(Parser, Debug)]
 #[command(
     name = "lexecon-supervise",
-    version,
+    version = VERSION,
     about = "Run a command with every exec and open judged by a policy and recorded in a signed ledger"
 )]
 struct SuperviseCli {

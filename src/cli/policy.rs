@@ -43,6 +43,9 @@ enum PolicyCommand {
         /// Value of ${WORKSPACE} (default: the current directory).
         #[arg(long)]
         workspace: Option<PathBuf>,
+        /// Print the result as JSON (one object with a `policies` array).
+        #[arg(long)]
+        json: bool,
     },
     /// Show how a policy judges one action.
     #[command(
@@ -74,7 +77,11 @@ enum PolicyCommand {
 
 pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        PolicyCommand::Check { files, workspace } => check(&files, workspace),
+        PolicyCommand::Check {
+            files,
+            workspace,
+            json,
+        } => check(&files, workspace, json),
         PolicyCommand::Explain {
             file,
             json,
@@ -122,14 +129,33 @@ fn show(name: &str) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let vars = vars(workspace)?;
     let mut all_ok = true;
+    let mut results = Vec::new();
     for arg in files {
         let source = super::PolicySource::resolve(arg)?;
         let file = &source.path();
         match source.load(&vars) {
             Ok(p) => {
+                if json {
+                    results.push(serde_json::json!({
+                        "policy": file.to_string_lossy(),
+                        "valid": true,
+                        "mode": p.mode().as_str(),
+                        "defaults": {
+                            "exec": p.default_verdict(ActionKind::Exec).as_str(),
+                            "open": p.default_verdict(ActionKind::Open).as_str(),
+                        },
+                        "rules": {
+                            "exec": p.rule_count(ActionKind::Exec),
+                            "open": p.rule_count(ActionKind::Open),
+                        },
+                        "examples_checked": p.example_count(),
+                        "sha256": hex::encode(p.sha256()),
+                    }));
+                    continue;
+                }
                 println!("{}: valid", file.display());
                 println!("  mode: {}", p.mode());
                 println!(
@@ -147,6 +173,21 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCo
             }
             Err(e) => {
                 all_ok = false;
+                if json {
+                    results.push(serde_json::json!({
+                        "policy": file.to_string_lossy(),
+                        "valid": false,
+                        "errors": e.iter().map(|err| serde_json::json!({
+                            "file": err.file,
+                            "line": err.line,
+                            "col": err.col,
+                            "rule": err.rule,
+                            "message": err.message,
+                            "hint": err.hint,
+                        })).collect::<Vec<_>>(),
+                    }));
+                    continue;
+                }
                 print_errors(&e);
                 println!(
                     "{}: invalid ({} error{})",
@@ -156,6 +197,15 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>) -> anyhow::Result<ExitCo
                 );
             }
         }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "valid": all_ok,
+                "policies": results,
+            }))?
+        );
     }
     Ok(if all_ok {
         ExitCode::SUCCESS

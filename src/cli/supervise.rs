@@ -55,7 +55,7 @@ pub struct SuperviseArgs {
     /// Policy file, or a shipped policy by name (`default`, `ci`, `observe`,
     /// `demo`, or `builtin:NAME`; default: the shipped default policy for
     /// coding agents).
-    #[arg(long, value_name = "FILE|NAME")]
+    #[arg(long, value_name = "FILE|NAME", env = "LEXECON_POLICY")]
     pub policy: Option<PathBuf>,
     /// Ledger file; runs are appended. Default: $LEXECON_LEDGER, else the
     /// workspace's ledger, $XDG_STATE_HOME/lexecon/ledgers/NAME-HASH/ledger.jsonl

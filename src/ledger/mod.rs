@@ -12,6 +12,10 @@
 //! Knows nothing of seccomp or policies: decisions are data
 //! ([`crate::action`]).
 
+/// The version of the build, with its commit and profile: `0.1.0 (commit
+/// 0123456789ab, release build)`. Recorded in run headers.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LEXECON_BUILD"), ")");
+
 pub mod anchor;
 pub mod error;
 pub mod jcs;

@@ -333,7 +333,7 @@ pub(crate) fn encode_header(
     let mut m = common("run", seq, prev);
     put(&mut m, "run", s(x.run_id));
     put(&mut m, "time", Value::String(x.time_ns.to_string().into()));
-    put(&mut m, "version", s(env!("CARGO_PKG_VERSION")));
+    put(&mut m, "version", s(super::VERSION));
     put(
         &mut m,
         "command",
@@ -656,7 +656,7 @@ pub(crate) fn encode_recovery(
     let mut m = common("recovery", seq, prev);
     put(&mut m, "run", s(r.id));
     put(&mut m, "time", Value::String(r.time_ns.to_string().into()));
-    put(&mut m, "version", s(env!("CARGO_PKG_VERSION")));
+    put(&mut m, "version", s(super::VERSION));
     put(&mut m, "host_key", s(r.host_vkey));
     put(&mut m, "host_fingerprint", s(r.host_fingerprint));
     put(&mut m, "torn_bytes", u64s(r.torn_bytes));
