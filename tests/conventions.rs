@@ -144,3 +144,30 @@ fn the_policy_can_come_from_the_environment() {
     assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
     assert!(stderr(&out).contains("no-true"), "{}", stderr(&out));
 }
+
+#[test]
+fn doctor_here_and_inside_a_supervised_run() {
+    let out = Command::new(LEXECON)
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{v:#}");
+    let e2e = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "end to end")
+        .unwrap();
+    assert_eq!(e2e["level"], "ok", "{v:#}");
+    // Inside a supervised run a second supervisor cannot enforce (the
+    // filter refuses a second listener and ptrace): doctor says so and
+    // fails, instead of a tree where every call fails.
+    let env = Env::new();
+    let out = env.supervise(&env.policy(ALLOW_ALL), &[LEXECON, "doctor"]);
+    let s = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{s}\n{}", stderr(&out));
+    assert!(s.contains("FAIL  end to end"), "{s}");
+    assert!(s.contains("warn  seccomp filters above"), "{s}");
+    assert!(s.contains("cannot enforce"), "{s}");
+}

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod approve;
+pub mod doctor;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
@@ -69,6 +70,9 @@ enum Command {
     Approve(approve::AnswerArgs),
     /// Block a held escalation.
     Deny(approve::AnswerArgs),
+    /// Check whether this machine can run the supervisor, and what would
+    /// weaken it.
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script (`bash`, `zsh`, `fish`, `elvish`,
     /// `powershell`), e.g. `lexecon completions bash > /etc/bash_completion.d/lexecon`.
     Completions(CompletionsArgs),
@@ -195,6 +199,7 @@ pub fn main_lexecon() -> ExitCode {
         Command::Approve(args) => approve::answer(args, true),
         Command::Deny(args) => approve::answer(args, false),
         Command::Completions(args) => completions(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Man(args) => man(args),
     };
     finish(result, failure)

@@ -532,6 +532,54 @@ pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<
     Ok(pfds.iter().map(|p| p.revents).collect())
 }
 
+/// Whether the kernel supports a seccomp return action
+/// (`SECCOMP_GET_ACTION_AVAIL`), e.g. `SECCOMP_RET_USER_NOTIF`.
+pub fn seccomp_action_available(action: u32) -> io::Result<()> {
+    // SAFETY: GET_ACTION_AVAIL reads one u32 from the pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0,
+            &action as *const u32,
+        )
+    };
+    cvt(r).map(|_| ())
+}
+
+/// The sizes of the user-notification structures the kernel uses
+/// (`SECCOMP_GET_NOTIF_SIZES`): notification, response, data.
+pub fn seccomp_notif_sizes() -> io::Result<(u16, u16, u16)> {
+    let mut sizes = [0u16; 3];
+    // SAFETY: GET_NOTIF_SIZES writes three u16 into the buffer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_NOTIF_SIZES,
+            0,
+            sizes.as_mut_ptr(),
+        )
+    };
+    cvt(r).map(|_| (sizes[0], sizes[1], sizes[2]))
+}
+
+/// The kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain old data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
 /// a reporting command whose output goes to a pipe that closed (`| head`)
 /// ends quietly, as other command-line tools do, instead of failing on the
