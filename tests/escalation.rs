@@ -580,12 +580,12 @@ fn the_agent_cannot_replace_the_approval_socket() {
         decisions.iter().all(|d| d["outcome"] == "refused"),
         "{decisions:?}"
     );
-    let notes: Vec<&str> = decisions
+    let ops: Vec<&str> = decisions
         .iter()
-        .filter_map(|d| d["note"].as_str())
+        .filter_map(|d| d["action"]["op"].as_str())
         .collect();
-    assert!(notes.iter().any(|n| n.starts_with("removal")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.starts_with("rename")), "{notes:?}");
+    assert!(ops.contains(&"delete"), "{ops:?}");
+    assert!(ops.contains(&"rename"), "{ops:?}");
 }
 
 #[test]

@@ -572,6 +572,8 @@ fn non_utf8_and_control_bytes_round_trip_exactly() {
         sha256: None,
     });
     let open = Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: weird_path.clone(),
         access: Access::WRITE | Access::CREATE | Access::TRUNCATE,
         cwd: "/".into(),
@@ -1590,6 +1592,8 @@ fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
     let (_d, p) = tmp();
     let by = |process| {
         Action::Open(OpenAction {
+            op: lexecon::action::FileOp::Open,
+            detail: None,
             path: "/home/u/.ssh/id_ed25519".into(),
             access: Access::READ,
             cwd: "/w".into(),

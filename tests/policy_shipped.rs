@@ -52,6 +52,8 @@ fn exec(words: &[&str]) -> Action {
 
 fn open(path: &str, access: Access) -> Action {
     Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),
@@ -675,6 +677,8 @@ fn workspace_git_metadata_other_than_hooks_stays_writable() {
 
 fn open_by(path: &str, access: Access, program: Option<&str>) -> Action {
     Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),

@@ -241,6 +241,8 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 p.to_path_buf()
             };
             Ok(Action::Open(OpenAction {
+                op: crate::action::FileOp::Open,
+                detail: None,
                 path,
                 access,
                 cwd: cwd.to_path_buf(),

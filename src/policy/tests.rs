@@ -36,6 +36,8 @@ pub(crate) fn exec(words: &[&str]) -> Action {
 
 pub(crate) fn open(path: &str, access: Access) -> Action {
     Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),
@@ -680,6 +682,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         PathBuf::from(OsString::from_vec(v))
     };
     let key = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/home/u/.ssh/id_", b""),
         access: Access::READ,
         cwd: PathBuf::from("/"),
@@ -687,6 +691,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
     });
     assert_eq!(verdict(&p, &key), Verdict::Block);
     let write = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/etc/", b".conf"),
         access: Access::WRITE,
         cwd: PathBuf::from("/"),
@@ -718,6 +724,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
     assert_eq!(verdict(&p, &rm2), Verdict::Block);
     // Inside the workspace it stays allowed.
     let ok = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/home/u/ws/", b".txt"),
         access: Access::WRITE | Access::CREATE,
         cwd: PathBuf::from("/"),
@@ -1187,6 +1195,8 @@ fn policy_hash_covers_env_values_and_is_unchanged_without_env_references() {
 
 fn open_by(path: &str, access: Access, process: Option<crate::action::ProcessInfo>) -> Action {
     Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),

@@ -553,6 +553,8 @@ fn open_action(shared: &Shared, resolved: &Resolved, flags: u64, tid: i32) -> Op
         access,
         cwd: cwd_for(resolved, tid),
         process: shared.process_of(tid),
+        op: crate::action::FileOp::Open,
+        detail: None,
     }
 }
 

@@ -23,7 +23,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
-use crate::action::{Access, Action, OpenAction};
+use crate::action::{Access, Action, FileOp, OpenAction};
 
 use super::creds::AsCaller;
 use super::decode::{PathOp, PathOpRequest};
@@ -114,8 +114,16 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
         sha256: None,
     };
     let process = shared.process_of(caller.tid);
+    let op = match r.op {
+        PathOp::Unlink => FileOp::Delete,
+        PathOp::Rename => FileOp::Rename,
+        PathOp::Link => FileOp::Link,
+        PathOp::Truncate => FileOp::Truncate,
+    };
     let judge = |path: &Resolved, access: Access, identity: Option<&Identity>| {
         let action = Action::Open(OpenAction {
+            op,
+            detail: None,
             path: path.path.clone(),
             access,
             cwd: cwd.clone(),
