@@ -108,6 +108,9 @@ pub mod builtin {
     pub const PROCESS: &str = "lexecon.self-protect.process";
     /// Calls that act on another process aimed outside the supervised tree.
     pub const OUTSIDE_TREE: &str = "lexecon.contain.outside-tree";
+    /// A call that needed a human's answer while the supervisor already
+    /// held as many calls as it holds at once.
+    pub const HELD_LIMIT: &str = "lexecon.contain.held-limit";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
@@ -1007,6 +1010,10 @@ impl Judge for Session {
             builtin::PROCESS
         } else if why.contains("aimed outside the supervised tree") {
             builtin::OUTSIDE_TREE
+        } else if why.contains("held calls are already waiting")
+            || why.contains("no thread could be started to hold it")
+        {
+            builtin::HELD_LIMIT
         } else if syscall == "connect" {
             // Only the approval socket reports refused connections.
             builtin::APPROVAL
@@ -1038,7 +1045,7 @@ impl Judge for Session {
         // the approval socket has already been answered.
         let tell = matches!(
             rule,
-            builtin::SIGNAL | builtin::PROCESS | builtin::OUTSIDE_TREE
+            builtin::SIGNAL | builtin::PROCESS | builtin::OUTSIDE_TREE | builtin::HELD_LIMIT
         );
         self.show(
             ListKind::Blocked,

@@ -1131,3 +1131,115 @@ fn the_prompt_shows_agent_bytes_escaped() {
     }
     env.assert_valid();
 }
+
+#[test]
+fn a_two_path_call_whose_second_path_escalates_records_its_first_path_once() {
+    let env = Env::new();
+    let p = policy(&env);
+    std::fs::write(env.ws.join("a"), "a\n").unwrap();
+    agent(&env, "mv a secret-b; echo \"mv=$?\"\n");
+    let child = start(
+        &env,
+        &p,
+        &["--on-escalate", "wait", "--escalate-timeout", "1"],
+    );
+    let out = wait_child(child);
+    assert!(
+        common::stdout(&out).contains("mv=1"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(env.ws.join("a").exists() && !env.ws.join("secret-b").exists());
+    let renames = |path: &Path| -> Vec<serde_json::Value> {
+        env.open_records(path)
+            .into_iter()
+            .filter(|r| r["action"]["op"] == "rename")
+            .collect()
+    };
+    // The source was allowed once, on the notification loop; the held
+    // call judged it again from scratch but recorded it no second time.
+    let source = renames(&env.ws.join("a"));
+    assert_eq!(source.len(), 1, "{source:?}");
+    assert_eq!(source[0]["outcome"], "allowed");
+    let dest = renames(&env.ws.join("secret-b"));
+    assert_eq!(dest.len(), 1, "{dest:?}");
+    assert_eq!(dest[0]["outcome"], "refused");
+    assert_eq!(dest[0]["rule"], "ask-secret");
+    assert_eq!(of_kind(&env, "escalation").len(), 1);
+    env.assert_valid();
+}
+
+#[test]
+fn a_call_beyond_the_held_call_limit_is_refused_on_record() {
+    // The supervisor holds at most 256 calls at once, whatever
+    // --max-pending says.
+    const HELD: usize = 256;
+    let env = Env::new();
+    let p = policy(&env);
+    std::fs::write(env.ws.join("secret"), "s\n").unwrap();
+    agent(
+        &env,
+        &format!(
+            "i=0\n\
+             while [ $i -lt {HELD} ]; do cat secret > /dev/null 2>&1 & i=$((i+1)); done\n\
+             while [ ! -e go ]; do sleep 0.05; done\n\
+             cat secret > /dev/null 2> last.err; echo \"last=$?\" > last\n\
+             kill -KILL 0\n"
+        ),
+    );
+    // The 256 "waiting for approval" lines would fill a pipe nobody reads
+    // before the run ends: stderr goes to a file.
+    let err = std::fs::File::create(env.root.join("stderr")).unwrap();
+    let child = Command::new(LEXECON)
+        .args(["supervise", "--allow-root-tree", "--policy"])
+        .arg(&p)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--sync", "never", "--on-escalate", "wait"])
+        .args(["--escalate-timeout", "600", "--max-pending", "1000"])
+        .args(["--", "./agent.sh"])
+        .current_dir(&env.ws)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let out = lexecon(&env, &["pending", "--json"]);
+        if out.status.success() {
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            if v.len() >= HELD {
+                break;
+            }
+        }
+        assert!(t.elapsed() < PATIENCE * 3, "the calls were never all held");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(env.ws.join("go"), "").unwrap();
+    assert_eq!(wait_file(&env.ws.join("last")), "last=1\n");
+    // The agent kills its whole group: the held calls are withdrawn.
+    let out = wait_child(child);
+    let err = std::fs::read_to_string(env.root.join("stderr")).unwrap();
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    assert!(
+        err.contains("refused openat by pid") && err.contains("lexecon.contain.held-limit"),
+        "{err}"
+    );
+    let refusals: Vec<_> = of_kind(&env, "refusal")
+        .into_iter()
+        .filter(|r| r["rule"] == "lexecon.contain.held-limit")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["errno"], libc::EAGAIN);
+    assert!(
+        refusals[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("256 held calls are already waiting"),
+        "{refusals:?}"
+    );
+    env.assert_valid();
+}

@@ -129,9 +129,9 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
             cwd: cwd.clone(),
             process: process.clone(),
         });
-        shared
-            .judge
-            .judge(caller, r.syscall, &action, identity, None)
+        // Judged once each: handled again on a held call's thread (the
+        // second path escalated), the first path is not recorded twice.
+        super::notify::judge_part(shared, caller, r.syscall, &action, identity)
     };
     match judge(&first, first_access, Some(&identity)) {
         Ruling::Deny(e) => return Answer::Deny(e),
