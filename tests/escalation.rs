@@ -1243,3 +1243,67 @@ fn a_call_beyond_the_held_call_limit_is_refused_on_record() {
     );
     env.assert_valid();
 }
+
+#[test]
+fn a_ledger_named_with_ledger_protects_its_own_files_not_its_neighbours() {
+    let env = Env::new();
+    let p = policy(&env);
+    // A first run creates the ledger; a hard link to it made before the
+    // next run is the same file.
+    agent(&env, "true\n");
+    assert_eq!(wait_child(start(&env, &p, &[])).status.code(), Some(0));
+    let dir = env.ledger.parent().unwrap().to_path_buf();
+    std::fs::hard_link(&env.ledger, dir.join("pre-alias")).unwrap();
+    agent(
+        &env,
+        "L=\"$LEDGER\"; D=$(dirname \"$L\"); S=\"$L.approval.sock\"\n\
+         test -S \"$S\"; echo \"sock-exists=$?\"\n\
+         echo n > \"$D/neighbour\"; echo \"neighbour=$?\"\n\
+         mkdir \"$D/sub\" && echo y > \"$D/sub/f\"; echo \"sub=$?\"\n\
+         mv \"$D/neighbour\" \"$D/renamed\"; echo \"mv-neighbour=$?\"\n\
+         rm \"$D/renamed\"; echo \"rm-neighbour=$?\"\n\
+         echo x >> \"$L\" 2>/dev/null; echo \"ledger-write=$?\"\n\
+         cat \"$L\" > /dev/null 2>&1; echo \"ledger-read=$?\"\n\
+         echo x >> \"$D/pre-alias\" 2>/dev/null; echo \"alias-write=$?\"\n\
+         ln \"$L\" \"$D/alias\" 2>/dev/null; echo \"ledger-link=$?\"\n\
+         mv \"$L\" \"$D/moved\" 2>/dev/null; echo \"ledger-mv=$?\"\n\
+         rm -f \"$L\" 2>/dev/null; echo \"ledger-rm=$?\"\n\
+         rm -f \"$S\" 2>/dev/null; echo \"sock-rm=$?\"\n\
+         mv \"$D\" \"$D.away\" 2>/dev/null; echo \"dir-mv=$?\"\n",
+    );
+    // Observe mode: the built-in protections are carried out all the same
+    // (a refused redirection is status 2 in sh),
+    // and nothing else next to the ledger is refused.
+    let out = wait_child(start(
+        &env,
+        &p,
+        &["--mode", "observe", "--on-escalate", "wait"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        common::stdout(&out),
+        "sock-exists=0\nneighbour=0\nsub=0\nmv-neighbour=0\nrm-neighbour=0\n\
+         ledger-write=2\nledger-read=1\nalias-write=2\nledger-link=1\nledger-mv=1\n\
+         ledger-rm=1\nsock-rm=1\ndir-mv=1\n",
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("sub/f")).unwrap(), "y\n");
+    let refused: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["rule"] == "lexecon.self-protect.ledger")
+        .collect();
+    assert!(
+        refused.iter().all(|r| r["outcome"] == "refused"),
+        "{refused:?}"
+    );
+    let ops: Vec<&str> = refused
+        .iter()
+        .filter_map(|r| r["action"]["op"].as_str())
+        .collect();
+    for op in ["open", "link", "rename", "delete"] {
+        assert!(ops.contains(&op), "{op} not refused: {ops:?}");
+    }
+    env.assert_valid();
+}
