@@ -5,7 +5,9 @@
 //!
 //! Each is resolved like an open (by path, by `*at` directory, or by the
 //! descriptor it names), judged as an open of the object with the access it
-//! amounts to, and performed by the supervisor: a creation in the pinned
+//! amounts to, the operation's name ([`crate::action::FileOp`]) and what it
+//! sets ([`crate::action::OpDetail`]: mode, owner, symlink text), and
+//! performed by the supervisor: a creation in the pinned
 //! parent directory, a metadata change through an `O_PATH` descriptor of the
 //! object that was judged (its device and inode checked again after pinning),
 //! with the argument values read once at decoding. Never continued, so a

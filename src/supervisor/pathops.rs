@@ -5,7 +5,9 @@
 //! Without them a path-based policy is walked around: rename a protected
 //! file to an unprotected name (or hard-link it) and write or read it there,
 //! or delete it outright. Each path is resolved like an open's, judged as an
-//! open with the access the operation amounts to, and the operation is then
+//! open with the access the operation amounts to and the operation's name
+//! ([`crate::action::FileOp`]: delete, rename, link, truncate; each path
+//! judged once, see `notify::judge_part`), and the operation is then
 //! performed by the supervisor on the pinned parent directories (never
 //! continued, so a rewritten path cannot change what was judged):
 //!
