@@ -743,6 +743,25 @@ mod tests {
             key: ActionKey::of(&open(Access::READ)),
         });
         assert!(e.grant_for("r", &open(Access::READ)).is_some());
+        // The same path and access by another operation, or setting
+        // something else, is another action.
+        let chmod = |mode| {
+            let mut a = open(Access::WRITE);
+            if let Action::Open(o) = &mut a {
+                o.op = FileOp::Chmod;
+                o.detail = Some(OpDetail::Mode(mode));
+            }
+            a
+        };
+        e.add_grant(Grant {
+            request: 3,
+            allow: true,
+            rule: "r".into(),
+            key: ActionKey::of(&chmod(0o644)),
+        });
+        assert!(e.grant_for("r", &chmod(0o644)).is_some());
+        assert!(e.grant_for("r", &chmod(0o4755)).is_none());
+        assert!(e.grant_for("r", &open(Access::WRITE)).is_none());
         assert!(e
             .grant_for("r", &open(Access::READ | Access::WRITE))
             .is_none());
