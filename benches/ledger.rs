@@ -46,6 +46,8 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         sha256: Some([0x5a; 32]),
     });
     let open = Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: "/home/dev/project/src/main.rs".into(),
         access: Access::READ,
         cwd: "/home/dev/project".into(),

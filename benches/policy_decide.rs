@@ -70,6 +70,8 @@ fn exec(path: &str, argv: &[&str]) -> Action {
 
 fn open(path: &str, access: Access) -> Action {
     Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/dev/project"),

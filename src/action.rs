@@ -88,6 +88,145 @@ pub struct OpenAction {
     /// The program the calling process runs, as confirmed when it started
     /// running it; `None` when it is not known.
     pub process: Option<ProcessInfo>,
+    /// The operation: a plain open, or a call that changes the file
+    /// another way (judged on this path with the access it amounts to).
+    pub op: FileOp,
+    /// What the operation sets, when it is more than its access says (the
+    /// new mode, owner, or a symlink's text).
+    pub detail: Option<OpDetail>,
+}
+
+/// What a call judged as an [`OpenAction`] does to the file. A rule that
+/// names no operation judges every one of them by its access; one that
+/// names some (`op:` in a policy) judges only those.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum FileOp {
+    /// `open`, `openat`, `openat2`, `creat`.
+    #[default]
+    Open,
+    /// `unlink`, `unlinkat`, `rmdir`.
+    Delete,
+    /// `rename`, `renameat`, `renameat2` (either path).
+    Rename,
+    /// `link`, `linkat` (either path).
+    Link,
+    /// `mkdir`, `mkdirat`.
+    Mkdir,
+    /// `symlink`, `symlinkat` (the new name).
+    Symlink,
+    /// `mknod`, `mknodat`.
+    Mknod,
+    /// `chmod`, `fchmod`, `fchmodat`, `fchmodat2`.
+    Chmod,
+    /// `chown`, `fchown`, `lchown`, `fchownat`.
+    Chown,
+    /// `utime`, `utimes`, `futimesat`, `utimensat`.
+    SetTimes,
+    /// `setxattr`, `removexattr` and their `l`/`f` forms.
+    Xattr,
+    /// `truncate(2)` (`ftruncate` acts on a descriptor already judged).
+    Truncate,
+    /// `ioctl`s that set inode flags (`FS_IOC_SETFLAGS`, `FS_IOC_FSSETXATTR`).
+    SetFlags,
+}
+
+impl FileOp {
+    /// Every operation, in a fixed order.
+    pub const ALL: [FileOp; 13] = [
+        FileOp::Open,
+        FileOp::Delete,
+        FileOp::Rename,
+        FileOp::Link,
+        FileOp::Mkdir,
+        FileOp::Symlink,
+        FileOp::Mknod,
+        FileOp::Chmod,
+        FileOp::Chown,
+        FileOp::SetTimes,
+        FileOp::Xattr,
+        FileOp::Truncate,
+        FileOp::SetFlags,
+    ];
+
+    /// The name used in policy files and ledger records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileOp::Open => "open",
+            FileOp::Delete => "delete",
+            FileOp::Rename => "rename",
+            FileOp::Link => "link",
+            FileOp::Mkdir => "mkdir",
+            FileOp::Symlink => "symlink",
+            FileOp::Mknod => "mknod",
+            FileOp::Chmod => "chmod",
+            FileOp::Chown => "chown",
+            FileOp::SetTimes => "set-times",
+            FileOp::Xattr => "xattr",
+            FileOp::Truncate => "truncate",
+            FileOp::SetFlags => "set-flags",
+        }
+    }
+
+    /// The operation with this name, if any.
+    pub fn from_name(name: &str) -> Option<FileOp> {
+        FileOp::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+
+    /// The operation's bit in a [`FileOps`] set.
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+impl fmt::Display for FileOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of [`FileOp`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileOps(u16);
+
+impl FileOps {
+    pub const fn empty() -> FileOps {
+        FileOps(0)
+    }
+
+    pub fn insert(&mut self, op: FileOp) {
+        self.0 |= op.bit();
+    }
+
+    pub const fn contains(self, op: FileOp) -> bool {
+        self.0 & op.bit() != 0
+    }
+
+    /// The set as names, in the order of [`FileOp::ALL`].
+    pub fn names(self) -> Vec<&'static str> {
+        FileOp::ALL
+            .into_iter()
+            .filter(|o| self.contains(*o))
+            .map(FileOp::as_str)
+            .collect()
+    }
+}
+
+impl fmt::Display for FileOps {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.names().join(","))
+    }
+}
+
+/// What an operation sets, as the call asked (read once from the caller).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OpDetail {
+    /// `chmod`: the new mode (`0o7777` bits); `mkdir`: the mode asked for,
+    /// before the umask; `mknod`: the file type and mode asked for.
+    Mode(u32),
+    /// `chown`: the new owner and group; `None` leaves it unchanged (`-1`).
+    Owner { uid: Option<u32>, gid: Option<u32> },
+    /// `symlink`: the link's text, never resolved.
+    Target(OsString),
 }
 
 /// The program a process runs, as the supervisor confirmed it at the

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::action::{Access, Action, Decision, Mode, Verdict};
+use crate::action::{Access, Action, Decision, FileOp, Mode, OpDetail, Verdict};
 use crate::escape;
 use crate::ledger::{
     self, Counts, DecisionEntry, FileIdentity, LedgerError, LedgerWriter, Outcome, RunEnd,
@@ -75,10 +75,11 @@ pub struct SessionConfig {
     /// The workspace (`${WORKSPACE}` of the policy), recorded in the run
     /// header.
     pub workspace: PathBuf,
-    /// A directory the tree may not write in, above the ledger (for the
-    /// default location, the directory of every workspace's ledger). `None`:
-    /// the ledger's own directory, when it is dedicated to the ledger. A
-    /// directory that is the workspace or above it is never protected so.
+    /// A directory of the product's own above the ledger, which the tree may
+    /// not write in (for the default location, the directory of every
+    /// workspace's ledger). `None`: only the ledger's own files are
+    /// protected (the ledger, its approval socket), never their neighbours.
+    /// A directory that is the workspace or above it is never protected so.
     pub ledger_dir: Option<PathBuf>,
     /// The commands printed for this run's ledger.
     pub hints: Hints,
@@ -107,6 +108,9 @@ pub mod builtin {
     pub const PROCESS: &str = "lexecon.self-protect.process";
     /// Calls that act on another process aimed outside the supervised tree.
     pub const OUTSIDE_TREE: &str = "lexecon.contain.outside-tree";
+    /// A call that needed a human's answer while the supervisor already
+    /// held as many calls as it holds at once.
+    pub const HELD_LIMIT: &str = "lexecon.contain.held-limit";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
@@ -124,8 +128,9 @@ struct Protected {
     ledger_file: PathBuf,
     /// The approval socket (see [`crate::approval`]).
     approval_socket: PathBuf,
-    /// The ledger's directory, when it is dedicated to the ledger (neither
-    /// the workspace nor one of its ancestors): nothing may be written in it.
+    /// The product's own directory above the ledger (the default ledger
+    /// location; neither the workspace nor one of its ancestors): nothing
+    /// may be written in it.
     ledger_dir: Option<PathBuf>,
     supervisor_proc: PathBuf,
     /// The policy file in force, when it is a file: read-only to the tree.
@@ -137,14 +142,6 @@ struct Protected {
 const KEYS_REASON: &str = "the ledger's signing keys are off limits to the supervised tree";
 const LEDGER_REASON: &str = "the ledger is written by the supervisor only";
 const POLICY_REASON: &str = "the policy in force is read-only to the supervised tree";
-
-/// Calls judged as writes of a path that move or remove what the path names.
-fn moves_or_removes(syscall: &str) -> bool {
-    matches!(
-        syscall,
-        "unlink" | "unlinkat" | "rmdir" | "rename" | "renameat" | "renameat2"
-    )
-}
 
 impl Protected {
     fn new(
@@ -180,6 +177,16 @@ impl Protected {
         }
     }
 
+    /// Protects the object `path` names now (a file created after the run
+    /// began, such as the approval socket) as the ledger's.
+    fn add_ledger_object(&mut self, path: &Path) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::symlink_metadata(path) {
+            self.objects
+                .insert((m.dev(), m.ino()), (builtin::LEDGER, LEDGER_REASON, false));
+        }
+    }
+
     /// The paths that must keep their names for the run.
     fn roots(&self) -> impl Iterator<Item = (&Path, &'static str)> {
         [
@@ -208,12 +215,7 @@ impl Protected {
                 .is_some_and(|n| PUBLIC.contains(&n))
     }
 
-    fn check(
-        &self,
-        syscall: &str,
-        action: &Action,
-        identity: Option<&Identity>,
-    ) -> Option<Decision> {
+    fn check(&self, action: &Action, identity: Option<&Identity>) -> Option<Decision> {
         let Action::Open(o) = action else { return None };
         let p = o.path.as_path();
         let writes = o
@@ -241,10 +243,9 @@ impl Protected {
             (rule, reason)
         } else if writes && self.policy_file.as_deref() == Some(p) {
             (builtin::POLICY, POLICY_REASON)
-        } else if let Some((_, rule)) = self
-            .roots()
-            .find(|(root, _)| moves_or_removes(syscall) && root.starts_with(p))
-        {
+        } else if let Some((_, rule)) = self.roots().find(|(root, _)| {
+            matches!(o.op, FileOp::Delete | FileOp::Rename) && root.starts_with(p)
+        }) {
             (
                 rule,
                 "moving or removing a directory above the ledger, its keys or the policy is refused",
@@ -287,31 +288,6 @@ fn tmpfile_note(action: &Action) -> Option<&'static str> {
         }
         _ => None,
     }
-}
-
-/// For calls judged as opens that are not opens, what the record says.
-fn path_op_note(syscall: &str) -> Option<&'static str> {
-    Some(match syscall {
-        "unlink" | "unlinkat" | "rmdir" => "removal, judged as a write of the path",
-        "rename" | "renameat" | "renameat2" => "rename, judged on the source and the destination",
-        "link" | "linkat" => "hard link, judged on the file and the new name",
-        "truncate" => "truncate(2), judged as a write of the path",
-        "mkdir" | "mkdirat" => "mkdir, judged as creating the directory",
-        "mknod" | "mknodat" => "mknod, judged as creating the name",
-        "symlink" | "symlinkat" => "symlink, judged as creating the name",
-        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" => "chmod, judged as a write of the file",
-        "chown" | "fchown" | "lchown" | "fchownat" => "chown, judged as a write of the file",
-        "utime" | "utimes" | "futimesat" | "utimensat" => {
-            "setting times, judged as a write of the file"
-        }
-        "setxattr" | "lsetxattr" | "fsetxattr" | "removexattr" | "lremovexattr"
-        | "fremovexattr" => "extended attributes, judged as a write of the file",
-        "ioctl" => "inode flags (ioctl), judged as a write of the file",
-        "mmap" | "mprotect" | "pkey_mprotect" => {
-            "code mapping (PROT_EXEC), judged as loading the file against block and escalate exec rules"
-        }
-        _ => return None,
-    })
 }
 
 /// The hint on the line of an escalation refused because no human can be
@@ -419,8 +395,8 @@ pub fn describe(action: &Action) -> String {
 
 /// A short description of the call a judged action stands for, naming the
 /// real operation: `unlink ./x`, `rename to /w/y`, `truncate /w/f`,
-/// `creat /w/f`, `open O_TMPFILE in /tmp (…)`; opens and execs as
-/// [`describe`]. Escaped like [`describe`].
+/// `chmod 0755 /w/f`, `creat /w/f`, `open O_TMPFILE in /tmp (…)`; opens and
+/// execs as [`describe`]. Escaped like [`describe`].
 pub fn describe_call(syscall: &str, action: &Action) -> String {
     if let (true, Action::Exec(x)) = (is_code_map(syscall), action) {
         return format!("map executable {}", escape::path(&x.path));
@@ -430,34 +406,46 @@ pub fn describe_call(syscall: &str, action: &Action) -> String {
     };
     let p = escape::path(&o.path);
     let a = o.access;
-    match syscall {
-        "rmdir" => format!("rmdir {p}"),
-        "unlink" | "unlinkat" if a.contains(Access::DIRECTORY) && !a.contains(Access::TRUNCATE) => {
+    let mode = match &o.detail {
+        Some(OpDetail::Mode(m)) => format!("{m:04o} "),
+        _ => String::new(),
+    };
+    match o.op {
+        FileOp::Delete if a.contains(Access::DIRECTORY) && !a.contains(Access::TRUNCATE) => {
             format!("rmdir {p}")
         }
-        "unlink" | "unlinkat" => format!("unlink {p}"),
-        "rename" | "renameat" | "renameat2" if a.contains(Access::CREATE) => {
-            format!("rename to {p}")
-        }
-        "rename" | "renameat" | "renameat2" => format!("rename {p}"),
-        "link" | "linkat" if a.contains(Access::CREATE) => format!("link as {p}"),
-        "link" | "linkat" => format!("link {p}"),
-        "truncate" => format!("truncate {p}"),
-        "creat" => format!("creat {p}"),
-        "mkdir" | "mkdirat" => format!("mkdir {p}"),
-        "mknod" | "mknodat" => format!("mknod {p}"),
-        "symlink" | "symlinkat" => format!("symlink {p}"),
-        "chmod" | "fchmod" | "fchmodat" | "fchmodat2" => format!("chmod {p}"),
-        "chown" | "fchown" | "lchown" | "fchownat" => format!("chown {p}"),
-        "utime" | "utimes" | "futimesat" | "utimensat" => format!("set times of {p}"),
-        "setxattr" | "lsetxattr" | "fsetxattr" => format!("setxattr {p}"),
-        "removexattr" | "lremovexattr" | "fremovexattr" => format!("removexattr {p}"),
-        "ioctl" => format!("set inode flags of {p}"),
-        _ if o.path.file_name() == Some(std::ffi::OsStr::new(crate::action::UNNAMED_TMPFILE)) => {
+        FileOp::Delete => format!("unlink {p}"),
+        FileOp::Rename if a.contains(Access::CREATE) => format!("rename to {p}"),
+        FileOp::Rename => format!("rename {p}"),
+        FileOp::Link if a.contains(Access::CREATE) => format!("link as {p}"),
+        FileOp::Link => format!("link {p}"),
+        FileOp::Truncate => format!("truncate {p}"),
+        FileOp::Mkdir => format!("mkdir {mode}{p}"),
+        FileOp::Mknod => format!("mknod {mode}{p}"),
+        FileOp::Symlink => match &o.detail {
+            Some(OpDetail::Target(t)) => format!("symlink {p} -> {}", escape::os(t)),
+            _ => format!("symlink {p}"),
+        },
+        FileOp::Chmod => format!("chmod {mode}{p}"),
+        FileOp::Chown => match &o.detail {
+            Some(OpDetail::Owner { uid, gid }) => {
+                let id = |n: &Option<u32>| n.map_or_else(String::new, |n| n.to_string());
+                format!("chown {}:{} {p}", id(uid), id(gid))
+            }
+            _ => format!("chown {p}"),
+        },
+        FileOp::SetTimes => format!("set times of {p}"),
+        FileOp::Xattr if syscall.contains("remove") => format!("removexattr {p}"),
+        FileOp::Xattr => format!("setxattr {p}"),
+        FileOp::SetFlags => format!("set inode flags of {p}"),
+        FileOp::Open if syscall == "creat" => format!("creat {p}"),
+        FileOp::Open
+            if o.path.file_name() == Some(std::ffi::OsStr::new(crate::action::UNNAMED_TMPFILE)) =>
+        {
             let dir = o.path.parent().map(escape::path).unwrap_or_default();
             format!("open O_TMPFILE in {dir} ({a})")
         }
-        _ => describe(action),
+        FileOp::Open => describe(action),
     }
 }
 
@@ -491,12 +479,15 @@ impl Session {
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
         let workspace = canonical_or_absolute(&cfg.workspace);
+        // A directory is protected whole only when it is the product's own
+        // (the caller says so: the default ledger location). Any other
+        // directory holding a ledger (`--ledger /tmp/run.jsonl`) stays the
+        // tree's: only the ledger's own files are refused.
         let ledger_dir = cfg
             .ledger_dir
             .as_deref()
             .map(canonical_or_absolute)
             .filter(|d| ledger_file.starts_with(d))
-            .or_else(|| ledger_file.parent().map(Path::to_path_buf))
             .filter(|d| !workspace.starts_with(d));
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
@@ -542,12 +533,11 @@ impl Session {
 
     fn decide(
         &self,
-        syscall: &str,
         action: &Action,
         identity: Option<&Identity>,
         loaded: Option<&Action>,
     ) -> (Decision, bool) {
-        if let Some(d) = self.protected.check(syscall, action, identity) {
+        if let Some(d) = self.protected.check(action, identity) {
             return (d, true);
         }
         let mut d = self.policy.decide(action);
@@ -916,7 +906,7 @@ impl Judge for Session {
         identity: Option<&Identity>,
         loaded: Option<&Action>,
     ) -> Ruling {
-        let (mut decision, builtin) = self.decide(syscall, action, identity, loaded);
+        let (mut decision, builtin) = self.decide(action, identity, loaded);
         if is_code_map(syscall) && decision.rule.is_none() {
             // A mapping is refused by block and escalate rules only: the
             // exec default does not reach libraries the loader maps.
@@ -934,7 +924,9 @@ impl Judge for Session {
             _ => "",
         };
         let ended = note.clone();
-        if let Some(what) = path_op_note(syscall).or_else(|| tmpfile_note(action)) {
+        let code_map = is_code_map(syscall)
+            .then_some("code mapping (PROT_EXEC): the file was mapped executable, not executed");
+        if let Some(what) = tmpfile_note(action).or(code_map) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
         let seq = self.record(
@@ -986,7 +978,7 @@ impl Judge for Session {
         requested: Option<&Action>,
         loaded: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide("execve", action, identity, loaded);
+        let (decision, builtin) = self.decide(action, identity, loaded);
         let (outcome, mut note) = self
             .confirm_escalated(action, &decision, builtin)
             .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));
@@ -1034,6 +1026,10 @@ impl Judge for Session {
             builtin::PROCESS
         } else if why.contains("aimed outside the supervised tree") {
             builtin::OUTSIDE_TREE
+        } else if why.contains("held calls are already waiting")
+            || why.contains("no thread could be started to hold it")
+        {
+            builtin::HELD_LIMIT
         } else if syscall == "connect" {
             // Only the approval socket reports refused connections.
             builtin::APPROVAL
@@ -1065,7 +1061,7 @@ impl Judge for Session {
         // the approval socket has already been answered.
         let tell = matches!(
             rule,
-            builtin::SIGNAL | builtin::PROCESS | builtin::OUTSIDE_TREE
+            builtin::SIGNAL | builtin::PROCESS | builtin::OUTSIDE_TREE | builtin::HELD_LIMIT
         );
         self.show(
             ListKind::Blocked,
@@ -1100,11 +1096,14 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
     let ask = cfg.on_escalate == OnEscalate::Prompt;
-    let (session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
+    let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
     if wait {
         let path = session.protected.approval_socket.clone();
         match crate::approval::Server::bind(&path) {
-            Ok(s) => *lock(&session.approval_server) = Some(s),
+            Ok(s) => {
+                session.protected.add_ledger_object(&path);
+                *lock(&session.approval_server) = Some(s)
+            }
             Err(e) => {
                 let e =
                     anyhow::anyhow!("cannot create the approval socket {}: {e}", path.display());

@@ -580,12 +580,12 @@ fn the_agent_cannot_replace_the_approval_socket() {
         decisions.iter().all(|d| d["outcome"] == "refused"),
         "{decisions:?}"
     );
-    let notes: Vec<&str> = decisions
+    let ops: Vec<&str> = decisions
         .iter()
-        .filter_map(|d| d["note"].as_str())
+        .filter_map(|d| d["action"]["op"].as_str())
         .collect();
-    assert!(notes.iter().any(|n| n.starts_with("removal")), "{notes:?}");
-    assert!(notes.iter().any(|n| n.starts_with("rename")), "{notes:?}");
+    assert!(ops.contains(&"delete"), "{ops:?}");
+    assert!(ops.contains(&"rename"), "{ops:?}");
 }
 
 #[test]
@@ -1128,6 +1128,182 @@ fn the_prompt_shows_agent_bytes_escaped() {
             pty.text()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+    env.assert_valid();
+}
+
+#[test]
+fn a_two_path_call_whose_second_path_escalates_records_its_first_path_once() {
+    let env = Env::new();
+    let p = policy(&env);
+    std::fs::write(env.ws.join("a"), "a\n").unwrap();
+    agent(&env, "mv a secret-b; echo \"mv=$?\"\n");
+    let child = start(
+        &env,
+        &p,
+        &["--on-escalate", "wait", "--escalate-timeout", "1"],
+    );
+    let out = wait_child(child);
+    assert!(
+        common::stdout(&out).contains("mv=1"),
+        "{}",
+        common::stderr(&out)
+    );
+    assert!(env.ws.join("a").exists() && !env.ws.join("secret-b").exists());
+    let renames = |path: &Path| -> Vec<serde_json::Value> {
+        env.open_records(path)
+            .into_iter()
+            .filter(|r| r["action"]["op"] == "rename")
+            .collect()
+    };
+    // The source was allowed once, on the notification loop; the held
+    // call judged it again from scratch but recorded it no second time.
+    let source = renames(&env.ws.join("a"));
+    assert_eq!(source.len(), 1, "{source:?}");
+    assert_eq!(source[0]["outcome"], "allowed");
+    let dest = renames(&env.ws.join("secret-b"));
+    assert_eq!(dest.len(), 1, "{dest:?}");
+    assert_eq!(dest[0]["outcome"], "refused");
+    assert_eq!(dest[0]["rule"], "ask-secret");
+    assert_eq!(of_kind(&env, "escalation").len(), 1);
+    env.assert_valid();
+}
+
+#[test]
+fn a_call_beyond_the_held_call_limit_is_refused_on_record() {
+    // The supervisor holds at most 256 calls at once, whatever
+    // --max-pending says.
+    const HELD: usize = 256;
+    let env = Env::new();
+    let p = policy(&env);
+    std::fs::write(env.ws.join("secret"), "s\n").unwrap();
+    agent(
+        &env,
+        &format!(
+            "i=0\n\
+             while [ $i -lt {HELD} ]; do cat secret > /dev/null 2>&1 & i=$((i+1)); done\n\
+             while [ ! -e go ]; do sleep 0.05; done\n\
+             cat secret > /dev/null 2> last.err; echo \"last=$?\" > last\n\
+             kill -KILL 0\n"
+        ),
+    );
+    // The 256 "waiting for approval" lines would fill a pipe nobody reads
+    // before the run ends: stderr goes to a file.
+    let err = std::fs::File::create(env.root.join("stderr")).unwrap();
+    let child = Command::new(LEXECON)
+        .args(["supervise", "--allow-root-tree", "--policy"])
+        .arg(&p)
+        .arg("--ledger")
+        .arg(&env.ledger)
+        .arg("--keys")
+        .arg(&env.keys)
+        .args(["--sync", "never", "--on-escalate", "wait"])
+        .args(["--escalate-timeout", "600", "--max-pending", "1000"])
+        .args(["--", "./agent.sh"])
+        .current_dir(&env.ws)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        let out = lexecon(&env, &["pending", "--json"]);
+        if out.status.success() {
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+            if v.len() >= HELD {
+                break;
+            }
+        }
+        assert!(t.elapsed() < PATIENCE * 3, "the calls were never all held");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(env.ws.join("go"), "").unwrap();
+    assert_eq!(wait_file(&env.ws.join("last")), "last=1\n");
+    // The agent kills its whole group: the held calls are withdrawn.
+    let out = wait_child(child);
+    let err = std::fs::read_to_string(env.root.join("stderr")).unwrap();
+    assert_eq!(out.status.code(), Some(128 + 9), "{err}");
+    assert!(
+        err.contains("refused openat by pid") && err.contains("lexecon.contain.held-limit"),
+        "{err}"
+    );
+    let refusals: Vec<_> = of_kind(&env, "refusal")
+        .into_iter()
+        .filter(|r| r["rule"] == "lexecon.contain.held-limit")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["errno"], libc::EAGAIN);
+    assert!(
+        refusals[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("256 held calls are already waiting"),
+        "{refusals:?}"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn a_ledger_named_with_ledger_protects_its_own_files_not_its_neighbours() {
+    let env = Env::new();
+    let p = policy(&env);
+    // A first run creates the ledger; a hard link to it made before the
+    // next run is the same file.
+    agent(&env, "true\n");
+    assert_eq!(wait_child(start(&env, &p, &[])).status.code(), Some(0));
+    let dir = env.ledger.parent().unwrap().to_path_buf();
+    std::fs::hard_link(&env.ledger, dir.join("pre-alias")).unwrap();
+    agent(
+        &env,
+        "L=\"$LEDGER\"; D=$(dirname \"$L\"); S=\"$L.approval.sock\"\n\
+         test -S \"$S\"; echo \"sock-exists=$?\"\n\
+         echo n > \"$D/neighbour\"; echo \"neighbour=$?\"\n\
+         mkdir \"$D/sub\" && echo y > \"$D/sub/f\"; echo \"sub=$?\"\n\
+         mv \"$D/neighbour\" \"$D/renamed\"; echo \"mv-neighbour=$?\"\n\
+         rm \"$D/renamed\"; echo \"rm-neighbour=$?\"\n\
+         echo x >> \"$L\" 2>/dev/null; echo \"ledger-write=$?\"\n\
+         cat \"$L\" > /dev/null 2>&1; echo \"ledger-read=$?\"\n\
+         echo x >> \"$D/pre-alias\" 2>/dev/null; echo \"alias-write=$?\"\n\
+         ln \"$L\" \"$D/alias\" 2>/dev/null; echo \"ledger-link=$?\"\n\
+         mv \"$L\" \"$D/moved\" 2>/dev/null; echo \"ledger-mv=$?\"\n\
+         rm -f \"$L\" 2>/dev/null; echo \"ledger-rm=$?\"\n\
+         rm -f \"$S\" 2>/dev/null; echo \"sock-rm=$?\"\n\
+         mv \"$D\" \"$D.away\" 2>/dev/null; echo \"dir-mv=$?\"\n",
+    );
+    // Observe mode: the built-in protections are carried out all the same
+    // (a refused redirection is status 2 in sh),
+    // and nothing else next to the ledger is refused.
+    let out = wait_child(start(
+        &env,
+        &p,
+        &["--mode", "observe", "--on-escalate", "wait"],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    assert_eq!(
+        common::stdout(&out),
+        "sock-exists=0\nneighbour=0\nsub=0\nmv-neighbour=0\nrm-neighbour=0\n\
+         ledger-write=2\nledger-read=1\nalias-write=2\nledger-link=1\nledger-mv=1\n\
+         ledger-rm=1\nsock-rm=1\ndir-mv=1\n",
+        "{}",
+        common::stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("sub/f")).unwrap(), "y\n");
+    let refused: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r["rule"] == "lexecon.self-protect.ledger")
+        .collect();
+    assert!(
+        refused.iter().all(|r| r["outcome"] == "refused"),
+        "{refused:?}"
+    );
+    let ops: Vec<&str> = refused
+        .iter()
+        .filter_map(|r| r["action"]["op"].as_str())
+        .collect();
+    for op in ["open", "link", "rename", "delete"] {
+        assert!(ops.contains(&op), "{op} not refused: {ops:?}");
     }
     env.assert_valid();
 }

@@ -1012,6 +1012,13 @@ fn self_protection_keys_ledger_and_supervisor_proc_entries() {
     let public = ["public-stat", "public-status", "public-cmdline"];
     for line in &attempts {
         let (what, r) = line.split_once('=').unwrap();
+        if what == "ledger-dir-create" {
+            // A new file next to a ledger named with --ledger: the
+            // directory is not the product's own, only the ledger's own
+            // files are protected.
+            assert!(!r.starts_with('-'), "{line}\n{s}");
+            continue;
+        }
         if public.contains(&what) {
             assert!(
                 r.parse::<i64>().is_ok_and(|n| n > 0),
@@ -1850,25 +1857,25 @@ fn creations_and_metadata_changes_in_a_protected_tree() {
         before,
         "the protected file's metadata changed"
     );
-    let notes: Vec<String> = w
+    let ops: Vec<String> = w
         .env
         .records()
         .iter()
         .filter(|r| r["outcome"] == "refused")
-        .filter_map(|r| r["note"].as_str().map(String::from))
+        .filter_map(|r| r["action"]["op"].as_str().map(String::from))
         .collect();
     for n in [
         "mkdir",
         "symlink",
         "chmod",
         "chown",
-        "setting times",
-        "extended attributes",
-        "inode flags",
+        "set-times",
+        "xattr",
+        "set-flags",
     ] {
         assert!(
-            notes.iter().any(|x| x.starts_with(n)),
-            "no refusal recorded as {n}: {notes:?}"
+            ops.iter().any(|x| x == n),
+            "no refusal recorded as {n}: {ops:?}"
         );
     }
 }

@@ -572,6 +572,8 @@ fn non_utf8_and_control_bytes_round_trip_exactly() {
         sha256: None,
     });
     let open = Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: weird_path.clone(),
         access: Access::WRITE | Access::CREATE | Access::TRUNCATE,
         cwd: "/".into(),
@@ -1590,6 +1592,8 @@ fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
     let (_d, p) = tmp();
     let by = |process| {
         Action::Open(OpenAction {
+            op: lexecon::action::FileOp::Open,
+            detail: None,
             path: "/home/u/.ssh/id_ed25519".into(),
             access: Access::READ,
             cwd: "/w".into(),
@@ -1638,4 +1642,178 @@ fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
     assert!(lines[find(&lines, "decision", 1)].contains(r#""process":{"program":"/usr/bin/ssh"}"#));
     assert!(!lines[find(&lines, "decision", 2)].contains("process"));
     assert_eq!(check(&p).status, Status::Valid);
+}
+
+// ------------------------------------------------------------- operations
+
+fn op_action(
+    path: &str,
+    access: Access,
+    op: lexecon::action::FileOp,
+    detail: Option<lexecon::action::OpDetail>,
+) -> Action {
+    Action::Open(OpenAction {
+        op,
+        detail,
+        path: path.into(),
+        access,
+        cwd: "/w".into(),
+        process: None,
+    })
+}
+
+/// A ledger with one decision per operation that carries a detail.
+fn ops_ledger() -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    use lexecon::action::{FileOp, OpDetail};
+    let (d, p) = tmp();
+    let actions = [
+        op_action(
+            "/w/run.sh",
+            Access::WRITE,
+            FileOp::Chmod,
+            Some(OpDetail::Mode(0o4755)),
+        ),
+        op_action(
+            "/w/f",
+            Access::WRITE,
+            FileOp::Chown,
+            Some(OpDetail::Owner {
+                uid: None,
+                gid: Some(100),
+            }),
+        ),
+        op_action(
+            "/w/l",
+            Access::CREATE | Access::WRITE,
+            FileOp::Symlink,
+            Some(OpDetail::Target(OsString::from_vec(
+                b"../\xffsecret".to_vec(),
+            ))),
+        ),
+        op_action(
+            "/w/x",
+            Access::WRITE | Access::TRUNCATE,
+            FileOp::Delete,
+            None,
+        ),
+        op_action("/w/y", Access::READ, FileOp::Open, None),
+    ];
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    w.begin_run(header()).expect("begin");
+    for a in &actions {
+        w.append_decision(&decision(a, Verdict::Allow))
+            .expect("append");
+    }
+    w.end_run(RunEnd::default()).expect("end");
+    drop(w);
+    let lines = read_lines(&p);
+    (d, p, lines)
+}
+
+#[test]
+fn operations_and_their_details_are_recorded_and_verify() {
+    let (_d, p, lines) = ops_ledger();
+    assert_eq!(check(&p).status, Status::Valid);
+    let action = |n: usize| {
+        let l = &lines[find(&lines, "decision", n)];
+        let start = l.find(r#""action":"#).unwrap();
+        l[start..start + l[start..].find(r#","identity""#).unwrap()].to_string()
+    };
+    assert!(
+        action(0).contains(r#""detail":{"mode":"4755"},"kind":"open","op":"chmod""#),
+        "{}",
+        action(0)
+    );
+    assert!(action(1).contains(r#""detail":{"gid":"100"},"kind":"open","op":"chown""#));
+    assert!(action(2).contains(r#""detail":{"target":{"b64":"Li4v/3NlY3JldA=="}}"#));
+    assert!(action(3).contains(r#""op":"delete""#) && !action(3).contains("detail"));
+    assert!(action(4).contains(r#""op":"open""#));
+}
+
+#[test]
+fn tamper_edit_an_operation_or_its_detail_is_located_exactly() {
+    for (from, to) in [
+        (r#""mode":"4755""#, r#""mode":"0755""#),
+        (r#""op":"delete""#, r#""op":"open""#),
+        (r#""gid":"100""#, r#""gid":"0""#),
+    ] {
+        let (_d, p, mut lines) = ops_ledger();
+        let i = lines.iter().position(|l| l.contains(from)).unwrap();
+        lines[i] = lines[i].replace(from, to);
+        write_lines(&p, &lines);
+        let r = check(&p);
+        assert_eq!(r.status, Status::Invalid, "{from}");
+        let f = first(&r);
+        assert_eq!((f.line, f.check), (i as u64 + 1, Check::Chain), "{from}");
+    }
+}
+
+#[test]
+fn the_shape_of_operations_is_checked_and_ledgers_without_them_are_accepted() {
+    use lexecon::ledger::record;
+    use serde_json::{json, Value as J};
+    let (_d, _p, lines) = ops_ledger();
+    let line: J = serde_json::from_str(&lines[find(&lines, "decision", 0)]).unwrap();
+    let with_action = |f: &dyn Fn(&mut serde_json::Map<String, J>)| {
+        let mut v = line.clone();
+        f(v["action"].as_object_mut().unwrap());
+        let text = v.to_string();
+        record::parse(&jcs::parse(&text, jcs::Mode::Lenient).unwrap())
+    };
+    type Edit = Box<dyn Fn(&mut serde_json::Map<String, J>)>;
+    let set = |k: &'static str, v: J| -> Edit {
+        Box::new(move |a| {
+            if v.is_null() {
+                a.remove(k);
+            } else {
+                a.insert(k.to_string(), v.clone());
+            }
+        })
+    };
+    assert!(with_action(&|_| {}).is_ok());
+    // A ledger written before operations were recorded: no op, no detail.
+    assert!(with_action(&|a| {
+        a.remove("op");
+        a.remove("detail");
+    })
+    .is_ok());
+    let both = |x: Edit, y: Edit| -> Edit {
+        Box::new(move |a| {
+            x(a);
+            y(a);
+        })
+    };
+    let bad: Vec<(&str, Edit)> = vec![
+        ("unknown operation", set("op", json!("unlink"))),
+        ("must be a string", set("op", json!(1))),
+        ("without `action.op`", set("op", J::Null)),
+        ("is missing", set("detail", J::Null)),
+        ("octal mode", set("detail", json!({"mode": "0999"}))),
+        ("octal mode", set("detail", json!({"mode": "1777777"}))),
+        ("missing field `mode`", set("detail", json!({"uid": "1"}))),
+        ("must be an object", set("detail", json!("0755"))),
+        ("not recorded for operation", set("op", json!("delete"))),
+        (
+            "decimal string",
+            both(
+                set("op", json!("chown")),
+                set("detail", json!({"uid": "-1"})),
+            ),
+        ),
+        (
+            "unexpected member",
+            set("detail", json!({"mode": "0755", "uid": "0"})),
+        ),
+        (
+            "must be a string or",
+            both(
+                set("op", json!("symlink")),
+                set("detail", json!({"target": 7})),
+            ),
+        ),
+    ];
+    for (want, f) in bad {
+        let e = with_action(&*f).expect_err(want);
+        assert!(e.contains(want), "{want}: {e}");
+    }
 }

@@ -123,6 +123,8 @@ fn action() -> impl Strategy<Value = Action> {
                 }
             }
             Action::Open(OpenAction {
+                op: lexecon::action::FileOp::Open,
+                detail: None,
                 path,
                 access,
                 cwd,

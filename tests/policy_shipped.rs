@@ -52,6 +52,8 @@ fn exec(words: &[&str]) -> Action {
 
 fn open(path: &str, access: Access) -> Action {
     Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),
@@ -675,6 +677,8 @@ fn workspace_git_metadata_other_than_hooks_stays_writable() {
 
 fn open_by(path: &str, access: Access, program: Option<&str>) -> Action {
     Action::Open(OpenAction {
+        op: lexecon::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/alice/code/app"),
@@ -941,4 +945,190 @@ fn coding_agents_keep_their_state_and_cannot_loosen_their_own_settings() {
             );
         }
     }
+}
+
+// ------------------------------------------------------------- operations
+
+/// Each operation with the accesses the supervisor judges it with (see
+/// docs/policy.md, "Operations").
+fn recorded_ops() -> Vec<(lexecon::action::FileOp, Access)> {
+    use lexecon::action::FileOp as O;
+    let (r, w, c, t, a, d) = (
+        Access::READ,
+        Access::WRITE,
+        Access::CREATE,
+        Access::TRUNCATE,
+        Access::APPEND,
+        Access::DIRECTORY,
+    );
+    vec![
+        (O::Open, r),
+        (O::Open, w | c | t),
+        (O::Open, w | a),
+        (O::Open, r | w),
+        (O::Open, r | d),
+        (O::Delete, w | t),
+        (O::Delete, w | d),
+        (O::Rename, r | w),
+        (O::Rename, r | w | d),
+        (O::Rename, c | w | t),
+        (O::Link, r | w),
+        (O::Link, c | w),
+        (O::Truncate, w | t),
+        (O::Mkdir, c | d),
+        (O::Mknod, c | w),
+        (O::Symlink, c | w),
+        (O::Chmod, w),
+        (O::Chown, w),
+        (O::SetTimes, w),
+        (O::Xattr, w),
+        (O::SetFlags, w),
+    ]
+}
+
+/// The paths the recorded operations act on: across every shipped rule.
+fn recorded_paths() -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "/home/alice/code/app/src/main.rs",
+        "/home/alice/code/app/target/debug/app",
+        "/home/alice/code/app/.git/hooks/pre-commit",
+        "/home/alice/code/app/.git/hooks",
+        "/home/alice/code/app/.git/hooks/pre-commit.sample",
+        "/home/alice/code/app/vendor/x/.git/hooks/post-checkout",
+        "/home/alice/code/app/.git/modules/sub/hooks/pre-push",
+        "/home/alice/code/app/.claude/settings.json",
+        "/home/alice/code/app/.env",
+        "/home/alice/code/other/.env",
+        "/home/alice/.ssh/id_ed25519",
+        "/home/alice/.ssh",
+        "/home/alice/.aws/credentials",
+        "/home/alice/.npmrc",
+        "/home/alice/.config",
+        "/home/alice/.claude/settings.json",
+        "/home/alice/.claude/projects/x/1.jsonl",
+        "/home/alice/.cargo/registry/cache/x.crate",
+        "/home/alice/.cache/pip/x",
+        "/home/alice/notes.txt",
+        "/etc/passwd",
+        "/usr/local/bin/tool",
+        "/tmp/build/x",
+        "/tmp/<O_TMPFILE>",
+        "/dev/null",
+        "/proc/4242/mem",
+        "/srv/other/.git/hooks/pre-commit",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    paths.extend(PERSISTENCE.iter().map(|(p, _)| p.to_string()));
+    paths
+}
+
+fn op_action(path: &str, access: Access, op: lexecon::action::FileOp) -> Action {
+    let mut a = open(path, access);
+    if let Action::Open(o) = &mut a {
+        o.op = op;
+    }
+    a
+}
+
+/// A shipped policy as version 1 wrote it: every `op:` condition (and the
+/// examples and tests that name an operation) left out.
+fn without_op(name: &str) -> Policy {
+    let text = std::fs::read_to_string(root().join("policies").join(name)).unwrap();
+    let v1: String = text
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with("op:") && !t.contains(", op: ")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(v1, text, "{name} uses op:");
+    Policy::from_str_with_env(&v1, name, &vars(), &no_env()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn rules_without_op_decide_every_operation_as_version_1_did() {
+    // A version-1 policy never saw the operation: each call was an open
+    // with the access it amounts to. Whatever operation the supervisor now
+    // names, such a policy decides exactly as before.
+    for name in ["default.yaml", "ci.yaml", "observe.yaml"] {
+        let v1 = without_op(name);
+        let mut n = 0;
+        for path in recorded_paths() {
+            for (op, access) in recorded_ops() {
+                let now = v1.decide(&op_action(&path, access, op));
+                let before = v1.decide(&open(&path, access));
+                assert_eq!(now, before, "{name}: {op} {path} ({access})");
+                n += 1;
+            }
+        }
+        assert!(n > 500);
+    }
+}
+
+#[test]
+fn op_in_the_shipped_policies_changes_only_removals_and_times_of_git_hooks() {
+    use lexecon::action::FileOp;
+    let mut changed = Vec::new();
+    for name in ["default.yaml", "ci.yaml", "observe.yaml"] {
+        let (shipped, v1) = (load(name), without_op(name));
+        for path in recorded_paths() {
+            for (op, access) in recorded_ops() {
+                let a = op_action(&path, access, op);
+                let (now, before) = (shipped.decide(&a), v1.decide(&a));
+                if (now.verdict, &now.rule) == (before.verdict, &before.rule) {
+                    continue;
+                }
+                assert!(
+                    matches!(op, FileOp::Delete | FileOp::SetTimes)
+                        && path.contains("/.git/")
+                        && path.contains("hooks")
+                        && now.verdict <= before.verdict,
+                    "{name}: {op} {path} ({access}): {now:?} instead of {before:?}"
+                );
+                changed.push(format!("{name} {op} {path}"));
+            }
+        }
+    }
+    // `rm -rf` of a clone no longer asks (or, in CI, fails) on its hooks.
+    for name in ["default.yaml", "ci.yaml"] {
+        assert!(
+            changed.contains(&format!(
+                "{name} delete /home/alice/code/app/vendor/x/.git/hooks/post-checkout"
+            )),
+            "{changed:?}"
+        );
+    }
+    // Making a hook executable, linking or renaming one into place, is
+    // still asked about (refused in CI).
+    let p = load("default.yaml");
+    for (op, access) in [
+        (FileOp::Chmod, Access::WRITE),
+        (FileOp::Symlink, Access::CREATE | Access::WRITE),
+        (
+            FileOp::Rename,
+            Access::CREATE | Access::WRITE | Access::TRUNCATE,
+        ),
+        (FileOp::Link, Access::CREATE | Access::WRITE),
+    ] {
+        let a = op_action("/home/alice/code/app/.git/hooks/pre-commit", access, op);
+        assert_eq!(p.decide(&a).verdict, Verdict::Escalate, "{op}");
+    }
+}
+
+#[test]
+fn chmod_in_the_workspace_is_allowed_and_outside_it_refused_by_default() {
+    use lexecon::action::FileOp;
+    let p = load("default.yaml");
+    let chmod = |path: &str| p.decide(&op_action(path, Access::WRITE, FileOp::Chmod));
+    assert_eq!(
+        chmod("/home/alice/code/app/scripts/run.sh").verdict,
+        Verdict::Allow
+    );
+    assert_eq!(chmod("/tmp/build/x").verdict, Verdict::Allow);
+    let d = chmod("/usr/local/bin/tool");
+    assert_eq!(d.verdict, Verdict::Block);
+    assert_eq!(d.rule.as_deref(), Some("block-writes-outside-workspace"));
 }

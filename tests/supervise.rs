@@ -1807,11 +1807,23 @@ fn block_lines_name_the_real_operation_and_the_rules_reason() {
             line.contains("(rule protect, record ") && line.ends_with("): protected data"),
             "{line}"
         );
-        // The ledger keeps its format: the record is an open with the
-        // access the operation amounts to.
+        // The record is an open with the access the operation amounts to,
+        // and names the operation.
         let r = record(&env, record_of(&err, &head));
         assert_eq!(r["kind"], "decision", "{r}");
         assert_eq!(r["action"]["kind"], "open", "{r}");
+        let verb = head["lexecon: blocked ".len()..].split(' ').next().unwrap();
+        let op = match verb {
+            "unlink" | "rmdir" => "delete",
+            "rename" | "link" | "truncate" => verb,
+            _ => "open",
+        };
+        assert_eq!(r["action"]["op"], op, "{r}");
+        // No note names the call any more (an O_TMPFILE open keeps its own).
+        assert!(
+            r.get("note").is_none() || verb == "open" && head.contains("O_TMPFILE"),
+            "{r}"
+        );
         assert_eq!(r["outcome"], "refused", "{r}");
         assert_eq!(r["rule"], "protect", "{r}");
         let recorded: Vec<&str> = r["action"]["access"]
@@ -2012,5 +2024,88 @@ fn a_full_stderr_pipe_nobody_reads_stalls_nothing() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(stdout(&out), "refused 20\n", "{}", stderr(&out));
+    env.assert_valid();
+}
+
+#[test]
+fn operations_are_judged_by_op_and_recorded_with_what_they_set() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.ws.join("keep")).unwrap();
+    std::fs::write(env.ws.join("keep/a"), "a\n").unwrap();
+    std::fs::write(env.ws.join("f"), "f\n").unwrap();
+    let ws = env.ws.display();
+    let policy = env.policy(&format!(
+        r#"version: 1
+defaults: {{exec: allow, open: allow}}
+rules:
+  - id: keep-forever
+    open:
+      path: ["{ws}/keep/**"]
+      op: [delete, rename, truncate]
+    decision: block
+    reason: kept files may be written, not removed
+  - id: no-setuid-dir
+    open:
+      path: ["{ws}/keep/**"]
+      op: [chmod, chown]
+    decision: block
+    reason: no mode changes in keep
+"#
+    ));
+    let script = "echo b >> keep/a; echo write=$?\n\
+                  rm -f keep/a; echo rm=$?\n\
+                  chmod 4750 keep/a; echo chmod-keep=$?\n\
+                  chmod 0751 f; echo chmod=$?\n\
+                  chgrp 100 f; echo chgrp=$?\n\
+                  ln -s '../\\x' link; echo ln=$?\n\
+                  mkdir -m 0710 d; echo mkdir=$?\n";
+    let out = env.supervise(&policy, &["sh", "-c", script]);
+    assert_eq!(
+        stdout(&out),
+        "write=0\nrm=1\nchmod-keep=1\nchmod=0\nchgrp=0\nln=0\nmkdir=0\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.ws.join("keep/a")).unwrap(),
+        "a\nb\n"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "lexecon: blocked unlink {ws}/keep/a (rule keep-forever,"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "lexecon: blocked chmod 4750 {ws}/keep/a (rule no-setuid-dir,"
+        )),
+        "{err}"
+    );
+    let by_op = |op: &str| -> Vec<serde_json::Value> {
+        env.records()
+            .into_iter()
+            .filter(|r| r["kind"] == "decision" && r["action"]["op"] == op)
+            .collect()
+    };
+    let chmod = by_op("chmod");
+    assert_eq!(chmod.len(), 2, "{chmod:?}");
+    assert_eq!(chmod[0]["action"]["detail"]["mode"], "4750");
+    assert_eq!(chmod[0]["outcome"], "refused");
+    assert_eq!(chmod[1]["action"]["detail"]["mode"], "0751");
+    assert_eq!(chmod[1]["outcome"], "allowed");
+    let chown = by_op("chown");
+    assert_eq!(chown.len(), 1, "{chown:?}");
+    assert_eq!(chown[0]["action"]["detail"]["gid"], "100");
+    assert!(
+        chown[0]["action"]["detail"].get("uid").is_none(),
+        "{chown:?}"
+    );
+    let symlink = by_op("symlink");
+    assert_eq!(symlink[0]["action"]["detail"]["target"], "../\\x");
+    assert_eq!(symlink[0]["action"]["path"], format!("{ws}/link"));
+    assert_eq!(by_op("mkdir")[0]["action"]["detail"]["mode"], "0710");
+    assert_eq!(by_op("delete")[0]["rule"], "keep-forever");
     env.assert_valid();
 }

@@ -8,7 +8,9 @@
 //! - `open PATH [--read] [--write] [--create] [--truncate] [--append]
 //!   [--directory]`: PATH is made absolute against `--cwd` and normalised
 //!   lexically (the supervisor hands the policy the kernel's resolution; this
-//!   command does not touch the file); with no access flag, `--read`.
+//!   command does not touch the file); with no access flag, `--read`;
+//!   `--op=NAME` judges it as that operation (`delete`, `chmod`, …; see
+//!   docs/policy.md), a plain open by default.
 //!
 //! Exit codes: `check` 0 when every file is valid, 1 when any is not;
 //! `explain` 0 when the action was judged (whatever the verdict), 1 when the
@@ -23,7 +25,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
-use crate::action::{Access, Action, ActionKind, ExecAction, OpenAction};
+use crate::action::{Access, Action, ActionKind, ExecAction, FileOp, OpenAction};
 use crate::policy::{PolicyErrors, Vars};
 
 #[derive(Args, Debug)]
@@ -63,7 +65,7 @@ enum PolicyCommand {
         /// Value of ${WORKSPACE} (default: the current directory).
         #[arg(long)]
         workspace: Option<PathBuf>,
-        /// The action: `exec CMD [ARGS…]` or `open PATH [--read|--write|--create|--truncate|--append|--directory]…`.
+        /// The action: `exec CMD [ARGS…]` or `open PATH [--read|--write|--create|--truncate|--append|--directory]… [--op=NAME]`.
         #[arg(last = true, required = true, value_name = "ACTION")]
         action: Vec<OsString>,
     },
@@ -295,12 +297,23 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 bail!("`open` needs a path, e.g. `-- open ~/.ssh/id_rsa --read`");
             };
             let mut access = Access::empty();
+            let mut op = FileOp::Open;
             for f in flags {
                 let name = f.to_str().and_then(|s| s.strip_prefix("--"));
+                if let Some(o) = name.and_then(|n| n.strip_prefix("op=")) {
+                    match FileOp::from_name(o) {
+                        Some(o) => op = o,
+                        None => bail!(
+                            "unknown operation '{o}'; write --op= and one of {}",
+                            FileOp::ALL.map(FileOp::as_str).join(", ")
+                        ),
+                    }
+                    continue;
+                }
                 match name.and_then(Access::from_name) {
                     Some(a) => access |= a,
                     None => bail!(
-                        "unknown access flag '{}'; write any of --read --write --create --truncate --append --directory",
+                        "unknown access flag '{}'; write any of --read --write --create --truncate --append --directory, and optionally --op=NAME",
                         f.to_string_lossy()
                     ),
                 }
@@ -316,6 +329,8 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 p.to_path_buf()
             };
             Ok(Action::Open(OpenAction {
+                op,
+                detail: None,
                 path,
                 access,
                 cwd: cwd.to_path_buf(),

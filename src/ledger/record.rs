@@ -21,7 +21,7 @@ use base64::Engine as _;
 
 use super::jcs::Value;
 use super::merkle::Hash;
-use crate::action::{Action, Mode, Verdict};
+use crate::action::{Action, Mode, OpDetail, Verdict};
 
 /// When a decision was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,6 +374,25 @@ pub(crate) fn encode_header(
     Value::Object(m).to_canonical().map_err(|e| e.to_string())
 }
 
+/// An operation's detail (see [`crate::action::OpDetail`]): `mode` in
+/// octal, `uid`/`gid` in decimal (absent: unchanged), `target` as bytes.
+fn encode_detail(d: &OpDetail) -> Members<'_> {
+    let mut m = Vec::with_capacity(2);
+    match d {
+        OpDetail::Mode(mode) => put(&mut m, "mode", Value::String(format!("{mode:04o}").into())),
+        OpDetail::Owner { uid, gid } => {
+            if let Some(g) = gid {
+                put(&mut m, "gid", u64s((*g).into()));
+            }
+            if let Some(u) = uid {
+                put(&mut m, "uid", u64s((*u).into()));
+            }
+        }
+        OpDetail::Target(t) => put(&mut m, "target", os(t)),
+    }
+    m
+}
+
 fn encode_action(action: &Action) -> Members<'_> {
     match action {
         Action::Exec(e) => {
@@ -392,14 +411,19 @@ fn encode_action(action: &Action) -> Members<'_> {
             a
         }
         Action::Open(o) => {
-            let mut a = Vec::with_capacity(4);
+            let mut a = Vec::with_capacity(7);
             put(
                 &mut a,
                 "access",
                 Value::Array(o.access.names().into_iter().map(s).collect()),
             );
             put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            if let Some(d) = &o.detail {
+                put(&mut a, "detail", Value::Object(encode_detail(d)));
+            }
             put(&mut a, "kind", s("open"));
+            // Absent in ledgers written before operations were recorded.
+            put(&mut a, "op", s(o.op.as_str()));
             put(&mut a, "path", os(o.path.as_os_str()));
             if let Some(p) = &o.process {
                 // The caller's program as confirmed at its exec (optional:
@@ -1013,6 +1037,15 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
                 _ => return Err("`action.access` must be an array of access names".into()),
             }
             f.bytes("cwd")?;
+            let detail = f.opt("detail");
+            let op = match f.opt_str("op")? {
+                Some(n) => Some(
+                    crate::action::FileOp::from_name(n)
+                        .ok_or_else(|| format!("unknown operation {n:?} in `action.op`"))?,
+                ),
+                None => None,
+            };
+            check_detail(op, detail)?;
             if let Some(p) = f.opt("process") {
                 check_process(p)?;
             }
@@ -1021,6 +1054,66 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
     }
     if f.used != m.len() {
         return Err(format!("unexpected field in a `{kind}` action"));
+    }
+    Ok(())
+}
+
+/// The detail of an open action: present only with the operations that
+/// set something (`mode` for `chmod`, `mkdir`, `mknod`; `uid`/`gid` for
+/// `chown`; `target` for `symlink`), never without `op`.
+fn check_detail(
+    op: Option<crate::action::FileOp>,
+    detail: Option<&Value<'_>>,
+) -> Result<(), String> {
+    use crate::action::FileOp;
+    let Some(d) = detail else {
+        return match op {
+            Some(FileOp::Chmod | FileOp::Chown | FileOp::Symlink) => Err(format!(
+                "`action.detail` is missing for operation {:?}",
+                op.map(FileOp::as_str).unwrap_or_default()
+            )),
+            _ => Ok(()),
+        };
+    };
+    let Value::Object(m) = d else {
+        return Err("`action.detail` must be an object".into());
+    };
+    let mut f = Fields::new(m);
+    let decimal = |v: &Value<'_>| {
+        v.as_str()
+            .and_then(dec)
+            .is_some_and(|n| n <= u32::MAX.into())
+    };
+    match op {
+        Some(FileOp::Chmod | FileOp::Mkdir | FileOp::Mknod) => {
+            let mode = f.str("mode")?;
+            let ok = (1..=6).contains(&mode.len())
+                && mode.bytes().all(|c| (b'0'..=b'7').contains(&c))
+                && u32::from_str_radix(mode, 8).is_ok_and(|v| v <= 0o177_777);
+            if !ok {
+                return Err("`action.detail.mode` must be an octal mode".into());
+            }
+        }
+        Some(FileOp::Chown) => {
+            for k in ["gid", "uid"] {
+                if let Some(v) = f.opt(k) {
+                    if !decimal(v) {
+                        return Err(format!("`action.detail.{k}` must be a decimal string"));
+                    }
+                }
+            }
+        }
+        Some(FileOp::Symlink) => f.bytes("target")?,
+        Some(other) => {
+            return Err(format!(
+                "`action.detail` is not recorded for operation {:?}",
+                other.as_str()
+            ))
+        }
+        None => return Err("`action.detail` without `action.op`".into()),
+    }
+    if f.used != m.len() {
+        return Err("unexpected member in `action.detail`".into());
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use super::rule::{with_view, Conds, ExecConds, OpenConds, ProcessConds, Rule};
 use super::yaml::{Loc, Node, Value};
 use super::{Env, Vars};
 use crate::action::{
-    Access, Action, ActionKind, ExecAction, Mode, OpenAction, ProcessInfo, Verdict,
+    Access, Action, ActionKind, ExecAction, FileOp, FileOps, Mode, OpenAction, ProcessInfo, Verdict,
 };
 
 /// The kinds this version of the language judges, in order.
@@ -54,14 +54,14 @@ const EXEC_KEYS: &[&str] = &[
     "cwd",
     "unless",
 ];
-const OPEN_KEYS: &[&str] = &["path", "access", "cwd", "process", "unless"];
+const OPEN_KEYS: &[&str] = &["path", "access", "op", "cwd", "process", "unless"];
 const PROCESS_KEYS: &[&str] = &["program", "name", "sha256"];
 const EXAMPLE_PROCESS_KEYS: &[&str] = &["program", "sha256", "injected"];
 const EXAMPLE_KEYS: &[&str] = &[
-    "exec", "open", "program", "sha256", "cwd", "access", "process",
+    "exec", "open", "program", "sha256", "cwd", "access", "op", "process",
 ];
 const TEST_KEYS: &[&str] = &[
-    "exec", "open", "program", "sha256", "cwd", "access", "process", "expect", "rule",
+    "exec", "open", "program", "sha256", "cwd", "access", "op", "process", "expect", "rule",
 ];
 
 /// A loaded policy before indexing.
@@ -828,10 +828,52 @@ impl<'a> Loader<'a> {
         if let Some(n) = get(e, "access") {
             c.access = self.access(n);
         }
+        if let Some(n) = get(e, "op") {
+            c.op = self.ops(n);
+        }
         if let Some(n) = get(e, "process") {
             c.process = self.process_conds(n);
         }
         c
+    }
+
+    /// `op:` of an open rule: the operations it judges (a name or a list).
+    fn ops(&mut self, n: &Node) -> Option<FileOps> {
+        let items = self.strings(n, "op")?;
+        let mut ops = FileOps::empty();
+        for (s, loc) in items {
+            match FileOp::from_name(&s) {
+                Some(o) => ops.insert(o),
+                None => self.err(
+                    loc,
+                    format!("unknown operation '{s}'"),
+                    Some(format!(
+                        "write any of {}",
+                        FileOp::ALL.map(FileOp::as_str).join(", ")
+                    )),
+                ),
+            }
+        }
+        Some(ops)
+    }
+
+    /// `op:` of an example or test: one operation name.
+    fn example_op(&mut self, n: &Node) -> Option<FileOp> {
+        let s = self.string(n, "op")?;
+        match FileOp::from_name(s) {
+            Some(o) => Some(o),
+            None => {
+                self.err(
+                    n.loc,
+                    format!("unknown operation '{s}'"),
+                    Some(format!(
+                        "write one of {}",
+                        FileOp::ALL.map(FileOp::as_str).join(", ")
+                    )),
+                );
+                None
+            }
+        }
     }
 
     /// `process:` of an open rule: conditions on the caller's program.
@@ -962,7 +1004,7 @@ impl<'a> Loader<'a> {
         };
         match kind {
             ActionKind::Exec => {
-                for k in ["access", "open", "process"] {
+                for k in ["access", "open", "op", "process"] {
                     if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
                         self.err(
                             n.loc,
@@ -1068,7 +1110,13 @@ impl<'a> Loader<'a> {
                     Some(n) => Some(self.example_process(n)?),
                     None => None,
                 };
+                let op = match get(entries, "op") {
+                    Some(n) => self.example_op(n)?,
+                    None => FileOp::Open,
+                };
                 Some(Action::Open(OpenAction {
+                    op,
+                    detail: None,
                     path,
                     access,
                     cwd,

@@ -8,7 +8,7 @@ use regex::Regex;
 use super::argv::{self, ArgItem, FlagGroup, Parsed};
 use super::glob::Globs;
 use super::yaml::Loc;
-use crate::action::{Access, ActionKind, ExecAction, OpenAction, Verdict};
+use crate::action::{Access, ActionKind, ExecAction, FileOps, OpenAction, Verdict};
 
 /// One rule, compiled.
 #[derive(Debug, Clone)]
@@ -65,6 +65,8 @@ impl ExecConds {
 pub(crate) struct OpenConds {
     pub path: Option<Globs>,
     pub access: Option<Access>,
+    /// The operations the rule judges (`op:`); `None`: every one.
+    pub op: Option<FileOps>,
     pub cwd: Option<Globs>,
     pub process: Option<ProcessConds>,
 }
@@ -379,6 +381,19 @@ fn eval(
             }
         }
         (Conds::Open(c), View::Open(v)) => {
+            if let Some(ops) = c.op {
+                let holds = ops.contains(v.action.op);
+                cond!(
+                    "op",
+                    holds,
+                    format!(
+                        "operation '{}' {} [{}]",
+                        v.action.op,
+                        if holds { "is one of" } else { "is none of" },
+                        ops
+                    )
+                );
+            }
             if let Some(a) = c.access {
                 cond!(
                     "access",

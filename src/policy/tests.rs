@@ -36,6 +36,8 @@ pub(crate) fn exec(words: &[&str]) -> Action {
 
 pub(crate) fn open(path: &str, access: Access) -> Action {
     Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),
@@ -680,6 +682,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
         PathBuf::from(OsString::from_vec(v))
     };
     let key = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/home/u/.ssh/id_", b""),
         access: Access::READ,
         cwd: PathBuf::from("/"),
@@ -687,6 +691,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
     });
     assert_eq!(verdict(&p, &key), Verdict::Block);
     let write = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/etc/", b".conf"),
         access: Access::WRITE,
         cwd: PathBuf::from("/"),
@@ -718,6 +724,8 @@ fn non_utf8_paths_and_argv_cannot_escape_block_rules() {
     assert_eq!(verdict(&p, &rm2), Verdict::Block);
     // Inside the workspace it stays allowed.
     let ok = Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: bad(b"/home/u/ws/", b".txt"),
         access: Access::WRITE | Access::CREATE,
         cwd: PathBuf::from("/"),
@@ -1187,6 +1195,8 @@ fn policy_hash_covers_env_values_and_is_unchanged_without_env_references() {
 
 fn open_by(path: &str, access: Access, process: Option<crate::action::ProcessInfo>) -> Action {
     Action::Open(OpenAction {
+        op: crate::action::FileOp::Open,
+        detail: None,
         path: PathBuf::from(path),
         access,
         cwd: PathBuf::from("/home/u/ws"),
@@ -1454,4 +1464,163 @@ fn moving_a_directory_is_judged_for_everything_beneath_it() {
     );
     assert_eq!(verdict(&p, &moved("/w")), Verdict::Block);
     assert_eq!(verdict(&p, &moved("/w/build/x")), Verdict::Allow);
+}
+
+fn op_open(path: &str, access: Access, op: crate::action::FileOp) -> Action {
+    let mut a = open(path, access);
+    if let Action::Open(o) = &mut a {
+        o.op = op;
+    }
+    a
+}
+
+#[test]
+fn op_limits_an_open_rule_to_the_operations_it_names() {
+    use crate::action::FileOp;
+    let p = load(
+        r#"version: 1
+defaults: {exec: allow, open: allow}
+rules:
+  - id: no-delete-in-data
+    open:
+      path: ["/srv/data/**"]
+      op: [delete, rename]
+    decision: block
+    reason: data may be written, never removed
+    examples:
+      match:
+        - {open: /srv/data/a, access: [write, truncate], op: delete}
+      no_match:
+        - {open: /srv/data/a, access: [write, truncate]}
+  - id: no-chmod-in-ws
+    open:
+      op: chmod
+      path: ["${WORKSPACE}/**"]
+      unless:
+        op: [chmod]
+        path: ["${WORKSPACE}/bin/**"]
+    decision: escalate
+    reason: modes in the workspace are a question
+tests:
+  - {open: /srv/data/a, access: [write], op: truncate, expect: allow}
+  - {open: /srv/data/a, access: [read, write], op: rename, expect: block, rule: no-delete-in-data}
+  - {open: "${WORKSPACE}/x", access: [write], op: chmod, expect: escalate}
+  - {open: "${WORKSPACE}/bin/x", access: [write], op: chmod, expect: allow}
+"#,
+    );
+    let d = |path: &str, access: Access, op: FileOp| p.decide(&op_open(path, access, op)).verdict;
+    let w = Access::WRITE | Access::TRUNCATE;
+    assert_eq!(d("/srv/data/a", w, FileOp::Delete), Verdict::Block);
+    assert_eq!(d("/srv/data/a", w, FileOp::Open), Verdict::Allow);
+    assert_eq!(d("/srv/data/a", w, FileOp::Truncate), Verdict::Allow);
+    assert_eq!(
+        d("/home/u/ws/a", Access::WRITE, FileOp::Chmod),
+        Verdict::Escalate
+    );
+    assert_eq!(
+        d("/home/u/ws/a", Access::WRITE, FileOp::Chown),
+        Verdict::Allow
+    );
+    assert_eq!(
+        d("/home/u/ws/bin/a", Access::WRITE, FileOp::Chmod),
+        Verdict::Allow
+    );
+    // A failing example names the operation.
+    let e = errors(
+        r#"version: 1
+rules:
+  - id: r
+    open:
+      op: [delete, rename]
+    decision: block
+    reason: x
+    examples:
+      match:
+        - {open: /srv/data/a, access: [write]}
+"#,
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("op: operation 'open' is none of [delete,rename]")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_rule_without_op_judges_every_operation_by_its_access() {
+    use crate::action::FileOp;
+    let p = load(
+        r#"version: 1
+defaults: {exec: allow, open: allow}
+rules:
+  - id: ro
+    open:
+      path: ["/etc/**"]
+      access: [write]
+    decision: block
+    reason: read-only
+"#,
+    );
+    for op in FileOp::ALL {
+        for access in [
+            Access::READ,
+            Access::WRITE,
+            Access::CREATE | Access::DIRECTORY,
+        ] {
+            assert_eq!(
+                p.decide(&op_open("/etc/x", access, op)),
+                p.decide(&open("/etc/x", access)),
+                "{op} {access}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_operations_are_refused_with_the_list() {
+    let e = errors(
+        r#"version: 1
+rules:
+  - id: r
+    open:
+      op: [unlink]
+    decision: block
+    reason: x
+"#,
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown operation 'unlink'") && m.contains("delete, rename")),
+        "{e:?}"
+    );
+    let e = errors(
+        r#"version: 1
+rules:
+  - id: r
+    exec:
+      name: rm
+    decision: block
+    reason: x
+    examples:
+      match:
+        - {exec: rm -rf /, op: delete}
+"#,
+    );
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`op` belongs to examples of open rules")),
+        "{e:?}"
+    );
+    let e = errors(
+        r#"version: 1
+rules:
+  - id: r
+    exec:
+      name: rm
+      op: [delete]
+    decision: block
+    reason: x
+"#,
+    );
+    assert!(e.iter().any(|m| m.contains("unknown key 'op'")), "{e:?}");
 }

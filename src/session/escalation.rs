@@ -9,8 +9,9 @@
 //! are:
 //! - for an exec: the same program path (resolved, as recorded) and the
 //!   same argv, byte for byte (argv\[0\] included; the cwd is not compared);
-//! - for an open (and the calls judged as opens): the same resolved path and
-//!   exactly the same set of access flags.
+//! - for an open (and the calls judged as opens): the same resolved path,
+//!   exactly the same set of access flags, the same operation and the same
+//!   detail (a grant for `chmod 0644` does not cover `chmod 4755`).
 //!
 //! Nothing else: a different argument, another file, or the same file with
 //! one more access flag is a new question.
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use super::{describe_call, lock, path_op_note, OnEscalate, Session};
-use crate::action::{Access, Action, Decision, Mode, Verdict};
+use super::{describe_call, lock, OnEscalate, Session};
+use crate::action::{Access, Action, Decision, FileOp, Mode, OpDetail, Verdict};
 use crate::escape;
 use crate::ledger::{self, Outcome, Stage};
 use crate::supervisor::{self, Caller, Identity, Ruling};
@@ -86,8 +87,16 @@ pub struct Answer {
 /// What a grant compares (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionKey {
-    Exec { path: PathBuf, argv: Vec<OsString> },
-    Open { path: PathBuf, access: Access },
+    Exec {
+        path: PathBuf,
+        argv: Vec<OsString>,
+    },
+    Open {
+        path: PathBuf,
+        access: Access,
+        op: FileOp,
+        detail: Option<OpDetail>,
+    },
 }
 
 impl ActionKey {
@@ -100,6 +109,8 @@ impl ActionKey {
             Action::Open(o) => ActionKey::Open {
                 path: o.path.clone(),
                 access: o.access,
+                op: o.op,
+                detail: o.detail.clone(),
             },
         }
     }
@@ -406,10 +417,6 @@ impl Session {
         }
         let esc = &self.escalations;
         let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
-        let with_op = |n: String| match path_op_note(syscall) {
-            Some(w) => format!("{w}; {n}"),
-            None => n,
-        };
         let conclude = |outcome: Outcome, note: String| -> Ruling {
             let seq = self.record(
                 caller,
@@ -418,7 +425,7 @@ impl Session {
                 decision,
                 outcome,
                 identity,
-                Some(with_op(note.clone())),
+                Some(note.clone()),
             );
             self.note_escalation(syscall, action, decision, &note, seq);
             self.answer(caller, syscall, seq, action, decision, outcome, &note)
@@ -721,6 +728,8 @@ mod tests {
         assert!(e.grant_for("r", &exec(&["git", "push", "-f"])).is_none());
         let open = |access| {
             Action::Open(OpenAction {
+                op: crate::action::FileOp::Open,
+                detail: None,
                 path: PathBuf::from("/etc/x"),
                 access,
                 cwd: PathBuf::from("/w"),
@@ -734,6 +743,25 @@ mod tests {
             key: ActionKey::of(&open(Access::READ)),
         });
         assert!(e.grant_for("r", &open(Access::READ)).is_some());
+        // The same path and access by another operation, or setting
+        // something else, is another action.
+        let chmod = |mode| {
+            let mut a = open(Access::WRITE);
+            if let Action::Open(o) = &mut a {
+                o.op = FileOp::Chmod;
+                o.detail = Some(OpDetail::Mode(mode));
+            }
+            a
+        };
+        e.add_grant(Grant {
+            request: 3,
+            allow: true,
+            rule: "r".into(),
+            key: ActionKey::of(&chmod(0o644)),
+        });
+        assert!(e.grant_for("r", &chmod(0o644)).is_some());
+        assert!(e.grant_for("r", &chmod(0o4755)).is_none());
+        assert!(e.grant_for("r", &open(Access::WRITE)).is_none());
         assert!(e
             .grant_for("r", &open(Access::READ | Access::WRITE))
             .is_none());

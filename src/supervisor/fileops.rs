@@ -5,7 +5,9 @@
 //!
 //! Each is resolved like an open (by path, by `*at` directory, or by the
 //! descriptor it names), judged as an open of the object with the access it
-//! amounts to, and performed by the supervisor: a creation in the pinned
+//! amounts to, the operation's name ([`crate::action::FileOp`]) and what it
+//! sets ([`crate::action::OpDetail`]: mode, owner, symlink text), and
+//! performed by the supervisor: a creation in the pinned
 //! parent directory, a metadata change through an `O_PATH` descriptor of the
 //! object that was judged (its device and inode checked again after pinning),
 //! with the argument values read once at decoding. Never continued, so a
@@ -22,7 +24,9 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use crate::action::{Access, Action, OpenAction};
+use std::os::unix::ffi::OsStringExt;
+
+use crate::action::{Access, Action, FileOp as Op, OpDetail, OpenAction};
 
 use super::creds::AsCaller;
 use super::decode::{FdUse, FileOp, FileOpRequest};
@@ -50,6 +54,35 @@ impl FileOp {
             self,
             FileOp::Mkdir { .. } | FileOp::Mknod { .. } | FileOp::Symlink { .. }
         )
+    }
+
+    /// The operation, as the vocabulary names it, and what it sets.
+    fn kind(&self) -> (Op, Option<OpDetail>) {
+        let id = |n: u32| (n != u32::MAX).then_some(n);
+        match self {
+            FileOp::Mkdir { mode } => (Op::Mkdir, Some(OpDetail::Mode(mode & 0o7777))),
+            FileOp::Mknod { mode, .. } => (
+                Op::Mknod,
+                Some(OpDetail::Mode(mode & (libc::S_IFMT | 0o7777))),
+            ),
+            FileOp::Symlink { target } => (
+                Op::Symlink,
+                Some(OpDetail::Target(std::ffi::OsString::from_vec(
+                    target.clone(),
+                ))),
+            ),
+            FileOp::Chmod { mode } => (Op::Chmod, Some(OpDetail::Mode(mode & 0o7777))),
+            FileOp::Chown { uid, gid } => (
+                Op::Chown,
+                Some(OpDetail::Owner {
+                    uid: id(*uid),
+                    gid: id(*gid),
+                }),
+            ),
+            FileOp::Times { .. } => (Op::SetTimes, None),
+            FileOp::SetXattr { .. } | FileOp::RemoveXattr { .. } => (Op::Xattr, None),
+            FileOp::Ioctl { .. } => (Op::SetFlags, None),
+        }
     }
 
     /// The access the call amounts to, judged on its path.
@@ -104,7 +137,10 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &FileOpRequest) -
         if r.op.creates() && r.path.ends_with(b"/") && !matches!(r.op, FileOp::Mkdir { .. }) {
             return Answer::Deny(libc::ENOENT);
         }
+        let (op, detail) = r.op.kind();
         let action = Action::Open(OpenAction {
+            op,
+            detail,
             path: resolved.path.clone(),
             access: r.op.access(),
             cwd: cwd_for(&resolved, caller.tid),

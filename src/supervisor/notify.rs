@@ -49,6 +49,47 @@ const MAX_HELD: usize = 256;
 thread_local! {
     /// On a thread that handles one held call: its listener and id.
     static HELD: RefCell<Option<(Arc<Listener>, u64)>> = const { RefCell::new(None) };
+    /// The parts of the call being handled that were judged and allowed so
+    /// far (a two-path operation judges two actions).
+    static ALLOWED: RefCell<Vec<Judged>> = const { RefCell::new(Vec::new()) };
+    /// On a held call's thread: the parts allowed (and recorded) when the
+    /// loop thread handled the call before handing it over. Handled again
+    /// from the start, the call judges them again; the same action on the
+    /// same object is not judged (nor recorded) a second time.
+    static INHERITED: RefCell<Vec<Judged>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A part of a call that was allowed: the action and the object's
+/// (device, inode).
+type Judged = (Action, Option<(u64, u64)>);
+
+/// Judges one part of a call (one path of a two-path operation) unless the
+/// same part was allowed already in an earlier handling of the same call
+/// (see [`INHERITED`]): each decision is recorded once.
+pub(super) fn judge_part(
+    shared: &Shared,
+    caller: &Caller,
+    syscall: &'static str,
+    action: &Action,
+    identity: Option<&Identity>,
+) -> Ruling {
+    let key: Judged = (action.clone(), identity.map(|i| (i.dev, i.ino)));
+    let seen = INHERITED.with(|i| {
+        let mut i = i.borrow_mut();
+        i.iter()
+            .position(|k| *k == key)
+            .map(|at| i.remove(at))
+            .is_some()
+    });
+    let ruling = if seen {
+        Ruling::Allow
+    } else {
+        shared.judge.judge(caller, syscall, action, identity, None)
+    };
+    if ruling == Ruling::Allow {
+        ALLOWED.with(|a| a.borrow_mut().push(key));
+    }
+    ruling
 }
 
 /// `None` on the loop thread (a judge must not block there: answer
@@ -340,8 +381,10 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
             Answer::Deny(libc::ENOSYS)
         }
     };
+    let allowed = ALLOWED.with(|a| std::mem::take(&mut *a.borrow_mut()));
+    INHERITED.with(|i| i.borrow_mut().clear());
     let result = match answer {
-        Answer::Hold => hold(listener, shared, n),
+        Answer::Hold => hold(listener, shared, n, &caller, allowed),
         Answer::Deny(errno) => listener.deny(n.id, errno),
         Answer::Continue => listener.continue_call(n.id),
         Answer::Value(v) => listener.reply(n.id, v),
@@ -355,15 +398,30 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
 
 /// Hands a notification whose answer needs a human to a thread of its own,
 /// which handles it again from the start and answers it.
-fn hold(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) -> io::Result<()> {
+/// `allowed`: the parts of the call already allowed (and recorded) here.
+fn hold(
+    listener: &Arc<Listener>,
+    shared: &Arc<Shared>,
+    n: Notif,
+    caller: &Caller,
+    allowed: Vec<Judged>,
+) -> io::Result<()> {
     if HELD.with(|h| h.borrow().is_some()) {
         // Already on a held call's thread: the judge must decide here.
         return listener.deny(n.id, libc::EPERM);
     }
+    let syscall = syscall_name(n.nr);
+    let refuse = |why: String| {
+        shared.judge.refused(caller, syscall, &why, libc::EAGAIN);
+        listener.deny(n.id, libc::EAGAIN)
+    };
     let mut held = lock(&shared.held);
     held.retain(|t| !t.is_finished());
     if held.len() >= MAX_HELD {
-        return listener.deny(n.id, libc::EAGAIN);
+        drop(held);
+        return refuse(format!(
+            "{syscall} needs a human's answer and {MAX_HELD} held calls are already waiting (the supervisor's limit of held calls)"
+        ));
     }
     let l = Arc::clone(listener);
     let s = Arc::clone(shared);
@@ -372,6 +430,7 @@ fn hold(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) -> io::Result<
         .name("lexecon-held".into())
         .spawn(move || {
             HELD.with(|h| *h.borrow_mut() = Some((Arc::clone(&l), id)));
+            INHERITED.with(|i| *i.borrow_mut() = allowed);
             handle(&l, &s, n);
         });
     match spawned {
@@ -379,7 +438,12 @@ fn hold(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) -> io::Result<
             held.push(t);
             Ok(())
         }
-        Err(_) => listener.deny(id, libc::EAGAIN),
+        Err(e) => {
+            drop(held);
+            refuse(format!(
+                "{syscall} needs a human's answer and no thread could be started to hold it: {e}"
+            ))
+        }
     }
 }
 
@@ -557,6 +621,8 @@ fn open_action(shared: &Shared, resolved: &Resolved, flags: u64, tid: i32) -> Op
         access,
         cwd: cwd_for(resolved, tid),
         process: shared.process_of(tid),
+        op: crate::action::FileOp::Open,
+        detail: None,
     }
 }
 

@@ -5,7 +5,9 @@
 //! Without them a path-based policy is walked around: rename a protected
 //! file to an unprotected name (or hard-link it) and write or read it there,
 //! or delete it outright. Each path is resolved like an open's, judged as an
-//! open with the access the operation amounts to, and the operation is then
+//! open with the access the operation amounts to and the operation's name
+//! ([`crate::action::FileOp`]: delete, rename, link, truncate; each path
+//! judged once, see `notify::judge_part`), and the operation is then
 //! performed by the supervisor on the pinned parent directories (never
 //! continued, so a rewritten path cannot change what was judged):
 //!
@@ -23,7 +25,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
-use crate::action::{Access, Action, OpenAction};
+use crate::action::{Access, Action, FileOp, OpenAction};
 
 use super::creds::AsCaller;
 use super::decode::{PathOp, PathOpRequest};
@@ -114,16 +116,24 @@ pub(super) fn handle(shared: &Arc<Shared>, caller: &Caller, r: &PathOpRequest) -
         sha256: None,
     };
     let process = shared.process_of(caller.tid);
+    let op = match r.op {
+        PathOp::Unlink => FileOp::Delete,
+        PathOp::Rename => FileOp::Rename,
+        PathOp::Link => FileOp::Link,
+        PathOp::Truncate => FileOp::Truncate,
+    };
     let judge = |path: &Resolved, access: Access, identity: Option<&Identity>| {
         let action = Action::Open(OpenAction {
+            op,
+            detail: None,
             path: path.path.clone(),
             access,
             cwd: cwd.clone(),
             process: process.clone(),
         });
-        shared
-            .judge
-            .judge(caller, r.syscall, &action, identity, None)
+        // Judged once each: handled again on a held call's thread (the
+        // second path escalated), the first path is not recorded twice.
+        super::notify::judge_part(shared, caller, r.syscall, &action, identity)
     };
     match judge(&first, first_access, Some(&identity)) {
         Ruling::Deny(e) => return Answer::Deny(e),
