@@ -171,3 +171,42 @@ fn doctor_here_and_inside_a_supervised_run() {
     assert!(s.contains("warn  seccomp filters above"), "{s}");
     assert!(s.contains("cannot enforce"), "{s}");
 }
+
+#[test]
+fn a_supervisor_inside_a_supervised_run_says_why_it_cannot_start() {
+    let env = Env::new();
+    let inner_keys = env.root.join("inner-keys");
+    let out = Command::new(LEXECON)
+        .args(["init-keys", "--dir"])
+        .arg(&inner_keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let inner_ledger = env.root.join("inner.jsonl");
+    let (k, l) = (
+        inner_keys.display().to_string(),
+        inner_ledger.display().to_string(),
+    );
+    let out = env.supervise(
+        &env.policy(ALLOW_ALL),
+        &[
+            SUPERVISE,
+            "--allow-root-tree",
+            "--policy",
+            "observe",
+            "--keys",
+            &k,
+            "--ledger",
+            &l,
+            "--",
+            "/bin/true",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(err.contains("cannot be enforced here"), "{err}");
+    assert!(err.contains("lexecon doctor"), "{err}");
+    // Its own child, dead before it is reaped, is killed without a refusal.
+    assert!(!err.contains("outside the supervised tree"), "{err}");
+    env.assert_valid();
+}

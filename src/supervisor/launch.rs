@@ -125,10 +125,18 @@ pub fn spawn(p: &Prepared) -> io::Result<Started> {
             let n = unsafe { libc::read(err_read.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
             if n == 4 {
                 let errno = i32::from_ne_bytes(code);
+                let why = match errno {
+                    // A listener above: another supervisor, or a sandbox
+                    // that refuses new listeners (EPERM), or one the kernel
+                    // will not nest (EBUSY).
+                    libc::EBUSY | libc::EPERM => "; this process already runs under a seccomp user-notify supervisor or a sandbox that refuses a second listener, so the policy cannot be enforced here (`lexecon doctor` tells more)",
+                    libc::EINVAL | libc::ENOSYS => "; this kernel lacks seccomp user notification (Linux ≥ 5.19 is needed; `lexecon doctor` tells more)",
+                    _ => "",
+                };
                 return Err(io::Error::new(
                     io::Error::from_raw_os_error(errno).kind(),
                     format!(
-                        "installing the seccomp filter in the child failed: {}",
+                        "installing the seccomp filter in the child failed: {}{why}",
                         io::Error::from_raw_os_error(errno)
                     ),
                 ));

@@ -890,6 +890,9 @@ impl Shared {
         }
         match procfs::status(tid) {
             Ok(st) if st.tracer == self.supervisor_pid => Aim::Tree,
+            // A zombie (an exited child not yet reaped, no longer traced)
+            // runs nothing: a signal or a limit changes nothing, as natively.
+            Ok(st) if matches!(st.state, 'Z' | 'X') => Aim::Tree,
             Ok(_) => Aim::Outside(tid),
             // Gone: the call fails with ESRCH in the kernel.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Aim::Tree,

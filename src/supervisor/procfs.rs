@@ -25,6 +25,8 @@ pub struct Status {
     pub ppid: i32,
     /// The pid of the process tracing this thread (0: none).
     pub tracer: i32,
+    /// The state letter (`R`, `S`, `Z` for a zombie, …).
+    pub state: char,
     pub umask: Option<u32>,
     /// Real, effective, saved, filesystem.
     pub uid: [u32; 4],
@@ -51,6 +53,7 @@ pub fn parse_status(text: &str) -> Status {
             "Tgid" => s.tgid = v.parse().unwrap_or(0),
             "PPid" => s.ppid = v.parse().unwrap_or(0),
             "TracerPid" => s.tracer = v.parse().unwrap_or(-1),
+            "State" => s.state = v.chars().next().unwrap_or('?'),
             "Umask" => s.umask = u32::from_str_radix(v, 8).ok(),
             "Uid" => s.uid = ids(v),
             "Gid" => s.gid = ids(v),
