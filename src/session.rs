@@ -406,6 +406,34 @@ pub fn describe(action: &Action) -> String {
             s
         }
         Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
+        Action::Connect(c) => describe_connect(c),
+    }
+}
+
+/// `connect pypi.org:443 (151.101.0.223, tcp)`, `send 10.0.0.1:53 (udp)`,
+/// `resolve evil.example`, `connect /var/run/docker.sock (unix)`.
+fn describe_connect(c: &crate::action::ConnectAction) -> String {
+    use crate::action::NetTarget;
+    let target = crate::policy::net::target_text(&c.target);
+    let shown = match &c.target {
+        NetTarget::UnixPath(p) => escape::path(p).to_string(),
+        NetTarget::UnixAbstract(n) => {
+            let mut v = b"@".to_vec();
+            v.extend_from_slice(n);
+            escape::os(std::ffi::OsStr::from_bytes(&v)).to_string()
+        }
+        NetTarget::Name(n) => escape::os(std::ffi::OsStr::new(n)).to_string(),
+        _ => target.clone(),
+    };
+    match (&c.target, c.names.as_slice()) {
+        (NetTarget::Name(_), _) => format!("{} {shown}", c.op.as_str()),
+        (NetTarget::Ip { port, .. }, [first, ..]) => format!(
+            "{} {}:{port} ({shown}, {})",
+            c.op.as_str(),
+            escape::os(std::ffi::OsStr::new(first)),
+            c.protocol.as_str()
+        ),
+        _ => format!("{} {shown} ({})", c.op.as_str(), c.protocol.as_str()),
     }
 }
 
@@ -563,6 +591,7 @@ impl Session {
                 let prog = match &alias {
                     Action::Exec(x) => x.path.display().to_string(),
                     Action::Open(o) => o.path.display().to_string(),
+                    Action::Connect(c) => crate::policy::net::target_text(&c.target),
                 };
                 let mut matched = d.matched;
                 matched.extend(t.matched);

@@ -422,7 +422,71 @@ fn encode_action(action: &Action) -> Members<'_> {
             }
             a
         }
+        Action::Connect(c) => encode_connect(c),
     }
+}
+
+/// A connection, datagram, bind, listen or DNS query (members in canonical
+/// order).
+fn encode_connect(c: &crate::action::ConnectAction) -> Members<'_> {
+    use crate::action::NetTarget;
+    let mut a = Vec::with_capacity(9);
+    match &c.target {
+        NetTarget::Ip { addr, .. } => put(
+            &mut a,
+            "address",
+            Value::String(Cow::Owned(addr.to_string())),
+        ),
+        NetTarget::UnixAbstract(n) => put(&mut a, "abstract", os(std::ffi::OsStr::from_bytes(n))),
+        _ => {}
+    }
+    let family = match &c.target {
+        NetTarget::Ip { family, .. } => Some(family.as_str()),
+        NetTarget::UnixPath(_) | NetTarget::UnixAbstract(_) | NetTarget::UnixUnnamed => {
+            Some("unix")
+        }
+        NetTarget::Name(_) => None,
+    };
+    if let Some(f) = family {
+        put(&mut a, "family", s(f));
+    }
+    put(&mut a, "kind", s("connect"));
+    if let NetTarget::Name(n) = &c.target {
+        put(&mut a, "name", s(n.as_str()));
+    }
+    if !c.names.is_empty() {
+        put(
+            &mut a,
+            "names",
+            Value::Array(c.names.iter().map(|n| s(n.as_str())).collect()),
+        );
+    }
+    put(&mut a, "op", s(c.op.as_str()));
+    if let NetTarget::UnixPath(p) = &c.target {
+        put(&mut a, "path", os(p.as_os_str()));
+    }
+    if let NetTarget::Ip { port, .. } = &c.target {
+        put(&mut a, "port", u64s(u64::from(*port)));
+    }
+    if let Some(p) = &c.process {
+        let mut m = Vec::with_capacity(5);
+        if let Some((dev, _)) = p.file {
+            put(&mut m, "dev", u64s(dev));
+        }
+        if let Some(why) = &p.injected {
+            put(&mut m, "injected", s(why));
+        }
+        if let Some((_, ino)) = p.file {
+            put(&mut m, "ino", u64s(ino));
+        }
+        put(&mut m, "program", os(p.program.as_os_str()));
+        if let Some(h) = &p.sha256 {
+            put(&mut m, "sha256", Value::String(hex_hash(h).into()));
+        }
+        put(&mut a, "process", Value::Object(m));
+    }
+    put(&mut a, "protocol", s(c.protocol.as_str()));
+    a
 }
 
 pub(crate) fn encode_decision(
@@ -1017,10 +1081,66 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
                 check_process(p)?;
             }
         }
+        "connect" => check_connect(&mut f)?,
         other => return Err(format!("unknown action kind {other:?}")),
     }
     if f.used != m.len() {
         return Err(format!("unexpected field in a `{kind}` action"));
+    }
+    Ok(())
+}
+
+/// A `connect` action: `op`, `protocol`, and the destination by family
+/// (`address`+`port` for `inet`/`inet6`, `path` or `abstract` or nothing
+/// for `unix`, `name` with no family for a DNS query), `names`, `process`.
+fn check_connect(f: &mut Fields<'_, '_>) -> Result<(), String> {
+    let op = f.str("op")?;
+    crate::action::NetOp::from_name(op).ok_or(format!("unknown connect op {op:?}"))?;
+    let protocol = f.str("protocol")?;
+    crate::action::Protocol::from_name(protocol).ok_or(format!("unknown protocol {protocol:?}"))?;
+    let family = f.opt_str("family")?;
+    match family {
+        Some("inet") | Some("inet6") => {
+            let a = f.str("address")?;
+            let ip: std::net::IpAddr = a
+                .parse()
+                .map_err(|_| format!("`action.address` {a:?} is not an IP address"))?;
+            if family == Some("inet") && !ip.is_ipv4() {
+                return Err("an `inet` action needs an IPv4 address".into());
+            }
+            let port = f.u64("port")?;
+            if port > 65535 {
+                return Err("`action.port` is not a port number".into());
+            }
+        }
+        Some("unix") => {
+            let path = f.opt("path").is_some();
+            let abs = f.opt("abstract").is_some();
+            if path && abs {
+                return Err("a local socket has a path or an abstract name, not both".into());
+            }
+            if path {
+                f.used -= 1;
+                f.bytes("path")?;
+            }
+            if abs {
+                f.used -= 1;
+                f.bytes("abstract")?;
+            }
+        }
+        None => {
+            if op != "resolve" {
+                return Err("a `connect` action other than `resolve` needs a `family`".into());
+            }
+            f.str("name")?;
+        }
+        Some(other) => return Err(format!("unknown family {other:?}")),
+    }
+    if let Some(n) = f.opt("names") {
+        str_array(n, "action.names")?;
+    }
+    if let Some(p) = f.opt("process") {
+        check_process(p)?;
     }
     Ok(())
 }

@@ -82,7 +82,7 @@ pub(crate) fn explain(policy: &Policy, action: &Action) -> Explanation {
         &policy.rules,
         indices,
         kind,
-        policy.defaults[super::compile::kind_index(kind)],
+        super::net::default_for(action, policy.defaults[super::compile::kind_index(kind)]),
     );
     Explanation { decision, matched }
 }

@@ -86,8 +86,16 @@ pub struct Answer {
 /// What a grant compares (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionKey {
-    Exec { path: PathBuf, argv: Vec<OsString> },
-    Open { path: PathBuf, access: Access },
+    Exec {
+        path: PathBuf,
+        argv: Vec<OsString>,
+    },
+    Open {
+        path: PathBuf,
+        access: Access,
+    },
+    /// A connect-kind action, compared whole but for the caller's program.
+    Connect(Box<crate::action::ConnectAction>),
 }
 
 impl ActionKey {
@@ -101,6 +109,11 @@ impl ActionKey {
                 path: o.path.clone(),
                 access: o.access,
             },
+            Action::Connect(c) => {
+                let mut c = c.clone();
+                c.process = None;
+                ActionKey::Connect(Box::new(c))
+            }
         }
     }
 }
