@@ -12,6 +12,10 @@
 //! - [`notify`]: the notification loop and the answers (emulated opens);
 //! - [`pathops`]: unlink, rename, link, truncate, judged and performed;
 //! - [`fileops`]: mkdir, mknod, symlink and metadata changes, likewise;
+//! - [`net`]: connect, bind, listen and sends with an address, judged and
+//!   performed on the caller's own socket; DNS queries observed, resolved
+//!   by the supervisor itself, and the names bound to addresses;
+//! - [`netsys`]: the socket calls it needs;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
@@ -30,6 +34,8 @@ pub mod fileops;
 pub mod filter;
 pub mod launch;
 pub mod loader;
+pub mod net;
+pub mod netsys;
 pub mod notify;
 pub mod pathops;
 pub mod privilege;

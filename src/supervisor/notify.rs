@@ -291,6 +291,12 @@ fn syscall_name(nr: i32) -> &'static str {
         LREMOVEXATTR => "lremovexattr",
         FREMOVEXATTR => "fremovexattr",
         IOCTL => "ioctl",
+        CONNECT => "connect",
+        BIND => "bind",
+        LISTEN => "listen",
+        SENDTO => "sendto",
+        SENDMSG => "sendmsg",
+        SENDMMSG => "sendmmsg",
         _ => "unknown",
     }
 }
@@ -326,6 +332,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         Ok(Request::Process(s)) => process_call(shared, &caller, &s),
         Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::FileOp(f)) => super::fileops::handle(shared, &caller, &f),
+        Ok(Request::Net(r)) => super::net::handle(listener, shared, &caller, n.id, &r),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
                 &caller,
