@@ -428,6 +428,10 @@ for p in ['run/agent.sock', 'link.sock', '\0lexecon-test-abstract-none']:
         stdout(&native),
         "'run/agent.sock' hi\n'link.sock' hi\n'\\x00lexecon-test-abstract-none' refused 111\n"
     );
+    // Supervised with no rule against it: reached, through the symlink too.
+    let all = policy_with(&env, "allow", "  []\n");
+    let o = python(&env, Some(&all), script, &[]);
+    assert_eq!(stdout(&o), stdout(&native), "{}", stderr(&o));
     let before = hits.load(Ordering::SeqCst);
     let p = policy_with(
         &env,
@@ -448,7 +452,7 @@ for p in ['run/agent.sock', 'link.sock', '\0lexecon-test-abstract-none']:
     let recs = connect_records(&env);
     let paths: Vec<_> = recs
         .iter()
-        .filter(|r| r["action"]["family"] == "unix")
+        .filter(|r| r["action"]["family"] == "unix" && r["outcome"] == "refused")
         .map(|r| {
             (
                 r["action"]["path"].clone(),

@@ -375,6 +375,8 @@ fn translate_control(caller: &Caller, mut c: Vec<u8>) -> Result<(Vec<u8>, Vec<Ow
 enum Perform {
     Connect {
         addr: Vec<u8>,
+        /// The pinned local socket `addr` names, open until the connect.
+        _pin: Option<OwnedFd>,
     },
     Bind {
         addr: Vec<u8>,
@@ -560,6 +562,18 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
     let info = sock_info(&sock).map_err(|e| e.raw_os_error().unwrap_or(libc::EPERM))?;
     let fl = sys::getfl(sock.as_fd()).map_err(|_| libc::EBADF)?;
     let stream = info.stype == libc::SOCK_STREAM;
+    // A local socket's peer learns the credentials of the task that
+    // connects or sends (SO_PEERCRED, SCM_CREDENTIALS with SO_PASSCRED):
+    // a root supervisor acting for a caller of another uid would lend it
+    // root's. Not done: refused.
+    if info.protocol == Protocol::Unix && shared.privileged && r.nr != nr::LISTEN {
+        // SAFETY: geteuid takes no arguments.
+        let me = unsafe { libc::geteuid() };
+        let theirs = super::procfs::status(caller.tid).map(|s| s.uid[1]).ok();
+        if theirs != Some(me) {
+            return Err(libc::EACCES);
+        }
+    }
     let read_addr = |ptr: u64, len: u64| -> Result<Vec<u8>, i32> {
         let len = len as i32;
         if len < 0 || len as usize > MAX_SOCKADDR {
@@ -589,7 +603,7 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
             }
             let addr = j.replace.unwrap_or(bytes);
             let perform = if op == NetOp::Connect {
-                Perform::Connect { addr }
+                Perform::Connect { addr, _pin: j.pin }
             } else {
                 if shared.privileged {
                     if let (Dest::Ip { port, .. }, Some(start)) = (&dest, unprivileged_port_start())
@@ -888,7 +902,7 @@ fn execute(
         return Some(Err(libc::EACCES));
     }
     Some(match p {
-        Perform::Connect { addr } => netsys::connect(sock.as_fd(), addr)
+        Perform::Connect { addr, .. } => netsys::connect(sock.as_fd(), addr)
             .map(|_| 0)
             .map_err(errno),
         Perform::Bind { addr, chmod } => {
