@@ -1039,6 +1039,32 @@ impl Judge for Session {
         true
     }
 
+    fn dns_answer(
+        &self,
+        caller: &Caller,
+        query: &str,
+        resolver: &str,
+        rcode: Option<u8>,
+        bindings: &[(String, std::net::IpAddr)],
+    ) {
+        let entry = ledger::DnsEntry {
+            pid: caller.pid,
+            ppid: caller.ppid,
+            query,
+            resolver,
+            rcode,
+            bindings,
+        };
+        if let Err(e) = lock(&self.writer).append_dns(&entry) {
+            let mut st = lock(&self.state);
+            st.record_failures += 1;
+            if st.first_record_error.is_none() {
+                eprintln!("lexecon: cannot write the ledger: {e}");
+                st.first_record_error = Some(e.to_string());
+            }
+        }
+    }
+
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
         let rule = if why.contains("aimed at the supervisor (signal") {
             builtin::SIGNAL

@@ -346,7 +346,34 @@ print('literal', get('127.0.0.2', {port2}))
         .unwrap();
     assert!(lit["action"].get("names").is_none());
     assert_eq!(lit["outcome"], "refused");
+    // The answer the supervisor itself obtained is on record; the
+    // forbidden name has none.
+    let dns: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "dns")
+        .collect();
+    assert_eq!(dns.len(), 1, "{dns:?}");
+    assert_eq!(dns[0]["query"], "allowed.test");
+    assert_eq!(dns[0]["rcode"], 0);
+    assert_eq!(dns[0]["resolver"], format!("127.0.0.3:{dns_port}"));
+    assert_eq!(
+        dns[0]["bindings"],
+        serde_json::json!([{"address": "127.0.0.1", "name": "allowed.test"}])
+    );
     env.assert_valid();
+    // Tampering with the answer's record is caught.
+    let text = std::fs::read_to_string(&env.ledger).unwrap();
+    let forged = text.replacen(
+        r#"{"address":"127.0.0.1","name":"allowed.test"}"#,
+        r#"{"address":"127.0.0.2","name":"allowed.test"}"#,
+        1,
+    );
+    assert_ne!(forged, text);
+    std::fs::write(&env.ledger, forged).unwrap();
+    let (code, out) = env.verify();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("INVALID"), "{out}");
 }
 
 #[test]

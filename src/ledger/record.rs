@@ -137,6 +137,22 @@ pub struct RefusalEntry<'a> {
     pub errno: i32,
 }
 
+/// A DNS answer the supervisor itself obtained for a query of the tree it
+/// allowed: the names it binds to addresses for the rest of the run.
+#[derive(Debug, Clone)]
+pub struct DnsEntry<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The name asked about.
+    pub query: &'a str,
+    /// The resolver asked (`ADDRESS:PORT`).
+    pub resolver: &'a str,
+    /// The response code (0: no error), or `None` when no answer came.
+    pub rcode: Option<u8>,
+    /// (name, address) pairs bound by the answer.
+    pub bindings: &'a [(String, std::net::IpAddr)],
+}
+
 /// A question put to a human: an escalated action held until it is
 /// answered (a `resolution` record with the same request id follows).
 #[derive(Debug, Clone)]
@@ -564,6 +580,47 @@ pub(crate) fn encode_refusal(
         .map_err(|e| e.to_string())
 }
 
+pub(crate) fn encode_dns(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &DnsEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(10);
+    let bindings = d
+        .bindings
+        .iter()
+        .map(|(name, addr)| {
+            Value::Object(vec![
+                (
+                    Cow::Borrowed("address"),
+                    Value::String(Cow::Owned(addr.to_string())),
+                ),
+                (Cow::Borrowed("name"), s(name)),
+            ])
+        })
+        .collect();
+    put(&mut m, "bindings", Value::Array(bindings));
+    put(&mut m, "kind", s("dns"));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "query", s(d.query));
+    if let Some(rc) = d.rcode {
+        put(&mut m, "rcode", int(rc.into()));
+    }
+    put(&mut m, "resolver", s(d.resolver));
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn encode_escalation(
     seq: u64,
     prev: Option<&Hash>,
@@ -750,6 +807,7 @@ pub enum Kind {
     Checkpoint,
     End,
     Recovery,
+    Dns,
 }
 
 impl Kind {
@@ -764,6 +822,7 @@ impl Kind {
             Kind::Checkpoint => "checkpoint",
             Kind::End => "end",
             Kind::Recovery => "recovery",
+            Kind::Dns => "dns",
         }
     }
 }
@@ -784,6 +843,7 @@ pub enum Body {
         outcome: Outcome,
     },
     Refusal,
+    Dns,
     Escalation {
         request: u64,
     },
@@ -933,6 +993,9 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "dns" => &[
+            "time", "pid", "ppid", "query", "resolver", "rcode", "bindings",
+        ],
         "escalation" => &[
             "time", "pid", "ppid", "syscall", "action", "rule", "reason", "request", "deadline",
         ],
@@ -1217,6 +1280,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "run" => Kind::Run,
         "decision" => Kind::Decision,
         "refusal" => Kind::Refusal,
+        "dns" => Kind::Dns,
         "escalation" => Kind::Escalation,
         "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
@@ -1225,7 +1289,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1318,6 +1382,37 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("syscall")?;
             check_time(&mut f)?;
             Body::Refusal
+        }
+        Kind::Dns => {
+            // In key order (see `Fields::next`).
+            match f.req("bindings")? {
+                Value::Array(a)
+                    if a.iter().all(|b| match b {
+                        Value::Object(m) => {
+                            m.len() == 2
+                                && m[0].0 == "address"
+                                && m[0]
+                                    .1
+                                    .as_str()
+                                    .is_some_and(|x| x.parse::<std::net::IpAddr>().is_ok())
+                                && m[1].0 == "name"
+                                && m[1].1.as_str().is_some()
+                        }
+                        _ => false,
+                    }) => {}
+                _ => return Err("`bindings` must be an array of {address, name}".into()),
+            }
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("query")?;
+            if let Some(rc) = f.int("rcode")? {
+                if !(0..=15).contains(&rc) {
+                    return Err("`rcode` must be 0 to 15".into());
+                }
+            }
+            f.str("resolver")?;
+            check_time(&mut f)?;
+            Body::Dns
         }
         Kind::Escalation => {
             // In key order (see `Fields::next`).

@@ -114,6 +114,20 @@ pub trait Judge: Send + Sync {
     /// A call was refused without being judged (undecodable, oversized,
     /// aimed at the supervisor).
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32);
+    /// The supervisor asked `resolver` about `query` (a name the tree's
+    /// DNS query asked for, allowed by the judge) and the answer, with
+    /// response code `rcode` (`None`: none came), bound these names to
+    /// these addresses.
+    fn dns_answer(
+        &self,
+        caller: &Caller,
+        query: &str,
+        resolver: &str,
+        rcode: Option<u8>,
+        bindings: &[(String, std::net::IpAddr)],
+    ) {
+        let _ = (caller, query, resolver, rcode, bindings);
+    }
     /// Called about every 100 ms from a supervisor thread, for periodic work.
     fn tick(&self) {}
 }

@@ -854,7 +854,7 @@ fn run(
         .name("lexecon-net".into())
         .spawn(move || {
             for q in &dns {
-                resolve_upstream(q);
+                resolve_upstream(shared2.judge.as_ref(), &caller2, q);
             }
             let result = execute(&shared2, &caller2, &sock, &perform, false, true)
                 .unwrap_or(Err(libc::EAGAIN));
@@ -1105,36 +1105,47 @@ pub fn dns_bindings(m: &[u8]) -> Vec<(String, IpAddr)> {
     out
 }
 
-/// Sends `query` to the upstream resolver from the supervisor's own socket
-/// and binds what the answer says.
-fn resolve_upstream(query: &[u8]) {
+/// Sends `query` to the upstream resolver from the supervisor's own socket,
+/// binds what the answer says, and tells the judge (which records it).
+fn resolve_upstream(judge: &dyn super::Judge, caller: &Caller, query: &[u8]) {
     let Some(up) = upstream().addr else { return };
+    let asked = dns_names(query).unwrap_or_default().join(",");
+    let (rcode, bound) = ask_upstream(up, query);
+    for (name, ip) in &bound {
+        bind_name(*ip, name);
+    }
+    judge.dns_answer(caller, &asked, &up.to_string(), rcode, &bound);
+}
+
+/// The response code and bindings of the upstream's answer to `query`.
+fn ask_upstream(up: SocketAddr, query: &[u8]) -> (Option<u8>, Vec<(String, IpAddr)>) {
+    let none = || (None, Vec::new());
     let local: SocketAddr = if up.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
         (Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let Ok(s) = UdpSocket::bind(local) else {
-        return;
+        return none();
     };
     if s.connect(up).is_err() || s.set_read_timeout(Some(UPSTREAM_TIMEOUT)).is_err() {
-        return;
+        return none();
     }
     if s.send(query).is_err() {
-        return;
+        return none();
     }
     let mut buf = vec![0u8; 4096];
     let deadline = std::time::Instant::now() + UPSTREAM_TIMEOUT;
     while std::time::Instant::now() < deadline {
-        let Ok(n) = s.recv(&mut buf) else { return };
+        let Ok(n) = s.recv(&mut buf) else {
+            return none();
+        };
         let m = &buf[..n];
-        if n >= 2 && m[..2] == query[..2] {
-            for (name, ip) in dns_bindings(m) {
-                bind_name(ip, &name);
-            }
-            return;
+        if n >= 4 && m[..2] == query[..2] {
+            return (Some(m[3] & 0x0f), dns_bindings(m));
         }
     }
+    none()
 }
 
 #[cfg(test)]
