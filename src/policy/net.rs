@@ -20,8 +20,10 @@
 //! - `process`: the calling process's program, as for open rules.
 //!
 //! A DNS query (`resolve`) is judged by `host` (and `process`) alone: the
-//! address, port and protocol conditions of a rule do not apply to it, and
-//! a rule without `host` does not judge it.
+//! address, port and protocol conditions of an allow rule do not apply to
+//! it; a block or escalate rule with such conditions forbids only some
+//! connections to the host and does not judge its resolution; a rule
+//! without `host` does not judge it.
 
 use std::net::IpAddr;
 
@@ -127,8 +129,11 @@ pub(crate) type Check = (&'static str, bool, String);
 
 /// Evaluates every condition but `process` (shared with open rules, done
 /// by the caller); pushes one [`Check`] per condition.
-pub(crate) fn eval(c: &ConnectConds, a: &ConnectAction, out: &mut Vec<Check>) {
-    let judges = c.judges(a.op);
+pub(crate) fn eval(c: &ConnectConds, a: &ConnectAction, strict: bool, out: &mut Vec<Check>) {
+    // A block or escalate rule that forbids only some connections to a host
+    // (some ports, protocols or addresses) does not forbid resolving it.
+    let narrowed = c.address.is_some() || c.port.is_some() || c.protocol.is_some();
+    let judges = c.judges(a.op) && !(a.op == NetOp::Resolve && strict && narrowed);
     out.push((
         "op",
         judges,

@@ -491,7 +491,7 @@ fn eval(
         }
         (Conds::Connect(c), View::Connect(v)) => {
             let mut checks = Vec::new();
-            super::net::eval(c, v.action, &mut checks);
+            super::net::eval(c, v.action, unknown, &mut checks);
             if let Some(p) = &c.process {
                 if c.judges(v.action.op) {
                     process_checks(

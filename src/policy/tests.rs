@@ -1525,6 +1525,15 @@ rules:
         })
     };
     assert_eq!(verdict(&p, &resolve("x.evil.example")), Verdict::Block);
+    let ssh = load(
+        "version: 1\ndefaults: {connect: allow}\nrules:\n  - id: no-ssh\n    connect: {host: pypi.org, port: 22}\n    decision: block\n    reason: r\n",
+    );
+    // Blocking one port of a host does not block resolving it.
+    assert_eq!(verdict(&ssh, &resolve("pypi.org")), Verdict::Allow);
+    assert_eq!(
+        verdict(&ssh, &ip("203.0.113.9", 22, &["pypi.org"])),
+        Verdict::Block
+    );
     // Unknown names are resolved (the connection is judged) unless the
     // default is block.
     assert_eq!(verdict(&p, &resolve("unknown.example")), Verdict::Allow);
