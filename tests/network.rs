@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::path::Path;
@@ -688,4 +689,241 @@ fn tampering_with_a_connect_record_is_caught() {
     let (code, out) = env.verify();
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("INVALID"), "{out}");
+}
+
+/// A free loopback port (bound, then released for a server to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_port(port: u16) {
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server on {port} never came up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn git_clone_node_fetch_and_pip_download_are_allowed_by_one_rule_and_refused_by_another() {
+    let env = Env::new();
+    // A repository served by `git daemon`.
+    let srv = env.root.join("srv");
+    std::fs::create_dir_all(srv.join("repo")).unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    git(&srv.join("repo"), &["init", "-q", "-b", "main"]);
+    std::fs::write(srv.join("repo/README"), "served\n").unwrap();
+    git(&srv.join("repo"), &["add", "README"]);
+    git(
+        &srv.join("repo"),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
+    let git_port = free_port();
+    let _daemon = Killed(
+        Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={git_port}"))
+            .arg(format!("--base-path={}", srv.display()))
+            .arg(&srv)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(git_port);
+    // A package index: a directory listing with one wheel, for pip's
+    // --find-links.
+    let index = env.root.join("index");
+    std::fs::create_dir(&index).unwrap();
+    let mk = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import zipfile,sys\n\
+             z=zipfile.ZipFile(sys.argv[1]+'/lexecontestpkg-0.1-py3-none-any.whl','w')\n\
+             z.writestr('lexecontestpkg/__init__.py','')\n\
+             z.writestr('lexecontestpkg-0.1.dist-info/METADATA','Metadata-Version: 2.1\\nName: lexecontestpkg\\nVersion: 0.1\\n')\n\
+             z.writestr('lexecontestpkg-0.1.dist-info/WHEEL','Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+             z.writestr('lexecontestpkg-0.1.dist-info/RECORD','')\n",
+        )
+        .arg(&index)
+        .output()
+        .unwrap();
+    assert!(mk.status.success(), "{}", stderr(&mk));
+    let pip_port = free_port();
+    let _index = Killed(
+        Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(pip_port.to_string())
+            .current_dir(&index)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(pip_port);
+    let (web_port, _) = http_server("127.0.0.1:0");
+
+    let clone = |policy: Option<&Path>, dest: &str| -> bool {
+        let url = format!("git://127.0.0.1:{git_port}/repo");
+        let args = ["git", "clone", "-q", url.as_str(), dest];
+        let o = match policy {
+            Some(p) => env.supervise(p, &args),
+            None => env.native(&args),
+        };
+        o.status.success() && env.ws.join(dest).join("README").exists()
+    };
+    let node_script = format!(
+        "fetch('http://127.0.0.1:{web_port}/').then(r => r.text()).then(t => console.log(t.trim())).catch(e => console.log('refused'))"
+    );
+    let node = |policy: Option<&Path>| -> String {
+        let args = ["node", "-e", node_script.as_str()];
+        let o = match policy {
+            Some(p) => env.supervise(p, &args),
+            None => env.native(&args),
+        };
+        stdout(&o).trim().to_string()
+    };
+    let pip = |policy: Option<&Path>, dest: &str| -> bool {
+        let find = format!("http://127.0.0.1:{pip_port}/");
+        let args = [
+            "python3",
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--no-cache-dir",
+            "--retries",
+            "0",
+            "--timeout",
+            "5",
+            "--find-links",
+            find.as_str(),
+            "-d",
+            dest,
+            "lexecontestpkg",
+        ];
+        let mut c = match policy {
+            Some(p) => env.supervise_cmd(p, &args),
+            None => {
+                let mut c = Command::new(args[0]);
+                c.args(&args[1..]).current_dir(&env.ws);
+                c
+            }
+        };
+        let o = c.env_remove("PIP_FIND_LINKS").output().unwrap();
+        o.status.success()
+            && env
+                .ws
+                .join(dest)
+                .join("lexecontestpkg-0.1-py3-none-any.whl")
+                .exists()
+    };
+    assert!(clone(None, "native-clone"), "git clone fails natively");
+    assert_eq!(node(None), "hello");
+    assert!(pip(None, "native-pip"), "pip download fails natively");
+
+    let allow = policy_with(
+        &env,
+        "block",
+        &format!(
+            "  - id: local-servers\n    connect: {{address: 127.0.0.1, port: [{git_port}, {web_port}, {pip_port}], protocol: tcp}}\n    decision: allow\n    reason: the test's servers\n"
+        ),
+    );
+    let refuse = policy_with(
+        &env,
+        "allow",
+        &format!(
+            "  - id: no-local-servers\n    connect: {{address: 127.0.0.0/8, port: [{git_port}, {web_port}, {pip_port}]}}\n    decision: block\n    reason: not these servers\n"
+        ),
+    );
+    assert!(clone(Some(&allow), "clone-allowed"));
+    assert_eq!(node(Some(&allow)), "hello");
+    assert!(pip(Some(&allow), "pip-allowed"));
+    assert!(!clone(Some(&refuse), "clone-refused"));
+    assert_eq!(node(Some(&refuse)), "refused");
+    assert!(!pip(Some(&refuse), "pip-refused"));
+    let refused: Vec<_> = connect_records(&env)
+        .into_iter()
+        .filter(|r| r["rule"] == "no-local-servers")
+        .collect();
+    let programs: BTreeSet<String> = refused
+        .iter()
+        .filter_map(|r| r["action"]["process"]["program"].as_str())
+        .map(|p| p.rsplit('/').next().unwrap_or(p).to_string())
+        .collect();
+    assert!(
+        programs.iter().any(|p| p.starts_with("git")),
+        "{programs:?}"
+    );
+    assert!(
+        programs.iter().any(|p| p.starts_with("node")),
+        "{programs:?}"
+    );
+    assert!(
+        programs.iter().any(|p| p.starts_with("python")),
+        "{programs:?}"
+    );
+    env.assert_valid();
+}
+
+#[test]
+fn observe_mode_records_a_forbidden_connection_and_lets_it_through() {
+    let env = Env::new();
+    let (port, hits) = http_server("127.0.0.1:0");
+    let p = env.policy(&format!(
+        "version: 1\nmode: observe\ndefaults: {{exec: allow, open: allow, connect: block}}\nrules: []\n# port {port}\n"
+    ));
+    let before = hits.load(Ordering::SeqCst);
+    let o = env.supervise(&p, &["curl", "-s", &format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(stdout(&o), "hello\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("would block connect 127.0.0.1"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), before + 1);
+    let r = connect_records(&env);
+    assert_eq!(r[0]["verdict"], "block");
+    assert_eq!(r[0]["outcome"], "allowed");
+    assert_eq!(r[0]["mode"], "observe");
+    env.assert_valid();
 }
