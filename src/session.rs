@@ -108,6 +108,8 @@ pub mod builtin {
     /// Calls that act on another process aimed outside the supervised tree.
     pub const OUTSIDE_TREE: &str = "lexecon.contain.outside-tree";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
+    /// A datagram to a DNS port that is not a DNS query.
+    pub const DNS_PORT: &str = "lexecon.network.dns-port";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
     pub const POLICY: &str = "lexecon.self-protect.policy";
@@ -1072,6 +1074,8 @@ impl Judge for Session {
             builtin::PROCESS
         } else if why.contains("aimed outside the supervised tree") {
             builtin::OUTSIDE_TREE
+        } else if why.contains("to DNS port") {
+            builtin::DNS_PORT
         } else if syscall == "connect" {
             // Only the approval socket reports refused connections.
             builtin::APPROVAL

@@ -1532,3 +1532,38 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         body,
     })
 }
+
+#[cfg(test)]
+mod connect_shape_tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<(), String> {
+        let v = super::super::jcs::parse(text, super::super::jcs::Mode::Strict).unwrap();
+        check_action(&v)
+    }
+
+    #[test]
+    fn connect_actions_are_shape_checked() {
+        assert!(check(r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"443","protocol":"tcp"}"#).is_ok());
+        assert!(check(
+            r#"{"family":"unix","kind":"connect","op":"connect","path":"/run/x","protocol":"unix"}"#
+        )
+        .is_ok());
+        assert!(
+            check(r#"{"kind":"connect","name":"pypi.org","op":"resolve","protocol":"udp"}"#)
+                .is_ok()
+        );
+        for bad in [
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"70000","protocol":"tcp"}"#,
+            r#"{"address":"::1","family":"inet","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"pypi.org","family":"inet6","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"accept","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"1","protocol":"sctp"}"#,
+            r#"{"abstract":"x","family":"unix","kind":"connect","op":"connect","path":"/x","protocol":"unix"}"#,
+            r#"{"kind":"connect","op":"connect","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","extra":1,"family":"inet","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
+}
