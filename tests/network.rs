@@ -1021,3 +1021,58 @@ fn the_c_library_resolver_pattern_is_judged_by_name_and_binds() {
     assert_eq!(dns[0]["bindings"][0]["name"], "mirror.example");
     env.assert_valid();
 }
+
+#[test]
+fn binding_a_local_socket_is_judged_as_creating_its_name() {
+    let env = Env::new();
+    std::fs::create_dir(env.ws.join("protected")).unwrap();
+    let script = r#"
+import socket
+for p in ['protected/s.sock', 'free.sock']:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(p); print(p, 'bound')
+    except OSError as e:
+        print(p, 'refused', e.errno)
+"#;
+    let p = policy_with(
+        &env,
+        "allow",
+        &format!(
+            "  - id: protect\n    open: {{path: '{}/protected/**', access: [write, create]}}\n    decision: block\n    reason: protected\n",
+            env.ws.display()
+        ),
+    );
+    let o = python(&env, Some(&p), script, &[]);
+    assert_eq!(
+        stdout(&o),
+        "protected/s.sock refused 1\nfree.sock bound\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.ws.join("protected/s.sock").exists());
+    assert!(stderr(&o).contains("blocked bind"), "{}", stderr(&o));
+    // The socket file gets the caller's umask, as natively.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::symlink_metadata(env.ws.join("free.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    let native_dir = env.root.join("native");
+    std::fs::create_dir(&native_dir).unwrap();
+    let n = Command::new("python3")
+        .args([
+            "-c",
+            "import socket; socket.socket(socket.AF_UNIX).bind('n.sock')",
+        ])
+        .current_dir(&native_dir)
+        .output()
+        .unwrap();
+    assert!(n.status.success());
+    let native_mode = std::fs::symlink_metadata(native_dir.join("n.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, native_mode & 0o7777);
+    env.assert_valid();
+}

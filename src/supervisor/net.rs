@@ -404,6 +404,10 @@ struct Judged {
     /// Keeps the pinned object the replacement names alive.
     pin: Option<OwnedFd>,
     chmod: Option<(OwnedFd, CString, u32)>,
+    /// A `bind` that creates a local socket's name: also judged as the
+    /// creation of that file (an open with `create`), like every other way
+    /// of making a name.
+    creates: Option<Action>,
 }
 
 fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Result<Judged, i32> {
@@ -412,6 +416,7 @@ fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Resul
         replace: None,
         pin: None,
         chmod: None,
+        creates: None,
     };
     match dest {
         Dest::Ip { family, addr, port } => Ok(plain(Some(NetTarget::Ip {
@@ -434,6 +439,7 @@ fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Resul
             };
             let r = resolve::resolve(&shared.proc_info, rc, libc::AT_FDCWD, p, lookup)?;
             let path = r.path.clone();
+            let cwd = super::notify::cwd_for(&r, caller.tid);
             match (op, r.target) {
                 (NetOp::Bind, Target::Missing { parent, name }) => {
                     let link = format!("/proc/self/fd/{}/", parent.as_raw_fd());
@@ -443,16 +449,24 @@ fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Resul
                         .ok()
                         .and_then(|s| s.umask)
                         .unwrap_or(0o077);
+                    let creates = Action::Open(crate::action::OpenAction {
+                        path: path.clone(),
+                        access: crate::action::Access::CREATE | crate::action::Access::WRITE,
+                        cwd,
+                        process: shared.process_of(caller.tid),
+                    });
                     Ok(Judged {
                         target: Some(NetTarget::UnixPath(path)),
                         replace: Some(sockaddr_un(&full)?),
                         pin: None,
                         chmod: Some((parent, name, 0o777 & !umask)),
+                        creates: Some(creates),
                     })
                 }
                 (NetOp::Bind, _) => Err(libc::EADDRINUSE),
                 (_, Target::Missing { .. }) => Err(libc::ENOENT),
                 (_, Target::Entry { parent, name, stat }) => {
+                    let _ = cwd;
                     if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
                         return Err(libc::ECONNREFUSED);
                     }
@@ -465,6 +479,7 @@ fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Resul
                         replace: Some(sockaddr_un(link.as_bytes())?),
                         pin: Some(pin),
                         chmod: None,
+                        creates: None,
                     })
                 }
                 (_, Target::Object { .. }) => Err(libc::ECONNREFUSED),
@@ -598,6 +613,11 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
                     r.syscall,
                     &action(shared, caller, op, info, t),
                 ) {
+                    return Ok(Prepared::Answer(ans));
+                }
+            }
+            if let Some(a) = &j.creates {
+                if let Some(ans) = ask(shared, caller, r.syscall, a) {
                     return Ok(Prepared::Answer(ans));
                 }
             }
