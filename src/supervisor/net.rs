@@ -81,6 +81,17 @@ fn bindings() -> &'static Mutex<HashMap<IpAddr, BTreeSet<String>>> {
     B.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Local sockets bound by path: the supervisor binds them through its own
+/// `/proc/self/fd/N/NAME` (the pinned directory), which is the name the
+/// kernel then reports; the path judged at the bind, by socket inode, so
+/// that a later `listen` is judged on it.
+fn bound_paths() -> &'static Mutex<HashMap<u64, PathBuf>> {
+    static B: OnceLock<Mutex<HashMap<u64, PathBuf>>> = OnceLock::new();
+    B.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+const MAX_BOUND_PATHS: usize = 4096;
+
 /// The names bound to `addr` (IPv4-mapped taken as IPv4).
 pub fn names_of(addr: IpAddr) -> Vec<String> {
     let addr = crate::policy::net::canonical(addr);
@@ -383,6 +394,8 @@ enum Perform {
         /// For a local socket created by path: its parent and name, and the
         /// mode to give it (the caller's umask applied).
         chmod: Option<(OwnedFd, CString, u32)>,
+        /// The judged path of a local socket bound by path.
+        path: Option<PathBuf>,
     },
     Listen {
         backlog: i32,
@@ -636,6 +649,13 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
                 Perform::Bind {
                     addr,
                     chmod: j.chmod,
+                    path: match &dest {
+                        Dest::UnixPath(_) => j.creates.as_ref().and_then(|a| match a {
+                            Action::Open(o) => Some(o.path.clone()),
+                            _ => None,
+                        }),
+                        _ => None,
+                    },
                 }
             };
             Ok(Prepared::Go {
@@ -656,9 +676,12 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
             };
             let target = match dest {
                 Dest::Ip { family, addr, port } => Some(NetTarget::Ip { family, addr, port }),
-                Dest::UnixPath(p) => Some(NetTarget::UnixPath(PathBuf::from(
-                    std::ffi::OsStr::from_bytes(&p),
-                ))),
+                Dest::UnixPath(p) => {
+                    let judged = lock(bound_paths()).get(&st.st_ino).cloned();
+                    Some(NetTarget::UnixPath(judged.unwrap_or_else(|| {
+                        PathBuf::from(std::ffi::OsStr::from_bytes(&p))
+                    })))
+                }
                 Dest::UnixAbstract(n) => Some(NetTarget::UnixAbstract(n)),
                 Dest::UnixUnnamed => Some(NetTarget::UnixUnnamed),
                 _ => None,
@@ -925,11 +948,17 @@ fn execute(
         Perform::Connect { addr, .. } => netsys::connect(sock.as_fd(), addr)
             .map(|_| 0)
             .map_err(errno),
-        Perform::Bind { addr, chmod } => {
+        Perform::Bind { addr, chmod, path } => {
             let r = netsys::bind(sock.as_fd(), addr).map(|_| 0).map_err(errno);
             if r.is_ok() {
                 if let Some((dir, name, mode)) = chmod {
                     let _ = netsys::fchmodat(dir.as_fd(), name, *mode);
+                }
+                if let (Some(p), Ok(st)) = (path, sys::fstat(sock.as_fd())) {
+                    let mut b = lock(bound_paths());
+                    if b.len() < MAX_BOUND_PATHS {
+                        b.insert(st.st_ino, p.clone());
+                    }
                 }
             }
             r
