@@ -275,6 +275,17 @@ pub(crate) fn decide(
     defaults: &[Verdict; 3],
     action: &Action,
 ) -> Decision {
+    let mut d = decide_inner(rules, index, defaults, action);
+    super::net::explain_default(action, defaults[kind_index(action.kind())], &mut d);
+    d
+}
+
+fn decide_inner(
+    rules: &[Rule],
+    index: &Index,
+    defaults: &[Verdict; 3],
+    action: &Action,
+) -> Decision {
     let kind = action.kind();
     let default = super::net::default_for(action, defaults[kind_index(kind)]);
     let mut cands: Vec<u32> = Vec::with_capacity(16);

@@ -254,6 +254,20 @@ pub(crate) fn default_for(action: &Action, default: Verdict) -> Verdict {
     }
 }
 
+/// The reason of a DNS query's default decision, which differs from the
+/// kind's default (see [`default_for`]).
+pub(crate) fn explain_default(
+    action: &Action,
+    configured: Verdict,
+    d: &mut crate::action::Decision,
+) {
+    if d.rule.is_none() && default_for(action, configured) != configured {
+        d.reason = format!(
+            "no rule matched; a name no rule judges is resolved unless the default for connect (here {configured}) is block: the connection that follows is judged"
+        );
+    }
+}
+
 /// Parses `443` or `8000-8999`.
 pub(crate) fn parse_ports(s: &str) -> Option<(u16, u16)> {
     let (lo, hi) = match s.split_once('-') {
