@@ -1076,3 +1076,87 @@ for p in ['protected/s.sock', 'free.sock']:
     assert_eq!(mode & 0o7777, native_mode & 0o7777);
     env.assert_valid();
 }
+
+/// As the connect race, with datagrams: a thread rewrites the destination
+/// of `sendto` between an allowed and a forbidden port.
+#[test]
+fn sendto_address_race_never_reaches_a_forbidden_port() {
+    let env = Env::new();
+    let ok = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bad = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (ok_port, bad_port) = (
+        ok.local_addr().unwrap().port(),
+        bad.local_addr().unwrap().port(),
+    );
+    let count = |s: UdpSocket| {
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = Arc::clone(&n);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16];
+            while s.recv(&mut buf).is_ok() {
+                n2.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        n
+    };
+    let (_ok_hits, bad_hits) = (count(ok), count(bad));
+    let prog = env.cc_with(
+        "udprace",
+        &format!(
+            r#"
+#include <stdio.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+static struct sockaddr_in a;
+static volatile int stop;
+static void *flip(void *x) {{
+    (void)x;
+    volatile unsigned short *port = &a.sin_port;
+    while (!stop) {{ *port = htons({bad_port}); *port = htons({ok_port}); }}
+    return 0;
+}}
+int main(void) {{
+    a.sin_family = AF_INET; a.sin_port = htons({ok_port});
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    pthread_t t; pthread_create(&t, 0, flip, 0);
+    int sent = 0;
+    for (int i = 0; i < 3000; i++)
+        if (sendto(s, "x", 1, 0, (struct sockaddr *)&a, sizeof a) == 1) sent++;
+    stop = 1; pthread_join(t, 0);
+    printf("%d\n", sent);
+    return 0;
+}}
+"#
+        ),
+        &["-pthread"],
+    );
+    assert!(env.native(&[&prog]).status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    let native_wins = bad_hits.load(Ordering::SeqCst);
+    assert!(
+        native_wins > 0,
+        "the race never won natively: the test proves nothing"
+    );
+    let p = policy_with(
+        &env,
+        "block",
+        &format!("  - id: ok\n    connect: {{address: 127.0.0.1, port: {ok_port}, protocol: udp}}\n    decision: allow\n    reason: the allowed port\n"),
+    );
+    let o = env
+        .supervise_cmd_with(&p, &["--quiet"], &[&prog])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        bad_hits.load(Ordering::SeqCst),
+        native_wins,
+        "a rewritten destination reached the forbidden port ({} sent)",
+        stdout(&o)
+    );
+    env.assert_valid();
+}
