@@ -1360,6 +1360,38 @@ impl Summary {
                 let _ = writeln!(s, "lexecon:   and {left} more (the ledger has them all)");
             }
         };
+        // Network refusals, counted apart: "3 connections refused: …".
+        let net: Vec<&report::Listed> = self
+            .blocked
+            .entries
+            .iter()
+            .filter(|e| {
+                ["connect ", "send ", "resolve ", "bind ", "listen "]
+                    .iter()
+                    .any(|v| e.what.starts_with(v))
+            })
+            .collect();
+        if !net.is_empty() {
+            let n: u64 = net.iter().map(|e| e.count).sum();
+            let mut firsts: Vec<&str> = Vec::new();
+            for e in &net {
+                let first = e.what.split(" (").next().unwrap_or(&e.what);
+                if !firsts.contains(&first) && firsts.len() < 5 {
+                    firsts.push(first);
+                }
+            }
+            let _ = writeln!(
+                s,
+                "lexecon: {} refused: {}{}",
+                count(n, "network action"),
+                firsts.join(", "),
+                if net.len() > firsts.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
         list(&mut s, &self.blocked, "blocked", None);
         if !self.would_block.is_empty() {
             let n = self.would_block.total();

@@ -105,6 +105,13 @@ fn curl_and_urllib_are_allowed_by_one_rule_and_refused_by_another() {
     let o = env.supervise(&refuse, &["curl", "-s", &url]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("rule no-web"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "lexecon: 1 network action refused: connect 127.0.0.1:{port}\n"
+        )),
+        "{}",
+        stderr(&o)
+    );
     let o = python(&env, Some(&refuse), &urllib, &[]);
     assert!(stdout(&o).starts_with("refused"), "{}", stdout(&o));
     assert_eq!(
