@@ -16,6 +16,9 @@ pub enum Action {
     Exec(ExecAction),
     /// Open a file (`open`, `openat`, `openat2`, `creat`).
     Open(OpenAction),
+    /// Reach the network or a local socket: `connect`, a datagram sent to an
+    /// address, `bind`, `listen`, or a DNS query the tree sends.
+    Connect(ConnectAction),
 }
 
 impl Action {
@@ -24,6 +27,7 @@ impl Action {
         match self {
             Action::Exec(_) => ActionKind::Exec,
             Action::Open(_) => ActionKind::Open,
+            Action::Connect(_) => ActionKind::Connect,
         }
     }
 }
@@ -34,6 +38,7 @@ impl Action {
 pub enum ActionKind {
     Exec,
     Open,
+    Connect,
 }
 
 impl ActionKind {
@@ -42,6 +47,7 @@ impl ActionKind {
         match self {
             ActionKind::Exec => "exec",
             ActionKind::Open => "open",
+            ActionKind::Connect => "connect",
         }
     }
 }
@@ -362,6 +368,126 @@ impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.names().join(","))
     }
+}
+
+/// What a [`ConnectAction`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetOp {
+    /// `connect(2)` (also `sendto` with `MSG_FASTOPEN`, which connects).
+    Connect,
+    /// A datagram sent to an explicit address (`sendto`, `sendmsg`,
+    /// `sendmmsg` with a destination).
+    Send,
+    /// `bind(2)`: a local address taken.
+    Bind,
+    /// `listen(2)` on the socket's bound address.
+    Listen,
+    /// A DNS query the tree sends: judged by the names it asks for.
+    Resolve,
+}
+
+impl NetOp {
+    pub const ALL: [(NetOp, &'static str); 5] = [
+        (NetOp::Connect, "connect"),
+        (NetOp::Send, "send"),
+        (NetOp::Bind, "bind"),
+        (NetOp::Listen, "listen"),
+        (NetOp::Resolve, "resolve"),
+    ];
+    pub fn as_str(self) -> &'static str {
+        NetOp::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("connect", |(_, n)| n)
+    }
+    pub fn from_name(name: &str) -> Option<NetOp> {
+        NetOp::ALL.iter().find(|(_, n)| *n == name).map(|(o, _)| *o)
+    }
+}
+
+/// The transport of a socket, as the kernel reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    /// A local (`AF_UNIX`) socket, of any type.
+    Unix,
+    /// Anything else (SCTP, ICMP datagram sockets, raw sockets …).
+    Other,
+}
+
+impl Protocol {
+    pub const ALL: [(Protocol, &'static str); 4] = [
+        (Protocol::Tcp, "tcp"),
+        (Protocol::Udp, "udp"),
+        (Protocol::Unix, "unix"),
+        (Protocol::Other, "other"),
+    ];
+    pub fn as_str(self) -> &'static str {
+        Protocol::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("other", |(_, n)| n)
+    }
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(o, _)| *o)
+    }
+}
+
+/// Where a [`ConnectAction`] goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetTarget {
+    /// An IPv4 or IPv6 address and port. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`) is given as the IPv4 address; `family` still says
+    /// which socket family the call used.
+    Ip {
+        family: NetFamily,
+        addr: std::net::IpAddr,
+        port: u16,
+    },
+    /// A local socket named by a path: absolute, resolved as the kernel
+    /// would for the caller (its cwd, symlinks followed).
+    UnixPath(PathBuf),
+    /// A local socket in the abstract namespace (the name without its
+    /// leading NUL byte).
+    UnixAbstract(Vec<u8>),
+    /// An unnamed local socket (`bind` with only the family: autobind).
+    UnixUnnamed,
+    /// A host name the tree asks DNS about.
+    Name(String),
+}
+
+/// The address family of the socket a call used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NetFamily {
+    Inet,
+    Inet6,
+}
+
+impl NetFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetFamily::Inet => "inet",
+            NetFamily::Inet6 => "inet6",
+        }
+    }
+}
+
+/// A connection, datagram, bind, listen or DNS query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectAction {
+    pub op: NetOp,
+    pub protocol: Protocol,
+    pub target: NetTarget,
+    /// For an IP target: the host names the supervisor saw resolve to this
+    /// address in this run (sorted, lowercase, without the final dot).
+    /// Empty when none did: names are never guessed.
+    pub names: Vec<String>,
+    /// The program the calling process runs (see [`OpenAction::process`]).
+    pub process: Option<ProcessInfo>,
 }
 
 /// What should happen to an action. Ordered by strength: when several rules

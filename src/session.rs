@@ -112,6 +112,8 @@ pub mod builtin {
     /// held as many calls as it holds at once.
     pub const HELD_LIMIT: &str = "lexecon.contain.held-limit";
     pub const UNDECODABLE: &str = "lexecon.undecodable";
+    /// A datagram to a DNS port that is not a DNS query.
+    pub const DNS_PORT: &str = "lexecon.network.dns-port";
     pub const RECORD_FAILED: &str = "lexecon.record-failed";
     pub const APPROVAL: &str = "lexecon.self-protect.approval";
     pub const POLICY: &str = "lexecon.self-protect.policy";
@@ -390,6 +392,34 @@ pub fn describe(action: &Action) -> String {
             s
         }
         Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
+        Action::Connect(c) => describe_connect(c),
+    }
+}
+
+/// `connect pypi.org:443 (151.101.0.223, tcp)`, `send 10.0.0.1:53 (udp)`,
+/// `resolve evil.example`, `connect /var/run/docker.sock (unix)`.
+fn describe_connect(c: &crate::action::ConnectAction) -> String {
+    use crate::action::NetTarget;
+    let target = crate::policy::net::target_text(&c.target);
+    let shown = match &c.target {
+        NetTarget::UnixPath(p) => escape::path(p).to_string(),
+        NetTarget::UnixAbstract(n) => {
+            let mut v = b"@".to_vec();
+            v.extend_from_slice(n);
+            escape::os(std::ffi::OsStr::from_bytes(&v)).to_string()
+        }
+        NetTarget::Name(n) => escape::os(std::ffi::OsStr::new(n)).to_string(),
+        _ => target.clone(),
+    };
+    match (&c.target, c.names.as_slice()) {
+        (NetTarget::Name(_), _) => format!("{} {shown}", c.op.as_str()),
+        (NetTarget::Ip { port, .. }, [first, ..]) => format!(
+            "{} {}:{port} ({shown}, {})",
+            c.op.as_str(),
+            escape::os(std::ffi::OsStr::new(first)),
+            c.protocol.as_str()
+        ),
+        _ => format!("{} {shown} ({})", c.op.as_str(), c.protocol.as_str()),
     }
 }
 
@@ -411,6 +441,8 @@ pub fn describe_call(syscall: &str, action: &Action) -> String {
         _ => String::new(),
     };
     match o.op {
+        // A local socket's name, created by bind(2).
+        FileOp::Mknod if syscall == "bind" => format!("bind {p}"),
         FileOp::Delete if a.contains(Access::DIRECTORY) && !a.contains(Access::TRUNCATE) => {
             format!("rmdir {p}")
         }
@@ -564,6 +596,7 @@ impl Session {
                 let prog = match &alias {
                     Action::Exec(x) => x.path.display().to_string(),
                     Action::Open(o) => o.path.display().to_string(),
+                    Action::Connect(c) => crate::policy::net::target_text(&c.target),
                 };
                 let mut matched = d.matched;
                 matched.extend(t.matched);
@@ -1019,6 +1052,32 @@ impl Judge for Session {
         true
     }
 
+    fn dns_answer(
+        &self,
+        caller: &Caller,
+        query: &str,
+        resolver: &str,
+        rcode: Option<u8>,
+        bindings: &[(String, std::net::IpAddr)],
+    ) {
+        let entry = ledger::DnsEntry {
+            pid: caller.pid,
+            ppid: caller.ppid,
+            query,
+            resolver,
+            rcode,
+            bindings,
+        };
+        if let Err(e) = lock(&self.writer).append_dns(&entry) {
+            let mut st = lock(&self.state);
+            st.record_failures += 1;
+            if st.first_record_error.is_none() {
+                eprintln!("lexecon: cannot write the ledger: {e}");
+                st.first_record_error = Some(e.to_string());
+            }
+        }
+    }
+
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32) {
         let rule = if why.contains("aimed at the supervisor (signal") {
             builtin::SIGNAL
@@ -1030,6 +1089,8 @@ impl Judge for Session {
             || why.contains("no thread could be started to hold it")
         {
             builtin::HELD_LIMIT
+        } else if why.contains("to DNS port") {
+            builtin::DNS_PORT
         } else if syscall == "connect" {
             // Only the approval socket reports refused connections.
             builtin::APPROVAL
@@ -1315,6 +1376,38 @@ impl Summary {
                 let _ = writeln!(s, "lexecon:   and {left} more (the ledger has them all)");
             }
         };
+        // Network refusals, counted apart: "3 connections refused: …".
+        let net: Vec<&report::Listed> = self
+            .blocked
+            .entries
+            .iter()
+            .filter(|e| {
+                ["connect ", "send ", "resolve ", "bind ", "listen "]
+                    .iter()
+                    .any(|v| e.what.starts_with(v))
+            })
+            .collect();
+        if !net.is_empty() {
+            let n: u64 = net.iter().map(|e| e.count).sum();
+            let mut firsts: Vec<&str> = Vec::new();
+            for e in &net {
+                let first = e.what.split(" (").next().unwrap_or(&e.what);
+                if !firsts.contains(&first) && firsts.len() < 5 {
+                    firsts.push(first);
+                }
+            }
+            let _ = writeln!(
+                s,
+                "lexecon: {} refused: {}{}",
+                count(n, "network action"),
+                firsts.join(", "),
+                if net.len() > firsts.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+        }
         list(&mut s, &self.blocked, "blocked", None);
         if !self.would_block.is_empty() {
             let n = self.would_block.total();

@@ -36,11 +36,11 @@ fn check_accepts_every_shipped_policy_and_prints_a_summary() {
     assert_eq!(stdout.matches(": valid\n").count(), 4, "{stdout}");
     assert!(stdout.contains("  mode: observe\n"), "{stdout}");
     assert!(
-        stdout.contains("  defaults: exec allow, open allow\n"),
+        stdout.contains("  defaults: exec allow, open allow, connect allow\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("  rules: 1 exec, 0 open; 13 examples and tests checked\n"),
+        stdout.contains("  rules: 1 exec, 0 open, 0 connect; 13 examples and tests checked\n"),
         "{stdout}"
     );
     let sha_lines: Vec<&str> = stdout

@@ -161,14 +161,16 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                 println!("{}: valid", file.display());
                 println!("  mode: {}", p.mode());
                 println!(
-                    "  defaults: exec {}, open {}",
+                    "  defaults: exec {}, open {}, connect {}",
                     p.default_verdict(ActionKind::Exec),
-                    p.default_verdict(ActionKind::Open)
+                    p.default_verdict(ActionKind::Open),
+                    p.default_verdict(ActionKind::Connect)
                 );
                 println!(
-                    "  rules: {} exec, {} open; {} examples and tests checked",
+                    "  rules: {} exec, {} open, {} connect; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
+                    p.rule_count(ActionKind::Connect),
                     p.example_count()
                 );
                 println!("  sha256: {}", hex::encode(p.sha256()));
@@ -337,8 +339,40 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 process: None,
             }))
         }
+        Some("connect") => {
+            let Some((target, flags)) = rest.split_first() else {
+                bail!("`connect` needs a destination, e.g. `-- connect pypi.org:443`");
+            };
+            let mut op = crate::action::NetOp::Connect;
+            let mut protocol = None;
+            let mut names = Vec::new();
+            let mut it = flags.iter();
+            while let Some(f) = it.next() {
+                let f = f.to_string_lossy();
+                let mut value = || it.next().map(|v| v.to_string_lossy().into_owned());
+                match f.as_ref() {
+                    "--op" => {
+                        let v = value().unwrap_or_default();
+                        op = crate::action::NetOp::from_name(&v).ok_or_else(|| {
+                            anyhow::anyhow!("unknown op '{v}'; write connect, send, bind, listen or resolve")
+                        })?;
+                    }
+                    "--protocol" => {
+                        let v = value().unwrap_or_default();
+                        protocol = Some(crate::action::Protocol::from_name(&v).ok_or_else(|| {
+                            anyhow::anyhow!("unknown protocol '{v}'; write tcp, udp, unix or other")
+                        })?);
+                    }
+                    "--name" => names.push(value().unwrap_or_default().to_ascii_lowercase()),
+                    other => bail!("unknown connect option '{other}'; write --op OP, --protocol P, --name HOST"),
+                }
+            }
+            let a = crate::policy::net::parse_action(&target.to_string_lossy(), op, protocol, names)
+                .map_err(|m| anyhow::anyhow!(m))?;
+            Ok(Action::Connect(a))
+        }
         _ => bail!(
-            "unknown action '{}'; write `exec CMD ARGS…` or `open PATH --read|--write…`",
+            "unknown action '{}'; write `exec CMD ARGS…`, `open PATH --read|--write…` or `connect HOST:PORT`",
             kind.to_string_lossy()
         ),
     }
@@ -415,6 +449,7 @@ fn describe(a: &Action) -> String {
             e.cwd.display()
         ),
         Action::Open(o) => format!("open {} [{}]", o.path.display(), o.access),
+        Action::Connect(_) => crate::session::describe(a),
     }
 }
 
@@ -432,6 +467,13 @@ fn action_json(a: &Action) -> serde_json::Value {
             "path": o.path.to_string_lossy(),
             "access": o.access.names(),
             "cwd": o.cwd.to_string_lossy(),
+        }),
+        Action::Connect(c) => serde_json::json!({
+            "kind": "connect",
+            "op": c.op.as_str(),
+            "protocol": c.protocol.as_str(),
+            "target": crate::policy::net::target_text(&c.target),
+            "names": c.names,
         }),
     }
 }

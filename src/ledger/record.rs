@@ -137,6 +137,22 @@ pub struct RefusalEntry<'a> {
     pub errno: i32,
 }
 
+/// A DNS answer the supervisor itself obtained for a query of the tree it
+/// allowed: the names it binds to addresses for the rest of the run.
+#[derive(Debug, Clone)]
+pub struct DnsEntry<'a> {
+    pub pid: i32,
+    pub ppid: i32,
+    /// The name asked about.
+    pub query: &'a str,
+    /// The resolver asked (`ADDRESS:PORT`).
+    pub resolver: &'a str,
+    /// The response code (0: no error), or `None` when no answer came.
+    pub rcode: Option<u8>,
+    /// (name, address) pairs bound by the answer.
+    pub bindings: &'a [(String, std::net::IpAddr)],
+}
+
 /// A question put to a human: an escalated action held until it is
 /// answered (a `resolution` record with the same request id follows).
 #[derive(Debug, Clone)]
@@ -446,7 +462,71 @@ fn encode_action(action: &Action) -> Members<'_> {
             }
             a
         }
+        Action::Connect(c) => encode_connect(c),
     }
+}
+
+/// A connection, datagram, bind, listen or DNS query (members in canonical
+/// order).
+fn encode_connect(c: &crate::action::ConnectAction) -> Members<'_> {
+    use crate::action::NetTarget;
+    let mut a = Vec::with_capacity(9);
+    match &c.target {
+        NetTarget::Ip { addr, .. } => put(
+            &mut a,
+            "address",
+            Value::String(Cow::Owned(addr.to_string())),
+        ),
+        NetTarget::UnixAbstract(n) => put(&mut a, "abstract", os(std::ffi::OsStr::from_bytes(n))),
+        _ => {}
+    }
+    let family = match &c.target {
+        NetTarget::Ip { family, .. } => Some(family.as_str()),
+        NetTarget::UnixPath(_) | NetTarget::UnixAbstract(_) | NetTarget::UnixUnnamed => {
+            Some("unix")
+        }
+        NetTarget::Name(_) => None,
+    };
+    if let Some(f) = family {
+        put(&mut a, "family", s(f));
+    }
+    put(&mut a, "kind", s("connect"));
+    if let NetTarget::Name(n) = &c.target {
+        put(&mut a, "name", s(n.as_str()));
+    }
+    if !c.names.is_empty() {
+        put(
+            &mut a,
+            "names",
+            Value::Array(c.names.iter().map(|n| s(n.as_str())).collect()),
+        );
+    }
+    put(&mut a, "op", s(c.op.as_str()));
+    if let NetTarget::UnixPath(p) = &c.target {
+        put(&mut a, "path", os(p.as_os_str()));
+    }
+    if let NetTarget::Ip { port, .. } = &c.target {
+        put(&mut a, "port", u64s(u64::from(*port)));
+    }
+    if let Some(p) = &c.process {
+        let mut m = Vec::with_capacity(5);
+        if let Some((dev, _)) = p.file {
+            put(&mut m, "dev", u64s(dev));
+        }
+        if let Some(why) = &p.injected {
+            put(&mut m, "injected", s(why));
+        }
+        if let Some((_, ino)) = p.file {
+            put(&mut m, "ino", u64s(ino));
+        }
+        put(&mut m, "program", os(p.program.as_os_str()));
+        if let Some(h) = &p.sha256 {
+            put(&mut m, "sha256", Value::String(hex_hash(h).into()));
+        }
+        put(&mut a, "process", Value::Object(m));
+    }
+    put(&mut a, "protocol", s(c.protocol.as_str()));
+    a
 }
 
 pub(crate) fn encode_decision(
@@ -518,6 +598,47 @@ pub(crate) fn encode_refusal(
     put(&mut m, "rule", s(r.rule));
     put(&mut m, "seq", u64s(seq));
     put(&mut m, "syscall", s(r.syscall));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_dns(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &DnsEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(10);
+    let bindings = d
+        .bindings
+        .iter()
+        .map(|(name, addr)| {
+            Value::Object(vec![
+                (
+                    Cow::Borrowed("address"),
+                    Value::String(Cow::Owned(addr.to_string())),
+                ),
+                (Cow::Borrowed("name"), s(name)),
+            ])
+        })
+        .collect();
+    put(&mut m, "bindings", Value::Array(bindings));
+    put(&mut m, "kind", s("dns"));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "query", s(d.query));
+    if let Some(rc) = d.rcode {
+        put(&mut m, "rcode", int(rc.into()));
+    }
+    put(&mut m, "resolver", s(d.resolver));
+    put(&mut m, "seq", u64s(seq));
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
     Value::Object(m)
         .write_canonical(out)
@@ -710,6 +831,7 @@ pub enum Kind {
     Checkpoint,
     End,
     Recovery,
+    Dns,
 }
 
 impl Kind {
@@ -724,6 +846,7 @@ impl Kind {
             Kind::Checkpoint => "checkpoint",
             Kind::End => "end",
             Kind::Recovery => "recovery",
+            Kind::Dns => "dns",
         }
     }
 }
@@ -744,6 +867,7 @@ pub enum Body {
         outcome: Outcome,
     },
     Refusal,
+    Dns,
     Escalation {
         request: u64,
     },
@@ -893,6 +1017,9 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "dns" => &[
+            "time", "pid", "ppid", "query", "resolver", "rcode", "bindings",
+        ],
         "escalation" => &[
             "time", "pid", "ppid", "syscall", "action", "rule", "reason", "request", "deadline",
         ],
@@ -1050,6 +1177,7 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
                 check_process(p)?;
             }
         }
+        "connect" => check_connect(&mut f)?,
         other => return Err(format!("unknown action kind {other:?}")),
     }
     if f.used != m.len() {
@@ -1114,6 +1242,61 @@ fn check_detail(
     }
     if f.used != m.len() {
         return Err("unexpected member in `action.detail`".into());
+    }
+    Ok(())
+}
+
+/// A `connect` action: `op`, `protocol`, and the destination by family
+/// (`address`+`port` for `inet`/`inet6`, `path` or `abstract` or nothing
+/// for `unix`, `name` with no family for a DNS query), `names`, `process`.
+fn check_connect(f: &mut Fields<'_, '_>) -> Result<(), String> {
+    let op = f.str("op")?;
+    crate::action::NetOp::from_name(op).ok_or(format!("unknown connect op {op:?}"))?;
+    let protocol = f.str("protocol")?;
+    crate::action::Protocol::from_name(protocol).ok_or(format!("unknown protocol {protocol:?}"))?;
+    let family = f.opt_str("family")?;
+    match family {
+        Some("inet") | Some("inet6") => {
+            let a = f.str("address")?;
+            let ip: std::net::IpAddr = a
+                .parse()
+                .map_err(|_| format!("`action.address` {a:?} is not an IP address"))?;
+            if family == Some("inet") && !ip.is_ipv4() {
+                return Err("an `inet` action needs an IPv4 address".into());
+            }
+            let port = f.u64("port")?;
+            if port > 65535 {
+                return Err("`action.port` is not a port number".into());
+            }
+        }
+        Some("unix") => {
+            let path = f.opt("path").is_some();
+            let abs = f.opt("abstract").is_some();
+            if path && abs {
+                return Err("a local socket has a path or an abstract name, not both".into());
+            }
+            if path {
+                f.used -= 1;
+                f.bytes("path")?;
+            }
+            if abs {
+                f.used -= 1;
+                f.bytes("abstract")?;
+            }
+        }
+        None => {
+            if op != "resolve" {
+                return Err("a `connect` action other than `resolve` needs a `family`".into());
+            }
+            f.str("name")?;
+        }
+        Some(other) => return Err(format!("unknown family {other:?}")),
+    }
+    if let Some(n) = f.opt("names") {
+        str_array(n, "action.names")?;
+    }
+    if let Some(p) = f.opt("process") {
+        check_process(p)?;
     }
     Ok(())
 }
@@ -1190,6 +1373,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "run" => Kind::Run,
         "decision" => Kind::Decision,
         "refusal" => Kind::Refusal,
+        "dns" => Kind::Dns,
         "escalation" => Kind::Escalation,
         "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
@@ -1198,7 +1382,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1291,6 +1475,37 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("syscall")?;
             check_time(&mut f)?;
             Body::Refusal
+        }
+        Kind::Dns => {
+            // In key order (see `Fields::next`).
+            match f.req("bindings")? {
+                Value::Array(a)
+                    if a.iter().all(|b| match b {
+                        Value::Object(m) => {
+                            m.len() == 2
+                                && m[0].0 == "address"
+                                && m[0]
+                                    .1
+                                    .as_str()
+                                    .is_some_and(|x| x.parse::<std::net::IpAddr>().is_ok())
+                                && m[1].0 == "name"
+                                && m[1].1.as_str().is_some()
+                        }
+                        _ => false,
+                    }) => {}
+                _ => return Err("`bindings` must be an array of {address, name}".into()),
+            }
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("query")?;
+            if let Some(rc) = f.int("rcode")? {
+                if !(0..=15).contains(&rc) {
+                    return Err("`rcode` must be 0 to 15".into());
+                }
+            }
+            f.str("resolver")?;
+            check_time(&mut f)?;
+            Body::Dns
         }
         Kind::Escalation => {
             // In key order (see `Fields::next`).
@@ -1409,4 +1624,39 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         prev,
         body,
     })
+}
+
+#[cfg(test)]
+mod connect_shape_tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<(), String> {
+        let v = super::super::jcs::parse(text, super::super::jcs::Mode::Strict).unwrap();
+        check_action(&v)
+    }
+
+    #[test]
+    fn connect_actions_are_shape_checked() {
+        assert!(check(r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"443","protocol":"tcp"}"#).is_ok());
+        assert!(check(
+            r#"{"family":"unix","kind":"connect","op":"connect","path":"/run/x","protocol":"unix"}"#
+        )
+        .is_ok());
+        assert!(
+            check(r#"{"kind":"connect","name":"pypi.org","op":"resolve","protocol":"udp"}"#)
+                .is_ok()
+        );
+        for bad in [
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"70000","protocol":"tcp"}"#,
+            r#"{"address":"::1","family":"inet","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"pypi.org","family":"inet6","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"accept","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"1","protocol":"sctp"}"#,
+            r#"{"abstract":"x","family":"unix","kind":"connect","op":"connect","path":"/x","protocol":"unix"}"#,
+            r#"{"kind":"connect","op":"connect","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","extra":1,"family":"inet","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+        ] {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
 }

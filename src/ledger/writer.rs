@@ -517,6 +517,25 @@ impl LedgerWriter {
         Ok(seq)
     }
 
+    /// Appends a `dns` record (an answer the supervisor obtained and the
+    /// names it binds).
+    pub fn append_dns(&mut self, d: &super::record::DnsEntry<'_>) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_dns called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_dns(seq, prev.as_ref(), now_ns(), d, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        run.oldest_pending.get_or_insert_with(Instant::now);
+        self.emit()?;
+        Ok(seq)
+    }
+
     /// Appends an escalation record (a held question) and signs a
     /// checkpoint right after it: the question is on record before anyone
     /// is asked. Returns its seq and its hash (what approval receipts sign).

@@ -17,7 +17,7 @@ use crate::action::{
 };
 
 /// The kinds this version of the language judges, in order.
-pub(crate) const KINDS: [ActionKind; 2] = [ActionKind::Exec, ActionKind::Open];
+pub(crate) const KINDS: [ActionKind; 3] = [ActionKind::Exec, ActionKind::Open, ActionKind::Connect];
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -32,6 +32,7 @@ const RULE_KEYS: &[&str] = &[
     "description",
     "exec",
     "open",
+    "connect",
     "decision",
     "reason",
     "timeout_seconds",
@@ -55,19 +56,24 @@ const EXEC_KEYS: &[&str] = &[
     "unless",
 ];
 const OPEN_KEYS: &[&str] = &["path", "access", "op", "cwd", "process", "unless"];
+const CONNECT_KEYS: &[&str] = &[
+    "host", "address", "port", "protocol", "path", "op", "process", "unless",
+];
 const PROCESS_KEYS: &[&str] = &["program", "name", "sha256"];
 const EXAMPLE_PROCESS_KEYS: &[&str] = &["program", "sha256", "injected"];
 const EXAMPLE_KEYS: &[&str] = &[
-    "exec", "open", "program", "sha256", "cwd", "access", "op", "process",
+    "exec", "open", "program", "sha256", "cwd", "access", "process", "connect", "op", "protocol",
+    "names",
 ];
 const TEST_KEYS: &[&str] = &[
-    "exec", "open", "program", "sha256", "cwd", "access", "op", "process", "expect", "rule",
+    "exec", "open", "program", "sha256", "cwd", "access", "process", "expect", "rule", "connect",
+    "op", "protocol", "names",
 ];
 
 /// A loaded policy before indexing.
 pub(crate) struct Compiled {
     pub mode: Mode,
-    pub defaults: [Verdict; 2],
+    pub defaults: [Verdict; 3],
     pub rules: Vec<Rule>,
     /// Number of embedded examples checked.
     pub examples: usize,
@@ -80,6 +86,7 @@ pub(crate) fn kind_index(kind: ActionKind) -> usize {
     match kind {
         ActionKind::Exec => 0,
         ActionKind::Open => 1,
+        ActionKind::Connect => 2,
     }
 }
 
@@ -329,7 +336,7 @@ impl<'a> Loader<'a> {
                 None => {}
             }
         }
-        let mut defaults = [Verdict::Allow; 2];
+        let mut defaults = [Verdict::Allow; 3];
         if let Some(d) = get(top, "defaults") {
             if let Some(entries) = self.map(d, "defaults") {
                 for (k, v) in entries {
@@ -342,7 +349,7 @@ impl<'a> Loader<'a> {
                         None => self.err(
                             k.loc,
                             format!("unknown action kind '{}' in defaults", key(k)),
-                            Some("this version judges exec and open".into()),
+                            Some("this version judges exec, open and connect".into()),
                         ),
                     }
                 }
@@ -398,7 +405,7 @@ impl<'a> Loader<'a> {
 
     /// Top-level `tests`: actions with the decision the whole policy must
     /// reach (verdict, and optionally the winning rule).
-    fn policy_tests(&mut self, node: &Node, rules: &[Rule], defaults: &[Verdict; 2]) {
+    fn policy_tests(&mut self, node: &Node, rules: &[Rule], defaults: &[Verdict; 3]) {
         let Value::Seq(items) = &node.value else {
             self.err(
                 node.loc,
@@ -415,13 +422,18 @@ impl<'a> Loader<'a> {
             let Some(entries) = self.map(item, "a test") else {
                 continue;
             };
-            let kind = match (get(entries, "exec"), get(entries, "open")) {
-                (Some(_), None) => ActionKind::Exec,
-                (None, Some(_)) => ActionKind::Open,
+            let kind = match (
+                get(entries, "exec"),
+                get(entries, "open"),
+                get(entries, "connect"),
+            ) {
+                (Some(_), None, None) => ActionKind::Exec,
+                (None, Some(_), None) => ActionKind::Open,
+                (None, None, Some(_)) => ActionKind::Connect,
                 _ => {
                     self.err(
                         item.loc,
-                        "a test needs exactly one of `exec:` and `open:`",
+                        "a test needs exactly one of `exec:`, `open:` and `connect:`",
                         Some("write e.g. `- {exec: rm -rf /, expect: block}`".into()),
                     );
                     continue;
@@ -530,24 +542,25 @@ impl<'a> Loader<'a> {
         if let Some(d) = get(entries, "description") {
             self.string(d, "description");
         }
-        let exec = get(entries, "exec");
-        let open = get(entries, "open");
-        let (kind, conds_node) = match (exec, open) {
-            (Some(e), None) => (Some(ActionKind::Exec), Some(e)),
-            (None, Some(o)) => (Some(ActionKind::Open), Some(o)),
-            (None, None) => {
+        let given: Vec<(ActionKind, &Node)> = KINDS
+            .iter()
+            .filter_map(|k| get(entries, k.as_str()).map(|n| (*k, n)))
+            .collect();
+        let (kind, conds_node) = match given.as_slice() {
+            [(k, n)] => (Some(*k), Some(*n)),
+            [] => {
                 self.err(
                     node.loc,
-                    "rule says neither `exec:` nor `open:`",
-                    Some("add `exec:` or `open:` with the conditions (`exec: {}` matches every exec)".into()),
+                    "rule says none of `exec:`, `open:` and `connect:`",
+                    Some("add `exec:`, `open:` or `connect:` with the conditions (`exec: {}` matches every exec)".into()),
                 );
                 (None, None)
             }
-            (Some(_), Some(o)) => {
+            [_, (_, n), ..] => {
                 self.err(
-                    o.loc,
-                    "rule has both `exec:` and `open:`; a rule judges one kind of action",
-                    Some("split it into two rules".into()),
+                    n.loc,
+                    "rule names more than one of `exec:`, `open:` and `connect:`; a rule judges one kind of action",
+                    Some("split it into several rules".into()),
                 );
                 (None, None)
             }
@@ -656,6 +669,7 @@ impl<'a> Loader<'a> {
         let allowed: Vec<&str> = match kind {
             ActionKind::Exec => EXEC_KEYS,
             ActionKind::Open => OPEN_KEYS,
+            ActionKind::Connect => CONNECT_KEYS,
         }
         .iter()
         .copied()
@@ -676,6 +690,7 @@ impl<'a> Loader<'a> {
         let conds = match kind {
             ActionKind::Exec => Conds::Exec(Box::new(self.exec_conds(entries))),
             ActionKind::Open => Conds::Open(Box::new(self.open_conds(entries))),
+            ActionKind::Connect => Conds::Connect(Box::new(self.connect_conds(entries))),
         };
         (self.errors.len() == before).then_some((conds, unless))
     }
@@ -870,6 +885,140 @@ impl<'a> Loader<'a> {
                         "write one of {}",
                         FileOp::ALL.map(FileOp::as_str).join(", ")
                     )),
+                );
+                None
+            }
+        }
+    }
+
+    /// The conditions of a `connect:` rule (see [`super::net`]).
+    fn connect_conds(&mut self, e: &[(Node, Node)]) -> super::net::ConnectConds {
+        use super::net::{parse_ports, Cidr};
+        use crate::action::{NetOp, Protocol};
+        let mut c = super::net::ConnectConds::default();
+        if let Some(n) = get(e, "host") {
+            if let Some(items) = self.strings(n, "host") {
+                if let Some((bad, loc)) = items.iter().find(|(h, _)| {
+                    h.contains(['/', ':', ' ']) || h.parse::<std::net::IpAddr>().is_ok()
+                }) {
+                    self.err(
+                        *loc,
+                        format!("'{bad}' is not a host name pattern"),
+                        Some(
+                            "write addresses and CIDR blocks under `address:`, ports under `port:`"
+                                .into(),
+                        ),
+                    );
+                } else {
+                    let lower: Vec<(String, Loc)> = items
+                        .into_iter()
+                        .map(|(h, l)| (h.trim_end_matches('.').to_ascii_lowercase(), l))
+                        .collect();
+                    c.host = self.globs_from(&lower, n, "host");
+                }
+            }
+        }
+        if let Some(n) = get(e, "address") {
+            if let Some(items) = self.strings(n, "address") {
+                let mut v = Vec::new();
+                for (a, loc) in items {
+                    match Cidr::parse(&a) {
+                        Some(b) => v.push(b),
+                        None => self.err(
+                            loc,
+                            format!("'{a}' is not an address or CIDR block"),
+                            Some("write e.g. `10.0.0.0/8`, `127.0.0.1`, `::1` or `fd00::/8`; host names go under `host:`".into()),
+                        ),
+                    }
+                }
+                c.address = Some(v);
+            }
+        }
+        if let Some(n) = get(e, "port") {
+            if let Some(items) = self.strings(n, "port") {
+                let mut v = Vec::new();
+                for (p, loc) in items {
+                    match parse_ports(&p) {
+                        Some(r) => v.push(r),
+                        None => self.err(
+                            loc,
+                            format!("'{p}' is not a port or a range of ports"),
+                            Some("write e.g. `443` or `8000-8999`".into()),
+                        ),
+                    }
+                }
+                c.port = Some(v);
+            }
+        }
+        if let Some(n) = get(e, "protocol") {
+            if let Some(items) = self.strings(n, "protocol") {
+                let mut v = Vec::new();
+                for (p, loc) in items {
+                    match Protocol::from_name(&p) {
+                        Some(x) => v.push(x),
+                        None => self.err(
+                            loc,
+                            format!("unknown protocol '{p}'"),
+                            Some("write any of tcp, udp, unix, other".into()),
+                        ),
+                    }
+                }
+                c.protocol = Some(v);
+            }
+        }
+        if let Some(n) = get(e, "op") {
+            if let Some(items) = self.strings(n, "op") {
+                let mut v = Vec::new();
+                for (p, loc) in items {
+                    match NetOp::from_name(&p) {
+                        Some(x) => v.push(x),
+                        None => self.err(
+                            loc,
+                            format!("unknown op '{p}'"),
+                            Some("write any of connect, send, bind, listen, resolve".into()),
+                        ),
+                    }
+                }
+                c.op = Some(v);
+            }
+        }
+        if let Some(n) = get(e, "path") {
+            if let Some(items) = self.strings(n, "path") {
+                // Abstract names (`@name`) are not paths; both kinds compile
+                // as globs on the socket's name.
+                c.path = self.globs_from(&items, n, "path");
+            }
+        }
+        if let Some(n) = get(e, "process") {
+            c.process = self.process_conds(n);
+        }
+        c
+    }
+
+    /// Globs from already-read strings (no path check).
+    fn globs_from(&mut self, items: &[(String, Loc)], node: &Node, what: &str) -> Option<Globs> {
+        let mut ok = true;
+        for (p, loc) in items {
+            if let Err(e) = glob::compile(p, self.scope) {
+                self.err(
+                    *loc,
+                    format!("bad pattern in {what}: {}", e.message),
+                    e.hint,
+                );
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let sources: Vec<String> = items.iter().map(|(s, _)| s.clone()).collect();
+        match Globs::new(&sources, self.scope) {
+            Ok(g) => Some(g),
+            Err((_, e)) => {
+                self.err(
+                    node.loc,
+                    format!("bad pattern in {what}: {}", e.message),
+                    e.hint,
                 );
                 None
             }
@@ -1079,6 +1228,80 @@ impl<'a> Loader<'a> {
                     cwd,
                     sha256,
                 }))
+            }
+            ActionKind::Connect => {
+                for k in ["program", "sha256", "exec", "open", "access", "cwd"] {
+                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
+                        self.err(
+                            n.loc,
+                            format!("`{k}` does not belong to examples of connect rules"),
+                            None,
+                        );
+                    }
+                }
+                let Some(t) = get(entries, "connect") else {
+                    self.err(
+                        node.loc,
+                        "an example of a connect rule needs `connect:`",
+                        Some("write e.g. `- connect: pypi.org:443` or `- connect: /var/run/docker.sock`".into()),
+                    );
+                    return None;
+                };
+                let text = self.string(t, "connect")?.to_string();
+                let op = match get(entries, "op") {
+                    Some(n) => {
+                        let o = self.string(n, "op")?;
+                        match crate::action::NetOp::from_name(o) {
+                            Some(o) => o,
+                            None => {
+                                self.err(
+                                    n.loc,
+                                    format!("unknown op '{o}'"),
+                                    Some("write connect, send, bind, listen or resolve".into()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    None => crate::action::NetOp::Connect,
+                };
+                let protocol = match get(entries, "protocol") {
+                    Some(n) => {
+                        let p = self.string(n, "protocol")?;
+                        match crate::action::Protocol::from_name(p) {
+                            Some(p) => Some(p),
+                            None => {
+                                self.err(
+                                    n.loc,
+                                    format!("unknown protocol '{p}'"),
+                                    Some("write tcp, udp, unix or other".into()),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    None => None,
+                };
+                let names = match get(entries, "names") {
+                    Some(n) => self
+                        .strings(n, "names")?
+                        .into_iter()
+                        .map(|(s, _)| s.to_ascii_lowercase())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let mut action = match super::net::parse_action(&text, op, protocol, names) {
+                    Ok(a) => a,
+                    Err(m) => {
+                        self.err(t.loc, m, None);
+                        return None;
+                    }
+                };
+                if let Some(n) = get(entries, "process") {
+                    action.process = Some(self.example_process(n)?);
+                }
+                let _ = cwd;
+                Some(Action::Connect(action))
             }
             ActionKind::Open => {
                 for k in ["program", "sha256", "exec"] {

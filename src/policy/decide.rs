@@ -147,7 +147,7 @@ pub(crate) struct KindIndex {
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    kinds: [KindIndex; 2],
+    kinds: [KindIndex; 3],
 }
 
 impl Index {
@@ -179,6 +179,8 @@ impl Index {
                     Some(g) => ki.paths.add(g, i),
                     None => false,
                 },
+                // Few rules: tried for every action of the kind.
+                Conds::Connect(_) => false,
             };
             if !placed {
                 ki.always.push(i);
@@ -218,6 +220,10 @@ impl Index {
                 }
                 out.extend_from_slice(&ki.always);
                 ki.paths.candidates(&v.path, out);
+            }
+            View::Connect(_) => {
+                let ki = &self.kinds[kind_index(ActionKind::Connect)];
+                out.extend_from_slice(&ki.always);
             }
         }
         out.sort_unstable();
@@ -266,11 +272,22 @@ pub(crate) fn combine(
 pub(crate) fn decide(
     rules: &[Rule],
     index: &Index,
-    defaults: &[Verdict; 2],
+    defaults: &[Verdict; 3],
+    action: &Action,
+) -> Decision {
+    let mut d = decide_inner(rules, index, defaults, action);
+    super::net::explain_default(action, defaults[kind_index(action.kind())], &mut d);
+    d
+}
+
+fn decide_inner(
+    rules: &[Rule],
+    index: &Index,
+    defaults: &[Verdict; 3],
     action: &Action,
 ) -> Decision {
     let kind = action.kind();
-    let default = defaults[kind_index(kind)];
+    let default = super::net::default_for(action, defaults[kind_index(kind)]);
     let mut cands: Vec<u32> = Vec::with_capacity(16);
     // First pass: find candidates without decoding argv.
     with_view(action, false, |v| index.candidates(v, &mut cands));

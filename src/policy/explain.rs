@@ -78,11 +78,16 @@ pub(crate) fn explain(policy: &Policy, action: &Action) -> Explanation {
             }
         }
     });
-    let decision = combine(
+    let mut decision = combine(
         &policy.rules,
         indices,
         kind,
+        super::net::default_for(action, policy.defaults[super::compile::kind_index(kind)]),
+    );
+    super::net::explain_default(
+        action,
         policy.defaults[super::compile::kind_index(kind)],
+        &mut decision,
     );
     Explanation { decision, matched }
 }

@@ -25,6 +25,7 @@ mod decide;
 mod error;
 mod explain;
 mod glob;
+pub mod net;
 mod rule;
 pub mod shipped;
 mod yaml;
@@ -186,7 +187,7 @@ impl Env {
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
-    defaults: [Verdict; 2],
+    defaults: [Verdict; 3],
     rules: Vec<Rule>,
     index: Index,
     sha256: [u8; 32],

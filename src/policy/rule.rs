@@ -30,6 +30,7 @@ pub(crate) struct Rule {
 pub(crate) enum Conds {
     Exec(Box<ExecConds>),
     Open(Box<OpenConds>),
+    Connect(Box<super::net::ConnectConds>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -115,9 +116,16 @@ pub(crate) struct OpenView<'a> {
     pub process: Option<Cow<'a, str>>,
 }
 
+pub(crate) struct ConnectView<'a> {
+    pub action: &'a crate::action::ConnectAction,
+    /// The caller's program path, when known.
+    pub process: Option<Cow<'a, str>>,
+}
+
 pub(crate) enum View<'a> {
     Exec(ExecView<'a>),
     Open(OpenView<'a>),
+    Connect(ConnectView<'a>),
 }
 
 /// The last component of a `/`-separated path (the whole string if none).
@@ -496,11 +504,91 @@ fn eval(
                 }
             }
         }
+        (Conds::Connect(c), View::Connect(v)) => {
+            let mut checks = Vec::new();
+            super::net::eval(c, v.action, unknown, &mut checks);
+            if let Some(p) = &c.process {
+                if c.judges(v.action.op) {
+                    process_checks(
+                        p,
+                        &v.action.process,
+                        v.process.as_deref(),
+                        unknown,
+                        &mut checks,
+                    );
+                }
+            }
+            for (name, holds, detail) in checks {
+                cond!(name, holds, detail);
+            }
+        }
         // A rule is only ever evaluated against actions of its own kind; a
         // mismatch cannot match.
         _ => return false,
     }
     all
+}
+
+/// The `process:` conditions of a connect rule (the same meaning as for
+/// open rules).
+fn process_checks(
+    p: &ProcessConds,
+    info: &Option<crate::action::ProcessInfo>,
+    program: Option<&str>,
+    unknown: bool,
+    out: &mut Vec<super::net::Check>,
+) {
+    let known = info.as_ref().and_then(|i| i.trusted());
+    let why_unknown = || match info {
+        None => "the calling process's program is not known".to_string(),
+        Some(i) => format!(
+            "the calling process runs {} with other code injected ({})",
+            i.program.display(),
+            i.injected.as_deref().unwrap_or("")
+        ),
+    };
+    let program = program.unwrap_or("");
+    if let Some(g) = &p.program {
+        out.push((
+            "process.program",
+            known.map_or(unknown, |_| g.is_match(program)),
+            match known {
+                None => format!("{}: {}", why_unknown(), taken_as(unknown)),
+                Some(_) => describe_match(g, program, "caller's program"),
+            },
+        ));
+    }
+    if let Some(g) = &p.name {
+        let base = basename(program);
+        out.push((
+            "process.name",
+            known.map_or(unknown, |_| g.is_match(base)),
+            match known {
+                None => format!("{}: {}", why_unknown(), taken_as(unknown)),
+                Some(_) => describe_match(g, base, "caller's program name"),
+            },
+        ));
+    }
+    if let Some(hashes) = &p.sha256 {
+        let held = match known.map(|i| i.sha256) {
+            Some(Some(h)) => hashes.contains(&h),
+            _ => unknown,
+        };
+        out.push((
+            "process.sha256",
+            held,
+            if held == unknown && known.and_then(|i| i.sha256).is_none() {
+                format!(
+                    "the caller's program hash is not known: {}",
+                    taken_as(unknown)
+                )
+            } else if held {
+                "caller's program hash is listed".to_string()
+            } else {
+                "caller's program hash is not listed".to_string()
+            },
+        ));
+    }
 }
 
 /// A `cwd` condition; an empty cwd is one that could not be read.
@@ -590,6 +678,10 @@ pub(crate) fn with_view<R>(
             path: o.path.to_string_lossy(),
             cwd: o.cwd.to_string_lossy(),
             process: o.process.as_ref().map(|p| p.program.to_string_lossy()),
+        })),
+        Action::Connect(c) => f(&View::Connect(ConnectView {
+            action: c,
+            process: c.process.as_ref().map(|p| p.program.to_string_lossy()),
         })),
     }
 }

@@ -625,7 +625,7 @@ fn missing_and_wrong_types_at_top_level() {
     );
     let e = errors("version: 1\nrules:\n  - id: r\n    exec: {name: rm}\n    open: {}\n    decision: block\n    reason: x\n");
     assert!(
-        e[0].starts_with("t.yaml:5:11: rule 'r': rule has both"),
+        e[0].starts_with("t.yaml:5:11: rule 'r': rule names more than one of"),
         "{e:?}"
     );
     let e = errors(
@@ -739,6 +739,7 @@ fn ok_bytes(a: &Action) -> usize {
     match a {
         Action::Open(o) => o.path.as_os_str().as_bytes().len(),
         Action::Exec(e) => e.path.as_os_str().as_bytes().len(),
+        Action::Connect(_) => 0,
     }
 }
 
@@ -935,7 +936,7 @@ fn policy_tests_check_the_whole_decision() {
         "t.yaml:28:5: test expects escalate by escalate-push-again, but the decision is escalate by escalate-push",
         "t.yaml:29:40: no rule has the id 'nope'",
         "t.yaml:30:5: a test needs `expect:`",
-        "t.yaml:31:5: a test needs exactly one of `exec:` and `open:`",
+        "t.yaml:31:5: a test needs exactly one of `exec:`, `open:` and `connect:`",
         "t.yaml:32:34: unknown key 'acces' in a test (did you mean 'access'?",
     ];
     for w in want {
@@ -1547,6 +1548,93 @@ rules:
 }
 
 #[test]
+fn connect_rules_hosts_addresses_ports_and_unknown_names() {
+    use crate::action::{ConnectAction, NetFamily, NetOp, NetTarget, Protocol};
+    let p = load(
+        r#"version: 1
+defaults: {connect: escalate}
+rules:
+  - id: lo
+    connect: {address: [127.0.0.0/8, "::1"]}
+    decision: allow
+    reason: loopback
+  - id: pypi
+    connect: {host: [pypi.org, "*.pythonhosted.org"], port: [443, 8000-8001], protocol: tcp}
+    decision: allow
+    reason: registry
+  - id: evil
+    connect: {host: "*.evil.example"}
+    decision: block
+    reason: exfil
+"#,
+    );
+    let ip = |a: &str, port: u16, names: &[&str]| {
+        Action::Connect(ConnectAction {
+            op: NetOp::Connect,
+            protocol: Protocol::Tcp,
+            target: NetTarget::Ip {
+                family: NetFamily::Inet6,
+                addr: crate::policy::net::canonical(a.parse().unwrap()),
+                port,
+            },
+            names: names.iter().map(|s| s.to_string()).collect(),
+            process: None,
+        })
+    };
+    assert_eq!(
+        verdict(&p, &ip("::ffff:127.0.0.1", 80, &[])),
+        Verdict::Allow
+    );
+    assert_eq!(verdict(&p, &ip("::1", 80, &[])), Verdict::Allow);
+    assert_eq!(
+        verdict(&p, &ip("203.0.113.9", 443, &["pypi.org"])),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &ip("203.0.113.9", 8001, &["pypi.org"])),
+        Verdict::Allow
+    );
+    assert_eq!(
+        verdict(&p, &ip("203.0.113.9", 22, &["pypi.org"])),
+        Verdict::Escalate
+    );
+    // An address no name was seen for: the host rule does not match.
+    assert_eq!(verdict(&p, &ip("203.0.113.9", 443, &[])), Verdict::Escalate);
+    // Shared by an allowed and a forbidden name: block wins.
+    assert_eq!(
+        verdict(&p, &ip("203.0.113.9", 443, &["a.evil.example", "pypi.org"])),
+        Verdict::Block
+    );
+    let resolve = |n: &str| {
+        Action::Connect(ConnectAction {
+            op: NetOp::Resolve,
+            protocol: Protocol::Udp,
+            target: NetTarget::Name(n.into()),
+            names: Vec::new(),
+            process: None,
+        })
+    };
+    assert_eq!(verdict(&p, &resolve("x.evil.example")), Verdict::Block);
+    let ssh = load(
+        "version: 1\ndefaults: {connect: allow}\nrules:\n  - id: no-ssh\n    connect: {host: pypi.org, port: 22}\n    decision: block\n    reason: r\n",
+    );
+    // Blocking one port of a host does not block resolving it.
+    assert_eq!(verdict(&ssh, &resolve("pypi.org")), Verdict::Allow);
+    assert_eq!(
+        verdict(&ssh, &ip("203.0.113.9", 22, &["pypi.org"])),
+        Verdict::Block
+    );
+    // Unknown names are resolved (the connection is judged) unless the
+    // default is block.
+    assert_eq!(verdict(&p, &resolve("unknown.example")), Verdict::Allow);
+    let strict = load("version: 1\ndefaults: {connect: block}\nrules: []\n");
+    assert_eq!(
+        verdict(&strict, &resolve("unknown.example")),
+        Verdict::Block
+    );
+}
+
+#[test]
 fn a_rule_without_op_judges_every_operation_by_its_access() {
     use crate::action::FileOp;
     let p = load(
@@ -1623,4 +1711,24 @@ rules:
 "#,
     );
     assert!(e.iter().any(|m| m.contains("unknown key 'op'")), "{e:?}");
+}
+
+#[test]
+fn connect_rule_errors_are_located() {
+    for (text, want) in [
+        ("connect: {host: 10.0.0.1}", "not a host name pattern"),
+        ("connect: {address: pypi.org}", "not an address or CIDR"),
+        ("connect: {port: 70000}", "not a port"),
+        ("connect: {protocol: sctp}", "unknown protocol"),
+        ("connect: {op: accept}", "unknown op"),
+        ("connect: {hosts: x}", "unknown"),
+    ] {
+        let y = format!(
+            "version: 1\nrules:\n  - id: r\n    {text}\n    decision: block\n    reason: r\n"
+        );
+        let e = Policy::from_str(&y, "t.yaml", &vars())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{text}: {e}");
+    }
 }

@@ -97,6 +97,8 @@ pub enum ActionKey {
         op: FileOp,
         detail: Option<OpDetail>,
     },
+    /// A connect-kind action, compared whole but for the caller's program.
+    Connect(Box<crate::action::ConnectAction>),
 }
 
 impl ActionKey {
@@ -112,6 +114,11 @@ impl ActionKey {
                 op: o.op,
                 detail: o.detail.clone(),
             },
+            Action::Connect(c) => {
+                let mut c = c.clone();
+                c.process = None;
+                ActionKey::Connect(Box::new(c))
+            }
         }
     }
 }

@@ -95,10 +95,22 @@ pub enum Request {
     /// A mapping made executable: `mmap` of a file with `PROT_EXEC`, or
     /// `mprotect` adding `PROT_EXEC`.
     CodeMap(CodeMapRequest),
+    /// A network call (`connect`, `bind`, `listen`, `sendto`, `sendmsg`,
+    /// `sendmmsg`): its memory is read by [`super::net`], once, when it is
+    /// performed.
+    Net(NetRequest),
     /// A notified syscall this decoder does not know: refused.
     Unknown {
         nr: i32,
     },
+}
+
+/// A network call and its raw arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetRequest {
+    pub syscall: &'static str,
+    pub nr: u32,
+    pub args: [u64; 6],
 }
 
 /// `open`, `openat`, `openat2`, `creat`.
@@ -322,7 +334,20 @@ pub fn decode(n: &Notif, mem: &dyn TraceeMemory) -> Result<Request, DecodeError>
     // open/openat ignore mode bits outside 07777 and the mode itself unless
     // the call creates; openat2 is strict about both, so normalise here.
     let legacy_mode = |flags: u64, mode: u64| if will_create(flags) { mode & 0o7777 } else { 0 };
+    let net = |syscall| {
+        Request::Net(NetRequest {
+            syscall,
+            nr: n.nr as u32,
+            args: a,
+        })
+    };
     let req = match n.nr as u32 {
+        nr::CONNECT => net("connect"),
+        nr::BIND => net("bind"),
+        nr::LISTEN => net("listen"),
+        nr::SENDTO => net("sendto"),
+        nr::SENDMSG => net("sendmsg"),
+        nr::SENDMMSG => net("sendmmsg"),
         nr::OPEN => {
             let flags = (a[1] & 0xffff_ffff) & VALID_OPEN_FLAGS | libc::O_LARGEFILE as u64;
             Request::Open(OpenRequest {

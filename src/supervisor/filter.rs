@@ -127,7 +127,25 @@ pub mod nr {
     pub const SETXATTRAT: u32 = 463;
     pub const REMOVEXATTRAT: u32 = 466;
     pub const FILE_SETATTR: u32 = 469;
+    pub const SOCKET: u32 = 41;
+    pub const CONNECT: u32 = 42;
+    pub const SENDTO: u32 = 44;
+    pub const SENDMSG: u32 = 46;
+    pub const BIND: u32 = 49;
+    pub const LISTEN: u32 = 50;
+    pub const SENDMMSG: u32 = 307;
 }
+
+/// Network calls, always notified: their addresses and messages are in
+/// memory (`sendmsg`'s `msg_name` too, so even a `sendmsg` without one is
+/// performed by the supervisor from one copy). `sendto` is notified only
+/// with a destination address (below).
+pub const NET_NOTIFIED: &[u32] = &[nr::CONNECT, nr::BIND, nr::LISTEN, nr::SENDMSG, nr::SENDMMSG];
+
+/// `socket(2)` domains refused: packet sockets see and forge every frame.
+pub const SOCKET_DOMAINS_REFUSED: &[u32] = &[libc::AF_PACKET as u32];
+/// `SOCK_RAW`: the low bits of `socket`'s type (flags above them).
+const SOCK_TYPE_MASK: u32 = 0xf;
 
 /// `ioctl` commands that change an inode (`chattr`): notified and judged
 /// as a change of the file the descriptor refers to.
@@ -447,6 +465,7 @@ pub fn build() -> Vec<Insn> {
         },
     ];
     p.extend(NOTIFIED.iter().map(|&n| jeq(n, Notify, Next)));
+    p.extend(NET_NOTIFIED.iter().map(|&n| jeq(n, Notify, Next)));
     p.extend(DENIED.iter().map(|&(n, e, _)| jeq(n, Errno(e), Next)));
     // Calls aimed at a thread: the caller itself (0) passes, any other
     // target is judged.
@@ -520,11 +539,52 @@ pub fn build() -> Vec<Insn> {
         // the supervisor included; F_SETSIG would make that SIGKILL. The
         // default SIGIO is ignored by the supervisor.
         Item::Mark(Mark::Named("fcntl")),
-        jeq(nr::FCNTL, Next, At(Mark::Named("ioctl"))),
+        jeq(nr::FCNTL, Next, At(Mark::Named("sendto"))),
         Item::Load(off_arg_lo(1)),
         jeq(F_SETSIG, Next, Allow),
         Item::Load(off_arg_lo(2)),
         jeq(0, Allow, Errno(libc::EPERM)),
+        // sendto(fd, buf, len, flags, addr, alen): with no address (a
+        // connected socket) it goes nowhere the connect did not: allowed,
+        // so data on connected sockets never meets the supervisor.
+        Item::Mark(Mark::Named("sendto")),
+        jeq(nr::SENDTO, Next, At(Mark::Named("socket"))),
+        Item::Load(off_arg_lo(4)),
+        jeq(0, Next, Notify),
+        Item::Load(off_arg_lo(4) + 4),
+        jeq(0, Allow, Notify),
+        // socket(domain, type, …): no packet or raw sockets.
+        Item::Mark(Mark::Named("socket")),
+        jeq(nr::SOCKET, Next, At(Mark::Named("ioctl"))),
+        Item::Load(off_arg_lo(0)),
+        jeq(SOCKET_DOMAINS_REFUSED[0], Errno(libc::EPERM), Next),
+        Item::Load(off_arg_lo(1)),
+        Item::Jump {
+            code: JMP_JSET_K,
+            // SOCK_RAW is 3: both low bits set and none of the others of
+            // the type field (checked below).
+            k: SOCK_TYPE_MASK & !(libc::SOCK_RAW as u32),
+            t: Allow,
+            f: Next,
+        },
+        Item::Jump {
+            code: JMP_JSET_K,
+            k: libc::SOCK_RAW as u32,
+            t: Next,
+            f: Allow,
+        },
+        Item::Jump {
+            code: JMP_JSET_K,
+            k: 1,
+            t: Next,
+            f: Allow,
+        },
+        Item::Jump {
+            code: JMP_JSET_K,
+            k: 2,
+            t: Errno(libc::EPERM),
+            f: Allow,
+        },
         // ioctl(fd, TIOCSTI, …): refused. The tree shares the supervisor's
         // terminal; with TIOCSTI it could type into it, e.g. an answer to
         // the escalation prompt. (The command is an unsigned int: the low
@@ -845,6 +905,69 @@ mod tests {
                 RET_USER_NOTIF
             );
             assert_eq!(run(n, AUDIT_ARCH_X86_64, [0, 4096, 1, 0, 0, 0]), RET_ALLOW);
+        }
+    }
+
+    #[test]
+    fn network_calls_are_notified_sendto_only_with_an_address() {
+        for &n in NET_NOTIFIED {
+            assert_eq!(
+                run(n, AUDIT_ARCH_X86_64, [3, 0, 0, 0, 0, 0]),
+                RET_USER_NOTIF
+            );
+        }
+        // sendto(fd, buf, len, flags, NULL, 0): a connected socket.
+        assert_eq!(
+            run(nr::SENDTO, AUDIT_ARCH_X86_64, [3, 0x1000, 10, 0, 0, 0]),
+            RET_ALLOW
+        );
+        for addr in [0x7ffd_0000_1000u64, 0x1_0000_0000, 0x10] {
+            assert_eq!(
+                run(nr::SENDTO, AUDIT_ARCH_X86_64, [3, 0x1000, 10, 0, addr, 16]),
+                RET_USER_NOTIF,
+                "{addr:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn packet_and_raw_sockets_are_refused() {
+        let eperm = errno(libc::EPERM);
+        let sock = |d: i32, t: i32| {
+            run(
+                nr::SOCKET,
+                AUDIT_ARCH_X86_64,
+                [d as u64, t as u64, 0, 0, 0, 0],
+            )
+        };
+        assert_eq!(sock(libc::AF_PACKET, libc::SOCK_DGRAM), eperm);
+        assert_eq!(sock(libc::AF_PACKET, libc::SOCK_RAW), eperm);
+        assert_eq!(sock(libc::AF_INET, libc::SOCK_RAW), eperm);
+        assert_eq!(
+            sock(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_CLOEXEC),
+            eperm
+        );
+        assert_eq!(
+            sock(libc::AF_UNIX, libc::SOCK_RAW | libc::SOCK_NONBLOCK),
+            eperm
+        );
+        for t in [
+            libc::SOCK_STREAM,
+            libc::SOCK_DGRAM,
+            libc::SOCK_SEQPACKET,
+            4,
+            5,
+            10,
+        ] {
+            for d in [
+                libc::AF_INET,
+                libc::AF_INET6,
+                libc::AF_UNIX,
+                libc::AF_NETLINK,
+            ] {
+                assert_eq!(sock(d, t | libc::SOCK_CLOEXEC), RET_ALLOW, "{d} {t}");
+                assert_eq!(sock(d, t), RET_ALLOW, "{d} {t}");
+            }
         }
     }
 

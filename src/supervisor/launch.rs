@@ -11,10 +11,11 @@
 //!                                           no_new_privs
 //!                                           close every fd but 0-2 and the two pipes
 //!                                           seccomp(FILTER, NEW_LISTENER) → L
-//!   recv L  ◄──────────── socket ─────────  send L, close L
+//!   read L's number ◄──── socket ─────────  write L's number (a sendmsg
+//!   pidfd_getfd(child, L)                   would be notified already)
 //!   PTRACE_SEIZE(child, TRACE{FORK,VFORK,
 //!     CLONE,EXEC}, EXITKILL)
-//!   send "go" ────────────── socket ─────►  close socket
+//!   send "go" ────────────── socket ─────►  close L, close socket
 //!                                           execve(CMD)   ← notified, judged like any exec
 //!   read errno pipe: EOF = exec done        on failure: write errno, _exit(127)
 //! ```
@@ -93,6 +94,29 @@ const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_TRACEFORK
     | libc::PTRACE_O_TRACEEXEC
     | libc::PTRACE_O_EXITKILL;
 
+/// The child's listener: its number, read from `sock`, then the descriptor
+/// itself, taken with `pidfd_getfd`.
+fn take_listener(pid: i32, sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let mut num = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        // SAFETY: reads at most 4 - got bytes into a local buffer.
+        let n = unsafe { libc::read(sock.as_raw_fd(), num[got..].as_mut_ptr().cast(), 4 - got) };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        if n <= 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the child ended before handing over its listener",
+            ));
+        }
+        got += n as usize;
+    }
+    let pidfd = sys::pidfd_open(pid, 0)?;
+    sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(num))
+}
+
 /// Forks the child and receives its listener. The caller then starts the
 /// notification loop and calls [`Started::release`] from the thread that
 /// will be the tracer.
@@ -114,7 +138,7 @@ pub fn spawn(p: &Prepared) -> io::Result<Started> {
     }
     drop(sock_child);
     drop(err_write);
-    let listener = match sys::recv_fd(sock_parent.as_fd()) {
+    let listener = match take_listener(pid, sock_parent.as_fd()) {
         Ok(l) => l,
         Err(e) => {
             // The child failed before installing the filter: reap it.
@@ -274,12 +298,14 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         if libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) != 0 {
             fail(last_errno());
         }
-        // `sock` stays open: it is only borrowed for the send (which does not
-        // allocate, so it is usable after fork).
-        if sys::send_fd(BorrowedFd::borrow_raw(sock), listener).is_err() {
+        // The listener's number goes over `sock` with a plain write: the
+        // filter is in force already and notifies every `sendmsg` (which
+        // nobody could answer yet). The supervisor takes the listener with
+        // `pidfd_getfd`; it stays open here until the supervisor says go.
+        let num = listener.to_ne_bytes();
+        if libc::write(sock, num.as_ptr().cast(), 4) != 4 {
             fail(last_errno());
         }
-        libc::close(listener);
         // Wait until the supervisor has attached.
         let mut go = [0u8; 1];
         loop {
@@ -292,6 +318,7 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
             }
             libc::_exit(125);
         }
+        libc::close(listener);
         libc::close(sock);
         libc::execve(
             p.program.as_ptr(),

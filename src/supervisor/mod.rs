@@ -13,6 +13,10 @@
 //! - [`pathops`]: unlink, rename, link, truncate, judged and performed;
 //! - [`fileops`]: mkdir, mknod, symlink and metadata changes, likewise;
 //! - [`codemap`]: files mapped executable, judged as loading a program;
+//! - [`net`]: connect, bind, listen and sends with an address, judged and
+//!   performed on the caller's own socket; DNS queries observed, resolved
+//!   by the supervisor itself, and the names bound to addresses;
+//! - [`netsys`]: the socket calls it needs;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
 //! - [`creds`]: opening with the caller's credentials when run as root;
@@ -32,6 +36,8 @@ pub mod fileops;
 pub mod filter;
 pub mod launch;
 pub mod loader;
+pub mod net;
+pub mod netsys;
 pub mod notify;
 pub mod pathops;
 pub mod privilege;
@@ -110,6 +116,20 @@ pub trait Judge: Send + Sync {
     /// A call was refused without being judged (undecodable, oversized,
     /// aimed at the supervisor).
     fn refused(&self, caller: &Caller, syscall: &str, why: &str, errno: i32);
+    /// The supervisor asked `resolver` about `query` (a name the tree's
+    /// DNS query asked for, allowed by the judge) and the answer, with
+    /// response code `rcode` (`None`: none came), bound these names to
+    /// these addresses.
+    fn dns_answer(
+        &self,
+        caller: &Caller,
+        query: &str,
+        resolver: &str,
+        rcode: Option<u8>,
+        bindings: &[(String, std::net::IpAddr)],
+    ) {
+        let _ = (caller, query, resolver, rcode, bindings);
+    }
     /// Called about every 100 ms from a supervisor thread, for periodic work.
     fn tick(&self) {}
 }

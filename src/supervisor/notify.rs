@@ -335,6 +335,12 @@ fn syscall_name(nr: i32) -> &'static str {
         MMAP => "mmap",
         MPROTECT => "mprotect",
         PKEY_MPROTECT => "pkey_mprotect",
+        CONNECT => "connect",
+        BIND => "bind",
+        LISTEN => "listen",
+        SENDTO => "sendto",
+        SENDMSG => "sendmsg",
+        SENDMMSG => "sendmmsg",
         _ => "unknown",
     }
 }
@@ -371,6 +377,7 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
         Ok(Request::PathOp(p)) => super::pathops::handle(shared, &caller, &p),
         Ok(Request::FileOp(f)) => super::fileops::handle(shared, &caller, &f),
         Ok(Request::CodeMap(m)) => super::codemap::handle(shared, &caller, &m),
+        Ok(Request::Net(r)) => super::net::handle(listener, shared, &caller, n.id, &r),
         Ok(Request::Unknown { nr }) => {
             shared.judge.refused(
                 &caller,
