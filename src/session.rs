@@ -1196,10 +1196,23 @@ pub fn run(
     let session = Arc::new(session);
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
     let outcome = supervisor::run(command, judge);
-    // Every supervisor thread has been joined: this is the last reference.
-    let session = match Arc::try_unwrap(session) {
-        Ok(s) => s,
-        Err(_) => anyhow::bail!("internal error: the session is still in use after the run"),
+    // The loop, the tracer and the held calls' threads are joined; a worker
+    // still answering a call of the (now ended) tree — a network call
+    // performed on its own thread — ends on its own: wait for it, so that no
+    // record can follow the seal.
+    let mut session = session;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let session = loop {
+        match Arc::try_unwrap(session) {
+            Ok(s) => break s,
+            Err(still) if std::time::Instant::now() < deadline => {
+                session = still;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => anyhow::bail!(
+                "internal error: a worker thread still used the session 30 s after the run ended; the run is left unsealed (seal it with `lexecon ledger recover`)"
+            ),
+        }
     };
     match outcome {
         Ok(outcome) => Ok(session.finish(outcome, run_id, None)),
