@@ -107,7 +107,7 @@ pub fn sendmsg(fd: BorrowedFd<'_>, m: &Message<'_>, flags: i32) -> io::Result<us
     hdr.msg_iovlen = 1;
     if !m.control.is_empty() {
         hdr.msg_control = m.control.as_ptr() as *mut libc::c_void;
-        hdr.msg_controllen = m.control.len();
+        hdr.msg_controllen = m.control.len() as _;
     }
     // SAFETY: every pointer in hdr refers to memory borrowed for this call
     // (name, data, control, iov); the kernel only reads them.
