@@ -891,6 +891,29 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// A list of names (one or several) each parsed by `parse`; a name it
+    /// refuses is an error at its location, with `bad`'s message and hint.
+    fn parsed<T>(
+        &mut self,
+        n: &Node,
+        what: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        bad: impl Fn(&str) -> (String, &'static str),
+    ) -> Option<Vec<T>> {
+        let items = self.strings(n, what)?;
+        let mut v = Vec::new();
+        for (p, loc) in items {
+            match parse(&p) {
+                Some(x) => v.push(x),
+                None => {
+                    let (message, hint) = bad(&p);
+                    self.err(loc, message, Some(hint.into()));
+                }
+            }
+        }
+        Some(v)
+    }
+
     /// The conditions of a `connect:` rule (see [`super::net`]).
     fn connect_conds(&mut self, e: &[(Node, Node)]) -> super::net::ConnectConds {
         use super::net::{parse_ports, Cidr};
@@ -935,52 +958,28 @@ impl<'a> Loader<'a> {
             }
         }
         if let Some(n) = get(e, "port") {
-            if let Some(items) = self.strings(n, "port") {
-                let mut v = Vec::new();
-                for (p, loc) in items {
-                    match parse_ports(&p) {
-                        Some(r) => v.push(r),
-                        None => self.err(
-                            loc,
-                            format!("'{p}' is not a port or a range of ports"),
-                            Some("write e.g. `443` or `8000-8999`".into()),
-                        ),
-                    }
-                }
-                c.port = Some(v);
-            }
+            c.port = self.parsed(n, "port", parse_ports, |p| {
+                (
+                    format!("'{p}' is not a port or a range of ports"),
+                    "write e.g. `443` or `8000-8999`",
+                )
+            });
         }
         if let Some(n) = get(e, "protocol") {
-            if let Some(items) = self.strings(n, "protocol") {
-                let mut v = Vec::new();
-                for (p, loc) in items {
-                    match Protocol::from_name(&p) {
-                        Some(x) => v.push(x),
-                        None => self.err(
-                            loc,
-                            format!("unknown protocol '{p}'"),
-                            Some("write any of tcp, udp, unix, other".into()),
-                        ),
-                    }
-                }
-                c.protocol = Some(v);
-            }
+            c.protocol = self.parsed(n, "protocol", Protocol::from_name, |p| {
+                (
+                    format!("unknown protocol '{p}'"),
+                    "write any of tcp, udp, unix, other",
+                )
+            });
         }
         if let Some(n) = get(e, "op") {
-            if let Some(items) = self.strings(n, "op") {
-                let mut v = Vec::new();
-                for (p, loc) in items {
-                    match NetOp::from_name(&p) {
-                        Some(x) => v.push(x),
-                        None => self.err(
-                            loc,
-                            format!("unknown op '{p}'"),
-                            Some("write any of connect, send, bind, listen, resolve".into()),
-                        ),
-                    }
-                }
-                c.op = Some(v);
-            }
+            c.op = self.parsed(n, "op", NetOp::from_name, |p| {
+                (
+                    format!("unknown op '{p}'"),
+                    "write any of connect, send, bind, listen, resolve",
+                )
+            });
         }
         if let Some(n) = get(e, "path") {
             if let Some(items) = self.strings(n, "path") {
