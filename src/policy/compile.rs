@@ -242,7 +242,7 @@ impl<'a> Loader<'a> {
     /// so a pattern that cannot start with `/` is refused.
     fn globs(&mut self, node: &Node, what: &str, path_like: bool) -> Option<Globs> {
         let items = self.strings(node, what)?;
-        let mut ok = true;
+        let mut refused: Vec<String> = Vec::new();
         for (p, loc) in &items {
             if path_like {
                 if let Ok(expanded) = glob::expand(p, self.scope, &|v| v.to_string()) {
@@ -256,8 +256,7 @@ impl<'a> Loader<'a> {
                             format!("{what} pattern '{p}' is relative; paths are judged absolute, so it can never match"),
                             Some(format!("write '${{WORKSPACE}}/{p}' or '**/{p}'")),
                         );
-                        ok = false;
-                        continue;
+                        refused.push(p.clone());
                     }
                 }
             } else if what == "name" && p.contains('/') {
@@ -268,32 +267,23 @@ impl<'a> Loader<'a> {
                     ),
                     Some("match a full path with `program:` instead".into()),
                 );
-                ok = false;
-                continue;
-            }
-            if let Err(e) = glob::compile(p, self.scope) {
-                self.err(
-                    *loc,
-                    format!("bad pattern in {what}: {}", e.message),
-                    e.hint,
-                );
-                ok = false;
+                refused.push(p.clone());
             }
         }
-        if !ok {
+        // Every pattern that passed those checks is compiled (and its errors
+        // reported) even when another failed them.
+        let checked: Vec<(String, Loc)> = items
+            .into_iter()
+            .filter(|(p, _)| !refused.contains(p))
+            .collect();
+        if checked.is_empty() && !refused.is_empty() {
             return None;
         }
-        let sources: Vec<String> = items.into_iter().map(|(s, _)| s).collect();
-        match Globs::new(&sources, self.scope) {
-            Ok(g) => Some(g),
-            Err((_, e)) => {
-                self.err(
-                    node.loc,
-                    format!("bad pattern in {what}: {}", e.message),
-                    e.hint,
-                );
-                None
-            }
+        let globs = self.globs_from(&checked, node, what);
+        if refused.is_empty() {
+            globs
+        } else {
+            None
         }
     }
 
