@@ -409,6 +409,26 @@ fn encode_detail(d: &OpDetail) -> Members<'_> {
     m
 }
 
+/// The caller's program (`process` of open and connect actions): `dev`,
+/// `injected`, `ino`, `program`, `sha256`, in JCS order.
+fn encode_process(p: &crate::action::ProcessInfo) -> Value<'_> {
+    let mut m = Vec::with_capacity(5);
+    if let Some((dev, _)) = p.file {
+        put(&mut m, "dev", u64s(dev));
+    }
+    if let Some(why) = &p.injected {
+        put(&mut m, "injected", s(why));
+    }
+    if let Some((_, ino)) = p.file {
+        put(&mut m, "ino", u64s(ino));
+    }
+    put(&mut m, "program", os(p.program.as_os_str()));
+    if let Some(h) = &p.sha256 {
+        put(&mut m, "sha256", Value::String(hex_hash(h).into()));
+    }
+    Value::Object(m)
+}
+
 fn encode_action(action: &Action) -> Members<'_> {
     match action {
         Action::Exec(e) => {
@@ -444,21 +464,7 @@ fn encode_action(action: &Action) -> Members<'_> {
             if let Some(p) = &o.process {
                 // The caller's program as confirmed at its exec (optional:
                 // absent in ledgers written before it was recorded).
-                let mut m = Vec::with_capacity(5);
-                if let Some((dev, _)) = p.file {
-                    put(&mut m, "dev", u64s(dev));
-                }
-                if let Some(why) = &p.injected {
-                    put(&mut m, "injected", s(why));
-                }
-                if let Some((_, ino)) = p.file {
-                    put(&mut m, "ino", u64s(ino));
-                }
-                put(&mut m, "program", os(p.program.as_os_str()));
-                if let Some(h) = &p.sha256 {
-                    put(&mut m, "sha256", Value::String(hex_hash(h).into()));
-                }
-                put(&mut a, "process", Value::Object(m));
+                put(&mut a, "process", encode_process(p));
             }
             a
         }
@@ -509,21 +515,7 @@ fn encode_connect(c: &crate::action::ConnectAction) -> Members<'_> {
         put(&mut a, "port", u64s(u64::from(*port)));
     }
     if let Some(p) = &c.process {
-        let mut m = Vec::with_capacity(5);
-        if let Some((dev, _)) = p.file {
-            put(&mut m, "dev", u64s(dev));
-        }
-        if let Some(why) = &p.injected {
-            put(&mut m, "injected", s(why));
-        }
-        if let Some((_, ino)) = p.file {
-            put(&mut m, "ino", u64s(ino));
-        }
-        put(&mut m, "program", os(p.program.as_os_str()));
-        if let Some(h) = &p.sha256 {
-            put(&mut m, "sha256", Value::String(hex_hash(h).into()));
-        }
-        put(&mut a, "process", Value::Object(m));
+        put(&mut a, "process", encode_process(p));
     }
     put(&mut a, "protocol", s(c.protocol.as_str()));
     a
