@@ -198,14 +198,6 @@ fn magic(fd: BorrowedFd<'_>) -> io::Result<CString> {
     CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)
 }
 
-fn caller_umask(tid: i32) -> u32 {
-    // When the umask cannot be read, apply the strictest one.
-    procfs::status(tid)
-        .ok()
-        .and_then(|s| s.umask)
-        .unwrap_or(0o077)
-}
-
 /// Creates `name` in `dir` as `op` says, with the caller's umask.
 fn create(op: &FileOp, dir: BorrowedFd<'_>, name: &CString, umask: u32) -> io::Result<()> {
     let dir = dir.as_raw_fd();
@@ -231,7 +223,7 @@ fn create(op: &FileOp, dir: BorrowedFd<'_>, name: &CString, umask: u32) -> io::R
 
 fn perform(r: &FileOpRequest, resolved: &Resolved, tid: i32) -> Result<(), Retry> {
     if let (Target::Missing { parent, name }, true) = (&resolved.target, r.op.creates()) {
-        return Ok(create(&r.op, parent.as_fd(), name, caller_umask(tid))?);
+        return Ok(create(&r.op, parent.as_fd(), name, procfs::umask(tid))?);
     }
     let fd = pin(resolved)?;
     let raw = fd.as_raw_fd();

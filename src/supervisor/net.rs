@@ -458,10 +458,7 @@ fn judge_dest(shared: &Shared, caller: &Caller, dest: &Dest, op: NetOp) -> Resul
                     let link = format!("/proc/self/fd/{}/", parent.as_raw_fd());
                     let mut full = link.into_bytes();
                     full.extend_from_slice(name.as_bytes());
-                    let umask = super::procfs::status(caller.tid)
-                        .ok()
-                        .and_then(|s| s.umask)
-                        .unwrap_or(0o077);
+                    let umask = super::procfs::umask(caller.tid);
                     let creates = Action::Open(crate::action::OpenAction {
                         path: path.clone(),
                         access: crate::action::Access::CREATE | crate::action::Access::WRITE,

@@ -664,11 +664,7 @@ fn umask_for(flags: u64, tid: i32) -> u32 {
     if !decode::will_create(flags) {
         return 0;
     }
-    // When the umask cannot be read, apply the strictest one.
-    procfs::status(tid)
-        .ok()
-        .and_then(|s| s.umask)
-        .unwrap_or(0o077)
+    procfs::umask(tid)
 }
 
 /// Opens what `r` names with the caller's flags. The supervisor runs with

@@ -99,6 +99,12 @@ pub fn status(tid: i32) -> io::Result<Status> {
     Ok(s)
 }
 
+/// The umask of `tid`, for a file or directory the supervisor creates for
+/// it; when it cannot be read, the strictest one (`077`).
+pub fn umask(tid: i32) -> u32 {
+    status(tid).ok().and_then(|s| s.umask).unwrap_or(0o077)
+}
+
 /// Reads a `/proc/PID/…` symlink (`cwd`, `exe`, `fd/N`).
 pub fn readlink(pid: i32, what: &str) -> io::Result<PathBuf> {
     let link = CString::new(format!("/proc/{pid}/{what}")).map_err(io::Error::other)?;
