@@ -114,12 +114,31 @@ fn answer(env: &Env, verb: &str, id: u64, for_run: bool) {
     if for_run {
         args.push("--for-run");
     }
+    // Approvals are given with `--json` and denials as text, so that both
+    // outputs are checked by every test that answers.
+    let json = verb == "approve";
+    if json {
+        args.push("--json");
+    }
     let out = lexecon(env, &args);
     assert!(
         out.status.success(),
         "{verb} {id} failed: {}",
         common::stderr(&out)
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if json {
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["request"].to_string(), id, "{stdout}");
+        assert_eq!(v["answer"], "approved", "{stdout}");
+        assert_eq!(v["for_run"], for_run, "{stdout}");
+        assert_eq!(v["receipt"], false, "{stdout}");
+    } else {
+        assert!(
+            stdout.starts_with(&format!("request {id} denied")),
+            "{stdout}"
+        );
+    }
 }
 
 fn wait_file(p: &Path) -> String {

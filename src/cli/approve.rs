@@ -39,6 +39,10 @@ pub struct AnswerArgs {
     /// answer to exactly this request (`verify --approver-pubkey`).
     #[arg(long, value_name = "APPROVER_KEY")]
     pub key: Option<PathBuf>,
+    /// Print the result as JSON: `{"request", "answer": "approved"|"denied",
+    /// "for_run", "receipt": bool}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The hash of the escalation record of request `id` in the ledger's last
@@ -158,13 +162,27 @@ pub fn answer(args: AnswerArgs, allow: bool) -> anyhow::Result<ExitCode> {
             "key": b64.encode(key.signing_key().verifying_key().as_bytes()),
             "sig": b64.encode(sig.to_bytes()),
         });
-        println!(
-            "signing the answer to request {}: {}",
-            args.id,
-            escape::text(&what)
-        );
+        if !args.json {
+            println!(
+                "signing the answer to request {}: {}",
+                args.id,
+                escape::text(&what)
+            );
+        }
     }
     approval::request(&ledger, &req)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "request": args.id,
+                "answer": if allow { "approved" } else { "denied" },
+                "for_run": args.for_run,
+                "receipt": args.key.is_some(),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "request {} {}{}",
         args.id,
