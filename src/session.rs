@@ -26,6 +26,7 @@ use crate::policy::Policy;
 use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
+pub mod metrics;
 pub mod prompt;
 pub mod report;
 
@@ -83,6 +84,9 @@ pub struct SessionConfig {
     pub ledger_dir: Option<PathBuf>,
     /// The commands printed for this run's ledger.
     pub hints: Hints,
+    /// Where to write the run's Prometheus metrics (a node_exporter
+    /// textfile), if anywhere; read-only to the tree.
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Commands the supervisor prints for the user to run, made by the caller,
@@ -137,6 +141,9 @@ struct Protected {
     supervisor_proc: PathBuf,
     /// The policy file in force, when it is a file: read-only to the tree.
     policy_file: Option<PathBuf>,
+    /// The metrics file and its temporary name: written by the supervisor
+    /// only (each write replaces the file, so it is protected by name).
+    metrics_files: Vec<PathBuf>,
     /// (device, inode) → (rule, reason, only writes are refused).
     objects: HashMap<(u64, u64), (&'static str, &'static str, bool)>,
 }
@@ -144,6 +151,7 @@ struct Protected {
 const KEYS_REASON: &str = "the ledger's signing keys are off limits to the supervised tree";
 const LEDGER_REASON: &str = "the ledger is written by the supervisor only";
 const POLICY_REASON: &str = "the policy in force is read-only to the supervised tree";
+const METRICS_REASON: &str = "the run's metrics file is written by the supervisor only";
 
 impl Protected {
     fn new(
@@ -151,6 +159,7 @@ impl Protected {
         ledger_file: PathBuf,
         ledger_dir: Option<PathBuf>,
         policy_file: Option<PathBuf>,
+        metrics_file: Option<PathBuf>,
         supervisor_proc: PathBuf,
     ) -> Protected {
         use std::os::unix::fs::MetadataExt;
@@ -175,6 +184,11 @@ impl Protected {
             ledger_dir,
             supervisor_proc,
             policy_file,
+            metrics_files: metrics_file
+                .iter()
+                .flat_map(|p| [Some(p.clone()), metrics::temp_path(p)])
+                .flatten()
+                .collect(),
             objects,
         }
     }
@@ -245,6 +259,10 @@ impl Protected {
             (rule, reason)
         } else if writes && self.policy_file.as_deref() == Some(p) {
             (builtin::POLICY, POLICY_REASON)
+        } else if (writes || matches!(o.op, FileOp::Delete | FileOp::Rename))
+            && self.metrics_files.iter().any(|m| m == p)
+        {
+            (builtin::LEDGER, METRICS_REASON)
         } else if let Some((_, rule)) = self.roots().find(|(root, _)| {
             matches!(o.op, FileOp::Delete | FileOp::Rename) && root.starts_with(p)
         }) {
@@ -328,6 +346,7 @@ pub struct Session {
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The commands printed to the user.
     hints: Hints,
+    metrics: Mutex<Option<metrics::Metrics>>,
 }
 
 #[derive(Default)]
@@ -523,6 +542,7 @@ impl Session {
             .filter(|d| !workspace.starts_with(d));
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
+        let metrics_file = cfg.metrics_file.as_deref().map(canonical_or_absolute);
         let protected = Protected::new(
             canonical_or_absolute(&cfg.keys_dir),
             ledger_file,
@@ -531,11 +551,14 @@ impl Session {
                 .as_deref()
                 .filter(|p| p.is_file())
                 .map(canonical_or_absolute),
+            metrics_file.clone(),
             PathBuf::from(format!("/proc/{pid}")),
         );
         let programs = program_identities(&cfg.policy);
         let policy_sha256 = cfg.policy.sha256();
-        Ok((
+        let metrics = metrics_file
+            .map(|p| metrics::Metrics::new(p, &info.run_id, mode.as_str(), &policy_sha256));
+        let session = (
             Session {
                 policy: cfg.policy,
                 mode,
@@ -558,9 +581,14 @@ impl Session {
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
                 hints: cfg.hints,
+                metrics: Mutex::new(metrics),
             },
             info.run_id,
-        ))
+        );
+        // The metrics file exists from the start, so that the tree finds it
+        // protected rather than a name it may take.
+        session.0.write_metrics(false);
+        Ok(session)
     }
 
     fn decide(
@@ -685,6 +713,16 @@ impl Session {
             note,
         };
         let result = lock(&self.writer).append_decision(&entry);
+        if result.is_ok() {
+            if let Some(m) = lock(&self.metrics).as_mut() {
+                m.decision(
+                    action.kind().as_str(),
+                    decision.verdict,
+                    outcome,
+                    decision.rule.as_deref().unwrap_or("default"),
+                );
+            }
+        }
         let mut st = lock(&self.state);
         match result {
             Ok(seq) => {
@@ -874,6 +912,24 @@ impl Session {
     }
 
     /// Seals the run and returns the summary.
+    /// Writes the metrics file, if there is one: when `ended` (after the
+    /// run is sealed), else only when a write is due.
+    fn write_metrics(&self, ended: bool) {
+        let mut m = lock(&self.metrics);
+        let Some(m) = m.as_mut() else { return };
+        if !ended && !m.due() {
+            return;
+        }
+        let gauges = metrics::Gauges {
+            held_escalations: self.escalations.list().len(),
+            ledger: lock(&self.writer).stats(),
+            ended,
+        };
+        if let Some(e) = m.write(&gauges) {
+            eprintln!("lexecon: {e}; the run goes on without metrics");
+        }
+    }
+
     pub fn finish(
         self,
         outcome: supervisor::Outcome,
@@ -896,8 +952,7 @@ impl Session {
         if let Some(f) = failure {
             note = Some(format!("the supervisor failed: {f}"));
         }
-        let mut writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
-        let seal_error = writer
+        let seal_error = lock(&self.writer)
             .end_run(RunEnd {
                 exit_status,
                 signal,
@@ -905,6 +960,10 @@ impl Session {
             })
             .err()
             .map(|e| e.to_string());
+        if seal_error.is_none() {
+            self.write_metrics(true);
+        }
+        let writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
         let anchor = writer
             .last_seal()
             .and_then(|n| crate::ledger::Anchor::from_note(n, "").ok())
@@ -939,6 +998,7 @@ impl Judge for Session {
         identity: Option<&Identity>,
         loaded: Option<&Action>,
     ) -> Ruling {
+        let started = std::time::Instant::now();
         let (mut decision, builtin) = self.decide(action, identity, loaded);
         if is_code_map(syscall) && decision.rule.is_none() {
             // A mapping is refused by block and escalate rules only: the
@@ -971,6 +1031,9 @@ impl Judge for Session {
             identity,
             note,
         );
+        if let Some(m) = lock(&self.metrics).as_mut() {
+            m.judged(started.elapsed());
+        }
         let observed = self.mode == Mode::Observe && !builtin && outcome == Outcome::Allowed;
         match decision.verdict {
             Verdict::Block | Verdict::Escalate if observed => {
@@ -1106,7 +1169,12 @@ impl Judge for Session {
             errno,
         };
         let seq = match lock(&self.writer).append_refusal(&entry) {
-            Ok(seq) => Some(seq),
+            Ok(seq) => {
+                if let Some(m) = lock(&self.metrics).as_mut() {
+                    m.refusal();
+                }
+                Some(seq)
+            }
             Err(e) => {
                 let mut st = lock(&self.state);
                 st.record_failures += 1;
@@ -1138,6 +1206,7 @@ impl Judge for Session {
 
     fn tick(&self) {
         self.approval_tick();
+        self.write_metrics(false);
         if let Err(e) = lock(&self.writer).checkpoint_if_due() {
             let mut st = lock(&self.state);
             if st.first_record_error.is_none() {

@@ -102,6 +102,12 @@ pub struct SuperviseArgs {
     /// supervised command cannot write, or copy it off the machine.
     #[arg(long, value_name = "FILE")]
     pub anchor_out: Option<PathBuf>,
+    /// Write the run's Prometheus metrics to FILE (a node_exporter textfile:
+    /// decisions by kind, verdict, outcome and rule, judging latency, held
+    /// escalations, ledger growth), replaced at most once a second and when
+    /// the run ends. The tree may not write it.
+    #[arg(long, value_name = "FILE", env = "LEXECON_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Exit with status 1 when the command succeeded but an action was blocked.
     #[arg(long)]
     pub fail_on_block: bool,
@@ -341,6 +347,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         workspace: ws.clone(),
         ledger_dir,
         hints,
+        metrics_file: args.metrics_file.clone(),
     };
     let command = supervisor::Command {
         program,
@@ -493,6 +500,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         max_pending: 16,
         workspace: ws.to_path_buf(),
         ledger_dir: None,
+        metrics_file: None,
         hints: Hints {
             ledger_args: format!(" --ledger {}", escape::path(&ledger_path)),
             verify: format!(

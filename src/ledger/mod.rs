@@ -50,7 +50,9 @@ pub fn receipt_message(escalation: &merkle::Hash, allow: bool, scope: &str) -> V
     )
     .into_bytes()
 }
-pub use writer::{recover, LedgerWriter, LockMode, Recovered, SyncPolicy, WriterOptions};
+pub use writer::{
+    recover, LedgerWriter, LockMode, Recovered, SyncPolicy, WriterOptions, WriterStats,
+};
 
 /// Environment variables that identify a CI job, recorded in run headers.
 pub const CI_VARIABLES: &[&str] = &[

@@ -112,6 +112,18 @@ pub struct LedgerWriter {
     poisoned: bool,
     /// The signed note of the final checkpoint of the last run sealed.
     last_seal: Option<String>,
+    stats: WriterStats,
+}
+
+/// What this writer has written since it was opened (for metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Records appended.
+    pub records: u64,
+    /// Bytes appended, newlines included.
+    pub bytes: u64,
+    /// When the last checkpoint was written.
+    pub last_checkpoint: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for LedgerWriter {
@@ -369,6 +381,7 @@ impl LedgerWriter {
             buf: String::with_capacity(1024),
             poisoned: false,
             last_seal: None,
+            stats: WriterStats::default(),
         })
     }
 
@@ -381,6 +394,11 @@ impl LedgerWriter {
     /// sealed (what an anchor is made of), once `end_run` succeeded.
     pub fn last_seal(&self) -> Option<&str> {
         self.last_seal.as_deref()
+    }
+
+    /// Records and bytes written so far, and the time of the last checkpoint.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
     }
 
     /// Write `self.buf` (one canonical record, no newline) as one line.
@@ -398,6 +416,8 @@ impl LedgerWriter {
         }
         self.last_hash = Some(h);
         self.next_seq += 1;
+        self.stats.records += 1;
+        self.stats.bytes += self.buf.len() as u64;
         if let Some(run) = self.run.as_mut() {
             run.tree.push(h);
         }
@@ -675,6 +695,7 @@ impl LedgerWriter {
             kind == CheckpointKind::Final,
         );
         self.emit_line(line)?;
+        self.stats.last_checkpoint = Some(SystemTime::now());
         if self.opts.sync == SyncPolicy::Checkpoint {
             self.sync()?;
         }

@@ -464,7 +464,7 @@ impl<'a> Loader<'a> {
             self.examples += 1;
             let d = super::decide::decide(rules, &index, defaults, &action);
             let got_rule = d.rule.clone().unwrap_or_else(|| "default".to_string());
-            let rule_ok = want_rule.as_ref().map_or(true, |w| *w == got_rule);
+            let rule_ok = want_rule.as_ref().is_none_or(|w| *w == got_rule);
             if d.verdict != expect || !rule_ok {
                 let want = match &want_rule {
                     Some(r) => format!("{expect} by {r}"),

@@ -254,7 +254,7 @@ pub(crate) fn combine(
     for i in matching {
         let Some(r) = rules.get(i) else { continue };
         matched.push(r.id.clone());
-        if best.map_or(true, |b| r.verdict > b.verdict) {
+        if best.is_none_or(|b| r.verdict > b.verdict) {
             best = Some(r);
         }
     }
