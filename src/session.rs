@@ -275,6 +275,25 @@ fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
         .collect()
 }
 
+/// The variable values `policy` was loaded with, as the run header records
+/// them (`HOME`, `WORKSPACE`, `TMPDIR`, `env.NAME`): what re-deriving its
+/// decisions offline needs, and with the policy's text exactly what its
+/// hash covers.
+pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsString> {
+    let v = policy.vars();
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("HOME".to_string(), v.home.clone().into_os_string());
+    m.insert("TMPDIR".to_string(), v.tmpdir.clone().into_os_string());
+    m.insert(
+        "WORKSPACE".to_string(),
+        v.workspace.clone().into_os_string(),
+    );
+    for (name, value) in policy.env_vars() {
+        m.insert(format!("env.{name}"), OsString::from(value));
+    }
+    m
+}
+
 /// Calls that map a file executable, judged as loading it.
 fn is_code_map(syscall: &str) -> bool {
     matches!(syscall, "mmap" | "mprotect" | "pkey_mprotect")
@@ -508,6 +527,7 @@ impl Session {
             policy_path: cfg.policy_path.clone(),
             mode,
             ci: ledger::ci_identifiers_from_env(),
+            vars: Some(recorded_vars(&cfg.policy)),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
         let workspace = canonical_or_absolute(&cfg.workspace);

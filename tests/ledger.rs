@@ -49,6 +49,7 @@ fn header() -> RunHeader {
         policy_path: Some("policies/default.yaml".into()),
         mode: Mode::Enforce,
         ci: BTreeMap::from([("GITHUB_RUN_ID".to_string(), "42".to_string())]),
+        vars: None,
     }
 }
 

@@ -84,6 +84,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
         policy_path: None,
         mode: Mode::Enforce,
         ci: Default::default(),
+        vars: None,
     })
     .expect("begin");
     for (i, verdict) in [
@@ -354,6 +355,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
         policy_path: None,
         mode: Mode::Enforce,
         ci: Default::default(),
+        vars: None,
     })
     .expect("begin");
     for i in 0..decisions {

@@ -17,6 +17,7 @@
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LEXECON_BUILD"), ")");
 
 pub mod anchor;
+pub mod decode;
 pub mod error;
 pub mod jcs;
 pub mod keys;

@@ -100,6 +100,12 @@ pub struct RunHeader {
     pub policy_path: Option<PathBuf>,
     pub mode: Mode,
     pub ci: BTreeMap<String, String>,
+    /// The values the policy's variables were loaded with: `HOME`,
+    /// `WORKSPACE`, `TMPDIR`, and `env.NAME` for each `${env.NAME}` the policy
+    /// read (the path it expanded to), so that the policy's decisions can
+    /// be re-derived offline (`lexecon replay`, `lexecon verify --policy`).
+    /// `None` in ledgers written before they were recorded.
+    pub vars: Option<BTreeMap<String, OsString>>,
 }
 
 /// One judged action.
@@ -368,6 +374,17 @@ pub(crate) fn encode_header(
         put(&mut m, "policy_path", os(p.as_os_str()));
     }
     put(&mut m, "mode", s(h.mode.as_str()));
+    if let Some(vars) = &h.vars {
+        put(
+            &mut m,
+            "vars",
+            Value::Object(
+                vars.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), os(v)))
+                    .collect(),
+            ),
+        );
+    }
     put(
         &mut m,
         "ci",
@@ -429,7 +446,7 @@ fn encode_process(p: &crate::action::ProcessInfo) -> Value<'_> {
     Value::Object(m)
 }
 
-fn encode_action(action: &Action) -> Members<'_> {
+pub(crate) fn encode_action(action: &Action) -> Members<'_> {
     match action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
@@ -1003,6 +1020,7 @@ fn known(kind: &str, k: &str) -> bool {
             "host_fingerprint",
             "epoch_key",
             "prev_run",
+            "vars",
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
@@ -1412,6 +1430,11 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let epoch_key =
                 b64_32(f.str("epoch_key")?).ok_or("`epoch_key` must be a base64 32-byte key")?;
             let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
+            match f.opt("vars") {
+                None => {}
+                Some(Value::Object(vs)) if vs.iter().all(|(_, v)| is_bytes_value(v)) => {}
+                Some(_) => return Err("`vars` must be an object of byte strings".into()),
+            }
             Body::Run {
                 id,
                 host_key,
