@@ -294,6 +294,26 @@ pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsSt
     m
 }
 
+/// The inverse of [`recorded_vars`]: the variables and `${env.…}` values a
+/// run header recorded, to load the run's policy as the run did (and so get
+/// the policy hash the header records). `None` when a required variable
+/// (`HOME`, `WORKSPACE`, `TMPDIR`) is missing.
+pub fn vars_from_recorded(
+    vars: &std::collections::BTreeMap<String, OsString>,
+) -> Option<(crate::policy::Vars, crate::policy::Env)> {
+    let get = |k: &str| vars.get(k).map(PathBuf::from);
+    let v = crate::policy::Vars {
+        home: get("HOME")?,
+        workspace: get("WORKSPACE")?,
+        tmpdir: get("TMPDIR")?,
+    };
+    let env = crate::policy::Env::fixed(
+        vars.iter()
+            .filter_map(|(k, val)| k.strip_prefix("env.").map(|n| (n.to_string(), val.clone()))),
+    );
+    Some((v, env))
+}
+
 /// Calls that map a file executable, judged as loading it.
 fn is_code_map(syscall: &str) -> bool {
     matches!(syscall, "mmap" | "mprotect" | "pkey_mprotect")
@@ -763,20 +783,7 @@ impl Session {
         hint: &str,
         seq: Option<u64>,
     ) {
-        let mut tail = String::new();
-        if !reason.is_empty() {
-            let _ = write!(tail, ": {}", escape::text(reason));
-        }
-        if !hint.is_empty() {
-            let _ = write!(
-                tail,
-                "{}{}",
-                if reason.is_empty() { ": " } else { "; " },
-                escape::text(hint)
-            );
-        }
-        let rule_shown = escape::text(rule);
-        let key = format!("{verb} {what} (rule {rule_shown}){tail}");
+        let key = report::line(verb, what, rule, None, reason, hint);
         let (shown, tell) = {
             let now = std::time::Instant::now();
             let mut st = lock(&self.state);
@@ -789,7 +796,10 @@ impl Session {
             (shown, tell)
         };
         let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
-        let line = format!("lexecon: {verb} {what} (rule {rule_shown}, {record}){tail}");
+        let line = format!(
+            "lexecon: {}",
+            report::line(verb, what, rule, Some(&record), reason, hint)
+        );
         if self.report_blocks {
             match shown {
                 report::Show::Folded => {}
@@ -977,8 +987,7 @@ impl Judge for Session {
             _ => "",
         };
         let ended = note.clone();
-        let code_map = is_code_map(syscall)
-            .then_some("code mapping (PROT_EXEC): the file was mapped executable, not executed");
+        let code_map = is_code_map(syscall).then_some(crate::ledger::read::CODE_MAP_NOTE);
         if let Some(what) = tmpfile_note(action).or(code_map) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }

@@ -1,7 +1,6 @@
 //! `init-keys`, `verify`, `prove`, `verify-proof`, `ledger recover`:
 //! argument parsing and output over [`crate::ledger`].
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -96,6 +95,17 @@ pub struct LedgerArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum LedgerCommand {
+    /// Show a verified ledger's records, one line per action, escaped as
+    /// the block lines are.
+    Show(super::reader::ShowArgs),
+    /// Count a verified ledger's records: by kind, verdict, outcome, rule;
+    /// the programs, paths and hosts seen most.
+    Stats(super::reader::StatsArgs),
+    /// Print every run's host key and epoch keys as C2SP verifier keys.
+    Keys(super::reader::KeysArgs),
+    /// Make an evidence bundle for an auditor: the ledger, its public key,
+    /// the runs' policies, the verify report, a README saying how to check.
+    Bundle(super::reader::BundleArgs),
     /// Seal a ledger whose last line is torn, or whose last run has no end
     /// seal, so that appending can continue.
     Recover {
@@ -136,7 +146,7 @@ pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
 /// `ledger.pub` of the key directory (`$LEXECON_KEYS`, else the default),
 /// when it exists. Without one, a note when an earlier version's
 /// `.lexecon/ledger.pub` is here, which is not used by itself.
-fn default_pubkey() -> Option<PathBuf> {
+pub(super) fn default_pubkey() -> Option<PathBuf> {
     let dir = locations::keys(None).ok()?.dir;
     let p = dir.join(keys::PUBLIC_KEY_FILE);
     if p.exists() {
@@ -156,7 +166,7 @@ fn default_pubkey() -> Option<PathBuf> {
 
 /// The ledger a command reads: `arg`, else found as described in
 /// [`locations`]; an error when there is none.
-fn ledger_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn ledger_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     Ok(locations::find_ledger(arg, &cwd, "the LEDGER argument")?.path)
 }
@@ -239,7 +249,14 @@ fn unreadable(args: &VerifyArgs, ledger: &Path, e: &LedgerError) -> anyhow::Resu
 }
 
 fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
-    let mut out = std::io::stdout().lock();
+    print!("{}", report_text(ledger, key_path, r));
+    print!("{}", super::reader::next_steps(ledger, key_path, r));
+}
+
+/// The text `verify` prints (without the next steps).
+pub(super) fn report_text(ledger: &Path, key_path: Option<&Path>, r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let _ = writeln!(out, "Status: {}", r.status.as_str());
     let _ = writeln!(out, "Ledger: {}", ledger.display());
     match (r.key_source, key_path) {
@@ -300,9 +317,10 @@ fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
             "Note: VALID without an independently supplied key (exit code 4)."
         );
     }
+    out
 }
 
-fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json::Value {
+pub(super) fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json::Value {
     let c = &r.counts;
     serde_json::json!({
         "ledger": ledger.display().to_string(),
@@ -406,6 +424,10 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 
 pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        LedgerCommand::Show(a) => super::reader::show(a),
+        LedgerCommand::Stats(a) => super::reader::stats(a),
+        LedgerCommand::Keys(a) => super::reader::keys(a),
+        LedgerCommand::Bundle(a) => super::reader::bundle(a),
         LedgerCommand::Recover { ledger, keys: dir } => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let ledger = ledger_path(ledger.as_deref())?;

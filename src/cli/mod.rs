@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
+pub mod reader;
 pub mod supervise;
 
 /// Policy variables for a run started in `workspace`, with symlinks in
@@ -60,8 +61,12 @@ enum Command {
     Prove(ledger::ProveArgs),
     /// Check an inclusion proof.
     VerifyProof(ledger::VerifyProofArgs),
-    /// Ledger maintenance (`recover` a torn tail).
+    /// Read a ledger (`show`, `stats`, `keys`), hand it to an auditor
+    /// (`bundle`), or repair it (`recover`).
     Ledger(ledger::LedgerArgs),
+    /// Explain one recorded action: what was done, the decision, its rule
+    /// and reason, and with --policy each condition and what it compared.
+    Explain(reader::ExplainArgs),
     /// Validate and explain policies.
     Policy(policy::PolicyArgs),
     /// List the escalations a supervised run is holding for an answer.
@@ -194,6 +199,7 @@ pub fn main_lexecon() -> ExitCode {
         Command::Prove(args) => ledger::prove(args),
         Command::VerifyProof(args) => ledger::verify_proof(args),
         Command::Ledger(args) => ledger::ledger(args),
+        Command::Explain(args) => reader::explain(args),
         Command::Policy(args) => policy::run(args),
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
@@ -298,6 +304,24 @@ impl PolicySource {
             PolicySource::Builtin(name, text) => {
                 crate::policy::Policy::from_str(text, &format!("builtin:{name}"), vars)
             }
+        }
+    }
+
+    /// Loads it with `vars` and `${env.…}` values from `env` (a run's
+    /// recorded values, to get the hash the run recorded).
+    pub fn load_with_env(
+        &self,
+        vars: &crate::policy::Vars,
+        env: &crate::policy::Env,
+    ) -> Result<crate::policy::Policy, crate::policy::PolicyErrors> {
+        match self {
+            PolicySource::File(p) => crate::policy::Policy::from_file_with_env(p, vars, env),
+            PolicySource::Builtin(name, text) => crate::policy::Policy::from_str_with_env(
+                text,
+                &format!("builtin:{name}"),
+                vars,
+                env,
+            ),
         }
     }
 

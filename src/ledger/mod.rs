@@ -24,6 +24,7 @@ pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod read;
 pub mod record;
 pub mod verify;
 pub mod writer;
