@@ -266,7 +266,7 @@ impl Protected {
 
 /// (device, inode) of every program a policy names literally; programs that
 /// do not exist are left out (their path still matches as written).
-fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
+pub fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
     use std::os::unix::fs::MetadataExt;
     policy
         .literal_programs()
@@ -293,6 +293,12 @@ pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsSt
     }
     m
 }
+
+/// How the note of a code mapping's decision record begins: what tells
+/// `lexecon replay` and `verify --policy` that the action was judged as a
+/// mapping ([`crate::policy::Circumstances::code_map`]).
+pub const CODE_MAP_NOTE: &str =
+    "code mapping (PROT_EXEC): the file was mapped executable, not executed";
 
 /// Calls that map a file executable, judged as loading it.
 fn is_code_map(syscall: &str) -> bool {
@@ -588,46 +594,23 @@ impl Session {
         action: &Action,
         identity: Option<&Identity>,
         loaded: Option<&Action>,
+        code_map: bool,
     ) -> (Decision, bool) {
         if let Some(d) = self.protected.check(action, identity) {
             return (d, true);
         }
-        let mut d = self.policy.decide(action);
         // The same program under other names: `ld.so PROG` runs PROG without
         // an execve of PROG, and a hard link gives a program another path.
-        // Judge the program as the rules name it too; the stronger verdict
-        // wins.
-        let mut aliases: Vec<(Action, &str)> = Vec::new();
-        if let Some(target) = loaded {
-            aliases.push((target.clone(), "run through the dynamic loader as"));
-        }
-        if let (Action::Exec(x), Some(id)) = (action, identity) {
-            if let Some(named) = self.programs.get(&(id.dev, id.ino)) {
-                if *named != x.path {
-                    let mut alias = x.clone();
-                    alias.path = named.clone();
-                    aliases.push((Action::Exec(alias), "the same file as"));
-                }
-            }
-        }
-        for (alias, how) in aliases {
-            let t = self.policy.decide(&alias);
-            if t.verdict > d.verdict {
-                let prog = match &alias {
-                    Action::Exec(x) => x.path.display().to_string(),
-                    Action::Open(o) => o.path.display().to_string(),
-                    Action::Connect(c) => crate::policy::net::target_text(&c.target),
-                };
-                let mut matched = d.matched;
-                matched.extend(t.matched);
-                d = Decision {
-                    verdict: t.verdict,
-                    matched,
-                    rule: t.rule,
-                    reason: format!("{} ({how} {prog})", t.reason),
-                };
-            }
-        }
+        let same_file_as = match (action, identity) {
+            (Action::Exec(_), Some(id)) => self.programs.get(&(id.dev, id.ino)),
+            _ => None,
+        };
+        let how = crate::policy::Circumstances {
+            loaded,
+            same_file_as: same_file_as.map(PathBuf::as_path),
+            code_map,
+        };
+        let d = self.policy.judge(action, &how);
         (d, false)
     }
 
@@ -680,6 +663,7 @@ impl Session {
         &self,
         caller: &Caller,
         action: &Action,
+        loaded: Option<&Action>,
         stage: Stage,
         decision: &Decision,
         outcome: Outcome,
@@ -690,6 +674,7 @@ impl Session {
             pid: caller.pid,
             ppid: caller.ppid,
             action,
+            loaded,
             stage,
             verdict: decision.verdict,
             outcome,
@@ -959,14 +944,10 @@ impl Judge for Session {
         identity: Option<&Identity>,
         loaded: Option<&Action>,
     ) -> Ruling {
-        let (mut decision, builtin) = self.decide(action, identity, loaded);
-        if is_code_map(syscall) && decision.rule.is_none() {
-            // A mapping is refused by block and escalate rules only: the
-            // exec default does not reach libraries the loader maps.
-            decision.verdict = Verdict::Allow;
-            decision.reason = "no block or escalate exec rule matches the mapped file".to_string();
-        }
-        if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
+        let (decision, builtin) = self.decide(action, identity, loaded, is_code_map(syscall));
+        if let Some(r) = self.escalated(
+            caller, syscall, action, identity, loaded, &decision, builtin,
+        ) {
             return r;
         }
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
@@ -977,14 +958,14 @@ impl Judge for Session {
             _ => "",
         };
         let ended = note.clone();
-        let code_map = is_code_map(syscall)
-            .then_some("code mapping (PROT_EXEC): the file was mapped executable, not executed");
+        let code_map = is_code_map(syscall).then_some(CODE_MAP_NOTE);
         if let Some(what) = tmpfile_note(action).or(code_map) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
         let seq = self.record(
             caller,
             action,
+            loaded,
             Stage::Request,
             &decision,
             outcome,
@@ -1031,7 +1012,7 @@ impl Judge for Session {
         requested: Option<&Action>,
         loaded: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide(action, identity, loaded);
+        let (decision, builtin) = self.decide(action, identity, loaded, false);
         let (outcome, mut note) = self
             .confirm_escalated(action, &decision, builtin)
             .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));
@@ -1052,6 +1033,7 @@ impl Judge for Session {
         let seq = self.record(
             caller,
             action,
+            loaded,
             Stage::Confirm,
             &decision,
             outcome,
