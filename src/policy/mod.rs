@@ -199,6 +199,10 @@ pub struct Circumstances<'a> {
     pub code_map: bool,
 }
 
+/// How the ids of Lexecon's built-in rules begin (`lexecon.self-protect.keys`
+/// …); no policy rule may take such an id.
+pub const BUILTIN_PREFIX: &str = "lexecon.";
+
 /// How a reason names a program judged under the loader's name.
 pub const ALIAS_LOADER: &str = "run through the dynamic loader as";
 /// How a reason names a program judged under a hard link's other name.
