@@ -275,8 +275,9 @@ pub fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
         .collect()
 }
 
-/// The variable values `policy` was loaded with, as the run header records
-/// them (`HOME`, `WORKSPACE`, `TMPDIR`, `env.NAME`): what re-deriving its
+/// The variable values `policy` was loaded with (from this process's
+/// environment), as the run header records them (`HOME`, `WORKSPACE`,
+/// `TMPDIR`, `env.NAME`): what re-deriving its
 /// decisions offline needs, and with the policy's text exactly what its
 /// hash covers.
 pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsString> {
@@ -288,8 +289,17 @@ pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsSt
         "WORKSPACE".to_string(),
         v.workspace.clone().into_os_string(),
     );
+    // A variable that was set is recorded as the path it expanded to; one
+    // that was unset or empty as empty (its default applied, which the
+    // policy text and the other values give again).
     for (name, value) in policy.env_vars() {
-        m.insert(format!("env.{name}"), OsString::from(value));
+        let set = std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let v = if set {
+            OsString::from(value)
+        } else {
+            OsString::new()
+        };
+        m.insert(format!("env.{name}"), v);
     }
     m
 }

@@ -464,7 +464,10 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 other => return Err(format!("unknown stage {other:?}")),
             };
             let loaded = f.opt("loaded").map(decode_action).transpose()?;
-            if loaded.as_ref().is_some_and(|l| !matches!(l, Action::Exec(_))) {
+            if loaded
+                .as_ref()
+                .is_some_and(|l| !matches!(l, Action::Exec(_)))
+            {
                 return Err("`loaded` must be an exec action".into());
             }
             Recorded {
