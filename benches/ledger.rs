@@ -64,6 +64,7 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         policy_path: None,
         mode: Mode::Enforce,
         ci: Default::default(),
+        vars: None,
     })
     .expect("begin");
     for i in 0..records {
@@ -72,6 +73,7 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
             pid: 4242,
             ppid: 4241,
             action,
+            loaded: None,
             stage: Stage::Request,
             verdict: Verdict::Allow,
             outcome: Outcome::Allowed,

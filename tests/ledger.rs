@@ -67,6 +67,7 @@ fn decision(action: &Action, verdict: Verdict) -> DecisionEntry<'_> {
         pid: 1000,
         ppid: 999,
         action,
+        loaded: None,
         stage: Stage::Request,
         verdict,
         outcome: if verdict == Verdict::Block {

@@ -106,6 +106,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
             pid: 10 + i as i32,
             ppid: 1,
             action: &a,
+            loaded: None,
             stage: Stage::Request,
             verdict,
             outcome: if verdict == Verdict::Block {
@@ -369,6 +370,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
             pid: 10,
             ppid: 1,
             action: &a,
+            loaded: None,
             stage: Stage::Request,
             verdict: Verdict::Allow,
             outcome: Outcome::Allowed,

@@ -53,6 +53,17 @@ pub struct VerifyArgs {
     /// ledger must still hold every run each anchor signed. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub anchor: Vec<PathBuf>,
+    /// Re-derive every decision from the policy its run pinned: each run's
+    /// `policy_sha256` must be the hash of one of these files (or shipped
+    /// policies) loaded with the run's variables, and every recorded
+    /// verdict and winning rule must follow from it and the recorded action
+    /// (check 14). Repeatable; give the policy of every run.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub policy: Vec<PathBuf>,
+    /// With --policy: a variable's value when a run header does not record
+    /// it (HOME, WORKSPACE, TMPDIR, env.NAME). Repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::replay::parse_var, requires = "policy")]
+    pub vars: Vec<(String, std::ffi::OsString)>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -209,7 +220,18 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return unreadable(&args, &ledger, &e),
         }
     }
-    let report = match lg::verify_file_anchored(
+    let mut policies = Vec::new();
+    for p in &args.policy {
+        let text = super::PolicySource::resolve(p).and_then(|s| s.text());
+        match text {
+            Ok(t) => policies.push(t),
+            Err(e) => {
+                let e = LedgerError::Proof(super::message(&e));
+                return unreadable(&args, &ledger, &e);
+            }
+        }
+    }
+    let mut report = match lg::verify_file_anchored(
         &ledger,
         key.as_ref().map(|k| k.verifying_key()),
         approver.as_ref().map(|k| k.verifying_key()),
@@ -218,10 +240,45 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return unreadable(&args, &ledger, &e),
     };
+    let rederived = if policies.is_empty() {
+        None
+    } else {
+        let text = match std::fs::read_to_string(&ledger) {
+            Ok(t) => t,
+            Err(e) => return unreadable(&args, &ledger, &LedgerError::io("read", &ledger, e)),
+        };
+        let given = args.vars.iter().cloned().collect();
+        let d = crate::replay::rederive(&crate::replay::read_runs(&text), &policies, &given);
+        for p in &d.problems {
+            report.add_problem(p.clone());
+        }
+        Some(d)
+    };
     if args.json {
-        println!("{}", report_json(&ledger, key_path.as_deref(), &report));
+        let mut j = report_json(&ledger, key_path.as_deref(), &report);
+        if let Some(d) = &rederived {
+            j["decisions"] = serde_json::json!({
+                "checked": d.checked,
+                "builtin": d.builtin,
+                "runs": d.runs.iter().map(|(run, policy)| serde_json::json!({"run": run, "policy": policy})).collect::<Vec<_>>(),
+            });
+        }
+        println!("{j}");
     } else {
         print_report(&ledger, key_path.as_deref(), &report);
+        if let Some(d) = &rederived {
+            println!(
+                "Decisions: {} re-derived from the pinned policy ({} runs: {}), {} by built-in rules not re-derived",
+                d.checked,
+                d.runs.len(),
+                d.runs
+                    .iter()
+                    .map(|(r, p)| format!("{} {}", &r[..r.len().min(8)], crate::escape::text(p)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.builtin
+            );
+        }
     }
     Ok(ExitCode::from(report.exit_code()))
 }

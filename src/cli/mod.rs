@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod locations;
 pub mod policy;
 pub mod reader;
+pub mod replay;
 pub mod supervise;
 
 /// Policy variables for a run started in `workspace`, with symlinks in
@@ -61,6 +62,9 @@ enum Command {
     Prove(ledger::ProveArgs),
     /// Check an inclusion proof.
     VerifyProof(ledger::VerifyProofArgs),
+    /// Judge what a recorded run did against another policy and list what
+    /// would change.
+    Replay(replay::ReplayArgs),
     /// Read a ledger (`show`, `stats`, `keys`), hand it to an auditor
     /// (`bundle`), or repair it (`recover`).
     Ledger(ledger::LedgerArgs),
@@ -200,6 +204,7 @@ pub fn main_lexecon() -> ExitCode {
         Command::VerifyProof(args) => ledger::verify_proof(args),
         Command::Ledger(args) => ledger::ledger(args),
         Command::Explain(args) => reader::explain(args),
+        Command::Replay(args) => replay::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
@@ -307,22 +312,25 @@ impl PolicySource {
         }
     }
 
-    /// Loads it with `vars` and `${env.…}` values from `env` (a run's
-    /// recorded values, to get the hash the run recorded).
-    pub fn load_with_env(
-        &self,
-        vars: &crate::policy::Vars,
-        env: &crate::policy::Env,
-    ) -> Result<crate::policy::Policy, crate::policy::PolicyErrors> {
-        match self {
-            PolicySource::File(p) => crate::policy::Policy::from_file_with_env(p, vars, env),
-            PolicySource::Builtin(name, text) => crate::policy::Policy::from_str_with_env(
-                text,
-                &format!("builtin:{name}"),
-                vars,
-                env,
-            ),
-        }
+    /// Its text and how messages name it (the file's path, or
+    /// `builtin:NAME`).
+    pub fn text(&self) -> anyhow::Result<crate::replay::PolicyText> {
+        use anyhow::Context as _;
+        Ok(match self {
+            PolicySource::File(p) => crate::replay::PolicyText {
+                origin: p.display().to_string(),
+                text: std::fs::read_to_string(p).with_context(|| {
+                    format!(
+                        "cannot read the policy {} (a UTF-8 YAML file)",
+                        crate::escape::path(p)
+                    )
+                })?,
+            },
+            PolicySource::Builtin(name, text) => crate::replay::PolicyText {
+                origin: format!("builtin:{name}"),
+                text: text.to_string(),
+            },
+        })
     }
 
     /// How the run header and messages name it.

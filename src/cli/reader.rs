@@ -340,12 +340,10 @@ fn verb(r: &Recorded) -> &'static str {
 /// The call a recorded action stands for, as the block lines name it
 /// ([`crate::session::describe_call`]).
 fn what(r: &Recorded) -> String {
-    let syscall = match (&r.syscall, &r.note) {
-        (Some(s), _) => s.as_str(),
-        (None, _) if read::is_code_map(r) => "mmap",
-        _ => "",
+    let mut s = match &r.syscall {
+        Some(call) => crate::session::describe_call(call, &r.action),
+        None => crate::replay::describe(r),
     };
-    let mut s = crate::session::describe_call(syscall, &r.action);
     if r.stage == Some(Stage::Confirm) {
         s.push_str(" [at the exec itself]");
     }
@@ -802,37 +800,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => None,
         Some(p) => {
             let src = super::PolicySource::resolve(p)?;
-            let (vars, env, how) = match run
-                .as_ref()
-                .and_then(|h| h.vars.as_ref())
-                .and_then(crate::session::vars_from_recorded)
-            {
-                Some((v, env)) => (v, env, "the variables the run recorded"),
-                None => {
-                    let ws = run
-                        .as_ref()
-                        .map(|h| h.workspace.clone().unwrap_or_else(|| h.cwd.clone()))
-                        .unwrap_or_else(|| PathBuf::from("/"));
-                    (
-                        super::vars_for(&ws),
-                        crate::policy::Env::process(),
-                        "this environment's variables (the run recorded none) and the run's workspace",
-                    )
-                }
-            };
-            let pol = match src.load_with_env(&vars, &env) {
-                Ok(p) => p,
-                Err(errs) => {
-                    for err in errs.iter() {
-                        eprintln!("{err}");
-                    }
-                    anyhow::bail!(
-                        "policy {} is invalid ({} errors)",
-                        escape::path(&src.path()),
-                        errs.len()
-                    );
-                }
-            };
+            let (pol, how) = load_for_run(&src, run.as_deref())?;
             let same = run.as_ref().map(|h| h.policy_sha256 == pol.sha256());
             if same != Some(true) {
                 let msg = format!(
@@ -1005,6 +973,44 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(o.exit())
+}
+
+/// `src` loaded as the run `header` loaded its policy: with the variables
+/// the header recorded ([`crate::replay::RunVars`]), so that its hash is
+/// the one the header pins when it is the same policy. A ledger written
+/// before headers recorded them gets this environment's variables and the
+/// run's workspace (the hash then matches only if they are the same); the
+/// second value says which.
+fn load_for_run(
+    src: &super::PolicySource,
+    header: Option<&crate::ledger::decode::RunRecord>,
+) -> anyhow::Result<(crate::policy::Policy, &'static str)> {
+    let t = src.text()?;
+    let recorded =
+        header.and_then(|h| crate::replay::RunVars::of(h, &std::collections::BTreeMap::new()).ok());
+    if let Some(vars) = recorded {
+        let p = vars.load(&t.text, &t.origin).map_err(anyhow::Error::msg)?;
+        return Ok((p, "the variables the run recorded"));
+    }
+    let ws = header
+        .map(|h| h.workspace.clone().unwrap_or_else(|| h.cwd.clone()))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let p = crate::policy::Policy::from_str(&t.text, &t.origin, &super::vars_for(&ws)).map_err(
+        |errs| {
+            for err in errs.iter() {
+                eprintln!("{err}");
+            }
+            anyhow::anyhow!(
+                "policy {} is invalid ({} errors)",
+                escape::text(&t.origin),
+                errs.len()
+            )
+        },
+    )?;
+    Ok((
+        p,
+        "this environment's variables and the run's workspace (the run recorded none)",
+    ))
 }
 
 /// The fields of an action, one per line, escaped.
@@ -1199,14 +1205,7 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         let mut runs = Vec::new();
         let mut hash = None;
         for h in &headers {
-            let (vars, env) = match h.vars.as_ref().and_then(crate::session::vars_from_recorded) {
-                Some(x) => x,
-                None => (
-                    super::vars_for(h.workspace.as_deref().unwrap_or(&h.cwd)),
-                    crate::policy::Env::process(),
-                ),
-            };
-            if let Ok(p) = src.load_with_env(&vars, &env) {
+            if let Ok((p, _)) = load_for_run(src, Some(h)) {
                 if p.sha256() == h.policy_sha256 {
                     runs.push(h.run_id.clone());
                     hash = Some(hex::encode(p.sha256()));

@@ -46,6 +46,9 @@ pub struct Recorded {
     pub pid: i32,
     pub ppid: i32,
     pub action: Action,
+    /// For an exec of the dynamic loader asked to run a program: the exec of
+    /// that program, judged too (decision records only).
+    pub loaded: Option<Action>,
     /// `Escalate` for an escalation record.
     pub verdict: Verdict,
     /// `None` for an escalation record.
@@ -460,6 +463,13 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 "confirm" => Stage::Confirm,
                 other => return Err(format!("unknown stage {other:?}")),
             };
+            let loaded = f.opt("loaded").map(decode_action).transpose()?;
+            if loaded
+                .as_ref()
+                .is_some_and(|l| !matches!(l, Action::Exec(_)))
+            {
+                return Err("`loaded` must be an exec action".into());
+            }
             Recorded {
                 record,
                 seq,
@@ -467,6 +477,7 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 pid,
                 ppid,
                 action,
+                loaded,
                 verdict: verdict(string(f.req("verdict")?, "verdict")?)?,
                 outcome: Some(outcome(string(f.req("outcome")?, "outcome")?)?),
                 stage: Some(stage),
@@ -495,6 +506,7 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 pid,
                 ppid,
                 action,
+                loaded: None,
                 verdict: Verdict::Escalate,
                 outcome: None,
                 stage: None,
@@ -777,6 +789,12 @@ mod tests {
         })
         .unwrap();
         let a = open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE);
+        let loaded = Action::Exec(ExecAction {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            sha256: None,
+        });
         let identity = Some(FileIdentity {
             dev: 1,
             ino: 1 << 60,
@@ -786,6 +804,7 @@ mod tests {
             pid: 10,
             ppid: 9,
             action: &a,
+            loaded: Some(&loaded),
             stage: Stage::Confirm,
             verdict: Verdict::Block,
             outcome: Outcome::Allowed,
@@ -832,6 +851,7 @@ mod tests {
         assert_eq!(r.seq, seq);
         assert_eq!(r.record, RecordKind::Decision);
         assert_eq!(r.action, a);
+        assert_eq!(r.loaded.as_ref(), Some(&loaded));
         assert_eq!((r.pid, r.ppid), (10, 9));
         assert_eq!(r.stage, Some(Stage::Confirm));
         assert_eq!(r.verdict, Verdict::Block);

@@ -114,6 +114,10 @@ pub struct DecisionEntry<'a> {
     pub pid: i32,
     pub ppid: i32,
     pub action: &'a Action,
+    /// For an exec of the dynamic loader asked to run a program (`ld.so
+    /// PROG`): the exec of PROG it performs, judged too (see
+    /// [`crate::policy::Circumstances::loaded`]).
+    pub loaded: Option<&'a Action>,
     pub stage: Stage,
     /// The policy's verdict.
     pub verdict: Verdict,
@@ -559,6 +563,9 @@ pub(crate) fn encode_decision(
         put(&mut m, "identity", Value::Object(i));
     }
     put(&mut m, "kind", s("decision"));
+    if let Some(l) = d.loaded {
+        put(&mut m, "loaded", Value::Object(encode_action(l)));
+    }
     put(
         &mut m,
         "matched",
@@ -1024,7 +1031,7 @@ fn known(kind: &str, k: &str) -> bool {
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
-            "reason", "mode", "identity", "note",
+            "reason", "mode", "identity", "note", "loaded",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
         "dns" => &[
@@ -1458,6 +1465,12 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 }
                 if i.used != im.len() {
                     return Err("unexpected member in `identity`".into());
+                }
+            }
+            if let Some(l) = f.opt("loaded") {
+                check_action(l)?;
+                if l.get("kind").and_then(Value::as_str) != Some("exec") {
+                    return Err("`loaded` must be an exec action".into());
                 }
             }
             str_array(f.req("matched")?, "matched")?;

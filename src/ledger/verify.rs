@@ -133,6 +133,10 @@ pub enum Check {
     /// 13. Each anchor given (`--anchor`) is signed by the host key and its
     ///     tree is consistent with its run's lines in the file.
     Anchor,
+    /// 14. With `verify --policy`: every recorded verdict and winning rule
+    ///     follows from the policy the run pinned and the recorded action
+    ///     (checked by [`crate::replay`], added with [`Report::add_problem`]).
+    Decision,
 }
 
 impl Check {
@@ -155,6 +159,7 @@ impl Check {
             Check::CrossRun => "cross-run",
             Check::Complete => "complete",
             Check::Anchor => "anchor",
+            Check::Decision => "decision",
         }
     }
 }
@@ -245,6 +250,25 @@ impl Report {
     /// Valid, with the key supplied independently.
     pub fn is_valid(&self) -> bool {
         self.status == Status::Valid && self.key_source == KeySource::Supplied
+    }
+
+    /// Adds a problem found by a check outside this module (check 14), in
+    /// line order among the others, and updates the status (INVALID over
+    /// INCOMPLETE over VALID).
+    pub fn add_problem(&mut self, p: Problem) {
+        match p.severity {
+            Severity::Invalid => self.status = Status::Invalid,
+            Severity::Incomplete if self.status == Status::Valid => {
+                self.status = Status::Incomplete
+            }
+            Severity::Incomplete => {}
+        }
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.problems_omitted += 1;
+            return;
+        }
+        let at = self.problems.partition_point(|q| q.line <= p.line);
+        self.problems.insert(at, p);
     }
 
     /// The `verify` exit code for this report.

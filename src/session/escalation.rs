@@ -416,6 +416,7 @@ impl Session {
         syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
+        loaded: Option<&Action>,
         decision: &Decision,
         builtin: bool,
     ) -> Option<Ruling> {
@@ -428,6 +429,7 @@ impl Session {
             let seq = self.record(
                 caller,
                 action,
+                loaded,
                 Stage::Request,
                 decision,
                 outcome,
