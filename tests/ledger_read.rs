@@ -676,4 +676,21 @@ fn verify_says_what_to_read_next() {
     assert!(out.contains("--blocked"), "{out}");
     assert!(out.contains("lexecon ledger stats"), "{out}");
     assert!(out.contains("lexecon explain"), "{out}");
+    let out = Command::new(common::lexecon())
+        .args(["verify", "--json", "--pubkey"])
+        .arg(env.pubkey())
+        .arg(&env.ledger)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = v["run_list"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["ending"], "sealed");
+    assert_eq!(runs[0]["line"], 1);
+    let refused = decisions(&env)
+        .iter()
+        .filter(|r| r["outcome"] == "refused")
+        .count();
+    assert_eq!(runs[0]["refused"], refused);
+    assert_eq!(runs[0]["decisions"], decisions(&env).len());
 }

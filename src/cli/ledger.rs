@@ -392,6 +392,17 @@ pub(super) fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) ->
         "runs": r.runs,
         "sealed_runs": r.sealed_runs,
         "recovered_runs": r.recovered_runs,
+        "run_list": r.run_list.iter().map(|run| serde_json::json!({
+            "run": run.id,
+            "line": run.line,
+            "seq": run.seq.to_string(),
+            "ending": run.ending.as_str(),
+            "decisions": run.counts.decisions,
+            "refused": run.counts.refused,
+            "killed": run.counts.killed,
+            "refusals": run.refusals,
+        })).collect::<Vec<_>>(),
+        "runs_omitted": r.runs_omitted,
         "counts": {
             "decisions": c.decisions,
             "verdicts": {"allow": c.allow, "escalate": c.escalate, "block": c.block},
