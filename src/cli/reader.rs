@@ -800,7 +800,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         None => None,
         Some(p) => {
             let src = super::PolicySource::resolve(p)?;
-            let (pol, how) = load_for_run(&src, run.as_deref())?;
+            let (pol, how) = load_for_run(&src.text()?, run.as_deref())?;
             let same = run.as_ref().map(|h| h.policy_sha256 == pol.sha256());
             if same != Some(true) {
                 let msg = format!(
@@ -982,10 +982,9 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
 /// run's workspace (the hash then matches only if they are the same); the
 /// second value says which.
 fn load_for_run(
-    src: &super::PolicySource,
+    t: &crate::replay::PolicyText,
     header: Option<&crate::ledger::decode::RunRecord>,
 ) -> anyhow::Result<(crate::policy::Policy, &'static str)> {
-    let t = src.text()?;
     let recorded =
         header.and_then(|h| crate::replay::RunVars::of(h, &std::collections::BTreeMap::new()).ok());
     if let Some(vars) = recorded {
@@ -1197,15 +1196,13 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for (src, asked) in &candidates {
-        let text = match src {
-            super::PolicySource::File(p) => std::fs::read(p)
-                .with_context(|| format!("cannot read policy {}", escape::path(p)))?,
-            super::PolicySource::Builtin(_, t) => t.as_bytes().to_vec(),
-        };
+        // Read once: what is hashed is what is copied.
+        let t = src.text()?;
+        let text = t.text.clone().into_bytes();
         let mut runs = Vec::new();
         let mut hash = None;
         for h in &headers {
-            if let Ok((p, _)) = load_for_run(src, Some(h)) {
+            if let Ok((p, _)) = load_for_run(&t, Some(h)) {
                 if p.sha256() == h.policy_sha256 {
                     runs.push(h.run_id.clone());
                     hash = Some(hex::encode(p.sha256()));
