@@ -694,3 +694,89 @@ fn verify_says_what_to_read_next() {
     assert_eq!(runs[0]["refused"], refused);
     assert_eq!(runs[0]["decisions"], decisions(&env).len());
 }
+
+/// `prove` output with a witness cosignature added (c2sp.org/tlog-cosignature)
+/// is still a valid proof for `verify-proof`; a malformed index is not.
+#[test]
+fn verify_proof_accepts_a_cosigned_checkpoint_and_refuses_a_malformed_index() {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use sha2::Digest as _;
+    let (env, _) = fixture();
+    let rm = decisions(&env)
+        .into_iter()
+        .find(|r| r["rule"] == "no-rm-rf")
+        .unwrap();
+    let record = env.root.join("record.json");
+    let out = lexecon(
+        &env,
+        &[
+            "prove",
+            env.ledger.to_str().unwrap(),
+            &seq(&rm),
+            "--record-out",
+            record.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let proof = stdout(&out);
+    let body_start = proof.find("\n\nlexecon/").expect("checkpoint") + 2;
+    let cp = &proof[body_start..];
+    let body = &cp[..cp.find("\n\n").unwrap() + 1];
+    // A witness cosignature: key ID over 0x04, timestamp, Ed25519 over
+    // "cosignature/v1\ntime T\n" + body.
+    let w = ed25519_dalek::SigningKey::from_bytes(&[42u8; 32]);
+    let name = "witness.example.org/w";
+    let mut pre = name.as_bytes().to_vec();
+    pre.push(b'\n');
+    pre.push(0x04);
+    pre.extend_from_slice(w.verifying_key().as_bytes());
+    let id = sha2::Sha256::digest(&pre);
+    let ts = 1_764_590_000u64;
+    let mut blob = id[..4].to_vec();
+    blob.extend_from_slice(&ts.to_be_bytes());
+    blob.extend_from_slice(
+        &w.sign(format!("cosignature/v1\ntime {ts}\n{body}").as_bytes())
+            .to_bytes(),
+    );
+    let cosigned = format!(
+        "{proof}\u{2014} {name} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    );
+    let check = |text: &str| {
+        let p = env.root.join("p.tlog-proof");
+        std::fs::write(&p, text).unwrap();
+        lexecon(
+            &env,
+            &[
+                "verify-proof",
+                "--proof",
+                p.to_str().unwrap(),
+                "--record",
+                record.to_str().unwrap(),
+                "--pubkey",
+                env.pubkey().to_str().unwrap(),
+            ],
+        )
+    };
+    let out = check(&cosigned);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).starts_with("Proof: VALID"));
+    let index_line = proof.lines().nth(1).unwrap().to_string();
+    let n = index_line.strip_prefix("index ").unwrap();
+    for bad in [format!("index 0{n}"), format!("index +{n}")] {
+        let out = check(&cosigned.replacen(&index_line, &bad, 1));
+        assert_ne!(out.status.code(), Some(0), "{bad}");
+        assert!(
+            stderr(&out).contains("invalid index line"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
