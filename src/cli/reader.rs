@@ -722,7 +722,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "  none")?;
         }
         for (k, c) in t.top(usize::MAX) {
-            writeln!(out, "  {c:>8}  {}", escape::word(k))?;
+            writeln!(out, "  {c:>8}  {}", escape::text_bytes(k))?;
         }
         Ok(())
     };
@@ -1471,6 +1471,10 @@ pub fn next_steps(ledger: &Path, key: Option<&Path>, r: &Report) -> String {
     let _ = writeln!(
         s,
         "  lexecon explain {shown} SEQ{key} --policy FILE # why record SEQ was decided so"
+    );
+    let _ = writeln!(
+        s,
+        "  lexecon ledger bundle {shown}{key} --out DIR --policy FILE   # evidence for an auditor"
     );
     s
 }
