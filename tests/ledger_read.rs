@@ -780,3 +780,151 @@ fn verify_proof_accepts_a_cosigned_checkpoint_and_refuses_a_malformed_index() {
         );
     }
 }
+
+/// Network actions written with the ledger's writer: `show` names each
+/// destination as the block lines do, `stats` counts hosts by the name
+/// bound to the address when there is one.
+#[test]
+fn network_destinations_are_shown_and_counted_by_host() {
+    use ed25519_dalek::SigningKey;
+    use lexecon::action::{
+        Action, ConnectAction, Mode, NetFamily, NetOp, NetTarget, Protocol, Verdict,
+    };
+    use lexecon::ledger::{
+        DecisionEntry, HostKey, LedgerWriter, LockMode, Outcome, RunEnd, RunHeader, Stage,
+        SyncPolicy, WriterOptions,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.jsonl");
+    let key = HostKey::from_signing_key("lexecon", SigningKey::from_bytes(&[3u8; 32])).unwrap();
+    let pubfile = dir.path().join("ledger.pub");
+    std::fs::write(&pubfile, format!("{}\n", key.public().to_vkey())).unwrap();
+    let mut w = LedgerWriter::open(
+        &path,
+        key,
+        WriterOptions {
+            checkpoint_every: 4,
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            sync: SyncPolicy::Never,
+            lock: LockMode::Fail,
+        },
+    )
+    .unwrap();
+    w.begin_run(RunHeader {
+        command: vec!["agent".into()],
+        cwd: "/w".into(),
+        workspace: Some("/w".into()),
+        policy_sha256: [7; 32],
+        policy_path: None,
+        mode: Mode::Enforce,
+        ci: Default::default(),
+        vars: None,
+    })
+    .unwrap();
+    let ip = |a: &str, port, names: &[&str]| {
+        Action::Connect(ConnectAction {
+            op: NetOp::Connect,
+            protocol: Protocol::Tcp,
+            target: NetTarget::Ip {
+                family: NetFamily::Inet,
+                addr: a.parse().unwrap(),
+                port,
+            },
+            names: names.iter().map(|n| n.to_string()).collect(),
+            process: None,
+        })
+    };
+    let actions = [
+        (ip("151.101.0.223", 443, &["pypi.org"]), Verdict::Allow),
+        (ip("151.101.0.223", 443, &["pypi.org"]), Verdict::Allow),
+        (ip("203.0.113.7", 443, &[]), Verdict::Block),
+        (
+            Action::Connect(ConnectAction {
+                op: NetOp::Resolve,
+                protocol: Protocol::Udp,
+                target: NetTarget::Name("evil\u{1b}[2J.example".into()),
+                names: Vec::new(),
+                process: None,
+            }),
+            Verdict::Block,
+        ),
+    ];
+    for (a, v) in &actions {
+        w.append_decision(&DecisionEntry {
+            pid: 10,
+            ppid: 9,
+            action: a,
+            stage: Stage::Request,
+            verdict: *v,
+            outcome: if *v == Verdict::Block {
+                Outcome::Refused
+            } else {
+                Outcome::Allowed
+            },
+            rule: (*v == Verdict::Block).then(|| "no-net".to_string()),
+            matched: if *v == Verdict::Block {
+                vec!["no-net".into()]
+            } else {
+                Vec::new()
+            },
+            reason: "network".into(),
+            mode: Mode::Enforce,
+            identity: None,
+            loaded: None,
+            note: None,
+        })
+        .unwrap();
+    }
+    w.end_run(RunEnd {
+        exit_status: Some(0),
+        signal: None,
+        note: None,
+    })
+    .unwrap();
+    drop(w);
+    let run = |args: &[&str]| {
+        Command::new(common::lexecon())
+            .args(args)
+            .arg(&path)
+            .arg("--pubkey")
+            .arg(&pubfile)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["ledger", "show", "--kind", "connect"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!out.stdout.contains(&0x1b));
+    assert!(
+        text.contains(
+            "allowed connect pypi.org:443 (151.101.0.223:443, tcp) (rule default, record "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("blocked connect 203.0.113.7:443 (tcp) (rule no-net, record "),
+        "{text}"
+    );
+    assert!(
+        text.contains("blocked resolve $'evil\\x1b[2J.example' (rule no-net"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4, "{text}");
+    let out = run(&["ledger", "show", "--kind", "resolve"]);
+    assert_eq!(stdout(&out).lines().count(), 1);
+    let out = run(&["ledger", "stats", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts = v["hosts"]["top"].as_array().unwrap();
+    assert_eq!(
+        hosts[0],
+        serde_json::json!({"host": "pypi.org", "count": 2})
+    );
+    assert_eq!(v["hosts"]["distinct"], 3);
+    assert_eq!(v["by_kind"]["connect"], 3);
+    assert_eq!(v["by_kind"]["resolve"], 1);
+    assert_eq!(v["by_rule"]["no-net"], 2);
+    let out = run(&["ledger", "stats"]);
+    let text = stdout(&out);
+    assert!(text.contains("Hosts (3 distinct):"), "{text}");
+    assert!(text.contains("$'evil\\x1b[2J.example'"), "{text}");
+}
