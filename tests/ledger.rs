@@ -1305,6 +1305,43 @@ fn tlog_proof_with_witness_cosignatures_and_unknown_keys_is_accepted() {
 }
 
 #[test]
+fn a_note_may_carry_many_unknown_signatures_but_not_without_bound_or_control_bytes() {
+    use base64::Engine as _;
+    let (_d, pr, record) = fixture_proof();
+    let line = |i: usize| {
+        format!(
+            "\u{2014} w{i}.example {}\n",
+            base64::engine::general_purpose::STANDARD.encode([i as u8; 80])
+        )
+    };
+    let with = |n: usize| {
+        let mut p = pr.clone();
+        for i in 0..n {
+            p.checkpoint.push_str(&line(i));
+        }
+        p
+    };
+    // 2 lines of its own + 20 others: accepted (C2SP: at least 16).
+    proof::verify_proof(&with(20), &record, &host_key().public()).expect("verifies");
+    // 2 + 99 = 101 lines: beyond the bound.
+    let e = proof::verify_proof(&with(99), &record, &host_key().public()).unwrap_err();
+    assert!(
+        e.to_string().contains("more than 100 signature lines"),
+        "{e}"
+    );
+    // A control character anywhere refuses the note.
+    let mut p = pr.clone();
+    p.checkpoint = p.checkpoint.replacen("lexecon/", "lexecon\r/", 1);
+    let e = proof::verify_proof(&p, &record, &host_key().public()).unwrap_err();
+    assert!(e.to_string().contains("control characters"), "{e}");
+    // A line too short to hold a key ID and a signature is malformed.
+    let mut p = pr.clone();
+    p.checkpoint.push_str("\u{2014} w.example AAAA\n");
+    let e = proof::verify_proof(&p, &record, &host_key().public()).unwrap_err();
+    assert!(e.to_string().contains("too short"), "{e}");
+}
+
+#[test]
 fn tlog_proof_with_a_leading_zero_or_sign_in_its_index_is_refused() {
     let (_d, pr, record) = fixture_proof();
     assert!(pr.index > 0);
