@@ -24,5 +24,6 @@ pub mod cli;
 pub mod escape;
 pub mod ledger;
 pub mod policy;
+pub mod replay;
 pub mod session;
 pub mod supervisor;

@@ -284,7 +284,7 @@ impl Protected {
 
 /// (device, inode) of every program a policy names literally; programs that
 /// do not exist are left out (their path still matches as written).
-fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
+pub fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
     use std::os::unix::fs::MetadataExt;
     policy
         .literal_programs()
@@ -292,6 +292,41 @@ fn program_identities(policy: &Policy) -> HashMap<(u64, u64), PathBuf> {
         .filter_map(|p| std::fs::metadata(&p).ok().map(|m| ((m.dev(), m.ino()), p)))
         .collect()
 }
+
+/// The variable values `policy` was loaded with (from this process's
+/// environment), as the run header records them (`HOME`, `WORKSPACE`,
+/// `TMPDIR`, `env.NAME`): what re-deriving its
+/// decisions offline needs, and with the policy's text exactly what its
+/// hash covers.
+pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsString> {
+    let v = policy.vars();
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("HOME".to_string(), v.home.clone().into_os_string());
+    m.insert("TMPDIR".to_string(), v.tmpdir.clone().into_os_string());
+    m.insert(
+        "WORKSPACE".to_string(),
+        v.workspace.clone().into_os_string(),
+    );
+    // A variable that was set is recorded as the path it expanded to; one
+    // that was unset or empty as empty (its default applied, which the
+    // policy text and the other values give again).
+    for (name, value) in policy.env_vars() {
+        let set = std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let v = if set {
+            OsString::from(value)
+        } else {
+            OsString::new()
+        };
+        m.insert(format!("env.{name}"), v);
+    }
+    m
+}
+
+/// How the note of a code mapping's decision record begins: what tells
+/// `lexecon replay`, `verify --policy` and the reading commands that the
+/// action was judged as a mapping ([`crate::policy::Circumstances::code_map`]).
+/// Defined with the records, in [`crate::ledger::read`].
+pub const CODE_MAP_NOTE: &str = crate::ledger::read::CODE_MAP_NOTE;
 
 /// Calls that map a file executable, judged as loading it.
 fn is_code_map(syscall: &str) -> bool {
@@ -527,6 +562,7 @@ impl Session {
             policy_path: cfg.policy_path.clone(),
             mode,
             ci: ledger::ci_identifiers_from_env(),
+            vars: Some(recorded_vars(&cfg.policy)),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
         let workspace = canonical_or_absolute(&cfg.workspace);
@@ -596,46 +632,23 @@ impl Session {
         action: &Action,
         identity: Option<&Identity>,
         loaded: Option<&Action>,
+        code_map: bool,
     ) -> (Decision, bool) {
         if let Some(d) = self.protected.check(action, identity) {
             return (d, true);
         }
-        let mut d = self.policy.decide(action);
         // The same program under other names: `ld.so PROG` runs PROG without
         // an execve of PROG, and a hard link gives a program another path.
-        // Judge the program as the rules name it too; the stronger verdict
-        // wins.
-        let mut aliases: Vec<(Action, &str)> = Vec::new();
-        if let Some(target) = loaded {
-            aliases.push((target.clone(), "run through the dynamic loader as"));
-        }
-        if let (Action::Exec(x), Some(id)) = (action, identity) {
-            if let Some(named) = self.programs.get(&(id.dev, id.ino)) {
-                if *named != x.path {
-                    let mut alias = x.clone();
-                    alias.path = named.clone();
-                    aliases.push((Action::Exec(alias), "the same file as"));
-                }
-            }
-        }
-        for (alias, how) in aliases {
-            let t = self.policy.decide(&alias);
-            if t.verdict > d.verdict {
-                let prog = match &alias {
-                    Action::Exec(x) => x.path.display().to_string(),
-                    Action::Open(o) => o.path.display().to_string(),
-                    Action::Connect(c) => crate::policy::net::target_text(&c.target),
-                };
-                let mut matched = d.matched;
-                matched.extend(t.matched);
-                d = Decision {
-                    verdict: t.verdict,
-                    matched,
-                    rule: t.rule,
-                    reason: format!("{} ({how} {prog})", t.reason),
-                };
-            }
-        }
+        let same_file_as = match (action, identity) {
+            (Action::Exec(_), Some(id)) => self.programs.get(&(id.dev, id.ino)),
+            _ => None,
+        };
+        let how = crate::policy::Circumstances {
+            loaded,
+            same_file_as: same_file_as.map(PathBuf::as_path),
+            code_map,
+        };
+        let d = self.policy.judge(action, &how);
         (d, false)
     }
 
@@ -688,6 +701,7 @@ impl Session {
         &self,
         caller: &Caller,
         action: &Action,
+        loaded: Option<&Action>,
         stage: Stage,
         decision: &Decision,
         outcome: Outcome,
@@ -698,6 +712,7 @@ impl Session {
             pid: caller.pid,
             ppid: caller.ppid,
             action,
+            loaded,
             stage,
             verdict: decision.verdict,
             outcome,
@@ -781,20 +796,7 @@ impl Session {
         hint: &str,
         seq: Option<u64>,
     ) {
-        let mut tail = String::new();
-        if !reason.is_empty() {
-            let _ = write!(tail, ": {}", escape::text(reason));
-        }
-        if !hint.is_empty() {
-            let _ = write!(
-                tail,
-                "{}{}",
-                if reason.is_empty() { ": " } else { "; " },
-                escape::text(hint)
-            );
-        }
-        let rule_shown = escape::text(rule);
-        let key = format!("{verb} {what} (rule {rule_shown}){tail}");
+        let key = report::line(verb, what, rule, None, reason, hint);
         let (shown, tell) = {
             let now = std::time::Instant::now();
             let mut st = lock(&self.state);
@@ -807,7 +809,10 @@ impl Session {
             (shown, tell)
         };
         let record = seq.map_or_else(|| "not recorded".to_string(), |s| format!("record {s}"));
-        let line = format!("lexecon: {verb} {what} (rule {rule_shown}, {record}){tail}");
+        let line = format!(
+            "lexecon: {}",
+            report::line(verb, what, rule, Some(&record), reason, hint)
+        );
         if self.report_blocks {
             match shown {
                 report::Show::Folded => {}
@@ -999,14 +1004,10 @@ impl Judge for Session {
         loaded: Option<&Action>,
     ) -> Ruling {
         let started = std::time::Instant::now();
-        let (mut decision, builtin) = self.decide(action, identity, loaded);
-        if is_code_map(syscall) && decision.rule.is_none() {
-            // A mapping is refused by block and escalate rules only: the
-            // exec default does not reach libraries the loader maps.
-            decision.verdict = Verdict::Allow;
-            decision.reason = "no block or escalate exec rule matches the mapped file".to_string();
-        }
-        if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
+        let (decision, builtin) = self.decide(action, identity, loaded, is_code_map(syscall));
+        if let Some(r) = self.escalated(
+            caller, syscall, action, identity, loaded, &decision, builtin,
+        ) {
             return r;
         }
         let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
@@ -1017,14 +1018,14 @@ impl Judge for Session {
             _ => "",
         };
         let ended = note.clone();
-        let code_map = is_code_map(syscall)
-            .then_some("code mapping (PROT_EXEC): the file was mapped executable, not executed");
+        let code_map = is_code_map(syscall).then_some(CODE_MAP_NOTE);
         if let Some(what) = tmpfile_note(action).or(code_map) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
         let seq = self.record(
             caller,
             action,
+            loaded,
             Stage::Request,
             &decision,
             outcome,
@@ -1074,7 +1075,7 @@ impl Judge for Session {
         requested: Option<&Action>,
         loaded: Option<&Action>,
     ) -> bool {
-        let (decision, builtin) = self.decide(action, identity, loaded);
+        let (decision, builtin) = self.decide(action, identity, loaded, false);
         let (outcome, mut note) = self
             .confirm_escalated(action, &decision, builtin)
             .unwrap_or_else(|| self.carry_out(decision.verdict, builtin, Outcome::Killed));
@@ -1095,6 +1096,7 @@ impl Judge for Session {
         let seq = self.record(
             caller,
             action,
+            loaded,
             Stage::Confirm,
             &decision,
             outcome,

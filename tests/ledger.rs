@@ -49,6 +49,7 @@ fn header() -> RunHeader {
         policy_path: Some("policies/default.yaml".into()),
         mode: Mode::Enforce,
         ci: BTreeMap::from([("GITHUB_RUN_ID".to_string(), "42".to_string())]),
+        vars: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn decision(action: &Action, verdict: Verdict) -> DecisionEntry<'_> {
         pid: 1000,
         ppid: 999,
         action,
+        loaded: None,
         stage: Stage::Request,
         verdict,
         outcome: if verdict == Verdict::Block {
@@ -1209,6 +1211,241 @@ fn inclusion_proof_round_trip() {
     let j = find(&lines, "decision", 10);
     let proved = proof::prove(&p, seq_of(&lines[j]), None).expect("prove");
     proof::verify_proof(&proved.proof, &lines[j], &host_key().public()).expect("verifies");
+}
+
+// ----------------------------------------------- C2SP interop: tlog-proof
+
+/// A `cosignature/v1` line (c2sp.org/tlog-cosignature) by an Ed25519
+/// witness key over the checkpoint `body` at time `ts`.
+fn cosignature_line(name: &str, key: &SigningKey, ts: u64, body: &str) -> String {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer as _;
+    use sha2::Digest;
+    let mut pre = name.as_bytes().to_vec();
+    pre.push(b'\n');
+    pre.push(0x04);
+    pre.extend_from_slice(key.verifying_key().as_bytes());
+    let id = sha2::Sha256::digest(&pre);
+    let msg = format!("cosignature/v1\ntime {ts}\n{body}");
+    let mut blob = id[..4].to_vec();
+    blob.extend_from_slice(&ts.to_be_bytes());
+    blob.extend_from_slice(&key.sign(msg.as_bytes()).to_bytes());
+    assert_eq!(blob.len(), 76);
+    format!(
+        "\u{2014} {name} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(blob)
+    )
+}
+
+/// A proof of a decision of the fixture against its run's final
+/// checkpoint, and that record's line.
+fn fixture_proof() -> (tempfile::TempDir, proof::Proof, String) {
+    let (d, p, lines) = fixture();
+    let i = find(&lines, "decision", 3);
+    let proved = proof::prove(&p, seq_of(&lines[i]), None).expect("prove");
+    (d, proved.proof, lines[i].clone())
+}
+
+#[test]
+fn tlog_proof_with_witness_cosignatures_and_unknown_keys_is_accepted() {
+    use base64::Engine as _;
+    let (_d, pr, record) = fixture_proof();
+    let (body, _) = note::parse(&pr.checkpoint).expect("parses");
+    let body = body.to_string();
+    let w1 = SigningKey::from_bytes(&[21u8; 32]);
+    let w2 = SigningKey::from_bytes(&[22u8; 32]);
+    // A signature type this verifier does not know, of arbitrary length
+    // (a post-quantum signature is kilobytes).
+    let long: Vec<u8> = (0..2424u32).map(|i| (i * 7 + 3) as u8).collect();
+    let unknown = format!(
+        "\u{2014} pq.example/log {}\n",
+        base64::engine::general_purpose::STANDARD.encode(&long)
+    );
+    // Shares the host key's name but not its key ID: ignored as well.
+    let mut same_name = vec![0xde, 0xad, 0xbe, 0xef];
+    same_name.extend_from_slice(&[5u8; 64]);
+    let same_name = format!(
+        "\u{2014} lexecon {}\n",
+        base64::engine::general_purpose::STANDARD.encode(&same_name)
+    );
+    let mut cosigned = pr.clone();
+    // Body, blank line, a witness line, the log's own lines (epoch key,
+    // host key), then the others.
+    let own = &pr.checkpoint[body.len() + 1..];
+    cosigned.checkpoint = format!(
+        "{body}\n{}{own}{}{unknown}{same_name}",
+        cosignature_line("witness.example/w1", &w1, 1_700_000_000, &body),
+        cosignature_line("witness.example/w2", &w2, 1_700_000_001, &body),
+    );
+    let text = cosigned.to_text();
+    let parsed = proof::Proof::parse(&text).expect("a standard tlog-proof parses");
+    assert_eq!(parsed.checkpoint.matches('\u{2014}').count(), 6);
+    let c = proof::verify_proof(&parsed, &record, &host_key().public())
+        .expect("witness cosignatures and unknown keys are ignored");
+    assert_eq!(c.seq, seq_of(&record));
+    // With an `extra` line too.
+    let extra = text.replacen(
+        "c2sp.org/tlog-proof@v1\n",
+        "c2sp.org/tlog-proof@v1\nextra bGV4ZWNvbg==\n",
+        1,
+    );
+    let parsed = proof::Proof::parse(&extra).expect("parses");
+    proof::verify_proof(&parsed, &record, &host_key().public()).expect("verifies");
+    // The host key is still required: without its line nothing verifies.
+    let mut no_host = parsed.clone();
+    let host_line = no_host
+        .checkpoint
+        .lines()
+        .find(|l| l.starts_with("\u{2014} lexecon ") && !l.contains(&same_name[12..30]))
+        .expect("host line")
+        .to_string();
+    no_host.checkpoint = no_host.checkpoint.replace(&format!("{host_line}\n"), "");
+    let e = proof::verify_proof(&no_host, &record, &host_key().public()).unwrap_err();
+    assert!(e.to_string().contains("no signature by key lexecon"), "{e}");
+}
+
+#[test]
+fn a_note_may_carry_many_unknown_signatures_but_not_without_bound_or_control_bytes() {
+    use base64::Engine as _;
+    let (_d, pr, record) = fixture_proof();
+    let line = |i: usize| {
+        format!(
+            "\u{2014} w{i}.example {}\n",
+            base64::engine::general_purpose::STANDARD.encode([i as u8; 80])
+        )
+    };
+    let with = |n: usize| {
+        let mut p = pr.clone();
+        for i in 0..n {
+            p.checkpoint.push_str(&line(i));
+        }
+        p
+    };
+    // 2 lines of its own + 20 others: accepted (C2SP: at least 16).
+    proof::verify_proof(&with(20), &record, &host_key().public()).expect("verifies");
+    // 2 + 99 = 101 lines: beyond the bound.
+    let e = proof::verify_proof(&with(99), &record, &host_key().public()).unwrap_err();
+    assert!(
+        e.to_string().contains("more than 100 signature lines"),
+        "{e}"
+    );
+    // A control character anywhere refuses the note.
+    let mut p = pr.clone();
+    p.checkpoint = p.checkpoint.replacen("lexecon/", "lexecon\r/", 1);
+    let e = proof::verify_proof(&p, &record, &host_key().public()).unwrap_err();
+    assert!(e.to_string().contains("control characters"), "{e}");
+    // A line too short to hold a key ID and a signature is malformed.
+    let mut p = pr.clone();
+    p.checkpoint.push_str("\u{2014} w.example AAAA\n");
+    let e = proof::verify_proof(&p, &record, &host_key().public()).unwrap_err();
+    assert!(e.to_string().contains("too short"), "{e}");
+}
+
+#[test]
+fn tlog_proof_with_a_leading_zero_or_sign_in_its_index_is_refused() {
+    let (_d, pr, record) = fixture_proof();
+    assert!(pr.index > 0);
+    let text = pr.to_text();
+    let line = format!("\nindex {}\n", pr.index);
+    for bad in [
+        format!("\nindex 0{}\n", pr.index),
+        format!("\nindex +{}\n", pr.index),
+        format!("\nindex -{}\n", pr.index),
+        format!("\nindex  {}\n", pr.index),
+        format!("\nindex {} \n", pr.index),
+        "\nindex 00\n".to_string(),
+        "\nindex \n".to_string(),
+    ] {
+        let t = text.replacen(&line, &bad, 1);
+        let e = proof::Proof::parse(&t).expect_err(&bad);
+        assert!(e.to_string().contains("invalid index line"), "{bad:?}: {e}");
+    }
+    // `index 0` itself is fine (as syntax: this proof is for another leaf).
+    let t = text.replacen(&line, "\nindex 0\n", 1);
+    let p = proof::Proof::parse(&t).expect("index 0 parses");
+    assert!(proof::verify_proof(&p, &record, &host_key().public()).is_err());
+    // An extra line that is not base64 is malformed.
+    let t = text.replacen(
+        "c2sp.org/tlog-proof@v1\n",
+        "c2sp.org/tlog-proof@v1\nextra !!\n",
+        1,
+    );
+    assert!(proof::Proof::parse(&t).is_err());
+}
+
+#[test]
+fn a_bad_signature_line_from_the_host_key_refuses_the_note_even_beside_a_good_one() {
+    use base64::Engine as _;
+    let (_d, pr, record) = fixture_proof();
+    let host_line = pr
+        .checkpoint
+        .lines()
+        .find(|l| l.starts_with("\u{2014} lexecon "))
+        .expect("host line")
+        .to_string();
+    let b64 = host_line.rsplit(' ').next().unwrap();
+    let mut blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    blob[40] ^= 1;
+    let bad = format!(
+        "\u{2014} lexecon {}",
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    );
+    // A line with the host key's name and ID but a signature of the wrong
+    // length is a bad line from that key too.
+    let short = format!(
+        "\u{2014} lexecon {}",
+        base64::engine::general_purpose::STANDARD.encode(&blob[..40])
+    );
+    for extra in [&bad, &short] {
+        for before in [true, false] {
+            let mut p = pr.clone();
+            p.checkpoint = if before {
+                p.checkpoint
+                    .replace(&host_line, &format!("{extra}\n{host_line}"))
+            } else {
+                p.checkpoint
+                    .replace(&host_line, &format!("{host_line}\n{extra}"))
+            };
+            let e = proof::verify_proof(&p, &record, &host_key().public()).unwrap_err();
+            assert!(e.to_string().contains("does not verify"), "{e}");
+        }
+    }
+    // The note as written verifies.
+    proof::verify_proof(&pr, &record, &host_key().public()).expect("verifies");
+    // Anchors follow the same rule.
+    let (_d2, p2, lines) = fixture();
+    let seal_line = &lines[lines.len() - 1];
+    let seal = jcs::parse(seal_line, jcs::Mode::Strict).expect("canonical");
+    let seal = seal
+        .get("note")
+        .and_then(|n| n.as_str())
+        .expect("note")
+        .to_string();
+    let host_line = seal
+        .lines()
+        .find(|l| l.starts_with("\u{2014} lexecon "))
+        .expect("host line")
+        .to_string();
+    let b64 = host_line.rsplit(' ').next().unwrap();
+    let mut blob = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    blob[40] ^= 1;
+    let bad = format!(
+        "\u{2014} lexecon {}",
+        base64::engine::general_purpose::STANDARD.encode(&blob)
+    );
+    let anchored = |n: &str| {
+        let a = lexecon::ledger::Anchor::from_note(n, "t:1").expect("anchor parses");
+        verify::verify_file_anchored(&p2, Some(&pubkey()), None, vec![a]).expect("readable")
+    };
+    assert!(anchored(&seal).anchors[0].held());
+    let doubled = seal.replace(&host_line, &format!("{host_line}\n{bad}"));
+    let r = anchored(&doubled);
+    assert!(!r.anchors[0].held(), "{:?}", r.anchors);
+    assert_eq!(r.status, Status::Invalid);
 }
 
 // --------------------------------------------------- property: byte flips

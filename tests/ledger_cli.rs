@@ -84,6 +84,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
         policy_path: None,
         mode: Mode::Enforce,
         ci: Default::default(),
+        vars: None,
     })
     .expect("begin");
     for (i, verdict) in [
@@ -105,6 +106,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
             pid: 10 + i as i32,
             ppid: 1,
             action: &a,
+            loaded: None,
             stage: Stage::Request,
             verdict,
             outcome: if verdict == Verdict::Block {
@@ -354,6 +356,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
         policy_path: None,
         mode: Mode::Enforce,
         ci: Default::default(),
+        vars: None,
     })
     .expect("begin");
     for i in 0..decisions {
@@ -367,6 +370,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
             pid: 10,
             ppid: 1,
             action: &a,
+            loaded: None,
             stage: Stage::Request,
             verdict: Verdict::Allow,
             outcome: Outcome::Allowed,

@@ -1,7 +1,6 @@
 //! `init-keys`, `verify`, `prove`, `verify-proof`, `ledger recover`:
 //! argument parsing and output over [`crate::ledger`].
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,6 +53,17 @@ pub struct VerifyArgs {
     /// ledger must still hold every run each anchor signed. Repeatable.
     #[arg(long, value_name = "FILE")]
     pub anchor: Vec<PathBuf>,
+    /// Re-derive every decision from the policy its run pinned: each run's
+    /// `policy_sha256` must be the hash of one of these files (or shipped
+    /// policies) loaded with the run's variables, and every recorded
+    /// verdict and winning rule must follow from it and the recorded action
+    /// (check 14). Repeatable; give the policy of every run.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub policy: Vec<PathBuf>,
+    /// With --policy: a variable's value when a run header does not record
+    /// it (HOME, WORKSPACE, TMPDIR, env.NAME). Repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::replay::parse_var, requires = "policy")]
+    pub vars: Vec<(String, std::ffi::OsString)>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -96,6 +106,17 @@ pub struct LedgerArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum LedgerCommand {
+    /// Show a verified ledger's records, one line per action, escaped as
+    /// the block lines are.
+    Show(super::reader::ShowArgs),
+    /// Count a verified ledger's records: by kind, verdict, outcome, rule;
+    /// the programs, paths and hosts seen most.
+    Stats(super::reader::StatsArgs),
+    /// Print every run's host key and epoch keys as C2SP verifier keys.
+    Keys(super::reader::KeysArgs),
+    /// Make an evidence bundle for an auditor: the ledger, its public key,
+    /// the runs' policies, the verify report, a README saying how to check.
+    Bundle(super::reader::BundleArgs),
     /// Seal a ledger whose last line is torn, or whose last run has no end
     /// seal, so that appending can continue.
     Recover {
@@ -136,7 +157,7 @@ pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
 /// `ledger.pub` of the key directory (`$LEXECON_KEYS`, else the default),
 /// when it exists. Without one, a note when an earlier version's
 /// `.lexecon/ledger.pub` is here, which is not used by itself.
-fn default_pubkey() -> Option<PathBuf> {
+pub(super) fn default_pubkey() -> Option<PathBuf> {
     let dir = locations::keys(None).ok()?.dir;
     let p = dir.join(keys::PUBLIC_KEY_FILE);
     if p.exists() {
@@ -156,7 +177,7 @@ fn default_pubkey() -> Option<PathBuf> {
 
 /// The ledger a command reads: `arg`, else found as described in
 /// [`locations`]; an error when there is none.
-fn ledger_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn ledger_path(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     Ok(locations::find_ledger(arg, &cwd, "the LEDGER argument")?.path)
 }
@@ -199,7 +220,18 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return unreadable(&args, &ledger, &e),
         }
     }
-    let report = match lg::verify_file_anchored(
+    let mut policies = Vec::new();
+    for p in &args.policy {
+        let text = super::PolicySource::resolve(p).and_then(|s| s.text());
+        match text {
+            Ok(t) => policies.push(t),
+            Err(e) => {
+                let e = LedgerError::Proof(super::message(&e));
+                return unreadable(&args, &ledger, &e);
+            }
+        }
+    }
+    let mut report = match lg::verify_file_anchored(
         &ledger,
         key.as_ref().map(|k| k.verifying_key()),
         approver.as_ref().map(|k| k.verifying_key()),
@@ -208,10 +240,45 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         Ok(r) => r,
         Err(e) => return unreadable(&args, &ledger, &e),
     };
+    let rederived = if policies.is_empty() {
+        None
+    } else {
+        let text = match std::fs::read_to_string(&ledger) {
+            Ok(t) => t,
+            Err(e) => return unreadable(&args, &ledger, &LedgerError::io("read", &ledger, e)),
+        };
+        let given = args.vars.iter().cloned().collect();
+        let d = crate::replay::rederive(&crate::replay::read_runs(&text), &policies, &given);
+        for p in &d.problems {
+            report.add_problem(p.clone());
+        }
+        Some(d)
+    };
     if args.json {
-        println!("{}", report_json(&ledger, key_path.as_deref(), &report));
+        let mut j = report_json(&ledger, key_path.as_deref(), &report);
+        if let Some(d) = &rederived {
+            j["decisions"] = serde_json::json!({
+                "checked": d.checked,
+                "builtin": d.builtin,
+                "runs": d.runs.iter().map(|(run, policy)| serde_json::json!({"run": run, "policy": policy})).collect::<Vec<_>>(),
+            });
+        }
+        println!("{j}");
     } else {
         print_report(&ledger, key_path.as_deref(), &report);
+        if let Some(d) = &rederived {
+            println!(
+                "Decisions: {} re-derived from the pinned policy ({} runs: {}), {} by built-in rules not re-derived",
+                d.checked,
+                d.runs.len(),
+                d.runs
+                    .iter()
+                    .map(|(r, p)| format!("{} {}", &r[..r.len().min(8)], crate::escape::text(p)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                d.builtin
+            );
+        }
     }
     Ok(ExitCode::from(report.exit_code()))
 }
@@ -239,7 +306,14 @@ fn unreadable(args: &VerifyArgs, ledger: &Path, e: &LedgerError) -> anyhow::Resu
 }
 
 fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
-    let mut out = std::io::stdout().lock();
+    print!("{}", report_text(ledger, key_path, r));
+    print!("{}", super::reader::next_steps(ledger, key_path, r));
+}
+
+/// The text `verify` prints (without the next steps).
+pub(super) fn report_text(ledger: &Path, key_path: Option<&Path>, r: &Report) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let _ = writeln!(out, "Status: {}", r.status.as_str());
     let _ = writeln!(out, "Ledger: {}", ledger.display());
     match (r.key_source, key_path) {
@@ -300,9 +374,10 @@ fn print_report(ledger: &Path, key_path: Option<&Path>, r: &Report) {
             "Note: VALID without an independently supplied key (exit code 4)."
         );
     }
+    out
 }
 
-fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json::Value {
+pub(super) fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json::Value {
     let c = &r.counts;
     serde_json::json!({
         "ledger": ledger.display().to_string(),
@@ -317,6 +392,17 @@ fn report_json(ledger: &Path, key_path: Option<&Path>, r: &Report) -> serde_json
         "runs": r.runs,
         "sealed_runs": r.sealed_runs,
         "recovered_runs": r.recovered_runs,
+        "run_list": r.run_list.iter().map(|run| serde_json::json!({
+            "run": run.id,
+            "line": run.line,
+            "seq": run.seq.to_string(),
+            "ending": run.ending.as_str(),
+            "decisions": run.counts.decisions,
+            "refused": run.counts.refused,
+            "killed": run.counts.killed,
+            "refusals": run.refusals,
+        })).collect::<Vec<_>>(),
+        "runs_omitted": r.runs_omitted,
         "counts": {
             "decisions": c.decisions,
             "verdicts": {"allow": c.allow, "escalate": c.escalate, "block": c.block},
@@ -406,6 +492,10 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
 
 pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        LedgerCommand::Show(a) => super::reader::show(a),
+        LedgerCommand::Stats(a) => super::reader::stats(a),
+        LedgerCommand::Keys(a) => super::reader::keys(a),
+        LedgerCommand::Bundle(a) => super::reader::bundle(a),
         LedgerCommand::Recover { ledger, keys: dir } => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let ledger = ledger_path(ledger.as_deref())?;

@@ -14,6 +14,8 @@ pub mod doctor;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
+pub mod reader;
+pub mod replay;
 pub mod supervise;
 
 /// Policy variables for a run started in `workspace`, with symlinks in
@@ -60,8 +62,15 @@ enum Command {
     Prove(ledger::ProveArgs),
     /// Check an inclusion proof.
     VerifyProof(ledger::VerifyProofArgs),
-    /// Ledger maintenance (`recover` a torn tail).
+    /// Judge what a recorded run did against another policy and list what
+    /// would change.
+    Replay(replay::ReplayArgs),
+    /// Read a ledger (`show`, `stats`, `keys`), hand it to an auditor
+    /// (`bundle`), or repair it (`recover`).
     Ledger(ledger::LedgerArgs),
+    /// Explain one recorded action: what was done, the decision, its rule
+    /// and reason, and with --policy each condition and what it compared.
+    Explain(reader::ExplainArgs),
     /// Validate and explain policies.
     Policy(policy::PolicyArgs),
     /// List the escalations a supervised run is holding for an answer.
@@ -194,6 +203,8 @@ pub fn main_lexecon() -> ExitCode {
         Command::Prove(args) => ledger::prove(args),
         Command::VerifyProof(args) => ledger::verify_proof(args),
         Command::Ledger(args) => ledger::ledger(args),
+        Command::Explain(args) => reader::explain(args),
+        Command::Replay(args) => replay::run(args),
         Command::Policy(args) => policy::run(args),
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
@@ -299,6 +310,27 @@ impl PolicySource {
                 crate::policy::Policy::from_str(text, &format!("builtin:{name}"), vars)
             }
         }
+    }
+
+    /// Its text and how messages name it (the file's path, or
+    /// `builtin:NAME`).
+    pub fn text(&self) -> anyhow::Result<crate::replay::PolicyText> {
+        use anyhow::Context as _;
+        Ok(match self {
+            PolicySource::File(p) => crate::replay::PolicyText {
+                origin: p.display().to_string(),
+                text: std::fs::read_to_string(p).with_context(|| {
+                    format!(
+                        "cannot read the policy {} (a UTF-8 YAML file)",
+                        crate::escape::path(p)
+                    )
+                })?,
+            },
+            PolicySource::Builtin(name, text) => crate::replay::PolicyText {
+                origin: format!("builtin:{name}"),
+                text: text.to_string(),
+            },
+        })
     }
 
     /// How the run header and messages name it.

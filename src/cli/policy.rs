@@ -409,13 +409,23 @@ fn explain(
         return Ok(ExitCode::SUCCESS);
     }
     println!("Action: {}", describe(&action));
+    print_explanation(&ex, policy.mode());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The decision, its rule and reason, and every matching rule with the
+/// result of each of its conditions (`policy explain`, `explain --policy`).
+/// Rule ids, reasons and condition details are escaped: they can quote
+/// the action's paths, which the supervised tree chose.
+pub(super) fn print_explanation(ex: &crate::policy::Explanation, mode: crate::action::Mode) {
+    use crate::escape::text;
     println!("Decision: {}", ex.decision.verdict.as_str().to_uppercase());
     match &ex.decision.rule {
-        Some(r) => println!("Rule: {r}"),
+        Some(r) => println!("Rule: {}", text(r)),
         None => println!("Rule: (none; default)"),
     }
-    println!("Reason: {}", crate::escape::text(&ex.decision.reason));
-    if policy.mode() == crate::action::Mode::Observe {
+    println!("Reason: {}", text(&ex.decision.reason));
+    if mode == crate::action::Mode::Observe {
         println!("Mode: observe (nothing is refused; the verdict is recorded)");
     }
     if ex.matched.is_empty() {
@@ -428,13 +438,12 @@ fn explain(
             } else {
                 "-"
             };
-            println!("  {mark} {} ({}, line {})", m.id, m.verdict, m.line);
+            println!("  {mark} {} ({}, line {})", text(&m.id), m.verdict, m.line);
             for c in &m.conditions {
-                println!("      {}: {}", c.condition, c.detail);
+                println!("      {}: {}", c.condition, text(&c.detail));
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(a: &Action) -> String {

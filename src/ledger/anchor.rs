@@ -153,20 +153,33 @@ impl Anchor {
     /// why there is none.
     fn signed_by<'k>(&self, keys: &'k [VerifyingKey]) -> Result<&'k VerifyingKey, String> {
         let text = self.checkpoint.body();
+        // As signed-note says: lines by other keys are ignored, and one
+        // failing line by a key refuses the anchor even when another line
+        // by the same key verifies.
         let mut altered = None;
         for k in keys {
+            let mut good = false;
             for sig in &self.signatures {
                 let v = NoteVerifier {
                     name: sig.name.clone(),
                     key: *k,
                 };
-                if sig.key_id != v.id() {
+                if !sig.is_by(&v) {
                     continue;
                 }
                 if sig.verifies(&text, &v) {
-                    return Ok(k);
+                    good = true;
+                } else {
+                    altered = Some(k);
+                    good = false;
+                    break;
                 }
-                altered = Some(k);
+            }
+            if good {
+                return Ok(k);
+            }
+            if altered.is_some() {
+                break;
             }
         }
         let keys_named = match keys {
@@ -203,10 +216,7 @@ impl Anchor {
 }
 
 fn sig_b64(sig: &note::SignatureLine) -> String {
-    let mut blob = Vec::with_capacity(68);
-    blob.extend_from_slice(&sig.key_id);
-    blob.extend_from_slice(&sig.signature);
-    B64.encode(blob)
+    sig.blob_b64()
 }
 
 /// The anchors in the text of an anchor file: lines written by

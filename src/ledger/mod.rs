@@ -17,12 +17,14 @@
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("LEXECON_BUILD"), ")");
 
 pub mod anchor;
+pub mod decode;
 pub mod error;
 pub mod jcs;
 pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod read;
 pub mod record;
 pub mod verify;
 pub mod writer;

@@ -154,27 +154,62 @@ pub fn sign(text: &str, signers: &[(&str, &SigningKey)]) -> String {
     out
 }
 
-/// One signature line of a note.
+/// Most signature lines a note may carry (signed-note: verifiers SHOULD
+/// set a limit and MUST accept at least 16; Go's `note` package allows 100).
+pub const MAX_SIGNATURES: usize = 100;
+
+/// One signature line of a note: `— NAME BASE64(KEY_ID || SIGNATURE)`.
+/// `signature` is whatever follows the key ID, of any length: lines by keys
+/// other than Ed25519 note keys (witness cosignatures, post-quantum keys)
+/// carry other formats, and are ignored unless their key is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureLine {
     pub name: String,
     pub key_id: [u8; 4],
-    pub signature: [u8; 64],
+    pub signature: Vec<u8>,
 }
 
 impl SignatureLine {
-    /// Whether this line is a valid signature of `text` by `v`.
+    /// Whether this line is by `v` (same name and key ID). Only such lines
+    /// are checked; the others are from keys the caller does not know.
+    pub fn is_by(&self, v: &NoteVerifier) -> bool {
+        self.name == v.name && self.key_id == v.id()
+    }
+
+    /// Whether this line is a valid Ed25519 signature of `text` by `v`.
     pub fn verifies(&self, text: &str, v: &NoteVerifier) -> bool {
-        self.name == v.name
-            && self.key_id == v.id()
+        let Ok(sig) = <[u8; 64]>::try_from(self.signature.as_slice()) else {
+            return false;
+        };
+        self.is_by(v)
             && v.key
-                .verify_strict(text.as_bytes(), &Signature::from_bytes(&self.signature))
+                .verify_strict(text.as_bytes(), &Signature::from_bytes(&sig))
                 .is_ok()
+    }
+
+    /// The base64 of key ID and signature, as on the line.
+    pub fn blob_b64(&self) -> String {
+        let mut blob = Vec::with_capacity(4 + self.signature.len());
+        blob.extend_from_slice(&self.key_id);
+        blob.extend_from_slice(&self.signature);
+        B64.encode(blob)
     }
 }
 
-/// Split a signed note into its text and signature lines.
+/// Split a signed note into its text and signature lines, checking the
+/// syntax only (<https://c2sp.org/signed-note>): UTF-8 without control
+/// characters other than newline, a text ending in a newline, a blank
+/// line, then 1 to [`MAX_SIGNATURES`] lines `— NAME BASE64`, each with a
+/// valid key name and at least a key ID and one byte of signature. Which
+/// lines count is decided by [`open`] (or, for the ledger's own
+/// checkpoints, by the verifier, which knows exactly who must sign each).
 pub fn parse(note: &str) -> Result<(&str, Vec<SignatureLine>), String> {
+    if let Some(c) = note.chars().find(|&c| c.is_ascii_control() && c != '\n') {
+        return Err(format!(
+            "a signed note holds no control characters but newline (found U+{:04X})",
+            c as u32
+        ));
+    }
     let split = note
         .rfind("\n\n")
         .ok_or("a signed note needs a blank line before its signatures")?;
@@ -185,32 +220,113 @@ pub fn parse(note: &str) -> Result<(&str, Vec<SignatureLine>), String> {
     }
     let mut out = Vec::new();
     for line in sigs[..sigs.len() - 1].split('\n') {
+        if out.len() == MAX_SIGNATURES {
+            return Err(format!(
+                "the note has more than {MAX_SIGNATURES} signature lines"
+            ));
+        }
         let rest = line
             .strip_prefix(SIG_PREFIX)
             .ok_or_else(|| format!("malformed signature line {line:?}"))?;
         let (name, b64) = rest
             .split_once(' ')
             .ok_or_else(|| format!("malformed signature line {line:?}"))?;
+        if !valid_name(name) {
+            return Err(format!("invalid key name {name:?} in a signature line"));
+        }
         let blob = B64
             .decode(b64)
             .map_err(|_| format!("signature of {name} is not base64"))?;
-        if !valid_name(name) || blob.len() != 68 {
-            return Err(format!("malformed Ed25519 signature line for {name:?}"));
+        if blob.len() < 5 {
+            return Err(format!(
+                "signature line of {name:?} is too short ({} bytes; a key ID and a signature are at least 5)",
+                blob.len()
+            ));
         }
         let mut key_id = [0u8; 4];
         key_id.copy_from_slice(&blob[..4]);
-        let mut signature = [0u8; 64];
-        signature.copy_from_slice(&blob[4..]);
         out.push(SignatureLine {
             name: name.to_string(),
             key_id,
-            signature,
+            signature: blob[4..].to_vec(),
         });
     }
     if out.is_empty() {
         return Err("the note has no signatures".into());
     }
     Ok((text, out))
+}
+
+/// A note opened against known keys (see [`open`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// The signed text.
+    pub text: &'a str,
+    /// The known keys (indices into the `known` slice given) that signed it.
+    pub signed_by: Vec<usize>,
+    /// Signature lines by keys not known, ignored (witness cosignatures,
+    /// other logs' keys).
+    pub ignored: usize,
+}
+
+/// Open a signed note as <https://c2sp.org/signed-note> says: a line whose
+/// name and key ID match no key of `known` is ignored (even when it shares
+/// the name or the ID, not both, with a known key); every line by a known
+/// key must verify, else the whole note is refused; and at least one must.
+pub fn open<'a>(note: &'a str, known: &[NoteVerifier]) -> Result<Opened<'a>, String> {
+    let (text, sigs) = parse(note)?;
+    let mut signed_by = Vec::new();
+    let mut ignored = 0;
+    for sig in &sigs {
+        match known.iter().position(|k| sig.is_by(k)) {
+            None => ignored += 1,
+            Some(i) if sig.verifies(text, &known[i]) => {
+                if !signed_by.contains(&i) {
+                    signed_by.push(i);
+                }
+            }
+            Some(i) => {
+                return Err(format!(
+                    "the signature line of key {} ({}) does not verify: the note was altered or the line forged, so none of it is trusted",
+                    known[i].name,
+                    hex::encode(known[i].id())
+                ))
+            }
+        }
+    }
+    if signed_by.is_empty() {
+        return Err(format!(
+            "the note carries no signature by {} ({} line(s) by other keys ignored)",
+            match known {
+                [k] => format!("key {} ({})", k.name, hex::encode(k.id())),
+                ks => format!(
+                    "any of the keys {}",
+                    ks.iter()
+                        .map(|k| format!("{} ({})", k.name, hex::encode(k.id())))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            },
+            ignored
+        ));
+    }
+    Ok(Opened {
+        text,
+        signed_by,
+        ignored,
+    })
+}
+
+/// An ASCII decimal with no sign and no leading zeroes (unless it is `0`),
+/// as tlog-checkpoint writes tree sizes and tlog-proof indices.
+pub fn decimal(s: &str) -> Option<u64> {
+    let ok =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if ok {
+        s.parse().ok()
+    } else {
+        None
+    }
 }
 
 /// A checkpoint body: origin, tree size and root hash.
@@ -245,11 +361,7 @@ impl Checkpoint {
                 lines.len()
             ));
         }
-        let size_ok = !lines[1].is_empty()
-            && lines[1].bytes().all(|c| c.is_ascii_digit())
-            && (lines[1] == "0" || !lines[1].starts_with('0'));
-        let size: u64 = if size_ok { lines[1].parse().ok() } else { None }
-            .ok_or_else(|| format!("invalid tree size {:?}", lines[1]))?;
+        let size = decimal(lines[1]).ok_or_else(|| format!("invalid tree size {:?}", lines[1]))?;
         let root = B64
             .decode(lines[2])
             .ok()

@@ -100,6 +100,12 @@ pub struct RunHeader {
     pub policy_path: Option<PathBuf>,
     pub mode: Mode,
     pub ci: BTreeMap<String, String>,
+    /// The values the policy's variables were loaded with: `HOME`,
+    /// `WORKSPACE`, `TMPDIR`, and `env.NAME` for each `${env.NAME}` the policy
+    /// read (the path it expanded to), so that the policy's decisions can
+    /// be re-derived offline (`lexecon replay`, `lexecon verify --policy`).
+    /// `None` in ledgers written before they were recorded.
+    pub vars: Option<BTreeMap<String, OsString>>,
 }
 
 /// One judged action.
@@ -108,6 +114,10 @@ pub struct DecisionEntry<'a> {
     pub pid: i32,
     pub ppid: i32,
     pub action: &'a Action,
+    /// For an exec of the dynamic loader asked to run a program (`ld.so
+    /// PROG`): the exec of PROG it performs, judged too (see
+    /// [`crate::policy::Circumstances::loaded`]).
+    pub loaded: Option<&'a Action>,
     pub stage: Stage,
     /// The policy's verdict.
     pub verdict: Verdict,
@@ -368,6 +378,17 @@ pub(crate) fn encode_header(
         put(&mut m, "policy_path", os(p.as_os_str()));
     }
     put(&mut m, "mode", s(h.mode.as_str()));
+    if let Some(vars) = &h.vars {
+        put(
+            &mut m,
+            "vars",
+            Value::Object(
+                vars.iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), os(v)))
+                    .collect(),
+            ),
+        );
+    }
     put(
         &mut m,
         "ci",
@@ -429,7 +450,7 @@ fn encode_process(p: &crate::action::ProcessInfo) -> Value<'_> {
     Value::Object(m)
 }
 
-fn encode_action(action: &Action) -> Members<'_> {
+pub(crate) fn encode_action(action: &Action) -> Members<'_> {
     match action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
@@ -542,6 +563,9 @@ pub(crate) fn encode_decision(
         put(&mut m, "identity", Value::Object(i));
     }
     put(&mut m, "kind", s("decision"));
+    if let Some(l) = d.loaded {
+        put(&mut m, "loaded", Value::Object(encode_action(l)));
+    }
     put(
         &mut m,
         "matched",
@@ -1003,10 +1027,11 @@ fn known(kind: &str, k: &str) -> bool {
             "host_fingerprint",
             "epoch_key",
             "prev_run",
+            "vars",
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
-            "reason", "mode", "identity", "note",
+            "reason", "mode", "identity", "note", "loaded",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
         "dns" => &[
@@ -1412,6 +1437,11 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let epoch_key =
                 b64_32(f.str("epoch_key")?).ok_or("`epoch_key` must be a base64 32-byte key")?;
             let prev_run = f.opt_str("prev_run")?.map(run_id).transpose()?;
+            match f.opt("vars") {
+                None => {}
+                Some(Value::Object(vs)) if vs.iter().all(|(_, v)| is_bytes_value(v)) => {}
+                Some(_) => return Err("`vars` must be an object of byte strings".into()),
+            }
             Body::Run {
                 id,
                 host_key,
@@ -1435,6 +1465,12 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 }
                 if i.used != im.len() {
                     return Err("unexpected member in `identity`".into());
+                }
+            }
+            if let Some(l) = f.opt("loaded") {
+                check_action(l)?;
+                if l.get("kind").and_then(Value::as_str) != Some("exec") {
+                    return Err("`loaded` must be an exec action".into());
                 }
             }
             str_array(f.req("matched")?, "matched")?;

@@ -45,6 +45,45 @@ pub const MAX_PROBLEMS: usize = 200;
 pub const MAX_KEYS_LISTED: usize = 16;
 pub const MAX_WARNINGS: usize = 200;
 
+/// How many runs a report lists (the last ones; earlier ones are counted in
+/// [`Report::runs_omitted`]).
+pub const MAX_RUNS_LISTED: usize = 1000;
+
+/// How a run listed in a report ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnding {
+    /// Its final checkpoint was found.
+    Sealed,
+    /// Sealed afterwards by `lexecon ledger recover`.
+    Recovered,
+    /// Neither (yet): the last run of a file being written, or cut off.
+    Open,
+}
+
+impl RunEnding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEnding::Sealed => "sealed",
+            RunEnding::Recovered => "recovered",
+            RunEnding::Open => "not sealed",
+        }
+    }
+}
+
+/// One run as the verifier saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSeen {
+    pub id: String,
+    /// Line (1-based) and seq of its header.
+    pub line: u64,
+    pub seq: u64,
+    /// The decisions it holds.
+    pub counts: Counts,
+    /// Refusals (calls refused before they could be judged).
+    pub refusals: u64,
+    pub ending: RunEnding,
+}
+
 /// Overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -94,6 +133,10 @@ pub enum Check {
     /// 13. Each anchor given (`--anchor`) is signed by the host key and its
     ///     tree is consistent with its run's lines in the file.
     Anchor,
+    /// 14. With `verify --policy`: every recorded verdict and winning rule
+    ///     follows from the policy the run pinned and the recorded action
+    ///     (checked by [`crate::replay`], added with [`Report::add_problem`]).
+    Decision,
 }
 
 impl Check {
@@ -116,6 +159,7 @@ impl Check {
             Check::CrossRun => "cross-run",
             Check::Complete => "complete",
             Check::Anchor => "anchor",
+            Check::Decision => "decision",
         }
     }
 }
@@ -192,12 +236,39 @@ pub struct Report {
     /// One result per anchor checked, in the order given (a failed one is
     /// also a problem of check 13).
     pub anchors: Vec<AnchorCheck>,
+    /// The last [`MAX_RUNS_LISTED`] runs, in file order.
+    pub run_list: Vec<RunSeen>,
+    /// Runs before those.
+    pub runs_omitted: u64,
+    /// The hash of the last complete line: a reader that reads the file
+    /// again checks that it reads the lines verified (see
+    /// [`super::read`]).
+    pub last_hash: Option<Hash>,
 }
 
 impl Report {
     /// Valid, with the key supplied independently.
     pub fn is_valid(&self) -> bool {
         self.status == Status::Valid && self.key_source == KeySource::Supplied
+    }
+
+    /// Adds a problem found by a check outside this module (check 14), in
+    /// line order among the others, and updates the status (INVALID over
+    /// INCOMPLETE over VALID).
+    pub fn add_problem(&mut self, p: Problem) {
+        match p.severity {
+            Severity::Invalid => self.status = Status::Invalid,
+            Severity::Incomplete if self.status == Status::Valid => {
+                self.status = Status::Incomplete
+            }
+            Severity::Incomplete => {}
+        }
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.problems_omitted += 1;
+            return;
+        }
+        let at = self.problems.partition_point(|q| q.line <= p.line);
+        self.problems.insert(at, p);
     }
 
     /// The `verify` exit code for this report.
@@ -429,6 +500,9 @@ impl Verifier {
                 recovered_runs: 0,
                 counts: Counts::default(),
                 anchors: Vec::new(),
+                run_list: Vec::new(),
+                runs_omitted: 0,
+                last_hash: None,
             },
             any_problem: [false; 2],
             anchors: Collector::default(),
@@ -727,6 +801,18 @@ impl Verifier {
                     }
                 };
                 self.unit = Some(Unit::new(UnitKind::Run, id.clone(), line, host, epoch_key));
+                if self.report.run_list.len() == MAX_RUNS_LISTED {
+                    self.report.run_list.remove(0);
+                    self.report.runs_omitted += 1;
+                }
+                self.report.run_list.push(RunSeen {
+                    id: id.clone(),
+                    line,
+                    seq: p.seq,
+                    counts: Counts::default(),
+                    refusals: 0,
+                    ending: RunEnding::Open,
+                });
             }
             Body::Recovery {
                 id,
@@ -750,6 +836,9 @@ impl Verifier {
                 match (&open, unsealed_run) {
                     (Some((uid, start, cp)), Some(named)) if uid == named => {
                         self.report.recovered_runs += 1;
+                        if let Some(r) = self.report.run_list.last_mut().filter(|r| &r.id == uid) {
+                            r.ending = RunEnding::Recovered;
+                        }
                         self.warn(format!(
                             "run {uid} (line {start}) was not sealed by its writer; `lexecon ledger recover` sealed it at line {line} with the host key only{}",
                             match cp {
@@ -784,7 +873,10 @@ impl Verifier {
                 self.report.counts.add(*verdict, *outcome);
                 match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
-                        u.tally.add(*verdict, *outcome)
+                        u.tally.add(*verdict, *outcome);
+                        if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
+                            r.counts.add(*verdict, *outcome);
+                        }
                     }
                     Some(u) if u.end_line.is_some() => {
                         let l = u.end_line;
@@ -801,7 +893,13 @@ impl Verifier {
                 }
             }
             Body::Refusal | Body::Dns => match self.unit.as_ref() {
-                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {}
+                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                    if p.kind == Kind::Refusal {
+                        if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
+                            r.refusals += 1;
+                        }
+                    }
+                }
                 Some(u) if u.end_line.is_some() => {
                     let l = u.end_line.unwrap_or(0);
                     self.bad(
@@ -1137,6 +1235,9 @@ impl Verifier {
         if role == Role::Final {
             if u.kind == UnitKind::Run {
                 self.report.sealed_runs += 1;
+                if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
+                    r.ending = RunEnding::Sealed;
+                }
             }
             self.last_closed = Some(u.id);
             // The unit is closed: its tree is not extended by later lines.
@@ -1198,6 +1299,7 @@ impl Verifier {
             }
             self.report.anchors = checks;
         }
+        self.report.last_hash = self.prev_hash;
         self.report.status = if self.any_problem[0] {
             Status::Invalid
         } else if self.any_problem[1] {

@@ -11,7 +11,7 @@ use super::error::PolicyError;
 use super::glob::{self, Globs, Scope};
 use super::rule::{with_view, Conds, ExecConds, OpenConds, ProcessConds, Rule};
 use super::yaml::{Loc, Node, Value};
-use super::{Env, Vars};
+use super::{Env, Vars, BUILTIN_PREFIX};
 use crate::action::{
     Access, Action, ActionKind, ExecAction, FileOp, FileOps, Mode, OpenAction, ProcessInfo, Verdict,
 };
@@ -509,6 +509,13 @@ impl<'a> Loader<'a> {
                             n.loc,
                             format!("rule id '{id}' has characters other than letters, digits, '.', '_', '-'"),
                             Some("write e.g. `id: block-rm-rf`".into()),
+                        );
+                    }
+                    if valid && id.starts_with(BUILTIN_PREFIX) {
+                        self.err(
+                            n.loc,
+                            format!("rule id '{id}' begins with '{BUILTIN_PREFIX}', which names Lexecon's built-in rules"),
+                            Some("choose another id: records name built-in rules this way, and `lexecon replay` and `verify --policy` tell them apart by it".into()),
                         );
                     }
                     if let Some((_, line)) = self.ids.iter().find(|(i, _)| i == id) {

@@ -182,6 +182,34 @@ impl Env {
     }
 }
 
+/// What the supervisor knew about a call besides its [`Action`], as
+/// [`Policy::judge`] takes it. `Default`: a plain call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Circumstances<'a> {
+    /// For an exec of the dynamic loader asked to run a program
+    /// (`ld.so PROG`): the exec of PROG it performs, judged too.
+    pub loaded: Option<&'a Action>,
+    /// For an exec: the path a `program:` condition names literally whose
+    /// file (device and inode) is the file executed (a hard link), judged
+    /// too.
+    pub same_file_as: Option<&'a Path>,
+    /// The action is a file mapped executable (`mmap`/`mprotect` with
+    /// `PROT_EXEC`), judged as an exec that only block and escalate rules
+    /// refuse.
+    pub code_map: bool,
+}
+
+/// How the ids of Lexecon's built-in rules begin (`lexecon.self-protect.keys`
+/// …); no policy rule may take such an id.
+pub const BUILTIN_PREFIX: &str = "lexecon.";
+
+/// How a reason names a program judged under the loader's name.
+pub const ALIAS_LOADER: &str = "run through the dynamic loader as";
+/// How a reason names a program judged under a hard link's other name.
+pub const ALIAS_SAME_FILE: &str = "the same file as";
+/// The reason of a code mapping no block or escalate rule matches.
+pub const CODE_MAP_DEFAULT_REASON: &str = "no block or escalate exec rule matches the mapped file";
+
 /// A validated, compiled policy. Obtainable only by loading a file or text
 /// that passed every check.
 #[derive(Debug)]
@@ -288,6 +316,53 @@ impl Policy {
     /// Judge one action. Pure and deterministic; never panics.
     pub fn decide(&self, action: &Action) -> Decision {
         decide::decide(&self.rules, &self.index, &self.defaults, action)
+    }
+
+    /// Judge one action as the supervisor does, with what it knew about the
+    /// call besides the action ([`Circumstances`]): the program under the
+    /// other names it runs as (the stronger verdict wins, and the reason
+    /// says which name), and a code mapping refused only by block and
+    /// escalate rules. The one place that says how an action is judged:
+    /// the session calls it for every call, `lexecon replay` and `lexecon
+    /// verify --policy` for every recorded one. Pure.
+    pub fn judge(&self, action: &Action, how: &Circumstances<'_>) -> Decision {
+        let mut d = self.decide(action);
+        let mut aliases: Vec<(Action, &str)> = Vec::new();
+        if let Some(target) = how.loaded {
+            aliases.push((target.clone(), ALIAS_LOADER));
+        }
+        if let (Action::Exec(x), Some(named)) = (action, how.same_file_as) {
+            if named != x.path {
+                let mut alias = x.clone();
+                alias.path = named.to_path_buf();
+                aliases.push((Action::Exec(alias), ALIAS_SAME_FILE));
+            }
+        }
+        for (alias, how) in aliases {
+            let t = self.decide(&alias);
+            if t.verdict > d.verdict {
+                let prog = match &alias {
+                    Action::Exec(x) => x.path.display().to_string(),
+                    Action::Open(o) => o.path.display().to_string(),
+                    Action::Connect(c) => net::target_text(&c.target),
+                };
+                let mut matched = d.matched;
+                matched.extend(t.matched);
+                d = Decision {
+                    verdict: t.verdict,
+                    matched,
+                    rule: t.rule,
+                    reason: format!("{} ({how} {prog})", t.reason),
+                };
+            }
+        }
+        if how.code_map && d.rule.is_none() {
+            // A mapping is refused by block and escalate rules only: the
+            // exec default does not reach libraries the loader maps.
+            d.verdict = Verdict::Allow;
+            d.reason = CODE_MAP_DEFAULT_REASON.to_string();
+        }
+        d
     }
 
     /// The decision and every matching rule with the result of each of its

@@ -1732,3 +1732,14 @@ fn connect_rule_errors_are_located() {
         assert!(e.contains(want), "{text}: {e}");
     }
 }
+
+#[test]
+fn rule_ids_of_built_in_rules_are_reserved() {
+    let text = "version: 1\nrules:\n  - id: lexecon.self-protect.keys\n    exec: {}\n    decision: allow\n    reason: r\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("t.yaml:3:9: rule id 'lexecon.self-protect.keys' begins with 'lexecon.'"),
+        "{e:?}"
+    );
+}

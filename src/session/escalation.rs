@@ -410,12 +410,14 @@ impl Session {
 
     /// The ruling on an escalated call when escalations are held; `None`
     /// when they are not (the verdict is carried out as usual).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn escalated(
         &self,
         caller: &Caller,
         syscall: &'static str,
         action: &Action,
         identity: Option<&Identity>,
+        loaded: Option<&Action>,
         decision: &Decision,
         builtin: bool,
     ) -> Option<Ruling> {
@@ -428,6 +430,7 @@ impl Session {
             let seq = self.record(
                 caller,
                 action,
+                loaded,
                 Stage::Request,
                 decision,
                 outcome,

@@ -27,6 +27,41 @@ pub const MAX_LISTED: usize = 1000;
 /// never shortened; the ledger has the exact bytes).
 const MAX_WHAT: usize = 1000;
 
+/// The text of a block line (after `lexecon: `), as the supervisor prints
+/// it and `lexecon ledger show` reads it back: `VERB WHAT (rule RULE,
+/// RECORD): REASON; HINT`. `what` is shown as given (already escaped, see
+/// [`crate::session::describe_call`]); the rule, reason and hint are
+/// escaped here. Without `record`, `(rule RULE)`: the form repeats are
+/// compared in.
+pub fn line(
+    verb: &str,
+    what: &str,
+    rule: &str,
+    record: Option<&str>,
+    reason: &str,
+    hint: &str,
+) -> String {
+    use crate::escape;
+    use std::fmt::Write as _;
+    let mut s = format!("{verb} {what} (rule {}", escape::text(rule));
+    if let Some(r) = record {
+        let _ = write!(s, ", {r}");
+    }
+    s.push(')');
+    if !reason.is_empty() {
+        let _ = write!(s, ": {}", escape::text(reason));
+    }
+    if !hint.is_empty() {
+        let _ = write!(
+            s,
+            "{}{}",
+            if reason.is_empty() { ": " } else { "; " },
+            escape::text(hint)
+        );
+    }
+    s
+}
+
 /// One distinct entry of a list: what happened, how often, which records.
 #[derive(Debug, Clone)]
 pub struct Listed {

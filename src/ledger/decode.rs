@@ -1,0 +1,902 @@
+//! Reading recorded actions back: the inverse of the encoder in
+//! [`super::record`].
+//!
+//! [`decode_action`] turns the `action` member of a `decision` or
+//! `escalation` record into the [`Action`] that was judged (every kind the
+//! ledger encodes: exec, open with its access, operation, detail and
+//! caller's program, and connect with its op, protocol, destination and
+//! names); [`decode_record`] turns a whole record into a [`Recorded`] (the
+//! action plus pid, verdict, outcome, rules, stage, identity, note), and
+//! [`decode_run`] reads a run header. Byte strings come back exactly as
+//! recorded (`{"b64":…}` for bytes that are not UTF-8).
+//!
+//! Decoding checks the shape of what it reads but not the chain or the
+//! signatures: read a ledger that [`super::verify`] accepted. Any field it
+//! does not understand is an error, never skipped.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::jcs::Value;
+use super::record::{FileIdentity, Outcome, Stage};
+use crate::action::{
+    Access, Action, ConnectAction, ExecAction, FileOp, Mode, NetFamily, NetOp, NetTarget, OpDetail,
+    OpenAction, ProcessInfo, Protocol, Verdict,
+};
+
+/// Which kind of record a [`Recorded`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A `decision` record: an action judged and carried out or refused.
+    Decision,
+    /// An `escalation` record: an action held for a human's answer (its
+    /// outcome is in the `decision` record that follows the resolution).
+    Escalation,
+}
+
+/// A recorded action with what was decided about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub record: RecordKind,
+    pub seq: u64,
+    /// ns since the Unix epoch.
+    pub time_ns: u128,
+    pub pid: i32,
+    pub ppid: i32,
+    pub action: Action,
+    /// For an exec of the dynamic loader asked to run a program: the exec of
+    /// that program, judged too (decision records only).
+    pub loaded: Option<Action>,
+    /// `Escalate` for an escalation record.
+    pub verdict: Verdict,
+    /// `None` for an escalation record.
+    pub outcome: Option<Outcome>,
+    /// `None` for an escalation record.
+    pub stage: Option<Stage>,
+    /// The winning rule (`None`: the kind's default applied).
+    pub rule: Option<String>,
+    /// Every rule that matched (empty for an escalation record).
+    pub matched: Vec<String>,
+    pub reason: String,
+    /// `None` for an escalation record.
+    pub mode: Option<Mode>,
+    pub identity: Option<FileIdentity>,
+    pub note: Option<String>,
+    /// The system call, recorded in escalation records only.
+    pub syscall: Option<String>,
+    /// The request id of an escalation record.
+    pub request: Option<u64>,
+}
+
+/// What a run header records about the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub seq: u64,
+    pub run_id: String,
+    pub time_ns: u128,
+    pub version: String,
+    pub command: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub workspace: Option<PathBuf>,
+    pub policy_sha256: [u8; 32],
+    pub policy_path: Option<PathBuf>,
+    pub mode: Mode,
+    pub ci: BTreeMap<String, String>,
+    /// `HOME`, `TMPDIR` and every `env.NAME` the policy was loaded with
+    /// (absent in ledgers written before they were recorded).
+    pub vars: Option<BTreeMap<String, OsString>>,
+}
+
+fn bytes(v: &Value<'_>, what: &str) -> Result<Vec<u8>, String> {
+    super::record::value_bytes(v)
+        .ok_or_else(|| format!("`{what}` must be a string or {{\"b64\":…}}"))
+}
+
+fn os(v: &Value<'_>, what: &str) -> Result<OsString, String> {
+    Ok(OsStr::from_bytes(&bytes(v, what)?).to_os_string())
+}
+
+fn path(v: &Value<'_>, what: &str) -> Result<PathBuf, String> {
+    os(v, what).map(PathBuf::from)
+}
+
+fn string<'v>(v: &'v Value<'_>, what: &str) -> Result<&'v str, String> {
+    v.as_str()
+        .ok_or_else(|| format!("`{what}` must be a string"))
+}
+
+fn decimal(v: &Value<'_>, what: &str) -> Result<u64, String> {
+    let s = string(v, what)?;
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return Err(format!("`{what}` must be a decimal string"));
+    }
+    s.parse().map_err(|_| format!("`{what}` is out of range"))
+}
+
+fn decimal128(v: &Value<'_>, what: &str) -> Result<u128, String> {
+    let s = string(v, what)?;
+    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(format!("`{what}` must be a decimal string"));
+    }
+    s.parse().map_err(|_| format!("`{what}` is out of range"))
+}
+
+fn hash(v: &Value<'_>, what: &str) -> Result<[u8; 32], String> {
+    let s = string(v, what)?;
+    let mut out = [0u8; 32];
+    if s.len() != 64 || s.bytes().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!("`{what}` must be 64 lowercase hex digits"));
+    }
+    hex::decode_to_slice(s, &mut out)
+        .map_err(|_| format!("`{what}` must be 64 lowercase hex digits"))?;
+    Ok(out)
+}
+
+fn int(v: &Value<'_>, what: &str) -> Result<i32, String> {
+    match v {
+        Value::Number(n) if n.fract() == 0.0 && *n >= i32::MIN as f64 && *n <= i32::MAX as f64 => {
+            Ok(*n as i32)
+        }
+        _ => Err(format!("`{what}` must be an integer")),
+    }
+}
+
+/// The members of an object, each to be taken once; what is left over is
+/// an error.
+struct Members<'v, 'a> {
+    what: &'static str,
+    m: BTreeMap<&'v str, &'v Value<'a>>,
+}
+
+impl<'v, 'a> Members<'v, 'a> {
+    fn of(v: &'v Value<'a>, what: &'static str) -> Result<Self, String> {
+        let Value::Object(m) = v else {
+            return Err(format!("`{what}` must be an object"));
+        };
+        Ok(Members {
+            what,
+            m: m.iter().map(|(k, v)| (k.as_ref(), v)).collect(),
+        })
+    }
+    fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
+        self.m.remove(k)
+    }
+    fn req(&mut self, k: &str) -> Result<&'v Value<'a>, String> {
+        self.opt(k)
+            .ok_or_else(|| format!("missing `{k}` in `{}`", self.what))
+    }
+    fn done(self) -> Result<(), String> {
+        if self.m.is_empty() {
+            return Ok(());
+        }
+        let extra: Vec<&str> = self.m.keys().copied().collect();
+        Err(format!(
+            "unknown member(s) {} in `{}`",
+            extra.join(", "),
+            self.what
+        ))
+    }
+}
+
+fn decode_process(v: &Value<'_>) -> Result<ProcessInfo, String> {
+    let mut f = Members::of(v, "action.process")?;
+    let dev = f
+        .opt("dev")
+        .map(|d| decimal(d, "action.process.dev"))
+        .transpose()?;
+    let ino = f
+        .opt("ino")
+        .map(|d| decimal(d, "action.process.ino"))
+        .transpose()?;
+    let file = match (dev, ino) {
+        (Some(d), Some(i)) => Some((d, i)),
+        (None, None) => None,
+        _ => return Err("`action.process.dev` and `ino` must be given together".into()),
+    };
+    let injected = f
+        .opt("injected")
+        .map(|x| string(x, "action.process.injected").map(str::to_string))
+        .transpose()?;
+    let program = path(f.req("program")?, "action.process.program")?;
+    let sha256 = f
+        .opt("sha256")
+        .map(|x| hash(x, "action.process.sha256"))
+        .transpose()?;
+    f.done()?;
+    Ok(ProcessInfo {
+        program,
+        sha256,
+        file,
+        injected,
+    })
+}
+
+fn decode_detail(op: FileOp, v: &Value<'_>) -> Result<OpDetail, String> {
+    let mut f = Members::of(v, "action.detail")?;
+    let d = match op {
+        FileOp::Chmod | FileOp::Mkdir | FileOp::Mknod => {
+            let m = string(f.req("mode")?, "action.detail.mode")?;
+            let ok = (1..=6).contains(&m.len()) && m.bytes().all(|c| (b'0'..=b'7').contains(&c));
+            let mode = u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|_| ok)
+                .ok_or("`action.detail.mode` must be an octal mode")?;
+            OpDetail::Mode(mode)
+        }
+        FileOp::Chown => {
+            let id = |x: Option<&Value<'_>>, k: &str| -> Result<Option<u32>, String> {
+                x.map(|x| {
+                    decimal(x, k).and_then(|n| {
+                        u32::try_from(n).map_err(|_| format!("`{k}` is out of range"))
+                    })
+                })
+                .transpose()
+            };
+            let gid = id(f.opt("gid"), "action.detail.gid")?;
+            let uid = id(f.opt("uid"), "action.detail.uid")?;
+            OpDetail::Owner { uid, gid }
+        }
+        FileOp::Symlink => OpDetail::Target(os(f.req("target")?, "action.detail.target")?),
+        other => {
+            return Err(format!(
+                "`action.detail` is not recorded for operation {:?}",
+                other.as_str()
+            ))
+        }
+    };
+    f.done()?;
+    Ok(d)
+}
+
+fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
+    let op_s = string(f.req("op")?, "action.op")?;
+    let op = NetOp::from_name(op_s).ok_or_else(|| format!("unknown connect op {op_s:?}"))?;
+    let proto_s = string(f.req("protocol")?, "action.protocol")?;
+    let protocol =
+        Protocol::from_name(proto_s).ok_or_else(|| format!("unknown protocol {proto_s:?}"))?;
+    let family = f
+        .opt("family")
+        .map(|x| string(x, "action.family"))
+        .transpose()?;
+    let target = match family {
+        Some(fam @ ("inet" | "inet6")) => {
+            let a = string(f.req("address")?, "action.address")?;
+            let addr: std::net::IpAddr = a
+                .parse()
+                .map_err(|_| format!("`action.address` {a:?} is not an IP address"))?;
+            if fam == "inet" && !addr.is_ipv4() {
+                return Err("an `inet` action needs an IPv4 address".into());
+            }
+            let port = u16::try_from(decimal(f.req("port")?, "action.port")?)
+                .map_err(|_| "`action.port` is not a port number".to_string())?;
+            let family = if fam == "inet" {
+                NetFamily::Inet
+            } else {
+                NetFamily::Inet6
+            };
+            NetTarget::Ip { family, addr, port }
+        }
+        Some("unix") => match (f.opt("path"), f.opt("abstract")) {
+            (Some(p), None) => NetTarget::UnixPath(path(p, "action.path")?),
+            (None, Some(a)) => NetTarget::UnixAbstract(bytes(a, "action.abstract")?),
+            (None, None) => NetTarget::UnixUnnamed,
+            (Some(_), Some(_)) => {
+                return Err("a local socket has a path or an abstract name, not both".into())
+            }
+        },
+        None if op == NetOp::Resolve => {
+            NetTarget::Name(string(f.req("name")?, "action.name")?.to_string())
+        }
+        None => return Err("a `connect` action other than `resolve` needs a `family`".into()),
+        Some(other) => return Err(format!("unknown family {other:?}")),
+    };
+    let names = match f.opt("names") {
+        None => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|n| string(n, "action.names").map(str::to_string))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err("`action.names` must be an array of strings".into()),
+    };
+    let process = f.opt("process").map(decode_process).transpose()?;
+    f.done()?;
+    Ok(ConnectAction {
+        op,
+        protocol,
+        target,
+        names,
+        process,
+    })
+}
+
+/// The action recorded in a `decision` or `escalation` record's `action`
+/// member.
+pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
+    let mut f = Members::of(v, "action")?;
+    let kind = string(f.req("kind")?, "action.kind")?;
+    let action = match kind {
+        "exec" => {
+            let argv = match f.req("argv")? {
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| os(x, "action.argv"))
+                    .collect::<Result<_, _>>()?,
+                _ => return Err("`action.argv` must be an array of byte strings".into()),
+            };
+            let cwd = path(f.req("cwd")?, "action.cwd")?;
+            let p = path(f.req("path")?, "action.path")?;
+            let sha256 = f
+                .opt("sha256")
+                .map(|x| hash(x, "action.sha256"))
+                .transpose()?;
+            f.done()?;
+            Action::Exec(ExecAction {
+                path: p,
+                argv,
+                cwd,
+                sha256,
+            })
+        }
+        "open" => {
+            let mut access = Access::empty();
+            match f.req("access")? {
+                Value::Array(a) => {
+                    for x in a {
+                        let n = string(x, "action.access")?;
+                        access |= Access::from_name(n)
+                            .ok_or_else(|| format!("unknown access {n:?} in `action.access`"))?;
+                    }
+                }
+                _ => return Err("`action.access` must be an array of access names".into()),
+            }
+            let cwd = path(f.req("cwd")?, "action.cwd")?;
+            // Absent in ledgers written before operations were recorded:
+            // those recorded plain opens only.
+            let op = match f.opt("op") {
+                None => FileOp::Open,
+                Some(x) => {
+                    let n = string(x, "action.op")?;
+                    FileOp::from_name(n)
+                        .ok_or_else(|| format!("unknown operation {n:?} in `action.op`"))?
+                }
+            };
+            let detail = f.opt("detail").map(|d| decode_detail(op, d)).transpose()?;
+            if detail.is_none() && matches!(op, FileOp::Chmod | FileOp::Chown | FileOp::Symlink) {
+                return Err(format!(
+                    "`action.detail` is missing for operation {:?}",
+                    op.as_str()
+                ));
+            }
+            let p = path(f.req("path")?, "action.path")?;
+            let process = f.opt("process").map(decode_process).transpose()?;
+            f.done()?;
+            Action::Open(OpenAction {
+                path: p,
+                access,
+                cwd,
+                process,
+                op,
+                detail,
+            })
+        }
+        "connect" => Action::Connect(decode_connect(f)?),
+        other => return Err(format!("unknown action kind {other:?}")),
+    };
+    Ok(action)
+}
+
+fn verdict(s: &str) -> Result<Verdict, String> {
+    Ok(match s {
+        "allow" => Verdict::Allow,
+        "escalate" => Verdict::Escalate,
+        "block" => Verdict::Block,
+        other => return Err(format!("unknown verdict {other:?}")),
+    })
+}
+
+fn outcome(s: &str) -> Result<Outcome, String> {
+    Ok(match s {
+        "allowed" => Outcome::Allowed,
+        "refused" => Outcome::Refused,
+        "killed" => Outcome::Killed,
+        other => return Err(format!("unknown outcome {other:?}")),
+    })
+}
+
+fn mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "enforce" => Ok(Mode::Enforce),
+        "observe" => Ok(Mode::Observe),
+        other => Err(format!("unknown mode {other:?}")),
+    }
+}
+
+/// A `decision` or `escalation` record as a [`Recorded`]; `Ok(None)` for
+/// records of every other kind.
+pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or("a record needs a string `kind`")?;
+    let record = match kind {
+        "decision" => RecordKind::Decision,
+        "escalation" => RecordKind::Escalation,
+        _ => return Ok(None),
+    };
+    let mut f = Members::of(v, "record")?;
+    f.req("kind")?;
+    f.opt("prev");
+    let seq = decimal(f.req("seq")?, "seq")?;
+    let time_ns = decimal128(f.req("time")?, "time")?;
+    let pid = int(f.req("pid")?, "pid")?;
+    let ppid = int(f.req("ppid")?, "ppid")?;
+    let action = decode_action(f.req("action")?)?;
+    let reason = string(f.req("reason")?, "reason")?.to_string();
+    let r = match record {
+        RecordKind::Decision => {
+            let identity = match f.opt("identity") {
+                None => None,
+                Some(iv) => {
+                    let mut i = Members::of(iv, "identity")?;
+                    let dev = decimal(i.req("dev")?, "identity.dev")?;
+                    let ino = decimal(i.req("ino")?, "identity.ino")?;
+                    let sha256 = i
+                        .opt("sha256")
+                        .map(|x| hash(x, "identity.sha256"))
+                        .transpose()?;
+                    i.done()?;
+                    Some(FileIdentity { dev, ino, sha256 })
+                }
+            };
+            let matched = match f.req("matched")? {
+                Value::Array(a) => a
+                    .iter()
+                    .map(|x| string(x, "matched").map(str::to_string))
+                    .collect::<Result<_, _>>()?,
+                _ => return Err("`matched` must be an array of strings".into()),
+            };
+            let stage = match string(f.req("stage")?, "stage")? {
+                "request" => Stage::Request,
+                "confirm" => Stage::Confirm,
+                other => return Err(format!("unknown stage {other:?}")),
+            };
+            let loaded = f.opt("loaded").map(decode_action).transpose()?;
+            if loaded
+                .as_ref()
+                .is_some_and(|l| !matches!(l, Action::Exec(_)))
+            {
+                return Err("`loaded` must be an exec action".into());
+            }
+            Recorded {
+                record,
+                seq,
+                time_ns,
+                pid,
+                ppid,
+                action,
+                loaded,
+                verdict: verdict(string(f.req("verdict")?, "verdict")?)?,
+                outcome: Some(outcome(string(f.req("outcome")?, "outcome")?)?),
+                stage: Some(stage),
+                rule: f
+                    .opt("rule")
+                    .map(|x| string(x, "rule").map(str::to_string))
+                    .transpose()?,
+                matched,
+                reason,
+                mode: Some(mode(string(f.req("mode")?, "mode")?)?),
+                identity,
+                note: f
+                    .opt("note")
+                    .map(|x| string(x, "note").map(str::to_string))
+                    .transpose()?,
+                syscall: None,
+                request: None,
+            }
+        }
+        RecordKind::Escalation => {
+            f.req("deadline")?;
+            Recorded {
+                record,
+                seq,
+                time_ns,
+                pid,
+                ppid,
+                action,
+                loaded: None,
+                verdict: Verdict::Escalate,
+                outcome: None,
+                stage: None,
+                rule: Some(string(f.req("rule")?, "rule")?.to_string()),
+                matched: Vec::new(),
+                reason,
+                mode: None,
+                identity: None,
+                note: None,
+                syscall: Some(string(f.req("syscall")?, "syscall")?.to_string()),
+                request: Some(decimal(f.req("request")?, "request")?),
+            }
+        }
+    };
+    f.done()?;
+    Ok(Some(r))
+}
+
+/// A run header (`kind: run`); `Ok(None)` for records of every other kind.
+pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
+    if v.get("kind").and_then(Value::as_str) != Some("run") {
+        return Ok(None);
+    }
+    let mut f = Members::of(v, "run")?;
+    for k in [
+        "kind",
+        "prev",
+        "host_key",
+        "host_fingerprint",
+        "epoch_key",
+        "prev_run",
+    ] {
+        f.opt(k);
+    }
+    let seq = decimal(f.req("seq")?, "seq")?;
+    let run_id = string(f.req("run")?, "run")?.to_string();
+    let time_ns = decimal128(f.req("time")?, "time")?;
+    let version = string(f.req("version")?, "version")?.to_string();
+    let command = match f.req("command")? {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| os(x, "command"))
+            .collect::<Result<_, _>>()?,
+        _ => return Err("`command` must be an array of byte strings".into()),
+    };
+    let cwd = path(f.req("cwd")?, "cwd")?;
+    let workspace = f
+        .opt("workspace")
+        .map(|x| path(x, "workspace"))
+        .transpose()?;
+    let policy_sha256 = hash(f.req("policy_sha256")?, "policy_sha256")?;
+    let policy_path = f
+        .opt("policy_path")
+        .map(|x| path(x, "policy_path"))
+        .transpose()?;
+    let mode = mode(string(f.req("mode")?, "mode")?)?;
+    let ci = match f.req("ci")? {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| string(v, "ci").map(|s| (k.to_string(), s.to_string())))
+            .collect::<Result<_, _>>()?,
+        _ => return Err("`ci` must be an object of strings".into()),
+    };
+    let vars = match f.opt("vars") {
+        None => None,
+        Some(Value::Object(m)) => Some(
+            m.iter()
+                .map(|(k, v)| os(v, "vars").map(|s| (k.to_string(), s)))
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err("`vars` must be an object of byte strings".into()),
+    };
+    f.done()?;
+    Ok(Some(RunRecord {
+        seq,
+        run_id,
+        time_ns,
+        version,
+        command,
+        cwd,
+        workspace,
+        policy_sha256,
+        policy_path,
+        mode,
+        ci,
+        vars,
+    }))
+}
+
+/// One ledger line (canonical JSON) decoded as a recorded action; `Ok(None)`
+/// for lines of other kinds.
+pub fn decode_line(line: &str) -> Result<Option<Recorded>, String> {
+    let v = super::jcs::parse(line, super::jcs::Mode::Strict).map_err(|e| e.to_string())?;
+    decode_record(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::jcs;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    fn round_trip(a: &Action) -> Action {
+        let text = Value::Object(super::super::record::encode_action(a))
+            .to_canonical()
+            .unwrap();
+        let v = jcs::parse(&text, jcs::Mode::Strict).unwrap();
+        decode_action(&v).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    fn bad_bytes() -> OsString {
+        OsStr::from_bytes(b"caf\xe9 \"x\"").to_os_string()
+    }
+
+    fn process() -> ProcessInfo {
+        ProcessInfo {
+            program: PathBuf::from("/usr/bin/python3.11"),
+            sha256: Some([7; 32]),
+            file: Some((2049, 1234567)),
+            injected: Some("LD_PRELOAD set".into()),
+        }
+    }
+
+    fn open(op: FileOp, detail: Option<OpDetail>, access: Access) -> Action {
+        Action::Open(OpenAction {
+            path: PathBuf::from(bad_bytes()),
+            access,
+            cwd: PathBuf::from("/w"),
+            process: Some(process()),
+            op,
+            detail,
+        })
+    }
+
+    #[test]
+    fn every_exec_round_trips() {
+        for sha256 in [None, Some([0xab; 32])] {
+            let a = Action::Exec(ExecAction {
+                path: PathBuf::from("/usr/bin/rm"),
+                argv: vec!["rm".into(), "-rf".into(), bad_bytes(), "".into()],
+                cwd: PathBuf::from(bad_bytes()),
+                sha256,
+            });
+            assert_eq!(round_trip(&a), a);
+        }
+    }
+
+    #[test]
+    fn every_file_operation_round_trips() {
+        let all = Access::ALL.iter().fold(Access::empty(), |a, (f, _)| a | *f);
+        for op in FileOp::ALL {
+            let details: Vec<Option<OpDetail>> = match op {
+                FileOp::Chmod => vec![Some(OpDetail::Mode(0o4755))],
+                FileOp::Mkdir => vec![None, Some(OpDetail::Mode(0o777))],
+                FileOp::Mknod => vec![None, Some(OpDetail::Mode(0o010644))],
+                FileOp::Chown => vec![
+                    Some(OpDetail::Owner {
+                        uid: Some(0),
+                        gid: None,
+                    }),
+                    Some(OpDetail::Owner {
+                        uid: None,
+                        gid: Some(4_000_000_000),
+                    }),
+                    Some(OpDetail::Owner {
+                        uid: None,
+                        gid: None,
+                    }),
+                ],
+                FileOp::Symlink => vec![Some(OpDetail::Target(bad_bytes()))],
+                _ => vec![None],
+            };
+            for d in details {
+                for access in [Access::empty(), Access::READ, all] {
+                    let a = open(op, d.clone(), access);
+                    assert_eq!(round_trip(&a), a, "{op:?}");
+                }
+            }
+        }
+        // Without a process, and a process with nothing but its program.
+        let mut a = open(FileOp::Open, None, Access::WRITE | Access::CREATE);
+        if let Action::Open(o) = &mut a {
+            o.process = None;
+        }
+        assert_eq!(round_trip(&a), a);
+        if let Action::Open(o) = &mut a {
+            o.process = Some(ProcessInfo {
+                program: PathBuf::from(bad_bytes()),
+                sha256: None,
+                file: None,
+                injected: None,
+            });
+        }
+        assert_eq!(round_trip(&a), a);
+    }
+
+    #[test]
+    fn every_network_action_round_trips() {
+        let targets = [
+            NetTarget::Ip {
+                family: NetFamily::Inet,
+                addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                port: 443,
+            },
+            NetTarget::Ip {
+                family: NetFamily::Inet6,
+                addr: IpAddr::V6(Ipv6Addr::LOCALHOST),
+                port: 0,
+            },
+            // An IPv4-mapped address on an IPv6 socket.
+            NetTarget::Ip {
+                family: NetFamily::Inet6,
+                addr: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+                port: 65535,
+            },
+            NetTarget::UnixPath(PathBuf::from(bad_bytes())),
+            NetTarget::UnixAbstract(b"\xff\x00abs".to_vec()),
+            NetTarget::UnixAbstract(b"plain".to_vec()),
+            NetTarget::UnixUnnamed,
+        ];
+        for (op, _) in NetOp::ALL {
+            for (protocol, _) in Protocol::ALL {
+                for t in &targets {
+                    for names in [vec![], vec!["a.example".to_string(), "b.example".into()]] {
+                        for process in [None, Some(process())] {
+                            let a = Action::Connect(ConnectAction {
+                                op,
+                                protocol,
+                                target: t.clone(),
+                                names: names.clone(),
+                                process,
+                            });
+                            assert_eq!(round_trip(&a), a);
+                        }
+                    }
+                }
+            }
+        }
+        let q = Action::Connect(ConnectAction {
+            op: NetOp::Resolve,
+            protocol: Protocol::Udp,
+            target: NetTarget::Name("pypi.org".into()),
+            names: vec![],
+            process: None,
+        });
+        assert_eq!(round_trip(&q), q);
+    }
+
+    #[test]
+    fn records_written_by_the_writer_decode() {
+        use crate::ledger::{
+            DecisionEntry, EscalationEntry, HostKey, LedgerWriter, LockMode, RunEnd, RunHeader,
+            SyncPolicy, WriterOptions,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let key =
+            HostKey::from_signing_key("lexecon", ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]))
+                .unwrap();
+        let opts = WriterOptions {
+            checkpoint_every: 100,
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            sync: SyncPolicy::Never,
+            lock: LockMode::Fail,
+        };
+        let mut w = LedgerWriter::open(&path, key, opts).unwrap();
+        let vars = BTreeMap::from([
+            ("HOME".to_string(), OsString::from("/home/u")),
+            ("TMPDIR".to_string(), bad_bytes()),
+        ]);
+        w.begin_run(RunHeader {
+            command: vec!["agent".into(), bad_bytes()],
+            cwd: "/w".into(),
+            workspace: Some("/w".into()),
+            policy_sha256: [9; 32],
+            policy_path: Some("p.yaml".into()),
+            mode: Mode::Observe,
+            ci: BTreeMap::new(),
+            vars: Some(vars.clone()),
+        })
+        .unwrap();
+        let a = open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE);
+        let loaded = Action::Exec(ExecAction {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            sha256: None,
+        });
+        let identity = Some(FileIdentity {
+            dev: 1,
+            ino: 1 << 60,
+            sha256: Some([4; 32]),
+        });
+        let d = DecisionEntry {
+            pid: 10,
+            ppid: 9,
+            action: &a,
+            loaded: Some(&loaded),
+            stage: Stage::Confirm,
+            verdict: Verdict::Block,
+            outcome: Outcome::Allowed,
+            rule: Some("r".into()),
+            matched: vec!["q".into(), "r".into()],
+            reason: "why".into(),
+            mode: Mode::Observe,
+            identity,
+            note: Some("observe mode: would have been blocked".into()),
+        };
+        let seq = w.append_decision(&d).unwrap();
+        let eseq = w
+            .append_escalation(&EscalationEntry {
+                request: 7,
+                pid: 11,
+                ppid: 10,
+                syscall: "openat",
+                action: &a,
+                rule: "ask",
+                reason: "a human decides",
+                deadline_ns: 1,
+            })
+            .unwrap();
+        w.end_run(RunEnd::default()).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut got = Vec::new();
+        let mut runs = Vec::new();
+        for line in text.lines() {
+            let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            if let Some(r) = decode_run(&v).unwrap() {
+                runs.push(r);
+            }
+            if let Some(r) = decode_record(&v).unwrap() {
+                got.push(r);
+            }
+        }
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].vars.as_ref(), Some(&vars));
+        assert_eq!(runs[0].workspace, Some(PathBuf::from("/w")));
+        assert_eq!(runs[0].command[1], bad_bytes());
+        assert_eq!(got.len(), 2);
+        let r = &got[0];
+        assert_eq!(r.seq, seq);
+        assert_eq!(r.record, RecordKind::Decision);
+        assert_eq!(r.action, a);
+        assert_eq!(r.loaded.as_ref(), Some(&loaded));
+        assert_eq!((r.pid, r.ppid), (10, 9));
+        assert_eq!(r.stage, Some(Stage::Confirm));
+        assert_eq!(r.verdict, Verdict::Block);
+        assert_eq!(r.outcome, Some(Outcome::Allowed));
+        assert_eq!(r.rule.as_deref(), Some("r"));
+        assert_eq!(r.matched, vec!["q".to_string(), "r".into()]);
+        assert_eq!(r.mode, Some(Mode::Observe));
+        assert_eq!(r.identity, identity);
+        assert_eq!(r.note.as_deref(), d.note.as_deref());
+        let e = &got[1];
+        assert_eq!(e.seq, eseq.0);
+        assert_eq!(e.record, RecordKind::Escalation);
+        assert_eq!(e.action, a);
+        assert_eq!(e.verdict, Verdict::Escalate);
+        assert_eq!(e.rule.as_deref(), Some("ask"));
+        assert_eq!(e.syscall.as_deref(), Some("openat"));
+        assert_eq!(e.request, Some(7));
+    }
+
+    #[test]
+    fn malformed_actions_are_errors() {
+        for bad in [
+            r#"{"argv":["x"],"cwd":"/","kind":"exec","path":"/x","extra":"1"}"#,
+            r#"{"argv":"x","cwd":"/","kind":"exec","path":"/x"}"#,
+            r#"{"access":["execute"],"cwd":"/","kind":"open","op":"open","path":"/x"}"#,
+            r#"{"access":[],"cwd":"/","kind":"open","op":"chmod","path":"/x"}"#,
+            r#"{"access":[],"cwd":"/","detail":{"mode":"9"},"kind":"open","op":"chmod","path":"/x"}"#,
+            r#"{"access":[],"cwd":"/","detail":{"mode":"0644"},"kind":"open","op":"delete","path":"/x"}"#,
+            r#"{"address":"::1","family":"inet","kind":"connect","op":"connect","port":"1","protocol":"tcp"}"#,
+            r#"{"address":"10.0.0.1","family":"inet","kind":"connect","op":"connect","port":"70000","protocol":"tcp"}"#,
+            r#"{"kind":"connect","op":"connect","protocol":"tcp"}"#,
+            r#"{"kind":"teleport"}"#,
+        ] {
+            let v = jcs::parse(bad, jcs::Mode::Lenient).unwrap();
+            assert!(decode_action(&v).is_err(), "{bad}");
+        }
+        // Ledgers from before operations were recorded: a plain open.
+        let v = jcs::parse(
+            r#"{"access":["read"],"cwd":"/","kind":"open","path":"/x"}"#,
+            jcs::Mode::Strict,
+        )
+        .unwrap();
+        match decode_action(&v).unwrap() {
+            Action::Open(o) => assert_eq!(o.op, FileOp::Open),
+            other => panic!("{other:?}"),
+        }
+    }
+}
