@@ -563,7 +563,7 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
     };
     let run = selected_run(&o, &args.select)?;
     let wanted = |e: &Entry| {
-        run.as_ref().map_or(true, |r| e.run.as_ref() == Some(r))
+        run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r))
             && (!args.blocked || e.is_blocked())
             && (args.kind.is_empty() || args.kind.iter().any(|k| read::entry_is_kind(e, k)))
             && !matches!(e.item, Item::Epoch { .. } | Item::Checkpoint { .. })
@@ -666,7 +666,7 @@ pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let run = selected_run(&o, &args.select)?;
     let mut st = Stats::default();
     read_all(&o, |e| {
-        if run.as_ref().map_or(true, |r| e.run.as_ref() == Some(r)) {
+        if run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r)) {
             st.add(&e);
         }
         Ok(())
