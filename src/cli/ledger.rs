@@ -114,6 +114,9 @@ pub enum LedgerCommand {
     Stats(super::reader::StatsArgs),
     /// Print every run's host key and epoch keys as C2SP verifier keys.
     Keys(super::reader::KeysArgs),
+    /// Export a verified ledger's records for log collectors: OTLP/JSON
+    /// (OpenTelemetry logs) or ECS-style JSON lines.
+    Export(super::reader::ExportArgs),
     /// Make an evidence bundle for an auditor: the ledger, its public key,
     /// the runs' policies, the verify report, a README saying how to check.
     Bundle(super::reader::BundleArgs),
@@ -494,6 +497,7 @@ pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         LedgerCommand::Show(a) => super::reader::show(a),
         LedgerCommand::Stats(a) => super::reader::stats(a),
+        LedgerCommand::Export(a) => super::reader::export(a),
         LedgerCommand::Keys(a) => super::reader::keys(a),
         LedgerCommand::Bundle(a) => super::reader::bundle(a),
         LedgerCommand::Recover { ledger, keys: dir } => {

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod approve;
 pub mod doctor;
+pub mod export;
 pub mod ledger;
 pub mod locations;
 pub mod policy;

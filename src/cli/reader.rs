@@ -118,6 +118,31 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+/// Formats of `ledger export`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One OTLP/JSON `LogsData` document (OpenTelemetry logs).
+    Otlp,
+    /// One ECS-style JSON object per line.
+    Ecs,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The ledger file. Default: as for `verify`.
+    pub ledger: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: Source,
+    #[command(flatten)]
+    pub select: Selection,
+    /// The format (see docs/ledger.md, "Exports").
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct KeysArgs {
     /// The ledger file. Default: as for `verify`.
@@ -375,7 +400,7 @@ fn command_words(c: &[std::ffi::OsString]) -> String {
 
 /// The line `show` prints for a record; `None` for checkpoints and epoch
 /// records (signatures, not actions: `lexecon verify` checks them).
-fn text_line(e: &Entry) -> Option<String> {
+pub(super) fn text_line(e: &Entry) -> Option<String> {
     let time = e.time_ns.map(utc).unwrap_or_else(|| "-".to_string());
     let seq = e.seq.map(|s| s.to_string()).unwrap_or_else(|| "?".into());
     let run = e.run.as_deref().unwrap_or("?");
@@ -656,6 +681,59 @@ fn tally_text(
         )?;
     }
     Ok(())
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let o = match open(args.ledger.as_deref(), &args.source)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    let run = selected_run(&o, &args.select)?;
+    let mut out: Box<dyn std::io::Write> = match &args.out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", escape::path(p)))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let wanted = |e: &Entry| run.as_ref().is_none_or(|r| e.run.as_ref() == Some(r));
+    match args.format {
+        ExportFormat::Otlp => {
+            let mut entries = Vec::new();
+            read_all(&o, |e| {
+                if wanted(&e) {
+                    entries.push(e);
+                }
+                Ok(())
+            })?;
+            let doc = super::export::otlp(&entries, text_line);
+            serde_json::to_writer(&mut out, &doc)?;
+            writeln!(out)?;
+        }
+        ExportFormat::Ecs => {
+            let mut failed = None;
+            read_all(&o, |e| {
+                if !wanted(&e) {
+                    return Ok(());
+                }
+                if let Some(v) = super::export::ecs(&e, e.run.as_deref(), text_line) {
+                    if let Err(err) = serde_json::to_writer(&mut out, &v)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| writeln!(out))
+                    {
+                        failed.get_or_insert(err);
+                    }
+                }
+                Ok(())
+            })?;
+            if let Some(e) = failed {
+                anyhow::bail!("cannot write the export: {e}");
+            }
+        }
+    }
+    out.flush()?;
+    Ok(o.exit())
 }
 
 pub fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
