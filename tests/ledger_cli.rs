@@ -168,6 +168,21 @@ fn init_keys_modes_refusal_and_force() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stdout(&o).contains(&fp));
     assert_eq!(mode(&dir.join("ledger.key")), 0o600);
+
+    let o = lexecon(d.path(), &["init-keys", "--dir", "k", "--force", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let public = keys::load_public_key(&dir.join("ledger.pub")).expect("public key");
+    assert_eq!(v["fingerprint"], public.fingerprint());
+    assert_eq!(v["verifier_key"], public.to_vkey());
+    assert!(
+        v["private_key"].as_str().unwrap().ends_with("k/ledger.key"),
+        "{v}"
+    );
+    assert!(
+        v["public_key"].as_str().unwrap().ends_with("k/ledger.pub"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -299,6 +314,27 @@ fn prove_and_verify_proof_round_trip() {
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("Proof: INVALID"));
+    let args = [
+        "verify-proof",
+        "--proof",
+        "p.tlog-proof",
+        "--record",
+        "rec.jsonl",
+        "--json",
+    ];
+    let o = lexecon(d.path(), &args);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["status"], "INVALID");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    std::fs::write(d.path().join("rec.jsonl"), &rec).expect("write");
+    let o = lexecon(d.path(), &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["status"], "VALID");
+    assert_eq!(v["seq"], "3");
+    assert_eq!(v["index"], "3");
+    assert!(v["origin"].as_str().unwrap().starts_with("lexecon/"), "{v}");
 
     // No such record.
     let o = lexecon(d.path(), &["prove", l, "999"]);
@@ -313,13 +349,12 @@ fn ledger_recover_seals_a_torn_tail() {
     bytes.extend_from_slice(b"{\"kind\":\"dec");
     std::fs::write(&ledger, &bytes).expect("write");
     assert_eq!(lexecon(d.path(), &["verify", l]).status.code(), Some(3));
-    let o = lexecon(d.path(), &["ledger", "recover", l]);
+    let o = lexecon(d.path(), &["ledger", "recover", l, "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("Removed a partial record of 12 bytes"),
-        "{}",
-        stdout(&o)
-    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["torn_bytes"], 12, "{v}");
+    assert_eq!(v["torn_sha256"].as_str().map(str::len), Some(64), "{v}");
+    assert!(v["recovery_seq"].is_string(), "{v}");
     let o = lexecon(d.path(), &["verify", l]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("warning: line"), "{}", stdout(&o));

@@ -27,6 +27,11 @@ pub struct InitKeysArgs {
     /// which signs answers to escalations (`approve --key`), not ledgers.
     #[arg(long)]
     pub approver: bool,
+    /// Print the result as JSON: `{"private_key", "public_key",
+    /// "verifier_key", "fingerprint"}` (file paths, the C2SP verifier key,
+    /// the hex SHA-256 of the public key).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +101,11 @@ pub struct VerifyProofArgs {
     /// $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys).
     #[arg(long)]
     pub pubkey: Option<PathBuf>,
+    /// Print the result as JSON: `{"status": "VALID"|"INVALID", "seq",
+    /// "index", "size", "origin", "fingerprint"}` or `{"status": "INVALID",
+    /// "error"}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +139,10 @@ pub enum LedgerCommand {
         /// $LEXECON_KEYS, else $XDG_CONFIG_HOME/lexecon/keys (~/.config/lexecon/keys).
         #[arg(long)]
         keys: Option<PathBuf>,
+        /// Print the result as JSON: `{"ledger", "torn_bytes",
+        /// "torn_sha256", "unsealed_run", "recovery_seq"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -147,6 +161,18 @@ pub fn init_keys(args: InitKeysArgs) -> anyhow::Result<ExitCode> {
             keys::PUBLIC_KEY_FILE,
         )
     };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "private_key": dir.join(private_file).display().to_string(),
+                "public_key": dir.join(public_file).display().to_string(),
+                "verifier_key": public.to_vkey(),
+                "fingerprint": public.fingerprint(),
+            })
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "Created {} (private, mode 0600) and {}",
         dir.join(private_file).display(),
@@ -472,7 +498,23 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
     let record = std::fs::read_to_string(&args.record)
         .with_context(|| format!("cannot read record {}", args.record.display()))?;
     let p = Proof::parse(&text)?;
-    match proof::verify_proof(&p, &record, &key) {
+    let result = proof::verify_proof(&p, &record, &key);
+    if args.json {
+        let v = match &result {
+            Ok(c) => serde_json::json!({
+                "status": "VALID",
+                "seq": c.seq.to_string(),
+                "index": c.index.to_string(),
+                "size": c.size.to_string(),
+                "origin": c.origin,
+                "fingerprint": key.fingerprint(),
+            }),
+            Err(e) => serde_json::json!({"status": "INVALID", "error": e.to_string()}),
+        };
+        println!("{v}");
+        return Ok(ExitCode::from(u8::from(result.is_err())));
+    }
+    match result {
         Ok(c) => {
             println!("Proof: VALID");
             println!(
@@ -500,12 +542,29 @@ pub fn ledger(args: LedgerArgs) -> anyhow::Result<ExitCode> {
         LedgerCommand::Export(a) => super::reader::export(a),
         LedgerCommand::Keys(a) => super::reader::keys(a),
         LedgerCommand::Bundle(a) => super::reader::bundle(a),
-        LedgerCommand::Recover { ledger, keys: dir } => {
+        LedgerCommand::Recover {
+            ledger,
+            keys: dir,
+            json,
+        } => {
             let cwd = std::env::current_dir().context("cannot read the current directory")?;
             let ledger = ledger_path(ledger.as_deref())?;
             let keys = locations::keys(dir.as_deref())?;
             let key = super::supervise::load_key(&keys, &[&cwd])?;
             let r = lg::recover(&ledger, key)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ledger": ledger.display().to_string(),
+                        "torn_bytes": r.torn_bytes,
+                        "torn_sha256": r.torn_sha256.map(hex::encode),
+                        "unsealed_run": r.unsealed_run,
+                        "recovery_seq": r.seq.to_string(),
+                    })
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             println!("Recovered {}", ledger.display());
             if r.torn_bytes > 0 {
                 println!(
