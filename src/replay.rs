@@ -630,7 +630,7 @@ pub fn rederive(
                         *line,
                         Some(r.seq),
                         Severity::Invalid,
-                        format!("{} {what}: {why}", r.action.kind()),
+                        format!("{what}: {why}"),
                     );
                 }
             }
