@@ -62,15 +62,16 @@ pub fn read_runs(text: &str) -> Vec<RecordedRun> {
             .and_then(jcs::Value::as_str)
             .and_then(|s| s.parse().ok());
         match kind {
-            Some("run") => match decode::decode_run(&v) {
-                Ok(Some(header)) => runs.push(RecordedRun {
-                    header,
-                    header_line: line_no,
-                    records: Vec::new(),
-                    undecodable: Vec::new(),
-                }),
-                Ok(None) | Err(_) => {}
-            },
+            Some("run") => {
+                if let Ok(Some(header)) = decode::decode_run(&v) {
+                    runs.push(RecordedRun {
+                        header,
+                        header_line: line_no,
+                        records: Vec::new(),
+                        undecodable: Vec::new(),
+                    });
+                }
+            }
             Some("decision" | "escalation") => {
                 let Some(run) = runs.last_mut() else { continue };
                 match decode::decode_record(&v) {

@@ -145,7 +145,7 @@ impl Namer {
         vars.retain(|(_, value)| {
             value != "/" && value.starts_with('/') && !value.contains('\u{fffd}')
         });
-        vars.sort_by(|a, b| b.1.len().cmp(&a.1.len()));
+        vars.sort_by_key(|v| std::cmp::Reverse(v.1.len()));
         Namer { vars }
     }
 
@@ -344,12 +344,16 @@ fn open_class(o: &crate::action::OpenAction) -> OpenClass {
     }
 }
 
+/// A program's hashes seen, whether some exec of it had no hash, and its
+/// execs.
+type Program<'r> = (BTreeSet<[u8; 32]>, bool, Vec<&'r crate::action::ExecAction>);
+
 /// What was collected from the run.
 #[derive(Default)]
 struct Seen<'r> {
     /// Program path (lossy text) → (hashes seen, whether some exec had no
     /// hash, example execs).
-    programs: BTreeMap<String, (BTreeSet<[u8; 32]>, bool, Vec<&'r crate::action::ExecAction>)>,
+    programs: BTreeMap<String, Program<'r>>,
     opens: BTreeMap<OpenClass, Vec<&'r crate::action::OpenAction>>,
     connects: Vec<&'r ConnectAction>,
     /// Actions the base policy blocks or escalates by a rule.
@@ -824,7 +828,7 @@ impl Writer<'_> {
             ));
             let ex: Vec<String> = cs
                 .iter()
-                .filter_map(|c| connect_example(c))
+                .filter_map(|c| connect_example(self.namer, c))
                 .take(1)
                 .collect();
             let reason = match op.as_str() {
@@ -837,18 +841,28 @@ impl Writer<'_> {
     }
 }
 
-fn connect_example(c: &ConnectAction) -> Option<String> {
+fn connect_example(namer: &Namer, c: &ConnectAction) -> Option<String> {
     let target = match &c.target {
         NetTarget::Ip { addr, port, .. } => match addr {
             std::net::IpAddr::V4(a) => format!("{a}:{port}"),
             std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
         },
+        // Connect examples are not variable-expanded: the path as the
+        // examples' values of the variables make it.
         NetTarget::UnixPath(p) => {
-            let s = p.to_str()?;
-            if s.contains("${") || s.trim() != s {
-                return None;
+            let e = namer.example(&lossy(p))?;
+            let v = crate::policy::example_vars();
+            let mut out = e.clone();
+            for (name, value) in [
+                ("WORKSPACE", &v.workspace),
+                ("TMPDIR", &v.tmpdir),
+                ("HOME", &v.home),
+            ] {
+                if let Some(rest) = e.strip_prefix(&format!("${{{name}}}")) {
+                    out = format!("{}{rest}", value.display());
+                }
             }
-            s.to_string()
+            out
         }
         NetTarget::UnixAbstract(n) => {
             let s = std::str::from_utf8(n).ok()?;
@@ -962,5 +976,205 @@ mod tests {
         assert_eq!(n.example("/home/u/ws/x"), Some("${WORKSPACE}/x".into()));
         assert_eq!(n.example("/home/u/x"), Some("${HOME}/x".into()));
         assert_eq!(n.example("/opt/${x}"), None);
+    }
+
+    fn recorded(seq: u64, action: Action) -> Recorded {
+        Recorded {
+            record: RecordKind::Decision,
+            seq,
+            time_ns: 1,
+            pid: 1,
+            ppid: 0,
+            action,
+            loaded: None,
+            verdict: Verdict::Allow,
+            outcome: Some(Outcome::Allowed),
+            stage: Some(crate::ledger::Stage::Request),
+            rule: None,
+            matched: vec![],
+            reason: "r".into(),
+            mode: Some(crate::action::Mode::Observe),
+            identity: None,
+            note: None,
+            syscall: None,
+            request: None,
+        }
+    }
+
+    /// Odd names (spaces, quotes, glob characters, `$`, a newline, bytes
+    /// that are not UTF-8) and every kind of action: the suggestion loads,
+    /// its examples hold, and it allows every recorded action and not a
+    /// neighbour of it.
+    #[test]
+    fn a_suggestion_loads_and_allows_exactly_what_was_recorded() {
+        use crate::action::{ConnectAction, ExecAction, NetFamily, OpDetail, OpenAction, Protocol};
+        use std::ffi::{OsStr, OsString};
+        let bytes = |b: &[u8]| OsStr::from_bytes(b).to_os_string();
+        let open = |p: OsString, access: Access, op: FileOp| {
+            Action::Open(OpenAction {
+                path: PathBuf::from(p),
+                access,
+                cwd: "/home/u/ws".into(),
+                process: None,
+                op,
+                detail: (op == FileOp::Chmod).then_some(OpDetail::Mode(0o600)),
+            })
+        };
+        let connect = |op: NetOp, protocol: Protocol, target: NetTarget, names: &[&str]| {
+            Action::Connect(ConnectAction {
+                op,
+                protocol,
+                target,
+                names: names.iter().map(|n| n.to_string()).collect(),
+                process: None,
+            })
+        };
+        let actions = vec![
+            Action::Exec(ExecAction {
+                path: "/opt/my tools/run \"it\"".into(),
+                argv: vec!["run".into(), bytes(b"\xff"), "${HOME}".into()],
+                cwd: "/home/u/ws".into(),
+                sha256: Some([1; 32]),
+            }),
+            Action::Exec(ExecAction {
+                path: PathBuf::from(bytes(b"/opt/caf\xe9/bin")),
+                argv: vec!["bin".into()],
+                cwd: "/".into(),
+                sha256: None,
+            }),
+            open("/opt/a b/c*d{e},f\\g$h".into(), Access::READ, FileOp::Open),
+            open("/opt/new\nline".into(), Access::READ, FileOp::Open),
+            open(
+                bytes(b"/opt/x\xff\xfe"),
+                Access::READ | Access::DIRECTORY,
+                FileOp::Open,
+            ),
+            open(
+                "/home/u/ws/src/a.rs".into(),
+                Access::WRITE | Access::CREATE,
+                FileOp::Open,
+            ),
+            open(
+                "/home/u/ws/old".into(),
+                Access::WRITE | Access::TRUNCATE,
+                FileOp::Delete,
+            ),
+            open("/home/u/ws/f".into(), Access::WRITE, FileOp::Chmod),
+            open("/home/u/.cache/pip/x".into(), Access::READ, FileOp::Open),
+            open("pipe:[77]".into(), Access::READ, FileOp::Open),
+            connect(
+                NetOp::Connect,
+                Protocol::Tcp,
+                NetTarget::Ip {
+                    family: NetFamily::Inet,
+                    addr: "151.101.0.223".parse().unwrap(),
+                    port: 443,
+                },
+                &["pypi.org"],
+            ),
+            connect(
+                NetOp::Send,
+                Protocol::Udp,
+                NetTarget::Ip {
+                    family: NetFamily::Inet6,
+                    addr: "::1".parse().unwrap(),
+                    port: 53,
+                },
+                &[],
+            ),
+            connect(
+                NetOp::Resolve,
+                Protocol::Udp,
+                NetTarget::Name("pypi.org".into()),
+                &[],
+            ),
+            connect(
+                NetOp::Connect,
+                Protocol::Unix,
+                NetTarget::UnixPath("/home/u/ws/s ock".into()),
+                &[],
+            ),
+            connect(
+                NetOp::Connect,
+                Protocol::Unix,
+                NetTarget::UnixAbstract(b"/tmp/.X11-unix/X0".to_vec()),
+                &[],
+            ),
+        ];
+        let header = crate::ledger::decode::RunRecord {
+            seq: 0,
+            run_id: "0123456789abcdef0123456789abcdef".into(),
+            time_ns: 1,
+            version: "v".into(),
+            command: vec!["agent".into(), "\n$(x)".into()],
+            cwd: "/home/u/ws".into(),
+            workspace: Some("/home/u/ws".into()),
+            policy_sha256: [0; 32],
+            policy_path: None,
+            mode: crate::action::Mode::Observe,
+            ci: BTreeMap::new(),
+            vars: Some(BTreeMap::from([
+                ("HOME".to_string(), OsString::from("/home/u")),
+                ("TMPDIR".to_string(), OsString::from("/tmp")),
+            ])),
+        };
+        let run = RecordedRun {
+            header,
+            header_line: 1,
+            records: actions
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as u64 + 2, recorded(i as u64 + 1, a.clone())))
+                .collect(),
+            undecodable: vec![],
+        };
+        let vars = RunVars::of(&run.header, &BTreeMap::new()).unwrap();
+        for sha256 in [false, true] {
+            let opts = Options {
+                sha256,
+                ..Options::default()
+            };
+            let s = suggest(&run, &vars, "l\n.jsonl", None, opts);
+            let policy = vars
+                .load(&s.yaml, "suggested.yaml")
+                .unwrap_or_else(|e| panic!("{e}\n{}", s.yaml));
+            // The header comment is comment lines only.
+            assert!(
+                s.yaml.lines().take(6).all(|l| l.starts_with('#')),
+                "{}",
+                s.yaml
+            );
+            let judge = Judge::new(&policy);
+            for (_, r) in &run.records {
+                let d = judge.judge(r).unwrap();
+                let unhashed = matches!(&r.action, Action::Exec(x) if x.sha256.is_none());
+                if sha256 && unhashed {
+                    assert_eq!(d.verdict, Verdict::Block, "{:?}", r.action);
+                } else {
+                    assert_eq!(d.verdict, Verdict::Allow, "{:?}\n{}", r.action, s.yaml);
+                }
+            }
+            // Neighbours are not allowed.
+            let mut near = recorded(
+                99,
+                open("/opt/a b/c*d{e},f\\g$i".into(), Access::READ, FileOp::Open),
+            );
+            assert_eq!(judge.judge(&near).unwrap().verdict, Verdict::Block);
+            near.action = open("/opt/a b/c*d{e},f\\g$h".into(), Access::WRITE, FileOp::Open);
+            assert_eq!(judge.judge(&near).unwrap().verdict, Verdict::Block);
+            near.action = open("/opt/new\nline".into(), Access::WRITE, FileOp::Delete);
+            assert_eq!(judge.judge(&near).unwrap().verdict, Verdict::Block);
+            near.action = connect(
+                NetOp::Connect,
+                Protocol::Tcp,
+                NetTarget::Ip {
+                    family: NetFamily::Inet,
+                    addr: "151.101.0.223".parse().unwrap(),
+                    port: 80,
+                },
+                &["pypi.org"],
+            );
+            assert_eq!(judge.judge(&near).unwrap().verdict, Verdict::Block);
+        }
     }
 }

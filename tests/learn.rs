@@ -692,3 +692,67 @@ fn a_run_without_recorded_variables_needs_them_given() {
     assert_eq!(j["vars"]["WORKSPACE"]["source"], "recorded");
     assert_eq!(actions_of(&j, "refused"), vec!["exec ls".to_string()]);
 }
+
+#[test]
+fn suggest_with_a_base_writes_only_what_it_lacks() {
+    let env = Env::new();
+    observed_run(&env);
+    let base_text = "version: 1\ndefaults:\n  exec: block\n  open: block\n  connect: block\nrules:\n  - id: base-sh\n    exec:\n      program: [/usr/bin/dash, /usr/bin/bash]\n    decision: allow\n    reason: shells\n  - id: base-no-secret\n    open:\n      path: [\"${WORKSPACE}/secret.txt\"]\n    decision: block\n    reason: the secret stays unread\n";
+    let base = env.policy(base_text);
+    let out = run(&[
+        os("policy"),
+        os("suggest"),
+        env.ledger.as_os_str(),
+        os("--pubkey"),
+        env.pubkey().as_os_str(),
+        os("--base"),
+        base.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let additions = stdout(&out);
+    assert!(
+        stderr(&out).contains("1 actions of the run are refused by rules of the base policy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(additions.contains("Only additions to "), "{additions}");
+    assert!(
+        additions.contains("#   rule base-no-secret (block): 1 actions, e.g. open "),
+        "{additions}"
+    );
+    assert!(!additions.contains("\ndefaults:"), "{additions}");
+    assert!(
+        additions.contains("        - \"/usr/bin/cat\"\n"),
+        "{additions}"
+    );
+    assert!(
+        !additions.contains("/usr/bin/dash"),
+        "the base allows the shell already:\n{additions}"
+    );
+    // The additions alone are a valid policy …
+    let add_file = env.policy(&additions);
+    let check = run(&[os("policy"), os("check"), add_file.as_os_str()]);
+    assert!(
+        check.status.success(),
+        "{}{}",
+        stdout(&check),
+        stderr(&check)
+    );
+    // … and the base with them pasted into its rules allows everything
+    // the run did but what the base's own rule refuses.
+    let rules = additions.split_once("\nrules:\n").unwrap().1;
+    let merged = env.policy(&format!("{base_text}{rules}"));
+    let (code, j) = replay_json(&env, &merged, &[]);
+    assert_eq!(code, 0, "{j:#}");
+    for g in j["groups"].as_array().unwrap() {
+        if g["to"]["rule"] == "base-no-secret" {
+            assert_eq!(
+                (&g["change"], &g["count"]),
+                (&"rule".into(), &1.into()),
+                "{g:#}"
+            );
+        } else {
+            assert_eq!(g["to"]["verdict"], "allow", "{g:#}");
+        }
+    }
+}

@@ -410,6 +410,7 @@ impl Session {
 
     /// The ruling on an escalated call when escalations are held; `None`
     /// when they are not (the verdict is carried out as usual).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn escalated(
         &self,
         caller: &Caller,
