@@ -545,7 +545,7 @@ fn verify_policy_passes_an_honest_run() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Status: VALID"), "{out}");
     assert!(
-        out.contains("Decisions: 4 re-derived from the pinned policy (1 runs: "),
+        out.contains("Decisions: 4 re-derived from the pinned policy (1 run: "),
         "{out}"
     );
 }
@@ -617,7 +617,7 @@ fn verify_policy_re_derives_a_real_observed_run() {
     let (code, out) = verify_with_policy(&env, &[Path::new(&policy)]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("re-derived from the pinned policy (1 runs: "),
+        out.contains("re-derived from the pinned policy (1 run: "),
         "{out}"
     );
 }

@@ -258,9 +258,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         print_report(&ledger, key_path.as_deref(), &report);
         if let Some(d) = &rederived {
             println!(
-                "Decisions: {} re-derived from the pinned policy ({} runs: {}), {} by built-in rules not re-derived",
+                "Decisions: {} re-derived from the pinned policy ({} {}: {}), {} by built-in rules not re-derived",
                 d.checked,
                 d.runs.len(),
+                if d.runs.len() == 1 { "run" } else { "runs" },
                 d.runs
                     .iter()
                     .map(|(r, p)| format!("{} {}", &r[..r.len().min(8)], crate::escape::text(p)))
