@@ -756,3 +756,52 @@ fn suggest_with_a_base_writes_only_what_it_lacks() {
         }
     }
 }
+
+/// The dynamic loader asked to run a program (`ld.so PROG`) is judged as
+/// PROG too, online and offline: its record carries the program, so a
+/// replay with a policy that blocks PROG refuses the loader's exec, and a
+/// run enforced that way re-derives.
+#[test]
+fn the_program_the_loader_runs_is_judged_offline_too() {
+    let ld = "/lib64/ld-linux-x86-64.so.2";
+    if !Path::new(ld).exists() {
+        eprintln!("skipped: no {ld}");
+        return;
+    }
+    let env = Env::new();
+    let observed = env.policy(OBSERVED);
+    observe(&env, &observed, &[ld, "/usr/bin/true"]);
+    let loaded: Vec<serde_json::Value> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "decision" && r.get("loaded").is_some())
+        .collect();
+    assert!(
+        !loaded.is_empty(),
+        "no record names the program the loader ran"
+    );
+    assert_eq!(loaded[0]["loaded"]["path"], "/usr/bin/true");
+    let no_true = "version: 1\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: no-true\n    exec:\n      program: /usr/bin/true\n    decision: block\n    reason: not this one\n";
+    let policy = env.policy(no_true);
+    let (code, j) = replay_json(&env, &policy, &[]);
+    assert_eq!(code, 1, "{j:#}");
+    let refused = actions_of(&j, "refused");
+    assert!(
+        refused
+            .iter()
+            .any(|a| a.starts_with(&format!("exec {ld} /usr/bin/true"))),
+        "{j:#}"
+    );
+    // The suggested policy allows the program the loader ran.
+    let suggested = round_trip(&env);
+    let text = std::fs::read_to_string(suggested).unwrap();
+    assert!(text.contains("        - \"/usr/bin/true\"\n"), "{text}");
+    // Enforced: refused by the alias, and `verify --policy` agrees.
+    let out = env
+        .supervise_cmd(&policy, &[ld, "/usr/bin/true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (code, out) = verify_with_policy(&env, &[&observed, &policy]);
+    assert_eq!(code, 0, "{out}");
+}

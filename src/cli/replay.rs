@@ -262,7 +262,10 @@ fn print_report(
     }
     let mut parts = Vec::new();
     for (class, what) in [
-        (ChangeClass::Stricter, "refused already would get a stronger verdict"),
+        (
+            ChangeClass::Stricter,
+            "refused already would get a stronger verdict",
+        ),
         (ChangeClass::Looser, "would get a weaker verdict"),
         (ChangeClass::Rule, "keep their verdict under another rule"),
     ] {
