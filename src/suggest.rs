@@ -24,7 +24,6 @@ use std::path::Path;
 use crate::action::{Access, Action, ConnectAction, FileOp, NetOp, NetTarget, Verdict};
 use crate::ledger::decode::{RecordKind, Recorded};
 use crate::ledger::Outcome;
-use crate::policy::Policy;
 use crate::replay::{self, Judge, RecordedRun, RunVars};
 
 /// Limits of collapsing and of the examples written.
@@ -393,11 +392,11 @@ pub fn suggest(
     run: &RecordedRun,
     vars: &RunVars,
     ledger_name: &str,
-    base: Option<(&Policy, &str)>,
+    base: Option<(&Judge, &str)>,
     opts: Options,
 ) -> Suggestion {
     let namer = Namer::new(&vars.vars());
-    let judge = base.map(|(p, _)| Judge::new(p));
+    let judge = base.map(|(j, _)| j);
     let mut seen = Seen::default();
     for (_, r) in &run.records {
         if r.record != RecordKind::Decision {
@@ -457,7 +456,7 @@ pub fn suggest(
 /// Whether the base policy decides `r` already: it allows it (nothing to
 /// add), or refuses it by a rule (an added allow rule cannot change that:
 /// noted). `false` when only its default refuses it.
-fn note_base<'r>(seen: &mut Seen<'r>, judge: &Judge<'_>, r: &'r Recorded) -> bool {
+fn note_base<'r>(seen: &mut Seen<'r>, judge: &Judge, r: &'r Recorded) -> bool {
     let Some(d) = judge.judge(r) else {
         return true;
     };
@@ -1144,7 +1143,7 @@ mod tests {
                 "{}",
                 s.yaml
             );
-            let judge = Judge::new(&policy);
+            let judge = Judge::new(policy);
             for (_, r) in &run.records {
                 let d = judge.judge(r).unwrap();
                 let unhashed = matches!(&r.action, Action::Exec(x) if x.sha256.is_none());

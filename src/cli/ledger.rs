@@ -233,15 +233,15 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let rederived = if policies.is_empty() {
         None
     } else {
-        let text = match std::fs::read_to_string(&ledger) {
-            Ok(t) => t,
+        let given = args.vars.iter().cloned().collect();
+        let d = match crate::replay::rederive(&ledger, &policies, &given) {
+            Ok(d) => d,
             Err(e) => return unreadable(&args, &ledger, &LedgerError::io("read", &ledger, e)),
         };
-        let given = args.vars.iter().cloned().collect();
-        let d = crate::replay::rederive(&crate::replay::read_runs(&text), &policies, &given);
         for p in &d.problems {
             report.add_problem(p.clone());
         }
+        report.problems_omitted += d.problems_omitted;
         Some(d)
     };
     if args.json {

@@ -144,17 +144,14 @@ fn suggest(args: SuggestArgs) -> anyhow::Result<ExitCode> {
     let ledger =
         super::locations::find_ledger(args.ledger.as_deref(), &cwd, "the LEDGER argument")?.path;
     super::replay::verified(&ledger, args.pubkey.as_deref(), args.unverified)?;
-    let text = std::fs::read_to_string(&ledger)
-        .with_context(|| format!("cannot read the ledger {}", crate::escape::path(&ledger)))?;
-    let runs = crate::replay::read_runs(&text);
-    let run = crate::replay::select_run(&runs, args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    let run = crate::replay::read_run(&ledger, args.run.as_deref()).map_err(anyhow::Error::msg)?;
     let given = args.vars.iter().cloned().collect();
     let vars = crate::replay::RunVars::of(&run.header, &given).map_err(anyhow::Error::msg)?;
     let base = match &args.base {
         Some(b) => {
             let t = super::PolicySource::resolve(b)?.text()?;
             let p = vars.load(&t.text, &t.origin).map_err(anyhow::Error::msg)?;
-            Some((p, t.origin))
+            Some((crate::replay::Judge::new(p), t.origin))
         }
         None => None,
     };
@@ -165,7 +162,7 @@ fn suggest(args: SuggestArgs) -> anyhow::Result<ExitCode> {
     };
     let name = ledger.display().to_string();
     let s = crate::suggest::suggest(
-        run,
+        &run,
         &vars,
         &name,
         base.as_ref().map(|(p, o)| (p, o.as_str())),

@@ -100,10 +100,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let ledger =
         super::locations::find_ledger(args.ledger.as_deref(), &cwd, "the LEDGER argument")?.path;
     let status = verified(&ledger, args.pubkey.as_deref(), args.unverified)?;
-    let text = std::fs::read_to_string(&ledger)
-        .with_context(|| format!("cannot read the ledger {}", escape::path(&ledger)))?;
-    let runs = replay::read_runs(&text);
-    let run = replay::select_run(&runs, args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    let run = replay::find_run(&ledger, args.run.as_deref()).map_err(anyhow::Error::msg)?;
     let given: BTreeMap<String, OsString> = args.vars.iter().cloned().collect();
     let vars = replay::RunVars::of(&run.header, &given).map_err(anyhow::Error::msg)?;
     let source = super::PolicySource::resolve(&args.policy)?;
@@ -111,8 +108,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let policy = vars
         .load(&ptext.text, &ptext.origin)
         .map_err(anyhow::Error::msg)?;
-    let judge = replay::Judge::new(&policy);
-    let report = replay::replay(run, &judge);
+    let judge = replay::Judge::new(policy);
+    let report = replay::replay_file(&ledger, &run, &judge).map_err(anyhow::Error::msg)?;
+    let policy = &judge.policy;
     let code = if report.count(ChangeClass::Refused) > 0 {
         EXIT_REFUSES
     } else {
