@@ -89,16 +89,22 @@ fn replay_json(env: &Env, policy: &Path, extra: &[&str]) -> (i32, serde_json::Va
 /// valid, allows every recorded action the run carried out, and (with the
 /// variables of the run) refuses nothing. Returns the policy's path.
 fn round_trip(env: &Env) -> std::path::PathBuf {
+    round_trip_with(env, &[])
+}
+
+fn round_trip_with(env: &Env, extra: &[&str]) -> std::path::PathBuf {
     let suggested = env.root.join("suggested.yaml");
-    let out = run(&[
+    let mut args = vec![
         os("policy"),
         os("suggest"),
         env.ledger.as_os_str(),
         os("--pubkey"),
-        env.pubkey().as_os_str(),
-        os("--out"),
-        suggested.as_os_str(),
-    ]);
+    ];
+    let pk = env.pubkey();
+    args.push(pk.as_os_str());
+    args.extend([os("--force"), os("--out"), suggested.as_os_str()]);
+    args.extend(extra.iter().map(|e| os(e)));
+    let out = run(&args);
     assert!(out.status.success(), "suggest: {}", stderr(&out));
     let text = std::fs::read_to_string(&suggested).unwrap();
     assert!(text.starts_with("# Suggested by `lexecon policy suggest` from the ledger"));
@@ -181,6 +187,12 @@ fn suggest_check_replay_round_trip_on_a_git_workflow() {
     // git's lock files are renamed and removed in the workspace.
     assert!(text.contains("- id: learned-rename"), "{text}");
     assert!(text.contains("        - \"${WORKSPACE}/**\""), "{text}");
+    // By content hash too: one rule per program, the run still allowed.
+    let suggested = round_trip_with(&env, &["--sha256"]);
+    let text = std::fs::read_to_string(suggested).unwrap();
+    assert!(text.contains("- id: learned-exec-1\n"), "{text}");
+    assert!(text.contains("      sha256:\n        - \""), "{text}");
+    assert!(!text.contains("no content hash recorded"), "{text}");
 }
 
 #[test]

@@ -32,8 +32,8 @@ pub struct InitKeysArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, or an --anchor the ledger does not hold); 2 could not read the ledger, key or anchor file; \
-3 incomplete (partial last record, unsigned records, a run without end seal); \
+    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, an --anchor the ledger does not hold, or with --policy a recorded decision that does not follow from the policy its run pinned); 2 could not read the ledger, key, anchor or policy file; \
+3 incomplete (partial last record, unsigned records, a run without end seal; with --policy, a run or record whose decisions could not be re-derived); \
 4 valid, but checked only against the key named in the ledger itself (no --pubkey and no ledger.pub in the key directory)"
 )]
 pub struct VerifyArgs {
