@@ -783,14 +783,16 @@ impl Writer<'_> {
         // One rule per destination: (op, protocol, what it names).
         let mut dests: BTreeMap<(String, &str, String), Vec<&ConnectAction>> = BTreeMap::new();
         let mut unnamed = 0usize;
+        let mut bad_names = 0usize;
         for c in &seen.connects {
+            let names: Vec<&String> = c.names.iter().filter(|n| host_ok(n)).collect();
             let key = match &c.target {
-                NetTarget::Ip { addr, port, .. } if c.names.is_empty() => {
+                NetTarget::Ip { addr, port, .. } if names.is_empty() => {
                     format!("address: [{}], port: [{port}]", yaml_str(&addr.to_string()))
                 }
                 NetTarget::Ip { port, .. } => format!(
                     "host: [{}], port: [{port}]",
-                    c.names
+                    names
                         .iter()
                         .map(|n| yaml_str(&glob_literal(n)))
                         .collect::<Vec<_>>()
@@ -803,7 +805,13 @@ impl Writer<'_> {
                     "path: [{}]",
                     yaml_str(&format!("@{}", glob_literal(&String::from_utf8_lossy(n))))
                 ),
-                NetTarget::Name(n) => format!("host: [{}]", yaml_str(&glob_literal(n))),
+                NetTarget::Name(n) if host_ok(n) => {
+                    format!("host: [{}]", yaml_str(&glob_literal(n)))
+                }
+                NetTarget::Name(_) => {
+                    bad_names += 1;
+                    continue;
+                }
                 NetTarget::UnixUnnamed => {
                     unnamed += 1;
                     continue;
@@ -813,6 +821,11 @@ impl Writer<'_> {
                 .entry((c.op.as_str().to_string(), c.protocol.as_str(), key))
                 .or_default()
                 .push(c);
+        }
+        if bad_names > 0 {
+            self.line(&format!(
+                "  # {bad_names} DNS queries for names a `host:` pattern cannot hold (with a space, `/` or `:`, an address, or not UTF-8): not allowed"
+            ));
         }
         if unnamed > 0 {
             self.line(&format!(
@@ -838,6 +851,14 @@ impl Writer<'_> {
             self.rule_tail(reason, &ex, cs.len().saturating_sub(ex.len()));
         }
     }
+}
+
+/// Whether a host name can be written in a `host:` pattern.
+fn host_ok(n: &str) -> bool {
+    !n.is_empty()
+        && !n.contains(['/', ':', ' ', '\u{fffd}'])
+        && n.parse::<std::net::IpAddr>().is_err()
+        && !n.chars().any(|c| c.is_control())
 }
 
 fn connect_example(namer: &Namer, c: &ConnectAction) -> Option<String> {
@@ -870,8 +891,8 @@ fn connect_example(namer: &Namer, c: &ConnectAction) -> Option<String> {
             }
             format!("@{s}")
         }
-        NetTarget::Name(n) => n.clone(),
-        NetTarget::UnixUnnamed => return None,
+        NetTarget::Name(n) if host_ok(n) => n.clone(),
+        NetTarget::Name(_) | NetTarget::UnixUnnamed => return None,
     };
     let mut e = format!(
         "{{connect: {}, op: {}, protocol: {}",
