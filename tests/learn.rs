@@ -560,6 +560,23 @@ fn verify_policy_passes_an_honest_run() {
         out.contains("Decisions: 4 re-derived from the pinned policy (1 run: "),
         "{out}"
     );
+    let out = run(&[
+        os("verify"),
+        env.ledger.as_os_str(),
+        os("--pubkey"),
+        env.pubkey().as_os_str(),
+        os("--policy"),
+        policy.as_os_str(),
+        os("--json"),
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["status"], "VALID");
+    assert_eq!(j["decisions"]["checked"], 4);
+    assert_eq!(j["decisions"]["builtin"], 0);
+    assert_eq!(
+        j["decisions"]["runs"][0]["policy"],
+        policy.display().to_string()
+    );
 }
 
 #[test]
