@@ -122,7 +122,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &ledger,
             &status,
             &ptext.origin,
-            &policy,
+            policy,
             same_policy,
             &vars,
             &report,
