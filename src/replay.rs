@@ -851,3 +851,67 @@ fn check_record(r: &Recorded, run_mode: Mode, judge: &Judge) -> Check14 {
     }
     Check14::Ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(vars: Option<BTreeMap<String, OsString>>) -> RunRecord {
+        RunRecord {
+            seq: 0,
+            run_id: "ab".repeat(16),
+            time_ns: 1,
+            version: "v".into(),
+            command: vec!["agent".into()],
+            cwd: "/w".into(),
+            workspace: Some("/w".into()),
+            policy_sha256: [0; 32],
+            policy_path: None,
+            mode: Mode::Enforce,
+            ci: BTreeMap::new(),
+            vars,
+        }
+    }
+
+    #[test]
+    fn variables_come_from_the_header_or_are_given_never_from_here() {
+        let e = RunVars::of(&header(None), &BTreeMap::new()).unwrap_err();
+        assert!(
+            e.contains("does not record the value of HOME, TMPDIR"),
+            "{e}"
+        );
+        assert!(e.contains("give --var HOME=PATH --var TMPDIR=PATH"), "{e}");
+        let given = BTreeMap::from([
+            ("HOME".to_string(), OsString::from("/h")),
+            ("TMPDIR".to_string(), OsString::from("/t")),
+        ]);
+        let v = RunVars::of(&header(None), &given).unwrap();
+        assert_eq!(v.vars().home, PathBuf::from("/h"));
+        assert_eq!(v.vars().workspace, PathBuf::from("/w"));
+        assert_eq!(v.values["WORKSPACE"].1, VarSource::Recorded);
+        assert_eq!(v.values["HOME"].1, VarSource::Given);
+        // A policy reading an environment variable the run did not record.
+        let text = "version: 1\nrules:\n  - id: c\n    open:\n      path: [\"${env.CARGO_HOME:-${HOME}/.cargo}/**\"]\n    decision: allow\n    reason: r\n";
+        let e = v.load(text, "p.yaml").unwrap_err();
+        assert!(e.contains("reads ${env.CARGO_HOME}"), "{e}");
+        assert!(e.contains("--var env.CARGO_HOME=VALUE"), "{e}");
+        // Recorded empty: unset, the default applies.
+        let mut recorded = given.clone();
+        recorded.insert("env.CARGO_HOME".into(), OsString::new());
+        let v = RunVars::of(&header(Some(recorded)), &BTreeMap::new()).unwrap();
+        let p = v.load(text, "p.yaml").unwrap();
+        assert_eq!(p.env_vars()["CARGO_HOME"], "/h/.cargo");
+    }
+
+    #[test]
+    fn var_arguments_name_the_policy_variables() {
+        assert_eq!(
+            parse_var("HOME=/x").unwrap(),
+            ("HOME".to_string(), OsString::from("/x"))
+        );
+        assert_eq!(parse_var("env.GOPATH=").unwrap().1, OsString::new());
+        for bad in ["HOME", "PATH=/x", "env.=1", "env.A-B=1"] {
+            assert!(parse_var(bad).is_err(), "{bad}");
+        }
+    }
+}
