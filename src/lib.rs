@@ -26,4 +26,5 @@ pub mod ledger;
 pub mod policy;
 pub mod replay;
 pub mod session;
+pub mod suggest;
 pub mod supervisor;

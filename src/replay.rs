@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::action::{Action, Decision, Mode, Verdict};
 use crate::ledger::decode::{self, RecordKind, Recorded, RunRecord};
@@ -46,71 +46,164 @@ pub struct Undecodable {
     pub message: String,
 }
 
-/// Every run of a ledger's text, in file order. Lines that are not JSON
-/// (a torn tail) and records of other kinds are skipped; a decision or
-/// escalation record that cannot be decoded is kept as [`Undecodable`].
-pub fn read_runs(text: &str) -> Vec<RecordedRun> {
-    let mut runs: Vec<RecordedRun> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let Ok(v) = jcs::parse(line, jcs::Mode::Strict) else {
-            continue;
-        };
-        let kind = v.get("kind").and_then(jcs::Value::as_str);
-        let seq = v
-            .get("seq")
-            .and_then(jcs::Value::as_str)
-            .and_then(|s| s.parse().ok());
-        match kind {
-            Some("run") => {
-                if let Ok(Some(header)) = decode::decode_run(&v) {
-                    runs.push(RecordedRun {
-                        header,
-                        header_line: line_no,
-                        records: Vec::new(),
-                        undecodable: Vec::new(),
-                    })
-                }
-            }
-            Some("decision" | "escalation") => {
-                let Some(run) = runs.last_mut() else { continue };
-                match decode::decode_record(&v) {
-                    Ok(Some(r)) => run.records.push((line_no, r)),
-                    Ok(None) => {}
-                    Err(message) => run.undecodable.push(Undecodable {
-                        line: line_no,
-                        seq,
-                        message,
-                    }),
-                }
-            }
-            _ => {}
+/// Calls `f` with each line of the ledger at `path`: its number (1-based)
+/// and its text without the newline. Lines that are not UTF-8 (damaged;
+/// `verify` reports them) are skipped. Reads one line at a time.
+fn each_line(path: &Path, f: &mut dyn FnMut(u64, &str)) -> std::io::Result<()> {
+    use std::io::BufRead as _;
+    let mut r = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut buf = Vec::new();
+    let mut n = 0u64;
+    loop {
+        buf.clear();
+        if r.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(());
+        }
+        n += 1;
+        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            f(n, text);
         }
     }
-    runs
 }
 
-/// The run with id `id` (or a unique prefix of it), else the last run.
-pub fn select_run<'a>(
-    runs: &'a [RecordedRun],
-    id: Option<&str>,
-) -> Result<&'a RecordedRun, String> {
+/// What one line of a ledger holds, for re-judging.
+enum Item {
+    Run(Box<RunRecord>),
+    Record(Box<Recorded>),
+    Undecodable(Undecodable),
+    Other,
+}
+
+/// Reads one line: a run header, a decision or escalation record (decoded
+/// when `records`), or something else (other kinds, lines that are not
+/// canonical JSON: a torn tail).
+fn item(line: u64, text: &str, records: bool) -> Item {
+    // A run header's canonical text holds `"kind":"run"` outside any
+    // string (quotes inside strings are escaped): a cheap test first.
+    if !records && !text.contains("\"kind\":\"run\"") {
+        return Item::Other;
+    }
+    let Ok(v) = jcs::parse(text, jcs::Mode::Strict) else {
+        return Item::Other;
+    };
+    match v.get("kind").and_then(jcs::Value::as_str) {
+        Some("run") => match decode::decode_run(&v) {
+            Ok(Some(h)) => Item::Run(Box::new(h)),
+            _ => Item::Other,
+        },
+        Some("decision" | "escalation") if records => match decode::decode_record(&v) {
+            Ok(Some(r)) => Item::Record(Box::new(r)),
+            Ok(None) => Item::Other,
+            Err(message) => Item::Undecodable(Undecodable {
+                line,
+                seq: v
+                    .get("seq")
+                    .and_then(jcs::Value::as_str)
+                    .and_then(|s| s.parse().ok()),
+                message,
+            }),
+        },
+        _ => Item::Other,
+    }
+}
+
+/// The run headers of the ledger at `path`, with their lines.
+pub fn run_headers(path: &Path) -> std::io::Result<Vec<(u64, RunRecord)>> {
+    let mut out = Vec::new();
+    each_line(path, &mut |n, text| {
+        if let Item::Run(h) = item(n, text, false) {
+            out.push((n, *h));
+        }
+    })?;
+    Ok(out)
+}
+
+/// Where one run is in its ledger.
+#[derive(Debug, Clone)]
+pub struct RunInLedger {
+    pub header: RunRecord,
+    /// Line of the header.
+    pub first: u64,
+    /// Line of the next run's header (`u64::MAX` for the last run).
+    pub end: u64,
+}
+
+fn cannot_read(path: &Path, e: std::io::Error) -> String {
+    format!("cannot read the ledger {}: {e}", crate::escape::path(path))
+}
+
+/// The run with id `id` (or a unique prefix of it), else the last run, of
+/// the ledger at `path`.
+pub fn find_run(path: &Path, id: Option<&str>) -> Result<RunInLedger, String> {
+    let headers = run_headers(path).map_err(|e| cannot_read(path, e))?;
+    let at = select_run(&headers, id)?;
+    let (first, header) = headers[at].clone();
+    let end = headers.get(at + 1).map_or(u64::MAX, |(n, _)| *n);
+    Ok(RunInLedger { header, first, end })
+}
+
+/// Calls `f` with each decision and escalation record of `run` (its line,
+/// and the record or why it could not be decoded), one line at a time.
+/// Lines that are not JSON (a torn tail) and records of other kinds are
+/// skipped.
+pub fn each_record(
+    path: &Path,
+    run: &RunInLedger,
+    f: &mut dyn FnMut(u64, Result<Recorded, Undecodable>),
+) -> Result<(), String> {
+    each_line(path, &mut |n, text| {
+        if n <= run.first || n >= run.end {
+            return;
+        }
+        match item(n, text, true) {
+            Item::Record(r) => f(n, Ok(*r)),
+            Item::Undecodable(u) => f(n, Err(u)),
+            Item::Run(_) | Item::Other => {}
+        }
+    })
+    .map_err(|e| cannot_read(path, e))
+}
+
+/// The run with id `id` (or a unique prefix of it), else the last run, of
+/// the ledger at `path`, with its decision and escalation records (see
+/// [`each_record`]; a record that cannot be decoded is kept as
+/// [`Undecodable`]). Holds that run's records.
+pub fn read_run(path: &Path, id: Option<&str>) -> Result<RecordedRun, String> {
+    let at = find_run(path, id)?;
+    let mut run = RecordedRun {
+        header: at.header.clone(),
+        header_line: at.first,
+        records: Vec::new(),
+        undecodable: Vec::new(),
+    };
+    each_record(path, &at, &mut |n, item| match item {
+        Ok(r) => run.records.push((n, r)),
+        Err(u) => run.undecodable.push(u),
+    })?;
+    Ok(run)
+}
+
+/// The index in `headers` of the run with id `id` (or a unique prefix of
+/// it), else of the last run.
+fn select_run(headers: &[(u64, RunRecord)], id: Option<&str>) -> Result<usize, String> {
     let Some(id) = id else {
-        return runs
-            .last()
+        return headers
+            .len()
+            .checked_sub(1)
             .ok_or_else(|| "the ledger holds no run".to_string());
     };
-    let found: Vec<&RecordedRun> = runs
-        .iter()
-        .filter(|r| r.header.run_id.starts_with(id))
+    let found: Vec<usize> = (0..headers.len())
+        .filter(|&i| headers[i].1.run_id.starts_with(id))
         .collect();
     match found.as_slice() {
-        [one] => Ok(one),
+        [one] => Ok(*one),
         [] => Err(format!(
             "the ledger holds no run {} (its runs: {})",
             crate::escape::text(id),
-            runs.iter()
-                .map(|r| r.header.run_id.as_str())
+            headers
+                .iter()
+                .map(|(_, h)| h.run_id.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -290,16 +383,16 @@ pub fn is_builtin(rule: Option<&str>) -> bool {
 
 /// A policy with the file identities of the programs it names literally
 /// (looked up on this machine), ready to judge recorded actions.
-pub struct Judge<'p> {
-    pub policy: &'p Policy,
+pub struct Judge {
+    pub policy: Policy,
     programs: HashMap<(u64, u64), PathBuf>,
 }
 
-impl<'p> Judge<'p> {
-    pub fn new(policy: &'p Policy) -> Judge<'p> {
+impl Judge {
+    pub fn new(policy: Policy) -> Judge {
         Judge {
+            programs: crate::session::program_identities(&policy),
             policy,
-            programs: crate::session::program_identities(policy),
         }
     }
 
@@ -379,36 +472,67 @@ impl ReplayReport {
 /// escalation records are not (the decision record that ends each one
 /// is), nor is an exec's confirmation that confirms exactly what its
 /// request asked (the same action).
-pub fn replay(run: &RecordedRun, judge: &Judge<'_>) -> ReplayReport {
-    let mut report = ReplayReport {
-        run_id: run.header.run_id.clone(),
-        actions: 0,
-        builtin: 0,
-        changes: Vec::new(),
-        undecodable: run.undecodable.clone(),
-    };
-    let mut requested: HashMap<i32, &Action> = HashMap::new();
-    for (line, r) in &run.records {
+pub fn replay(run: &RecordedRun, judge: &Judge) -> ReplayReport {
+    let mut r = Replayer::new(&run.header.run_id, judge);
+    for u in &run.undecodable {
+        r.undecodable(u.clone());
+    }
+    for (line, rec) in &run.records {
+        r.add(*line, rec);
+    }
+    r.finish()
+}
+
+/// [`replay`] one record at a time, as they are read.
+pub struct Replayer<'j> {
+    judge: &'j Judge,
+    report: ReplayReport,
+    /// The exec each process last asked for, until its confirmation.
+    requested: HashMap<i32, Action>,
+}
+
+impl<'j> Replayer<'j> {
+    pub fn new(run_id: &str, judge: &'j Judge) -> Replayer<'j> {
+        Replayer {
+            judge,
+            report: ReplayReport {
+                run_id: run_id.to_string(),
+                actions: 0,
+                builtin: 0,
+                changes: Vec::new(),
+                undecodable: Vec::new(),
+            },
+            requested: HashMap::new(),
+        }
+    }
+
+    pub fn undecodable(&mut self, u: Undecodable) {
+        self.report.undecodable.push(u);
+    }
+
+    /// Judges one record (at `line`) again.
+    pub fn add(&mut self, line: u64, r: &Recorded) {
         if r.record != RecordKind::Decision {
-            continue;
+            return;
         }
         match r.stage {
             Some(Stage::Request) if matches!(r.action, Action::Exec(_)) && !is_code_map(r) => {
-                requested.insert(r.pid, &r.action);
+                self.requested.insert(r.pid, r.action.clone());
             }
-            Some(Stage::Confirm) if requested.get(&r.pid) == Some(&&r.action) => {
-                requested.remove(&r.pid);
-                continue;
+            Some(Stage::Confirm) if self.requested.get(&r.pid) == Some(&r.action) => {
+                self.requested.remove(&r.pid);
+                return;
             }
             _ => {}
         }
-        let Some(new) = judge.judge(r) else {
+        let report = &mut self.report;
+        let Some(new) = self.judge.judge(r) else {
             report.builtin += 1;
-            continue;
+            return;
         };
         report.actions += 1;
         if new.verdict == r.verdict && new.rule == r.rule {
-            continue;
+            return;
         }
         let outcome = r.outcome.unwrap_or(Outcome::Refused);
         let class = if new.verdict > r.verdict {
@@ -423,7 +547,7 @@ pub fn replay(run: &RecordedRun, judge: &Judge<'_>) -> ReplayReport {
             ChangeClass::Rule
         };
         report.changes.push(Change {
-            line: *line,
+            line,
             seq: r.seq,
             class,
             what: describe(r),
@@ -434,7 +558,21 @@ pub fn replay(run: &RecordedRun, judge: &Judge<'_>) -> ReplayReport {
             new,
         });
     }
-    report
+
+    pub fn finish(self) -> ReplayReport {
+        self.report
+    }
+}
+
+/// Replays the run `header` of the ledger at `path` (at line `first`, up to
+/// line `end`) against `judge`, reading one line at a time.
+pub fn replay_file(path: &Path, run: &RunInLedger, judge: &Judge) -> Result<ReplayReport, String> {
+    let mut r = Replayer::new(&run.header.run_id, judge);
+    each_record(path, run, &mut |line, item| match item {
+        Ok(rec) => r.add(line, &rec),
+        Err(u) => r.undecodable(u),
+    })?;
+    Ok(r.finish())
 }
 
 /// A recorded action as shown to humans (escaped).
@@ -523,6 +661,8 @@ pub struct Rederived {
     pub builtin: u64,
     /// (run id, the policy given that it pinned).
     pub runs: Vec<(String, String)>,
+    /// Problems found beyond the ones kept.
+    pub problems_omitted: u64,
 }
 
 fn rule_text(rule: Option<&str>) -> String {
@@ -532,110 +672,115 @@ fn rule_text(rule: Option<&str>) -> String {
     )
 }
 
-/// Re-derives every decision of every run in `runs` from the policy among
-/// `policies` whose hash, loaded with the run's variables, is the one the
-/// run header pinned.
+/// Re-derives every decision of every run of the ledger at `path` from the
+/// policy among `policies` whose hash, loaded with the run's variables, is
+/// the one the run header pinned. Reads one line at a time: memory does
+/// not grow with the ledger (beyond the problems found, at most
+/// [`crate::ledger::verify::MAX_PROBLEMS`] kept).
 pub fn rederive(
-    runs: &[RecordedRun],
+    path: &Path,
     policies: &[PolicyText],
     given: &BTreeMap<String, OsString>,
-) -> Rederived {
+) -> std::io::Result<Rederived> {
     let mut out = Rederived::default();
-    let problem = |out: &mut Rederived, line: u64, seq: Option<u64>, sev, message: String| {
-        out.problems.push(Problem {
-            line,
-            seq,
-            check: Check::Decision,
-            severity: sev,
-            message,
-        })
-    };
-    for run in runs {
-        let h = &run.header;
-        let not_derived =
-            |why: String| format!("run {}: its decisions were not re-derived: {why}", h.run_id);
-        let vars = match RunVars::of(h, given) {
-            Ok(v) => v,
-            Err(e) => {
-                let m = not_derived(e);
-                problem(
-                    &mut out,
-                    run.header_line,
+    // The judge of the current run and its mode; `None` while in a run
+    // whose decisions are not re-derived (or before the first run).
+    let mut current: Option<(Judge, Mode)> = None;
+    each_line(path, &mut |n, text| match item(n, text, true) {
+        Item::Run(h) => {
+            current = None;
+            match run_judge(&h, policies, given) {
+                Ok((judge, origin)) => {
+                    out.runs.push((h.run_id.clone(), origin));
+                    current = Some((judge, h.mode));
+                }
+                Err(why) => out.add(
+                    n,
                     Some(h.seq),
                     Severity::Incomplete,
-                    m,
-                );
-                continue;
-            }
-        };
-        let mut hashes = Vec::new();
-        let mut chosen = None;
-        for p in policies {
-            match vars.load(&p.text, &p.origin) {
-                Ok(policy) if policy.sha256() == h.policy_sha256 => {
-                    chosen = Some((policy, p.origin.clone()));
-                    break;
-                }
-                Ok(policy) => hashes.push(format!(
-                    "{} has {}",
-                    crate::escape::text(&p.origin),
-                    hex::encode(policy.sha256())
-                )),
-                Err(e) => hashes.push(format!(
-                    "{} does not load: {e}",
-                    crate::escape::text(&p.origin)
-                )),
+                    format!("run {}: its decisions were not re-derived: {why}", h.run_id),
+                ),
             }
         }
-        let Some((policy, origin)) = chosen else {
-            let pinned = h
-                .policy_path
-                .as_ref()
-                .map(|p| format!(" (its header names {})", crate::escape::path(p)))
-                .unwrap_or_default();
-            let m = not_derived(format!(
-                "it pinned policy sha256 {}{pinned}, and no policy given has that hash with the run's variables ({}); give the file the run was supervised with",
-                hex::encode(h.policy_sha256),
-                hashes.join("; ")
-            ));
-            problem(
-                &mut out,
-                run.header_line,
-                Some(h.seq),
-                Severity::Incomplete,
-                m,
-            );
-            continue;
-        };
-        out.runs.push((h.run_id.clone(), origin));
-        let judge = Judge::new(&policy);
-        for u in &run.undecodable {
-            let m = format!(
+        Item::Undecodable(u) if current.is_some() => out.add(
+            u.line,
+            u.seq,
+            Severity::Incomplete,
+            format!(
                 "the recorded action could not be decoded, so its decision was not re-derived: {}",
                 u.message
-            );
-            problem(&mut out, u.line, u.seq, Severity::Incomplete, m);
-        }
-        for (line, r) in &run.records {
-            let what = describe(r);
-            let bad = check_record(r, h.mode, &judge);
-            match bad {
+            ),
+        ),
+        Item::Record(r) => {
+            let Some((judge, mode)) = &current else {
+                return;
+            };
+            match check_record(&r, *mode, judge) {
                 Check14::Builtin => out.builtin += 1,
                 Check14::Ok => out.checked += 1,
                 Check14::Wrong(why) => {
                     out.checked += 1;
-                    problem(
-                        &mut out,
-                        *line,
-                        Some(r.seq),
-                        Severity::Invalid,
-                        format!("{} {what}: {why}", r.action.kind()),
-                    );
+                    let what = describe(&r);
+                    out.add(n, Some(r.seq), Severity::Invalid, format!("{what}: {why}"));
                 }
             }
         }
+        Item::Undecodable(_) | Item::Other => {}
+    })?;
+    Ok(out)
+}
+
+impl Rederived {
+    fn add(&mut self, line: u64, seq: Option<u64>, severity: Severity, message: String) {
+        if self.problems.len() >= crate::ledger::verify::MAX_PROBLEMS {
+            self.problems_omitted += 1;
+            return;
+        }
+        self.problems.push(Problem {
+            line,
+            seq,
+            check: Check::Decision,
+            severity,
+            message,
+        });
     }
-    out
+}
+
+/// The judge of a run: the policy among `policies` the run pinned, loaded
+/// with its variables, and how it is named; else why there is none.
+fn run_judge(
+    h: &RunRecord,
+    policies: &[PolicyText],
+    given: &BTreeMap<String, OsString>,
+) -> Result<(Judge, String), String> {
+    let vars = RunVars::of(h, given)?;
+    let mut hashes = Vec::new();
+    for p in policies {
+        match vars.load(&p.text, &p.origin) {
+            Ok(policy) if policy.sha256() == h.policy_sha256 => {
+                return Ok((Judge::new(policy), p.origin.clone()));
+            }
+            Ok(policy) => hashes.push(format!(
+                "{} has {}",
+                crate::escape::text(&p.origin),
+                hex::encode(policy.sha256())
+            )),
+            Err(e) => hashes.push(format!(
+                "{} does not load: {e}",
+                crate::escape::text(&p.origin)
+            )),
+        }
+    }
+    let pinned = h
+        .policy_path
+        .as_ref()
+        .map(|p| format!(" (its header names {})", crate::escape::path(p)))
+        .unwrap_or_default();
+    Err(format!(
+        "it pinned policy sha256 {}{pinned}, and no policy given has that hash with the run's variables ({}); give the file the run was supervised with",
+        hex::encode(h.policy_sha256),
+        hashes.join("; ")
+    ))
 }
 
 enum Check14 {
@@ -644,7 +789,7 @@ enum Check14 {
     Wrong(String),
 }
 
-fn check_record(r: &Recorded, run_mode: Mode, judge: &Judge<'_>) -> Check14 {
+fn check_record(r: &Recorded, run_mode: Mode, judge: &Judge) -> Check14 {
     let recorded = format!("recorded {} ({})", r.verdict, rule_text(r.rule.as_deref()));
     if r.record == RecordKind::Decision {
         if r.mode.is_some_and(|m| m != run_mode) {
@@ -703,4 +848,68 @@ fn check_record(r: &Recorded, run_mode: Mode, judge: &Judge<'_>) -> Check14 {
         ));
     }
     Check14::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(vars: Option<BTreeMap<String, OsString>>) -> RunRecord {
+        RunRecord {
+            seq: 0,
+            run_id: "ab".repeat(16),
+            time_ns: 1,
+            version: "v".into(),
+            command: vec!["agent".into()],
+            cwd: "/w".into(),
+            workspace: Some("/w".into()),
+            policy_sha256: [0; 32],
+            policy_path: None,
+            mode: Mode::Enforce,
+            ci: BTreeMap::new(),
+            vars,
+        }
+    }
+
+    #[test]
+    fn variables_come_from_the_header_or_are_given_never_from_here() {
+        let e = RunVars::of(&header(None), &BTreeMap::new()).unwrap_err();
+        assert!(
+            e.contains("does not record the value of HOME, TMPDIR"),
+            "{e}"
+        );
+        assert!(e.contains("give --var HOME=PATH --var TMPDIR=PATH"), "{e}");
+        let given = BTreeMap::from([
+            ("HOME".to_string(), OsString::from("/h")),
+            ("TMPDIR".to_string(), OsString::from("/t")),
+        ]);
+        let v = RunVars::of(&header(None), &given).unwrap();
+        assert_eq!(v.vars().home, PathBuf::from("/h"));
+        assert_eq!(v.vars().workspace, PathBuf::from("/w"));
+        assert_eq!(v.values["WORKSPACE"].1, VarSource::Recorded);
+        assert_eq!(v.values["HOME"].1, VarSource::Given);
+        // A policy reading an environment variable the run did not record.
+        let text = "version: 1\nrules:\n  - id: c\n    open:\n      path: [\"${env.CARGO_HOME:-${HOME}/.cargo}/**\"]\n    decision: allow\n    reason: r\n";
+        let e = v.load(text, "p.yaml").unwrap_err();
+        assert!(e.contains("reads ${env.CARGO_HOME}"), "{e}");
+        assert!(e.contains("--var env.CARGO_HOME=VALUE"), "{e}");
+        // Recorded empty: unset, the default applies.
+        let mut recorded = given.clone();
+        recorded.insert("env.CARGO_HOME".into(), OsString::new());
+        let v = RunVars::of(&header(Some(recorded)), &BTreeMap::new()).unwrap();
+        let p = v.load(text, "p.yaml").unwrap();
+        assert_eq!(p.env_vars()["CARGO_HOME"], "/h/.cargo");
+    }
+
+    #[test]
+    fn var_arguments_name_the_policy_variables() {
+        assert_eq!(
+            parse_var("HOME=/x").unwrap(),
+            ("HOME".to_string(), OsString::from("/x"))
+        );
+        assert_eq!(parse_var("env.GOPATH=").unwrap().1, OsString::new());
+        for bad in ["HOME", "PATH=/x", "env.=1", "env.A-B=1"] {
+            assert!(parse_var(bad).is_err(), "{bad}");
+        }
+    }
 }

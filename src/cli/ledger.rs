@@ -36,8 +36,8 @@ pub struct InitKeysArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, or an --anchor the ledger does not hold); 2 could not read the ledger, key or anchor file; \
-3 incomplete (partial last record, unsigned records, a run without end seal); \
+    after_help = "Exit codes: 0 valid; 1 invalid (tampered or damaged, an --anchor the ledger does not hold, or with --policy a recorded decision that does not follow from the policy its run pinned); 2 could not read the ledger, key, anchor or policy file; \
+3 incomplete (partial last record, unsigned records, a run without end seal; with --policy, a run or record whose decisions could not be re-derived); \
 4 valid, but checked only against the key named in the ledger itself (no --pubkey and no ledger.pub in the key directory)"
 )]
 pub struct VerifyArgs {
@@ -272,15 +272,15 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let rederived = if policies.is_empty() {
         None
     } else {
-        let text = match std::fs::read_to_string(&ledger) {
-            Ok(t) => t,
+        let given = args.vars.iter().cloned().collect();
+        let d = match crate::replay::rederive(&ledger, &policies, &given) {
+            Ok(d) => d,
             Err(e) => return unreadable(&args, &ledger, &LedgerError::io("read", &ledger, e)),
         };
-        let given = args.vars.iter().cloned().collect();
-        let d = crate::replay::rederive(&crate::replay::read_runs(&text), &policies, &given);
         for p in &d.problems {
             report.add_problem(p.clone());
         }
+        report.problems_omitted += d.problems_omitted;
         Some(d)
     };
     if args.json {
@@ -297,9 +297,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         print_report(&ledger, key_path.as_deref(), &report);
         if let Some(d) = &rederived {
             println!(
-                "Decisions: {} re-derived from the pinned policy ({} runs: {}), {} by built-in rules not re-derived",
+                "Decisions: {} re-derived from the pinned policy ({} {}: {}), {} by built-in rules not re-derived",
                 d.checked,
                 d.runs.len(),
+                if d.runs.len() == 1 { "run" } else { "runs" },
                 d.runs
                     .iter()
                     .map(|(r, p)| format!("{} {}", &r[..r.len().min(8)], crate::escape::text(p)))

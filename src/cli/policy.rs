@@ -69,6 +69,9 @@ enum PolicyCommand {
         #[arg(last = true, required = true, value_name = "ACTION")]
         action: Vec<OsString>,
     },
+    /// Write a policy that allows what a recorded run did (observe a run
+    /// first, e.g. `lexecon-supervise --mode observe -- CMD`).
+    Suggest(SuggestArgs),
     /// Print a shipped policy (`default`, `ci`, `observe`, `demo`), to read
     /// it or to start a policy of your own from it.
     Show {
@@ -92,7 +95,118 @@ pub fn run(args: PolicyArgs) -> anyhow::Result<ExitCode> {
             action,
         } => explain(&file, json, cwd, workspace, &action),
         PolicyCommand::Show { name } => show(&name),
+        PolicyCommand::Suggest(args) => suggest(args),
     }
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Exit codes: 0 the policy was written; 2 bad input (no such ledger or run, a ledger that does not verify without --unverified, an invalid base policy, a variable whose value is unknown)"
+)]
+pub struct SuggestArgs {
+    /// The ledger file. Default: as for `verify`.
+    pub ledger: Option<PathBuf>,
+    /// The run (its id or a unique prefix). Default: the last run.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Write only the rules this policy (a file or a shipped policy's name)
+    /// needs in addition to allow what the run did.
+    #[arg(long, value_name = "FILE|NAME")]
+    pub base: Option<PathBuf>,
+    /// Allow programs by content hash too (one rule per program, with the
+    /// hashes recorded), not only by path.
+    #[arg(long)]
+    pub sha256: bool,
+    /// Entries of one directory from which they are allowed as `DIR/*`.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u32).range(2..))]
+    pub siblings: u32,
+    /// Where to write the policy (default: standard output). Not overwritten
+    /// unless --force.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Overwrite --out.
+    #[arg(long)]
+    pub force: bool,
+    /// A variable's value when the run header does not record it (HOME,
+    /// WORKSPACE, TMPDIR, env.NAME). Repeatable.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = crate::replay::parse_var)]
+    pub vars: Vec<(String, std::ffi::OsString)>,
+    /// Host public key file or key directory to verify the ledger with.
+    #[arg(long)]
+    pub pubkey: Option<PathBuf>,
+    /// Use a ledger that does not verify.
+    #[arg(long)]
+    pub unverified: bool,
+}
+
+fn suggest(args: SuggestArgs) -> anyhow::Result<ExitCode> {
+    let cwd = current_dir()?;
+    let ledger =
+        super::locations::find_ledger(args.ledger.as_deref(), &cwd, "the LEDGER argument")?.path;
+    super::replay::verified(&ledger, args.pubkey.as_deref(), args.unverified)?;
+    let run = crate::replay::read_run(&ledger, args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    let given = args.vars.iter().cloned().collect();
+    let vars = crate::replay::RunVars::of(&run.header, &given).map_err(anyhow::Error::msg)?;
+    let base = match &args.base {
+        Some(b) => {
+            let t = super::PolicySource::resolve(b)?.text()?;
+            let p = vars.load(&t.text, &t.origin).map_err(anyhow::Error::msg)?;
+            Some((crate::replay::Judge::new(p), t.origin))
+        }
+        None => None,
+    };
+    let opts = crate::suggest::Options {
+        sha256: args.sha256,
+        siblings: args.siblings as usize,
+        ..Default::default()
+    };
+    let name = ledger.display().to_string();
+    let s = crate::suggest::suggest(
+        &run,
+        &vars,
+        &name,
+        base.as_ref().map(|(p, o)| (p, o.as_str())),
+        opts,
+    );
+    match &args.out {
+        None => print!("{}", s.yaml),
+        Some(out) => {
+            use std::io::Write as _;
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true);
+            if args.force {
+                o.create(true).truncate(true);
+            } else {
+                o.create_new(true);
+            }
+            let mut f = o.open(out).with_context(|| {
+                format!(
+                    "cannot write {}{}",
+                    crate::escape::path(out),
+                    if args.force {
+                        ""
+                    } else {
+                        " (it is not overwritten without --force)"
+                    }
+                )
+            })?;
+            f.write_all(s.yaml.as_bytes())
+                .with_context(|| format!("cannot write {}", crate::escape::path(out)))?;
+            eprintln!(
+                "lexecon: wrote {} ({} rules); check it with `lexecon policy check {}`",
+                crate::escape::path(out),
+                s.rules,
+                crate::escape::path(out)
+            );
+        }
+    }
+    if s.held_by_base > 0 {
+        eprintln!(
+            "lexecon: {} actions of the run are refused by rules of the base policy, which no added rule can allow: see the comment at the top",
+            s.held_by_base
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn current_dir() -> anyhow::Result<PathBuf> {

@@ -48,9 +48,10 @@ pub struct ReplayArgs {
     /// its records may have been changed.
     #[arg(long)]
     pub unverified: bool,
-    /// Examples shown per group of changes (all are in --json).
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub examples: usize,
+    /// Records shown per group of changes (default: 3 for changed verdicts,
+    /// none for the same verdict under another rule; all are in --json).
+    #[arg(long, value_name = "N")]
+    pub examples: Option<usize>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -99,10 +100,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let ledger =
         super::locations::find_ledger(args.ledger.as_deref(), &cwd, "the LEDGER argument")?.path;
     let status = verified(&ledger, args.pubkey.as_deref(), args.unverified)?;
-    let text = std::fs::read_to_string(&ledger)
-        .with_context(|| format!("cannot read the ledger {}", escape::path(&ledger)))?;
-    let runs = replay::read_runs(&text);
-    let run = replay::select_run(&runs, args.run.as_deref()).map_err(anyhow::Error::msg)?;
+    let run = replay::find_run(&ledger, args.run.as_deref()).map_err(anyhow::Error::msg)?;
     let given: BTreeMap<String, OsString> = args.vars.iter().cloned().collect();
     let vars = replay::RunVars::of(&run.header, &given).map_err(anyhow::Error::msg)?;
     let source = super::PolicySource::resolve(&args.policy)?;
@@ -110,8 +108,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let policy = vars
         .load(&ptext.text, &ptext.origin)
         .map_err(anyhow::Error::msg)?;
-    let judge = replay::Judge::new(&policy);
-    let report = replay::replay(run, &judge);
+    let judge = replay::Judge::new(policy);
+    let report = replay::replay_file(&ledger, &run, &judge).map_err(anyhow::Error::msg)?;
+    let policy = &judge.policy;
     let code = if report.count(ChangeClass::Refused) > 0 {
         EXIT_REFUSES
     } else {
@@ -123,7 +122,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &ledger,
             &status,
             &ptext.origin,
-            &policy,
+            policy,
             same_policy,
             &vars,
             &report,
@@ -161,7 +160,7 @@ fn print_report(
     same_policy: bool,
     vars: &replay::RunVars,
     r: &ReplayReport,
-    examples: usize,
+    examples: Option<usize>,
     code: u8,
 ) {
     let mut out = std::io::stdout().lock();
@@ -237,10 +236,15 @@ fn print_report(
                 g.new_verdict,
                 rule(g.new_rule),
             );
+            let examples = match (examples, class) {
+                (Some(n), _) => n,
+                (None, ChangeClass::Rule) => 0,
+                (None, _) => 3,
+            };
             for c in g.changes.iter().take(examples) {
                 let _ = writeln!(out, "    record {}: {}", c.seq, c.what);
             }
-            if g.changes.len() > examples {
+            if g.changes.len() > examples && examples > 0 {
                 let _ = writeln!(out, "    … and {} more", g.changes.len() - examples);
             }
         }
@@ -252,21 +256,37 @@ fn print_report(
             out,
             "Result: no change: every action gets the verdict and rule it had (exit {code})"
         );
-    } else if refused > 0 {
+        return;
+    }
+    let mut parts = Vec::new();
+    for (class, what) in [
+        (
+            ChangeClass::Stricter,
+            "refused already would get a stronger verdict",
+        ),
+        (ChangeClass::Looser, "would get a weaker verdict"),
+        (ChangeClass::Rule, "keep their verdict under another rule"),
+    ] {
+        let n = r.count(class);
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    let rest = if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(", "))
+    };
+    if refused > 0 {
         let _ = writeln!(
             out,
-            "Result: the new policy would refuse {} the run did (exit {code})",
+            "Result: the new policy would refuse {} the run did{rest} (exit {code})",
             plural(refused, "action", "actions")
         );
     } else {
         let _ = writeln!(
             out,
-            "Result: nothing the run did would be refused; {} change (exit {code})",
-            plural(
-                r.changes.len(),
-                "action's decision would",
-                "actions' decisions would"
-            )
+            "Result: nothing the run did would be refused{rest} (exit {code})"
         );
     }
 }

@@ -199,6 +199,13 @@ pub struct Circumstances<'a> {
     pub code_map: bool,
 }
 
+/// The values of `${HOME}`, `${WORKSPACE}`, `${TMPDIR}` with which rule
+/// examples and policy tests are checked (`/home/user`,
+/// `/home/user/project`, `/tmp`), whatever the real ones.
+pub fn example_vars() -> Vars {
+    compile::example_vars()
+}
+
 /// How the ids of Lexecon's built-in rules begin (`lexecon.self-protect.keys`
 /// …); no policy rule may take such an id.
 pub const BUILTIN_PREFIX: &str = "lexecon.";

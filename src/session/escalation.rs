@@ -427,6 +427,12 @@ impl Session {
         let esc = &self.escalations;
         let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
         let conclude = |outcome: Outcome, note: String| -> Ruling {
+            // A mapping's record says it is one, as every mapping's does.
+            let recorded = if super::is_code_map(syscall) {
+                format!("{}; {note}", super::CODE_MAP_NOTE)
+            } else {
+                note.clone()
+            };
             let seq = self.record(
                 caller,
                 action,
@@ -435,7 +441,7 @@ impl Session {
                 decision,
                 outcome,
                 identity,
-                Some(note.clone()),
+                Some(recorded),
             );
             self.note_escalation(syscall, action, decision, &note, seq);
             self.answer(caller, syscall, seq, action, decision, outcome, &note)
