@@ -393,7 +393,19 @@ pub fn describe(action: &Action) -> String {
         }
         Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
         Action::Connect(c) => describe_connect(c),
+        Action::Tool(t) => describe_tool(t),
     }
+}
+
+/// `tool deploy {"env":"prod"}`: the name and the input as compact JSON,
+/// escaped, the input cut after 200 characters.
+fn describe_tool(t: &crate::action::ToolAction) -> String {
+    const MAX: usize = 200;
+    let mut input = t.input.to_string();
+    if input.chars().count() > MAX {
+        input = input.chars().take(MAX).collect::<String>() + "…";
+    }
+    format!("tool {} {}", escape::text(&t.name), escape::text(&input))
 }
 
 /// `connect pypi.org:443 (151.101.0.223, tcp)`, `send 10.0.0.1:53 (udp)`,
@@ -597,6 +609,7 @@ impl Session {
                     Action::Exec(x) => x.path.display().to_string(),
                     Action::Open(o) => o.path.display().to_string(),
                     Action::Connect(c) => crate::policy::net::target_text(&c.target),
+                    Action::Tool(t) => t.name.clone(),
                 };
                 let mut matched = d.matched;
                 matched.extend(t.matched);

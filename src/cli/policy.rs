@@ -449,7 +449,7 @@ fn describe(a: &Action) -> String {
             e.cwd.display()
         ),
         Action::Open(o) => format!("open {} [{}]", o.path.display(), o.access),
-        Action::Connect(_) => crate::session::describe(a),
+        Action::Connect(_) | Action::Tool(_) => crate::session::describe(a),
     }
 }
 
@@ -474,6 +474,12 @@ fn action_json(a: &Action) -> serde_json::Value {
             "protocol": c.protocol.as_str(),
             "target": crate::policy::net::target_text(&c.target),
             "names": c.names,
+        }),
+        Action::Tool(t) => serde_json::json!({
+            "kind": "tool",
+            "name": t.name,
+            "input": t.input,
+            "cwd": t.cwd.to_string_lossy(),
         }),
     }
 }

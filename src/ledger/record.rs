@@ -469,6 +469,33 @@ fn encode_action(action: &Action) -> Members<'_> {
             a
         }
         Action::Connect(c) => encode_connect(c),
+        Action::Tool(t) => {
+            let mut a = Vec::with_capacity(4);
+            if !t.cwd.as_os_str().is_empty() {
+                put(&mut a, "cwd", os(t.cwd.as_os_str()));
+            }
+            put(&mut a, "input", json_value(&t.input));
+            put(&mut a, "kind", s("tool"));
+            put(&mut a, "name", s(&t.name));
+            a
+        }
+    }
+}
+
+/// A JSON value of the tool's input as a record value (numbers as IEEE
+/// doubles, as RFC 8785 has them).
+fn json_value(v: &serde_json::Value) -> Value<'_> {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(x) => s(x),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(json_value).collect()),
+        serde_json::Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), json_value(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -1170,6 +1197,16 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
             }
         }
         "connect" => check_connect(&mut f)?,
+        "tool" => {
+            if f.opt("cwd").is_some() {
+                f.used -= 1;
+                f.bytes("cwd")?;
+            }
+            f.req("input")?;
+            if f.str("name")?.is_empty() {
+                return Err("`action.name` of a tool action is empty".into());
+            }
+        }
         other => return Err(format!("unknown action kind {other:?}")),
     }
     if f.used != m.len() {

@@ -28,6 +28,7 @@ mod glob;
 pub mod net;
 mod rule;
 pub mod shipped;
+pub mod tool;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -187,7 +188,7 @@ impl Env {
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
-    defaults: [Verdict; 3],
+    defaults: [Verdict; 4],
     rules: Vec<Rule>,
     index: Index,
     sha256: [u8; 32],

@@ -739,7 +739,7 @@ fn ok_bytes(a: &Action) -> usize {
     match a {
         Action::Open(o) => o.path.as_os_str().as_bytes().len(),
         Action::Exec(e) => e.path.as_os_str().as_bytes().len(),
-        Action::Connect(_) => 0,
+        Action::Connect(_) | Action::Tool(_) => 0,
     }
 }
 

@@ -99,6 +99,12 @@ pub enum ActionKey {
     },
     /// A connect-kind action, compared whole but for the caller's program.
     Connect(Box<crate::action::ConnectAction>),
+    /// A tool call: the same tool name and exactly the same input (the
+    /// working directory is not compared).
+    Tool {
+        name: String,
+        input: serde_json::Value,
+    },
 }
 
 impl ActionKey {
@@ -119,6 +125,10 @@ impl ActionKey {
                 c.process = None;
                 ActionKey::Connect(Box::new(c))
             }
+            Action::Tool(t) => ActionKey::Tool {
+                name: t.name.clone(),
+                input: t.input.clone(),
+            },
         }
     }
 }
