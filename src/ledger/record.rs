@@ -121,6 +121,37 @@ pub struct DecisionEntry<'a> {
     pub note: Option<String>,
 }
 
+/// An action a process described and asked about through the gate before
+/// doing it (a tool call, a command, a file, a destination): a *claimed
+/// intent*, judged by the run's policy and answered. Not counted among
+/// decisions: what the process then really does is judged, and recorded,
+/// when it reaches the kernel.
+#[derive(Debug, Clone)]
+pub struct IntentEntry<'a> {
+    /// How it was asked: `gate` (the in-run gate socket; the asker's pid is
+    /// the kernel's, checked to be in the tree) or `decide` (a one-shot
+    /// `lexecon decide`; the asker is the process that ran it).
+    pub channel: &'a str,
+    pub pid: i32,
+    pub ppid: i32,
+    /// The asker's program (`/proc/PID/exe`), when known.
+    pub program: Option<&'a std::path::Path>,
+    /// The action as described.
+    pub action: &'a Action,
+    /// The actions it was also judged as (a shell command's programs, a
+    /// tool's file or destination), each with its decision.
+    pub judged: Vec<(&'a Action, &'a crate::action::Decision)>,
+    /// The answer's verdict, rule and reason: the strongest decision.
+    pub verdict: Verdict,
+    /// What the asker was told: allowed or refused.
+    pub outcome: Outcome,
+    pub rule: Option<String>,
+    pub matched: Vec<String>,
+    pub reason: String,
+    pub mode: Mode,
+    pub note: Option<String>,
+}
+
 /// A call refused before it could be judged as an action: aimed at the
 /// supervisor (a signal), or undecodable (bad pointer, oversized path or
 /// argv). Not counted among decisions.
@@ -597,6 +628,65 @@ pub(crate) fn encode_decision(
         .map_err(|e| e.to_string())
 }
 
+pub(crate) fn encode_intent(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &IntentEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(18);
+    put(&mut m, "action", Value::Object(encode_action(d.action)));
+    put(&mut m, "channel", s(d.channel));
+    if !d.judged.is_empty() {
+        let items = d
+            .judged
+            .iter()
+            .map(|(a, dec)| {
+                let mut j = Vec::with_capacity(4);
+                put(&mut j, "action", Value::Object(encode_action(a)));
+                put(&mut j, "reason", s(&dec.reason));
+                if let Some(r) = &dec.rule {
+                    put(&mut j, "rule", s(r));
+                }
+                put(&mut j, "verdict", s(dec.verdict.as_str()));
+                Value::Object(j)
+            })
+            .collect();
+        put(&mut m, "judged", Value::Array(items));
+    }
+    put(&mut m, "kind", s("intent"));
+    put(
+        &mut m,
+        "matched",
+        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+    );
+    put(&mut m, "mode", s(d.mode.as_str()));
+    if let Some(n) = &d.note {
+        put(&mut m, "note", s(n));
+    }
+    put(&mut m, "outcome", s(d.outcome.as_str()));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    if let Some(p) = d.program {
+        put(&mut m, "program", os(p.as_os_str()));
+    }
+    put(&mut m, "reason", s(&d.reason));
+    if let Some(r) = &d.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "verdict", s(d.verdict.as_str()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn encode_refusal(
     seq: u64,
     prev: Option<&Hash>,
@@ -851,6 +941,7 @@ pub enum Kind {
     End,
     Recovery,
     Dns,
+    Intent,
 }
 
 impl Kind {
@@ -866,6 +957,7 @@ impl Kind {
             Kind::End => "end",
             Kind::Recovery => "recovery",
             Kind::Dns => "dns",
+            Kind::Intent => "intent",
         }
     }
 }
@@ -887,6 +979,7 @@ pub enum Body {
     },
     Refusal,
     Dns,
+    Intent,
     Escalation {
         request: u64,
     },
@@ -1036,6 +1129,10 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "intent" => &[
+            "time", "pid", "ppid", "program", "channel", "action", "judged", "verdict", "outcome",
+            "rule", "matched", "reason", "mode", "note",
+        ],
         "dns" => &[
             "time", "pid", "ppid", "query", "resolver", "rcode", "bindings",
         ],
@@ -1403,6 +1500,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "decision" => Kind::Decision,
         "refusal" => Kind::Refusal,
         "dns" => Kind::Dns,
+        "intent" => Kind::Intent,
         "escalation" => Kind::Escalation,
         "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
@@ -1411,7 +1509,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, intent, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1493,6 +1591,53 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let verdict =
                 parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
             Body::Decision { verdict, outcome }
+        }
+        Kind::Intent => {
+            // In key order (see `Fields::next`).
+            check_action(f.req("action")?)?;
+            match f.str("channel")? {
+                "gate" | "decide" => {}
+                other => return Err(format!("unknown channel {other:?}")),
+            }
+            if let Some(j) = f.opt("judged") {
+                let Value::Array(items) = j else {
+                    return Err("`judged` must be an array".into());
+                };
+                for item in items {
+                    let Value::Object(jm) = item else {
+                        return Err("each entry of `judged` must be an object".into());
+                    };
+                    let mut jf = Fields::new(jm);
+                    check_action(jf.req("action")?)?;
+                    jf.str("reason")?;
+                    jf.opt_str("rule")?;
+                    let v = jf.str("verdict")?;
+                    parse_verdict(v).ok_or_else(|| format!("unknown verdict {v:?} in `judged`"))?;
+                    if jf.used != jm.len() {
+                        return Err("unexpected member in an entry of `judged`".into());
+                    }
+                }
+            }
+            str_array(f.req("matched")?, "matched")?;
+            check_mode(f.str("mode")?)?;
+            f.opt_str("note")?;
+            let outcome_s = f.str("outcome")?;
+            match Outcome::parse(outcome_s) {
+                Some(Outcome::Allowed | Outcome::Refused) => {}
+                _ => return Err(format!("outcome {outcome_s:?} is not an answer to an intent")),
+            }
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            if f.opt("program").is_some() {
+                f.used -= 1;
+                f.bytes("program")?;
+            }
+            f.str("reason")?;
+            f.opt_str("rule")?;
+            check_time(&mut f)?;
+            let verdict_s = f.str("verdict")?;
+            parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            Body::Intent
         }
         Kind::Refusal => {
             // In key order (see `Fields::next`).

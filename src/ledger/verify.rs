@@ -800,17 +800,24 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
-            Body::Refusal | Body::Dns => match self.unit.as_ref() {
+            Body::Refusal | Body::Dns | Body::Intent => match self.unit.as_ref() {
                 Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {}
                 Some(u) if u.end_line.is_some() => {
                     let l = u.end_line.unwrap_or(0);
                     self.bad(
                         seq,
                         Check::Run,
-                        format!("a refusal after the run's end record (line {l})"),
+                        format!(
+                            "a {} record after the run's end record (line {l})",
+                            p.kind.as_str()
+                        ),
                     )
                 }
-                _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
+                _ => self.bad(
+                    seq,
+                    Check::Run,
+                    format!("a {} record outside any run", p.kind.as_str()),
+                ),
             },
             Body::Escalation { request } => {
                 let msg = match self.unit.as_mut() {

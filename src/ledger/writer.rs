@@ -494,6 +494,35 @@ impl LedgerWriter {
         Ok(seq)
     }
 
+    /// Appends an `intent` record (an action asked about through the gate
+    /// and the answer given); signs a checkpoint right after a refusal, as
+    /// after a block.
+    pub fn append_intent(
+        &mut self,
+        d: &super::record::IntentEntry<'_>,
+    ) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_intent called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_intent(seq, prev.as_ref(), now_ns(), d, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
+        let due = d.outcome != Outcome::Allowed
+            || run.pending >= self.opts.checkpoint_every
+            || oldest.elapsed() >= self.opts.checkpoint_interval;
+        self.emit()?;
+        if due {
+            self.checkpoint(CheckpointKind::Regular)?;
+        }
+        Ok(seq)
+    }
+
     /// Appends a refusal record (a call refused without being judged as an
     /// action) and signs a checkpoint right after it, as after a block.
     pub fn append_refusal(
