@@ -26,6 +26,7 @@ use crate::policy::Policy;
 use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
+pub mod gate;
 pub mod prompt;
 pub mod report;
 
@@ -83,6 +84,9 @@ pub struct SessionConfig {
     pub ledger_dir: Option<PathBuf>,
     /// The commands printed for this run's ledger.
     pub hints: Hints,
+    /// Offer the tree a gate socket (`$LEXECON_GATE`) to ask about actions
+    /// before doing them (see [`gate`]).
+    pub gate: bool,
 }
 
 /// Commands the supervisor prints for the user to run, made by the caller,
@@ -130,6 +134,8 @@ struct Protected {
     ledger_file: PathBuf,
     /// The approval socket (see [`crate::approval`]).
     approval_socket: PathBuf,
+    /// The gate socket, when the run has one (see [`gate`]).
+    gate_socket: Option<PathBuf>,
     /// The product's own directory above the ledger (the default ledger
     /// location; neither the workspace nor one of its ancestors): nothing
     /// may be written in it.
@@ -170,6 +176,7 @@ impl Protected {
         }
         Protected {
             approval_socket: crate::approval::socket_path(&ledger_file),
+            gate_socket: None,
             keys_dir,
             ledger_file,
             ledger_dir,
@@ -195,6 +202,7 @@ impl Protected {
             (Some(self.keys_dir.as_path()), builtin::KEYS),
             (Some(self.ledger_file.as_path()), builtin::LEDGER),
             (Some(self.approval_socket.as_path()), builtin::LEDGER),
+            (self.gate_socket.as_deref(), builtin::LEDGER),
             (self.ledger_dir.as_deref(), builtin::LEDGER),
             (self.policy_file.as_deref(), builtin::POLICY),
         ]
@@ -227,7 +235,10 @@ impl Protected {
         let object = identity.and_then(|i| self.objects.get(&(i.dev, i.ino)));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
             (builtin::KEYS, KEYS_REASON)
-        } else if p == self.ledger_file || p == self.approval_socket {
+        } else if p == self.ledger_file
+            || p == self.approval_socket
+            || self.gate_socket.as_deref() == Some(p)
+        {
             (builtin::LEDGER, LEDGER_REASON)
         } else if in_ledger_dir && writes {
             (
@@ -582,6 +593,9 @@ impl Session {
         loaded: Option<&Action>,
     ) -> (Decision, bool) {
         if let Some(d) = self.protected.check(action, identity) {
+            return (d, true);
+        }
+        if let Some(d) = self.gate_connect(action) {
             return (d, true);
         }
         let mut d = self.policy.decide(action);
@@ -1170,6 +1184,7 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
     let ask = cfg.on_escalate == OnEscalate::Prompt;
+    let gate_wanted = cfg.gate;
     let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
     if wait {
         let path = session.protected.approval_socket.clone();
@@ -1206,9 +1221,54 @@ pub fn run(
             }
         }
     }
+    let mut command = command.clone();
+    let mut gate_server = None;
+    if gate_wanted {
+        let path = gate::socket_path(&session.protected.ledger_file);
+        if path.as_os_str().len() >= 108 {
+            eprintln!(
+                "lexecon: no gate for this run: its socket path {} is longer than a socket address may be (107 bytes); use a shorter --ledger path",
+                escape::path(&path)
+            );
+        } else {
+            match crate::approval::Server::bind(&path) {
+                Ok(s) => {
+                    session.protected.add_ledger_object(&path);
+                    session.protected.gate_socket = Some(path.clone());
+                    command.env.retain(|(k, _)| k != crate::gate::GATE_ENV);
+                    command
+                        .env
+                        .push((crate::gate::GATE_ENV.into(), path.into_os_string()));
+                    gate_server = Some(s);
+                }
+                Err(e) => {
+                    let e = anyhow::anyhow!("cannot create the gate socket {}: {e}", path.display());
+                    session.finish(
+                        supervisor::Outcome::NotStarted(libc::EIO),
+                        run_id,
+                        Some(e.to_string()),
+                    );
+                    return Err(e);
+                }
+            }
+        }
+    }
     let session = Arc::new(session);
+    let gate_server = match gate_server {
+        Some(s) => match gate::GateServer::start(s, Arc::clone(&session)) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("lexecon: cannot start the gate: {e}; the tree's requests to it go unanswered");
+                None
+            }
+        },
+        None => None,
+    };
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
-    let outcome = supervisor::run(command, judge);
+    let outcome = supervisor::run(&command, judge);
+    if let Some(g) = gate_server {
+        g.stop();
+    }
     // The loop, the tracer and the held calls' threads are joined; a worker
     // still answering a call of the (now ended) tree — a network call
     // performed on its own thread — ends on its own: wait for it, so that no

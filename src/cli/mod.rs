@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 pub mod approve;
 pub mod doctor;
+pub mod gate;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
@@ -70,6 +71,12 @@ enum Command {
     Approve(approve::AnswerArgs),
     /// Block a held escalation.
     Deny(approve::AnswerArgs),
+    /// Ask for a decision on an action before doing it (a command, a file,
+    /// a destination, a named tool call), as JSON; recorded as an intent.
+    Decide(gate::DecideArgs),
+    /// Answer an agent harness's pre-tool-call hook (`claude-code`,
+    /// `gemini-cli`): its input on stdin, its decision on stdout.
+    Hook(gate::HookArgs),
     /// Check whether this machine can run the supervisor, and what would
     /// weaken it.
     Doctor(doctor::DoctorArgs),
@@ -198,6 +205,8 @@ pub fn main_lexecon() -> ExitCode {
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
         Command::Deny(args) => approve::answer(args, false),
+        Command::Decide(args) => gate::decide(args),
+        Command::Hook(args) => gate::hook(args),
         Command::Completions(args) => completions(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Man(args) => man(args),

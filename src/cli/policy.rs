@@ -17,7 +17,6 @@
 //! policy is invalid; 2 for usage errors.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -218,63 +217,7 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
     })
 }
 
-/// Lexical normalisation against a base directory.
-fn absolute(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Find a program as a shell would, following symlinks like the kernel.
-fn resolve_program(cmd: &OsString, cwd: &Path) -> PathBuf {
-    let cmd_path = Path::new(cmd);
-    let candidate = if cmd.as_bytes().contains(&b'/') {
-        Some(absolute(cwd, cmd_path))
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| absolute(cwd, &dir.join(cmd_path)))
-                .find(|p| {
-                    use std::os::unix::fs::PermissionsExt;
-                    p.metadata()
-                        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                        .unwrap_or(false)
-                })
-        })
-    };
-    match candidate {
-        Some(p) => std::fs::canonicalize(&p).unwrap_or(p),
-        None => cmd_path.to_path_buf(),
-    }
-}
-
-fn file_sha256(path: &Path) -> Option<[u8; 32]> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Some(h.finalize().into())
-}
+use crate::gate::{absolute, file_sha256, resolve_program};
 
 fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Action> {
     let Some((kind, rest)) = words.split_first() else {
