@@ -288,8 +288,7 @@ pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, 
         unsafe {
             let mut c = libc::CMSG_FIRSTHDR(&msg);
             while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS
-                {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
                     got = Some(std::ptr::read_unaligned(
                         libc::CMSG_DATA(c).cast::<libc::ucred>(),
                     ));

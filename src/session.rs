@@ -1242,7 +1242,8 @@ pub fn run(
                     gate_server = Some(s);
                 }
                 Err(e) => {
-                    let e = anyhow::anyhow!("cannot create the gate socket {}: {e}", path.display());
+                    let e =
+                        anyhow::anyhow!("cannot create the gate socket {}: {e}", path.display());
                     session.finish(
                         supervisor::Outcome::NotStarted(libc::EIO),
                         run_id,
@@ -1255,13 +1256,15 @@ pub fn run(
     }
     let session = Arc::new(session);
     let gate_server = match gate_server {
-        Some(s) => match gate::GateServer::start(s, Arc::clone(&session)) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                eprintln!("lexecon: cannot start the gate: {e}; the tree's requests to it go unanswered");
-                None
+        Some(s) => {
+            match gate::GateServer::start(s, Arc::clone(&session)) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    eprintln!("lexecon: cannot start the gate: {e}; the tree's requests to it go unanswered");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;

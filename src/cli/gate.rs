@@ -181,15 +181,13 @@ pub fn decide(args: DecideArgs) -> anyhow::Result<ExitCode> {
         Some(t) => serde_json::from_str(t).context("--request is not JSON")?,
         None => read_stdin()?,
     };
-    let reply = judge(
-        &req,
-        &args.run,
-        vec!["lexecon".into(), "decide".into()],
-    )?;
+    let reply = judge(&req, &args.run, vec!["lexecon".into(), "decide".into()])?;
     if reply["ok"].as_bool() != Some(true) {
         anyhow::bail!(
             "{}",
-            reply["error"].as_str().unwrap_or("the request could not be judged")
+            reply["error"]
+                .as_str()
+                .unwrap_or("the request could not be judged")
         );
     }
     if args.json {

@@ -159,7 +159,12 @@ pub fn load_key(keys: &Keys, dirs: &[&Path]) -> anyhow::Result<ledger::keys::Hos
 /// `e`, with the commands it advises (`lexecon ledger recover LEDGER`,
 /// `lexecon verify LEDGER`) written so that they find this ledger and key
 /// when run from `cwd`.
-pub(crate) fn with_hints(e: LedgerError, ledger: &Ledger, keys: &Keys, cwd: &Path) -> anyhow::Error {
+pub(crate) fn with_hints(
+    e: LedgerError,
+    ledger: &Ledger,
+    keys: &Keys,
+    cwd: &Path,
+) -> anyhow::Error {
     let path = ledger.path.display().to_string();
     let msg = e
         .to_string()

@@ -129,7 +129,10 @@ fn string<'v>(v: &'v Value, key: &str, what: &str) -> Result<&'v str, String> {
 fn exec_of(argv: Vec<OsString>, program: Option<&str>, cwd: &Path, hash: bool) -> Action {
     let path = match program {
         Some(p) => absolute(cwd, Path::new(p)),
-        None => resolve_program(argv.first().map(OsString::as_os_str).unwrap_or_default(), cwd),
+        None => resolve_program(
+            argv.first().map(OsString::as_os_str).unwrap_or_default(),
+            cwd,
+        ),
     };
     let sha256 = if hash { file_sha256(&path) } else { None };
     Action::Exec(ExecAction {
@@ -188,7 +191,8 @@ pub fn url_target(url: &str) -> Result<String, String> {
 /// `cd DIR` between them and the command text of `sh -c TEXT` (and bash,
 /// dash, zsh), with notes on what could not be read.
 fn shell_execs(text: &str, cwd: &Path, hash: bool, depth: u32, out: &mut Asked) {
-    let commands = match crate::policy::tool::split_shell(text) {
+    let home = std::env::var("HOME").ok().filter(|h| h.starts_with('/'));
+    let commands = match crate::policy::tool::split_shell(text, home.as_deref()) {
         Ok(c) => c,
         Err(why) => {
             out.notes.push(format!(
@@ -474,7 +478,10 @@ mod tests {
 
     #[test]
     fn urls_and_files() {
-        assert_eq!(url_target("https://example.com/x").unwrap(), "example.com:443");
+        assert_eq!(
+            url_target("https://example.com/x").unwrap(),
+            "example.com:443"
+        );
         assert_eq!(url_target("http://u@h:8080").unwrap(), "h:8080");
         assert_eq!(url_target("http://[::1]:9/").unwrap(), "[::1]:9");
         assert!(url_target("example.com").is_err());

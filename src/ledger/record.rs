@@ -1624,7 +1624,11 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let outcome_s = f.str("outcome")?;
             match Outcome::parse(outcome_s) {
                 Some(Outcome::Allowed | Outcome::Refused) => {}
-                _ => return Err(format!("outcome {outcome_s:?} is not an answer to an intent")),
+                _ => {
+                    return Err(format!(
+                        "outcome {outcome_s:?} is not an answer to an intent"
+                    ))
+                }
             }
             f.int("pid")?.ok_or("missing field `pid`")?;
             f.int("ppid")?.ok_or("missing field `ppid`")?;

@@ -283,10 +283,12 @@ pub type Ambiguous = String;
 /// quotes, `"…"` quotes without `$`, `` ` `` or `\`, a backslash before an
 /// ordinary character, separated by blanks; simple commands separated by
 /// `;`, `&&`, `||`, `|`, `&` or newlines. Anything a shell would expand or
-/// redirect (`$`, `` ` ``, globs `*?[`, a leading `~`, `<`, `>`, `(`, `)`,
-/// `{`, `}`, here-documents, comments, a leading `VAR=value`) makes the
-/// text ambiguous: `Err` says what was found. An empty line has no command.
-pub fn split_shell(text: &str) -> Result<Vec<Vec<String>>, Ambiguous> {
+/// redirect (`$`, `` ` ``, globs `*?[`, `~user`, `<`, `>`, `(`, `)`, `{`,
+/// `}`, here-documents, comments, a leading `VAR=value`) makes the text
+/// ambiguous: `Err` says what was found. A word that is `~` or starts with
+/// `~/` has `home` put in place of the `~`, as the shell does (ambiguous
+/// when `home` is `None`). An empty line has no command.
+pub fn split_shell(text: &str, home: Option<&str>) -> Result<Vec<Vec<String>>, Ambiguous> {
     let mut commands: Vec<Vec<String>> = Vec::new();
     let mut words: Vec<String> = Vec::new();
     let mut word = String::new();
@@ -369,7 +371,13 @@ pub fn split_shell(text: &str) -> Result<Vec<Vec<String>>, Ambiguous> {
             '<' | '>' => return Err(format!("the redirection '{c}'")),
             '(' | ')' | '{' | '}' => return Err(format!("the grouping '{c}'")),
             '#' if !in_word => return Err("a comment".into()),
-            '~' if !in_word => return Err("a '~' the shell would expand".into()),
+            '~' if !in_word => match (home, chars.peek()) {
+                (Some(h), None | Some('/' | ' ' | '\t' | '\n' | ';' | '&' | '|')) => {
+                    in_word = true;
+                    word.push_str(h);
+                }
+                _ => return Err("a '~' the shell would expand".into()),
+            },
             '=' if words.is_empty() && in_word && !word.is_empty() => {
                 return Err("a variable assignment before the command".into())
             }
@@ -396,7 +404,7 @@ mod tests {
     use crate::action::Verdict;
 
     fn ok(s: &str) -> Vec<Vec<String>> {
-        split_shell(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+        split_shell(s, Some("/home/u")).unwrap_or_else(|e| panic!("{s:?}: {e}"))
     }
 
     #[test]
@@ -418,6 +426,11 @@ mod tests {
         );
         assert_eq!(ok("echo x=y --opt=1"), vec![vec!["echo", "x=y", "--opt=1"]]);
         assert_eq!(ok("  "), Vec::<Vec<String>>::new());
+        assert_eq!(
+            ok("rm -rf ~ ~/x a~"),
+            vec![vec!["rm", "-rf", "/home/u", "/home/u/x", "a~"]]
+        );
+        assert!(split_shell("ls ~", None).is_err());
     }
 
     #[test]
@@ -426,7 +439,7 @@ mod tests {
             "rm -rf $HOME",
             "echo `id`",
             "rm *",
-            "ls ~/x",
+            "ls ~root/x",
             "cat < /etc/passwd",
             "echo x > f",
             "(cd / && rm -rf x)",
@@ -440,7 +453,10 @@ mod tests {
             "echo # c",
             "! true",
         ] {
-            assert!(split_shell(s).is_err(), "{s:?} should be ambiguous");
+            assert!(
+                split_shell(s, Some("/h")).is_err(),
+                "{s:?} should be ambiguous"
+            );
         }
     }
 

@@ -105,10 +105,8 @@ impl Session {
         still_there: &dyn Fn() -> bool,
     ) -> Value {
         let actions: Vec<&Action> = asked.all().collect();
-        let decisions: Vec<(Decision, bool)> = actions
-            .iter()
-            .map(|a| self.decide(a, None, None))
-            .collect();
+        let decisions: Vec<(Decision, bool)> =
+            actions.iter().map(|a| self.decide(a, None, None)).collect();
         let w = winner(&decisions);
         let (decision, builtin) = decisions[w].clone();
         let action = actions[w];
@@ -362,8 +360,10 @@ fn serve_one(session: &Session, stream: std::os::unix::net::UnixStream, stop: &A
                 let asker = Asker::of(cred.pid, "gate");
                 match serde_json::from_slice::<Value>(&line) {
                     Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
-                    Ok(req) if req["op"].as_str().unwrap_or("decide") != "decide" => json!({"ok": false,
-                        "error": "bad request: the gate answers `decide` only (answers to escalations go through `lexecon approve`)"}),
+                    Ok(req) if req["op"].as_str().unwrap_or("decide") != "decide" => {
+                        json!({"ok": false,
+                        "error": "bad request: the gate answers `decide` only (answers to escalations go through `lexecon approve`)"})
+                    }
                     Ok(req) => {
                         let cwd = std::fs::read_link(format!("/proc/{}/cwd", cred.pid))
                             .unwrap_or_default();
@@ -413,7 +413,10 @@ pub fn decide_once(
         Ok(a) => a,
         Err(e) => {
             let summary = finish(session, None);
-            return Ok((json!({"ok": false, "error": format!("bad request: {e}")}), summary));
+            return Ok((
+                json!({"ok": false, "error": format!("bad request: {e}")}),
+                summary,
+            ));
         }
     };
     if wait {
