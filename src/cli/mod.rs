@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 pub mod approve;
 pub mod doctor;
 pub mod gate;
+pub mod init;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
@@ -53,6 +54,10 @@ enum Command {
     Supervise(supervise::SuperviseArgs),
     /// Run the end-to-end demo: an agent tries `rm -rf ./important_data`.
     Demo(supervise::DemoArgs),
+    /// Set a project up: keys if none, a project policy in observe mode,
+    /// the harness hook (`--claude-code`, `--gemini-cli`), a note for the
+    /// agent; safe to run again.
+    Init(init::InitArgs),
     /// Create an Ed25519 key pair for signing ledgers.
     InitKeys(ledger::InitKeysArgs),
     /// Verify a ledger offline.
@@ -196,6 +201,7 @@ pub fn main_lexecon() -> ExitCode {
     let result = match cli.command {
         Command::Supervise(args) => supervise::run(args),
         Command::Demo(args) => supervise::demo(args),
+        Command::Init(args) => init::run(args),
         Command::InitKeys(args) => ledger::init_keys(args),
         Command::Verify(args) => ledger::verify(args),
         Command::Prove(args) => ledger::prove(args),
