@@ -64,7 +64,7 @@ enum PolicyCommand {
         /// Value of ${WORKSPACE} (default: the current directory).
         #[arg(long)]
         workspace: Option<PathBuf>,
-        /// The action: `exec CMD [ARGS…]` or `open PATH [--read|--write|--create|--truncate|--append|--directory]… [--op=NAME]`.
+        /// The action: `exec CMD [ARGS…]`, `open PATH [--read|--write|--create|--truncate|--append|--directory]… [--op=NAME]`, `connect HOST:PORT` or `tool NAME [JSON-INPUT]`.
         #[arg(last = true, required = true, value_name = "ACTION")]
         action: Vec<OsString>,
     },
@@ -147,10 +147,14 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                         "defaults": {
                             "exec": p.default_verdict(ActionKind::Exec).as_str(),
                             "open": p.default_verdict(ActionKind::Open).as_str(),
+                            "connect": p.default_verdict(ActionKind::Connect).as_str(),
+                            "tool": p.default_verdict(ActionKind::Tool).as_str(),
                         },
                         "rules": {
                             "exec": p.rule_count(ActionKind::Exec),
                             "open": p.rule_count(ActionKind::Open),
+                            "connect": p.rule_count(ActionKind::Connect),
+                            "tool": p.rule_count(ActionKind::Tool),
                         },
                         "examples_checked": p.example_count(),
                         "sha256": hex::encode(p.sha256()),
@@ -159,17 +163,30 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                 }
                 println!("{}: valid", file.display());
                 println!("  mode: {}", p.mode());
+                // Tool calls are named only by policies that judge them.
+                let tools = p.rule_count(ActionKind::Tool) > 0
+                    || p.default_verdict(ActionKind::Tool) != crate::action::Verdict::Allow;
                 println!(
-                    "  defaults: exec {}, open {}, connect {}",
+                    "  defaults: exec {}, open {}, connect {}{}",
                     p.default_verdict(ActionKind::Exec),
                     p.default_verdict(ActionKind::Open),
-                    p.default_verdict(ActionKind::Connect)
+                    p.default_verdict(ActionKind::Connect),
+                    if tools {
+                        format!(", tool {}", p.default_verdict(ActionKind::Tool))
+                    } else {
+                        String::new()
+                    }
                 );
                 println!(
-                    "  rules: {} exec, {} open, {} connect; {} examples and tests checked",
+                    "  rules: {} exec, {} open, {} connect{}; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
                     p.rule_count(ActionKind::Connect),
+                    if tools {
+                        format!(", {} tool", p.rule_count(ActionKind::Tool))
+                    } else {
+                        String::new()
+                    },
                     p.example_count()
                 );
                 println!("  sha256: {}", hex::encode(p.sha256()));
@@ -314,8 +331,24 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 .map_err(|m| anyhow::anyhow!(m))?;
             Ok(Action::Connect(a))
         }
+        Some("tool") => {
+            let Some((name, rest)) = rest.split_first() else {
+                bail!("`tool` needs a tool name, e.g. `-- tool deploy '{{\"env\":\"prod\"}}'`");
+            };
+            let input = match rest {
+                [] => serde_json::Value::Object(serde_json::Map::new()),
+                [json] => serde_json::from_str(&json.to_string_lossy())
+                    .context("the tool's input is not JSON")?,
+                _ => bail!("`tool NAME [INPUT]` takes the input as one JSON argument"),
+            };
+            Ok(Action::Tool(crate::action::ToolAction {
+                name: name.to_string_lossy().into_owned(),
+                input,
+                cwd: cwd.to_path_buf(),
+            }))
+        }
         _ => bail!(
-            "unknown action '{}'; write `exec CMD ARGS…`, `open PATH --read|--write…` or `connect HOST:PORT`",
+            "unknown action '{}'; write `exec CMD ARGS…`, `open PATH --read|--write…`, `connect HOST:PORT` or `tool NAME [JSON]`",
             kind.to_string_lossy()
         ),
     }
