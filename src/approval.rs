@@ -114,6 +114,14 @@ impl Server {
         &self.path
     }
 
+    /// Sets `SO_PASSCRED` on the listening socket, which every accepted
+    /// connection inherits from the start: the kernel then attaches the
+    /// writer's credentials to every byte the peer sends, even before the
+    /// connection is accepted (see [`read_line_with_creds`]).
+    pub fn pass_credentials(&self) -> io::Result<()> {
+        set_passcred(self.listener.as_raw_fd())
+    }
+
     /// Serves requests until `stop` is set; removes the socket then.
     pub fn serve(self, table: Arc<Escalations>, stop: Arc<AtomicBool>) {
         // SAFETY: getpid has no preconditions.
@@ -240,12 +248,12 @@ pub fn parent_of(pid: i32) -> i32 {
 /// kernel never joins chunks of different writers in one read); a line
 /// longer than `max` bytes, or one that does not end before the read
 /// timeout, is an error.
-pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, libc::ucred)> {
+fn set_passcred(fd: std::os::fd::RawFd) -> io::Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: `one` is a valid c_int for the size given.
     let rc = unsafe {
         libc::setsockopt(
-            s.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
             libc::SO_PASSCRED,
             (&one as *const libc::c_int).cast(),
@@ -255,6 +263,14 @@ pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, 
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(())
+}
+
+/// (The listening socket must have [`Server::pass_credentials`] set, so
+/// that no byte arrives without them; a chunk without credentials, or with
+/// pid 0, is an error.)
+pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, libc::ucred)> {
+    set_passcred(s.as_raw_fd())?;
     let mut line: Vec<u8> = Vec::new();
     let mut creds: Option<libc::ucred> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -296,7 +312,7 @@ pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, 
                 c = libc::CMSG_NXTHDR(&msg, c);
             }
         }
-        let Some(got) = got else {
+        let Some(got) = got.filter(|c| c.pid > 0) else {
             return Err(io::Error::other(
                 "the request carries no credentials from the kernel",
             ));

@@ -1231,7 +1231,10 @@ pub fn run(
                 escape::path(&path)
             );
         } else {
-            match crate::approval::Server::bind(&path) {
+            match crate::approval::Server::bind(&path).and_then(|s| {
+                s.pass_credentials()?;
+                Ok(s)
+            }) {
                 Ok(s) => {
                     session.protected.add_ledger_object(&path);
                     session.protected.gate_socket = Some(path.clone());

@@ -397,3 +397,67 @@ fn the_gate_refuses_askers_outside_the_tree() {
         "{reply}"
     );
 }
+
+/// The gate answers `decide` only, so a process of the tree cannot answer
+/// an escalation through it; and a request written with `sendmsg(2)` (which
+/// the supervisor performs, so its bytes carry the supervisor's
+/// credentials) is refused, since who asked cannot be established.
+#[test]
+fn the_gate_only_decides_and_needs_the_askers_own_write() {
+    let env = Env::new();
+    let policy = policy(&env);
+    let script = r#"
+import json, os, socket
+def ask(line, use_sendmsg=False):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(os.environ["LEXECON_GATE"])
+    if use_sendmsg:
+        s.sendmsg([line])
+    else:
+        s.sendall(line)
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        reply += chunk
+    return json.loads(reply)
+out = {
+    "answer": ask(b'{"op":"answer","id":1,"allow":true,"for_run":true}\n'),
+    "sendmsg": ask(b'{"action":{"kind":"exec","argv":["true"]}}\n', True),
+    "decide": ask(b'{"action":{"kind":"exec","argv":["rm","-rf","/"]}}\n'),
+}
+open("gate.out", "w").write(json.dumps(out))
+"#;
+    let out = env.supervise(&policy, &["python3", "-c", script]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.ws.join("gate.out")).unwrap()).unwrap();
+    assert_eq!(v["answer"]["ok"], false);
+    assert!(
+        v["answer"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("the gate answers `decide` only"),
+        "{v}"
+    );
+    assert_eq!(v["sendmsg"]["ok"], false);
+    assert!(
+        v["sendmsg"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("sent by the supervisor on a process's behalf"),
+        "{v}"
+    );
+    assert_eq!(v["decide"]["ok"], true);
+    assert_eq!(v["decide"]["answer"], "block");
+    assert_eq!(v["decide"]["rule"], "block-rm-rf");
+    env.assert_valid();
+    let intents: Vec<_> = env
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "intent")
+        .collect();
+    assert_eq!(intents.len(), 1);
+    assert!(intents[0]["program"].as_str().unwrap().contains("python3"));
+}

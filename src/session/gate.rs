@@ -355,7 +355,9 @@ fn serve_one(session: &Session, stream: std::os::unix::net::UnixStream, stop: &A
         Ok((line, cred)) => match crate::approval::in_tree(cred.pid, me) {
             Ok(None) => json!({"ok": false, "error": format!(
                 "pid {} is not part of the supervised tree; outside it, use `lexecon decide`", cred.pid)}),
-            Err(e) => json!({"ok": false, "error": format!("cannot establish who asked: {e}")}),
+            Err(e) => {
+                json!({"ok": false, "error": format!("cannot establish who asked (pid {}): {e}", cred.pid)})
+            }
             Ok(Some(_)) => {
                 let asker = Asker::of(cred.pid, "gate");
                 match serde_json::from_slice::<Value>(&line) {
