@@ -27,6 +27,7 @@ use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
 pub mod gate;
+pub mod limits;
 pub mod prompt;
 pub mod report;
 
@@ -331,6 +332,9 @@ pub struct Session {
     policy_path: Option<PathBuf>,
     policy_sha256: [u8; 32],
     state: Mutex<State>,
+    /// Rate limits and the breaker over the run (locked inside the
+    /// ledger's lock only).
+    limits: Mutex<limits::Limits>,
     escalations: Arc<escalation::Escalations>,
     approval_server: Mutex<Option<crate::approval::Server>>,
     approval_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -571,6 +575,7 @@ impl Session {
                 policy_path: cfg.policy_path.clone(),
                 policy_sha256,
                 state: Mutex::new(State::default()),
+                limits: Mutex::new(limits::Limits::default()),
                 escalations: Arc::new(escalation::Escalations::new(
                     cfg.escalate_timeout,
                     cfg.max_pending.max(1),
@@ -693,6 +698,132 @@ impl Session {
         identity: Option<&Identity>,
         note: Option<String>,
     ) -> Option<u64> {
+        let mut w = lock(&self.writer);
+        let now = ledger::writer::now_ns();
+        self.write_decision(
+            &mut w, now, caller, action, stage, decision, outcome, identity, note,
+        )
+    }
+
+    /// Records one decision at its request through the run's rate limits
+    /// and breaker ([`limits`]): under the ledger's lock, with the time the
+    /// record carries, the decision may be changed (to a block) and the
+    /// change recorded first (a `limit` record); `decision`, `outcome` and
+    /// `note` are then what was recorded. `refused`: the outcome of a
+    /// refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn record_request(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        decision: &mut Decision,
+        outcome: &mut Outcome,
+        builtin: bool,
+        identity: Option<&Identity>,
+        note: &mut Option<String>,
+    ) -> Option<u64> {
+        let mut w = lock(&self.writer);
+        let now = ledger::writer::now_ns();
+        if self.policy.has_limits()
+            && !self.limit_changes(&mut w, now, caller, decision, outcome, builtin, note)
+        {
+            drop(w);
+            return None;
+        }
+        self.write_decision(
+            &mut w,
+            now,
+            caller,
+            action,
+            Stage::Request,
+            decision,
+            *outcome,
+            identity,
+            note.clone(),
+        )
+    }
+
+    /// Applies the limits to `decision` at `now` and writes their changes;
+    /// false when a change could not be recorded (the action is then
+    /// refused unrecorded, as any other).
+    #[allow(clippy::too_many_arguments)]
+    fn limit_changes(
+        &self,
+        w: &mut LedgerWriter,
+        now: u128,
+        caller: &Caller,
+        decision: &mut Decision,
+        outcome: &mut Outcome,
+        builtin: bool,
+        note: &mut Option<String>,
+    ) -> bool {
+        let before = decision.verdict;
+        let mut limits = lock(&self.limits);
+        let changes = limits.apply(&self.policy, decision, builtin, now);
+        for c in &changes {
+            let entry = ledger::LimitEntry {
+                event: c.event,
+                rule: c.rule.as_deref(),
+                count: c.count,
+                limit: c.limit,
+                window_ms: c.window_ms,
+                then: c.then,
+                pid: caller.pid,
+                ppid: caller.ppid,
+                reason: &c.reason,
+            };
+            match w.append_limit(&entry, now) {
+                Ok(seq) => {
+                    if c.event == "breaker" {
+                        limits.breaker_recorded(seq);
+                        eprintln!(
+                            "lexecon: breaker tripped (record {seq}): {}",
+                            escape::text(&c.reason)
+                        );
+                    }
+                }
+                Err(e) => {
+                    let mut st = lock(&self.state);
+                    st.record_failures += 1;
+                    if st.first_record_error.is_none() {
+                        eprintln!("lexecon: cannot write the ledger: {e}; refusing actions until records can be written");
+                        st.first_record_error = Some(e.to_string());
+                    }
+                    return false;
+                }
+            }
+        }
+        if decision.verdict != before {
+            let refused = if *outcome == Outcome::Killed {
+                Outcome::Killed
+            } else {
+                Outcome::Refused
+            };
+            let (o, n) = self.carry_out(decision.verdict, builtin, refused);
+            *outcome = o;
+            if let Some(n) = n {
+                *note = Some(match note.take() {
+                    Some(old) => format!("{n}; {old}"),
+                    None => n,
+                });
+            }
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_decision(
+        &self,
+        w: &mut LedgerWriter,
+        now: u128,
+        caller: &Caller,
+        action: &Action,
+        stage: Stage,
+        decision: &Decision,
+        outcome: Outcome,
+        identity: Option<&Identity>,
+        note: Option<String>,
+    ) -> Option<u64> {
         let entry = DecisionEntry {
             pid: caller.pid,
             ppid: caller.ppid,
@@ -711,7 +842,7 @@ impl Session {
             }),
             note,
         };
-        let result = lock(&self.writer).append_decision(&entry);
+        let result = w.append_decision_at(&entry, now);
         let mut st = lock(&self.state);
         match result {
             Ok(seq) => {
@@ -976,28 +1107,28 @@ impl Judge for Session {
         if let Some(r) = self.escalated(caller, syscall, action, identity, &decision, builtin) {
             return r;
         }
-        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
-        let hint = match (decision.verdict, outcome) {
-            (Verdict::Escalate, Outcome::Refused) if self.on_escalate == OnEscalate::Block => {
-                NO_APPROVER_HINT
-            }
-            _ => "",
-        };
+        let (mut outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
         let ended = note.clone();
         let code_map = is_code_map(syscall)
             .then_some("code mapping (PROT_EXEC): the file was mapped executable, not executed");
         if let Some(what) = tmpfile_note(action).or(code_map) {
             note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
         }
-        let seq = self.record(
+        let seq = self.record_request(
             caller,
             action,
-            Stage::Request,
-            &decision,
-            outcome,
+            &mut decision,
+            &mut outcome,
+            builtin,
             identity,
-            note,
+            &mut note,
         );
+        let hint = match (decision.verdict, outcome) {
+            (Verdict::Escalate, Outcome::Refused) if self.on_escalate == OnEscalate::Block => {
+                NO_APPROVER_HINT
+            }
+            _ => "",
+        };
         let observed = self.mode == Mode::Observe && !builtin && outcome == Outcome::Allowed;
         match decision.verdict {
             Verdict::Block | Verdict::Escalate if observed => {

@@ -152,6 +152,29 @@ pub struct IntentEntry<'a> {
     pub note: Option<String>,
 }
 
+/// A change of the run's limits: a rule's rate limit refused an action
+/// (`rate`), or the run's breaker tripped (`breaker`). Written before the
+/// decision it changes, with the same time; what was counted is in the
+/// record, so that the change can be re-derived from the records' times.
+#[derive(Debug, Clone)]
+pub struct LimitEntry<'a> {
+    /// `rate` or `breaker`.
+    pub event: &'a str,
+    /// The rule whose rate limit was reached (`rate`).
+    pub rule: Option<&'a str>,
+    /// What was counted within the window, this action included: actions
+    /// the rule let through (`rate`), blocks or risk (`breaker`).
+    pub count: u64,
+    /// The limit or threshold.
+    pub limit: u64,
+    pub window_ms: u64,
+    /// What the tripped breaker does (`breaker`).
+    pub then: Option<&'a str>,
+    pub pid: i32,
+    pub ppid: i32,
+    pub reason: &'a str,
+}
+
 /// A call refused before it could be judged as an action: aimed at the
 /// supervisor (a signal), or undecodable (bad pointer, oversized path or
 /// argv). Not counted among decisions.
@@ -687,6 +710,39 @@ pub(crate) fn encode_intent(
         .map_err(|e| e.to_string())
 }
 
+pub(crate) fn encode_limit(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    l: &LimitEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(14);
+    put(&mut m, "count", u64s(l.count));
+    put(&mut m, "event", s(l.event));
+    put(&mut m, "kind", s("limit"));
+    put(&mut m, "limit", u64s(l.limit));
+    put(&mut m, "pid", int(l.pid.into()));
+    put(&mut m, "ppid", int(l.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(l.reason));
+    if let Some(r) = l.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    if let Some(t) = l.then {
+        put(&mut m, "then", s(t));
+    }
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "window_ms", u64s(l.window_ms));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
 pub(crate) fn encode_refusal(
     seq: u64,
     prev: Option<&Hash>,
@@ -942,6 +998,7 @@ pub enum Kind {
     Recovery,
     Dns,
     Intent,
+    Limit,
 }
 
 impl Kind {
@@ -958,6 +1015,7 @@ impl Kind {
             Kind::Recovery => "recovery",
             Kind::Dns => "dns",
             Kind::Intent => "intent",
+            Kind::Limit => "limit",
         }
     }
 }
@@ -980,6 +1038,7 @@ pub enum Body {
     Refusal,
     Dns,
     Intent,
+    Limit,
     Escalation {
         request: u64,
     },
@@ -1129,6 +1188,18 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "limit" => &[
+            "time",
+            "event",
+            "rule",
+            "count",
+            "limit",
+            "window_ms",
+            "then",
+            "pid",
+            "ppid",
+            "reason",
+        ],
         "intent" => &[
             "time", "pid", "ppid", "program", "channel", "action", "judged", "verdict", "outcome",
             "rule", "matched", "reason", "mode", "note",
@@ -1501,6 +1572,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "refusal" => Kind::Refusal,
         "dns" => Kind::Dns,
         "intent" => Kind::Intent,
+        "limit" => Kind::Limit,
         "escalation" => Kind::Escalation,
         "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
@@ -1509,7 +1581,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, intent, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, intent, limit, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1642,6 +1714,29 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let verdict_s = f.str("verdict")?;
             parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
             Body::Intent
+        }
+        Kind::Limit => {
+            // In key order (see `Fields::next`).
+            f.u64("count")?;
+            let event = f.str("event")?;
+            f.u64("limit")?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            let rule = f.opt_str("rule")?;
+            let then = f.opt_str("then")?;
+            match (event, rule, then) {
+                ("rate", Some(_), None) => {}
+                ("breaker", None, Some("block-escalations" | "block-all")) => {}
+                _ => {
+                    return Err(format!(
+                        "a `limit` record of event {event:?} needs `rule` (rate) or `then` (breaker), not both"
+                    ))
+                }
+            }
+            check_time(&mut f)?;
+            f.u64("window_ms")?;
+            Body::Limit
         }
         Kind::Refusal => {
             // In key order (see `Fields::next`).

@@ -800,7 +800,7 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
-            Body::Refusal | Body::Dns | Body::Intent => match self.unit.as_ref() {
+            Body::Refusal | Body::Dns | Body::Intent | Body::Limit => match self.unit.as_ref() {
                 Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {}
                 Some(u) if u.end_line.is_some() => {
                     let l = u.end_line.unwrap_or(0);

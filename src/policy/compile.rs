@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "rules",
     "tests",
     "description",
+    "breaker",
 ];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -43,6 +44,8 @@ const RULE_KEYS: &[&str] = &[
     "reason",
     "timeout_seconds",
     "examples",
+    "rate",
+    "risk",
 ];
 
 /// Longest escalation deadline a rule may set (one day).
@@ -85,6 +88,8 @@ pub(crate) struct Compiled {
     pub examples: usize,
     /// The environment variables referenced, with the paths they expanded to.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The run's breaker (`breaker:`).
+    pub breaker: Option<super::limits::Breaker>,
 }
 
 /// The index of a kind in [`KINDS`] and in `defaults`.
@@ -391,12 +396,14 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        let breaker = get(top, "breaker").and_then(|b| self.breaker(b));
         Some(Compiled {
             mode,
             defaults,
             rules,
             examples: self.examples,
             env: self.scope.used(),
+            breaker,
         })
     }
 
@@ -626,6 +633,8 @@ impl<'a> Loader<'a> {
                 }
             }
         };
+        let rate = get(entries, "rate").and_then(|n| self.rate(n, verdict));
+        let risk = get(entries, "risk").and_then(|n| self.risk(n));
         let (id, kind, (when, unless), verdict, reason) = (id?, kind?, conds?, verdict?, reason?);
         let rule = Rule {
             id,
@@ -636,6 +645,8 @@ impl<'a> Loader<'a> {
             when,
             unless,
             loc: node.loc,
+            rate,
+            risk,
         };
         if let Some(ex) = get(entries, "examples") {
             if self.check_examples {

@@ -25,6 +25,7 @@ mod decide;
 mod error;
 mod explain;
 mod glob;
+pub mod limits;
 pub mod net;
 mod rule;
 pub mod shipped;
@@ -196,6 +197,7 @@ pub struct Policy {
     env: BTreeMap<String, String>,
     origin: String,
     examples: usize,
+    breaker: Option<limits::Breaker>,
 }
 
 impl Policy {
@@ -283,6 +285,7 @@ impl Policy {
             env: compiled.env,
             origin: origin.to_string(),
             examples: compiled.examples,
+            breaker: compiled.breaker,
         })
     }
 
@@ -384,6 +387,37 @@ impl Policy {
             .iter()
             .find(|r| r.id == rule_id)
             .and_then(|r| r.timeout)
+    }
+
+    /// The rate limit of rule `rule_id` (`rate:`), if any.
+    pub fn rate(&self, rule_id: &str) -> Option<limits::Rate> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.rate)
+    }
+
+    /// The risk weight of rule `rule_id` (`risk:`), if it sets one.
+    pub fn risk(&self, rule_id: &str) -> Option<u32> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.risk)
+    }
+
+    /// The run's breaker (`breaker:`), if any.
+    pub fn breaker(&self) -> Option<limits::Breaker> {
+        self.breaker
+    }
+
+    /// Whether the policy sets rate limits or a breaker (state the session
+    /// keeps over a run).
+    pub fn has_limits(&self) -> bool {
+        self.breaker.is_some()
+            || self
+                .rules
+                .iter()
+                .any(|r| r.rate.is_some() || r.risk.is_some())
     }
 
     /// The variable values the policy was loaded with.

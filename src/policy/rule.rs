@@ -23,6 +23,10 @@ pub(crate) struct Rule {
     pub when: Conds,
     pub unless: Option<Conds>,
     pub loc: Loc,
+    /// `rate: N/PERIOD` (see `policy::limits`).
+    pub rate: Option<super::limits::Rate>,
+    /// `risk: W`: the weight a decision by this rule adds to the breaker.
+    pub risk: Option<u32>,
 }
 
 /// The conditions of a rule (all must hold), by kind.

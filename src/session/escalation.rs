@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::{describe_call, lock, OnEscalate, Session};
 use crate::action::{Access, Action, Decision, FileOp, Mode, OpDetail, Verdict};
 use crate::escape;
-use crate::ledger::{self, Outcome, Stage};
+use crate::ledger::{self, Outcome};
 use crate::supervisor::{self, Caller, Identity, Ruling};
 
 /// Who answered a held request.
@@ -412,7 +412,9 @@ fn record_error(session: &Session, e: &crate::ledger::LedgerError) {
 impl Session {
     /// Whether an `escalate` verdict is held for a human in this run.
     pub(super) fn holds(&self, decision: &Decision, builtin: bool) -> bool {
+        // A tripped breaker blocks every escalation: nobody is asked.
         decision.verdict == Verdict::Escalate
+            && !lock(&self.limits).blocks_escalations()
             && !builtin
             && self.mode == Mode::Enforce
             && matches!(self.on_escalate, OnEscalate::Wait | OnEscalate::Prompt)
@@ -434,18 +436,21 @@ impl Session {
         }
         let esc = &self.escalations;
         let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
-        let conclude = |outcome: Outcome, note: String| -> Ruling {
-            let seq = self.record(
+        let conclude = |mut outcome: Outcome, note: String| -> Ruling {
+            let mut decision = decision.clone();
+            let mut recorded = Some(note.clone());
+            let seq = self.record_request(
                 caller,
                 action,
-                Stage::Request,
-                decision,
-                outcome,
+                &mut decision,
+                &mut outcome,
+                builtin,
                 identity,
-                Some(note.clone()),
+                &mut recorded,
             );
-            self.note_escalation(syscall, action, decision, &note, seq);
-            self.answer(caller, syscall, seq, action, decision, outcome, &note)
+            let note = recorded.unwrap_or(note);
+            self.note_escalation(syscall, action, &decision, &note, seq);
+            self.answer(caller, syscall, seq, action, &decision, outcome, &note)
         };
         if let Some(g) = esc.grant_for(&rule, action) {
             return Some(if g.allow {

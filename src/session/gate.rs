@@ -108,12 +108,12 @@ impl Session {
         let decisions: Vec<(Decision, bool)> =
             actions.iter().map(|a| self.decide(a, None, None)).collect();
         let w = winner(&decisions);
-        let (decision, builtin) = decisions[w].clone();
+        let (mut decision, builtin) = decisions[w].clone();
         let action = actions[w];
         let caller = asker.caller();
         let mut request = None;
         let mut asked_human = false;
-        let (outcome, note) = if self.holds(&decision, builtin) {
+        let (mut outcome, mut note) = if self.holds(&decision, builtin) {
             let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
             if let Some(g) = self.escalations.grant_for(&rule, action) {
                 request = Some(g.request);
@@ -161,6 +161,21 @@ impl Session {
         } else {
             self.carry_out(decision.verdict, builtin, Outcome::Refused)
         };
+        let mut writer = lock(&self.writer);
+        let now = crate::ledger::writer::now_ns();
+        if self.policy.has_limits()
+            && !self.limit_changes(
+                &mut writer,
+                now,
+                &caller,
+                &mut decision,
+                &mut outcome,
+                builtin,
+                &mut note,
+            )
+        {
+            return json!({"ok": false, "error": "the ledger could not be written, and nothing is allowed unrecorded"});
+        }
         let judged: Vec<(&Action, &Decision)> = if asked.derived.is_empty() {
             Vec::new()
         } else {
@@ -193,7 +208,9 @@ impl Session {
             mode: self.mode,
             note: note.clone(),
         };
-        let seq = match lock(&self.writer).append_intent(&entry) {
+        let written = writer.append_intent(&entry, now);
+        drop(writer);
+        let seq = match written {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
