@@ -1020,6 +1020,17 @@ impl Kind {
     }
 }
 
+/// What a decision or an intent tells the re-derivation of rate limits:
+/// the deciding rule, whether rate limits count it (a decision at its
+/// request, or an intent), whether it was a block, and its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub rule: Option<String>,
+    pub counts: bool,
+    pub block: bool,
+    pub time: u64,
+}
+
 /// The fields of a record that verification needs, after its structure was
 /// checked.
 #[derive(Debug, Clone)]
@@ -1034,11 +1045,22 @@ pub enum Body {
     Decision {
         verdict: Verdict,
         outcome: Outcome,
+        limited: Limited,
     },
     Refusal,
     Dns,
-    Intent,
-    Limit,
+    Intent {
+        limited: Limited,
+    },
+    Limit {
+        /// `rate` or `breaker`.
+        event: String,
+        rule: Option<String>,
+        count: u64,
+        limit: u64,
+        window_ms: u64,
+        time: u64,
+    },
     Escalation {
         request: u64,
     },
@@ -1653,16 +1675,26 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.int("pid")?.ok_or("missing field `pid`")?;
             f.int("ppid")?.ok_or("missing field `ppid`")?;
             f.str("reason")?;
-            f.opt_str("rule")?;
-            match f.str("stage")? {
-                "request" | "confirm" => {}
+            let rule = f.opt_str("rule")?.map(str::to_string);
+            let request = match f.str("stage")? {
+                "request" => true,
+                "confirm" => false,
                 other => return Err(format!("unknown stage {other:?}")),
-            }
-            check_time(&mut f)?;
+            };
+            let time = f.u64("time")?;
             let verdict_s = f.str("verdict")?;
             let verdict =
                 parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
-            Body::Decision { verdict, outcome }
+            Body::Decision {
+                verdict,
+                outcome,
+                limited: Limited {
+                    rule,
+                    counts: request,
+                    block: verdict == Verdict::Block,
+                    time,
+                },
+            }
         }
         Kind::Intent => {
             // In key order (see `Fields::next`).
@@ -1709,17 +1741,25 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 f.bytes("program")?;
             }
             f.str("reason")?;
-            f.opt_str("rule")?;
-            check_time(&mut f)?;
+            let rule = f.opt_str("rule")?.map(str::to_string);
+            let time = f.u64("time")?;
             let verdict_s = f.str("verdict")?;
-            parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
-            Body::Intent
+            let verdict =
+                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            Body::Intent {
+                limited: Limited {
+                    rule,
+                    counts: true,
+                    block: verdict == Verdict::Block,
+                    time,
+                },
+            }
         }
         Kind::Limit => {
             // In key order (see `Fields::next`).
-            f.u64("count")?;
+            let count = f.u64("count")?;
             let event = f.str("event")?;
-            f.u64("limit")?;
+            let limit = f.u64("limit")?;
             f.int("pid")?.ok_or("missing field `pid`")?;
             f.int("ppid")?.ok_or("missing field `ppid`")?;
             f.str("reason")?;
@@ -1734,9 +1774,16 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                     ))
                 }
             }
-            check_time(&mut f)?;
-            f.u64("window_ms")?;
-            Body::Limit
+            let time = f.u64("time")?;
+            let window_ms = f.u64("window_ms")?;
+            Body::Limit {
+                event: event.to_string(),
+                rule: rule.map(str::to_string),
+                count,
+                limit,
+                window_ms,
+                time,
+            }
         }
         Kind::Refusal => {
             // In key order (see `Fields::next`).
