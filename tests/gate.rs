@@ -215,7 +215,7 @@ fn tampering_with_an_intent_record_is_caught() {
 fn a_tool_call_escalated_at_decide_is_approved_with_lexecon_approve() {
     let env = Env::new();
     let policy = policy(&env);
-    let mut child = Command::new(LEXECON)
+    let child = Command::new(LEXECON)
         .args(["decide", "--json", "--on-escalate", "wait", "--policy"])
         .arg(&policy)
         .arg("--keys")
