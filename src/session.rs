@@ -338,6 +338,10 @@ pub struct Session {
     escalations: Arc<escalation::Escalations>,
     approval_server: Mutex<Option<crate::approval::Server>>,
     approval_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The gate socket and the session it serves, until a supervisor thread
+    /// starts serving it (see [`Session::gate_tick`]).
+    gate_start: Mutex<Option<(crate::approval::Server, Arc<Session>)>>,
+    gate_server: Mutex<Option<gate::GateServer>>,
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
     terminal: Mutex<Option<prompt::Terminal>>,
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -582,6 +586,8 @@ impl Session {
                 )),
                 approval_server: Mutex::new(None),
                 approval_thread: Mutex::new(None),
+                gate_start: Mutex::new(None),
+                gate_server: Mutex::new(None),
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
@@ -1296,6 +1302,7 @@ impl Judge for Session {
 
     fn tick(&self) {
         self.approval_tick();
+        self.gate_tick();
         if let Err(e) = lock(&self.writer).checkpoint_if_due() {
             let mut st = lock(&self.state);
             if st.first_record_error.is_none() {
@@ -1389,23 +1396,14 @@ pub fn run(
         }
     }
     let session = Arc::new(session);
-    let gate_server = match gate_server {
-        Some(s) => {
-            match gate::GateServer::start(s, Arc::clone(&session)) {
-                Ok(g) => Some(g),
-                Err(e) => {
-                    eprintln!("lexecon: cannot start the gate: {e}; the tree's requests to it go unanswered");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    if let Some(s) = gate_server {
+        // Served from a supervisor thread (see `gate_tick`), whose threads
+        // leave the signals forwarded to the command to the supervisor.
+        *lock(&session.gate_start) = Some((s, Arc::clone(&session)));
+    }
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
     let outcome = supervisor::run(&command, judge);
-    if let Some(g) = gate_server {
-        g.stop();
-    }
+    session.gate_stop();
     // The loop, the tracer and the held calls' threads are joined; a worker
     // still answering a call of the (now ended) tree — a network call
     // performed on its own thread — ends on its own: wait for it, so that no

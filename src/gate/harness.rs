@@ -201,8 +201,12 @@ fn reason_text(reply: &Value) -> String {
 
 /// The hook output for the gate's reply. `None`: print nothing (the
 /// harness's own permission flow decides): an allow by the policy's default,
-/// which names no rule, does not skip the harness's own questions.
+/// which names no rule, does not skip the harness's own questions, and in
+/// observe mode (judged and recorded, nothing refused) nothing is decided.
 pub fn output(h: Harness, reply: &Value) -> Option<Value> {
+    if reply["mode"].as_str() == Some("observe") {
+        return None;
+    }
     let answer = reply["answer"].as_str().unwrap_or("block");
     let verdict = reply["verdict"].as_str().unwrap_or("block");
     let by_rule = reply["rule"].as_str().is_some();
@@ -247,5 +251,85 @@ pub fn failure(h: Harness, why: &str) -> Value {
             }
         }),
         Harness::GeminiCli => json!({"decision": "deny", "reason": reason}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(answer: &str, verdict: &str, rule: Option<&str>, mode: &str) -> Value {
+        json!({"ok": true, "answer": answer, "verdict": verdict, "rule": rule,
+               "reason": "why", "record": 7, "ledger": "/l", "mode": mode, "asked": false})
+    }
+
+    fn decision(v: Option<Value>) -> Option<String> {
+        v.map(|o| {
+            o["hookSpecificOutput"]["permissionDecision"]
+                .as_str()
+                .or(o["decision"].as_str())
+                .unwrap_or("")
+                .to_string()
+        })
+    }
+
+    #[test]
+    fn answers_map_onto_each_harness() {
+        let c = Harness::ClaudeCode;
+        let g = Harness::GeminiCli;
+        let cases = [
+            (
+                reply("block", "block", Some("r"), "enforce"),
+                Some("deny"),
+                Some("deny"),
+            ),
+            (
+                reply("block", "escalate", Some("r"), "enforce"),
+                Some("ask"),
+                Some("deny"),
+            ),
+            (
+                reply("allow", "allow", Some("r"), "enforce"),
+                Some("allow"),
+                Some("allow"),
+            ),
+            (reply("allow", "allow", None, "enforce"), None, None),
+            // Observe mode decides nothing: the harness's own flow does.
+            (reply("allow", "block", Some("r"), "observe"), None, None),
+        ];
+        for (r, want_c, want_g) in cases {
+            assert_eq!(decision(output(c, &r)).as_deref(), want_c, "{r}");
+            assert_eq!(decision(output(g, &r)).as_deref(), want_g, "{r}");
+        }
+        let mut asked = reply("block", "escalate", Some("r"), "enforce");
+        asked["asked"] = json!(true);
+        assert_eq!(decision(output(c, &asked)).as_deref(), Some("deny"));
+        let text = reason_text(&reply("block", "block", Some("r"), "enforce"));
+        assert!(text.contains("rule r: why; record 7 in /l"), "{text}");
+    }
+
+    #[test]
+    fn hook_inputs_become_requests() {
+        let r = request(
+            Harness::ClaudeCode,
+            &json!({"hook_event_name": "PreToolUse", "cwd": "/w", "tool_name": "Write",
+                    "tool_input": {"file_path": "/w/x", "content": "y"}}),
+        )
+        .unwrap();
+        assert_eq!(r["cwd"], "/w");
+        assert_eq!(r["action"]["kind"], "tool");
+        assert_eq!(
+            r["action"]["open"][0]["access"],
+            json!(["write", "create", "truncate"])
+        );
+        let r = request(
+            Harness::GeminiCli,
+            &json!({"hook_event_name": "BeforeTool", "cwd": "/w", "tool_name": "run_shell_command",
+                    "tool_input": {"command": "ls", "dir_path": "/w/sub"}}),
+        )
+        .unwrap();
+        assert_eq!(r["cwd"], "/w/sub");
+        assert_eq!(r["action"]["shell"], "/command");
+        assert!(request(Harness::ClaudeCode, &json!({"tool_input": {}})).is_err());
     }
 }

@@ -536,13 +536,30 @@ fn encode_action(action: &Action) -> Members<'_> {
     }
 }
 
+/// Longest string of a tool's input recorded as it is; a longer one (a
+/// whole file given to a `Write` tool) is recorded by its digest.
+pub const MAX_RECORDED_INPUT_STRING: usize = 64 * 1024;
+
 /// A JSON value of the tool's input as a record value (numbers as IEEE
-/// doubles, as RFC 8785 has them).
+/// doubles, as RFC 8785 has them; strings longer than
+/// [`MAX_RECORDED_INPUT_STRING`] bytes as `{"lexecon.digest": {"bytes",
+/// "sha256"}}`).
 fn json_value(v: &serde_json::Value) -> Value<'_> {
     match v {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(x) if x.len() > MAX_RECORDED_INPUT_STRING => {
+            use sha2::{Digest, Sha256};
+            let h: [u8; 32] = Sha256::digest(x.as_bytes()).into();
+            Value::Object(vec![(
+                Cow::Borrowed("lexecon.digest"),
+                Value::Object(vec![
+                    (Cow::Borrowed("bytes"), u64s(x.len() as u64)),
+                    (Cow::Borrowed("sha256"), Value::String(hex_hash(&h).into())),
+                ]),
+            )])
+        }
         serde_json::Value::String(x) => s(x),
         serde_json::Value::Array(items) => Value::Array(items.iter().map(json_value).collect()),
         serde_json::Value::Object(m) => Value::Object(
@@ -1978,5 +1995,26 @@ mod connect_shape_tests {
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tool_input_tests {
+    use super::*;
+
+    #[test]
+    fn long_input_strings_are_recorded_by_their_digest() {
+        let long = "x".repeat(MAX_RECORDED_INPUT_STRING + 1);
+        let v = serde_json::json!({"file_path": "/w/a", "content": long, "n": 3});
+        let text = json_value(&v).to_canonical().unwrap();
+        assert!(text.contains(r#""file_path":"/w/a""#), "{text}");
+        assert!(text.contains(r#""n":3"#));
+        assert!(text.contains(r#""content":{"lexecon.digest":{"bytes":"65537","sha256":""#));
+        assert!(text.len() < 300);
+        let short = serde_json::json!({"content": "y"});
+        assert_eq!(
+            json_value(&short).to_canonical().unwrap(),
+            r#"{"content":"y"}"#
+        );
     }
 }

@@ -412,9 +412,10 @@ fn record_error(session: &Session, e: &crate::ledger::LedgerError) {
 impl Session {
     /// Whether an `escalate` verdict is held for a human in this run.
     pub(super) fn holds(&self, decision: &Decision, builtin: bool) -> bool {
-        // A tripped breaker blocks every escalation: nobody is asked.
+        // Nobody is asked about what the limits block anyway.
         decision.verdict == Verdict::Escalate
-            && !lock(&self.limits).blocks_escalations()
+            && !(self.policy.has_limits()
+                && lock(&self.limits).would_block(&self.policy, decision, ledger::writer::now_ns()))
             && !builtin
             && self.mode == Mode::Enforce
             && matches!(self.on_escalate, OnEscalate::Wait | OnEscalate::Prompt)

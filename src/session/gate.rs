@@ -475,6 +475,34 @@ pub fn decide_once(
 }
 
 impl Session {
+    /// Starts serving the gate socket (once, from a supervisor thread, after
+    /// the command was forked: threads started there, like the approval
+    /// socket's, do not take the signals the supervisor forwards to the
+    /// command).
+    pub(super) fn gate_tick(&self) {
+        let Some((server, session)) = lock(&self.gate_start).take() else {
+            return;
+        };
+        match GateServer::start(server, session) {
+            Ok(g) => *lock(&self.gate_server) = Some(g),
+            Err(e) => eprintln!(
+                "lexecon: cannot start the gate: {e}; the tree's requests to it are not answered"
+            ),
+        }
+    }
+
+    /// Stops the gate (when the tree has ended) and removes its socket.
+    pub(super) fn gate_stop(&self) {
+        if let Some((server, session)) = lock(&self.gate_start).take() {
+            // Never served.
+            drop(session);
+            server.serve_with(Arc::new(AtomicBool::new(true)), |_| {});
+        }
+        if let Some(g) = lock(&self.gate_server).take() {
+            g.stop();
+        }
+    }
+
     /// The run's mode (for replies).
     pub fn mode(&self) -> Mode {
         self.mode

@@ -184,10 +184,25 @@ impl Limits {
         }
     }
 
-    /// Whether the tripped breaker refuses every escalation (checked before
-    /// a human is asked, so that nobody is asked in vain).
-    pub fn blocks_escalations(&self) -> bool {
-        self.tripped.is_some()
+    /// Whether an escalation `decision` at `now` would be blocked by the
+    /// limits as they stand (a tripped breaker, its rule's rate limit):
+    /// checked before a human is asked, so that nobody is asked in vain.
+    /// The decision itself is still passed through [`Limits::apply`] when
+    /// it is recorded.
+    pub fn would_block(&self, policy: &Policy, decision: &Decision, now: u128) -> bool {
+        if self.tripped.is_some() {
+            return true;
+        }
+        let Some(rule) = decision.rule.as_deref() else {
+            return false;
+        };
+        let Some(rate) = policy.rate(rule) else {
+            return false;
+        };
+        let within = self.let_through.get(rule).map_or(0, |ts| {
+            ts.iter().filter(|t| **t + ns(rate.period) > now).count()
+        });
+        within as u64 >= u64::from(rate.count)
     }
 }
 
