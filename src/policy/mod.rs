@@ -198,6 +198,8 @@ pub struct Policy {
     origin: String,
     examples: usize,
     breaker: Option<limits::Breaker>,
+    /// Whether some rule has `rate` or `risk`, or there is a breaker.
+    limited: bool,
 }
 
 impl Policy {
@@ -275,6 +277,11 @@ impl Policy {
         };
         let compiled = compile::load(&root, origin, &vars, env).map_err(PolicyErrors::new)?;
         let index = Index::build(&compiled.rules);
+        let limited = compiled.breaker.is_some()
+            || compiled
+                .rules
+                .iter()
+                .any(|r| r.rate.is_some() || r.risk.is_some());
         Ok(Policy {
             mode: compiled.mode,
             defaults: compiled.defaults,
@@ -286,6 +293,7 @@ impl Policy {
             origin: origin.to_string(),
             examples: compiled.examples,
             breaker: compiled.breaker,
+            limited,
         })
     }
 
@@ -413,11 +421,7 @@ impl Policy {
     /// Whether the policy sets rate limits or a breaker (state the session
     /// keeps over a run).
     pub fn has_limits(&self) -> bool {
-        self.breaker.is_some()
-            || self
-                .rules
-                .iter()
-                .any(|r| r.rate.is_some() || r.risk.is_some())
+        self.limited
     }
 
     /// The variable values the policy was loaded with.
