@@ -236,6 +236,13 @@ pub fn in_tree(pid: i32, me: i32) -> Result<Option<String>, String> {
     Err("the peer's ancestry is too deep".into())
 }
 
+/// The pid of the process tracing this one (`TracerPid`; 0: none), when
+/// `/proc/self/status` can be read. A process of a supervised tree is
+/// traced by its supervisor.
+pub fn own_tracer() -> io::Result<i32> {
+    status_field(std::process::id() as i32, "TracerPid:")
+}
+
 /// The parent of `pid` (0 when it cannot be read).
 pub fn parent_of(pid: i32) -> i32 {
     status_field(pid, "PPid:").unwrap_or(0)

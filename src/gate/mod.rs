@@ -399,10 +399,18 @@ impl Asked {
 
 /// Asks the gate of the supervised run this process is in (`$LEXECON_GATE`)
 /// about `req`; `None` when this process is not in a supervised run with a
-/// gate. Waits as long as the run holds an escalation for a human.
+/// gate (no `$LEXECON_GATE`, or this process is traced by nobody, so the
+/// variable was inherited from elsewhere). Waits as long as the run holds
+/// an escalation for a human.
 pub fn ask_running(req: &Value) -> Option<anyhow::Result<Value>> {
     let path = std::env::var_os(GATE_ENV).filter(|p| !p.is_empty())?;
-    Some(ask_at(Path::new(&path), req))
+    match crate::approval::own_tracer() {
+        Ok(0) => None,
+        Ok(_) => Some(ask_at(Path::new(&path), req)),
+        Err(e) => Some(Err(anyhow::anyhow!(
+            "cannot tell whether this process is supervised (/proc/self/status: {e})"
+        ))),
+    }
 }
 
 /// Asks the gate socket at `path` about `req`.
