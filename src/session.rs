@@ -799,6 +799,9 @@ impl Session {
                 }
             }
         }
+        if limits.stops() && !builtin {
+            stop_tree(caller);
+        }
         if decision.verdict != before {
             let refused = if *outcome == Outcome::Killed {
                 Outcome::Killed
@@ -1310,6 +1313,33 @@ impl Judge for Session {
                 st.first_record_error = Some(e.to_string());
             }
         }
+    }
+}
+
+/// Stops the tree, for a breaker that says so: kills `caller` and the
+/// process of its ancestry whose parent is the supervisor (the command, or
+/// an orphan re-parented to it); when the command dies the tracer kills
+/// every process left. Every later action of a process still running is
+/// blocked, and the process killed, as its call reaches the judge.
+/// Nothing is killed that is not part of the supervised tree (a one-shot
+/// decision's asker is not).
+fn stop_tree(caller: &Caller) {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if !matches!(crate::approval::in_tree(caller.pid, me), Ok(Some(_))) {
+        return;
+    }
+    let mut top = caller.pid;
+    for _ in 0..4096 {
+        let parent = crate::approval::parent_of(top);
+        if parent == me || parent <= 1 {
+            break;
+        }
+        top = parent;
+    }
+    let _ = supervisor::sys::kill(caller.pid, libc::SIGKILL);
+    if crate::approval::parent_of(top) == me {
+        let _ = supervisor::sys::kill(top, libc::SIGKILL);
     }
 }
 

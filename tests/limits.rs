@@ -152,3 +152,27 @@ fn refusals_at_the_gate_trip_the_breaker_and_the_gate_tightens() {
     assert_eq!(kinds(&records, "limit").len(), 1);
     assert_eq!(kinds(&records, "escalation").len(), 1);
 }
+
+#[test]
+fn a_breaker_that_stops_the_tree_kills_it() {
+    let env = Env::new();
+    let policy = env.policy(
+        "version: 1\nbreaker: {blocks: 1, within: 1h, then: stop}\nrules:\n  - id: no-rm\n    exec: {name: rm}\n    decision: block\n    reason: nothing is removed\n",
+    );
+    std::fs::write(env.ws.join("keep"), "x").unwrap();
+    let t = std::time::Instant::now();
+    let out = env.supervise(&policy, &["sh", "-c", "rm keep; sleep 20; touch after"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "the tree was not stopped"
+    );
+    assert_eq!(out.status.code(), Some(137), "{}", common::stderr(&out));
+    assert!(env.ws.join("keep").exists());
+    assert!(!env.ws.join("after").exists());
+    assert!(common::stderr(&out).contains("breaker tripped"));
+    env.assert_valid();
+    let records = env.records();
+    let limits = kinds(&records, "limit");
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0]["then"], "stop");
+}

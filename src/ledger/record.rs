@@ -1784,7 +1784,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let then = f.opt_str("then")?;
             match (event, rule, then) {
                 ("rate", Some(_), None) => {}
-                ("breaker", None, Some("block-escalations" | "block-all")) => {}
+                ("breaker", None, Some("block-escalations" | "block-all" | "stop")) => {}
                 _ => {
                     return Err(format!(
                         "a `limit` record of event {event:?} needs `rule` (rate) or `then` (breaker), not both"

@@ -11,8 +11,9 @@
 //!   block-escalations | block-all}`: when the blocks (or the risk sum) of
 //!   the actions decided within DURATION (`90s`, `10min`, `1h`) reach N,
 //!   the breaker trips for the rest of the run: every later `escalate`
-//!   becomes `block` (`block-escalations`), or every later action is
-//!   blocked (`block-all`).
+//!   becomes `block` (`block-escalations`), every later action is blocked
+//!   (`block-all`), or the tree is stopped (`stop`: killed, and every later
+//!   action of a process still running blocked).
 
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub enum Then {
     BlockEscalations,
     /// Every later action is blocked.
     BlockAll,
+    /// The tree is killed; every later action is blocked.
+    Stop,
 }
 
 impl Then {
@@ -41,6 +44,7 @@ impl Then {
         match self {
             Then::BlockEscalations => "block-escalations",
             Then::BlockAll => "block-all",
+            Then::Stop => "stop",
         }
     }
 }
@@ -185,11 +189,12 @@ impl Loader<'_> {
             None => Then::BlockEscalations,
             Some((_, Some("block-escalations"))) => Then::BlockEscalations,
             Some((_, Some("block-all"))) => Then::BlockAll,
+            Some((_, Some("stop"))) => Then::Stop,
             Some((t, Some(other))) => {
                 self.err(
                     t.loc,
                     format!("unknown breaker action '{other}'"),
-                    Some("write `block-escalations` (every escalate becomes block) or `block-all` (every later action is blocked); stopping the tree is not implemented".into()),
+                    Some("write `block-escalations` (every escalate becomes block), `block-all` (every later action is blocked) or `stop` (the tree is killed)".into()),
                 );
                 return None;
             }
@@ -254,9 +259,8 @@ mod tests {
         assert!(bad("    risk: x\n", "").contains("is not a whole number"));
         assert!(bad("", "breaker: {blocks: 3, within: 2d}\n").contains("not a duration"));
         assert!(bad("", "breaker: {blocks: 3, risk: 2, within: 1h}\n").contains("exactly one"));
-        assert!(
-            bad("", "breaker: {blocks: 3, within: 1h, then: stop}\n").contains("not implemented")
-        );
+        assert!(bad("", "breaker: {blocks: 3, within: 1h, then: halt}\n")
+            .contains("unknown breaker action"));
         let e = load("version: 1\nrules:\n  - id: a\n    exec: {}\n    decision: allow\n    reason: r\n    rate: 0/min\n").unwrap_err();
         assert!(e.contains("not a count per period"), "{e}");
         assert_eq!(duration("90s"), Some(Duration::from_secs(90)));

@@ -75,7 +75,7 @@ impl Limits {
         // A tripped breaker first.
         if let Some((then, seq)) = self.tripped {
             let hit = match then {
-                Then::BlockAll => decision.verdict != Verdict::Block,
+                Then::BlockAll | Then::Stop => decision.verdict != Verdict::Block,
                 Then::BlockEscalations => decision.verdict == Verdict::Escalate,
             };
             if hit {
@@ -84,6 +84,7 @@ impl Limits {
                     "the run's breaker tripped{at}: {}; the rule's decision was {} ({})",
                     match then {
                         Then::BlockAll => "every action is blocked",
+                        Then::Stop => "the tree is stopped",
                         Then::BlockEscalations => "every escalation is blocked",
                     },
                     decision.verdict,
@@ -168,6 +169,7 @@ impl Limits {
                         b.threshold,
                         match b.then {
                             Then::BlockAll => "every action is blocked",
+                            Then::Stop => "the tree is stopped",
                             Then::BlockEscalations => "every escalation is blocked",
                         }
                     ),
@@ -182,6 +184,11 @@ impl Limits {
         if let Some((then, None)) = self.tripped {
             self.tripped = Some((then, Some(seq)));
         }
+    }
+
+    /// Whether the tripped breaker stops the tree.
+    pub fn stops(&self) -> bool {
+        matches!(self.tripped, Some((Then::Stop, _)))
     }
 
     /// Whether an escalation `decision` at `now` would be blocked by the
