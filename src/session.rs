@@ -774,6 +774,7 @@ impl Session {
                 limit: c.limit,
                 window_ms: c.window_ms,
                 then: c.then,
+                counted: c.counted,
                 pid: caller.pid,
                 ppid: caller.ppid,
                 reason: &c.reason,

@@ -170,6 +170,8 @@ pub struct LimitEntry<'a> {
     pub window_ms: u64,
     /// What the tripped breaker does (`breaker`).
     pub then: Option<&'a str>,
+    /// What the breaker counts (`breaker`): `blocks` or `risk`.
+    pub counted: Option<&'a str>,
     pub pid: i32,
     pub ppid: i32,
     pub reason: &'a str,
@@ -737,6 +739,9 @@ pub(crate) fn encode_limit(
     // Members in canonical key order.
     let mut m = Vec::with_capacity(14);
     put(&mut m, "count", u64s(l.count));
+    if let Some(c) = l.counted {
+        put(&mut m, "counted", s(c));
+    }
     put(&mut m, "event", s(l.event));
     put(&mut m, "kind", s("limit"));
     put(&mut m, "limit", u64s(l.limit));
@@ -1072,6 +1077,8 @@ pub enum Body {
     Limit {
         /// `rate` or `breaker`.
         event: String,
+        /// What a breaker counts: `blocks` or `risk`.
+        counted: Option<String>,
         rule: Option<String>,
         count: u64,
         limit: u64,
@@ -1232,6 +1239,7 @@ fn known(kind: &str, k: &str) -> bool {
             "event",
             "rule",
             "count",
+            "counted",
             "limit",
             "window_ms",
             "then",
@@ -1775,6 +1783,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         Kind::Limit => {
             // In key order (see `Fields::next`).
             let count = f.u64("count")?;
+            let counted = f.opt_str("counted")?;
             let event = f.str("event")?;
             let limit = f.u64("limit")?;
             f.int("pid")?.ok_or("missing field `pid`")?;
@@ -1782,12 +1791,17 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.str("reason")?;
             let rule = f.opt_str("rule")?;
             let then = f.opt_str("then")?;
-            match (event, rule, then) {
-                ("rate", Some(_), None) => {}
-                ("breaker", None, Some("block-escalations" | "block-all" | "stop")) => {}
+            match (event, rule, then, counted) {
+                ("rate", Some(_), None, None) => {}
+                (
+                    "breaker",
+                    None,
+                    Some("block-escalations" | "block-all" | "stop"),
+                    Some("blocks" | "risk"),
+                ) => {}
                 _ => {
                     return Err(format!(
-                        "a `limit` record of event {event:?} needs `rule` (rate) or `then` (breaker), not both"
+                        "a `limit` record of event {event:?} needs `rule` (rate), or `then` and `counted` (breaker)"
                     ))
                 }
             }
@@ -1795,6 +1809,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let window_ms = f.u64("window_ms")?;
             Body::Limit {
                 event: event.to_string(),
+                counted: counted.map(str::to_string),
                 rule: rule.map(str::to_string),
                 count,
                 limit,

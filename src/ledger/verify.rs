@@ -322,6 +322,14 @@ struct Unit {
     let_through: std::collections::HashMap<String, std::collections::VecDeque<u64>>,
     /// The block a `rate` limit record announces: (rule, time, its seq).
     rate_block: Option<(String, u64, u64)>,
+    /// Times of the blocks a breaker counting `blocks` counts (decisions at
+    /// their request and intents, built-in rules' left out).
+    blocks: std::collections::VecDeque<u64>,
+    /// A `blocks` breaker record, checked with the decision after it:
+    /// (blocks before it within its window, count, limit, time, seq).
+    breaker_check: Option<(u64, u64, u64, u64, u64)>,
+    /// Whether the run's breaker has tripped.
+    breaker_seen: bool,
 }
 
 impl Unit {
@@ -351,6 +359,9 @@ impl Unit {
             open_escalations: Default::default(),
             let_through: Default::default(),
             rate_block: None,
+            blocks: Default::default(),
+            breaker_check: None,
+            breaker_seen: false,
         }
     }
 }
@@ -730,7 +741,27 @@ impl Verifier {
                 ));
             }
         }
+        if let Some((prior, count, limit, time, at)) = u.breaker_check.take() {
+            let this = limited.is_some_and(|l| l.counts && l.block && l.time == time);
+            let total = prior + u64::from(this);
+            if limited.map(|l| l.time) != Some(time) || total != count || count < limit {
+                problems.push(format!(
+                    "the breaker record {at} counts {count} blocks (threshold {limit}), but the records show {total} within its window, the decision after it included"
+                ));
+            }
+        }
         if let Some(l) = limited {
+            let builtin = l.rule.as_deref().is_some_and(|r| r.starts_with("lexecon."));
+            if l.counts && l.block && !builtin {
+                while u
+                    .blocks
+                    .front()
+                    .is_some_and(|t| t.saturating_add(LONGEST_WINDOW_NS) < l.time)
+                {
+                    u.blocks.pop_front();
+                }
+                u.blocks.push_back(l.time);
+            }
             if let (true, false, Some(rule)) = (l.counts, l.block, &l.rule) {
                 let times = u.let_through.entry(rule.clone()).or_default();
                 while times
@@ -744,11 +775,38 @@ impl Verifier {
         }
         if let Body::Limit {
             event,
+            counted,
+            limit,
+            count,
+            window_ms,
+            time,
+            rule: None,
+        } = &p.body
+        {
+            if event == "breaker" {
+                if u.breaker_seen {
+                    problems.push("the run's breaker trips a second time".into());
+                }
+                u.breaker_seen = true;
+                if counted.as_deref() == Some("blocks") {
+                    let window = window_ms.saturating_mul(1_000_000);
+                    let prior = u
+                        .blocks
+                        .iter()
+                        .filter(|t| **t <= *time && t.saturating_add(window) > *time)
+                        .count() as u64;
+                    u.breaker_check = Some((prior, *count, *limit, *time, p.seq));
+                }
+            }
+        }
+        if let Body::Limit {
+            event,
             rule: Some(rule),
             count,
             limit,
             window_ms,
             time,
+            ..
         } = &p.body
         {
             if event == "rate" {

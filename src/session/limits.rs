@@ -38,6 +38,8 @@ pub struct Change {
     pub limit: u64,
     pub window_ms: u64,
     pub then: Option<&'static str>,
+    /// What the breaker counts: `blocks` or `risk`.
+    pub counted: Option<&'static str>,
     pub reason: String,
 }
 
@@ -115,6 +117,7 @@ impl Limits {
                         limit: u64::from(rate.count),
                         window_ms: rate.period.as_millis() as u64,
                         then: None,
+                        counted: None,
                         reason: format!(
                             "rule {rule} let {} actions through in the last {per}, its limit",
                             times.len()
@@ -163,6 +166,7 @@ impl Limits {
                     limit: b.threshold,
                     window_ms: b.within.as_millis() as u64,
                     then: Some(b.then.as_str()),
+                    counted: Some(what),
                     reason: format!(
                         "{sum} {what} within {} reached the breaker's threshold of {}: from now on {}",
                         human(b.within),
