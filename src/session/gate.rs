@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use super::escalation::AskFailed;
 use super::{describe, lock, OnEscalate, Session};
-use crate::action::{Action, Decision, Mode, Verdict};
+use crate::action::{Action, Decision, Verdict};
 use crate::gate::Asked;
 use crate::ledger::{self, Outcome};
 use crate::supervisor::Caller;
@@ -501,10 +501,5 @@ impl Session {
         if let Some(g) = lock(&self.gate_server).take() {
             g.stop();
         }
-    }
-
-    /// The run's mode (for replies).
-    pub fn mode(&self) -> Mode {
-        self.mode
     }
 }
