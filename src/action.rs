@@ -19,6 +19,11 @@ pub enum Action {
     /// Reach the network or a local socket: `connect`, a datagram sent to an
     /// address, `bind`, `listen`, or a DNS query the tree sends.
     Connect(ConnectAction),
+    /// A named tool call an agent harness asks about through the gate
+    /// (`lexecon decide`, `lexecon hook`, the in-run gate channel): an MCP
+    /// tool, a "deploy" tool. Never a system call: what the tool then does
+    /// in the tree is judged again when it reaches the kernel.
+    Tool(ToolAction),
 }
 
 impl Action {
@@ -28,17 +33,18 @@ impl Action {
             Action::Exec(_) => ActionKind::Exec,
             Action::Open(_) => ActionKind::Open,
             Action::Connect(_) => ActionKind::Connect,
+            Action::Tool(_) => ActionKind::Tool,
         }
     }
 }
 
-/// The kinds of action Lexecon judges. New kinds (`unlink`, `rename`,
-/// `connect`) are added here.
+/// The kinds of action Lexecon judges. New kinds are added here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ActionKind {
     Exec,
     Open,
     Connect,
+    Tool,
 }
 
 impl ActionKind {
@@ -48,6 +54,7 @@ impl ActionKind {
             ActionKind::Exec => "exec",
             ActionKind::Open => "open",
             ActionKind::Connect => "connect",
+            ActionKind::Tool => "tool",
         }
     }
 }
@@ -488,6 +495,19 @@ pub struct ConnectAction {
     pub names: Vec<String>,
     /// The program the calling process runs (see [`OpenAction::process`]).
     pub process: Option<ProcessInfo>,
+}
+
+/// A tool call asked about through the gate: the tool's name as the
+/// harness names it (`Bash`, `mcp__github__create_issue`, `deploy`) and its
+/// input, as the harness gave it. A claim by the asker, not an observation:
+/// the ledger records it as such (an `intent` record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolAction {
+    pub name: String,
+    /// The tool's input (any JSON value; usually an object).
+    pub input: serde_json::Value,
+    /// The working directory the asker gave (empty when not given).
+    pub cwd: PathBuf,
 }
 
 /// What should happen to an action. Ordered by strength: when several rules

@@ -114,10 +114,26 @@ impl Server {
         &self.path
     }
 
+    /// Sets `SO_PASSCRED` on the listening socket, which every accepted
+    /// connection inherits from the start: the kernel then attaches the
+    /// writer's credentials to every byte the peer sends, even before the
+    /// connection is accepted (see [`read_line_with_creds`]).
+    pub fn pass_credentials(&self) -> io::Result<()> {
+        set_passcred(self.listener.as_raw_fd())
+    }
+
     /// Serves requests until `stop` is set; removes the socket then.
     pub fn serve(self, table: Arc<Escalations>, stop: Arc<AtomicBool>) {
         // SAFETY: getpid has no preconditions.
         let me = unsafe { libc::getpid() };
+        self.serve_with(stop, |stream| {
+            let _ = serve_one(stream, &table, me);
+        });
+    }
+
+    /// Hands every connection to `handle` until `stop` is set; removes the
+    /// socket then. (The approval socket and the gate socket share this.)
+    pub fn serve_with(self, stop: Arc<AtomicBool>, mut handle: impl FnMut(UnixStream)) {
         while !stop.load(Ordering::SeqCst) {
             let mut pfd = libc::pollfd {
                 fd: self.listener.as_raw_fd(),
@@ -130,7 +146,7 @@ impl Server {
                 continue;
             }
             while let Ok((stream, _)) = self.listener.accept() {
-                let _ = serve_one(stream, &table, me);
+                handle(stream);
             }
         }
         if let Ok((_d, addr)) = via_dir(&self.path) {
@@ -181,39 +197,197 @@ pub fn refuse_reason(pid: i32, uid: u32, me: i32) -> Option<String> {
     if pid <= 0 {
         return Some("the peer's pid is unknown".into());
     }
+    match in_tree(pid, me) {
+        Ok(Some(why)) => Some(why),
+        Ok(None) => None,
+        Err(e) => Some(e),
+    }
+}
+
+/// Whether `pid` is part of the tree supervised by `me`: `Ok(Some(how))`
+/// when it is, `Ok(None)` when it is not, `Err` when its `/proc` entry or
+/// ancestry cannot be read (callers fail closed either way).
+pub fn in_tree(pid: i32, me: i32) -> Result<Option<String>, String> {
     let is_me = |t: i32| t == me || crate::supervisor::procfs::is_own_task(t);
     match status_field(pid, "TracerPid:") {
         Ok(t) if t != 0 && is_me(t) => {
-            return Some(format!(
+            return Ok(Some(format!(
                 "pid {pid} is part of the supervised tree (traced by the supervisor)"
-            ))
+            )))
         }
         Ok(_) => {}
-        Err(e) => return Some(format!("cannot read the peer's /proc entry: {e}")),
+        Err(e) => return Err(format!("cannot read the peer's /proc entry: {e}")),
     }
     let mut p = pid;
     for _ in 0..4096 {
         if p == me {
-            return Some(format!(
+            return Ok(Some(format!(
                 "pid {pid} is part of the supervised tree (a descendant of the supervisor)"
-            ));
+            )));
         }
         if p <= 1 {
-            return None;
+            return Ok(None);
         }
         p = match status_field(p, "PPid:") {
             Ok(pp) => pp,
-            Err(e) => return Some(format!("cannot read the peer's ancestry: {e}")),
+            Err(e) => return Err(format!("cannot read the peer's ancestry: {e}")),
         };
     }
-    Some("the peer's ancestry is too deep".into())
+    Err("the peer's ancestry is too deep".into())
+}
+
+/// The pid of the process tracing this one (`TracerPid`; 0: none), when
+/// `/proc/self/status` can be read. A process of a supervised tree is
+/// traced by its supervisor.
+pub fn own_tracer() -> io::Result<i32> {
+    status_field(std::process::id() as i32, "TracerPid:")
+}
+
+/// The parent of `pid` (0 when it cannot be read).
+pub fn parent_of(pid: i32) -> i32 {
+    status_field(pid, "PPid:").unwrap_or(0)
+}
+
+/// One request line from `s` with the credentials the kernel attached to
+/// its bytes (`SCM_CREDENTIALS`, with `SO_PASSCRED` set on `s`): the pid,
+/// uid and gid of the process that wrote them, whatever task connected the
+/// socket. Every chunk of the line must carry the same credentials (the
+/// kernel never joins chunks of different writers in one read); a line
+/// longer than `max` bytes, or one that does not end before the read
+/// timeout, is an error.
+fn set_passcred(fd: std::os::fd::RawFd) -> io::Result<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a valid c_int for the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// (The listening socket must have [`Server::pass_credentials`] set, so
+/// that no byte arrives without them; a chunk without credentials, or with
+/// pid 0, is an error.)
+pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, libc::ucred)> {
+    set_passcred(s.as_raw_fd())?;
+    let mut line: Vec<u8> = Vec::new();
+    let mut creds: Option<libc::ucred> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // Room for one SCM_CREDENTIALS message (u64-aligned).
+        let mut control = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        // SAFETY: msg points at the live iovec and control buffer above.
+        let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the request ended before its newline",
+            ));
+        }
+        let mut got: Option<libc::ucred> = None;
+        // SAFETY: the CMSG_* macros walk the control buffer the kernel
+        // filled in, bounded by msg_controllen.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&msg);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                    got = Some(std::ptr::read_unaligned(
+                        libc::CMSG_DATA(c).cast::<libc::ucred>(),
+                    ));
+                }
+                c = libc::CMSG_NXTHDR(&msg, c);
+            }
+        }
+        let Some(got) = got.filter(|c| c.pid > 0) else {
+            return Err(io::Error::other(
+                "the request carries no credentials from the kernel",
+            ));
+        };
+        match creds {
+            None => creds = Some(got),
+            Some(c) if (c.pid, c.uid, c.gid) == (got.pid, got.uid, got.gid) => {}
+            Some(_) => {
+                return Err(io::Error::other(
+                    "the request was written by more than one process",
+                ))
+            }
+        }
+        let chunk = &buf[..n as usize];
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                line.extend_from_slice(&chunk[..i]);
+                break;
+            }
+            None => line.extend_from_slice(chunk),
+        }
+        if line.len() > max {
+            return Err(io::Error::other(format!(
+                "the request is longer than {max} bytes"
+            )));
+        }
+    }
+    if line.len() > max {
+        return Err(io::Error::other(format!(
+            "the request is longer than {max} bytes"
+        )));
+    }
+    match creds {
+        Some(c) => Ok((line, c)),
+        None => Err(io::Error::other("no credentials")),
+    }
+}
+
+/// Writes one reply line and lets the peer finish writing (unread) before
+/// the socket closes, so that it reads the reply rather than `EPIPE`; at
+/// most 200 ms in all, however slowly it writes.
+pub fn reply_and_close(stream: &UnixStream, reply: &Value, max: u64) -> io::Result<()> {
+    let mut out = stream;
+    out.write_all(format!("{reply}\n").as_bytes())?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let until = Instant::now() + Duration::from_millis(200);
+    let mut buf = [0u8; 512];
+    let mut left = max;
+    while left > 0 {
+        let Some(t) = until
+            .checked_duration_since(Instant::now())
+            .filter(|t| !t.is_zero())
+        else {
+            break;
+        };
+        stream.set_read_timeout(Some(t))?;
+        match io::Read::read(&mut &*stream, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n as u64),
+        }
+    }
+    Ok(())
 }
 
 fn serve_one(stream: UnixStream, table: &Escalations, me: i32) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut out = stream.try_clone()?;
     let reply = match peer_cred(&stream) {
         Err(e) => json!({"ok": false, "error": format!("cannot identify the peer: {e}")}),
         Ok((uid, pid)) => match refuse_reason(pid, uid, me) {
@@ -232,28 +406,7 @@ fn serve_one(stream: UnixStream, table: &Escalations, me: i32) -> io::Result<()>
             }
         },
     };
-    out.write_all(format!("{reply}\n").as_bytes())?;
-    // Let a refused peer finish writing its request (unread) before the
-    // socket closes, so that it reads the refusal rather than EPIPE.
-    // At most 200 ms in all, however slowly it writes.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let until = Instant::now() + Duration::from_millis(200);
-    let mut buf = [0u8; 512];
-    let mut left = MAX_REQUEST;
-    while left > 0 {
-        let Some(t) = until
-            .checked_duration_since(Instant::now())
-            .filter(|t| !t.is_zero())
-        else {
-            break;
-        };
-        stream.set_read_timeout(Some(t))?;
-        match io::Read::read(&mut &stream, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => left = left.saturating_sub(n as u64),
-        }
-    }
-    Ok(())
+    reply_and_close(&stream, &reply, MAX_REQUEST)
 }
 
 fn answer(req: &Value, table: &Escalations, uid: u32, pid: i32) -> Value {
@@ -323,25 +476,34 @@ fn answer(req: &Value, table: &Escalations, uid: u32, pid: i32) -> Value {
     }
 }
 
+/// Sends one request line on `s` and reads the one reply line (the framing
+/// of the approval and gate sockets).
+pub fn exchange(mut s: UnixStream, req: &Value, timeout: Duration) -> anyhow::Result<Value> {
+    use anyhow::Context;
+    s.set_read_timeout(Some(timeout))?;
+    // A refused peer is answered without being read: its write may fail
+    // (EPIPE) while the reply is already waiting to be read.
+    let _ = s.write_all(format!("{req}\n").as_bytes());
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .context("no reply from the supervisor")?;
+    serde_json::from_str(&line).context("the supervisor's reply is not JSON")
+}
+
 /// Sends one request to the run writing `ledger`; its reply.
 pub fn request(ledger: &Path, req: &Value) -> anyhow::Result<Value> {
     use anyhow::Context;
     let path = socket_path(ledger);
     let (_dir, addr) = via_dir(&path)
         .with_context(|| format!("no supervised run is waiting at {}", path.display()))?;
-    let mut s = UnixStream::connect(&addr).with_context(|| {
+    let s = UnixStream::connect(&addr).with_context(|| {
         format!(
             "cannot reach the supervisor at {} (is a run with --on-escalate wait using this ledger?)",
             path.display()
         )
     })?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    // A refused peer is answered without being read: its write may fail
-    // (EPIPE) while the reply is already waiting to be read.
-    let _ = s.write_all(format!("{req}\n").as_bytes());
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    let v: Value = serde_json::from_str(&line).context("the supervisor's reply is not JSON")?;
+    let v = exchange(s, req, Duration::from_secs(10))?;
     if v["ok"].as_bool() != Some(true) {
         anyhow::bail!(
             "{}",

@@ -22,6 +22,7 @@ pub mod action;
 pub mod approval;
 pub mod cli;
 pub mod escape;
+pub mod gate;
 pub mod ledger;
 pub mod policy;
 pub mod replay;

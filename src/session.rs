@@ -26,6 +26,8 @@ use crate::policy::Policy;
 use crate::supervisor::{self, Caller, Exit, Identity, Judge, Ruling};
 
 pub mod escalation;
+pub mod gate;
+pub mod limits;
 pub mod metrics;
 pub mod prompt;
 pub mod report;
@@ -87,6 +89,9 @@ pub struct SessionConfig {
     /// Where to write the run's Prometheus metrics (a node_exporter
     /// textfile), if anywhere; read-only to the tree.
     pub metrics_file: Option<PathBuf>,
+    /// Offer the tree a gate socket (`$LEXECON_GATE`) to ask about actions
+    /// before doing them (see [`gate`]).
+    pub gate: bool,
 }
 
 /// Commands the supervisor prints for the user to run, made by the caller,
@@ -134,6 +139,8 @@ struct Protected {
     ledger_file: PathBuf,
     /// The approval socket (see [`crate::approval`]).
     approval_socket: PathBuf,
+    /// The gate socket, when the run has one (see [`gate`]).
+    gate_socket: Option<PathBuf>,
     /// The product's own directory above the ledger (the default ledger
     /// location; neither the workspace nor one of its ancestors): nothing
     /// may be written in it.
@@ -179,6 +186,7 @@ impl Protected {
         }
         Protected {
             approval_socket: crate::approval::socket_path(&ledger_file),
+            gate_socket: None,
             keys_dir,
             ledger_file,
             ledger_dir,
@@ -209,6 +217,7 @@ impl Protected {
             (Some(self.keys_dir.as_path()), builtin::KEYS),
             (Some(self.ledger_file.as_path()), builtin::LEDGER),
             (Some(self.approval_socket.as_path()), builtin::LEDGER),
+            (self.gate_socket.as_deref(), builtin::LEDGER),
             (self.ledger_dir.as_deref(), builtin::LEDGER),
             (self.policy_file.as_deref(), builtin::POLICY),
         ]
@@ -241,7 +250,10 @@ impl Protected {
         let object = identity.and_then(|i| self.objects.get(&(i.dev, i.ino)));
         let (rule, reason) = if p.starts_with(&self.keys_dir) {
             (builtin::KEYS, KEYS_REASON)
-        } else if p == self.ledger_file || p == self.approval_socket {
+        } else if p == self.ledger_file
+            || p == self.approval_socket
+            || self.gate_socket.as_deref() == Some(p)
+        {
             (builtin::LEDGER, LEDGER_REASON)
         } else if in_ledger_dir && writes {
             (
@@ -373,9 +385,16 @@ pub struct Session {
     policy_path: Option<PathBuf>,
     policy_sha256: [u8; 32],
     state: Mutex<State>,
+    /// Rate limits and the breaker over the run (locked inside the
+    /// ledger's lock only).
+    limits: Mutex<limits::Limits>,
     escalations: Arc<escalation::Escalations>,
     approval_server: Mutex<Option<crate::approval::Server>>,
     approval_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The gate socket and the session it serves, until a supervisor thread
+    /// starts serving it (see [`Session::gate_tick`]).
+    gate_start: Mutex<Option<(crate::approval::Server, Arc<Session>)>>,
+    gate_server: Mutex<Option<gate::GateServer>>,
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
     terminal: Mutex<Option<prompt::Terminal>>,
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -447,7 +466,19 @@ pub fn describe(action: &Action) -> String {
         }
         Action::Open(o) => format!("open {} ({})", escape::path(&o.path), o.access),
         Action::Connect(c) => describe_connect(c),
+        Action::Tool(t) => describe_tool(t),
     }
+}
+
+/// `tool deploy {"env":"prod"}`: the name and the input as compact JSON,
+/// escaped, the input cut after 200 characters.
+fn describe_tool(t: &crate::action::ToolAction) -> String {
+    const MAX: usize = 200;
+    let mut input = t.input.to_string();
+    if input.chars().count() > MAX {
+        input = input.chars().take(MAX).collect::<String>() + "…";
+    }
+    format!("tool {} {}", escape::text(&t.name), escape::text(&input))
 }
 
 /// `connect pypi.org:443 (151.101.0.223, tcp)`, `send 10.0.0.1:53 (udp)`,
@@ -607,12 +638,15 @@ impl Session {
                 policy_path: cfg.policy_path.clone(),
                 policy_sha256,
                 state: Mutex::new(State::default()),
+                limits: Mutex::new(limits::Limits::default()),
                 escalations: Arc::new(escalation::Escalations::new(
                     cfg.escalate_timeout,
                     cfg.max_pending.max(1),
                 )),
                 approval_server: Mutex::new(None),
                 approval_thread: Mutex::new(None),
+                gate_start: Mutex::new(None),
+                gate_server: Mutex::new(None),
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
@@ -635,6 +669,9 @@ impl Session {
         code_map: bool,
     ) -> (Decision, bool) {
         if let Some(d) = self.protected.check(action, identity) {
+            return (d, true);
+        }
+        if let Some(d) = self.gate_connect(action) {
             return (d, true);
         }
         // The same program under other names: `ld.so PROG` runs PROG without
@@ -708,6 +745,139 @@ impl Session {
         identity: Option<&Identity>,
         note: Option<String>,
     ) -> Option<u64> {
+        let mut w = lock(&self.writer);
+        let now = ledger::writer::now_ns();
+        self.write_decision(
+            &mut w, now, caller, action, loaded, stage, decision, outcome, identity, note,
+        )
+    }
+
+    /// Records one decision at its request through the run's rate limits
+    /// and breaker ([`limits`]): under the ledger's lock, with the time the
+    /// record carries, the decision may be changed (to a block) and the
+    /// change recorded first (a `limit` record); `decision`, `outcome` and
+    /// `note` are then what was recorded. `refused`: the outcome of a
+    /// refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn record_request(
+        &self,
+        caller: &Caller,
+        action: &Action,
+        loaded: Option<&Action>,
+        decision: &mut Decision,
+        outcome: &mut Outcome,
+        builtin: bool,
+        identity: Option<&Identity>,
+        note: &mut Option<String>,
+    ) -> Option<u64> {
+        let mut w = lock(&self.writer);
+        let now = ledger::writer::now_ns();
+        if self.policy.has_limits()
+            && !self.limit_changes(&mut w, now, caller, decision, outcome, builtin, note)
+        {
+            drop(w);
+            return None;
+        }
+        self.write_decision(
+            &mut w,
+            now,
+            caller,
+            action,
+            loaded,
+            Stage::Request,
+            decision,
+            *outcome,
+            identity,
+            note.clone(),
+        )
+    }
+
+    /// Applies the limits to `decision` at `now` and writes their changes;
+    /// false when a change could not be recorded (the action is then
+    /// refused unrecorded, as any other).
+    #[allow(clippy::too_many_arguments)]
+    fn limit_changes(
+        &self,
+        w: &mut LedgerWriter,
+        now: u128,
+        caller: &Caller,
+        decision: &mut Decision,
+        outcome: &mut Outcome,
+        builtin: bool,
+        note: &mut Option<String>,
+    ) -> bool {
+        let before = decision.verdict;
+        let mut limits = lock(&self.limits);
+        let changes = limits.apply(&self.policy, decision, builtin, now);
+        for c in &changes {
+            let entry = ledger::LimitEntry {
+                event: c.event,
+                rule: c.rule.as_deref(),
+                count: c.count,
+                limit: c.limit,
+                window_ms: c.window_ms,
+                then: c.then,
+                counted: c.counted,
+                pid: caller.pid,
+                ppid: caller.ppid,
+                reason: &c.reason,
+            };
+            match w.append_limit(&entry, now) {
+                Ok(seq) => {
+                    if c.event == "breaker" {
+                        limits.breaker_recorded(seq);
+                        eprintln!(
+                            "lexecon: breaker tripped (record {seq}): {}",
+                            escape::text(&c.reason)
+                        );
+                    }
+                }
+                Err(e) => {
+                    let mut st = lock(&self.state);
+                    st.record_failures += 1;
+                    if st.first_record_error.is_none() {
+                        eprintln!("lexecon: cannot write the ledger: {e}; refusing actions until records can be written");
+                        st.first_record_error = Some(e.to_string());
+                    }
+                    return false;
+                }
+            }
+        }
+        if limits.stops() && !builtin {
+            stop_tree(caller);
+        }
+        if decision.verdict != before {
+            let refused = if *outcome == Outcome::Killed {
+                Outcome::Killed
+            } else {
+                Outcome::Refused
+            };
+            let (o, n) = self.carry_out(decision.verdict, builtin, refused);
+            *outcome = o;
+            if let Some(n) = n {
+                *note = Some(match note.take() {
+                    Some(old) => format!("{n}; {old}"),
+                    None => n,
+                });
+            }
+        }
+        true
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_decision(
+        &self,
+        w: &mut LedgerWriter,
+        now: u128,
+        caller: &Caller,
+        action: &Action,
+        loaded: Option<&Action>,
+        stage: Stage,
+        decision: &Decision,
+        outcome: Outcome,
+        identity: Option<&Identity>,
+        note: Option<String>,
+    ) -> Option<u64> {
         let entry = DecisionEntry {
             pid: caller.pid,
             ppid: caller.ppid,
@@ -727,7 +897,7 @@ impl Session {
             }),
             note,
         };
-        let result = lock(&self.writer).append_decision(&entry);
+        let result = w.append_decision_at(&entry, now);
         if result.is_ok() {
             if let Some(m) = lock(&self.metrics).as_mut() {
                 m.decision(
@@ -1004,37 +1174,37 @@ impl Judge for Session {
         loaded: Option<&Action>,
     ) -> Ruling {
         let started = std::time::Instant::now();
-        let (decision, builtin) = self.decide(action, identity, loaded, is_code_map(syscall));
+        let (mut decision, builtin) = self.decide(action, identity, loaded, is_code_map(syscall));
         if let Some(r) = self.escalated(
             caller, syscall, action, identity, loaded, &decision, builtin,
         ) {
             return r;
         }
-        let (outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let (mut outcome, mut note) = self.carry_out(decision.verdict, builtin, Outcome::Refused);
+        let ended = note.clone();
+        let code_map = is_code_map(syscall).then_some(CODE_MAP_NOTE);
+        if let Some(what) = tmpfile_note(action).or(code_map) {
+            note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
+        }
+        let seq = self.record_request(
+            caller,
+            action,
+            loaded,
+            &mut decision,
+            &mut outcome,
+            builtin,
+            identity,
+            &mut note,
+        );
+        if let Some(m) = lock(&self.metrics).as_mut() {
+            m.judged(started.elapsed());
+        }
         let hint = match (decision.verdict, outcome) {
             (Verdict::Escalate, Outcome::Refused) if self.on_escalate == OnEscalate::Block => {
                 NO_APPROVER_HINT
             }
             _ => "",
         };
-        let ended = note.clone();
-        let code_map = is_code_map(syscall).then_some(CODE_MAP_NOTE);
-        if let Some(what) = tmpfile_note(action).or(code_map) {
-            note = Some(note.map_or_else(|| what.to_string(), |n| format!("{what}; {n}")));
-        }
-        let seq = self.record(
-            caller,
-            action,
-            loaded,
-            Stage::Request,
-            &decision,
-            outcome,
-            identity,
-            note,
-        );
-        if let Some(m) = lock(&self.metrics).as_mut() {
-            m.judged(started.elapsed());
-        }
         let observed = self.mode == Mode::Observe && !builtin && outcome == Outcome::Allowed;
         match decision.verdict {
             Verdict::Block | Verdict::Escalate if observed => {
@@ -1209,6 +1379,7 @@ impl Judge for Session {
     fn tick(&self) {
         self.approval_tick();
         self.write_metrics(false);
+        self.gate_tick();
         if let Err(e) = lock(&self.writer).checkpoint_if_due() {
             let mut st = lock(&self.state);
             if st.first_record_error.is_none() {
@@ -1216,6 +1387,33 @@ impl Judge for Session {
                 st.first_record_error = Some(e.to_string());
             }
         }
+    }
+}
+
+/// Stops the tree, for a breaker that says so: kills `caller` and the
+/// process of its ancestry whose parent is the supervisor (the command, or
+/// an orphan re-parented to it); when the command dies the tracer kills
+/// every process left. Every later action of a process still running is
+/// blocked, and the process killed, as its call reaches the judge.
+/// Nothing is killed that is not part of the supervised tree (a one-shot
+/// decision's asker is not).
+fn stop_tree(caller: &Caller) {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    if !matches!(crate::approval::in_tree(caller.pid, me), Ok(Some(_))) {
+        return;
+    }
+    let mut top = caller.pid;
+    for _ in 0..4096 {
+        let parent = crate::approval::parent_of(top);
+        if parent == me || parent <= 1 {
+            break;
+        }
+        top = parent;
+    }
+    let _ = supervisor::sys::kill(caller.pid, libc::SIGKILL);
+    if crate::approval::parent_of(top) == me {
+        let _ = supervisor::sys::kill(top, libc::SIGKILL);
     }
 }
 
@@ -1228,6 +1426,7 @@ pub fn run(
 ) -> anyhow::Result<Summary> {
     let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
     let ask = cfg.on_escalate == OnEscalate::Prompt;
+    let gate_wanted = cfg.gate;
     let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
     if wait {
         let path = session.protected.approval_socket.clone();
@@ -1264,9 +1463,51 @@ pub fn run(
             }
         }
     }
+    let mut command = command.clone();
+    let mut gate_server = None;
+    if gate_wanted {
+        let path = gate::socket_path(&session.protected.ledger_file);
+        if path.as_os_str().len() >= 108 {
+            eprintln!(
+                "lexecon: no gate for this run: its socket path {} is longer than a socket address may be (107 bytes); use a shorter --ledger path",
+                escape::path(&path)
+            );
+        } else {
+            match crate::approval::Server::bind(&path).and_then(|s| {
+                s.pass_credentials()?;
+                Ok(s)
+            }) {
+                Ok(s) => {
+                    session.protected.add_ledger_object(&path);
+                    session.protected.gate_socket = Some(path.clone());
+                    command.env.retain(|(k, _)| k != crate::gate::GATE_ENV);
+                    command
+                        .env
+                        .push((crate::gate::GATE_ENV.into(), path.into_os_string()));
+                    gate_server = Some(s);
+                }
+                Err(e) => {
+                    let e =
+                        anyhow::anyhow!("cannot create the gate socket {}: {e}", path.display());
+                    session.finish(
+                        supervisor::Outcome::NotStarted(libc::EIO),
+                        run_id,
+                        Some(e.to_string()),
+                    );
+                    return Err(e);
+                }
+            }
+        }
+    }
     let session = Arc::new(session);
+    if let Some(s) = gate_server {
+        // Served from a supervisor thread (see `gate_tick`), whose threads
+        // leave the signals forwarded to the command to the supervisor.
+        *lock(&session.gate_start) = Some((s, Arc::clone(&session)));
+    }
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
-    let outcome = supervisor::run(command, judge);
+    let outcome = supervisor::run(&command, judge);
+    session.gate_stop();
     // The loop, the tracer and the held calls' threads are joined; a worker
     // still answering a call of the (now ended) tree — a network call
     // performed on its own thread — ends on its own: wait for it, so that no

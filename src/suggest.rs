@@ -361,6 +361,9 @@ struct Seen<'r> {
     skipped_builtin: u64,
     covered_by_base: u64,
     code_maps: u64,
+    /// Tool calls (asked about through the gate and escalated): tool rules
+    /// are not suggested.
+    tools: u64,
 }
 
 impl<'r> Seen<'r> {
@@ -428,6 +431,7 @@ pub fn suggest(
             Action::Exec(x) => seen.add_exec(x),
             Action::Open(o) => seen.opens.entry(open_class(o)).or_default().push(o),
             Action::Connect(c) => seen.connects.push(c),
+            Action::Tool(_) => seen.tools += 1,
         }
         if let Some(Action::Exec(x)) = &r.loaded {
             seen.add_exec(x);
@@ -531,6 +535,12 @@ impl Writer<'_> {
             "Left out: {} actions that were refused, {} decisions of built-in rules; {} code mappings need no rule.",
             seen.skipped_refused, seen.skipped_builtin, seen.code_maps
         ));
+        if seen.tools > 0 {
+            head.push(format!(
+                "Not suggested: {} tool calls (write `tool:` rules for them by hand; see docs/policy.md).",
+                seen.tools
+            ));
+        }
         if base.is_some() {
             head.push(format!(
                 "{} actions are allowed by the base policy already.",

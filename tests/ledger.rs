@@ -2054,3 +2054,121 @@ fn the_shape_of_operations_is_checked_and_ledgers_without_them_are_accepted() {
         assert!(e.contains(want), "{want}: {e}");
     }
 }
+
+/// A run with one rule rate-limited at 2 per second: two decisions let
+/// through, then the `limit` record (claiming `count`) and the block.
+fn write_rate_limited_run(path: &Path, count: u64, block_follows: bool) {
+    let mut w = LedgerWriter::open(path, host_key(), opts(1024)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let t0: u128 = 1_700_000_000_000_000_000;
+    let a = exec_action(0);
+    w.append_decision_at(&decision(&a, Verdict::Allow), t0)
+        .expect("append");
+    w.append_decision_at(&decision(&a, Verdict::Allow), t0 + 100)
+        .expect("append");
+    // Outside the window (1 s) by the time of the limit: not counted.
+    let t = t0 + 1_000_000_050;
+    w.append_limit(
+        &lexecon::ledger::LimitEntry {
+            event: "rate",
+            rule: Some("git-read"),
+            count,
+            limit: 1,
+            window_ms: 1000,
+            then: None,
+            counted: None,
+            pid: 1000,
+            ppid: 999,
+            reason: "rule git-read let 1 actions through in the last 1 s, its limit",
+        },
+        t,
+    )
+    .expect("limit");
+    let v = if block_follows {
+        Verdict::Block
+    } else {
+        Verdict::Allow
+    };
+    w.append_decision_at(&decision(&a, v), t).expect("append");
+    w.end_run(RunEnd::default()).expect("end");
+}
+
+#[test]
+fn rate_limit_records_are_re_derived_from_the_decisions_times() {
+    let (_d, p) = tmp();
+    write_rate_limited_run(&p, 1, true);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+
+    // A signed ledger whose limit record miscounts, or whose block does
+    // not follow, is invalid: the record's own facts are re-derived.
+    let (_d, p) = tmp();
+    write_rate_limited_run(&p, 2, true);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems.iter().any(|x| x
+            .message
+            .contains("but the records show 1 actions it let through")),
+        "{:?}",
+        r.problems
+    );
+    let (_d, p) = tmp();
+    write_rate_limited_run(&p, 1, false);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(r
+        .problems
+        .iter()
+        .any(|x| x.message.contains("is not followed by that rule's block")));
+}
+
+/// A run whose breaker (counting blocks, threshold 2 within 10 s) trips at
+/// its second block; the breaker record claims `count`.
+fn write_breaker_run(path: &Path, count: u64) {
+    let mut w = LedgerWriter::open(path, host_key(), opts(1024)).expect("open");
+    w.begin_run(header()).expect("begin");
+    let t0: u128 = 1_700_000_000_000_000_000;
+    let a = exec_action(0);
+    w.append_decision_at(&decision(&a, Verdict::Block), t0)
+        .expect("append");
+    let t = t0 + 1_000_000_000;
+    w.append_limit(
+        &lexecon::ledger::LimitEntry {
+            event: "breaker",
+            rule: None,
+            count,
+            limit: 2,
+            window_ms: 10_000,
+            then: Some("block-all"),
+            counted: Some("blocks"),
+            pid: 1000,
+            ppid: 999,
+            reason: "2 blocks within 10 s reached the breaker's threshold of 2",
+        },
+        t,
+    )
+    .expect("limit");
+    w.append_decision_at(&decision(&a, Verdict::Block), t)
+        .expect("append");
+    w.end_run(RunEnd::default()).expect("end");
+}
+
+#[test]
+fn breaker_records_counting_blocks_are_re_derived() {
+    let (_d, p) = tmp();
+    write_breaker_run(&p, 2);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Valid, "{:?}", r.problems);
+    let (_d, p) = tmp();
+    write_breaker_run(&p, 3);
+    let r = check(&p);
+    assert_eq!(r.status, Status::Invalid);
+    assert!(
+        r.problems.iter().any(|x| x
+            .message
+            .contains("but the records show 2 within its window")),
+        "{:?}",
+        r.problems
+    );
+}

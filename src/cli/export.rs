@@ -113,6 +113,10 @@ fn action_fields(a: &Action) -> Vec<(&'static str, Json)> {
             }
             f
         }
+        Action::Tool(t) => vec![
+            ("lexecon.tool.name", Json::String(t.name.clone())),
+            ("lexecon.tool.input", Json::String(t.input.to_string())),
+        ],
     }
 }
 
@@ -244,6 +248,7 @@ fn ecs_event(a: &Action, allowed: bool) -> (&'static str, Vec<&'static str>) {
             ("file", vec![t, verdict])
         }
         Action::Connect(_) => ("network", vec!["connection", verdict]),
+        Action::Tool(_) => ("api", vec!["info", verdict]),
     }
 }
 
@@ -309,6 +314,9 @@ pub fn ecs(e: &Entry, run: Option<&str>, body: impl Fn(&Entry) -> Option<String>
                         }
                         NetTarget::UnixAbstract(_) | NetTarget::UnixUnnamed => {}
                     }
+                }
+                Action::Tool(t) => {
+                    v["lexecon"]["tool"] = json!({"name": t.name, "input": t.input});
                 }
             }
             v["lexecon"]["verdict"] = json!(verdict_str(r.verdict));

@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 pub mod approve;
 pub mod doctor;
 pub mod export;
+pub mod gate;
+pub mod init;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
@@ -55,6 +57,10 @@ enum Command {
     Supervise(supervise::SuperviseArgs),
     /// Run the end-to-end demo: an agent tries `rm -rf ./important_data`.
     Demo(supervise::DemoArgs),
+    /// Set a project up: keys if none, a project policy in observe mode,
+    /// the harness hook (`--claude-code`, `--gemini-cli`), a note for the
+    /// agent; safe to run again.
+    Init(init::InitArgs),
     /// Create an Ed25519 key pair for signing ledgers.
     InitKeys(ledger::InitKeysArgs),
     /// Verify a ledger offline.
@@ -80,6 +86,12 @@ enum Command {
     Approve(approve::AnswerArgs),
     /// Block a held escalation.
     Deny(approve::AnswerArgs),
+    /// Ask for a decision on an action before doing it (a command, a file,
+    /// a destination, a named tool call), as JSON; recorded as an intent.
+    Decide(gate::DecideArgs),
+    /// Answer an agent harness's pre-tool-call hook (`claude-code`,
+    /// `gemini-cli`): its input on stdin, its decision on stdout.
+    Hook(gate::HookArgs),
     /// Check whether this machine can run the supervisor, and what would
     /// weaken it.
     Doctor(doctor::DoctorArgs),
@@ -199,6 +211,7 @@ pub fn main_lexecon() -> ExitCode {
     let result = match cli.command {
         Command::Supervise(args) => supervise::run(args),
         Command::Demo(args) => supervise::demo(args),
+        Command::Init(args) => init::run(args),
         Command::InitKeys(args) => ledger::init_keys(args),
         Command::Verify(args) => ledger::verify(args),
         Command::Prove(args) => ledger::prove(args),
@@ -210,6 +223,8 @@ pub fn main_lexecon() -> ExitCode {
         Command::Pending(args) => approve::pending(args),
         Command::Approve(args) => approve::answer(args, true),
         Command::Deny(args) => approve::answer(args, false),
+        Command::Decide(args) => gate::decide(args),
+        Command::Hook(args) => gate::hook(args),
         Command::Completions(args) => completions(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Man(args) => man(args),

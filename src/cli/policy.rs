@@ -17,7 +17,6 @@
 //! policy is invalid; 2 for usage errors.
 
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,7 +64,7 @@ enum PolicyCommand {
         /// Value of ${WORKSPACE} (default: the current directory).
         #[arg(long)]
         workspace: Option<PathBuf>,
-        /// The action: `exec CMD [ARGS…]` or `open PATH [--read|--write|--create|--truncate|--append|--directory]… [--op=NAME]`.
+        /// The action: `exec CMD [ARGS…]`, `open PATH [--read|--write|--create|--truncate|--append|--directory]… [--op=NAME]`, `connect HOST:PORT` or `tool NAME [JSON-INPUT]`.
         #[arg(last = true, required = true, value_name = "ACTION")]
         action: Vec<OsString>,
     },
@@ -262,10 +261,14 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                         "defaults": {
                             "exec": p.default_verdict(ActionKind::Exec).as_str(),
                             "open": p.default_verdict(ActionKind::Open).as_str(),
+                            "connect": p.default_verdict(ActionKind::Connect).as_str(),
+                            "tool": p.default_verdict(ActionKind::Tool).as_str(),
                         },
                         "rules": {
                             "exec": p.rule_count(ActionKind::Exec),
                             "open": p.rule_count(ActionKind::Open),
+                            "connect": p.rule_count(ActionKind::Connect),
+                            "tool": p.rule_count(ActionKind::Tool),
                         },
                         "examples_checked": p.example_count(),
                         "sha256": hex::encode(p.sha256()),
@@ -274,17 +277,30 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                 }
                 println!("{}: valid", file.display());
                 println!("  mode: {}", p.mode());
+                // Tool calls are named only by policies that judge them.
+                let tools = p.rule_count(ActionKind::Tool) > 0
+                    || p.default_verdict(ActionKind::Tool) != crate::action::Verdict::Allow;
                 println!(
-                    "  defaults: exec {}, open {}, connect {}",
+                    "  defaults: exec {}, open {}, connect {}{}",
                     p.default_verdict(ActionKind::Exec),
                     p.default_verdict(ActionKind::Open),
-                    p.default_verdict(ActionKind::Connect)
+                    p.default_verdict(ActionKind::Connect),
+                    if tools {
+                        format!(", tool {}", p.default_verdict(ActionKind::Tool))
+                    } else {
+                        String::new()
+                    }
                 );
                 println!(
-                    "  rules: {} exec, {} open, {} connect; {} examples and tests checked",
+                    "  rules: {} exec, {} open, {} connect{}; {} examples and tests checked",
                     p.rule_count(ActionKind::Exec),
                     p.rule_count(ActionKind::Open),
                     p.rule_count(ActionKind::Connect),
+                    if tools {
+                        format!(", {} tool", p.rule_count(ActionKind::Tool))
+                    } else {
+                        String::new()
+                    },
                     p.example_count()
                 );
                 println!("  sha256: {}", hex::encode(p.sha256()));
@@ -332,63 +348,7 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
     })
 }
 
-/// Lexical normalisation against a base directory.
-fn absolute(base: &Path, p: &Path) -> PathBuf {
-    let joined = if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    };
-    let mut out = PathBuf::from("/");
-    for c in joined.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Find a program as a shell would, following symlinks like the kernel.
-fn resolve_program(cmd: &OsString, cwd: &Path) -> PathBuf {
-    let cmd_path = Path::new(cmd);
-    let candidate = if cmd.as_bytes().contains(&b'/') {
-        Some(absolute(cwd, cmd_path))
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| absolute(cwd, &dir.join(cmd_path)))
-                .find(|p| {
-                    use std::os::unix::fs::PermissionsExt;
-                    p.metadata()
-                        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                        .unwrap_or(false)
-                })
-        })
-    };
-    match candidate {
-        Some(p) => std::fs::canonicalize(&p).unwrap_or(p),
-        None => cmd_path.to_path_buf(),
-    }
-}
-
-fn file_sha256(path: &Path) -> Option<[u8; 32]> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = f.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Some(h.finalize().into())
-}
+use crate::gate::{absolute, file_sha256, resolve_program};
 
 fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Action> {
     let Some((kind, rest)) = words.split_first() else {
@@ -485,8 +445,24 @@ fn parse_action(words: &[OsString], cwd: &Path, hash: bool) -> anyhow::Result<Ac
                 .map_err(|m| anyhow::anyhow!(m))?;
             Ok(Action::Connect(a))
         }
+        Some("tool") => {
+            let Some((name, rest)) = rest.split_first() else {
+                bail!("`tool` needs a tool name, e.g. `-- tool deploy '{{\"env\":\"prod\"}}'`");
+            };
+            let input = match rest {
+                [] => serde_json::Value::Object(serde_json::Map::new()),
+                [json] => serde_json::from_str(&json.to_string_lossy())
+                    .context("the tool's input is not JSON")?,
+                _ => bail!("`tool NAME [INPUT]` takes the input as one JSON argument"),
+            };
+            Ok(Action::Tool(crate::action::ToolAction {
+                name: name.to_string_lossy().into_owned(),
+                input,
+                cwd: cwd.to_path_buf(),
+            }))
+        }
         _ => bail!(
-            "unknown action '{}'; write `exec CMD ARGS…`, `open PATH --read|--write…` or `connect HOST:PORT`",
+            "unknown action '{}'; write `exec CMD ARGS…`, `open PATH --read|--write…`, `connect HOST:PORT` or `tool NAME [JSON]`",
             kind.to_string_lossy()
         ),
     }
@@ -572,7 +548,7 @@ fn describe(a: &Action) -> String {
             e.cwd.display()
         ),
         Action::Open(o) => format!("open {} [{}]", o.path.display(), o.access),
-        Action::Connect(_) => crate::session::describe(a),
+        Action::Connect(_) | Action::Tool(_) => crate::session::describe(a),
     }
 }
 
@@ -597,6 +573,12 @@ fn action_json(a: &Action) -> serde_json::Value {
             "protocol": c.protocol.as_str(),
             "target": crate::policy::net::target_text(&c.target),
             "names": c.names,
+        }),
+        Action::Tool(t) => serde_json::json!({
+            "kind": "tool",
+            "name": t.name,
+            "input": t.input,
+            "cwd": t.cwd.to_string_lossy(),
         }),
     }
 }

@@ -418,6 +418,37 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
             h.mode.as_str()
         ),
         Item::Action(r) => format!("{time} pid {} {}", r.pid, action_line(r)),
+        Item::Intent {
+            pid,
+            channel,
+            action,
+            verdict,
+            outcome,
+            rule,
+            reason,
+        } => format!(
+            "{time} pid {pid} asked the gate ({}): {} -> {} {} (rule {}, record {seq}): {}",
+            escape::text(channel),
+            crate::session::describe(action),
+            verdict.as_str(),
+            outcome.as_str(),
+            escape::text(rule.as_deref().unwrap_or("default")),
+            escape::text(reason)
+        ),
+        Item::Limit {
+            event,
+            rule,
+            count,
+            limit,
+            reason,
+        } => format!(
+            "{time} {} {}: {count} of {limit} (record {seq}): {}",
+            escape::text(event),
+            rule.as_deref()
+                .map(|r| format!("of rule {}", escape::text(r)))
+                .unwrap_or_else(|| "of the run".into()),
+            escape::text(reason)
+        ),
         Item::Refusal {
             pid,
             syscall,
@@ -949,7 +980,7 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let program = match &r.action {
         Action::Open(x) => x.process.as_ref(),
         Action::Connect(x) => x.process.as_ref(),
-        Action::Exec(_) => None,
+        Action::Exec(_) | Action::Tool(_) => None,
     };
     println!(
         "Process: pid {} (parent {}){}",
@@ -1125,6 +1156,13 @@ fn print_action_fields(a: &Action) {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
+            }
+        }
+        Action::Tool(t) => {
+            println!("  tool: {}", escape::text(&t.name));
+            println!("  input: {}", escape::text(&t.input.to_string()));
+            if !t.cwd.as_os_str().is_empty() {
+                println!("  cwd: {}", escape::path(&t.cwd));
             }
         }
     }

@@ -130,6 +130,10 @@ pub struct SuperviseArgs {
     /// LEXECON_ALLOW_ROOT_TREE=1).
     #[arg(long)]
     pub allow_root_tree: bool,
+    /// Offer the supervised tree no gate socket (`$LEXECON_GATE`, through
+    /// which a harness asks about a tool call before making it).
+    #[arg(long)]
+    pub no_gate: bool,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -161,7 +165,12 @@ pub fn load_key(keys: &Keys, dirs: &[&Path]) -> anyhow::Result<ledger::keys::Hos
 /// `e`, with the commands it advises (`lexecon ledger recover LEDGER`,
 /// `lexecon verify LEDGER`) written so that they find this ledger and key
 /// when run from `cwd`.
-fn with_hints(e: LedgerError, ledger: &Ledger, keys: &Keys, cwd: &Path) -> anyhow::Error {
+pub(crate) fn with_hints(
+    e: LedgerError,
+    ledger: &Ledger,
+    keys: &Keys,
+    cwd: &Path,
+) -> anyhow::Error {
     let path = ledger.path.display().to_string();
     let msg = e
         .to_string()
@@ -177,7 +186,7 @@ fn with_hints(e: LedgerError, ledger: &Ledger, keys: &Keys, cwd: &Path) -> anyho
 }
 
 /// What a run waiting for the ledger's lock says at once.
-fn lock_wait_notice(e: &LedgerError) {
+pub(crate) fn lock_wait_notice(e: &LedgerError) {
     if let LedgerError::Locked { path, holder } = e {
         eprintln!(
             "lexecon: waiting for the ledger {}: another run holds its lock ({}), and a ledger is written by one run at a time. This run starts when that one ends; to fail at once instead, stop it (Ctrl-C) and pass --no-wait, or use another ledger with --ledger FILE",
@@ -187,7 +196,7 @@ fn lock_wait_notice(e: &LedgerError) {
     }
 }
 
-fn load_policy(source: &super::PolicySource, vars: &Vars) -> anyhow::Result<Policy> {
+pub(crate) fn load_policy(source: &super::PolicySource, vars: &Vars) -> anyhow::Result<Policy> {
     source.load(vars).map_err(|errors| {
         anyhow::anyhow!(
             "the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)"
@@ -348,6 +357,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         ledger_dir,
         hints,
         metrics_file: args.metrics_file.clone(),
+        gate: !args.no_gate,
     };
     let command = supervisor::Command {
         program,
@@ -509,6 +519,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
                 escape::path(&keys)
             ),
         },
+        gate: false,
     };
     let command = supervisor::Command {
         program: agent.clone(),

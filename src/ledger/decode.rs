@@ -383,6 +383,24 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
             })
         }
         "connect" => Action::Connect(decode_connect(f)?),
+        "tool" => {
+            // Absent when the asker gave no working directory.
+            let cwd = f
+                .opt("cwd")
+                .map(|x| path(x, "action.cwd"))
+                .transpose()?
+                .unwrap_or_default();
+            let input = f.req("input")?;
+            let mut text = String::new();
+            input
+                .write_canonical(&mut text)
+                .map_err(|e| format!("`action.input`: {e}"))?;
+            let input = serde_json::from_str(&text)
+                .map_err(|e| format!("`action.input` is not JSON: {e}"))?;
+            let name = string(f.req("name")?, "action.name")?.to_string();
+            f.done()?;
+            Action::Tool(crate::action::ToolAction { name, input, cwd })
+        }
         other => return Err(format!("unknown action kind {other:?}")),
     };
     Ok(action)

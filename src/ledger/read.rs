@@ -73,6 +73,25 @@ pub enum Item {
         scope: String,
         receipt: bool,
     },
+    /// An action asked about through the gate (a claimed intent), and the
+    /// answer.
+    Intent {
+        pid: i32,
+        channel: String,
+        action: Box<Action>,
+        verdict: Verdict,
+        outcome: Outcome,
+        rule: Option<String>,
+        reason: String,
+    },
+    /// A rate limit or the run's breaker changed a decision.
+    Limit {
+        event: String,
+        rule: Option<String>,
+        count: u64,
+        limit: u64,
+        reason: String,
+    },
     /// A DNS answer the supervisor obtained.
     Dns {
         pid: i32,
@@ -115,6 +134,8 @@ impl Entry {
             Item::Refusal { .. } => "refusal",
             Item::Resolution { .. } => "resolution",
             Item::Dns { .. } => "dns",
+            Item::Intent { .. } => "intent",
+            Item::Limit { .. } => "limit",
             Item::Epoch { .. } => "epoch",
             Item::Checkpoint { .. } => "checkpoint",
             Item::End { .. } => "end",
@@ -150,6 +171,7 @@ pub fn action_kind(a: &Action) -> &'static str {
         Action::Exec(_) => "exec",
         Action::Open(o) => o.op.as_str(),
         Action::Connect(c) => c.op.as_str(),
+        Action::Tool(_) => "tool",
     }
 }
 
@@ -189,6 +211,9 @@ pub fn is_kind_name(kind: &str) -> bool {
             | "map"
             | "open"
             | "connect"
+            | "tool"
+            | "intent"
+            | "limit"
             | "refusal"
             | "escalation"
             | "resolution"
@@ -210,6 +235,7 @@ pub fn entry_is_kind(e: &Entry, kind: &str) -> bool {
                 Action::Exec(_) => "exec",
                 Action::Open(_) => "open",
                 Action::Connect(_) => "connect",
+                Action::Tool(_) => "tool",
             };
             kind == family
                 || (family != "map" && kind == action_kind(&r.action))
@@ -377,6 +403,40 @@ fn entry(line: u64, text: &str, run: &mut Option<String>) -> Result<(Entry, Opti
                 _ => return Err("`bindings` must be an array".into()),
             },
         },
+        record::Body::Intent { .. } => Item::Intent {
+            pid: int(&v, "pid")? as i32,
+            channel: string(&v, "channel")?,
+            action: Box::new(decode::decode_action(
+                v.get("action").ok_or("missing `action`")?,
+            )?),
+            verdict: match string(&v, "verdict")?.as_str() {
+                "allow" => Verdict::Allow,
+                "escalate" => Verdict::Escalate,
+                "block" => Verdict::Block,
+                other => return Err(format!("unknown verdict {other:?}")),
+            },
+            outcome: match string(&v, "outcome")?.as_str() {
+                "allowed" => Outcome::Allowed,
+                "refused" => Outcome::Refused,
+                "killed" => Outcome::Killed,
+                other => return Err(format!("unknown outcome {other:?}")),
+            },
+            rule: string(&v, "rule").ok(),
+            reason: string(&v, "reason")?,
+        },
+        record::Body::Limit {
+            ref event,
+            ref rule,
+            count,
+            limit,
+            ..
+        } => Item::Limit {
+            event: event.clone(),
+            rule: rule.clone(),
+            count,
+            limit,
+            reason: string(&v, "reason")?,
+        },
         record::Body::Epoch { epoch, key } => Item::Epoch { epoch, key },
         record::Body::Checkpoint { is_final, .. } => Item::Checkpoint { is_final },
         record::Body::End { counts } => Item::End {
@@ -516,11 +576,15 @@ impl Stats {
                     Action::Exec(_) => {}
                     Action::Open(o) => self.paths.add(o.path.as_os_str().as_bytes()),
                     Action::Connect(c) => self.hosts.add(&host_key(&c.target, &c.names)),
+                    Action::Tool(_) => {}
                 }
             }
-            Item::Action(_) | Item::Refusal { .. } | Item::Resolution { .. } | Item::Dns { .. } => {
-                self.other_records.add(e.kind().as_bytes())
-            }
+            Item::Action(_)
+            | Item::Refusal { .. }
+            | Item::Resolution { .. }
+            | Item::Dns { .. }
+            | Item::Intent { .. }
+            | Item::Limit { .. } => self.other_records.add(e.kind().as_bytes()),
             _ => {}
         }
     }

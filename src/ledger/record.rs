@@ -131,6 +131,62 @@ pub struct DecisionEntry<'a> {
     pub note: Option<String>,
 }
 
+/// An action a process described and asked about through the gate before
+/// doing it (a tool call, a command, a file, a destination): a *claimed
+/// intent*, judged by the run's policy and answered. Not counted among
+/// decisions: what the process then really does is judged, and recorded,
+/// when it reaches the kernel.
+#[derive(Debug, Clone)]
+pub struct IntentEntry<'a> {
+    /// How it was asked: `gate` (the in-run gate socket; the asker's pid is
+    /// the kernel's, checked to be in the tree) or `decide` (a one-shot
+    /// `lexecon decide`; the asker is the process that ran it).
+    pub channel: &'a str,
+    pub pid: i32,
+    pub ppid: i32,
+    /// The asker's program (`/proc/PID/exe`), when known.
+    pub program: Option<&'a std::path::Path>,
+    /// The action as described.
+    pub action: &'a Action,
+    /// The actions it was also judged as (a shell command's programs, a
+    /// tool's file or destination), each with its decision.
+    pub judged: Vec<(&'a Action, &'a crate::action::Decision)>,
+    /// The answer's verdict, rule and reason: the strongest decision.
+    pub verdict: Verdict,
+    /// What the asker was told: allowed or refused.
+    pub outcome: Outcome,
+    pub rule: Option<String>,
+    pub matched: Vec<String>,
+    pub reason: String,
+    pub mode: Mode,
+    pub note: Option<String>,
+}
+
+/// A change of the run's limits: a rule's rate limit refused an action
+/// (`rate`), or the run's breaker tripped (`breaker`). Written before the
+/// decision it changes, with the same time; what was counted is in the
+/// record, so that the change can be re-derived from the records' times.
+#[derive(Debug, Clone)]
+pub struct LimitEntry<'a> {
+    /// `rate` or `breaker`.
+    pub event: &'a str,
+    /// The rule whose rate limit was reached (`rate`).
+    pub rule: Option<&'a str>,
+    /// What was counted within the window, this action included: actions
+    /// the rule let through (`rate`), blocks or risk (`breaker`).
+    pub count: u64,
+    /// The limit or threshold.
+    pub limit: u64,
+    pub window_ms: u64,
+    /// What the tripped breaker does (`breaker`).
+    pub then: Option<&'a str>,
+    /// What the breaker counts (`breaker`): `blocks` or `risk`.
+    pub counted: Option<&'a str>,
+    pub pid: i32,
+    pub ppid: i32,
+    pub reason: &'a str,
+}
+
 /// A call refused before it could be judged as an action: aimed at the
 /// supervisor (a signal), or undecodable (bad pointer, oversized path or
 /// argv). Not counted among decisions.
@@ -490,6 +546,50 @@ pub(crate) fn encode_action(action: &Action) -> Members<'_> {
             a
         }
         Action::Connect(c) => encode_connect(c),
+        Action::Tool(t) => {
+            let mut a = Vec::with_capacity(4);
+            if !t.cwd.as_os_str().is_empty() {
+                put(&mut a, "cwd", os(t.cwd.as_os_str()));
+            }
+            put(&mut a, "input", json_value(&t.input));
+            put(&mut a, "kind", s("tool"));
+            put(&mut a, "name", s(&t.name));
+            a
+        }
+    }
+}
+
+/// Longest string of a tool's input recorded as it is; a longer one (a
+/// whole file given to a `Write` tool) is recorded by its digest.
+pub const MAX_RECORDED_INPUT_STRING: usize = 64 * 1024;
+
+/// A JSON value of the tool's input as a record value (numbers as IEEE
+/// doubles, as RFC 8785 has them; strings longer than
+/// [`MAX_RECORDED_INPUT_STRING`] bytes as `{"lexecon.digest": {"bytes",
+/// "sha256"}}`).
+fn json_value(v: &serde_json::Value) -> Value<'_> {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(0.0)),
+        serde_json::Value::String(x) if x.len() > MAX_RECORDED_INPUT_STRING => {
+            use sha2::{Digest, Sha256};
+            let h: [u8; 32] = Sha256::digest(x.as_bytes()).into();
+            Value::Object(vec![(
+                Cow::Borrowed("lexecon.digest"),
+                Value::Object(vec![
+                    (Cow::Borrowed("bytes"), u64s(x.len() as u64)),
+                    (Cow::Borrowed("sha256"), Value::String(hex_hash(&h).into())),
+                ]),
+            )])
+        }
+        serde_json::Value::String(x) => s(x),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(json_value).collect()),
+        serde_json::Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (Cow::Borrowed(k.as_str()), json_value(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -589,6 +689,101 @@ pub(crate) fn encode_decision(
     put(&mut m, "stage", s(d.stage.as_str()));
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
     put(&mut m, "verdict", s(d.verdict.as_str()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_intent(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    d: &IntentEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(18);
+    put(&mut m, "action", Value::Object(encode_action(d.action)));
+    put(&mut m, "channel", s(d.channel));
+    if !d.judged.is_empty() {
+        let items = d
+            .judged
+            .iter()
+            .map(|(a, dec)| {
+                let mut j = Vec::with_capacity(4);
+                put(&mut j, "action", Value::Object(encode_action(a)));
+                put(&mut j, "reason", s(&dec.reason));
+                if let Some(r) = &dec.rule {
+                    put(&mut j, "rule", s(r));
+                }
+                put(&mut j, "verdict", s(dec.verdict.as_str()));
+                Value::Object(j)
+            })
+            .collect();
+        put(&mut m, "judged", Value::Array(items));
+    }
+    put(&mut m, "kind", s("intent"));
+    put(
+        &mut m,
+        "matched",
+        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+    );
+    put(&mut m, "mode", s(d.mode.as_str()));
+    if let Some(n) = &d.note {
+        put(&mut m, "note", s(n));
+    }
+    put(&mut m, "outcome", s(d.outcome.as_str()));
+    put(&mut m, "pid", int(d.pid.into()));
+    put(&mut m, "ppid", int(d.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    if let Some(p) = d.program {
+        put(&mut m, "program", os(p.as_os_str()));
+    }
+    put(&mut m, "reason", s(&d.reason));
+    if let Some(r) = &d.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "verdict", s(d.verdict.as_str()));
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn encode_limit(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    l: &LimitEntry<'_>,
+    out: &mut String,
+) -> Result<(), String> {
+    // Members in canonical key order.
+    let mut m = Vec::with_capacity(14);
+    put(&mut m, "count", u64s(l.count));
+    if let Some(c) = l.counted {
+        put(&mut m, "counted", s(c));
+    }
+    put(&mut m, "event", s(l.event));
+    put(&mut m, "kind", s("limit"));
+    put(&mut m, "limit", u64s(l.limit));
+    put(&mut m, "pid", int(l.pid.into()));
+    put(&mut m, "ppid", int(l.ppid.into()));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "reason", s(l.reason));
+    if let Some(r) = l.rule {
+        put(&mut m, "rule", s(r));
+    }
+    put(&mut m, "seq", u64s(seq));
+    if let Some(t) = l.then {
+        put(&mut m, "then", s(t));
+    }
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    put(&mut m, "window_ms", u64s(l.window_ms));
     Value::Object(m)
         .write_canonical(out)
         .map_err(|e| e.to_string())
@@ -848,6 +1043,8 @@ pub enum Kind {
     End,
     Recovery,
     Dns,
+    Intent,
+    Limit,
 }
 
 impl Kind {
@@ -863,8 +1060,21 @@ impl Kind {
             Kind::End => "end",
             Kind::Recovery => "recovery",
             Kind::Dns => "dns",
+            Kind::Intent => "intent",
+            Kind::Limit => "limit",
         }
     }
+}
+
+/// What a decision or an intent tells the re-derivation of rate limits:
+/// the deciding rule, whether rate limits count it (a decision at its
+/// request, or an intent), whether it was a block, and its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limited {
+    pub rule: Option<String>,
+    pub counts: bool,
+    pub block: bool,
+    pub time: u64,
 }
 
 /// The fields of a record that verification needs, after its structure was
@@ -881,9 +1091,24 @@ pub enum Body {
     Decision {
         verdict: Verdict,
         outcome: Outcome,
+        limited: Limited,
     },
     Refusal,
     Dns,
+    Intent {
+        limited: Limited,
+    },
+    Limit {
+        /// `rate` or `breaker`.
+        event: String,
+        /// What a breaker counts: `blocks` or `risk`.
+        counted: Option<String>,
+        rule: Option<String>,
+        count: u64,
+        limit: u64,
+        window_ms: u64,
+        time: u64,
+    },
     Escalation {
         request: u64,
     },
@@ -1034,6 +1259,23 @@ fn known(kind: &str, k: &str) -> bool {
             "reason", "mode", "identity", "note", "loaded",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
+        "limit" => &[
+            "time",
+            "event",
+            "rule",
+            "count",
+            "counted",
+            "limit",
+            "window_ms",
+            "then",
+            "pid",
+            "ppid",
+            "reason",
+        ],
+        "intent" => &[
+            "time", "pid", "ppid", "program", "channel", "action", "judged", "verdict", "outcome",
+            "rule", "matched", "reason", "mode", "note",
+        ],
         "dns" => &[
             "time", "pid", "ppid", "query", "resolver", "rcode", "bindings",
         ],
@@ -1195,6 +1437,16 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
             }
         }
         "connect" => check_connect(&mut f)?,
+        "tool" => {
+            if f.opt("cwd").is_some() {
+                f.used -= 1;
+                f.bytes("cwd")?;
+            }
+            f.req("input")?;
+            if f.str("name")?.is_empty() {
+                return Err("`action.name` of a tool action is empty".into());
+            }
+        }
         other => return Err(format!("unknown action kind {other:?}")),
     }
     if f.used != m.len() {
@@ -1391,6 +1643,8 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "decision" => Kind::Decision,
         "refusal" => Kind::Refusal,
         "dns" => Kind::Dns,
+        "intent" => Kind::Intent,
+        "limit" => Kind::Limit,
         "escalation" => Kind::Escalation,
         "resolution" => Kind::Resolution,
         "epoch" => Kind::Epoch,
@@ -1399,7 +1653,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "recovery" => Kind::Recovery,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, intent, limit, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1482,16 +1736,122 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             f.int("pid")?.ok_or("missing field `pid`")?;
             f.int("ppid")?.ok_or("missing field `ppid`")?;
             f.str("reason")?;
-            f.opt_str("rule")?;
-            match f.str("stage")? {
-                "request" | "confirm" => {}
+            let rule = f.opt_str("rule")?.map(str::to_string);
+            let request = match f.str("stage")? {
+                "request" => true,
+                "confirm" => false,
                 other => return Err(format!("unknown stage {other:?}")),
-            }
-            check_time(&mut f)?;
+            };
+            let time = f.u64("time")?;
             let verdict_s = f.str("verdict")?;
             let verdict =
                 parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
-            Body::Decision { verdict, outcome }
+            Body::Decision {
+                verdict,
+                outcome,
+                limited: Limited {
+                    rule,
+                    counts: request,
+                    block: verdict == Verdict::Block,
+                    time,
+                },
+            }
+        }
+        Kind::Intent => {
+            // In key order (see `Fields::next`).
+            check_action(f.req("action")?)?;
+            match f.str("channel")? {
+                "gate" | "decide" => {}
+                other => return Err(format!("unknown channel {other:?}")),
+            }
+            if let Some(j) = f.opt("judged") {
+                let Value::Array(items) = j else {
+                    return Err("`judged` must be an array".into());
+                };
+                for item in items {
+                    let Value::Object(jm) = item else {
+                        return Err("each entry of `judged` must be an object".into());
+                    };
+                    let mut jf = Fields::new(jm);
+                    check_action(jf.req("action")?)?;
+                    jf.str("reason")?;
+                    jf.opt_str("rule")?;
+                    let v = jf.str("verdict")?;
+                    parse_verdict(v).ok_or_else(|| format!("unknown verdict {v:?} in `judged`"))?;
+                    if jf.used != jm.len() {
+                        return Err("unexpected member in an entry of `judged`".into());
+                    }
+                }
+            }
+            str_array(f.req("matched")?, "matched")?;
+            check_mode(f.str("mode")?)?;
+            f.opt_str("note")?;
+            let outcome_s = f.str("outcome")?;
+            match Outcome::parse(outcome_s) {
+                Some(Outcome::Allowed | Outcome::Refused) => {}
+                _ => {
+                    return Err(format!(
+                        "outcome {outcome_s:?} is not an answer to an intent"
+                    ))
+                }
+            }
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            if f.opt("program").is_some() {
+                f.used -= 1;
+                f.bytes("program")?;
+            }
+            f.str("reason")?;
+            let rule = f.opt_str("rule")?.map(str::to_string);
+            let time = f.u64("time")?;
+            let verdict_s = f.str("verdict")?;
+            let verdict =
+                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            Body::Intent {
+                limited: Limited {
+                    rule,
+                    counts: true,
+                    block: verdict == Verdict::Block,
+                    time,
+                },
+            }
+        }
+        Kind::Limit => {
+            // In key order (see `Fields::next`).
+            let count = f.u64("count")?;
+            let counted = f.opt_str("counted")?;
+            let event = f.str("event")?;
+            let limit = f.u64("limit")?;
+            f.int("pid")?.ok_or("missing field `pid`")?;
+            f.int("ppid")?.ok_or("missing field `ppid`")?;
+            f.str("reason")?;
+            let rule = f.opt_str("rule")?;
+            let then = f.opt_str("then")?;
+            match (event, rule, then, counted) {
+                ("rate", Some(_), None, None) => {}
+                (
+                    "breaker",
+                    None,
+                    Some("block-escalations" | "block-all" | "stop"),
+                    Some("blocks" | "risk"),
+                ) => {}
+                _ => {
+                    return Err(format!(
+                        "a `limit` record of event {event:?} needs `rule` (rate), or `then` and `counted` (breaker)"
+                    ))
+                }
+            }
+            let time = f.u64("time")?;
+            let window_ms = f.u64("window_ms")?;
+            Body::Limit {
+                event: event.to_string(),
+                counted: counted.map(str::to_string),
+                rule: rule.map(str::to_string),
+                count,
+                limit,
+                window_ms,
+                time,
+            }
         }
         Kind::Refusal => {
             // In key order (see `Fields::next`).
@@ -1686,5 +2046,26 @@ mod connect_shape_tests {
         ] {
             assert!(check(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tool_input_tests {
+    use super::*;
+
+    #[test]
+    fn long_input_strings_are_recorded_by_their_digest() {
+        let long = "x".repeat(MAX_RECORDED_INPUT_STRING + 1);
+        let v = serde_json::json!({"file_path": "/w/a", "content": long, "n": 3});
+        let text = json_value(&v).to_canonical().unwrap();
+        assert!(text.contains(r#""file_path":"/w/a""#), "{text}");
+        assert!(text.contains(r#""n":3"#));
+        assert!(text.contains(r#""content":{"lexecon.digest":{"bytes":"65537","sha256":""#));
+        assert!(text.len() < 300);
+        let short = serde_json::json!({"content": "y"});
+        assert_eq!(
+            json_value(&short).to_canonical().unwrap(),
+            r#"{"content":"y"}"#
+        );
     }
 }

@@ -387,6 +387,20 @@ struct Unit {
     tally: Counts,
     /// Escalations not yet answered: request id → (seq, line, record hash).
     open_escalations: std::collections::BTreeMap<u64, (u64, u64, Hash)>,
+    /// Per rule, the times of the actions it let through (decisions at
+    /// their request and intents that were not blocks, within the longest
+    /// window a rate may have), to re-derive `rate` limit records.
+    let_through: std::collections::HashMap<String, std::collections::VecDeque<u64>>,
+    /// The block a `rate` limit record announces: (rule, time, its seq).
+    rate_block: Option<(String, u64, u64)>,
+    /// Times of the blocks a breaker counting `blocks` counts (decisions at
+    /// their request and intents, built-in rules' left out).
+    blocks: std::collections::VecDeque<u64>,
+    /// A `blocks` breaker record, checked with the decision after it:
+    /// (blocks before it within its window, count, limit, time, seq).
+    breaker_check: Option<(u64, u64, u64, u64, u64)>,
+    /// Whether the run's breaker has tripped.
+    breaker_seen: bool,
 }
 
 impl Unit {
@@ -414,6 +428,11 @@ impl Unit {
             root_failed: false,
             tally: Counts::default(),
             open_escalations: Default::default(),
+            let_through: Default::default(),
+            rate_block: None,
+            blocks: Default::default(),
+            breaker_check: None,
+            breaker_seen: false,
         }
     }
 }
@@ -773,10 +792,122 @@ impl Verifier {
         }
     }
 
+    /// Re-derives rate limits (part of check 6): every `rate` limit record
+    /// must count exactly the actions its rule let through within its
+    /// window before its time, that count must reach its limit, and the
+    /// record right after it must be that rule's block at the same time.
+    fn rate_rules(&mut self, p: &Parsed) {
+        const LONGEST_WINDOW_NS: u64 = 86_400 * 1_000_000_000;
+        let seq = Some(p.seq);
+        let Some(u) = self.unit.as_mut() else { return };
+        let limited = match &p.body {
+            Body::Decision { limited, .. } | Body::Intent { limited } => Some(limited),
+            _ => None,
+        };
+        let mut problems: Vec<String> = Vec::new();
+        if let Some((rule, time, at)) = u.rate_block.take() {
+            let ok = limited.is_some_and(|l| {
+                l.counts && l.block && l.time == time && l.rule.as_deref() == Some(rule.as_str())
+            });
+            if !ok {
+                problems.push(format!(
+                    "the rate limit record {at} (rule {rule}) is not followed by that rule's block at its time"
+                ));
+            }
+        }
+        if let Some((prior, count, limit, time, at)) = u.breaker_check.take() {
+            let this = limited.is_some_and(|l| l.counts && l.block && l.time == time);
+            let total = prior + u64::from(this);
+            if limited.map(|l| l.time) != Some(time) || total != count || count < limit {
+                problems.push(format!(
+                    "the breaker record {at} counts {count} blocks (threshold {limit}), but the records show {total} within its window, the decision after it included"
+                ));
+            }
+        }
+        if let Some(l) = limited {
+            let builtin = l.rule.as_deref().is_some_and(|r| r.starts_with("lexecon."));
+            if l.counts && l.block && !builtin {
+                while u
+                    .blocks
+                    .front()
+                    .is_some_and(|t| t.saturating_add(LONGEST_WINDOW_NS) < l.time)
+                {
+                    u.blocks.pop_front();
+                }
+                u.blocks.push_back(l.time);
+            }
+            if let (true, false, Some(rule)) = (l.counts, l.block, &l.rule) {
+                let times = u.let_through.entry(rule.clone()).or_default();
+                while times
+                    .front()
+                    .is_some_and(|t| t.saturating_add(LONGEST_WINDOW_NS) < l.time)
+                {
+                    times.pop_front();
+                }
+                times.push_back(l.time);
+            }
+        }
+        if let Body::Limit {
+            event,
+            counted,
+            limit,
+            count,
+            window_ms,
+            time,
+            rule: None,
+        } = &p.body
+        {
+            if event == "breaker" {
+                if u.breaker_seen {
+                    problems.push("the run's breaker trips a second time".into());
+                }
+                u.breaker_seen = true;
+                if counted.as_deref() == Some("blocks") {
+                    let window = window_ms.saturating_mul(1_000_000);
+                    let prior = u
+                        .blocks
+                        .iter()
+                        .filter(|t| **t <= *time && t.saturating_add(window) > *time)
+                        .count() as u64;
+                    u.breaker_check = Some((prior, *count, *limit, *time, p.seq));
+                }
+            }
+        }
+        if let Body::Limit {
+            event,
+            rule: Some(rule),
+            count,
+            limit,
+            window_ms,
+            time,
+            ..
+        } = &p.body
+        {
+            if event == "rate" {
+                let window = window_ms.saturating_mul(1_000_000);
+                let within = u.let_through.get(rule).map_or(0, |ts| {
+                    ts.iter()
+                        .filter(|t| **t <= *time && t.saturating_add(window) > *time)
+                        .count() as u64
+                });
+                if within != *count || count < limit {
+                    problems.push(format!(
+                        "the rate limit record of rule {rule} counts {count} (limit {limit}), but the records show {within} actions it let through in the {window_ms} ms before it"
+                    ));
+                }
+                u.rate_block = Some((rule.clone(), *time, p.seq));
+            }
+        }
+        for m in problems {
+            self.bad(seq, Check::Run, m);
+        }
+    }
+
     /// Checks 6–11 for one parsed record.
     fn unit_rules(&mut self, p: &Parsed, h: Hash) {
         let seq = Some(p.seq);
         let line = self.line_no;
+        self.rate_rules(p);
         match &p.body {
             Body::Run {
                 id,
@@ -869,7 +1000,9 @@ impl Verifier {
                 let host = self.host_key(seq, host_key, host_fingerprint);
                 self.unit = Some(Unit::new(UnitKind::Recovery, id.clone(), line, host, None));
             }
-            Body::Decision { verdict, outcome } => {
+            Body::Decision {
+                verdict, outcome, ..
+            } => {
                 self.report.counts.add(*verdict, *outcome);
                 match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
@@ -892,24 +1025,35 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
-            Body::Refusal | Body::Dns => match self.unit.as_ref() {
-                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
-                    if p.kind == Kind::Refusal {
-                        if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
-                            r.refusals += 1;
+            Body::Refusal | Body::Dns | Body::Intent { .. } | Body::Limit { .. } => {
+                match self.unit.as_ref() {
+                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                        if p.kind == Kind::Refusal {
+                            if let Some(r) =
+                                self.report.run_list.last_mut().filter(|r| r.id == u.id)
+                            {
+                                r.refusals += 1;
+                            }
                         }
                     }
-                }
-                Some(u) if u.end_line.is_some() => {
-                    let l = u.end_line.unwrap_or(0);
-                    self.bad(
+                    Some(u) if u.end_line.is_some() => {
+                        let l = u.end_line.unwrap_or(0);
+                        self.bad(
+                            seq,
+                            Check::Run,
+                            format!(
+                                "a {} record after the run's end record (line {l})",
+                                p.kind.as_str()
+                            ),
+                        )
+                    }
+                    _ => self.bad(
                         seq,
                         Check::Run,
-                        format!("a refusal after the run's end record (line {l})"),
-                    )
+                        format!("a {} record outside any run", p.kind.as_str()),
+                    ),
                 }
-                _ => self.bad(seq, Check::Run, "a refusal outside any run".into()),
-            },
+            }
             Body::Escalation { request } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => u

@@ -135,7 +135,8 @@ impl std::fmt::Debug for LedgerWriter {
     }
 }
 
-pub(crate) fn now_ns() -> u128 {
+/// The time records are written with: ns since the Unix epoch.
+pub fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -490,6 +491,17 @@ impl LedgerWriter {
     /// returns. Signs a checkpoint right after a block, refusal or kill, and
     /// when N records or T time have accumulated.
     pub fn append_decision(&mut self, d: &DecisionEntry<'_>) -> Result<u64, LedgerError> {
+        self.append_decision_at(d, now_ns())
+    }
+
+    /// [`Self::append_decision`] with the time the caller read (with
+    /// [`now_ns`]) and decided by: what was decided from the time is then
+    /// re-derivable from the record.
+    pub fn append_decision_at(
+        &mut self,
+        d: &DecisionEntry<'_>,
+        time_ns: u128,
+    ) -> Result<u64, LedgerError> {
         let seq = self.next_seq;
         let prev = self.last_hash;
         let Some(run) = self.run.as_mut() else {
@@ -498,7 +510,7 @@ impl LedgerWriter {
             ));
         };
         self.buf.clear();
-        record::encode_decision(seq, prev.as_ref(), now_ns(), d, &mut self.buf)
+        record::encode_decision(seq, prev.as_ref(), time_ns, d, &mut self.buf)
             .map_err(LedgerError::Encode)?;
         run.counts.add(d.verdict, d.outcome);
         run.pending += 1;
@@ -511,6 +523,62 @@ impl LedgerWriter {
         if due {
             self.checkpoint(CheckpointKind::Regular)?;
         }
+        Ok(seq)
+    }
+
+    /// Appends an `intent` record (an action asked about through the gate
+    /// and the answer given); signs a checkpoint right after a refusal, as
+    /// after a block.
+    pub fn append_intent(
+        &mut self,
+        d: &super::record::IntentEntry<'_>,
+        time_ns: u128,
+    ) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_intent called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_intent(seq, prev.as_ref(), time_ns, d, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
+        let due = d.outcome != Outcome::Allowed
+            || run.pending >= self.opts.checkpoint_every
+            || oldest.elapsed() >= self.opts.checkpoint_interval;
+        self.emit()?;
+        if due {
+            self.checkpoint(CheckpointKind::Regular)?;
+        }
+        Ok(seq)
+    }
+
+    /// Appends a `limit` record (a rate limit reached, the breaker
+    /// tripped) with the time of the decision it changes, which follows it
+    /// (and the checkpoint after that decision's block).
+    pub fn append_limit(
+        &mut self,
+        l: &super::record::LimitEntry<'_>,
+        time_ns: u128,
+    ) -> Result<u64, LedgerError> {
+        let seq = self.next_seq;
+        let prev = self.last_hash;
+        let Some(run) = self.run.as_mut() else {
+            return Err(LedgerError::Misuse(
+                "append_limit called outside a run".into(),
+            ));
+        };
+        self.buf.clear();
+        record::encode_limit(seq, prev.as_ref(), time_ns, l, &mut self.buf)
+            .map_err(LedgerError::Encode)?;
+        run.pending += 1;
+        run.oldest_pending.get_or_insert_with(Instant::now);
+        // The block it is written for follows at once, and signs the
+        // checkpoint after both.
+        self.emit()?;
         Ok(seq)
     }
 

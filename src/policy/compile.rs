@@ -17,7 +17,12 @@ use crate::action::{
 };
 
 /// The kinds this version of the language judges, in order.
-pub(crate) const KINDS: [ActionKind; 3] = [ActionKind::Exec, ActionKind::Open, ActionKind::Connect];
+pub(crate) const KINDS: [ActionKind; 4] = [
+    ActionKind::Exec,
+    ActionKind::Open,
+    ActionKind::Connect,
+    ActionKind::Tool,
+];
 
 const TOP_KEYS: &[&str] = &[
     "version",
@@ -26,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "rules",
     "tests",
     "description",
+    "breaker",
 ];
 const RULE_KEYS: &[&str] = &[
     "id",
@@ -33,10 +39,13 @@ const RULE_KEYS: &[&str] = &[
     "exec",
     "open",
     "connect",
+    "tool",
     "decision",
     "reason",
     "timeout_seconds",
     "examples",
+    "rate",
+    "risk",
 ];
 
 /// Longest escalation deadline a rule may set (one day).
@@ -63,22 +72,24 @@ const PROCESS_KEYS: &[&str] = &["program", "name", "sha256"];
 const EXAMPLE_PROCESS_KEYS: &[&str] = &["program", "sha256", "injected"];
 const EXAMPLE_KEYS: &[&str] = &[
     "exec", "open", "program", "sha256", "cwd", "access", "process", "connect", "op", "protocol",
-    "names",
+    "names", "tool", "input",
 ];
 const TEST_KEYS: &[&str] = &[
     "exec", "open", "program", "sha256", "cwd", "access", "process", "expect", "rule", "connect",
-    "op", "protocol", "names",
+    "op", "protocol", "names", "tool", "input",
 ];
 
 /// A loaded policy before indexing.
 pub(crate) struct Compiled {
     pub mode: Mode,
-    pub defaults: [Verdict; 3],
+    pub defaults: [Verdict; 4],
     pub rules: Vec<Rule>,
     /// Number of embedded examples checked.
     pub examples: usize,
     /// The environment variables referenced, with the paths they expanded to.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The run's breaker (`breaker:`).
+    pub breaker: Option<super::limits::Breaker>,
 }
 
 /// The index of a kind in [`KINDS`] and in `defaults`.
@@ -87,12 +98,13 @@ pub(crate) fn kind_index(kind: ActionKind) -> usize {
         ActionKind::Exec => 0,
         ActionKind::Open => 1,
         ActionKind::Connect => 2,
+        ActionKind::Tool => 3,
     }
 }
 
-struct Loader<'a> {
+pub(super) struct Loader<'a> {
     file: &'a str,
-    scope: &'a Scope<'a>,
+    pub(super) scope: &'a Scope<'a>,
     errors: Vec<PolicyError>,
     rule: Option<String>,
     examples: usize,
@@ -102,14 +114,14 @@ struct Loader<'a> {
     check_examples: bool,
 }
 
-fn key(n: &Node) -> &str {
+pub(super) fn key(n: &Node) -> &str {
     match &n.value {
         Value::Scalar(s, _) => s,
         _ => "",
     }
 }
 
-fn get<'n>(entries: &'n [(Node, Node)], name: &str) -> Option<&'n Node> {
+pub(super) fn get<'n>(entries: &'n [(Node, Node)], name: &str) -> Option<&'n Node> {
     entries.iter().find(|(k, _)| key(k) == name).map(|(_, v)| v)
 }
 
@@ -141,7 +153,7 @@ fn suggest(word: &str, allowed: &[&str]) -> String {
 }
 
 impl<'a> Loader<'a> {
-    fn err(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
+    pub(super) fn err(&mut self, loc: Loc, message: impl Into<String>, hint: Option<String>) {
         self.errors.push(PolicyError {
             file: self.file.to_string(),
             line: loc.line,
@@ -152,7 +164,7 @@ impl<'a> Loader<'a> {
         });
     }
 
-    fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+    pub(super) fn map<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
         match &node.value {
             Value::Map(m) => Some(m),
             _ => {
@@ -166,7 +178,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn keys(&mut self, entries: &[(Node, Node)], allowed: &[&str], what: &str) {
+    pub(super) fn keys(&mut self, entries: &[(Node, Node)], allowed: &[&str], what: &str) {
         for (k, _) in entries {
             let name = key(k);
             if !allowed.contains(&name) {
@@ -179,7 +191,7 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
+    pub(super) fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
         match &node.value {
             Value::Scalar(s, _) if !node.is_null() => Some(s),
             _ => {
@@ -194,7 +206,7 @@ impl<'a> Loader<'a> {
     }
 
     /// A string or a non-empty list of strings.
-    fn strings(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Loc)>> {
+    pub(super) fn strings(&mut self, node: &Node, what: &str) -> Option<Vec<(String, Loc)>> {
         match &node.value {
             Value::Seq(items) => {
                 if items.is_empty() {
@@ -326,7 +338,7 @@ impl<'a> Loader<'a> {
                 None => {}
             }
         }
-        let mut defaults = [Verdict::Allow; 3];
+        let mut defaults = [Verdict::Allow; 4];
         if let Some(d) = get(top, "defaults") {
             if let Some(entries) = self.map(d, "defaults") {
                 for (k, v) in entries {
@@ -339,7 +351,7 @@ impl<'a> Loader<'a> {
                         None => self.err(
                             k.loc,
                             format!("unknown action kind '{}' in defaults", key(k)),
-                            Some("this version judges exec, open and connect".into()),
+                            Some("this version judges exec, open, connect and tool".into()),
                         ),
                     }
                 }
@@ -384,18 +396,20 @@ impl<'a> Loader<'a> {
                 );
             }
         }
+        let breaker = get(top, "breaker").and_then(|b| self.breaker(b));
         Some(Compiled {
             mode,
             defaults,
             rules,
             examples: self.examples,
             env: self.scope.used(),
+            breaker,
         })
     }
 
     /// Top-level `tests`: actions with the decision the whole policy must
     /// reach (verdict, and optionally the winning rule).
-    fn policy_tests(&mut self, node: &Node, rules: &[Rule], defaults: &[Verdict; 3]) {
+    fn policy_tests(&mut self, node: &Node, rules: &[Rule], defaults: &[Verdict; 4]) {
         let Value::Seq(items) = &node.value else {
             self.err(
                 node.loc,
@@ -412,18 +426,17 @@ impl<'a> Loader<'a> {
             let Some(entries) = self.map(item, "a test") else {
                 continue;
             };
-            let kind = match (
-                get(entries, "exec"),
-                get(entries, "open"),
-                get(entries, "connect"),
-            ) {
-                (Some(_), None, None) => ActionKind::Exec,
-                (None, Some(_), None) => ActionKind::Open,
-                (None, None, Some(_)) => ActionKind::Connect,
+            let given: Vec<ActionKind> = KINDS
+                .iter()
+                .copied()
+                .filter(|k| get(entries, k.as_str()).is_some())
+                .collect();
+            let kind = match given.as_slice() {
+                [k] => *k,
                 _ => {
                     self.err(
                         item.loc,
-                        "a test needs exactly one of `exec:`, `open:` and `connect:`",
+                        "a test needs exactly one of `exec:`, `open:`, `connect:` and `tool:`",
                         Some("write e.g. `- {exec: rm -rf /, expect: block}`".into()),
                     );
                     continue;
@@ -548,15 +561,15 @@ impl<'a> Loader<'a> {
             [] => {
                 self.err(
                     node.loc,
-                    "rule says none of `exec:`, `open:` and `connect:`",
-                    Some("add `exec:`, `open:` or `connect:` with the conditions (`exec: {}` matches every exec)".into()),
+                    "rule says none of `exec:`, `open:`, `connect:` and `tool:`",
+                    Some("add `exec:`, `open:`, `connect:` or `tool:` with the conditions (`exec: {}` matches every exec)".into()),
                 );
                 (None, None)
             }
             [_, (_, n), ..] => {
                 self.err(
                     n.loc,
-                    "rule names more than one of `exec:`, `open:` and `connect:`; a rule judges one kind of action",
+                    "rule names more than one of `exec:`, `open:`, `connect:` and `tool:`; a rule judges one kind of action",
                     Some("split it into several rules".into()),
                 );
                 (None, None)
@@ -627,6 +640,8 @@ impl<'a> Loader<'a> {
                 }
             }
         };
+        let rate = get(entries, "rate").and_then(|n| self.rate(n, verdict));
+        let risk = get(entries, "risk").and_then(|n| self.risk(n));
         let (id, kind, (when, unless), verdict, reason) = (id?, kind?, conds?, verdict?, reason?);
         let rule = Rule {
             id,
@@ -637,6 +652,8 @@ impl<'a> Loader<'a> {
             when,
             unless,
             loc: node.loc,
+            rate,
+            risk,
         };
         if let Some(ex) = get(entries, "examples") {
             if self.check_examples {
@@ -667,6 +684,7 @@ impl<'a> Loader<'a> {
             ActionKind::Exec => EXEC_KEYS,
             ActionKind::Open => OPEN_KEYS,
             ActionKind::Connect => CONNECT_KEYS,
+            ActionKind::Tool => super::tool::TOOL_KEYS,
         }
         .iter()
         .copied()
@@ -688,6 +706,7 @@ impl<'a> Loader<'a> {
             ActionKind::Exec => Conds::Exec(Box::new(self.exec_conds(entries))),
             ActionKind::Open => Conds::Open(Box::new(self.open_conds(entries))),
             ActionKind::Connect => Conds::Connect(Box::new(self.connect_conds(entries))),
+            ActionKind::Tool => Conds::Tool(Box::new(self.tool_conds(entries))),
         };
         (self.errors.len() == before).then_some((conds, unless))
     }
@@ -992,7 +1011,12 @@ impl<'a> Loader<'a> {
     }
 
     /// Globs from already-read strings (no path check).
-    fn globs_from(&mut self, items: &[(String, Loc)], node: &Node, what: &str) -> Option<Globs> {
+    pub(super) fn globs_from(
+        &mut self,
+        items: &[(String, Loc)],
+        node: &Node,
+        what: &str,
+    ) -> Option<Globs> {
         let mut ok = true;
         for (p, loc) in items {
             if let Err(e) = glob::compile(p, self.scope) {
@@ -1148,6 +1172,7 @@ impl<'a> Loader<'a> {
             None => workspace,
         };
         match kind {
+            ActionKind::Tool => self.tool_example(node, entries, cwd),
             ActionKind::Exec => {
                 for k in ["access", "open", "op", "process"] {
                     if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {

@@ -147,7 +147,7 @@ pub(crate) struct KindIndex {
 
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    kinds: [KindIndex; 3],
+    kinds: [KindIndex; 4],
 }
 
 impl Index {
@@ -180,7 +180,7 @@ impl Index {
                     None => false,
                 },
                 // Few rules: tried for every action of the kind.
-                Conds::Connect(_) => false,
+                Conds::Connect(_) | Conds::Tool(_) => false,
             };
             if !placed {
                 ki.always.push(i);
@@ -223,6 +223,10 @@ impl Index {
             }
             View::Connect(_) => {
                 let ki = &self.kinds[kind_index(ActionKind::Connect)];
+                out.extend_from_slice(&ki.always);
+            }
+            View::Tool(_) => {
+                let ki = &self.kinds[kind_index(ActionKind::Tool)];
                 out.extend_from_slice(&ki.always);
             }
         }
@@ -272,7 +276,7 @@ pub(crate) fn combine(
 pub(crate) fn decide(
     rules: &[Rule],
     index: &Index,
-    defaults: &[Verdict; 3],
+    defaults: &[Verdict; 4],
     action: &Action,
 ) -> Decision {
     let mut d = decide_inner(rules, index, defaults, action);
@@ -283,7 +287,7 @@ pub(crate) fn decide(
 fn decide_inner(
     rules: &[Rule],
     index: &Index,
-    defaults: &[Verdict; 3],
+    defaults: &[Verdict; 4],
     action: &Action,
 ) -> Decision {
     let kind = action.kind();

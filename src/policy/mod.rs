@@ -25,9 +25,11 @@ mod decide;
 mod error;
 mod explain;
 mod glob;
+pub mod limits;
 pub mod net;
 mod rule;
 pub mod shipped;
+pub mod tool;
 mod yaml;
 
 use std::collections::BTreeMap;
@@ -222,7 +224,7 @@ pub const CODE_MAP_DEFAULT_REASON: &str = "no block or escalate exec rule matche
 #[derive(Debug)]
 pub struct Policy {
     mode: Mode,
-    defaults: [Verdict; 3],
+    defaults: [Verdict; 4],
     rules: Vec<Rule>,
     index: Index,
     sha256: [u8; 32],
@@ -230,6 +232,9 @@ pub struct Policy {
     env: BTreeMap<String, String>,
     origin: String,
     examples: usize,
+    breaker: Option<limits::Breaker>,
+    /// Whether some rule has `rate` or `risk`, or there is a breaker.
+    limited: bool,
 }
 
 impl Policy {
@@ -307,6 +312,11 @@ impl Policy {
         };
         let compiled = compile::load(&root, origin, &vars, env).map_err(PolicyErrors::new)?;
         let index = Index::build(&compiled.rules);
+        let limited = compiled.breaker.is_some()
+            || compiled
+                .rules
+                .iter()
+                .any(|r| r.rate.is_some() || r.risk.is_some());
         Ok(Policy {
             mode: compiled.mode,
             defaults: compiled.defaults,
@@ -317,6 +327,8 @@ impl Policy {
             env: compiled.env,
             origin: origin.to_string(),
             examples: compiled.examples,
+            breaker: compiled.breaker,
+            limited,
         })
     }
 
@@ -352,6 +364,7 @@ impl Policy {
                     Action::Exec(x) => x.path.display().to_string(),
                     Action::Open(o) => o.path.display().to_string(),
                     Action::Connect(c) => net::target_text(&c.target),
+                    Action::Tool(t) => t.name.clone(),
                 };
                 let mut matched = d.matched;
                 matched.extend(t.matched);
@@ -465,6 +478,33 @@ impl Policy {
             .iter()
             .find(|r| r.id == rule_id)
             .and_then(|r| r.timeout)
+    }
+
+    /// The rate limit of rule `rule_id` (`rate:`), if any.
+    pub fn rate(&self, rule_id: &str) -> Option<limits::Rate> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.rate)
+    }
+
+    /// The risk weight of rule `rule_id` (`risk:`), if it sets one.
+    pub fn risk(&self, rule_id: &str) -> Option<u32> {
+        self.rules
+            .iter()
+            .find(|r| r.id == rule_id)
+            .and_then(|r| r.risk)
+    }
+
+    /// The run's breaker (`breaker:`), if any.
+    pub fn breaker(&self) -> Option<limits::Breaker> {
+        self.breaker
+    }
+
+    /// Whether the policy sets rate limits or a breaker (state the session
+    /// keeps over a run).
+    pub fn has_limits(&self) -> bool {
+        self.limited
     }
 
     /// The variable values the policy was loaded with.

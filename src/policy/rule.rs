@@ -23,6 +23,10 @@ pub(crate) struct Rule {
     pub when: Conds,
     pub unless: Option<Conds>,
     pub loc: Loc,
+    /// `rate: N/PERIOD` (see `policy::limits`).
+    pub rate: Option<super::limits::Rate>,
+    /// `risk: W`: the weight a decision by this rule adds to the breaker.
+    pub risk: Option<u32>,
 }
 
 /// The conditions of a rule (all must hold), by kind.
@@ -31,6 +35,7 @@ pub(crate) enum Conds {
     Exec(Box<ExecConds>),
     Open(Box<OpenConds>),
     Connect(Box<super::net::ConnectConds>),
+    Tool(Box<super::tool::ToolConds>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -126,6 +131,7 @@ pub(crate) enum View<'a> {
     Exec(ExecView<'a>),
     Open(OpenView<'a>),
     Connect(ConnectView<'a>),
+    Tool(&'a crate::action::ToolAction),
 }
 
 /// The last component of a `/`-separated path (the whole string if none).
@@ -522,6 +528,13 @@ fn eval(
                 cond!(name, holds, detail);
             }
         }
+        (Conds::Tool(c), View::Tool(a)) => {
+            let mut checks = Vec::new();
+            super::tool::eval(c, a, &mut checks);
+            for (name, holds, detail) in checks {
+                cond!(name, holds, detail);
+            }
+        }
         // A rule is only ever evaluated against actions of its own kind; a
         // mismatch cannot match.
         _ => return false,
@@ -683,5 +696,6 @@ pub(crate) fn with_view<R>(
             action: c,
             process: c.process.as_ref().map(|p| p.program.to_string_lossy()),
         })),
+        Action::Tool(t) => f(&View::Tool(t)),
     }
 }

@@ -739,7 +739,7 @@ fn ok_bytes(a: &Action) -> usize {
     match a {
         Action::Open(o) => o.path.as_os_str().as_bytes().len(),
         Action::Exec(e) => e.path.as_os_str().as_bytes().len(),
-        Action::Connect(_) => 0,
+        Action::Connect(_) | Action::Tool(_) => 0,
     }
 }
 
@@ -936,7 +936,7 @@ fn policy_tests_check_the_whole_decision() {
         "t.yaml:28:5: test expects escalate by escalate-push-again, but the decision is escalate by escalate-push",
         "t.yaml:29:40: no rule has the id 'nope'",
         "t.yaml:30:5: a test needs `expect:`",
-        "t.yaml:31:5: a test needs exactly one of `exec:`, `open:` and `connect:`",
+        "t.yaml:31:5: a test needs exactly one of `exec:`, `open:`, `connect:` and `tool:`",
         "t.yaml:32:34: unknown key 'acces' in a test (did you mean 'access'?",
     ];
     for w in want {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use super::{describe_call, lock, OnEscalate, Session};
 use crate::action::{Access, Action, Decision, FileOp, Mode, OpDetail, Verdict};
 use crate::escape;
-use crate::ledger::{self, Outcome, Stage};
+use crate::ledger::{self, Outcome};
 use crate::supervisor::{self, Caller, Identity, Ruling};
 
 /// Who answered a held request.
@@ -99,6 +99,12 @@ pub enum ActionKey {
     },
     /// A connect-kind action, compared whole but for the caller's program.
     Connect(Box<crate::action::ConnectAction>),
+    /// A tool call: the same tool name and exactly the same input (the
+    /// working directory is not compared).
+    Tool {
+        name: String,
+        input: serde_json::Value,
+    },
 }
 
 impl ActionKey {
@@ -119,6 +125,10 @@ impl ActionKey {
                 c.process = None;
                 ActionKey::Connect(Box::new(c))
             }
+            Action::Tool(t) => ActionKey::Tool {
+                name: t.name.clone(),
+                input: t.input.clone(),
+            },
         }
     }
 }
@@ -401,8 +411,11 @@ fn record_error(session: &Session, e: &crate::ledger::LedgerError) {
 
 impl Session {
     /// Whether an `escalate` verdict is held for a human in this run.
-    fn holds(&self, decision: &Decision, builtin: bool) -> bool {
+    pub(super) fn holds(&self, decision: &Decision, builtin: bool) -> bool {
+        // Nobody is asked about what the limits block anyway.
         decision.verdict == Verdict::Escalate
+            && !(self.policy.has_limits()
+                && lock(&self.limits).would_block(&self.policy, decision, ledger::writer::now_ns()))
             && !builtin
             && self.mode == Mode::Enforce
             && matches!(self.on_escalate, OnEscalate::Wait | OnEscalate::Prompt)
@@ -426,25 +439,27 @@ impl Session {
         }
         let esc = &self.escalations;
         let rule = decision.rule.clone().unwrap_or_else(|| "default".into());
-        let conclude = |outcome: Outcome, note: String| -> Ruling {
+        let conclude = |mut outcome: Outcome, note: String| -> Ruling {
+            let mut decision = decision.clone();
             // A mapping's record says it is one, as every mapping's does.
-            let recorded = if super::is_code_map(syscall) {
+            let mut recorded = Some(if super::is_code_map(syscall) {
                 format!("{}; {note}", super::CODE_MAP_NOTE)
             } else {
                 note.clone()
-            };
-            let seq = self.record(
+            });
+            let seq = self.record_request(
                 caller,
                 action,
                 loaded,
-                Stage::Request,
-                decision,
-                outcome,
+                &mut decision,
+                &mut outcome,
+                builtin,
                 identity,
-                Some(recorded),
+                &mut recorded,
             );
-            self.note_escalation(syscall, action, decision, &note, seq);
-            self.answer(caller, syscall, seq, action, decision, outcome, &note)
+            let note = recorded.unwrap_or(note);
+            self.note_escalation(syscall, action, &decision, &note, seq);
+            self.answer(caller, syscall, seq, action, &decision, outcome, &note)
         };
         if let Some(g) = esc.grant_for(&rule, action) {
             return Some(if g.allow {
@@ -478,112 +493,19 @@ impl Session {
             }
             return Some(Ruling::Hold);
         }
-        let what = describe_call(syscall, action);
-        let (id, deadline) = match esc.register(
-            what.clone(),
-            &rule,
-            &decision.reason,
-            caller.pid,
-            self.policy.escalate_timeout(&rule),
-        ) {
+        let (id, a) = match self.ask_human(caller, syscall, action, decision, &rule, &|| {
+            supervisor::held_call_waiting().unwrap_or(false)
+        }) {
             Ok(x) => x,
-            Err(Full) => return Some(conclude(Outcome::Refused, full())),
+            Err(AskFailed::Full) => return Some(conclude(Outcome::Refused, full())),
+            Err(AskFailed::Unrecorded) => return Some(Ruling::Deny(libc::EPERM)),
         };
-        let asked = lock(&self.writer).append_escalation(&ledger::EscalationEntry {
-            request: id,
-            pid: caller.pid,
-            ppid: caller.ppid,
-            syscall,
-            action,
-            rule: &rule,
-            reason: &decision.reason,
-            deadline_ns: wall_ns(deadline),
-        });
-        let esc_seq = match asked {
-            Ok((s, h)) => {
-                esc.set_record_hash(id, h);
-                s
-            }
-            Err(e) => {
-                esc.cancel(id);
-                record_error(self, &e);
-                self.report_record_failed(caller, syscall, action, "blocked");
-                return Some(Ruling::Deny(libc::EPERM));
-            }
-        };
-        let ledger_hint = self.approval_hint();
-        eprintln!(
-            "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
-            caller.pid,
-            escape::text(&rule),
-            escape::text(&decision.reason),
-            self.policy
-                .escalate_timeout(&rule)
-                .unwrap_or(self.escalations.timeout)
-                .as_secs()
-        );
-        let a = esc.wait(id, || supervisor::held_call_waiting().unwrap_or(false));
         let outcome = if a.allow {
             Outcome::Allowed
         } else {
             Outcome::Refused
         };
-        let peer = match a.by {
-            By::Approver { uid, pid } | By::Terminal { uid, pid } => Some((uid, pid)),
-            _ => None,
-        };
-        let resolved = lock(&self.writer).append_resolution(&ledger::ResolutionEntry {
-            request: id,
-            escalation: esc_seq,
-            outcome,
-            by: a.by.as_str(),
-            peer,
-            scope: a.scope.as_str(),
-            receipt: a.receipt,
-        });
-        if let Err(e) = resolved {
-            record_error(self, &e);
-            self.report_record_failed(caller, syscall, action, "blocked");
-            return Some(Ruling::Deny(libc::EPERM));
-        }
-        if a.scope == Scope::Run {
-            esc.add_grant(Grant {
-                request: id,
-                allow: a.allow,
-                rule: rule.clone(),
-                key: ActionKey::of(action),
-            });
-        }
-        let verb = if a.allow { "approved" } else { "denied" };
-        let note = match a.by {
-            By::Approver { uid, pid } => format!(
-                "escalation request {id} {verb} by `lexecon {}` (uid {uid}, pid {pid}){}",
-                if a.allow { "approve" } else { "deny" },
-                if a.scope == Scope::Run {
-                    ", for the rest of this run"
-                } else {
-                    ""
-                }
-            ),
-            By::Terminal { uid, .. } => format!(
-                "escalation request {id} {verb} at the supervisor's terminal (uid {uid}){}",
-                if a.scope == Scope::Run {
-                    ", for the rest of this run"
-                } else {
-                    ""
-                }
-            ),
-            By::Timeout => format!(
-                "escalation request {id} timed out after {} s: blocked",
-                self.policy
-                    .escalate_timeout(&rule)
-                    .unwrap_or(esc.timeout)
-                    .as_secs()
-            ),
-            By::Withdrawn => {
-                format!("escalation request {id} withdrawn: the caller went away")
-            }
-        };
+        let note = self.answer_note(id, &a, &rule);
         let ruling = conclude(outcome, note);
         if ruling == Ruling::Allow && matches!(action, Action::Exec(_)) {
             esc.expect_exec(action, id);
@@ -692,6 +614,145 @@ impl Session {
             );
         }
         self.record_refused_peers();
+    }
+}
+
+/// Why a question could not be put to a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AskFailed {
+    /// As many requests as may wait at once are waiting.
+    Full,
+    /// Its record (or its answer's) could not be written; reported.
+    Unrecorded,
+}
+
+impl Session {
+    /// Puts the escalation of `action` by `rule` to a human and waits for
+    /// the answer while `still_waiting` holds: registers the request,
+    /// records the question (an `escalation` record, before anyone is
+    /// asked), says where to answer, waits, records the answer (a
+    /// `resolution` record) and a grant for the run when it makes one.
+    pub(super) fn ask_human(
+        &self,
+        caller: &Caller,
+        syscall: &str,
+        action: &Action,
+        decision: &Decision,
+        rule: &str,
+        still_waiting: &dyn Fn() -> bool,
+    ) -> Result<(u64, Answer), AskFailed> {
+        let esc = &self.escalations;
+        let what = describe_call(syscall, action);
+        let (id, deadline) = esc
+            .register(
+                what.clone(),
+                rule,
+                &decision.reason,
+                caller.pid,
+                self.policy.escalate_timeout(rule),
+            )
+            .map_err(|Full| AskFailed::Full)?;
+        let asked = lock(&self.writer).append_escalation(&ledger::EscalationEntry {
+            request: id,
+            pid: caller.pid,
+            ppid: caller.ppid,
+            syscall,
+            action,
+            rule,
+            reason: &decision.reason,
+            deadline_ns: wall_ns(deadline),
+        });
+        let esc_seq = match asked {
+            Ok((s, h)) => {
+                esc.set_record_hash(id, h);
+                s
+            }
+            Err(e) => {
+                esc.cancel(id);
+                record_error(self, &e);
+                self.report_record_failed(caller, syscall, action, "blocked");
+                return Err(AskFailed::Unrecorded);
+            }
+        };
+        let ledger_hint = self.approval_hint();
+        eprintln!(
+            "lexecon: request {id} is waiting for approval: {what} (pid {}; rule {}: {}); answer within {} s with `lexecon approve {id}{ledger_hint}` or `lexecon deny {id}{ledger_hint}`",
+            caller.pid,
+            escape::text(rule),
+            escape::text(&decision.reason),
+            self.policy
+                .escalate_timeout(rule)
+                .unwrap_or(self.escalations.timeout)
+                .as_secs()
+        );
+        let a = esc.wait(id, still_waiting);
+        let outcome = if a.allow {
+            Outcome::Allowed
+        } else {
+            Outcome::Refused
+        };
+        let peer = match a.by {
+            By::Approver { uid, pid } | By::Terminal { uid, pid } => Some((uid, pid)),
+            _ => None,
+        };
+        let resolved = lock(&self.writer).append_resolution(&ledger::ResolutionEntry {
+            request: id,
+            escalation: esc_seq,
+            outcome,
+            by: a.by.as_str(),
+            peer,
+            scope: a.scope.as_str(),
+            receipt: a.receipt,
+        });
+        if let Err(e) = resolved {
+            record_error(self, &e);
+            self.report_record_failed(caller, syscall, action, "blocked");
+            return Err(AskFailed::Unrecorded);
+        }
+        if a.scope == Scope::Run {
+            esc.add_grant(Grant {
+                request: id,
+                allow: a.allow,
+                rule: rule.to_string(),
+                key: ActionKey::of(action),
+            });
+        }
+        Ok((id, a))
+    }
+
+    /// The note of a decision made by the answer `a` to request `id`.
+    pub(super) fn answer_note(&self, id: u64, a: &Answer, rule: &str) -> String {
+        let esc = &self.escalations;
+        let verb = if a.allow { "approved" } else { "denied" };
+        match a.by {
+            By::Approver { uid, pid } => format!(
+                "escalation request {id} {verb} by `lexecon {}` (uid {uid}, pid {pid}){}",
+                if a.allow { "approve" } else { "deny" },
+                if a.scope == Scope::Run {
+                    ", for the rest of this run"
+                } else {
+                    ""
+                }
+            ),
+            By::Terminal { uid, .. } => format!(
+                "escalation request {id} {verb} at the supervisor's terminal (uid {uid}){}",
+                if a.scope == Scope::Run {
+                    ", for the rest of this run"
+                } else {
+                    ""
+                }
+            ),
+            By::Timeout => format!(
+                "escalation request {id} timed out after {} s: blocked",
+                self.policy
+                    .escalate_timeout(rule)
+                    .unwrap_or(esc.timeout)
+                    .as_secs()
+            ),
+            By::Withdrawn => {
+                format!("escalation request {id} withdrawn: the caller went away")
+            }
+        }
     }
 }
 
