@@ -1,0 +1,636 @@
+//! Layered policies: a file that includes others (`include:`).
+//!
+//! A policy file may include other policy files (a user's baseline, an
+//! organisation's, a shipped policy as `builtin:NAME`). The files a file
+//! includes are *above* it; the file is a layer *below* them that can only
+//! tighten them. Every layer judges an action on its own (its own rules
+//! and defaults, as if it were the only file), and the strictest verdict
+//! wins ([`combine`]): so no layer can turn a verdict of another into a
+//! weaker one, by construction. What a lower layer writes that tries to
+//! (a default weaker than the one above, `mode: observe` under an enforcing
+//! layer, a rule whose own examples the layers above judge stricter) would
+//! have no effect, and is a load error at its location, so that `policy
+//! check` says so instead of leaving a rule that silently does nothing.
+//!
+//! Layer order: depth first, each file after the files it includes, in
+//! `include:` order; the including file last. The rules of all layers form
+//! one id space (records name rules by id), so an id may be used once.
+//!
+//! Includes are read here: relative paths against the including file's
+//! directory, `builtin:NAME` from the shipped policies. Cycles, a file
+//! included twice and nesting deeper than [`MAX_INCLUDE_DEPTH`] are
+//! refused at the `include:` entry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::compile::{kind_index, KINDS};
+use super::error::PolicyError;
+use super::explain::Explanation;
+use super::rule::Rule;
+use super::yaml::{self, Loc, Node, Value};
+use super::{Env, Policy, Vars};
+use crate::action::{Action, Decision, Mode, Verdict};
+
+/// How deep includes may nest (a file that includes a file that
+/// includes …).
+pub const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// One layer of a policy: the file (an absolute path, or `builtin:NAME`;
+/// the top file as it was named when loaded) and its own hash (that file
+/// alone, as [`Policy::sha256`] of a file without `include:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub path: String,
+    pub sha256: [u8; 32],
+}
+
+/// What a file with `include:` adds to its own policy.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    /// Every layer the file includes, directly or through another, in
+    /// layer order.
+    pub above: Vec<Arc<Policy>>,
+    /// The hash of the file alone.
+    pub own_sha256: [u8; 32],
+}
+
+/// The layers above a file, loaded with the example variables: what its
+/// examples and tests are judged with (see `compile`).
+pub(crate) struct Above<'a> {
+    layers: &'a [Arc<Policy>],
+}
+
+impl Above<'_> {
+    /// Whether some layer above has a rule with this id.
+    pub fn has_rule(&self, id: &str) -> bool {
+        self.layers
+            .iter()
+            .any(|p| p.rules.iter().any(|r| r.id == id))
+    }
+
+    /// The decision of the layers above together with the file's own
+    /// decision `own`.
+    pub fn below(&self, own: Decision, action: &Action) -> Decision {
+        let above = self.layers.iter().map(|p| p.decide_own(action));
+        combine(above.chain(std::iter::once(own))).0
+    }
+
+    /// When the layers above judge `action`, which `rule` of the file
+    /// below matches, stricter than the rule does: the message and hint of
+    /// the error (the rule tries to loosen them).
+    pub fn loosens(&self, rule: &Rule, action: &Action) -> Option<(String, String)> {
+        if self.layers.is_empty() {
+            return None;
+        }
+        let (d, i) = combine(self.layers.iter().map(|p| p.decide_own(action)));
+        if d.verdict <= rule.verdict {
+            return None;
+        }
+        let file = crate::escape::text(&self.layers[i].origin);
+        let by = match &d.rule {
+            Some(id) => format!("rule '{}' of {file}", crate::escape::text(id)),
+            None => format!("the default of {file}"),
+        };
+        Some((
+            format!(
+                "the rule decides {} for this example, but the layers this file includes decide {} ({by}): a file can only tighten the policies it includes, so this rule has no effect on it",
+                rule.verdict, d.verdict
+            ),
+            "remove the rule or narrow it to what the included layers allow (to change their decision, change the included file)".into(),
+        ))
+    }
+}
+
+/// The decisions of the layers, in layer order, as one: the strictest
+/// verdict wins; among equal verdicts, a decision by a rule beats one by a
+/// default, then the first layer. `matched` lists every layer's matching
+/// rules in layer order. Also returns the index of the winning layer.
+pub(crate) fn combine(decisions: impl IntoIterator<Item = Decision>) -> (Decision, usize) {
+    let mut matched = Vec::new();
+    let mut best: Option<(usize, Decision)> = None;
+    for (i, d) in decisions.into_iter().enumerate() {
+        matched.extend(d.matched.iter().cloned());
+        let better = best.as_ref().is_none_or(|(_, b)| {
+            (d.verdict, d.rule.is_some()) > (b.verdict, b.rule.is_some())
+        });
+        if better {
+            best = Some((i, d));
+        }
+    }
+    let (i, mut d) = best.unwrap_or_else(|| {
+        (
+            0,
+            Decision {
+                verdict: Verdict::Block,
+                matched: Vec::new(),
+                rule: None,
+                reason: "a layered policy without layers decides nothing".into(),
+            },
+        )
+    });
+    d.matched = matched;
+    (d, i)
+}
+
+/// [`Policy::decide`] of a file with `include:`.
+pub(crate) fn decide(stack: &Stack, top: &Policy, action: &Action) -> Decision {
+    let above = stack.above.iter().map(|p| p.decide_own(action));
+    combine(above.chain(std::iter::once(top.decide_own(action)))).0
+}
+
+/// [`Policy::explain`] of a file with `include:`: every layer explained on
+/// its own, combined as [`decide`] combines, naming the winning layer.
+pub(crate) fn explain(_stack: &Stack, top: &Policy, action: &Action) -> Explanation {
+    let layers: Vec<&Policy> = top.layer_policies().collect();
+    let each: Vec<Explanation> = layers
+        .iter()
+        .map(|p| super::explain::explain(p, action))
+        .collect();
+    let (decision, winner) = combine(each.iter().map(|e| e.decision.clone()));
+    Explanation {
+        decision,
+        matched: each.into_iter().flat_map(|e| e.matched).collect(),
+        layer: layers.get(winner).map(|p| p.origin.clone()),
+    }
+}
+
+/// A policy file read for loading.
+struct Source {
+    origin: String,
+    text: String,
+    /// The directory relative includes start from (`None` for a shipped
+    /// policy, which has none).
+    dir: Option<PathBuf>,
+    /// What names the file for cycles and duplicates: its canonical path,
+    /// or `builtin:NAME`.
+    identity: String,
+}
+
+struct Ctx<'v> {
+    vars: &'v Vars,
+    /// The files being loaded, outermost first (a cycle returns to one).
+    chain: Vec<String>,
+    /// Every file included so far, with where.
+    seen: HashMap<String, (String, Loc)>,
+}
+
+fn error(file: &str, loc: Loc, message: String, hint: &str) -> PolicyError {
+    PolicyError {
+        file: file.to_string(),
+        line: loc.line,
+        col: loc.col,
+        rule: None,
+        message,
+        hint: Some(hint.to_string()),
+    }
+}
+
+fn parse(text: &str, origin: &str) -> Result<Node, Vec<PolicyError>> {
+    match yaml::parse(text) {
+        Err(e) => Err(vec![PolicyError {
+            file: origin.to_string(),
+            line: e.loc.line,
+            col: e.loc.col,
+            rule: None,
+            message: e.message,
+            hint: None,
+        }]),
+        Ok(None) => Err(vec![error(
+            origin,
+            Loc { line: 1, col: 1 },
+            "the policy is empty".into(),
+            "start with `version: 1`, then `rules:`",
+        )]),
+        Ok(Some(root)) => Ok(root),
+    }
+}
+
+fn top_entry<'n>(root: &'n Node, name: &str) -> Option<&'n Node> {
+    let Value::Map(top) = &root.value else {
+        return None;
+    };
+    top.iter()
+        .find(|(k, _)| matches!(&k.value, Value::Scalar(s, _) if s == name))
+        .map(|(_, v)| v)
+}
+
+/// The `include:` entries of a file (a path or a list of them).
+fn includes(root: &Node, origin: &str) -> Result<Vec<(String, Loc)>, Vec<PolicyError>> {
+    let Some(n) = top_entry(root, "include") else {
+        return Ok(Vec::new());
+    };
+    const HINT: &str = "write `include: [../baseline.yaml, builtin:default]` (paths relative to this file, or builtin:NAME)";
+    let items: Vec<&Node> = match &n.value {
+        Value::Scalar(..) if !n.is_null() => vec![n],
+        Value::Seq(items) if !items.is_empty() => items.iter().collect(),
+        _ => {
+            return Err(vec![error(
+                origin,
+                n.loc,
+                format!(
+                    "'include' must be a path or a non-empty list of paths, found {}",
+                    n.type_name()
+                ),
+                HINT,
+            )])
+        }
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for item in items {
+        match &item.value {
+            Value::Scalar(s, _) if !item.is_null() && !s.trim().is_empty() => {
+                out.push((s.clone(), item.loc))
+            }
+            _ => errors.push(error(
+                origin,
+                item.loc,
+                format!("an include must be a path, found {}", item.type_name()),
+                HINT,
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// `${HOME}`, `${WORKSPACE}` and `${TMPDIR}` of an include path replaced;
+/// any other `${…}` is an error.
+fn expand(spec: &str, vars: &Vars) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = spec;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("unterminated variable in include path '{spec}'"));
+        };
+        let name = &after[..end];
+        match vars.get(name) {
+            Some(v) => out.push_str(&v.to_string_lossy()),
+            None => {
+                return Err(format!(
+                    "unknown variable ${{{name}}} in include path '{spec}' (include paths may use ${{HOME}}, ${{WORKSPACE}} and ${{TMPDIR}})"
+                ))
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The file an include entry names, read.
+fn resolve(ctx: &mut Ctx<'_>, from: &Source, spec: &str, loc: Loc) -> Result<Source, PolicyError> {
+    let fail = |message: String, hint: &str| error(&from.origin, loc, message, hint);
+    let spec_shown = crate::escape::text(spec);
+    if ctx.chain.len() > MAX_INCLUDE_DEPTH {
+        return Err(fail(
+            format!(
+                "includes nest deeper than {MAX_INCLUDE_DEPTH} levels ({})",
+                ctx.chain
+                    .iter()
+                    .map(|c| crate::escape::text(c))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            ),
+            "include the files side by side from one file",
+        ));
+    }
+    let source = if let Some(name) = spec.strip_prefix("builtin:") {
+        let Some(text) = super::shipped::shipped(name) else {
+            return Err(fail(
+                format!("there is no built-in policy named {}", crate::escape::text(name)),
+                &format!("built in: {}", super::shipped::names()),
+            ));
+        };
+        let name = name.strip_suffix(".yaml").unwrap_or(name);
+        Source {
+            origin: format!("builtin:{name}"),
+            text: text.to_string(),
+            dir: None,
+            identity: format!("builtin:{name}"),
+        }
+    } else {
+        let expanded = expand(spec, ctx.vars).map_err(|m| fail(m, "write the path out"))?;
+        let p = Path::new(&expanded);
+        let path = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            match &from.dir {
+                Some(d) => d.join(p),
+                None => {
+                    return Err(fail(
+                        format!(
+                            "{} has no directory for the relative include {spec_shown}",
+                            crate::escape::text(&from.origin)
+                        ),
+                        "write an absolute path or builtin:NAME",
+                    ))
+                }
+            }
+        };
+        let canonical = std::fs::canonicalize(&path).map_err(|e| {
+            fail(
+                format!(
+                    "cannot read the included policy {} ({spec_shown}): {e}",
+                    crate::escape::path(&path)
+                ),
+                "include paths are relative to the including file",
+            )
+        })?;
+        let bytes = std::fs::read(&canonical).map_err(|e| {
+            fail(
+                format!(
+                    "cannot read the included policy {}: {e}",
+                    crate::escape::path(&canonical)
+                ),
+                "check the file's permissions",
+            )
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            fail(
+                format!(
+                    "the included policy {} is not UTF-8",
+                    crate::escape::path(&canonical)
+                ),
+                "save the file as UTF-8",
+            )
+        })?;
+        let origin = canonical.display().to_string();
+        Source {
+            identity: origin.clone(),
+            dir: canonical.parent().map(Path::to_path_buf),
+            origin,
+            text,
+        }
+    };
+    if let Some(at) = ctx.chain.iter().position(|c| *c == source.identity) {
+        let cycle: Vec<String> = ctx.chain[at..]
+            .iter()
+            .chain(std::iter::once(&source.identity))
+            .map(|c| crate::escape::text(c))
+            .collect();
+        return Err(fail(
+            format!("the include of {spec_shown} is a cycle: {}", cycle.join(" → ")),
+            "a policy cannot include itself, directly or through another file",
+        ));
+    }
+    if let Some((file, first)) = ctx.seen.get(&source.identity) {
+        return Err(fail(
+            format!(
+                "{} is included already (at {}:{}:{})",
+                crate::escape::text(&source.identity),
+                crate::escape::text(file),
+                first.line,
+                first.col
+            ),
+            "include each file once",
+        ));
+    }
+    ctx.seen
+        .insert(source.identity.clone(), (from.origin.clone(), loc));
+    Ok(source)
+}
+
+/// Loads a policy: a file without `include:` as it always was, a file
+/// with it as the layers it names and itself.
+pub(crate) fn load(
+    text: &str,
+    origin: &str,
+    vars: &Vars,
+    env: &Env,
+) -> Result<Policy, Vec<PolicyError>> {
+    let root = parse(text, origin)?;
+    if top_entry(&root, "include").is_none() {
+        return Policy::single(text, &root, origin, vars, env, None);
+    }
+    let (identity, dir) = if origin.starts_with("builtin:") {
+        (origin.to_string(), None)
+    } else {
+        match std::fs::canonicalize(origin) {
+            Ok(c) => (
+                c.display().to_string(),
+                c.parent().map(Path::to_path_buf),
+            ),
+            Err(_) => (
+                origin.to_string(),
+                Some(
+                    Path::new(origin)
+                        .parent()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                ),
+            ),
+        }
+    };
+    let top = Source {
+        origin: origin.to_string(),
+        text: text.to_string(),
+        dir,
+        identity: identity.clone(),
+    };
+    let mut ctx = Ctx {
+        vars,
+        chain: vec![identity],
+        seen: HashMap::new(),
+    };
+    load_node(&mut ctx, &top, &root, env, false).map(|(real, _)| real)
+}
+
+/// One file and the files it includes: the policy with the real
+/// variables and, when `example` is set, with the example variables (what
+/// the layers below it judge their examples with).
+fn load_node(
+    ctx: &mut Ctx<'_>,
+    src: &Source,
+    root: &Node,
+    env: &Env,
+    example: bool,
+) -> Result<(Policy, Option<Policy>), Vec<PolicyError>> {
+    let specs = includes(root, &src.origin)?;
+    let mut errors = Vec::new();
+    let mut above_real: Vec<Arc<Policy>> = Vec::new();
+    let mut above_example: Vec<Arc<Policy>> = Vec::new();
+    for (spec, loc) in specs {
+        let child = match resolve(ctx, src, &spec, loc) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let child_root = match parse(&child.text, &child.origin) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
+        ctx.chain.push(child.identity.clone());
+        let loaded = load_node(ctx, &child, &child_root, env, true);
+        ctx.chain.pop();
+        match loaded {
+            Ok((real, Some(ex))) => {
+                for (list, p) in [(&mut above_real, real), (&mut above_example, ex)] {
+                    if let Some(s) = &p.stack {
+                        list.extend(s.above.iter().cloned());
+                    }
+                    list.push(Arc::new(p));
+                }
+            }
+            Ok((_, None)) => {}
+            Err(e) => errors.extend(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let above = Above {
+        layers: &above_example,
+    };
+    let above = (!above_example.is_empty()).then_some(&above);
+    let mut errors = tightens(&src.origin, root, &above_real);
+    let mut real = match Policy::single(&src.text, root, &src.origin, ctx.vars, env, above) {
+        Ok(p) if errors.is_empty() => p,
+        Ok(_) => return Err(errors),
+        Err(e) => {
+            errors.extend(e);
+            return Err(errors);
+        }
+    };
+    let mut ex = if example {
+        Some(Policy::single_for_examples(&src.text, root, &src.origin)?)
+    } else {
+        None
+    };
+    if above_real.is_empty() {
+        return Ok((real, ex));
+    }
+    let errors = unique_ids(&above_real, &real);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    attach(&mut real, &src.text, above_real);
+    if let Some(ex) = &mut ex {
+        attach(ex, &src.text, above_example);
+    }
+    Ok((real, ex))
+}
+
+/// The constructs of a file that would loosen the layers above it: a
+/// default weaker than theirs, `mode: observe` under a layer that enforces.
+/// (Rules that would are found by their examples, in `compile`.)
+fn tightens(origin: &str, root: &Node, above: &[Arc<Policy>]) -> Vec<PolicyError> {
+    let mut errors = Vec::new();
+    let scalar = |n: &Node| match &n.value {
+        Value::Scalar(s, _) => Some(s.clone()),
+        _ => None,
+    };
+    if let Some(m) = top_entry(root, "mode") {
+        let enforcing = above.iter().find(|p| p.mode == Mode::Enforce);
+        if let (Some("observe"), Some(p)) = (scalar(m).as_deref(), enforcing) {
+            errors.push(error(
+                origin,
+                m.loc,
+                format!(
+                    "`mode: observe` would loosen {}, which enforces: a file can only tighten the policies it includes",
+                    crate::escape::text(&p.origin)
+                ),
+                "remove `mode: observe` (the policy enforces); to observe, every layer must say `mode: observe`, or run with `supervise --mode observe`",
+            ));
+        }
+    }
+    if let Some(Value::Map(entries)) = top_entry(root, "defaults").map(|d| &d.value) {
+        for (k, v) in entries {
+            let Some(kind) = KINDS
+                .iter()
+                .find(|kind| matches!(&k.value, Value::Scalar(s, _) if s == kind.as_str()))
+            else {
+                continue;
+            };
+            let own = match scalar(v).as_deref() {
+                Some("allow") => Verdict::Allow,
+                Some("escalate") => Verdict::Escalate,
+                Some("block") => Verdict::Block,
+                // Not a verdict: an error of its own (compile).
+                _ => continue,
+            };
+            let i = kind_index(*kind);
+            let Some(upper) = above.iter().max_by_key(|p| p.defaults[i]) else {
+                continue;
+            };
+            if own < upper.defaults[i] {
+                errors.push(error(
+                    origin,
+                    v.loc,
+                    format!(
+                        "`defaults.{kind}: {own}` would loosen the default of {} ({}): a file can only tighten the policies it includes, so this default has no effect",
+                        crate::escape::text(&upper.origin),
+                        upper.defaults[i]
+                    ),
+                    &format!("write `{kind}: {}` or stricter, or leave it out", upper.defaults[i]),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// Rule ids are unique across the layers (records name rules by id): an
+/// error at every rule whose id an earlier layer has.
+fn unique_ids(above: &[Arc<Policy>], file: &Policy) -> Vec<PolicyError> {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    let mut errors = Vec::new();
+    for p in above.iter().map(|p| &**p).chain(std::iter::once(file)) {
+        for r in &p.rules {
+            match seen.get(r.id.as_str()) {
+                Some(first) => errors.push(PolicyError {
+                    file: p.origin.clone(),
+                    line: r.loc.line,
+                    col: r.loc.col,
+                    rule: Some(r.id.clone()),
+                    message: format!(
+                        "duplicate rule id: {} has a rule with this id too",
+                        crate::escape::text(first)
+                    ),
+                    hint: Some(
+                        "rule ids are unique across the layers of a policy (records name rules by id): rename this one"
+                            .into(),
+                    ),
+                }),
+                None => {
+                    seen.insert(&r.id, &p.origin);
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Makes `p` (a file alone) the layered policy of it and `above`: the hash
+/// naming every layer, the environment variables every layer read, the
+/// mode (observe only when every layer observes).
+fn attach(p: &mut Policy, text: &str, above: Vec<Arc<Policy>>) {
+    let own = p.sha256;
+    let hashes: Vec<[u8; 32]> = above.iter().map(|l| l.own_sha256()).collect();
+    p.sha256 = super::policy_hash(text, &p.vars, &p.env, &hashes);
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for l in &above {
+        env.extend(l.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    env.extend(std::mem::take(&mut p.env));
+    p.env = env;
+    if above.iter().any(|l| l.mode == Mode::Enforce) {
+        p.mode = Mode::Enforce;
+    }
+    p.stack = Some(Box::new(Stack {
+        above,
+        own_sha256: own,
+    }));
+}
