@@ -879,7 +879,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Some(p) => {
             let src = super::PolicySource::resolve(p)?;
             let (pol, how) = load_for_run(&src.text()?, run.as_deref())?;
-            let same = run.as_ref().map(|h| h.policy_sha256 == pol.sha256());
+            let same = run.as_ref().map(|h| {
+                h.policy_sha256 == pol.sha256()
+                    && crate::replay::layer_differences(h, &pol).is_empty()
+            });
             if same != Some(true) {
                 let msg = format!(
                     "the policy given ({}, sha256 {}, loaded with {how}) is not the one the run used (sha256 {}): below is what it decides now, not necessarily why the run decided",
@@ -916,6 +919,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 "id": h.run_id,
                 "policy_sha256": hex::encode(h.policy_sha256),
                 "policy_path": h.policy_path.as_ref().map(|p| bytes_json(p.as_os_str().as_bytes())),
+                "policy_layers": (!h.policy_layers.is_empty()).then(|| h.policy_layers.iter().map(|l| json!({
+                    "path": bytes_json(l.path.as_os_str().as_bytes()),
+                    "sha256": hex::encode(l.sha256),
+                })).collect::<Vec<_>>()),
                 "mode": h.mode.as_str(),
             })),
             "policy": Json::Null,
@@ -1015,6 +1022,13 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "(default)".into()),
             hex::encode(h.policy_sha256)
         );
+        for l in &h.policy_layers {
+            println!(
+                "  layer: {} (sha256 {})",
+                escape::path(&l.path),
+                hex::encode(l.sha256)
+            );
+        }
     }
     match (&policy, &explanation) {
         (Some((path, pol, same)), Some(ex)) => {

@@ -87,6 +87,9 @@ pub struct RunRecord {
     /// `HOME`, `TMPDIR` and every `env.NAME` the policy was loaded with
     /// (absent in ledgers written before they were recorded).
     pub vars: Option<BTreeMap<String, OsString>>,
+    /// Each file of a layered policy with its own hash, in layer order
+    /// (empty for a policy without `include:`).
+    pub policy_layers: Vec<super::PolicyLayer>,
 }
 
 fn bytes(v: &Value<'_>, what: &str) -> Result<Vec<u8>, String> {
@@ -579,6 +582,10 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
         ),
         Some(_) => return Err("`vars` must be an object of byte strings".into()),
     };
+    let policy_layers = match f.opt("policy_layers") {
+        None => Vec::new(),
+        Some(v) => super::record::policy_layers(v)?,
+    };
     f.done()?;
     Ok(Some(RunRecord {
         seq,
@@ -593,6 +600,7 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
         mode,
         ci,
         vars,
+        policy_layers,
     }))
 }
 
@@ -786,6 +794,7 @@ mod tests {
             mode: Mode::Observe,
             ci: BTreeMap::new(),
             vars: Some(vars.clone()),
+            policy_layers: Vec::new(),
         })
         .unwrap();
         let a = open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE);

@@ -35,8 +35,8 @@ pub use anchor::Anchor;
 pub use error::LedgerError;
 pub use keys::{HostKey, PublicKey};
 pub use record::{
-    Counts, DecisionEntry, DnsEntry, EscalationEntry, FileIdentity, Outcome, RefusalEntry,
-    ResolutionEntry, RunEnd, RunHeader, RunInfo, Stage,
+    Counts, DecisionEntry, DnsEntry, EscalationEntry, FileIdentity, Outcome, PolicyLayer,
+    RefusalEntry, ResolutionEntry, RunEnd, RunHeader, RunInfo, Stage,
 };
 pub use verify::{verify_file, verify_file_anchored, verify_file_with, Report, Status};
 
