@@ -1295,6 +1295,12 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         let mut hash = None;
         for h in &headers {
             if let Ok((p, _)) = load_for_run(&t, Some(h)) {
+                if p.is_layered() {
+                    anyhow::bail!(
+                        "not implemented: bundling a layered policy ({} includes other files, which the bundle would not hold, so it could not be loaded from it); bundle the ledger without --policy and hand the layer files over with it (the run header lists each with its hash)",
+                        escape::path(&src.path())
+                    );
+                }
                 if p.sha256() == h.policy_sha256 {
                     runs.push(h.run_id.clone());
                     hash = Some(hex::encode(p.sha256()));
