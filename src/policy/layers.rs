@@ -504,7 +504,7 @@ fn load_node(
             return Err(errors);
         }
     };
-    let mut ex = if example {
+    let mut ex = if example || !above_example.is_empty() {
         Some(Policy::single_for_examples(&src.text, root, &src.origin)?)
     } else {
         None
@@ -512,7 +512,10 @@ fn load_node(
     if above_real.is_empty() {
         return Ok((real, ex));
     }
-    let errors = unique_ids(&above_real, &real);
+    let mut errors = unique_ids(&above_real, &real);
+    if let Some(ex) = &ex {
+        errors.extend(probed(ex, &above_example));
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -520,7 +523,7 @@ fn load_node(
     if let Some(ex) = &mut ex {
         attach(ex, &src.text, above_example);
     }
-    Ok((real, ex))
+    Ok((real, ex.filter(|_| example)))
 }
 
 /// The constructs of a file that would loosen the layers above it: a
@@ -576,6 +579,92 @@ fn tightens(origin: &str, root: &Node, above: &[Arc<Policy>]) -> Vec<PolicyError
                     ),
                     &format!("write `{kind}: {}` or stricter, or leave it out", upper.defaults[i]),
                 ));
+            }
+        }
+    }
+    errors
+}
+
+/// The content hash the probes of [`probes`] carry: one no rule names (a
+/// probe with an unknown hash would match every block rule on hashes).
+const PROBE_SHA256: [u8; 32] = [0; 32];
+
+/// Actions built from a rule's own wildcard-free patterns (`name:`,
+/// `program:` of exec rules; `path:` of open rules, with the rule's
+/// accesses) that the rule matches: concrete actions a rule without
+/// examples is judged by. Patterns with wildcards and connect rules give
+/// none (their examples are what shows what they match).
+fn probes(rule: &Rule, workspace: &Path) -> Vec<Action> {
+    use super::rule::{with_view, Conds};
+    use crate::action::{Access, ExecAction, FileOp, OpenAction};
+    let literals = |g: &Option<super::glob::Globs>| -> Vec<String> {
+        g.iter()
+            .flat_map(|g| g.literals.iter().flatten().cloned())
+            .collect()
+    };
+    let mut out = Vec::new();
+    match &rule.when {
+        Conds::Exec(e) => {
+            let mut programs: Vec<PathBuf> =
+                literals(&e.program).into_iter().map(PathBuf::from).collect();
+            programs.extend(
+                literals(&e.name)
+                    .into_iter()
+                    .map(|n| Path::new("/usr/bin").join(n)),
+            );
+            for path in programs {
+                let name = path.file_name().unwrap_or_default().to_os_string();
+                out.push(Action::Exec(ExecAction {
+                    path,
+                    argv: vec![name],
+                    cwd: workspace.to_path_buf(),
+                    sha256: Some(PROBE_SHA256),
+                }));
+            }
+        }
+        Conds::Open(o) => {
+            for path in literals(&o.path) {
+                out.push(Action::Open(OpenAction {
+                    path: PathBuf::from(path),
+                    access: o.access.unwrap_or(Access::READ),
+                    cwd: workspace.to_path_buf(),
+                    process: None,
+                    op: FileOp::Open,
+                    detail: None,
+                }));
+            }
+        }
+        Conds::Connect(_) => {}
+    }
+    out.retain(|a| with_view(a, true, |v| rule.matches(v, None)));
+    out
+}
+
+/// The rules of `file` (loaded with the example variables) that some probe
+/// ([`probes`]) shows trying to loosen the layers above: an error at each.
+fn probed(file: &Policy, above: &[Arc<Policy>]) -> Vec<PolicyError> {
+    let above = Above { layers: above };
+    let mut errors = Vec::new();
+    for rule in &file.rules {
+        if rule.verdict == Verdict::Block {
+            continue;
+        }
+        for probe in probes(rule, &file.vars.workspace) {
+            if let Some((message, hint)) = above.loosens(rule, &probe) {
+                let what = match &probe {
+                    Action::Exec(x) => format!("exec of {}", crate::escape::path(&x.path)),
+                    Action::Open(o) => format!("open of {} ({})", crate::escape::path(&o.path), o.access),
+                    Action::Connect(_) => "connection".into(),
+                };
+                errors.push(PolicyError {
+                    file: file.origin.clone(),
+                    line: rule.loc.line,
+                    col: rule.loc.col,
+                    rule: Some(rule.id.clone()),
+                    message: message.replace("for this example", &format!("for an {what} it matches")),
+                    hint: Some(hint),
+                });
+                break;
             }
         }
     }
