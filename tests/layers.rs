@@ -141,10 +141,21 @@ tests:
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("defaults: exec allow, open block"), "{all}");
     let base = std::fs::canonicalize(d.join("user/base.yaml")).unwrap();
-    assert!(all.contains(&format!("    {} (sha256 ", base.display())), "{all}");
+    assert!(
+        all.contains(&format!("    {} (sha256 ", base.display())),
+        "{all}"
+    );
 
     let out = run(
-        &["policy", "explain", "project.yaml", "--", "exec", "curl", "x"],
+        &[
+            "policy",
+            "explain",
+            "project.yaml",
+            "--",
+            "exec",
+            "curl",
+            "x",
+        ],
         d,
     );
     let all = text(&out);
@@ -162,7 +173,13 @@ tests:
     );
     let out = run(
         &[
-            "policy", "explain", "--json", "project.yaml", "--", "open", "/etc/hosts",
+            "policy",
+            "explain",
+            "--json",
+            "project.yaml",
+            "--",
+            "open",
+            "/etc/hosts",
         ],
         d,
     );
@@ -175,12 +192,19 @@ tests:
 fn cycles_and_files_included_twice_are_refused_at_the_include() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("a.yaml"), "version: 1\ninclude: [b.yaml]\nrules: []\n").unwrap();
+    std::fs::write(
+        d.join("a.yaml"),
+        "version: 1\ninclude: [b.yaml]\nrules: []\n",
+    )
+    .unwrap();
     std::fs::write(d.join("b.yaml"), "version: 1\ninclude: a.yaml\nrules: []\n").unwrap();
     let out = run(&["policy", "check", "a.yaml"], d);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(all.contains("b.yaml:2:10: the include of a.yaml is a cycle"), "{all}");
+    assert!(
+        all.contains("b.yaml:2:10: the include of a.yaml is a cycle"),
+        "{all}"
+    );
 
     std::fs::write(d.join("c.yaml"), "version: 1\nrules: []\n").unwrap();
     std::fs::write(d.join("b.yaml"), "version: 1\ninclude: c.yaml\nrules: []\n").unwrap();
@@ -278,7 +302,10 @@ rules:
         "{all}"
     );
     assert!(all.contains(", the run's policy)"), "{all}");
-    assert!(all.contains(&format!("  layer: {}", base.display())), "{all}");
+    assert!(
+        all.contains(&format!("  layer: {}", base.display())),
+        "{all}"
+    );
     let mkdir = exec_seq(&env, "mkdir").to_string();
     let out = run(
         &["explain", ledger, &mkdir, "--policy", p, "--pubkey", pubkey],
@@ -298,7 +325,10 @@ rules:
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("(the policy the run pinned)"), "{all}");
-    assert!(all.contains(&format!("Layer: {} (sha256", base.display())), "{all}");
+    assert!(
+        all.contains(&format!("Layer: {} (sha256", base.display())),
+        "{all}"
+    );
     assert!(all.contains("Result: no change"), "{all}");
     let out = run(
         &["verify", ledger, "--pubkey", pubkey, "--policy", p],

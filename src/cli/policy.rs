@@ -179,7 +179,9 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                 );
                 println!("  sha256: {}", hex::encode(p.sha256()));
                 if p.is_layered() {
-                    println!("  layers (uppermost first; a file only tightens the files it includes):");
+                    println!(
+                        "  layers (uppermost first; a file only tightens the files it includes):"
+                    );
                     for l in p.layers() {
                         println!(
                             "    {} (sha256 {})",

@@ -1127,8 +1127,10 @@ impl<'a> Loader<'a> {
                         message,
                         Some("fix the rule's conditions or the example".into()),
                     );
-                } else if let Some((message, hint)) =
-                    self.above.filter(|_| expect).and_then(|a| a.loosens(rule, &action))
+                } else if let Some((message, hint)) = self
+                    .above
+                    .filter(|_| expect)
+                    .and_then(|a| a.loosens(rule, &action))
                 {
                     self.err(item.loc, message, Some(hint));
                 }

@@ -112,9 +112,9 @@ pub(crate) fn combine(decisions: impl IntoIterator<Item = Decision>) -> (Decisio
     let mut best: Option<(usize, Decision)> = None;
     for (i, d) in decisions.into_iter().enumerate() {
         matched.extend(d.matched.iter().cloned());
-        let better = best.as_ref().is_none_or(|(_, b)| {
-            (d.verdict, d.rule.is_some()) > (b.verdict, b.rule.is_some())
-        });
+        let better = best
+            .as_ref()
+            .is_none_or(|(_, b)| (d.verdict, d.rule.is_some()) > (b.verdict, b.rule.is_some()));
         if better {
             best = Some((i, d));
         }
@@ -305,7 +305,10 @@ fn resolve(ctx: &mut Ctx<'_>, from: &Source, spec: &str, loc: Loc) -> Result<Sou
     let source = if let Some(name) = spec.strip_prefix("builtin:") {
         let Some(text) = super::shipped::shipped(name) else {
             return Err(fail(
-                format!("there is no built-in policy named {}", crate::escape::text(name)),
+                format!(
+                    "there is no built-in policy named {}",
+                    crate::escape::text(name)
+                ),
                 &format!("built in: {}", super::shipped::names()),
             ));
         };
@@ -377,7 +380,10 @@ fn resolve(ctx: &mut Ctx<'_>, from: &Source, spec: &str, loc: Loc) -> Result<Sou
             .map(|c| crate::escape::text(c))
             .collect();
         return Err(fail(
-            format!("the include of {spec_shown} is a cycle: {}", cycle.join(" → ")),
+            format!(
+                "the include of {spec_shown} is a cycle: {}",
+                cycle.join(" → ")
+            ),
             "a policy cannot include itself, directly or through another file",
         ));
     }
@@ -414,10 +420,7 @@ pub(crate) fn load(
         (origin.to_string(), None)
     } else {
         match std::fs::canonicalize(origin) {
-            Ok(c) => (
-                c.display().to_string(),
-                c.parent().map(Path::to_path_buf),
-            ),
+            Ok(c) => (c.display().to_string(), c.parent().map(Path::to_path_buf)),
             Err(_) => (
                 origin.to_string(),
                 Some(
@@ -605,8 +608,10 @@ fn probes(rule: &Rule, workspace: &Path) -> Vec<Action> {
     let mut out = Vec::new();
     match &rule.when {
         Conds::Exec(e) => {
-            let mut programs: Vec<PathBuf> =
-                literals(&e.program).into_iter().map(PathBuf::from).collect();
+            let mut programs: Vec<PathBuf> = literals(&e.program)
+                .into_iter()
+                .map(PathBuf::from)
+                .collect();
             programs.extend(
                 literals(&e.name)
                     .into_iter()
@@ -653,7 +658,9 @@ fn probed(file: &Policy, above: &[Arc<Policy>]) -> Vec<PolicyError> {
             if let Some((message, hint)) = above.loosens(rule, &probe) {
                 let what = match &probe {
                     Action::Exec(x) => format!("exec of {}", crate::escape::path(&x.path)),
-                    Action::Open(o) => format!("open of {} ({})", crate::escape::path(&o.path), o.access),
+                    Action::Open(o) => {
+                        format!("open of {} ({})", crate::escape::path(&o.path), o.access)
+                    }
                     Action::Connect(_) => "connection".into(),
                 };
                 errors.push(PolicyError {
@@ -661,7 +668,8 @@ fn probed(file: &Policy, above: &[Arc<Policy>]) -> Vec<PolicyError> {
                     line: rule.loc.line,
                     col: rule.loc.col,
                     rule: Some(rule.id.clone()),
-                    message: message.replace("for this example", &format!("for an {what} it matches")),
+                    message: message
+                        .replace("for this example", &format!("for an {what} it matches")),
                     hint: Some(hint),
                 });
                 break;
@@ -722,4 +730,410 @@ fn attach(p: &mut Policy, text: &str, above: Vec<Arc<Policy>>) {
         above,
         own_sha256: own,
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{exec, open, vars};
+    use super::*;
+    use crate::action::Access;
+
+    /// A directory of policy files.
+    struct Dir(tempfile::TempDir);
+
+    impl Dir {
+        fn new(files: &[(&str, &str)]) -> Dir {
+            let d = Dir(tempfile::tempdir().unwrap());
+            for (name, text) in files {
+                d.write(name, text);
+            }
+            d
+        }
+        fn write(&self, name: &str, text: &str) {
+            let p = self.0.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        fn path(&self, name: &str) -> String {
+            self.0.path().join(name).display().to_string()
+        }
+        fn load(&self, name: &str) -> Result<Policy, Vec<String>> {
+            Policy::from_file_with_env(
+                Path::new(&self.path(name)),
+                &vars(),
+                &Env::fixed::<String, String>([]),
+            )
+            .map_err(|e| e.iter().map(ToString::to_string).collect())
+        }
+        fn ok(&self, name: &str) -> Policy {
+            self.load(name)
+                .unwrap_or_else(|e| panic!("{}", e.join("\n")))
+        }
+        fn err(&self, name: &str) -> Vec<String> {
+            match self.load(name) {
+                Ok(_) => panic!("{name} should not load"),
+                Err(e) => e,
+            }
+        }
+    }
+
+    const BASE: &str = "version: 1
+defaults: {exec: allow, open: escalate}
+rules:
+  - id: base-block-rm
+    exec: {name: rm}
+    decision: block
+    reason: no rm
+  - id: base-allow-etc
+    open: {path: [\"/etc/**\"], access: [read]}
+    decision: allow
+    reason: configuration is readable
+";
+
+    #[test]
+    fn the_strictest_layer_wins_and_a_rule_beats_a_default_on_a_tie() {
+        let d = Dir::new(&[
+            ("base.yaml", BASE),
+            (
+                "p.yaml",
+                "version: 1
+include: base.yaml
+defaults: {exec: escalate}
+rules:
+  - id: p-allow-ls
+    exec: {name: ls}
+    decision: allow
+    reason: listing is harmless
+  - id: p-block-hosts
+    open: {path: [/etc/hosts]}
+    decision: block
+    reason: not the hosts file
+",
+            ),
+        ]);
+        let p = d.ok("p.yaml");
+        // rm: blocked above; ls: allowed by p's rule but the baseline's
+        // default allows too, so the rule decides (a rule beats a default).
+        let rm = p.decide(&exec(&["rm", "x"]));
+        assert_eq!(
+            (rm.verdict, rm.rule.as_deref()),
+            (Verdict::Block, Some("base-block-rm"))
+        );
+        let ls = p.decide(&exec(&["ls"]));
+        assert_eq!(
+            (ls.verdict, ls.rule.as_deref()),
+            (Verdict::Allow, Some("p-allow-ls"))
+        );
+        // cat: no rule; p's default escalate is stricter than the baseline's.
+        let cat = p.decide(&exec(&["cat"]));
+        assert_eq!((cat.verdict, cat.rule), (Verdict::Escalate, None));
+        // /etc/hosts: the baseline allows, p blocks: block. Matched lists both.
+        let hosts = p.decide(&open("/etc/hosts", Access::READ));
+        assert_eq!(hosts.verdict, Verdict::Block);
+        assert_eq!(hosts.matched, ["base-allow-etc", "p-block-hosts"]);
+        // /etc/passwd: the baseline's rule allows; p's default (allow) too.
+        let passwd = p.decide(&open("/etc/passwd", Access::READ));
+        assert_eq!(passwd.rule.as_deref(), Some("base-allow-etc"));
+        // Elsewhere the baseline's open default escalates.
+        assert_eq!(
+            p.decide(&open("/srv/x", Access::READ)).verdict,
+            Verdict::Escalate
+        );
+        assert_eq!(
+            p.default_verdict(crate::action::ActionKind::Exec),
+            Verdict::Escalate
+        );
+        assert_eq!(
+            p.default_verdict(crate::action::ActionKind::Open),
+            Verdict::Escalate
+        );
+        // Explain agrees with decide, and names the layer.
+        for a in [
+            exec(&["rm", "x"]),
+            exec(&["ls"]),
+            exec(&["cat"]),
+            open("/etc/hosts", Access::READ),
+        ] {
+            let ex = p.explain(&a);
+            assert_eq!(ex.decision, p.decide(&a));
+        }
+        let ex = p.explain(&exec(&["rm", "x"]));
+        assert_eq!(ex.layer.as_deref(), Some(d.path("base.yaml").as_str()));
+        assert_eq!(ex.matched[0].file, d.path("base.yaml"));
+        let ex = p.explain(&exec(&["cat"]));
+        assert_eq!(ex.layer.as_deref(), Some(d.path("p.yaml").as_str()));
+        assert_eq!(p.layer_of("p-block-hosts"), Some(d.path("p.yaml").as_str()));
+        assert_eq!(
+            p.rule_ids().collect::<Vec<_>>(),
+            [
+                "base-block-rm",
+                "base-allow-etc",
+                "p-allow-ls",
+                "p-block-hosts"
+            ]
+        );
+    }
+
+    #[test]
+    fn loosening_is_an_error_at_its_location() {
+        let d = Dir::new(&[
+            ("base.yaml", BASE),
+            (
+                "p.yaml",
+                "version: 1
+include: base.yaml
+mode: observe
+defaults:
+  open: allow
+rules:
+  - id: p-allow-rm
+    exec: {name: rm, operand: [build]}
+    decision: allow
+    reason: build
+    examples:
+      match: [{exec: rm -rf build}]
+",
+            ),
+        ]);
+        let e = d.err("p.yaml");
+        let p = d.path("p.yaml");
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("{p}:3:7: `mode: observe` would loosen")),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with(&format!(
+                "{p}:5:9: `defaults.open: allow` would loosen the default of "
+            )),
+            "{e:?}"
+        );
+        assert!(e[2].starts_with(&format!("{p}:12:15: rule 'p-allow-rm': the rule decides allow for this example, but the layers this file includes decide block (rule 'base-block-rm' of ")), "{e:?}");
+        // An escalate rule under a block is loosening too.
+        d.write("p.yaml", "version: 1\ninclude: base.yaml\nrules:\n  - id: p-ask-rm\n    exec: {name: rm}\n    decision: escalate\n    reason: ask\n");
+        let e = d.err("p.yaml");
+        assert!(e[0].starts_with(&format!("{p}:4:5: rule 'p-ask-rm': the rule decides escalate for an exec of /usr/bin/rm it matches, but the layers this file includes decide block")), "{e:?}");
+        // A block rule, or an allow rule within what the baseline allows, is not.
+        d.write("p.yaml", "version: 1\ninclude: base.yaml\nrules:\n  - id: p-block-rm\n    exec: {name: rm}\n    decision: block\n    reason: no\n  - id: p-allow-ls\n    exec: {name: ls}\n    decision: allow\n    reason: fine\n    examples: {match: [{exec: ls -l}]}\n");
+        d.ok("p.yaml");
+    }
+
+    #[test]
+    fn cycles_duplicates_depth_and_missing_files_are_refused_at_the_include() {
+        let d = Dir::new(&[
+            ("a.yaml", "version: 1\ninclude: [b.yaml]\nrules: []\n"),
+            ("b.yaml", "version: 1\ninclude: sub/c.yaml\nrules: []\n"),
+            ("sub/c.yaml", "version: 1\ninclude: ../a.yaml\nrules: []\n"),
+        ]);
+        let e = d.err("a.yaml");
+        assert_eq!(e.len(), 1, "{e:?}");
+        let c = std::fs::canonicalize(d.path("sub/c.yaml")).unwrap();
+        assert!(
+            e[0].starts_with(&format!(
+                "{}:2:10: the include of ../a.yaml is a cycle: ",
+                c.display()
+            )),
+            "{e:?}"
+        );
+        assert!(e[0].contains(" → "), "{e:?}");
+
+        d.write("sub/c.yaml", "version: 1\nrules: []\n");
+        d.write(
+            "a.yaml",
+            "version: 1\ninclude: [b.yaml, sub/c.yaml]\nrules: []\n",
+        );
+        let e = d.err("a.yaml");
+        assert!(
+            e[0].starts_with(&format!("{}:2:19: ", d.path("a.yaml"))),
+            "{e:?}"
+        );
+        assert!(e[0].contains("is included already (at "), "{e:?}");
+
+        d.write("a.yaml", "version: 1\ninclude: missing.yaml\nrules: []\n");
+        let e = d.err("a.yaml");
+        assert!(
+            e[0].starts_with(&format!(
+                "{}:2:10: cannot read the included policy ",
+                d.path("a.yaml")
+            )),
+            "{e:?}"
+        );
+
+        d.write("a.yaml", "version: 1\ninclude: builtin:nope\nrules: []\n");
+        assert!(d.err("a.yaml")[0].contains("there is no built-in policy named nope"));
+        d.write("a.yaml", "version: 1\ninclude: []\nrules: []\n");
+        assert!(d.err("a.yaml")[0].contains("'include' must be a path or a non-empty list"));
+
+        // A chain deeper than the limit.
+        for i in 0..=MAX_INCLUDE_DEPTH {
+            d.write(
+                &format!("l{i}.yaml"),
+                &format!("version: 1\ninclude: l{}.yaml\nrules: []\n", i + 1),
+            );
+        }
+        d.write(
+            &format!("l{}.yaml", MAX_INCLUDE_DEPTH + 1),
+            "version: 1\nrules: []\n",
+        );
+        let e = d.err("l0.yaml");
+        assert!(
+            e[0].contains(&format!(
+                "includes nest deeper than {MAX_INCLUDE_DEPTH} levels"
+            )),
+            "{e:?}"
+        );
+        d.write(
+            &format!("l{}.yaml", MAX_INCLUDE_DEPTH),
+            "version: 1\nrules: []\n",
+        );
+        d.ok("l1.yaml");
+    }
+
+    #[test]
+    fn rule_ids_are_unique_across_layers() {
+        let d = Dir::new(&[
+            ("base.yaml", BASE),
+            ("p.yaml", "version: 1\ninclude: base.yaml\nrules:\n  - id: base-block-rm\n    exec: {name: rm}\n    decision: block\n    reason: again\n"),
+        ]);
+        let e = d.err("p.yaml");
+        assert!(
+            e[0].starts_with(&format!(
+                "{}:4:5: rule 'base-block-rm': duplicate rule id: ",
+                d.path("p.yaml")
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn hashes_name_every_layer_and_a_file_alone_keeps_its_own() {
+        let d = Dir::new(&[
+            ("base.yaml", BASE),
+            ("p.yaml", "version: 1\ninclude: base.yaml\nrules: []\n"),
+        ]);
+        let p = d.ok("p.yaml");
+        let base = d.ok("base.yaml");
+        let layers = p.layers();
+        assert_eq!(layers.len(), 2);
+        assert_eq!(
+            layers[0],
+            Layer {
+                path: d.path("base.yaml"),
+                sha256: base.sha256()
+            }
+        );
+        assert_eq!(layers[1].path, d.path("p.yaml"));
+        assert_eq!(layers[1].sha256, p.own_sha256());
+        let text = std::fs::read_to_string(d.path("p.yaml")).unwrap();
+        let alone = super::super::policy_hash(&text, &vars(), &BTreeMap::new(), &[]);
+        assert_eq!(p.own_sha256(), alone);
+        assert_eq!(
+            p.sha256(),
+            super::super::policy_hash(&text, &vars(), &BTreeMap::new(), &[base.sha256()])
+        );
+        // A change in the baseline changes the whole.
+        d.write("base.yaml", &format!("{BASE}# a comment\n"));
+        let q = d.ok("p.yaml");
+        assert_ne!(q.sha256(), p.sha256());
+        assert_eq!(q.own_sha256(), p.own_sha256());
+        assert!(!base.is_layered());
+        assert_eq!(base.layers().len(), 1);
+    }
+
+    #[test]
+    fn variables_apply_in_every_layer_and_tests_judge_the_file_with_its_layers() {
+        let d = Dir::new(&[
+            (
+                "base.yaml",
+                "version: 1
+rules:
+  - id: base-block-outside
+    open:
+      access: [write]
+      path: \"/**\"
+      unless: {path: [\"${WORKSPACE}/**\", \"${env.SCRATCH:-/scratch}/**\"]}
+    decision: block
+    reason: writes stay in the workspace
+tests:
+  - {open: /home/user/project/x, access: [write], expect: allow}
+",
+            ),
+            (
+                "p.yaml",
+                "version: 1
+include: base.yaml
+rules:
+  - id: p-block-secrets
+    open: {path: [\"${WORKSPACE}/secrets/**\"]}
+    decision: block
+    reason: no secrets
+tests:
+  - {open: /home/user/project/secrets/k, expect: block, rule: p-block-secrets}
+  - {open: /etc/x, access: [write], expect: block, rule: base-block-outside}
+  - {open: /home/user/project/x, access: [write], expect: allow, rule: default}
+",
+            ),
+        ]);
+        let p = Policy::from_file_with_env(
+            Path::new(&d.path("p.yaml")),
+            &vars(),
+            &Env::fixed([("SCRATCH", "/data/scratch")]),
+        )
+        .unwrap();
+        assert_eq!(
+            p.decide(&open("/home/u/ws/a", Access::WRITE)).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.decide(&open("/home/u/ws/secrets/a", Access::READ))
+                .verdict,
+            Verdict::Block
+        );
+        assert_eq!(
+            p.decide(&open("/data/scratch/a", Access::WRITE)).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.decide(&open("/scratch/a", Access::WRITE)).verdict,
+            Verdict::Block
+        );
+        assert_eq!(
+            p.env_vars().get("SCRATCH").map(String::as_str),
+            Some("/data/scratch")
+        );
+        assert_eq!(p.example_count(), 4);
+        // A test of the file that fails with its layers.
+        d.write("p.yaml", "version: 1\ninclude: base.yaml\nrules: []\ntests:\n  - {open: /etc/x, access: [write], expect: allow}\n");
+        let e = d.err("p.yaml");
+        assert!(
+            e[0].contains(
+                ":5:5: test expects allow, but the decision is block by base-block-outside"
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_shipped_policy_can_be_included_and_observe_needs_every_layer() {
+        let d = Dir::new(&[(
+            "p.yaml",
+            "version: 1\ninclude: builtin:observe\nmode: observe\nrules:\n  - id: p-block-x\n    exec: {name: x}\n    decision: block\n    reason: x\n",
+        )]);
+        let p = d.ok("p.yaml");
+        assert_eq!(p.mode(), Mode::Observe);
+        assert_eq!(p.layers()[0].path, "builtin:observe");
+        assert_eq!(p.decide(&exec(&["rm", "-rf", "/"])).verdict, Verdict::Block);
+        // Without `mode: observe` the file enforces, and so does the whole.
+        d.write(
+            "p.yaml",
+            "version: 1\ninclude: builtin:observe\nrules: []\n",
+        );
+        assert_eq!(d.ok("p.yaml").mode(), Mode::Enforce);
+        // Observe under an enforcing layer is an error.
+        d.write(
+            "p.yaml",
+            "version: 1\ninclude: builtin:default\nmode: observe\nrules: []\n",
+        );
+        assert!(d.err("p.yaml")[0].contains("`mode: observe` would loosen builtin:default"));
+    }
 }
