@@ -639,7 +639,8 @@ fn probes(rule: &Rule, workspace: &Path) -> Vec<Action> {
                 }));
             }
         }
-        Conds::Connect(_) => {}
+        // Connect rules (and any other kind) are shown by their examples.
+        _ => {}
     }
     out.retain(|a| with_view(a, true, |v| rule.matches(v, None)));
     out
@@ -661,7 +662,7 @@ fn probed(file: &Policy, above: &[Arc<Policy>]) -> Vec<PolicyError> {
                     Action::Open(o) => {
                         format!("open of {} ({})", crate::escape::path(&o.path), o.access)
                     }
-                    Action::Connect(_) => "connection".into(),
+                    other => other.kind().to_string(),
                 };
                 errors.push(PolicyError {
                     file: file.origin.clone(),
