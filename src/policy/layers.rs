@@ -347,6 +347,17 @@ fn resolve(ctx: &mut Ctx<'_>, from: &Source, spec: &str, loc: Loc) -> Result<Sou
                 "include paths are relative to the including file",
             )
         })?;
+        if canonical.to_str().is_none() {
+            // The run header, the protection of the file and messages
+            // name it by its path as text.
+            return Err(fail(
+                format!(
+                    "the path of the included policy {} is not UTF-8",
+                    crate::escape::path(&canonical)
+                ),
+                "rename the file or a directory above it",
+            ));
+        }
         let bytes = std::fs::read(&canonical).map_err(|e| {
             fail(
                 format!(
@@ -988,6 +999,25 @@ rules:
             "version: 1\nrules: []\n",
         );
         d.ok("l1.yaml");
+    }
+
+    #[test]
+    fn an_included_file_whose_path_is_not_utf8_is_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = Dir::new(&[]);
+        let bad = d.0.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&bad).unwrap();
+        std::fs::write(bad.join("b.yaml"), "version: 1\nrules: []\n").unwrap();
+        std::os::unix::fs::symlink(&bad, d.0.path().join("link")).unwrap();
+        d.write("p.yaml", "version: 1\ninclude: [link/b.yaml]\nrules: []\n");
+        let e = d.err("p.yaml");
+        assert!(
+            e[0].starts_with(&format!(
+                "{}:2:11: the path of the included policy ",
+                d.path("p.yaml")
+            )) && e[0].contains("is not UTF-8"),
+            "{e:?}"
+        );
     }
 
     #[test]
