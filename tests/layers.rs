@@ -317,6 +317,14 @@ rules:
         "{all}"
     );
 
+    // `ledger show` names the layers in the run's line.
+    let out = run(&["ledger", "show", ledger, "--pubkey", pubkey], &env.ws);
+    let all = text(&out);
+    assert!(
+        all.contains(&format!("; layers {}, {p}), mode enforce", base.display())),
+        "{all}"
+    );
+
     // Re-judged and re-derived from every layer.
     let out = run(
         &["replay", ledger, "--policy", p, "--pubkey", pubkey],

@@ -406,7 +406,7 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
     let run = e.run.as_deref().unwrap_or("?");
     Some(match &e.item {
         Item::Run(h) => format!(
-            "== run {} started {time}: {} (in {}); policy {} (sha256 {}), mode {}; record {seq}",
+            "== run {} started {time}: {} (in {}); policy {} (sha256 {}{}), mode {}; record {seq}",
             h.run_id,
             command_words(&h.command),
             escape::path(&h.cwd),
@@ -415,6 +415,18 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
                 .map(escape::path)
                 .unwrap_or_else(|| "(default)".into()),
             &hex::encode(h.policy_sha256)[..16],
+            if h.policy_layers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; layers {}",
+                    h.policy_layers
+                        .iter()
+                        .map(|l| escape::path(&l.path))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             h.mode.as_str()
         ),
         Item::Action(r) => format!("{time} pid {} {}", r.pid, action_line(r)),
