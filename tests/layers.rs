@@ -371,3 +371,33 @@ rules:
     assert!(!all.contains("(the policy the run pinned)"), "{all}");
     assert!(all.contains("Note: layer 1 of the run"), "{all}");
 }
+
+#[test]
+fn supervise_refuses_to_start_with_a_layer_that_would_loosen() {
+    let env = Env::new();
+    std::fs::write(env.root.join("base.yaml"), BASE).unwrap();
+    let policy = env.policy(
+        "version: 1
+include: base.yaml
+rules:
+  - id: allow-rm
+    exec: {name: rm}
+    decision: allow
+    reason: would loosen the baseline
+",
+    );
+    let out = env
+        .supervise_cmd(&policy, &["/bin/sh", "-c", "echo ran=yes"])
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(125), "{all}");
+    assert!(!all.contains("ran=yes"), "{all}");
+    assert!(
+        all.contains(&format!(
+            "{}:4:5: rule 'allow-rm': the rule decides allow for an exec of /usr/bin/rm it matches",
+            policy.display()
+        )),
+        "{all}"
+    );
+}

@@ -17,7 +17,9 @@
 //! Submodules: `yaml` (located YAML tree), `compile` (validation and
 //! compilation), `glob`, `argv` (options, operands, positional patterns),
 //! `rule` (conditions and their evaluation), `decide` (index and
-//! precedence), `explain`, `error`.
+//! precedence), `explain`, `error`, `layers` (`include:`: policies built
+//! on others, which they can only tighten; the only other place that
+//! reads files, the included ones).
 
 mod argv;
 mod compile;
