@@ -65,6 +65,7 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         mode: Mode::Enforce,
         ci: Default::default(),
         vars: None,
+        policy_layers: Vec::new(),
     })
     .expect("begin");
     for i in 0..records {

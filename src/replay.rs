@@ -354,6 +354,43 @@ impl RunVars {
     }
 }
 
+/// How the files of `policy` differ from the layers the run header
+/// recorded (`policy_layers`), one sentence each; empty when they agree
+/// (each layer's hash, in order; the paths may differ, as on another
+/// machine). A header without layers agrees with a policy without
+/// `include:` only.
+pub fn layer_differences(header: &RunRecord, policy: &Policy) -> Vec<String> {
+    use crate::escape;
+    let loaded = if policy.is_layered() {
+        policy.layers()
+    } else {
+        Vec::new()
+    };
+    let recorded = &header.policy_layers;
+    let mut out = Vec::new();
+    if recorded.len() != loaded.len() {
+        out.push(format!(
+            "the run recorded {} policy layers, {} has {}",
+            recorded.len(),
+            escape::text(policy.origin()),
+            loaded.len()
+        ));
+    }
+    for (i, (r, l)) in recorded.iter().zip(&loaded).enumerate() {
+        if r.sha256 != l.sha256 {
+            out.push(format!(
+                "layer {} of the run, {} (sha256 {}), is now {} with sha256 {}",
+                i + 1,
+                escape::path(&r.path),
+                hex::encode(r.sha256),
+                escape::text(&l.path),
+                hex::encode(l.sha256)
+            ));
+        }
+    }
+    out
+}
+
 /// Parses `NAME=VALUE` (`--var`): `HOME`, `WORKSPACE`, `TMPDIR` or
 /// `env.NAME`.
 pub fn parse_var(s: &str) -> Result<(String, OsString), String> {
@@ -802,14 +839,25 @@ fn run_judge(
     let mut hashes = Vec::new();
     for p in policies {
         match vars.load(&p.text, &p.origin) {
-            Ok(policy) if policy.sha256() == h.policy_sha256 => {
+            Ok(policy)
+                if policy.sha256() == h.policy_sha256
+                    && layer_differences(h, &policy).is_empty() =>
+            {
                 return Ok((Judge::new(policy), p.origin.clone()));
             }
-            Ok(policy) => hashes.push(format!(
-                "{} has {}",
-                crate::escape::text(&p.origin),
-                hex::encode(policy.sha256())
-            )),
+            Ok(policy) => {
+                let layers = layer_differences(h, &policy);
+                hashes.push(format!(
+                    "{} has {}{}",
+                    crate::escape::text(&p.origin),
+                    hex::encode(policy.sha256()),
+                    if layers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", layers.join("; "))
+                    }
+                ))
+            }
             Err(e) => hashes.push(format!(
                 "{} does not load: {e}",
                 crate::escape::text(&p.origin)

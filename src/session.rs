@@ -146,8 +146,9 @@ struct Protected {
     /// may be written in it.
     ledger_dir: Option<PathBuf>,
     supervisor_proc: PathBuf,
-    /// The policy file in force, when it is a file: read-only to the tree.
-    policy_file: Option<PathBuf>,
+    /// The files of the policy in force (the file given, and every file it
+    /// includes): read-only to the tree.
+    policy_files: Vec<PathBuf>,
     /// The metrics file and its temporary name: written by the supervisor
     /// only (each write replaces the file, so it is protected by name).
     metrics_files: Vec<PathBuf>,
@@ -165,7 +166,7 @@ impl Protected {
         keys_dir: PathBuf,
         ledger_file: PathBuf,
         ledger_dir: Option<PathBuf>,
-        policy_file: Option<PathBuf>,
+        policy_files: Vec<PathBuf>,
         metrics_file: Option<PathBuf>,
         supervisor_proc: PathBuf,
     ) -> Protected {
@@ -181,7 +182,7 @@ impl Protected {
             add(&e.path(), builtin::KEYS, KEYS_REASON, false);
         }
         add(&ledger_file, builtin::LEDGER, LEDGER_REASON, false);
-        if let Some(p) = &policy_file {
+        for p in &policy_files {
             add(p, builtin::POLICY, POLICY_REASON, true);
         }
         Protected {
@@ -191,7 +192,7 @@ impl Protected {
             ledger_file,
             ledger_dir,
             supervisor_proc,
-            policy_file,
+            policy_files,
             metrics_files: metrics_file
                 .iter()
                 .flat_map(|p| [Some(p.clone()), metrics::temp_path(p)])
@@ -219,10 +220,14 @@ impl Protected {
             (Some(self.approval_socket.as_path()), builtin::LEDGER),
             (self.gate_socket.as_deref(), builtin::LEDGER),
             (self.ledger_dir.as_deref(), builtin::LEDGER),
-            (self.policy_file.as_deref(), builtin::POLICY),
         ]
         .into_iter()
         .filter_map(|(p, rule)| p.map(|p| (p, rule)))
+        .chain(
+            self.policy_files
+                .iter()
+                .map(|p| (p.as_path(), builtin::POLICY)),
+        )
     }
 
     /// The supervisor's `/proc` entries the tree may read: `stat`, `status`
@@ -269,7 +274,7 @@ impl Protected {
             object.filter(|&&(_, _, writes_only)| writes || !writes_only)
         {
             (rule, reason)
-        } else if writes && self.policy_file.as_deref() == Some(p) {
+        } else if writes && self.policy_files.iter().any(|f| f == p) {
             (builtin::POLICY, POLICY_REASON)
         } else if (writes || matches!(o.op, FileOp::Delete | FileOp::Rename))
             && self.metrics_files.iter().any(|m| m == p)
@@ -332,6 +337,46 @@ pub fn recorded_vars(policy: &Policy) -> std::collections::BTreeMap<String, OsSt
         m.insert(format!("env.{name}"), v);
     }
     m
+}
+
+/// The files of a layered policy as the run header records them (each
+/// with its own hash, in layer order); empty for a policy without
+/// `include:`.
+pub fn recorded_layers(policy: &Policy) -> Vec<ledger::PolicyLayer> {
+    if !policy.is_layered() {
+        return Vec::new();
+    }
+    policy
+        .layers()
+        .into_iter()
+        .map(|l| ledger::PolicyLayer {
+            path: PathBuf::from(l.path),
+            sha256: l.sha256,
+        })
+        .collect()
+}
+
+/// The files of the policy in force, read-only to the tree: the file
+/// given (when it is a file) and every file it includes (the shipped
+/// policies it includes are in the binary).
+fn policy_files(given: Option<&Path>, policy: &Policy) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = given
+        .filter(|p| p.is_file())
+        .map(canonical_or_absolute)
+        .into_iter()
+        .collect();
+    let layers = policy.layers();
+    let included = &layers[..layers.len().saturating_sub(1)];
+    for l in included {
+        if l.path.starts_with("builtin:") {
+            continue;
+        }
+        let p = canonical_or_absolute(Path::new(&l.path));
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// How the note of a code mapping's decision record begins: what tells
@@ -594,6 +639,7 @@ impl Session {
             mode,
             ci: ledger::ci_identifiers_from_env(),
             vars: Some(recorded_vars(&cfg.policy)),
+            policy_layers: recorded_layers(&cfg.policy),
         })?;
         let ledger_file = canonical_or_absolute(writer.path());
         let workspace = canonical_or_absolute(&cfg.workspace);
@@ -614,10 +660,7 @@ impl Session {
             canonical_or_absolute(&cfg.keys_dir),
             ledger_file,
             ledger_dir,
-            cfg.policy_path
-                .as_deref()
-                .filter(|p| p.is_file())
-                .map(canonical_or_absolute),
+            policy_files(cfg.policy_path.as_deref(), &cfg.policy),
             metrics_file.clone(),
             PathBuf::from(format!("/proc/{pid}")),
         );

@@ -1747,6 +1747,89 @@ fn the_policy_in_force_is_read_only_to_the_tree() {
     assert_eq!(field(&native, "append"), Some("0"), "{native}");
 }
 
+/// Every file of a layered policy is read-only to the tree, as the file
+/// given is: by path, through a hard link made before the run, by a rename
+/// of the file or of a directory above it. The same script changes all of
+/// them natively.
+#[test]
+fn every_layer_of_the_policy_is_read_only_to_the_tree() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::new();
+    let layers = w.env.root.join("layers");
+    std::fs::create_dir_all(layers.join("org")).unwrap();
+    let org = layers.join("org/org.yaml");
+    let org_text = "version: 1\nrules:\n  - id: org-block-secrets\n    open: {path: [\"/nonexistent-secrets/**\"]}\n    decision: block\n    reason: the organisation's secrets\n";
+    let user = layers.join("user.yaml");
+    let user_text = "version: 1\ninclude: org/org.yaml\nrules: []\n";
+    let write_layers = || {
+        std::fs::write(&org, org_text).unwrap();
+        std::fs::write(&user, user_text).unwrap();
+    };
+    write_layers();
+    let policy = w.policy(&format!("include: '{}'\n", user.display()));
+    let link = w.ws().join("innocent.yaml");
+    std::fs::hard_link(&org, &link).unwrap();
+    let (o, u, l, d) = (
+        org.display(),
+        user.display(),
+        link.display(),
+        layers.join("org").display().to_string(),
+    );
+    let cmd = script(&[
+        format!("cat '{o}' > /dev/null; echo read=$?"),
+        format!("echo '# loosened' >> '{o}'; echo append=$?"),
+        format!("echo '# loosened' >> '{l}'; echo link=$?"),
+        format!("mv '{u}' '{u}.old'; echo rename=$?"),
+        format!("mv '{d}' '{d}.old'; echo dir=$?"),
+    ]);
+    // Natively, every one of them works.
+    let native = w.native(&cmd);
+    for k in ["read", "append", "link", "rename", "dir"] {
+        assert_eq!(field(&native, k), Some("0"), "{k}: {native}");
+    }
+    std::fs::rename(format!("{u}.old"), &user).unwrap();
+    std::fs::rename(format!("{d}.old"), &d).unwrap();
+    write_layers();
+    assert_eq!(
+        std::fs::metadata(&link).unwrap().ino(),
+        std::fs::metadata(&org).unwrap().ino()
+    );
+    let out = w.supervise(&policy, &cmd);
+    let s = stdout(&out);
+    assert_eq!(field(&s, "read"), Some("0"), "{s}");
+    for k in ["append", "link", "rename", "dir"] {
+        assert_ne!(field(&s, k), Some("0"), "{k}: {s}");
+    }
+    assert_eq!(std::fs::read_to_string(&org).unwrap(), org_text);
+    assert_eq!(std::fs::read_to_string(&user).unwrap(), user_text);
+    assert!(
+        stderr(&out).contains("lexecon.self-protect.policy"),
+        "{}",
+        stderr(&out)
+    );
+    // The run header names every layer with its own hash.
+    let header = w
+        .env
+        .records()
+        .into_iter()
+        .find(|r| r["kind"] == "run")
+        .unwrap();
+    let recorded: Vec<String> = header["policy_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            org.display().to_string(),
+            user.display().to_string(),
+            policy.display().to_string()
+        ]
+    );
+}
+
 // -------------------------------------- the dynamic loader, by what it is
 
 #[test]

@@ -50,6 +50,7 @@ fn header() -> RunHeader {
         mode: Mode::Enforce,
         ci: BTreeMap::from([("GITHUB_RUN_ID".to_string(), "42".to_string())]),
         vars: None,
+        policy_layers: Vec::new(),
     }
 }
 

@@ -85,6 +85,7 @@ fn setup() -> (tempfile::TempDir, PathBuf) {
         mode: Mode::Enforce,
         ci: Default::default(),
         vars: None,
+        policy_layers: Vec::new(),
     })
     .expect("begin");
     for (i, verdict) in [
@@ -392,6 +393,7 @@ fn append_run(dir: &Path, ledger: &Path, decisions: usize) -> String {
         mode: Mode::Enforce,
         ci: Default::default(),
         vars: None,
+        policy_layers: Vec::new(),
     })
     .expect("begin");
     for i in 0..decisions {

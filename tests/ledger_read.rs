@@ -819,6 +819,7 @@ fn network_destinations_are_shown_and_counted_by_host() {
         mode: Mode::Enforce,
         ci: Default::default(),
         vars: None,
+        policy_layers: Vec::new(),
     })
     .unwrap();
     let ip = |a: &str, port, names: &[&str]| {

@@ -272,6 +272,10 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                         },
                         "examples_checked": p.example_count(),
                         "sha256": hex::encode(p.sha256()),
+                        "layers": p.is_layered().then(|| p.layers().iter().map(|l| serde_json::json!({
+                            "path": l.path,
+                            "sha256": hex::encode(l.sha256),
+                        })).collect::<Vec<_>>()),
                     }));
                     continue;
                 }
@@ -304,6 +308,18 @@ fn check(files: &[PathBuf], workspace: Option<PathBuf>, json: bool) -> anyhow::R
                     p.example_count()
                 );
                 println!("  sha256: {}", hex::encode(p.sha256()));
+                if p.is_layered() {
+                    println!(
+                        "  layers (uppermost first; a file only tightens the files it includes):"
+                    );
+                    for l in p.layers() {
+                        println!(
+                            "    {} (sha256 {})",
+                            crate::escape::text(&l.path),
+                            hex::encode(l.sha256)
+                        );
+                    }
+                }
             }
             Err(e) => {
                 all_ok = false;
@@ -510,9 +526,11 @@ fn explain(
 pub(super) fn print_explanation(ex: &crate::policy::Explanation, mode: crate::action::Mode) {
     use crate::escape::text;
     println!("Decision: {}", ex.decision.verdict.as_str().to_uppercase());
-    match &ex.decision.rule {
-        Some(r) => println!("Rule: {}", text(r)),
-        None => println!("Rule: (none; default)"),
+    match (&ex.decision.rule, &ex.layer) {
+        (Some(r), None) => println!("Rule: {}", text(r)),
+        (None, None) => println!("Rule: (none; default)"),
+        (Some(r), Some(l)) => println!("Rule: {} (layer {})", text(r), text(l)),
+        (None, Some(l)) => println!("Rule: (none; the default of layer {})", text(l)),
     }
     println!("Reason: {}", text(&ex.decision.reason));
     if mode == crate::action::Mode::Observe {
@@ -528,7 +546,17 @@ pub(super) fn print_explanation(ex: &crate::policy::Explanation, mode: crate::ac
             } else {
                 "-"
             };
-            println!("  {mark} {} ({}, line {})", text(&m.id), m.verdict, m.line);
+            if ex.layer.is_some() {
+                println!(
+                    "  {mark} {} ({}, {} line {})",
+                    text(&m.id),
+                    m.verdict,
+                    text(&m.file),
+                    m.line
+                );
+            } else {
+                println!("  {mark} {} ({}, line {})", text(&m.id), m.verdict, m.line);
+            }
             for c in &m.conditions {
                 println!("      {}: {}", c.condition, text(&c.detail));
             }

@@ -406,7 +406,7 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
     let run = e.run.as_deref().unwrap_or("?");
     Some(match &e.item {
         Item::Run(h) => format!(
-            "== run {} started {time}: {} (in {}); policy {} (sha256 {}), mode {}; record {seq}",
+            "== run {} started {time}: {} (in {}); policy {} (sha256 {}{}), mode {}; record {seq}",
             h.run_id,
             command_words(&h.command),
             escape::path(&h.cwd),
@@ -415,6 +415,18 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
                 .map(escape::path)
                 .unwrap_or_else(|| "(default)".into()),
             &hex::encode(h.policy_sha256)[..16],
+            if h.policy_layers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; layers {}",
+                    h.policy_layers
+                        .iter()
+                        .map(|l| escape::path(&l.path))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
             h.mode.as_str()
         ),
         Item::Action(r) => format!("{time} pid {} {}", r.pid, action_line(r)),
@@ -910,7 +922,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         Some(p) => {
             let src = super::PolicySource::resolve(p)?;
             let (pol, how) = load_for_run(&src.text()?, run.as_deref())?;
-            let same = run.as_ref().map(|h| h.policy_sha256 == pol.sha256());
+            let same = run.as_ref().map(|h| {
+                h.policy_sha256 == pol.sha256()
+                    && crate::replay::layer_differences(h, &pol).is_empty()
+            });
             if same != Some(true) {
                 let msg = format!(
                     "the policy given ({}, sha256 {}, loaded with {how}) is not the one the run used (sha256 {}): below is what it decides now, not necessarily why the run decided",
@@ -947,6 +962,10 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 "id": h.run_id,
                 "policy_sha256": hex::encode(h.policy_sha256),
                 "policy_path": h.policy_path.as_ref().map(|p| bytes_json(p.as_os_str().as_bytes())),
+                "policy_layers": (!h.policy_layers.is_empty()).then(|| h.policy_layers.iter().map(|l| json!({
+                    "path": bytes_json(l.path.as_os_str().as_bytes()),
+                    "sha256": hex::encode(l.sha256),
+                })).collect::<Vec<_>>()),
                 "mode": h.mode.as_str(),
             })),
             "policy": Json::Null,
@@ -1046,6 +1065,13 @@ pub fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "(default)".into()),
             hex::encode(h.policy_sha256)
         );
+        for l in &h.policy_layers {
+            println!(
+                "  layer: {} (sha256 {})",
+                escape::path(&l.path),
+                hex::encode(l.sha256)
+            );
+        }
     }
     match (&policy, &explanation) {
         (Some((path, pol, same)), Some(ex)) => {
@@ -1319,6 +1345,12 @@ pub fn bundle(args: BundleArgs) -> anyhow::Result<ExitCode> {
         let mut hash = None;
         for h in &headers {
             if let Ok((p, _)) = load_for_run(&t, Some(h)) {
+                if p.is_layered() {
+                    anyhow::bail!(
+                        "not implemented: bundling a layered policy ({} includes other files, which the bundle would not hold, so it could not be loaded from it); bundle the ledger without --policy and hand the layer files over with it (the run header lists each with its hash)",
+                        escape::path(&src.path())
+                    );
+                }
                 if p.sha256() == h.policy_sha256 {
                     runs.push(h.run_id.clone());
                     hash = Some(hex::encode(p.sha256()));

@@ -116,7 +116,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         EXIT_SAME
     };
-    let same_policy = policy.sha256() == run.header.policy_sha256;
+    let layers = replay::layer_differences(&run.header, &policy);
+    let same_policy = policy.sha256() == run.header.policy_sha256 && layers.is_empty();
     if args.json {
         let json = report_json(
             &ledger,
@@ -124,6 +125,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &ptext.origin,
             policy,
             same_policy,
+            &layers,
             &vars,
             &report,
             code,
@@ -134,7 +136,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &ledger,
             &status,
             &ptext.origin,
+            &policy,
             same_policy,
+            &layers,
             &vars,
             &report,
             args.examples,
@@ -157,7 +161,9 @@ fn print_report(
     ledger: &Path,
     status: &str,
     origin: &str,
+    policy: &crate::policy::Policy,
     same_policy: bool,
+    layers: &[String],
     vars: &replay::RunVars,
     r: &ReplayReport,
     examples: Option<usize>,
@@ -182,6 +188,19 @@ fn print_report(
             ""
         }
     );
+    if policy.is_layered() {
+        for l in policy.layers() {
+            let _ = writeln!(
+                out,
+                "Layer: {} (sha256 {})",
+                escape::text(&l.path),
+                hex::encode(l.sha256)
+            );
+        }
+    }
+    for d in layers {
+        let _ = writeln!(out, "Note: {d}");
+    }
     for (k, (v, src)) in &vars.values {
         if *src == VarSource::Given {
             let _ = writeln!(out, "Variable: {k}={} (given with --var)", escape::os(v));
@@ -298,6 +317,7 @@ fn report_json(
     origin: &str,
     policy: &crate::policy::Policy,
     same_policy: bool,
+    layers: &[String],
     vars: &replay::RunVars,
     r: &ReplayReport,
     code: u8,
@@ -310,6 +330,11 @@ fn report_json(
         "policy": origin,
         "policy_sha256": hex::encode(policy.sha256()),
         "pinned_by_run": same_policy,
+        "layers": policy.is_layered().then(|| policy.layers().iter().map(|l| serde_json::json!({
+            "path": l.path,
+            "sha256": hex::encode(l.sha256),
+        })).collect::<Vec<_>>()),
+        "layer_differences": layers,
         "vars": vars.values.iter().map(|(k, (v, s))| (k.clone(), match v.to_str() {
             Some(text) => serde_json::json!({"value": text, "source": s.as_str()}),
             None => serde_json::json!({"value_b64": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str())), "source": s.as_str()}),

@@ -87,6 +87,9 @@ pub struct RunRecord {
     /// `HOME`, `TMPDIR` and every `env.NAME` the policy was loaded with
     /// (absent in ledgers written before they were recorded).
     pub vars: Option<BTreeMap<String, OsString>>,
+    /// Each file of a layered policy with its own hash, in layer order
+    /// (empty for a policy without `include:`).
+    pub policy_layers: Vec<super::PolicyLayer>,
 }
 
 fn bytes(v: &Value<'_>, what: &str) -> Result<Vec<u8>, String> {
@@ -597,6 +600,10 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
         ),
         Some(_) => return Err("`vars` must be an object of byte strings".into()),
     };
+    let policy_layers = match f.opt("policy_layers") {
+        None => Vec::new(),
+        Some(v) => super::record::policy_layers(v)?,
+    };
     f.done()?;
     Ok(Some(RunRecord {
         seq,
@@ -611,6 +618,7 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
         mode,
         ci,
         vars,
+        policy_layers,
     }))
 }
 
@@ -795,6 +803,16 @@ mod tests {
             ("HOME".to_string(), OsString::from("/home/u")),
             ("TMPDIR".to_string(), bad_bytes()),
         ]);
+        let layers = vec![
+            crate::ledger::PolicyLayer {
+                path: PathBuf::from(bad_bytes()),
+                sha256: [7; 32],
+            },
+            crate::ledger::PolicyLayer {
+                path: "builtin:default".into(),
+                sha256: [8; 32],
+            },
+        ];
         w.begin_run(RunHeader {
             command: vec!["agent".into(), bad_bytes()],
             cwd: "/w".into(),
@@ -804,6 +822,7 @@ mod tests {
             mode: Mode::Observe,
             ci: BTreeMap::new(),
             vars: Some(vars.clone()),
+            policy_layers: layers.clone(),
         })
         .unwrap();
         let a = open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE);
@@ -862,6 +881,23 @@ mod tests {
         }
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].vars.as_ref(), Some(&vars));
+        assert_eq!(runs[0].policy_layers, layers);
+        // A malformed list is refused by the decoder and the record check.
+        let header = text.lines().next().unwrap();
+        for bad in [
+            r#""policy_layers":[]"#,
+            r#""policy_layers":[{"path":"p"}]"#,
+            r#""policy_layers":[{"path":"p","sha256":"00","x":1}]"#,
+            r#""policy_layers":"p""#,
+        ] {
+            let start = header.find(r#""policy_layers":"#).unwrap();
+            let end = header[start..].find(r#","policy_path""#).unwrap() + start;
+            let line = format!("{}{bad}{}", &header[..start], &header[end..]);
+            let v = jcs::parse(&line, jcs::Mode::Strict).unwrap();
+            assert!(decode_run(&v).is_err(), "{bad}");
+            let pl = v.get("policy_layers").unwrap();
+            assert!(crate::ledger::record::policy_layers(pl).is_err(), "{bad}");
+        }
         assert_eq!(runs[0].workspace, Some(PathBuf::from("/w")));
         assert_eq!(runs[0].command[1], bad_bytes());
         assert_eq!(got.len(), 2);

@@ -36,7 +36,7 @@ pub use error::LedgerError;
 pub use keys::{HostKey, PublicKey};
 pub use record::{
     Counts, DecisionEntry, DnsEntry, EscalationEntry, FileIdentity, IntentEntry, LimitEntry,
-    Outcome, RefusalEntry, ResolutionEntry, RunEnd, RunHeader, RunInfo, Stage,
+    Outcome, PolicyLayer, RefusalEntry, ResolutionEntry, RunEnd, RunHeader, RunInfo, Stage,
 };
 pub use verify::{verify_file, verify_file_anchored, verify_file_with, Report, Status};
 

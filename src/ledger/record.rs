@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -106,6 +106,20 @@ pub struct RunHeader {
     /// be re-derived offline (`lexecon replay`, `lexecon verify --policy`).
     /// `None` in ledgers written before they were recorded.
     pub vars: Option<BTreeMap<String, OsString>>,
+    /// For a policy that includes others (`include:`): every file of it, in
+    /// layer order (the including file last), with its own hash; empty
+    /// otherwise (and in ledgers written before layers), and then not
+    /// written.
+    pub policy_layers: Vec<PolicyLayer>,
+}
+
+/// One file of a layered policy as a run header records it: where it was
+/// read (an absolute path, or `builtin:NAME`) and the SHA-256 of that file
+/// alone (docs/policy.md, "Layers").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyLayer {
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
 }
 
 /// One judged action.
@@ -434,6 +448,26 @@ pub(crate) fn encode_header(
         put(&mut m, "policy_path", os(p.as_os_str()));
     }
     put(&mut m, "mode", s(h.mode.as_str()));
+    if !h.policy_layers.is_empty() {
+        put(
+            &mut m,
+            "policy_layers",
+            Value::Array(
+                h.policy_layers
+                    .iter()
+                    .map(|l| {
+                        Value::Object(vec![
+                            (Cow::Borrowed("path"), os(l.path.as_os_str())),
+                            (
+                                Cow::Borrowed("sha256"),
+                                Value::String(hex_hash(&l.sha256).into()),
+                            ),
+                        ])
+                    })
+                    .collect(),
+            ),
+        );
+    }
     if let Some(vars) = &h.vars {
         put(
             &mut m,
@@ -1234,6 +1268,40 @@ impl<'v, 'a> Fields<'v, 'a> {
     }
 }
 
+/// Checks `policy_layers` of a run header: a non-empty array of objects
+/// with exactly `path` (a byte string) and `sha256` (64 hex digits).
+pub(crate) fn policy_layers(v: &Value<'_>) -> Result<Vec<PolicyLayer>, String> {
+    const SHAPE: &str =
+        "`policy_layers` must be a non-empty array of objects with `path` and `sha256`";
+    let Value::Array(items) = v else {
+        return Err(SHAPE.into());
+    };
+    if items.is_empty() {
+        return Err(SHAPE.into());
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Object(members) = item else {
+            return Err(SHAPE.into());
+        };
+        let get = |name: &str| members.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let (Some(path), Some(sha), 2) = (get("path"), get("sha256"), members.len()) else {
+            return Err(SHAPE.into());
+        };
+        let path = value_bytes(path).ok_or(SHAPE)?;
+        let sha = sha
+            .as_str()
+            .filter(|s| !s.bytes().any(|c| c.is_ascii_uppercase()))
+            .and_then(hex32)
+            .ok_or("`policy_layers[].sha256` must be 64 lowercase hex digits")?;
+        out.push(PolicyLayer {
+            path: PathBuf::from(OsString::from_vec(path)),
+            sha256: sha,
+        });
+    }
+    Ok(out)
+}
+
 fn known(kind: &str, k: &str) -> bool {
     const COMMON: &[&str] = &["kind", "seq", "prev"];
     let own: &[&str] = match kind {
@@ -1253,6 +1321,7 @@ fn known(kind: &str, k: &str) -> bool {
             "epoch_key",
             "prev_run",
             "vars",
+            "policy_layers",
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
@@ -1695,6 +1764,9 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 None => {}
                 Some(Value::Object(vs)) if vs.iter().all(|(_, v)| is_bytes_value(v)) => {}
                 Some(_) => return Err("`vars` must be an object of byte strings".into()),
+            }
+            if let Some(layers) = f.opt("policy_layers") {
+                policy_layers(layers)?;
             }
             Body::Run {
                 id,

@@ -26,6 +26,7 @@ pub(crate) const KINDS: [ActionKind; 4] = [
 
 const TOP_KEYS: &[&str] = &[
     "version",
+    "include",
     "mode",
     "defaults",
     "rules",
@@ -112,6 +113,11 @@ pub(super) struct Loader<'a> {
     ids: Vec<(String, usize)>,
     /// Whether to run the embedded examples in this pass.
     check_examples: bool,
+    /// The layers this file includes (`include:`, see `layers`), with the
+    /// example variables: tests are decided by them and this file together,
+    /// and an example a rule of this file matches must not be judged
+    /// stricter by them (the rule would try to loosen them).
+    above: Option<&'a super::layers::Above<'a>>,
 }
 
 pub(super) fn key(n: &Node) -> &str {
@@ -453,9 +459,14 @@ impl<'a> Loader<'a> {
                     None
                 }
             };
+            let above = self.above;
             let want_rule = match get(entries, "rule") {
                 Some(n) => match self.string(n, "rule") {
-                    Some(id) if rules.iter().any(|r| r.id == id) || id == "default" => {
+                    Some(id)
+                        if rules.iter().any(|r| r.id == id)
+                            || id == "default"
+                            || above.is_some_and(|a| a.has_rule(id)) =>
+                    {
                         Some(id.to_string())
                     }
                     Some(id) => {
@@ -476,6 +487,10 @@ impl<'a> Loader<'a> {
             let Some(expect) = expect else { continue };
             self.examples += 1;
             let d = super::decide::decide(rules, &index, defaults, &action);
+            let d = match above {
+                Some(a) => a.below(d, &action),
+                None => d,
+            };
             let got_rule = d.rule.clone().unwrap_or_else(|| "default".to_string());
             let rule_ok = want_rule.as_ref().is_none_or(|w| *w == got_rule);
             if d.verdict != expect || !rule_ok {
@@ -1136,6 +1151,12 @@ impl<'a> Loader<'a> {
                         message,
                         Some("fix the rule's conditions or the example".into()),
                     );
+                } else if let Some((message, hint)) = self
+                    .above
+                    .filter(|_| expect)
+                    .and_then(|a| a.loosens(rule, &action))
+                {
+                    self.err(item.loc, message, Some(hint));
                 }
             }
         }
@@ -1469,22 +1490,31 @@ pub(crate) fn load(
     file: &str,
     vars: &Vars,
     env: &Env,
+    above: Option<&super::layers::Above<'_>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let examples_vars = example_vars();
     let example_scope = Scope::new(&examples_vars, None);
     if *vars == examples_vars {
-        let with_examples = load_pass(root, file, &example_scope, true)?;
+        let with_examples = load_pass(root, file, &example_scope, true, above)?;
         if with_examples.env.is_empty() {
             return Ok(with_examples);
         }
-        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
+        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, None)?;
         compiled.examples = with_examples.examples;
         return Ok(compiled);
     }
-    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
-    let with_examples = load_pass(root, file, &example_scope, true)?;
+    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, None)?;
+    let with_examples = load_pass(root, file, &example_scope, true, above)?;
     compiled.examples = with_examples.examples;
     Ok(compiled)
+}
+
+/// The rules of a policy with the example variables and no environment,
+/// its examples and tests not run (what the examples of a layer below it
+/// are judged against).
+pub(crate) fn load_for_examples(root: &Node, file: &str) -> Result<Compiled, Vec<PolicyError>> {
+    let vars = example_vars();
+    load_pass(root, file, &Scope::new(&vars, None), false, None)
 }
 
 fn load_pass(
@@ -1492,6 +1522,7 @@ fn load_pass(
     file: &str,
     scope: &Scope,
     check_examples: bool,
+    above: Option<&super::layers::Above<'_>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
@@ -1501,6 +1532,7 @@ fn load_pass(
         examples: 0,
         ids: Vec::new(),
         check_examples,
+        above,
     };
     let compiled = l.load(root);
     match compiled {

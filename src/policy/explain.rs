@@ -17,7 +17,10 @@ pub struct RuleMatch {
     pub verdict: Verdict,
     /// Its reason.
     pub reason: String,
-    /// Line of the rule in the policy file.
+    /// The file that holds the rule (the policy's file, or for a layered
+    /// policy the layer's: an absolute path or `builtin:NAME`).
+    pub file: String,
+    /// Line of the rule in that file.
     pub line: usize,
     /// Every condition of the rule, each of which held.
     pub conditions: Vec<ConditionResult>,
@@ -28,15 +31,18 @@ pub struct RuleMatch {
 pub struct Explanation {
     /// The decision (identical to [`Policy::decide`]).
     pub decision: Decision,
-    /// Every matching rule, in file order; the winner is the one named by
-    /// `decision.rule`.
+    /// Every matching rule, in file order (for a layered policy, layer
+    /// order); the winner is the one named by `decision.rule`.
     pub matched: Vec<RuleMatch>,
+    /// For a policy with `include:`: the layer whose rule (or default)
+    /// decided.
+    pub layer: Option<String>,
 }
 
 impl Explanation {
     /// The explanation as JSON (for `policy explain --json`).
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "verdict": self.decision.verdict.as_str(),
             "rule": self.decision.rule,
             "reason": self.decision.reason,
@@ -44,6 +50,7 @@ impl Explanation {
                 "id": m.id,
                 "decision": m.verdict.as_str(),
                 "reason": m.reason,
+                "file": m.file,
                 "line": m.line,
                 "winner": self.decision.rule.as_deref() == Some(m.id.as_str()),
                 "conditions": m.conditions.iter().map(|c| json!({
@@ -52,7 +59,11 @@ impl Explanation {
                     "detail": c.detail,
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(layer) = &self.layer {
+            v["layer"] = json!(layer);
+        }
+        v
     }
 }
 
@@ -72,6 +83,7 @@ pub(crate) fn explain(policy: &Policy, action: &Action) -> Explanation {
                     id: rule.id.clone(),
                     verdict: rule.verdict,
                     reason: rule.reason.clone(),
+                    file: policy.origin.clone(),
                     line: rule.loc.line,
                     conditions: trace,
                 });
@@ -89,5 +101,9 @@ pub(crate) fn explain(policy: &Policy, action: &Action) -> Explanation {
         policy.defaults[super::compile::kind_index(kind)],
         &mut decision,
     );
-    Explanation { decision, matched }
+    Explanation {
+        decision,
+        matched,
+        layer: None,
+    }
 }

@@ -17,7 +17,9 @@
 //! Submodules: `yaml` (located YAML tree), `compile` (validation and
 //! compilation), `glob`, `argv` (options, operands, positional patterns),
 //! `rule` (conditions and their evaluation), `decide` (index and
-//! precedence), `explain`, `error`.
+//! precedence), `explain`, `error`, `layers` (`include:`: policies built
+//! on others, which they can only tighten; the only other place that
+//! reads files, the included ones).
 
 mod argv;
 mod compile;
@@ -25,6 +27,7 @@ mod decide;
 mod error;
 mod explain;
 mod glob;
+mod layers;
 pub mod limits;
 pub mod net;
 mod rule;
@@ -40,6 +43,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{PolicyError, PolicyErrors};
 pub use explain::{Explanation, RuleMatch};
+pub use layers::{Layer, MAX_INCLUDE_DEPTH};
 pub use rule::ConditionResult;
 
 use crate::action::{Action, ActionKind, Decision, Mode, Verdict};
@@ -235,6 +239,8 @@ pub struct Policy {
     breaker: Option<limits::Breaker>,
     /// Whether some rule has `rate` or `risk`, or there is a breaker.
     limited: bool,
+    /// The layers this file includes (`include:`), when it has any.
+    stack: Option<Box<layers::Stack>>,
 }
 
 impl Policy {
@@ -288,53 +294,71 @@ impl Policy {
         vars: &Vars,
         env: &Env,
     ) -> Result<Policy, PolicyErrors> {
-        let vars = vars.normalised();
-        let fail = |loc: yaml::Loc, message: String, hint: Option<&str>| {
-            PolicyErrors::new(vec![PolicyError {
-                file: origin.to_string(),
-                line: loc.line,
-                col: loc.col,
-                rule: None,
-                message,
-                hint: hint.map(str::to_owned),
-            }])
-        };
-        let root = match yaml::parse(text) {
-            Err(e) => return Err(fail(e.loc, e.message, None)),
-            Ok(None) => {
-                return Err(fail(
-                    yaml::Loc { line: 1, col: 1 },
-                    "the policy is empty".into(),
-                    Some("start with `version: 1`, then `rules:`"),
-                ))
-            }
-            Ok(Some(root)) => root,
-        };
-        let compiled = compile::load(&root, origin, &vars, env).map_err(PolicyErrors::new)?;
+        layers::load(text, origin, &vars.normalised(), env).map_err(PolicyErrors::new)
+    }
+
+    /// One file's policy from its YAML tree, without the layers it
+    /// includes; `above` (the included layers, loaded with the example
+    /// variables) judges its examples and tests as a layer below them.
+    pub(crate) fn single(
+        text: &str,
+        root: &yaml::Node,
+        origin: &str,
+        vars: &Vars,
+        env: &Env,
+        above: Option<&layers::Above<'_>>,
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let compiled = compile::load(root, origin, vars, env, above)?;
+        Ok(Policy::assemble(text, origin, vars, compiled))
+    }
+
+    /// [`Policy::single`] with the example variables and no environment,
+    /// its examples and tests not run: what a layer below it is checked
+    /// against.
+    pub(crate) fn single_for_examples(
+        text: &str,
+        root: &yaml::Node,
+        origin: &str,
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let vars = compile::example_vars();
+        let compiled = compile::load_for_examples(root, origin)?;
+        Ok(Policy::assemble(text, origin, &vars, compiled))
+    }
+
+    fn assemble(text: &str, origin: &str, vars: &Vars, compiled: compile::Compiled) -> Policy {
         let index = Index::build(&compiled.rules);
         let limited = compiled.breaker.is_some()
             || compiled
                 .rules
                 .iter()
                 .any(|r| r.rate.is_some() || r.risk.is_some());
-        Ok(Policy {
+        Policy {
             mode: compiled.mode,
             defaults: compiled.defaults,
             rules: compiled.rules,
             index,
-            sha256: policy_hash(text, &vars, &compiled.env),
-            vars,
+            sha256: policy_hash(text, vars, &compiled.env, &[]),
+            vars: vars.clone(),
             env: compiled.env,
             origin: origin.to_string(),
             examples: compiled.examples,
             breaker: compiled.breaker,
             limited,
-        })
+            stack: None,
+        }
+    }
+
+    /// This file's own decision, its included layers left out.
+    pub(crate) fn decide_own(&self, action: &Action) -> Decision {
+        decide::decide(&self.rules, &self.index, &self.defaults, action)
     }
 
     /// Judge one action. Pure and deterministic; never panics.
     pub fn decide(&self, action: &Action) -> Decision {
-        decide::decide(&self.rules, &self.index, &self.defaults, action)
+        match &self.stack {
+            None => self.decide_own(action),
+            Some(stack) => layers::decide(stack, self, action),
+        }
     }
 
     /// Judge one action as the supervisor does, with what it knew about the
@@ -389,7 +413,10 @@ impl Policy {
     /// conditions. Evaluates every rule of the kind (slower than
     /// [`Policy::decide`], with the same decision).
     pub fn explain(&self, action: &Action) -> Explanation {
-        explain::explain(self, action)
+        match &self.stack {
+            None => explain::explain(self, action),
+            Some(stack) => layers::explain(stack, self, action),
+        }
     }
 
     /// Whether refusals are carried out.
@@ -399,30 +426,77 @@ impl Policy {
 
     /// The verdict for actions of `kind` that no rule matches.
     pub fn default_verdict(&self, kind: ActionKind) -> Verdict {
-        self.defaults[compile::kind_index(kind)]
+        self.layer_policies()
+            .map(|p| p.defaults[compile::kind_index(kind)])
+            .max()
+            .unwrap_or(Verdict::Allow)
     }
 
-    /// Number of rules judging `kind`.
+    /// Number of rules judging `kind` (in every layer).
     pub fn rule_count(&self, kind: ActionKind) -> usize {
-        self.rules.iter().filter(|r| r.kind == kind).count()
+        self.all_rules().filter(|r| r.kind == kind).count()
     }
 
-    /// Number of embedded rule examples and policy tests checked at load.
+    /// Number of embedded rule examples and policy tests checked at load
+    /// (in every layer).
     pub fn example_count(&self) -> usize {
-        self.examples
+        self.layer_policies().map(|p| p.examples).sum()
     }
 
-    /// Ids of all rules, in file order.
+    /// Ids of all rules, in layer order (the included layers first), each
+    /// layer's in file order.
     pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().map(|r| r.id.as_str())
+        self.all_rules().map(|r| r.id.as_str())
     }
 
     /// The reason text of a rule.
     pub fn reason(&self, rule_id: &str) -> Option<&str> {
-        self.rules
-            .iter()
+        self.all_rules()
             .find(|r| r.id == rule_id)
             .map(|r| r.reason.as_str())
+    }
+
+    /// Every layer of the policy: the files it includes (each after the
+    /// files it includes itself, in `include:` order), then this file; for
+    /// a policy without `include:`, this file alone. Each with its path (as
+    /// loaded: an absolute path or `builtin:NAME`) and its own hash
+    /// (`sha256` of that file alone, see docs/policy.md, "Layers").
+    pub fn layers(&self) -> Vec<Layer> {
+        self.layer_policies()
+            .map(|p| Layer {
+                path: p.origin.clone(),
+                sha256: p.own_sha256(),
+            })
+            .collect()
+    }
+
+    /// Whether the policy includes other files (`include:`).
+    pub fn is_layered(&self) -> bool {
+        self.stack.is_some()
+    }
+
+    /// The hash of this file alone, its included layers left out (for a
+    /// policy without `include:`, [`Policy::sha256`]).
+    pub fn own_sha256(&self) -> [u8; 32] {
+        self.stack.as_ref().map_or(self.sha256, |s| s.own_sha256)
+    }
+
+    /// The path (as loaded) of the layer that holds rule `rule_id`.
+    pub fn layer_of(&self, rule_id: &str) -> Option<&str> {
+        self.layer_policies()
+            .find(|p| p.rules.iter().any(|r| r.id == rule_id))
+            .map(|p| p.origin.as_str())
+    }
+
+    /// The policy of each layer, in layer order (this one last).
+    fn layer_policies(&self) -> impl Iterator<Item = &Policy> {
+        let above = self.stack.iter().flat_map(|s| s.above.iter().map(|p| &**p));
+        above.chain(std::iter::once(self))
+    }
+
+    /// The rules of every layer, in layer order.
+    fn all_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.layer_policies().flat_map(|p| p.rules.iter())
     }
 
     /// The policy's identity:
@@ -433,7 +507,10 @@ impl Policy {
     /// the variable values it was loaded with (so it names the rules that
     /// were really in force on that machine); a policy with `${env.NAME:-…}`
     /// references then adds, for each variable by name order,
-    /// `frame("env.NAME") || frame(the path it expanded to)`.
+    /// `frame("env.NAME") || frame(the path it expanded to)`; a policy with
+    /// `include:` then adds, for each included layer in layer order,
+    /// `frame("layer") || frame(that layer's own hash)` (docs/policy.md,
+    /// "Layers"), so the hash names every file in force.
     pub fn sha256(&self) -> [u8; 32] {
         self.sha256
     }
@@ -441,7 +518,7 @@ impl Policy {
     /// Whether some exec rule matches by program content hash (then the
     /// caller must supply [`crate::action::ExecAction::sha256`]).
     pub fn uses_content_hash(&self) -> bool {
-        self.rules.iter().any(|r| {
+        self.all_rules().any(|r| {
             [Some(&r.when), r.unless.as_ref()]
                 .into_iter()
                 .flatten()
@@ -456,7 +533,7 @@ impl Policy {
     /// names; the policy itself never touches the filesystem.
     pub fn literal_programs(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = Vec::new();
-        for r in &self.rules {
+        for r in self.all_rules() {
             for c in [Some(&r.when), r.unless.as_ref()].into_iter().flatten() {
                 let Conds::Exec(e) = c else { continue };
                 let Some(g) = &e.program else { continue };
@@ -474,37 +551,35 @@ impl Policy {
     /// The escalation deadline rule `rule_id` sets (`timeout_seconds`), if
     /// any; otherwise the supervisor's default applies.
     pub fn escalate_timeout(&self, rule_id: &str) -> Option<std::time::Duration> {
-        self.rules
-            .iter()
+        self.all_rules()
             .find(|r| r.id == rule_id)
             .and_then(|r| r.timeout)
     }
 
     /// The rate limit of rule `rule_id` (`rate:`), if any.
     pub fn rate(&self, rule_id: &str) -> Option<limits::Rate> {
-        self.rules
-            .iter()
+        self.all_rules()
             .find(|r| r.id == rule_id)
             .and_then(|r| r.rate)
     }
 
     /// The risk weight of rule `rule_id` (`risk:`), if it sets one.
     pub fn risk(&self, rule_id: &str) -> Option<u32> {
-        self.rules
-            .iter()
+        self.all_rules()
             .find(|r| r.id == rule_id)
             .and_then(|r| r.risk)
     }
 
-    /// The run's breaker (`breaker:`), if any.
+    /// The run's breaker (`breaker:`), if any: of whichever layer sets it
+    /// (only one may, see docs/policy.md, "Layers").
     pub fn breaker(&self) -> Option<limits::Breaker> {
-        self.breaker
+        self.layer_policies().find_map(|p| p.breaker)
     }
 
-    /// Whether the policy sets rate limits or a breaker (state the session
-    /// keeps over a run).
+    /// Whether the policy (any of its layers) sets rate limits or a
+    /// breaker (state the session keeps over a run).
     pub fn has_limits(&self) -> bool {
-        self.limited
+        self.layer_policies().any(|p| p.limited)
     }
 
     /// The variable values the policy was loaded with.
@@ -525,7 +600,12 @@ impl Policy {
     }
 }
 
-fn policy_hash(text: &str, vars: &Vars, env: &BTreeMap<String, String>) -> [u8; 32] {
+pub(crate) fn policy_hash(
+    text: &str,
+    vars: &Vars,
+    env: &BTreeMap<String, String>,
+    layers: &[[u8; 32]],
+) -> [u8; 32] {
     use std::os::unix::ffi::OsStrExt;
     let mut h = Sha256::new();
     h.update(b"lexecon-policy-v1\0");
@@ -542,6 +622,11 @@ fn policy_hash(text: &str, vars: &Vars, env: &BTreeMap<String, String>) -> [u8; 
     for (name, value) in env {
         frame(format!("env.{name}").as_bytes());
         frame(value.as_bytes());
+    }
+    // Likewise only policies with `include:`.
+    for layer in layers {
+        frame(b"layer");
+        frame(layer);
     }
     h.finalize().into()
 }
