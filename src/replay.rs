@@ -962,6 +962,7 @@ mod tests {
             mode: Mode::Enforce,
             ci: BTreeMap::new(),
             vars,
+            policy_layers: Vec::new(),
         }
     }
 

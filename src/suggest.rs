@@ -1147,6 +1147,7 @@ mod tests {
                 ("HOME".to_string(), OsString::from("/home/u")),
                 ("TMPDIR".to_string(), OsString::from("/tmp")),
             ])),
+            policy_layers: Vec::new(),
         };
         let run = RecordedRun {
             header,

@@ -116,7 +116,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     } else {
         EXIT_SAME
     };
-    let layers = replay::layer_differences(&run.header, &policy);
+    let layers = replay::layer_differences(&run.header, policy);
     let same_policy = policy.sha256() == run.header.policy_sha256 && layers.is_empty();
     if args.json {
         let json = report_json(
@@ -136,7 +136,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             &ledger,
             &status,
             &ptext.origin,
-            &policy,
+            policy,
             same_policy,
             &layers,
             &vars,
