@@ -489,6 +489,7 @@ fn write_judged_run(env: &Env, lie: Option<(usize, Verdict, Option<&str>)>) -> s
             ("TMPDIR".to_string(), OsString::from("/tmp")),
             ("WORKSPACE".to_string(), OsString::from("/w")),
         ])),
+        policy_layers: Vec::new(),
     })
     .unwrap();
     let actions = [
@@ -674,6 +675,7 @@ fn a_run_without_recorded_variables_needs_them_given() {
             mode: Mode::Enforce,
             ci: BTreeMap::new(),
             vars: None,
+            policy_layers: Vec::new(),
         })
         .unwrap();
         let a = exec(&["ls"]);
