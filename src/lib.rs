@@ -17,6 +17,7 @@
 //! - [`approval`]: the socket through which a human answers held
 //!   escalations, and who may use it.
 //! - [`cli`]: argument parsing, output and exit codes.
+//! - [`timing`]: start-up timing marks for profiling (`LEXECON_TIMING=1`).
 
 pub mod action;
 pub mod approval;
@@ -26,3 +27,4 @@ pub mod ledger;
 pub mod policy;
 pub mod session;
 pub mod supervisor;
+pub mod timing;

@@ -1158,6 +1158,7 @@ pub fn run(
     let wait = matches!(cfg.on_escalate, OnEscalate::Wait | OnEscalate::Prompt);
     let ask = cfg.on_escalate == OnEscalate::Prompt;
     let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
+    crate::timing::mark("run header written");
     if wait {
         let path = session.protected.approval_socket.clone();
         match crate::approval::Server::bind(&path) {
@@ -1196,6 +1197,7 @@ pub fn run(
     let session = Arc::new(session);
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
     let outcome = supervisor::run(command, judge);
+    crate::timing::mark("command ended, supervisor joined");
     // The loop, the tracer and the held calls' threads are joined; a worker
     // still answering a call of the (now ended) tree — a network call
     // performed on its own thread — ends on its own: wait for it, so that no
@@ -1214,6 +1216,7 @@ pub fn run(
             ),
         }
     };
+    crate::timing::mark("session released by every thread");
     match outcome {
         Ok(outcome) => Ok(session.finish(outcome, run_id, None)),
         Err(e) => {

@@ -162,6 +162,7 @@ pub const VERSION: &str = crate::ledger::VERSION;
 
 /// Entry point of the `lexecon` binary.
 pub fn main_lexecon() -> ExitCode {
+    crate::timing::mark("start");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -218,6 +219,7 @@ struct SuperviseCli {
 
 /// Entry point of the `lexecon-supervise` binary.
 pub fn main_supervise() -> ExitCode {
+    crate::timing::mark("start");
     let cli = match SuperviseCli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

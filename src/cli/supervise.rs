@@ -274,6 +274,7 @@ pub fn check_root_tree(accepted_by: Option<&str>) -> anyhow::Result<Option<Strin
 }
 
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    crate::timing::mark("supervise: arguments parsed");
     let root_warning = check_root_tree(args.allow_root_tree.then_some("--allow-root-tree"))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
@@ -283,8 +284,10 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         None => super::PolicySource::resolve(Path::new("builtin:default"))?,
     };
     let policy = load_policy(&source, &vars)?;
+    crate::timing::mark("policy loaded and its examples checked");
     let keys = locations::keys(args.keys.as_deref())?;
     let key = load_key(&keys, &[&ws, &cwd])?;
+    crate::timing::mark("signing key loaded");
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
@@ -316,6 +319,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     }
     let writer = LedgerWriter::open_notify(&ledger.path, key, opts, &mut lock_wait_notice)
         .map_err(|e| with_hints(e, &ledger, &keys, &cwd))?;
+    crate::timing::mark("ledger opened");
     let hints = Hints {
         ledger_args: locations::ledger_args(&ledger, &cwd),
         verify: locations::verify_command(&ledger, &keys, &cwd),
@@ -357,6 +361,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut summary = session::run(cfg, writer, &command, &cwd)?;
+    crate::timing::mark("run sealed");
     let code = summary.decide_exit(args.fail_on_block);
     report(&summary, &args)?;
     // Said even with --quiet: an exit status that is not the command's

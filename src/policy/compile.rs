@@ -3,6 +3,8 @@
 //! instead), variable expansion, pattern compilation and the check of every
 //! rule's embedded examples.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -100,6 +102,9 @@ struct Loader<'a> {
     ids: Vec<(String, usize)>,
     /// Whether to run the embedded examples in this pass.
     check_examples: bool,
+    /// `argv_regex` expressions compiled so far, by their text after
+    /// variable expansion (shared by both passes of a load).
+    regexes: &'a RefCell<HashMap<String, regex::Regex>>,
 }
 
 fn key(n: &Node) -> &str {
@@ -743,7 +748,7 @@ impl<'a> Loader<'a> {
                             "*" => ArgItem::One,
                             "**" => ArgItem::Many,
                             p => match glob::compile(p, self.scope)
-                                .and_then(|g| glob::build(&glob::anchored_any([g.regex.as_str()])))
+                                .and_then(|g| glob::build(&glob::anchored_any([&g.hir]), g.weight))
                             {
                                 Ok(re) => ArgItem::Glob(re),
                                 Err(e) => {
@@ -775,7 +780,7 @@ impl<'a> Loader<'a> {
                 let expanded = glob::expand(src, self.scope, &|v| regex::escape(v));
                 match expanded {
                     Err(e) => self.err(n.loc, e.message, e.hint),
-                    Ok(x) => match regex::RegexBuilder::new(&x).size_limit(4 << 20).build() {
+                    Ok(x) => match self.argv_regex(&x) {
                         Ok(re) => c.argv_regex = Some((re, src.to_string())),
                         Err(err) => self.err(
                             n.loc,
@@ -1086,9 +1091,12 @@ impl<'a> Loader<'a> {
                     continue;
                 };
                 self.examples += 1;
-                let mut trace = Vec::new();
-                let got = with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
+                // The explanation is only worked out for an example that
+                // fails (the same evaluation, recording why).
+                let got = with_view(&action, true, |v| rule.matches(v, None));
                 if got != expect {
+                    let mut trace = Vec::new();
+                    with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
                     let why = trace
                         .iter()
                         .filter(|c| !expect || !c.holds)
@@ -1340,6 +1348,19 @@ impl<'a> Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Compile an `argv_regex` (once per load: the pass that checks the
+    /// examples usually meets the same text).
+    fn argv_regex(&self, text: &str) -> Result<regex::Regex, regex::Error> {
+        if let Some(re) = self.regexes.borrow().get(text) {
+            return Ok(re.clone());
+        }
+        let re = regex::RegexBuilder::new(text).size_limit(4 << 20).build()?;
+        self.regexes
+            .borrow_mut()
+            .insert(text.to_string(), re.clone());
+        Ok(re)
+    }
+
     /// The caller's program of an example open: a path, or a mapping with
     /// `program`, `sha256` and `injected`.
     fn example_process(&mut self, n: &Node) -> Option<ProcessInfo> {
@@ -1440,17 +1461,18 @@ pub(crate) fn load(
 ) -> Result<Compiled, Vec<PolicyError>> {
     let examples_vars = example_vars();
     let example_scope = Scope::new(&examples_vars, None);
+    let regexes = RefCell::new(HashMap::new());
     if *vars == examples_vars {
-        let with_examples = load_pass(root, file, &example_scope, true)?;
+        let with_examples = load_pass(root, file, &example_scope, true, &regexes)?;
         if with_examples.env.is_empty() {
             return Ok(with_examples);
         }
-        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
+        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, &regexes)?;
         compiled.examples = with_examples.examples;
         return Ok(compiled);
     }
-    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false)?;
-    let with_examples = load_pass(root, file, &example_scope, true)?;
+    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, &regexes)?;
+    let with_examples = load_pass(root, file, &example_scope, true, &regexes)?;
     compiled.examples = with_examples.examples;
     Ok(compiled)
 }
@@ -1460,6 +1482,7 @@ fn load_pass(
     file: &str,
     scope: &Scope,
     check_examples: bool,
+    regexes: &RefCell<HashMap<String, regex::Regex>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
@@ -1469,6 +1492,7 @@ fn load_pass(
         examples: 0,
         ids: Vec::new(),
         check_examples,
+        regexes,
     };
     let compiled = l.load(root);
     match compiled {
