@@ -99,7 +99,7 @@ struct Loader<'a> {
     rule: Option<String>,
     examples: usize,
     /// Every id seen so far with its line (also of rules that had errors).
-    ids: Vec<(String, usize)>,
+    ids: HashMap<String, usize>,
     /// Whether to run the embedded examples in this pass.
     check_examples: bool,
     /// `argv_regex` expressions compiled so far, by their text after
@@ -516,7 +516,7 @@ impl<'a> Loader<'a> {
                             Some("write e.g. `id: block-rm-rf`".into()),
                         );
                     }
-                    if let Some((_, line)) = self.ids.iter().find(|(i, _)| i == id) {
+                    if let Some(line) = self.ids.get(id) {
                         let line = *line;
                         self.rule = Some(id.to_string());
                         self.err(
@@ -525,7 +525,7 @@ impl<'a> Loader<'a> {
                             Some("give every rule its own id".into()),
                         );
                     } else {
-                        self.ids.push((id.to_string(), n.loc.line));
+                        self.ids.insert(id.to_string(), n.loc.line);
                     }
                     Some(id.to_string())
                 }
@@ -748,7 +748,7 @@ impl<'a> Loader<'a> {
                             "*" => ArgItem::One,
                             "**" => ArgItem::Many,
                             p => match glob::compile(p, self.scope)
-                                .and_then(|g| glob::build(&glob::anchored_any([&g.hir]), g.weight))
+                                .and_then(|g| glob::build(vec![g.expanded], g.weight))
                             {
                                 Ok(re) => ArgItem::Glob(re),
                                 Err(e) => {
@@ -1490,7 +1490,7 @@ fn load_pass(
         errors: Vec::new(),
         rule: None,
         examples: 0,
-        ids: Vec::new(),
+        ids: HashMap::new(),
         check_examples,
         regexes,
     };

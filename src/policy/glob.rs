@@ -243,13 +243,9 @@ fn glob_escape(s: &str) -> String {
 /// the pattern has no wildcard at all, the literal text it matches.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledGlob {
-    /// The expression, built directly (parsing a regular expression's text
-    /// costs more than compiling it).
-    pub hir: Hir,
-    /// The same translation as regular-expression text over characters
-    /// (`?` as `[^/]`), the reference the byte-level form is tested against.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub regex: String,
+    /// The pattern after variable expansion (values escaped): what
+    /// [`hir_of`] translates when the pattern is first matched.
+    pub expanded: String,
     /// How large its automaton may be, in characters of the pattern after
     /// variable expansion, a `?` counting as 8 (see [`COMPILE_AT_LOAD_ABOVE`]).
     pub weight: usize,
@@ -261,12 +257,105 @@ pub(crate) struct CompiledGlob {
     pub subtree: Option<String>,
 }
 
-/// Compile one glob (variables expanded first) to a regular-expression body.
+/// Check one glob (variables expanded first) and work out its shape; the
+/// expression itself is built when it is first matched ([`hir_of`]).
 pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, PatternError> {
     let expanded = expand(pattern, scope, &glob_escape)?;
+    let shape = translate(pattern, &expanded, &mut ())?;
+    Ok(CompiledGlob { expanded, ..shape })
+}
+
+/// The expression of a glob that [`compile`] accepted (`expanded` is its
+/// `expanded`); `None` only if it was not such a glob.
+fn hir_of(expanded: &str) -> Option<Hir> {
+    let mut seq = HirSeq::default();
+    translate(expanded, expanded, &mut seq).ok()?;
+    Some(seq.finish())
+}
+
+/// What the translation of a glob writes, in order.
+trait Emit {
+    /// A literal character.
+    fn lit(&mut self, c: char);
+    /// `**/`: any number of whole components, each with its `/`.
+    fn dirs(&mut self);
+    /// `**` elsewhere: at least `min` characters, `/` included.
+    fn any(&mut self, min: u32);
+    /// `*`: any run of characters other than `/`.
+    fn star(&mut self);
+    /// `?`: one character other than `/`.
+    fn one(&mut self);
+    /// `{`, `,` and `}`.
+    fn open(&mut self);
+    fn alternative(&mut self);
+    fn close(&mut self);
+}
+
+/// Checking only.
+impl Emit for () {
+    fn lit(&mut self, _: char) {}
+    fn dirs(&mut self) {}
+    fn any(&mut self, _: u32) {}
+    fn star(&mut self) {}
+    fn one(&mut self) {}
+    fn open(&mut self) {}
+    fn alternative(&mut self) {}
+    fn close(&mut self) {}
+}
+
+impl Emit for HirSeq {
+    fn lit(&mut self, c: char) {
+        self.text.push(c);
+    }
+    fn dirs(&mut self) {
+        self.push(Hir::repetition(Repetition {
+            min: 0,
+            max: Some(1),
+            greedy: true,
+            sub: Box::new(Hir::concat(vec![any_bytes(0), Hir::literal(*b"/")])),
+        }));
+    }
+    fn any(&mut self, min: u32) {
+        self.push(any_bytes(min));
+    }
+    fn star(&mut self) {
+        self.push(Hir::repetition(Repetition {
+            min: 0,
+            max: None,
+            greedy: true,
+            sub: Box::new(not_slash_byte()),
+        }));
+    }
+    fn one(&mut self) {
+        self.push(one_char());
+    }
+    fn open(&mut self) {
+        self.flush();
+        self.frames.push(vec![Vec::new()]);
+    }
+    fn alternative(&mut self) {
+        self.flush();
+        if let Some(f) = self.frames.last_mut() {
+            f.push(Vec::new());
+        }
+    }
+    fn close(&mut self) {
+        self.flush();
+        if let Some(f) = self.frames.pop() {
+            let alt = Hir::alternation(f.into_iter().map(Hir::concat).collect());
+            self.push(alt);
+        }
+    }
+}
+
+/// Translate the glob `expanded` (named `pattern` in errors), writing it to
+/// `e`; returns its shape (`expanded` left empty).
+fn translate(
+    pattern: &str,
+    expanded: &str,
+    e: &mut dyn Emit,
+) -> Result<CompiledGlob, PatternError> {
     let chars: Vec<char> = expanded.chars().collect();
-    let mut out = String::new();
-    let mut hir = HirSeq::default();
     let mut literal = String::new();
     let mut is_literal = true;
     let mut prefix: Option<String> = None;
@@ -290,8 +379,7 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                         Some("write '\\\\' for a literal backslash"),
                     ));
                 };
-                out.push_str(&regex::escape(next.encode_utf8(&mut [0; 4])));
-                hir.char(next);
+                e.lit(next);
                 literal.push(next);
             }
             '*' if chars.get(i + 1) == Some(&'*') => {
@@ -319,20 +407,13 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                     ));
                 }
                 if after == Some('/') {
-                    out.push_str("(?:.*/)?");
-                    hir.push(Hir::repetition(Repetition {
-                        min: 0,
-                        max: Some(1),
-                        greedy: true,
-                        sub: Box::new(Hir::concat(vec![any_bytes(0), Hir::literal(*b"/")])),
-                    }));
+                    e.dirs();
                     i += 3;
                     at_boundary = true;
                     continue;
                 }
                 let after_slash = i > 0 && chars[i - 1] == '/';
-                out.push_str(if after_slash { ".+" } else { ".*" });
-                hir.push(any_bytes(u32::from(after_slash)));
+                e.any(u32::from(after_slash));
                 trailing_subtree = after_slash && depth == 0 && i + 2 == chars.len();
                 i += 2;
                 at_boundary = false;
@@ -345,19 +426,12 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
             }
             '*' => {
                 wild_tokens += 1;
-                out.push_str("[^/]*");
-                hir.push(Hir::repetition(Repetition {
-                    min: 0,
-                    max: None,
-                    greedy: true,
-                    sub: Box::new(not_slash_byte()),
-                }));
+                e.star();
             }
             '?' => {
                 wild_tokens += 1;
                 questions += 1;
-                out.push_str("[^/]");
-                hir.push(one_char());
+                e.one();
             }
             '{' => {
                 wild_tokens += 1;
@@ -368,14 +442,12 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                         None,
                     ));
                 }
-                out.push_str("(?:");
-                hir.open();
+                e.open();
                 boundary = true;
             }
             '}' if depth > 0 => {
                 depth -= 1;
-                out.push(')');
-                hir.close();
+                e.close();
             }
             '}' => {
                 return Err(PatternError::new(
@@ -384,19 +456,16 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                 ));
             }
             ',' if depth > 0 => {
-                out.push('|');
-                hir.alternative();
+                e.alternative();
                 boundary = true;
             }
             '/' => {
-                out.push('/');
-                hir.char('/');
+                e.lit('/');
                 literal.push('/');
                 boundary = true;
             }
             _ => {
-                out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
-                hir.char(c);
+                e.lit(c);
                 literal.push(c);
             }
         }
@@ -413,8 +482,7 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
         .then(|| literal.strip_suffix('/').map(str::to_owned))
         .flatten();
     Ok(CompiledGlob {
-        hir: hir.finish(),
-        regex: out,
+        expanded: String::new(),
         weight: chars.len() + 7 * questions,
         prefix: prefix.unwrap_or_else(|| literal.clone()),
         literal: is_literal.then_some(literal),
@@ -449,26 +517,6 @@ impl HirSeq {
     fn push(&mut self, h: Hir) {
         self.flush();
         self.current().push(h);
-    }
-    fn char(&mut self, c: char) {
-        self.text.push(c);
-    }
-    fn open(&mut self) {
-        self.flush();
-        self.frames.push(vec![Vec::new()]);
-    }
-    fn alternative(&mut self) {
-        self.flush();
-        if let Some(f) = self.frames.last_mut() {
-            f.push(Vec::new());
-        }
-    }
-    fn close(&mut self) {
-        self.flush();
-        if let Some(f) = self.frames.pop() {
-            let alt = Hir::alternation(f.into_iter().map(Hir::concat).collect());
-            self.push(alt);
-        }
     }
     fn finish(mut self) -> Hir {
         self.flush();
@@ -518,10 +566,10 @@ fn one_char() -> Hir {
 
 /// Several glob expressions as one, anchored at both ends: matches when one
 /// of them matches the whole subject.
-pub(crate) fn anchored_any<'a>(bodies: impl IntoIterator<Item = &'a Hir>) -> Hir {
+fn anchored_any(bodies: &[Hir]) -> Hir {
     Hir::concat(vec![
         Hir::look(Look::Start),
-        Hir::alternation(bodies.into_iter().cloned().collect()),
+        Hir::alternation(bodies.to_vec()),
         Hir::look(Look::End),
     ])
 }
@@ -571,25 +619,30 @@ pub(crate) struct Lazy(std::sync::Arc<LazyInner>);
 
 #[derive(Debug)]
 struct LazyInner {
-    hir: Hir,
+    /// The globs (their `expanded` text), any of which may match.
+    globs: Vec<String>,
     re: OnceLock<Option<Regex>>,
 }
 
 impl Lazy {
-    /// Prepare `hir` (from [`anchored_any`]), translated from globs of
-    /// `weight` in all; compiled now if they are heavy.
-    pub fn new(hir: Hir, weight: usize) -> Result<Lazy, PatternError> {
-        let re = OnceLock::new();
+    /// Prepare the globs `globs` (each the `expanded` text of a compiled
+    /// glob), of `weight` in all: compiled now if they are heavy.
+    pub fn new(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
+        let inner = LazyInner {
+            globs,
+            re: OnceLock::new(),
+        };
         if weight > COMPILE_AT_LOAD_ABOVE {
-            let _ = re.set(Some(compile_regex(&hir, Some(SIZE_LIMIT))?));
+            let re = inner.compile(Some(SIZE_LIMIT))?;
+            let _ = inner.re.set(Some(re));
         }
-        Ok(Lazy(std::sync::Arc::new(LazyInner { hir, re })))
+        Ok(Lazy(std::sync::Arc::new(inner)))
     }
 
     fn regex(&self) -> Option<&Regex> {
         self.0
             .re
-            .get_or_init(|| compile_regex(&self.0.hir, None).ok())
+            .get_or_init(|| self.0.compile(None).ok())
             .as_ref()
     }
 
@@ -598,6 +651,20 @@ impl Lazy {
     /// [`COMPILE_AT_LOAD_ABOVE`]), the pattern is taken as matching.
     pub fn is_match(&self, s: &str) -> bool {
         self.regex().map_or(true, |re| re.is_match(s.as_bytes()))
+    }
+}
+
+impl LazyInner {
+    fn compile(&self, limit: Option<usize>) -> Result<Regex, PatternError> {
+        let hirs = self
+            .globs
+            .iter()
+            .map(|g| hir_of(g))
+            .collect::<Option<Vec<Hir>>>()
+            .ok_or_else(|| {
+                PatternError::new("internal error: a checked glob did not translate", None)
+            })?;
+        compile_regex(&anchored_any(&hirs), limit)
     }
 }
 
@@ -616,8 +683,8 @@ pub(crate) struct Globs {
     rest: Rest,
     /// Each pattern alone (for naming the one that matched).
     each: Vec<Lazy>,
-    /// Each pattern's expression (the source of `beneath`).
-    bodies: Vec<Hir>,
+    /// Each pattern after expansion (the source of `beneath`).
+    bodies: Vec<String>,
     /// A DFA of each pattern, built on first use: whether some path below a
     /// directory can match. `None` when one could not be built (too large):
     /// then the pattern is taken as possibly matching.
@@ -649,15 +716,17 @@ impl Globs {
         let mut total = 0;
         for (i, p) in patterns.iter().enumerate() {
             let c = compile(p, scope).map_err(|e| (i, e))?;
-            let re = build(&anchored_any([&c.hir]), c.weight).map_err(|e| (i, e))?;
+            let re = build(vec![c.expanded.clone()], c.weight).map_err(|e| (i, e))?;
             each.push(re);
-            total += c.weight;
             match (&c.literal, &c.subtree) {
                 (Some(l), _) => fast.push((i, Fast::Exact(l.clone()))),
                 (None, Some(d)) => fast.push((i, Fast::Subtree(d.clone()))),
-                (None, None) => rest_bodies.push(i),
+                (None, None) => {
+                    rest_bodies.push(i);
+                    total += c.weight;
+                }
             }
-            bodies.push(c.hir);
+            bodies.push(c.expanded);
             literals.push(c.literal);
             prefixes.push(c.prefix);
         }
@@ -665,11 +734,8 @@ impl Globs {
             [] => Rest::None,
             [only] => Rest::One(*only),
             _ => Rest::Many(
-                build(
-                    &anchored_any(rest_bodies.iter().map(|&i| &bodies[i])),
-                    total,
-                )
-                .map_err(|e| (0, e))?,
+                build(rest_bodies.iter().map(|&i| bodies[i].clone()).collect(), total)
+                    .map_err(|e| (0, e))?,
             ),
         };
         Ok(Globs {
@@ -730,7 +796,7 @@ impl Globs {
                                 .utf8(false)
                                 .nfa_size_limit(Some(BENEATH_DFA_LIMIT)),
                         )
-                        .build_from_hir(&anchored_any([body]))
+                        .build_from_hir(&anchored_any(&[hir_of(body)?]))
                         .ok()?;
                     regex_automata::dfa::dense::Builder::new()
                         .configure(
@@ -780,10 +846,10 @@ impl Globs {
     }
 }
 
-/// A glob expression (from [`anchored_any`]) of globs of `weight`, compiled
-/// on first use; see [`Lazy`].
-pub(crate) fn build(hir: &Hir, weight: usize) -> Result<Lazy, PatternError> {
-    Lazy::new(hir.clone(), weight)
+/// An expression matching any of `globs` (the `expanded` texts of compiled
+/// globs, of `weight` in all), compiled on first use; see [`Lazy`].
+pub(crate) fn build(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
+    Lazy::new(globs, weight)
 }
 
 /// Compile an expression over bytes: no captures and no full DFA (the lazy
@@ -820,6 +886,42 @@ mod tests {
             workspace: PathBuf::from("/home/u/w*rk"),
             tmpdir: PathBuf::from("/tmp"),
         }
+    }
+
+    /// The translation as regular-expression text over characters (`?` as
+    /// `[^/]`, `**` as `.*`): the reference the byte-level form is tested
+    /// against.
+    fn char_regex(expanded: &str) -> String {
+        struct Text(String);
+        impl Emit for Text {
+            fn lit(&mut self, c: char) {
+                self.0.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+            }
+            fn dirs(&mut self) {
+                self.0.push_str("(?:.*/)?");
+            }
+            fn any(&mut self, min: u32) {
+                self.0.push_str(if min == 0 { ".*" } else { ".+" });
+            }
+            fn star(&mut self) {
+                self.0.push_str("[^/]*");
+            }
+            fn one(&mut self) {
+                self.0.push_str("[^/]");
+            }
+            fn open(&mut self) {
+                self.0.push_str("(?:");
+            }
+            fn alternative(&mut self) {
+                self.0.push('|');
+            }
+            fn close(&mut self) {
+                self.0.push(')');
+            }
+        }
+        let mut t = Text(String::new());
+        translate(expanded, expanded, &mut t).unwrap();
+        t.0
     }
 
     fn m(pattern: &str, s: &str) -> bool {
@@ -1000,9 +1102,9 @@ mod tests {
                     let Ok(c) = compile(&pattern, &Scope::new(&vars(), None)) else {
                         return Ok(());
                     };
-                    let chars = format!(r"(?s)\A(?:(?:{}))\z", c.regex);
+                    let chars = format!(r"(?s)\A(?:(?:{}))\z", char_regex(&c.expanded));
                     let by_chars = regex::Regex::new(&chars).unwrap();
-                    let by_bytes = build(&anchored_any([&c.hir]), c.weight).unwrap();
+                    let by_bytes = build(vec![c.expanded.clone()], c.weight).unwrap();
                     let g = Globs::new(&[pattern.clone()], &Scope::new(&vars(), None)).unwrap();
                     for s in subjects {
                         let s: String = s.concat();
@@ -1046,7 +1148,7 @@ mod tests {
             )
             .unwrap();
             assert!(c.weight <= COMPILE_AT_LOAD_ABOVE);
-            compile_regex(&anchored_any([&c.hir]), Some(SIZE_LIMIT / 4))
+            compile_regex(&anchored_any(&[hir_of(&c.expanded).unwrap()]), Some(SIZE_LIMIT / 4))
                 .expect("well under the limit");
         }
     }
