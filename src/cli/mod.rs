@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
+pub mod policy_checks;
 pub mod supervise;
 
 /// Policy variables for a run started in `workspace`, with symlinks in
@@ -300,6 +301,24 @@ impl PolicySource {
             PolicySource::Builtin(name, text) => {
                 crate::policy::Policy::from_str(text, &format!("builtin:{name}"), vars)
             }
+        }
+    }
+
+    /// [`PolicySource::load`], skipping the check of the embedded examples
+    /// and tests when `checks` vouches that this text passed it.
+    pub fn load_checked(
+        &self,
+        vars: &crate::policy::Vars,
+        checks: &dyn crate::policy::ExampleChecks,
+    ) -> Result<crate::policy::Policy, crate::policy::PolicyErrors> {
+        match self {
+            PolicySource::File(p) => crate::policy::Policy::from_file_checked_with(p, vars, checks),
+            PolicySource::Builtin(name, text) => crate::policy::Policy::from_str_checked_with(
+                text,
+                &format!("builtin:{name}"),
+                vars,
+                checks,
+            ),
         }
     }
 

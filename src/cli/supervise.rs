@@ -182,11 +182,11 @@ fn lock_wait_notice(e: &LedgerError) {
 }
 
 fn load_policy(source: &super::PolicySource, vars: &Vars) -> anyhow::Result<Policy> {
-    source.load(vars).map_err(|errors| {
-        anyhow::anyhow!(
-            "the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)"
-        )
-    })
+    source.load(vars).map_err(policy_error)
+}
+
+fn policy_error(errors: crate::policy::PolicyErrors) -> anyhow::Error {
+    anyhow::anyhow!("the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)")
 }
 
 /// The workspace of a run: `arg` (relative to `cwd`), or `cwd`; absolute,
@@ -283,11 +283,21 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         Some(p) => super::PolicySource::resolve(p)?,
         None => super::PolicySource::resolve(Path::new("builtin:default"))?,
     };
-    let policy = load_policy(&source, &vars)?;
-    crate::timing::mark("policy loaded and its examples checked");
-    let keys = locations::keys(args.keys.as_deref())?;
-    let key = load_key(&keys, &[&ws, &cwd])?;
+    // The key first (its errors are reported after the policy's): the
+    // record of policies whose examples passed is authenticated with it.
+    let keys = locations::keys(args.keys.as_deref());
+    let key = keys.as_ref().ok().map(|k| load_key(k, &[&ws, &cwd]));
     crate::timing::mark("signing key loaded");
+    let policy = match (&keys, &key) {
+        (Ok(k), Some(Ok(key))) => {
+            let checks = super::policy_checks::KeyDirChecks::new(&k.dir, key);
+            source.load_checked(&vars, &checks).map_err(policy_error)?
+        }
+        _ => load_policy(&source, &vars)?,
+    };
+    crate::timing::mark("policy loaded and its examples checked");
+    let keys = keys?;
+    let key = key.unwrap_or_else(|| load_key(&keys, &[&ws, &cwd]))?;
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {

@@ -640,10 +640,7 @@ impl Lazy {
     }
 
     fn regex(&self) -> Option<&Regex> {
-        self.0
-            .re
-            .get_or_init(|| self.0.compile(None).ok())
-            .as_ref()
+        self.0.re.get_or_init(|| self.0.compile(None).ok()).as_ref()
     }
 
     /// Whether the whole of `s` matches. Should compiling ever fail (it
@@ -734,8 +731,11 @@ impl Globs {
             [] => Rest::None,
             [only] => Rest::One(*only),
             _ => Rest::Many(
-                build(rest_bodies.iter().map(|&i| bodies[i].clone()).collect(), total)
-                    .map_err(|e| (0, e))?,
+                build(
+                    rest_bodies.iter().map(|&i| bodies[i].clone()).collect(),
+                    total,
+                )
+                .map_err(|e| (0, e))?,
             ),
         };
         Ok(Globs {
@@ -1148,8 +1148,11 @@ mod tests {
             )
             .unwrap();
             assert!(c.weight <= COMPILE_AT_LOAD_ABOVE);
-            compile_regex(&anchored_any(&[hir_of(&c.expanded).unwrap()]), Some(SIZE_LIMIT / 4))
-                .expect("well under the limit");
+            compile_regex(
+                &anchored_any(&[hir_of(&c.expanded).unwrap()]),
+                Some(SIZE_LIMIT / 4),
+            )
+            .expect("well under the limit");
         }
     }
 

@@ -182,6 +182,35 @@ impl Env {
     }
 }
 
+/// A record of policy texts that passed the check of their embedded examples
+/// and tests (see [`Policy::from_file_checked_with`]). That check runs with
+/// fixed example variables and no environment, so its outcome depends only
+/// on the policy's text and on the Lexecon that ran it: [`examples_id`]
+/// names both, and an implementation must tell apart builds of Lexecon and
+/// must not be writable by anyone it does not trust (the supervisor keeps
+/// its record in the key directory, authenticated with a key derived from
+/// the signing key).
+pub trait ExampleChecks {
+    /// The number of examples and tests checked, if the text `id` names has
+    /// passed them.
+    fn passed(&self, id: &[u8; 32]) -> Option<usize>;
+    /// Remember that the text `id` names passed its `examples` checks.
+    fn record(&self, id: &[u8; 32], examples: usize);
+}
+
+/// The identity of a policy text for [`ExampleChecks`]:
+/// `SHA-256("lexecon-policy-examples-v1\0" || frame(crate version) ||
+/// frame(text))` (frames as in [`Policy::sha256`]).
+pub fn examples_id(text: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"lexecon-policy-examples-v1\0");
+    for b in [env!("CARGO_PKG_VERSION").as_bytes(), text.as_bytes()] {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    }
+    h.finalize().into()
+}
+
 /// A validated, compiled policy. Obtainable only by loading a file or text
 /// that passed every check.
 #[derive(Debug)]
@@ -207,6 +236,42 @@ impl Policy {
 
     /// [`Policy::from_file`] with `${env.…}` references read from `env`.
     pub fn from_file_with_env(path: &Path, vars: &Vars, env: &Env) -> Result<Policy, PolicyErrors> {
+        let text = Policy::read(path)?;
+        Policy::from_str_with_env(&text, &path.display().to_string(), vars, env)
+    }
+
+    /// [`Policy::from_file`], where the check of the embedded examples and
+    /// tests is skipped when `checks` says this very text passed it before
+    /// (and recorded when it passes now). Every other check runs: the
+    /// policy is compiled with `vars` and the environment as always, and one
+    /// that fails any check is refused.
+    pub fn from_file_checked_with(
+        path: &Path,
+        vars: &Vars,
+        checks: &dyn ExampleChecks,
+    ) -> Result<Policy, PolicyErrors> {
+        let text = Policy::read(path)?;
+        Policy::load(
+            &text,
+            &path.display().to_string(),
+            vars,
+            &Env::process(),
+            Some(checks),
+        )
+    }
+
+    /// [`Policy::from_str`] with [`ExampleChecks`], as
+    /// [`Policy::from_file_checked_with`].
+    pub fn from_str_checked_with(
+        text: &str,
+        origin: &str,
+        vars: &Vars,
+        checks: &dyn ExampleChecks,
+    ) -> Result<Policy, PolicyErrors> {
+        Policy::load(text, origin, vars, &Env::process(), Some(checks))
+    }
+
+    fn read(path: &Path) -> Result<String, PolicyErrors> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
             PolicyErrors::new(vec![PolicyError {
@@ -231,7 +296,7 @@ impl Policy {
                 hint: Some("save the file as UTF-8".into()),
             }])
         })?;
-        Policy::from_str_with_env(&text, &origin, vars, env)
+        Ok(text)
     }
 
     /// Load a policy from text; `origin` names it in errors; `${env.…}`
@@ -247,6 +312,16 @@ impl Policy {
         origin: &str,
         vars: &Vars,
         env: &Env,
+    ) -> Result<Policy, PolicyErrors> {
+        Policy::load(text, origin, vars, env, None)
+    }
+
+    fn load(
+        text: &str,
+        origin: &str,
+        vars: &Vars,
+        env: &Env,
+        checks: Option<&dyn ExampleChecks>,
     ) -> Result<Policy, PolicyErrors> {
         let vars = vars.normalised();
         let fail = |loc: yaml::Loc, message: String, hint: Option<&str>| {
@@ -270,7 +345,9 @@ impl Policy {
             }
             Ok(Some(root)) => root,
         };
-        let compiled = compile::load(&root, origin, &vars, env).map_err(PolicyErrors::new)?;
+        let checks = checks.map(|c| (c, examples_id(text)));
+        let compiled =
+            compile::load(&root, origin, &vars, env, checks).map_err(PolicyErrors::new)?;
         let index = Index::build(&compiled.rules);
         Ok(Policy {
             mode: compiled.mode,
