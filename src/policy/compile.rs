@@ -4,6 +4,8 @@
 //! rule's embedded examples.
 
 use std::cell::RefCell;
+
+use regex_automata::meta::Regex as ArgvRegex;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -104,7 +106,7 @@ struct Loader<'a> {
     check_examples: bool,
     /// `argv_regex` expressions compiled so far, by their text after
     /// variable expansion (shared by both passes of a load).
-    regexes: &'a RefCell<HashMap<String, regex::Regex>>,
+    regexes: &'a RefCell<HashMap<String, ArgvRegex>>,
 }
 
 fn key(n: &Node) -> &str {
@@ -786,7 +788,7 @@ impl<'a> Loader<'a> {
                             n.loc,
                             format!(
                                 "bad regular expression: {}",
-                                err.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                                err.split_whitespace().collect::<Vec<_>>().join(" ")
                             ),
                             Some("the syntax is that of the Rust regex crate; it is matched against the argv joined by spaces".into()),
                         ),
@@ -1349,12 +1351,28 @@ impl<'a> Loader<'a> {
 
 impl Loader<'_> {
     /// Compile an `argv_regex` (once per load: the pass that checks the
-    /// examples usually meets the same text).
-    fn argv_regex(&self, text: &str) -> Result<regex::Regex, regex::Error> {
+    /// examples usually meets the same text). The syntax and the matches are
+    /// the `regex` crate's (the same parser and defaults); the automaton
+    /// keeps no capture groups and builds no full DFA up front, which makes
+    /// compiling several times cheaper, for the same answers.
+    fn argv_regex(&self, text: &str) -> Result<ArgvRegex, String> {
         if let Some(re) = self.regexes.borrow().get(text) {
             return Ok(re.clone());
         }
-        let re = regex::RegexBuilder::new(text).size_limit(4 << 20).build()?;
+        let hir = regex_syntax::Parser::new()
+            .parse(text)
+            .map_err(|e| e.to_string())?;
+        let re = ArgvRegex::builder()
+            .configure(
+                ArgvRegex::config()
+                    .dfa(false)
+                    .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+                    .nfa_size_limit(Some(4 << 20)),
+            )
+            .build_from_hir(&hir)
+            .map_err(|_| {
+                "the expression is too large (its automaton would exceed 4 MiB)".to_string()
+            })?;
         self.regexes
             .borrow_mut()
             .insert(text.to_string(), re.clone());
@@ -1492,7 +1510,7 @@ fn load_pass(
     file: &str,
     scope: &Scope,
     check_examples: bool,
-    regexes: &RefCell<HashMap<String, regex::Regex>>,
+    regexes: &RefCell<HashMap<String, ArgvRegex>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
