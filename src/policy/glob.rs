@@ -1105,7 +1105,8 @@ mod tests {
                     let chars = format!(r"(?s)\A(?:(?:{}))\z", char_regex(&c.expanded));
                     let by_chars = regex::Regex::new(&chars).unwrap();
                     let by_bytes = build(vec![c.expanded.clone()], c.weight).unwrap();
-                    let g = Globs::new(&[pattern.clone()], &Scope::new(&vars(), None)).unwrap();
+                    let g = Globs::new(std::slice::from_ref(&pattern), &Scope::new(&vars(), None))
+                        .unwrap();
                     for s in subjects {
                         let s: String = s.concat();
                         prop_assert_eq!(
@@ -1136,7 +1137,7 @@ mod tests {
         let e = Globs::new(&[long], &Scope::new(&vars(), None)).unwrap_err();
         assert!(e.1.message.contains("too large"), "{:?}", e.1);
         let fine = "/x/".to_string() + &"?".repeat(40);
-        let g = Globs::new(&[fine.clone()], &Scope::new(&vars(), None)).unwrap();
+        let g = Globs::new(std::slice::from_ref(&fine), &Scope::new(&vars(), None)).unwrap();
         assert!(g.is_match(&("/x/".to_string() + &"é".repeat(40))));
         assert!(!g.is_match(&("/x/".to_string() + &"é".repeat(39))));
         // The longest lazily compiled globs are well below the limit.
