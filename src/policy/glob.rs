@@ -22,7 +22,9 @@ use std::collections::BTreeMap;
 
 use std::sync::OnceLock;
 
-use regex_automata::meta::Regex;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::util::pool::Pool;
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, Hir, Look, Repetition};
 
 use super::{Env, Vars};
@@ -624,6 +626,38 @@ struct LazyInner {
     re: OnceLock<Option<Regex>>,
 }
 
+type CacheFn =
+    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// A compiled glob expression: a lazy DFA (states built as subjects need
+/// them, in a cache per thread), forward only, anchored at the start. That
+/// is all a whole-subject match needs; a general regular-expression engine
+/// also compiles a reverse automaton and literal prefilters, which cost
+/// more to build than these patterns ever save.
+struct Regex {
+    dfa: DFA,
+    caches: Pool<Cache, CacheFn>,
+}
+
+impl std::fmt::Debug for Regex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regex").finish_non_exhaustive()
+    }
+}
+
+impl Regex {
+    /// Whether `s` matches: `None` if the DFA could not tell (it gives up
+    /// only when configured to, which it is not).
+    fn is_match(&self, s: &[u8]) -> Option<bool> {
+        let mut cache = self.caches.get();
+        let input = Input::new(s).anchored(Anchored::Yes).earliest(true);
+        self.dfa
+            .try_search_fwd(&mut cache, &input)
+            .ok()
+            .map(|m| m.is_some())
+    }
+}
+
 impl Lazy {
     /// Prepare the globs `globs` (each the `expanded` text of a compiled
     /// glob), of `weight` in all: compiled now if they are heavy.
@@ -643,11 +677,12 @@ impl Lazy {
         self.0.re.get_or_init(|| self.0.compile(None).ok()).as_ref()
     }
 
-    /// Whether the whole of `s` matches. Should compiling ever fail (it
-    /// cannot for the expressions globs translate to, see
+    /// Whether the whole of `s` matches. Should compiling or matching ever
+    /// fail (neither can for the expressions globs translate to, see
     /// [`COMPILE_AT_LOAD_ABOVE`]), the pattern is taken as matching.
     pub fn is_match(&self, s: &str) -> bool {
-        self.regex().map_or(true, |re| re.is_match(s.as_bytes()))
+        self.regex()
+            .map_or(true, |re| re.is_match(s.as_bytes()).unwrap_or(true))
     }
 }
 
@@ -856,23 +891,32 @@ pub(crate) fn build(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternEr
 /// DFA is as fast on these anchored patterns and costs nothing up front);
 /// `limit` bounds the automaton's size.
 fn compile_regex(hir: &Hir, limit: Option<usize>) -> Result<Regex, PatternError> {
-    Regex::builder()
+    use regex_automata::nfa::thompson;
+    let too_large = |e: &dyn std::fmt::Display| {
+        PatternError::new(
+            format!("pattern is too large or invalid: {e}"),
+            Some("split it into several simpler patterns"),
+        )
+    };
+    let nfa = thompson::Compiler::new()
         .configure(
-            Regex::config()
-                .dfa(false)
-                .onepass(false)
-                .backtrack(false)
-                .utf8_empty(false)
-                .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+            thompson::Config::new()
+                .utf8(false)
+                .which_captures(thompson::WhichCaptures::None)
                 .nfa_size_limit(limit),
         )
         .build_from_hir(hir)
-        .map_err(|e| {
-            PatternError::new(
-                format!("pattern is too large or invalid: {e}"),
-                Some("split it into several simpler patterns"),
-            )
-        })
+        .map_err(|e| too_large(&e))?;
+    let dfa = DFA::builder()
+        .configure(DFA::config().minimum_cache_clear_count(None))
+        .build_from_nfa(nfa)
+        .map_err(|e| too_large(&e))?;
+    let for_caches = dfa.clone();
+    let create: CacheFn = Box::new(move || for_caches.create_cache());
+    Ok(Regex {
+        dfa,
+        caches: Pool::new(create),
+    })
 }
 
 #[cfg(test)]
