@@ -907,8 +907,15 @@ fn compile_regex(hir: &Hir, limit: Option<usize>) -> Result<Regex, PatternError>
         )
         .build_from_hir(hir)
         .map_err(|e| too_large(&e))?;
+    // Room for a good number of states of even the largest automaton (the
+    // default, 2 MiB, is less than the least some large ones need).
+    let capacity = (2usize << 20).max(nfa.memory_usage().saturating_mul(4));
     let dfa = DFA::builder()
-        .configure(DFA::config().minimum_cache_clear_count(None))
+        .configure(
+            DFA::config()
+                .minimum_cache_clear_count(None)
+                .cache_capacity(capacity),
+        )
         .build_from_nfa(nfa)
         .map_err(|e| too_large(&e))?;
     let for_caches = dfa.clone();
@@ -1180,6 +1187,11 @@ mod tests {
         let long = "/x/".to_string() + &"?".repeat(30_000);
         let e = Globs::new(&[long], &Scope::new(&vars(), None)).unwrap_err();
         assert!(e.1.message.contains("too large"), "{:?}", e.1);
+        // Heavy but within the limit: compiled at load, and it matches.
+        let heavy = "/x/".to_string() + &"?".repeat(3_000);
+        let g = Globs::new(std::slice::from_ref(&heavy), &Scope::new(&vars(), None)).unwrap();
+        assert!(g.is_match(&("/x/".to_string() + &"é".repeat(3_000))));
+        assert!(!g.is_match(&("/x/".to_string() + &"é".repeat(2_999))));
         let fine = "/x/".to_string() + &"?".repeat(40);
         let g = Globs::new(std::slice::from_ref(&fine), &Scope::new(&vars(), None)).unwrap();
         assert!(g.is_match(&("/x/".to_string() + &"é".repeat(40))));
