@@ -1,5 +1,5 @@
-//! Globs: the pattern language of paths, names and arguments, translated to
-//! anchored regular expressions at load and compiled on first use.
+//! Globs: the pattern language of paths, names and arguments, checked at
+//! load, and translated to anchored byte-level automata when first matched.
 //!
 //! Semantics (the reference is `docs/policy.md`):
 //! - `*` matches any run of characters except `/` (possibly empty);
@@ -241,8 +241,9 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// A compiled glob: the regular expression over bytes (unanchored) and, when
-/// the pattern has no wildcard at all, the literal text it matches.
+/// A checked glob: its expanded text (translated when first matched), its
+/// shape and, when the pattern has no wildcard at all, the literal text it
+/// matches.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledGlob {
     /// The pattern after variable expansion (values escaped): what

@@ -1,8 +1,11 @@
 //! The policy language: YAML → compiled, deterministic matcher.
 //!
 //! A [`Policy`] exists only as the result of parsing and validating a file
-//! ([`Policy::from_file`], [`Policy::from_str`]): every pattern compiled,
-//! every variable expanded, every embedded example checked. Judging an action
+//! ([`Policy::from_file`], [`Policy::from_str`]): every pattern checked
+//! (and compiled when it is first matched, which cannot fail for a pattern
+//! that passed the check), every variable expanded, every embedded example
+//! checked (or, with [`ExampleChecks`], known to have passed with this very
+//! text). Judging an action
 //! ([`Policy::decide`]) is then pure: no I/O, no clock, no randomness, and no
 //! panic on any input. The language is documented in `docs/policy.md`.
 //!
