@@ -35,7 +35,7 @@ impl KeyDirChecks {
     pub fn new(keys_dir: &std::path::Path, key: &HostKey) -> KeyDirChecks {
         let mut h = Sha256::new();
         h.update(b"lexecon-policy-checks-key-v1\0");
-        h.update(key.signing_key().to_bytes());
+        h.update(Zeroizing::new(key.signing_key().to_bytes()).as_slice());
         let mut build = Vec::new();
         for part in [crate::ledger::VERSION, env!("LEXECON_BUILD")] {
             build.extend_from_slice(&(part.len() as u64).to_be_bytes());
