@@ -17,6 +17,7 @@
 //! - [`approval`]: the socket through which a human answers held
 //!   escalations, and who may use it.
 //! - [`cli`]: argument parsing, output and exit codes.
+//! - [`timing`]: start-up timing marks for profiling (`LEXECON_TIMING=1`).
 
 pub mod action;
 pub mod approval;
@@ -29,3 +30,4 @@ pub mod replay;
 pub mod session;
 pub mod suggest;
 pub mod supervisor;
+pub mod timing;

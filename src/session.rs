@@ -1471,6 +1471,7 @@ pub fn run(
     let ask = cfg.on_escalate == OnEscalate::Prompt;
     let gate_wanted = cfg.gate;
     let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
+    crate::timing::mark("run header written");
     if wait {
         let path = session.protected.approval_socket.clone();
         match crate::approval::Server::bind(&path) {
@@ -1550,6 +1551,7 @@ pub fn run(
     }
     let judge: Arc<dyn Judge> = Arc::clone(&session) as Arc<dyn Judge>;
     let outcome = supervisor::run(&command, judge);
+    crate::timing::mark("command ended, supervisor joined");
     session.gate_stop();
     // The loop, the tracer and the held calls' threads are joined; a worker
     // still answering a call of the (now ended) tree — a network call
@@ -1569,6 +1571,7 @@ pub fn run(
             ),
         }
     };
+    crate::timing::mark("session released by every thread");
     match outcome {
         Ok(outcome) => Ok(session.finish(outcome, run_id, None)),
         Err(e) => {

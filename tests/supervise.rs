@@ -406,6 +406,48 @@ fn no_keys_gives_a_clear_error() {
     assert!(stderr(&out).contains("init-keys"), "{}", stderr(&out));
 }
 
+/// The check of a policy's embedded examples is skipped only for a text
+/// that passed it with this build, as vouched for by a record in the key
+/// directory authenticated with the signing key: a failing policy is refused
+/// at every start, and a record moved onto another text does not help it.
+#[test]
+fn a_policy_whose_examples_fail_is_refused_at_every_start_whatever_was_recorded() {
+    let env = Env::new();
+    let good = "version: 1\ndefaults:\n  exec: allow\n  open: allow\nrules:\n  - id: no-rm\n    exec:\n      name: rm\n    decision: block\n    reason: no\n    examples:\n      match:\n        - exec: rm x\n";
+    let bad = good.replace("exec: rm x", "exec: ls x");
+    let good_policy = env.policy(good);
+    let bad_policy = env.policy(&bad);
+    let checks = env.keys.join("policy-checks");
+    for _ in 0..2 {
+        let out = env.supervise(&bad_policy, &["true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("example should match the rule but does not"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        std::fs::read_dir(&checks).map_or(true, |d| d.count() == 0),
+        "a failing policy was recorded"
+    );
+    for _ in 0..2 {
+        let out = env.supervise(&good_policy, &["true"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let records: Vec<_> = std::fs::read_dir(&checks)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    // The good text's record, copied to the bad text's name: still refused.
+    let bad_id = lexecon::policy::examples_id(&bad);
+    std::fs::copy(&records[0], checks.join(hex::encode(bad_id))).unwrap();
+    let out = env.supervise(&bad_policy, &["true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    env.assert_valid();
+}
+
 /// Another thread flips the exec path between an allowed program and the
 /// forbidden one while the main thread execs it: the forbidden program must
 /// never run, whoever wins the race at the kernel.

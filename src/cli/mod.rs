@@ -17,6 +17,7 @@ pub mod init;
 pub mod ledger;
 pub mod locations;
 pub mod policy;
+pub mod policy_checks;
 pub mod reader;
 pub mod replay;
 pub mod supervise;
@@ -184,6 +185,7 @@ pub const VERSION: &str = crate::ledger::VERSION;
 
 /// Entry point of the `lexecon` binary.
 pub fn main_lexecon() -> ExitCode {
+    crate::timing::mark("start");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -245,6 +247,7 @@ struct SuperviseCli {
 
 /// Entry point of the `lexecon-supervise` binary.
 pub fn main_supervise() -> ExitCode {
+    crate::timing::mark("start");
     let cli = match SuperviseCli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -347,6 +350,24 @@ impl PolicySource {
                 text: text.to_string(),
             },
         })
+    }
+
+    /// [`PolicySource::load`], skipping the check of the embedded examples
+    /// and tests when `checks` vouches that this text passed it.
+    pub fn load_checked(
+        &self,
+        vars: &crate::policy::Vars,
+        checks: &dyn crate::policy::ExampleChecks,
+    ) -> Result<crate::policy::Policy, crate::policy::PolicyErrors> {
+        match self {
+            PolicySource::File(p) => crate::policy::Policy::from_file_checked_with(p, vars, checks),
+            PolicySource::Builtin(name, text) => crate::policy::Policy::from_str_checked_with(
+                text,
+                &format!("builtin:{name}"),
+                vars,
+                checks,
+            ),
+        }
     }
 
     /// How the run header and messages name it.

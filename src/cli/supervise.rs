@@ -197,11 +197,11 @@ pub(crate) fn lock_wait_notice(e: &LedgerError) {
 }
 
 pub(crate) fn load_policy(source: &super::PolicySource, vars: &Vars) -> anyhow::Result<Policy> {
-    source.load(vars).map_err(|errors| {
-        anyhow::anyhow!(
-            "the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)"
-        )
-    })
+    source.load(vars).map_err(policy_error)
+}
+
+fn policy_error(errors: crate::policy::PolicyErrors) -> anyhow::Error {
+    anyhow::anyhow!("the policy is not valid:\n{errors}\n(run `lexecon policy check` for details)")
 }
 
 /// The workspace of a run: `arg` (relative to `cwd`), or `cwd`; absolute,
@@ -289,6 +289,7 @@ pub fn check_root_tree(accepted_by: Option<&str>) -> anyhow::Result<Option<Strin
 }
 
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    crate::timing::mark("supervise: arguments parsed");
     let root_warning = check_root_tree(args.allow_root_tree.then_some("--allow-root-tree"))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let ws = workspace(args.workspace.as_deref(), &cwd, args.allow_broad_workspace)?;
@@ -297,9 +298,21 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         Some(p) => super::PolicySource::resolve(p)?,
         None => super::PolicySource::resolve(Path::new("builtin:default"))?,
     };
-    let policy = load_policy(&source, &vars)?;
-    let keys = locations::keys(args.keys.as_deref())?;
-    let key = load_key(&keys, &[&ws, &cwd])?;
+    // The key first (its errors are reported after the policy's): the
+    // record of policies whose examples passed is authenticated with it.
+    let keys = locations::keys(args.keys.as_deref());
+    let key = keys.as_ref().ok().map(|k| load_key(k, &[&ws, &cwd]));
+    crate::timing::mark("signing key loaded");
+    let policy = match (&keys, &key) {
+        (Ok(k), Some(Ok(key))) => {
+            let checks = super::policy_checks::KeyDirChecks::new(&k.dir, key);
+            source.load_checked(&vars, &checks).map_err(policy_error)?
+        }
+        _ => load_policy(&source, &vars)?,
+    };
+    crate::timing::mark("policy loaded and its examples checked");
+    let keys = keys?;
+    let key = key.unwrap_or_else(|| load_key(&keys, &[&ws, &cwd]))?;
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
@@ -331,6 +344,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     }
     let writer = LedgerWriter::open_notify(&ledger.path, key, opts, &mut lock_wait_notice)
         .map_err(|e| with_hints(e, &ledger, &keys, &cwd))?;
+    crate::timing::mark("ledger opened");
     let hints = Hints {
         ledger_args: locations::ledger_args(&ledger, &cwd),
         verify: locations::verify_command(&ledger, &keys, &cwd),
@@ -374,6 +388,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut summary = session::run(cfg, writer, &command, &cwd)?;
+    crate::timing::mark("run sealed");
     let code = summary.decide_exit(args.fail_on_block);
     report(&summary, &args)?;
     // Said even with --quiet: an exit status that is not the command's

@@ -5,8 +5,6 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
-
 /// The options and operands of `argv[1..]`.
 ///
 /// Rules (GNU `getopt_long` style, which most tools follow):
@@ -122,7 +120,7 @@ pub(crate) enum ArgItem {
     /// `**`: any number of arguments (zero or more).
     Many,
     /// A glob over one argument.
-    Glob(Regex),
+    Glob(super::glob::Lazy),
 }
 
 /// Match `args` against `items`, the whole list (standard wildcard matching
@@ -336,13 +334,13 @@ mod tests {
 
     #[test]
     fn positional_patterns() {
-        let re = |s: &str| ArgItem::Glob(Regex::new(s).unwrap());
-        let items = vec![
-            re(r"\Apush\z"),
-            ArgItem::Many,
-            re(r"\A\+.*\z"),
-            ArgItem::Many,
-        ];
+        use crate::policy::glob;
+        let vars = crate::policy::compile::example_vars();
+        let re = |s: &str| {
+            let c = glob::compile(s, &glob::Scope::new(&vars, None)).unwrap();
+            ArgItem::Glob(glob::build(vec![c.expanded], c.weight).unwrap())
+        };
+        let items = vec![re("push"), ArgItem::Many, re("+*"), ArgItem::Many];
         assert!(match_positional(
             &items,
             &cows(&["push", "origin", "+main"])
@@ -353,7 +351,7 @@ mod tests {
             &cows(&["push", "origin", "main"])
         ));
         assert!(!match_positional(&items, &cows(&["pull", "+main"])));
-        let exact = vec![re(r"\Astatus\z")];
+        let exact = vec![re("status")];
         assert!(match_positional(&exact, &cows(&["status"])));
         assert!(!match_positional(&exact, &cows(&["status", "-s"])));
         assert!(!match_positional(&exact, &cows(&[])));

@@ -3,6 +3,10 @@
 //! instead), variable expansion, pattern compilation and the check of every
 //! rule's embedded examples.
 
+use std::cell::RefCell;
+
+use regex_automata::meta::Regex as ArgvRegex;
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -110,7 +114,7 @@ pub(super) struct Loader<'a> {
     rule: Option<String>,
     examples: usize,
     /// Every id seen so far with its line (also of rules that had errors).
-    ids: Vec<(String, usize)>,
+    ids: HashMap<String, usize>,
     /// Whether to run the embedded examples in this pass.
     check_examples: bool,
     /// The layers this file includes (`include:`, see `layers`), with the
@@ -118,6 +122,9 @@ pub(super) struct Loader<'a> {
     /// and an example a rule of this file matches must not be judged
     /// stricter by them (the rule would try to loosen them).
     above: Option<&'a super::layers::Above<'a>>,
+    /// `argv_regex` expressions compiled so far, by their text after
+    /// variable expansion (shared by both passes of a load).
+    regexes: &'a RefCell<HashMap<String, ArgvRegex>>,
 }
 
 pub(super) fn key(n: &Node) -> &str {
@@ -546,7 +553,7 @@ impl<'a> Loader<'a> {
                             Some("choose another id: records name built-in rules this way, and `lexecon replay` and `verify --policy` tell them apart by it".into()),
                         );
                     }
-                    if let Some((_, line)) = self.ids.iter().find(|(i, _)| i == id) {
+                    if let Some(line) = self.ids.get(id) {
                         let line = *line;
                         self.rule = Some(id.to_string());
                         self.err(
@@ -555,7 +562,7 @@ impl<'a> Loader<'a> {
                             Some("give every rule its own id".into()),
                         );
                     } else {
-                        self.ids.push((id.to_string(), n.loc.line));
+                        self.ids.insert(id.to_string(), n.loc.line);
                     }
                     Some(id.to_string())
                 }
@@ -784,7 +791,7 @@ impl<'a> Loader<'a> {
                             "*" => ArgItem::One,
                             "**" => ArgItem::Many,
                             p => match glob::compile(p, self.scope)
-                                .and_then(|g| glob::build(&glob::anchored_any([g.regex.as_str()])))
+                                .and_then(|g| glob::build(vec![g.expanded], g.weight))
                             {
                                 Ok(re) => ArgItem::Glob(re),
                                 Err(e) => {
@@ -816,13 +823,13 @@ impl<'a> Loader<'a> {
                 let expanded = glob::expand(src, self.scope, &|v| regex::escape(v));
                 match expanded {
                     Err(e) => self.err(n.loc, e.message, e.hint),
-                    Ok(x) => match regex::RegexBuilder::new(&x).size_limit(4 << 20).build() {
+                    Ok(x) => match self.argv_regex(&x) {
                         Ok(re) => c.argv_regex = Some((re, src.to_string())),
                         Err(err) => self.err(
                             n.loc,
                             format!(
                                 "bad regular expression: {}",
-                                err.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+                                err.split_whitespace().collect::<Vec<_>>().join(" ")
                             ),
                             Some("the syntax is that of the Rust regex crate; it is matched against the argv joined by spaces".into()),
                         ),
@@ -1132,9 +1139,12 @@ impl<'a> Loader<'a> {
                     continue;
                 };
                 self.examples += 1;
-                let mut trace = Vec::new();
-                let got = with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
+                // The explanation is only worked out for an example that
+                // fails (the same evaluation, recording why).
+                let got = with_view(&action, true, |v| rule.matches(v, None));
                 if got != expect {
+                    let mut trace = Vec::new();
+                    with_view(&action, true, |v| rule.matches(v, Some(&mut trace)));
                     let why = trace
                         .iter()
                         .filter(|c| !expect || !c.holds)
@@ -1393,6 +1403,35 @@ impl<'a> Loader<'a> {
 }
 
 impl Loader<'_> {
+    /// Compile an `argv_regex` (once per load: the pass that checks the
+    /// examples usually meets the same text). The syntax and the matches are
+    /// the `regex` crate's (the same parser and defaults); the automaton
+    /// keeps no capture groups and builds no full DFA up front, which makes
+    /// compiling several times cheaper, for the same answers.
+    fn argv_regex(&self, text: &str) -> Result<ArgvRegex, String> {
+        if let Some(re) = self.regexes.borrow().get(text) {
+            return Ok(re.clone());
+        }
+        let hir = regex_syntax::Parser::new()
+            .parse(text)
+            .map_err(|e| e.to_string())?;
+        let re = ArgvRegex::builder()
+            .configure(
+                ArgvRegex::config()
+                    .dfa(false)
+                    .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+                    .nfa_size_limit(Some(4 << 20)),
+            )
+            .build_from_hir(&hir)
+            .map_err(|_| {
+                "the expression is too large (its automaton would exceed 4 MiB)".to_string()
+            })?;
+        self.regexes
+            .borrow_mut()
+            .insert(text.to_string(), re.clone());
+        Ok(re)
+    }
+
     /// The caller's program of an example open: a path, or a mapping with
     /// `program`, `sha256` and `injected`.
     fn example_process(&mut self, n: &Node) -> Option<ProcessInfo> {
@@ -1491,21 +1530,49 @@ pub(crate) fn load(
     vars: &Vars,
     env: &Env,
     above: Option<&super::layers::Above<'_>>,
+    checks: Option<(&dyn super::ExampleChecks, [u8; 32])>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let examples_vars = example_vars();
     let example_scope = Scope::new(&examples_vars, None);
+    let regexes = RefCell::new(HashMap::new());
     if *vars == examples_vars {
-        let with_examples = load_pass(root, file, &example_scope, true, above)?;
+        let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
         if with_examples.env.is_empty() {
             return Ok(with_examples);
         }
-        let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, None)?;
+        let mut compiled = load_pass(
+            root,
+            file,
+            &Scope::new(vars, Some(env)),
+            false,
+            None,
+            &regexes,
+        )?;
         compiled.examples = with_examples.examples;
         return Ok(compiled);
     }
-    let mut compiled = load_pass(root, file, &Scope::new(vars, Some(env)), false, None)?;
-    let with_examples = load_pass(root, file, &example_scope, true, above)?;
+    let mut compiled = load_pass(
+        root,
+        file,
+        &Scope::new(vars, Some(env)),
+        false,
+        None,
+        &regexes,
+    )?;
+    // The examples' pass depends on the text alone (fixed variables, no
+    // environment): one that passed before with this build passes again.
+    // Not for a layer below others: its examples and tests are judged with
+    // the layers it includes too.
+    let checks = checks.filter(|_| above.is_none());
+    if let Some(n) = checks.and_then(|(c, id)| c.passed(&id)) {
+        compiled.examples = n;
+        return Ok(compiled);
+    }
+    let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
     compiled.examples = with_examples.examples;
+    if let Some((c, id)) = checks {
+        c.record(&id, compiled.examples);
+    }
     Ok(compiled)
 }
 
@@ -1514,7 +1581,14 @@ pub(crate) fn load(
 /// are judged against).
 pub(crate) fn load_for_examples(root: &Node, file: &str) -> Result<Compiled, Vec<PolicyError>> {
     let vars = example_vars();
-    load_pass(root, file, &Scope::new(&vars, None), false, None)
+    load_pass(
+        root,
+        file,
+        &Scope::new(&vars, None),
+        false,
+        None,
+        &RefCell::new(HashMap::new()),
+    )
 }
 
 fn load_pass(
@@ -1523,6 +1597,7 @@ fn load_pass(
     scope: &Scope,
     check_examples: bool,
     above: Option<&super::layers::Above<'_>>,
+    regexes: &RefCell<HashMap<String, ArgvRegex>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
     let mut l = Loader {
         file,
@@ -1530,9 +1605,10 @@ fn load_pass(
         errors: Vec::new(),
         rule: None,
         examples: 0,
-        ids: Vec::new(),
+        ids: HashMap::new(),
         check_examples,
         above,
+        regexes,
     };
     let compiled = l.load(root);
     match compiled {

@@ -1,5 +1,5 @@
-//! Globs: the pattern language of paths, names and arguments, compiled to
-//! anchored regular expressions once at load.
+//! Globs: the pattern language of paths, names and arguments, checked at
+//! load, and translated to anchored byte-level automata when first matched.
 //!
 //! Semantics (the reference is `docs/policy.md`):
 //! - `*` matches any run of characters except `/` (possibly empty);
@@ -20,7 +20,12 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use std::sync::OnceLock;
+
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::util::pool::Pool;
+use regex_automata::{Anchored, Input};
+use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, Hir, Look, Repetition};
 
 use super::{Env, Vars};
 
@@ -236,11 +241,17 @@ fn glob_escape(s: &str) -> String {
     out
 }
 
-/// A compiled glob: the regular-expression body (unanchored) and, when the
-/// pattern has no wildcard at all, the literal text it matches.
+/// A checked glob: its expanded text (translated when first matched), its
+/// shape and, when the pattern has no wildcard at all, the literal text it
+/// matches.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledGlob {
-    pub regex: String,
+    /// The pattern after variable expansion (values escaped): what
+    /// [`hir_of`] translates when the pattern is first matched.
+    pub expanded: String,
+    /// How large its automaton may be, in characters of the pattern after
+    /// variable expansion, a `?` counting as 8 (see [`COMPILE_AT_LOAD_ABOVE`]).
+    pub weight: usize,
     pub literal: Option<String>,
     /// The literal text before the first wildcard or brace (the whole text
     /// for a literal pattern): every match starts with it.
@@ -249,15 +260,110 @@ pub(crate) struct CompiledGlob {
     pub subtree: Option<String>,
 }
 
-/// Compile one glob (variables expanded first) to a regular-expression body.
+/// Check one glob (variables expanded first) and work out its shape; the
+/// expression itself is built when it is first matched ([`hir_of`]).
 pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, PatternError> {
     let expanded = expand(pattern, scope, &glob_escape)?;
+    let shape = translate(pattern, &expanded, &mut ())?;
+    Ok(CompiledGlob { expanded, ..shape })
+}
+
+/// The expression of a glob that [`compile`] accepted (`expanded` is its
+/// `expanded`); `None` only if it was not such a glob.
+fn hir_of(expanded: &str) -> Option<Hir> {
+    let mut seq = HirSeq::default();
+    translate(expanded, expanded, &mut seq).ok()?;
+    Some(seq.finish())
+}
+
+/// What the translation of a glob writes, in order.
+trait Emit {
+    /// A literal character.
+    fn lit(&mut self, c: char);
+    /// `**/`: any number of whole components, each with its `/`.
+    fn dirs(&mut self);
+    /// `**` elsewhere: at least `min` characters, `/` included.
+    fn any(&mut self, min: u32);
+    /// `*`: any run of characters other than `/`.
+    fn star(&mut self);
+    /// `?`: one character other than `/`.
+    fn one(&mut self);
+    /// `{`, `,` and `}`.
+    fn open(&mut self);
+    fn alternative(&mut self);
+    fn close(&mut self);
+}
+
+/// Checking only.
+impl Emit for () {
+    fn lit(&mut self, _: char) {}
+    fn dirs(&mut self) {}
+    fn any(&mut self, _: u32) {}
+    fn star(&mut self) {}
+    fn one(&mut self) {}
+    fn open(&mut self) {}
+    fn alternative(&mut self) {}
+    fn close(&mut self) {}
+}
+
+impl Emit for HirSeq {
+    fn lit(&mut self, c: char) {
+        self.text.push(c);
+    }
+    fn dirs(&mut self) {
+        self.push(Hir::repetition(Repetition {
+            min: 0,
+            max: Some(1),
+            greedy: true,
+            sub: Box::new(Hir::concat(vec![any_bytes(0), Hir::literal(*b"/")])),
+        }));
+    }
+    fn any(&mut self, min: u32) {
+        self.push(any_bytes(min));
+    }
+    fn star(&mut self) {
+        self.push(Hir::repetition(Repetition {
+            min: 0,
+            max: None,
+            greedy: true,
+            sub: Box::new(not_slash_byte()),
+        }));
+    }
+    fn one(&mut self) {
+        self.push(one_char());
+    }
+    fn open(&mut self) {
+        self.flush();
+        self.frames.push(vec![Vec::new()]);
+    }
+    fn alternative(&mut self) {
+        self.flush();
+        if let Some(f) = self.frames.last_mut() {
+            f.push(Vec::new());
+        }
+    }
+    fn close(&mut self) {
+        self.flush();
+        if let Some(f) = self.frames.pop() {
+            let alt = Hir::alternation(f.into_iter().map(Hir::concat).collect());
+            self.push(alt);
+        }
+    }
+}
+
+/// Translate the glob `expanded` (named `pattern` in errors), writing it to
+/// `e`; returns its shape (`expanded` left empty).
+fn translate(
+    pattern: &str,
+    expanded: &str,
+    e: &mut dyn Emit,
+) -> Result<CompiledGlob, PatternError> {
     let chars: Vec<char> = expanded.chars().collect();
-    let mut out = String::new();
     let mut literal = String::new();
     let mut is_literal = true;
     let mut prefix: Option<String> = None;
     let mut wild_tokens = 0usize;
+    let mut questions = 0usize;
     let mut trailing_subtree = false;
     let mut depth = 0usize;
     let mut i = 0;
@@ -276,7 +382,7 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                         Some("write '\\\\' for a literal backslash"),
                     ));
                 };
-                out.push_str(&regex::escape(next.encode_utf8(&mut [0; 4])));
+                e.lit(next);
                 literal.push(next);
             }
             '*' if chars.get(i + 1) == Some(&'*') => {
@@ -304,13 +410,13 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                     ));
                 }
                 if after == Some('/') {
-                    out.push_str("(?:.*/)?");
+                    e.dirs();
                     i += 3;
                     at_boundary = true;
                     continue;
                 }
                 let after_slash = i > 0 && chars[i - 1] == '/';
-                out.push_str(if after_slash { ".+" } else { ".*" });
+                e.any(u32::from(after_slash));
                 trailing_subtree = after_slash && depth == 0 && i + 2 == chars.len();
                 i += 2;
                 at_boundary = false;
@@ -323,11 +429,12 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
             }
             '*' => {
                 wild_tokens += 1;
-                out.push_str("[^/]*");
+                e.star();
             }
             '?' => {
                 wild_tokens += 1;
-                out.push_str("[^/]");
+                questions += 1;
+                e.one();
             }
             '{' => {
                 wild_tokens += 1;
@@ -338,12 +445,12 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                         None,
                     ));
                 }
-                out.push_str("(?:");
+                e.open();
                 boundary = true;
             }
             '}' if depth > 0 => {
                 depth -= 1;
-                out.push(')');
+                e.close();
             }
             '}' => {
                 return Err(PatternError::new(
@@ -352,16 +459,16 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
                 ));
             }
             ',' if depth > 0 => {
-                out.push('|');
+                e.alternative();
                 boundary = true;
             }
             '/' => {
-                out.push('/');
+                e.lit('/');
                 literal.push('/');
                 boundary = true;
             }
             _ => {
-                out.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+                e.lit(c);
                 literal.push(c);
             }
         }
@@ -378,26 +485,96 @@ pub(crate) fn compile(pattern: &str, scope: &Scope) -> Result<CompiledGlob, Patt
         .then(|| literal.strip_suffix('/').map(str::to_owned))
         .flatten();
     Ok(CompiledGlob {
-        regex: out,
+        expanded: String::new(),
+        weight: chars.len() + 7 * questions,
         prefix: prefix.unwrap_or_else(|| literal.clone()),
         literal: is_literal.then_some(literal),
         subtree,
     })
 }
 
-/// Wrap regular-expression bodies into one anchored expression.
-pub(crate) fn anchored_any<'a>(bodies: impl IntoIterator<Item = &'a str>) -> String {
-    let mut s = String::from(r"(?s)\A(?:");
-    for (i, b) in bodies.into_iter().enumerate() {
-        if i > 0 {
-            s.push('|');
+/// A sequence of expressions being built, with one frame per open brace
+/// (each frame: its alternatives so far, each a concatenation), and the
+/// literal text not yet added (a run of literal characters is one
+/// expression).
+#[derive(Default)]
+struct HirSeq {
+    frames: Vec<Vec<Vec<Hir>>>,
+    top: Vec<Hir>,
+    text: String,
+}
+
+impl HirSeq {
+    fn current(&mut self) -> &mut Vec<Hir> {
+        match self.frames.last_mut().and_then(|f| f.last_mut()) {
+            Some(alt) => alt,
+            None => &mut self.top,
         }
-        s.push_str("(?:");
-        s.push_str(b);
-        s.push(')');
     }
-    s.push_str(r")\z");
-    s
+    fn flush(&mut self) {
+        if !self.text.is_empty() {
+            let lit = Hir::literal(std::mem::take(&mut self.text).into_bytes());
+            self.current().push(lit);
+        }
+    }
+    fn push(&mut self, h: Hir) {
+        self.flush();
+        self.current().push(h);
+    }
+    fn finish(mut self) -> Hir {
+        self.flush();
+        Hir::concat(self.top)
+    }
+}
+
+fn byte_class(ranges: &[(u8, u8)]) -> Hir {
+    Hir::class(Class::Bytes(ClassBytes::new(
+        ranges.iter().map(|&(a, b)| ClassBytesRange::new(a, b)),
+    )))
+}
+
+/// Any byte but `/` (inside `*`).
+fn not_slash_byte() -> Hir {
+    byte_class(&[(0, b'/' - 1), (b'/' + 1, 0xFF)])
+}
+
+/// At least `min` bytes, any (`**`).
+fn any_bytes(min: u32) -> Hir {
+    Hir::repetition(Repetition {
+        min,
+        max: None,
+        greedy: true,
+        sub: Box::new(byte_class(&[(0, 0xFF)])),
+    })
+}
+
+/// One character other than `/`, as bytes: the translation of `?`.
+///
+/// Expressions here match the subject's UTF-8 bytes (a byte-level automaton
+/// costs a fraction of a Unicode one to build). On valid UTF-8, which every
+/// subject is, the byte forms accept exactly what the character forms would:
+/// literals are whole encoded characters, `*` and `**` are runs of bytes that
+/// can only begin and end where a literal, a `/`, this class or the end of
+/// the subject does, i.e. on character boundaries, and this class is one
+/// complete encoded character.
+fn one_char() -> Hir {
+    let cont = || byte_class(&[(0x80, 0xBF)]);
+    Hir::alternation(vec![
+        byte_class(&[(0x00, b'/' - 1), (b'/' + 1, 0x7F)]),
+        Hir::concat(vec![byte_class(&[(0xC0, 0xDF)]), cont()]),
+        Hir::concat(vec![byte_class(&[(0xE0, 0xEF)]), cont(), cont()]),
+        Hir::concat(vec![byte_class(&[(0xF0, 0xF7)]), cont(), cont(), cont()]),
+    ])
+}
+
+/// Several glob expressions as one, anchored at both ends: matches when one
+/// of them matches the whole subject.
+fn anchored_any(bodies: &[Hir]) -> Hir {
+    Hir::concat(vec![
+        Hir::look(Look::Start),
+        Hir::alternation(bodies.to_vec()),
+        Hir::look(Look::End),
+    ])
 }
 
 /// A pattern shape that needs no regular expression.
@@ -420,6 +597,132 @@ impl Fast {
     }
 }
 
+/// Globs up to this weight (characters after variable expansion, a `?`
+/// counting as 8; for several patterns combined, in total) are compiled when
+/// first used, heavier ones at load, where one over the size limit is an
+/// error. Every character of a glob becomes a bounded number of automaton
+/// states (a `?`, a complete UTF-8 character, the most) and nothing is
+/// repeated a counted number of times beyond three, so a glob this light
+/// stays below a quarter of the size limit (a unit test compiles the worst
+/// cases): compiling it later cannot fail, and the policy that loaded is the
+/// policy that judges.
+const COMPILE_AT_LOAD_ABOVE: usize = 4096;
+
+/// Largest automaton of one compiled pattern (as the `regex` crate's
+/// `size_limit`).
+const SIZE_LIMIT: usize = 4 << 20;
+
+/// An anchored regular expression over the subject's bytes, compiled on
+/// first use (see [`COMPILE_AT_LOAD_ABOVE`]). Most rules of a large policy
+/// are never consulted by the index for a given run, and a policy's embedded
+/// examples touch a few patterns each: compiling everything at load was most
+/// of the time a policy took to load. Clones share the compiled expression.
+#[derive(Debug, Clone)]
+pub(crate) struct Lazy(std::sync::Arc<LazyInner>);
+
+#[derive(Debug)]
+struct LazyInner {
+    /// The globs (their `expanded` text), any of which may match.
+    globs: Vec<String>,
+    re: OnceLock<Option<Regex>>,
+}
+
+type CacheFn =
+    Box<dyn Fn() -> Cache + Send + Sync + std::panic::UnwindSafe + std::panic::RefUnwindSafe>;
+
+/// A compiled glob expression: a lazy DFA (states built as subjects need
+/// them, in a cache per thread), forward only, anchored at the start. That
+/// is all a whole-subject match needs; a general regular-expression engine
+/// also compiles a reverse automaton and literal prefilters, which cost
+/// more to build than these patterns ever save.
+struct Regex {
+    dfa: DFA,
+    caches: Pool<Cache, CacheFn>,
+}
+
+impl std::fmt::Debug for Regex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Regex").finish_non_exhaustive()
+    }
+}
+
+impl Regex {
+    /// Whether `s` matches: `None` if the DFA could not tell (it gives up
+    /// only when configured to, which it is not).
+    fn is_match(&self, s: &[u8]) -> Option<bool> {
+        let mut cache = self.caches.get();
+        let input = Input::new(s).anchored(Anchored::Yes).earliest(true);
+        self.dfa
+            .try_search_fwd(&mut cache, &input)
+            .ok()
+            .map(|m| m.is_some())
+    }
+}
+
+impl Lazy {
+    /// Prepare the globs `globs` (each the `expanded` text of a compiled
+    /// glob), of `weight` in all: compiled now if they are heavy.
+    pub fn new(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
+        let inner = LazyInner {
+            globs,
+            re: OnceLock::new(),
+        };
+        if weight > COMPILE_AT_LOAD_ABOVE {
+            let re = inner.compile(Some(SIZE_LIMIT))?;
+            let _ = inner.re.set(Some(re));
+        }
+        Ok(Lazy(std::sync::Arc::new(inner)))
+    }
+
+    fn regex(&self) -> Option<&Regex> {
+        self.0.re.get_or_init(|| self.0.compile(None).ok()).as_ref()
+    }
+
+    /// Whether the whole of `s` matches. Should compiling or matching ever
+    /// fail (neither can for the expressions globs translate to, see
+    /// [`COMPILE_AT_LOAD_ABOVE`]), [`evaluation_failed`] says so from then
+    /// on, and the policy refuses every action (it cannot tell which rule
+    /// would have matched: nothing unknown may help the tree).
+    pub fn is_match(&self, s: &str) -> bool {
+        match self.regex().and_then(|re| re.is_match(s.as_bytes())) {
+            Some(hit) => hit,
+            None => {
+                EVALUATION_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+                true
+            }
+        }
+    }
+}
+
+/// Set once a pattern could not be compiled or run when first matched.
+static EVALUATION_FAILED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some pattern of some policy could not be evaluated (see
+/// [`Lazy::is_match`]): decisions can no longer be trusted.
+pub(crate) fn evaluation_failed() -> bool {
+    EVALUATION_FAILED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Marks pattern evaluation as failed, as [`Lazy::is_match`] does when it
+/// cannot tell (for the test that shows every action is then refused).
+pub(crate) fn fail_evaluation() {
+    EVALUATION_FAILED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+impl LazyInner {
+    fn compile(&self, limit: Option<usize>) -> Result<Regex, PatternError> {
+        let hirs = self
+            .globs
+            .iter()
+            .map(|g| hir_of(g))
+            .collect::<Option<Vec<Hir>>>()
+            .ok_or_else(|| {
+                PatternError::new("internal error: a checked glob did not translate", None)
+            })?;
+        compile_regex(&anchored_any(&hirs), limit)
+    }
+}
+
 /// A non-empty list of globs: matches when any of them matches.
 #[derive(Debug, Clone)]
 pub(crate) struct Globs {
@@ -429,16 +732,28 @@ pub(crate) struct Globs {
     pub literals: Vec<Option<String>>,
     /// Literal text every match of each pattern starts with.
     pub prefixes: Vec<String>,
-    fast: Vec<Fast>,
+    /// The patterns that need no regular expression, with their index.
+    fast: Vec<(usize, Fast)>,
     /// The patterns that need a regular expression, combined.
-    rest: Option<Regex>,
-    each: Vec<Regex>,
-    /// Each pattern's regular-expression body (the source of `beneath`).
+    rest: Rest,
+    /// Each pattern alone (for naming the one that matched).
+    each: Vec<Lazy>,
+    /// Each pattern after expansion (the source of `beneath`).
     bodies: Vec<String>,
     /// A DFA of each pattern, built on first use: whether some path below a
     /// directory can match. `None` when one could not be built (too large):
     /// then the pattern is taken as possibly matching.
     beneath: std::sync::OnceLock<Vec<Option<regex_automata::dfa::dense::DFA<Vec<u32>>>>>,
+}
+
+/// The patterns of a [`Globs`] that need a regular expression.
+#[derive(Debug, Clone)]
+enum Rest {
+    None,
+    /// Just one: its own expression (in `each`) serves.
+    One(usize),
+    /// Several, combined into one expression.
+    Many(Lazy),
 }
 
 /// Largest DFA built to decide what lies below a directory.
@@ -453,23 +768,33 @@ impl Globs {
         let mut fast = Vec::new();
         let mut rest_bodies = Vec::new();
         let mut bodies = Vec::new();
+        let mut total = 0;
         for (i, p) in patterns.iter().enumerate() {
             let c = compile(p, scope).map_err(|e| (i, e))?;
-            bodies.push(c.regex.clone());
-            let re = build(&anchored_any([c.regex.as_str()])).map_err(|e| (i, e))?;
+            let re = build(vec![c.expanded.clone()], c.weight).map_err(|e| (i, e))?;
             each.push(re);
             match (&c.literal, &c.subtree) {
-                (Some(l), _) => fast.push(Fast::Exact(l.clone())),
-                (None, Some(d)) => fast.push(Fast::Subtree(d.clone())),
-                (None, None) => rest_bodies.push(c.regex.clone()),
+                (Some(l), _) => fast.push((i, Fast::Exact(l.clone()))),
+                (None, Some(d)) => fast.push((i, Fast::Subtree(d.clone()))),
+                (None, None) => {
+                    rest_bodies.push(i);
+                    total += c.weight;
+                }
             }
+            bodies.push(c.expanded);
             literals.push(c.literal);
             prefixes.push(c.prefix);
         }
-        let rest = if rest_bodies.is_empty() {
-            None
-        } else {
-            Some(build(&anchored_any(rest_bodies.iter().map(String::as_str))).map_err(|e| (0, e))?)
+        let rest = match rest_bodies.as_slice() {
+            [] => Rest::None,
+            [only] => Rest::One(*only),
+            _ => Rest::Many(
+                build(
+                    rest_bodies.iter().map(|&i| bodies[i].clone()).collect(),
+                    total,
+                )
+                .map_err(|e| (0, e))?,
+            ),
         };
         Ok(Globs {
             sources: patterns.to_vec(),
@@ -523,13 +848,21 @@ impl Globs {
             self.bodies
                 .iter()
                 .map(|body| {
+                    let nfa = regex_automata::nfa::thompson::Compiler::new()
+                        .configure(
+                            regex_automata::nfa::thompson::Config::new()
+                                .utf8(false)
+                                .nfa_size_limit(Some(BENEATH_DFA_LIMIT)),
+                        )
+                        .build_from_hir(&anchored_any(&[hir_of(body)?]))
+                        .ok()?;
                     regex_automata::dfa::dense::Builder::new()
                         .configure(
                             regex_automata::dfa::dense::Config::new()
                                 .dfa_size_limit(Some(BENEATH_DFA_LIMIT))
                                 .determinize_size_limit(Some(BENEATH_DFA_LIMIT)),
                         )
-                        .build(&anchored_any([body.as_str()]))
+                        .build_from_nfa(&nfa)
                         .ok()
                 })
                 .collect()
@@ -542,16 +875,23 @@ impl Globs {
 
     /// Whether any pattern matches the whole of `s`.
     pub fn is_match(&self, s: &str) -> bool {
-        self.fast.iter().any(|f| f.matches(s)) || self.rest.as_ref().is_some_and(|r| r.is_match(s))
+        self.fast.iter().any(|(_, f)| f.matches(s))
+            || match &self.rest {
+                Rest::None => false,
+                Rest::One(i) => self.each[*i].is_match(s),
+                Rest::Many(re) => re.is_match(s),
+            }
     }
 
     /// The first pattern (as written) that matches `s`.
     pub fn first_match(&self, s: &str) -> Option<&str> {
-        self.each
-            .iter()
-            .position(|re| re.is_match(s))
-            .and_then(|i| self.sources.get(i))
-            .map(String::as_str)
+        let mut fast = self.fast.iter().peekable();
+        (0..self.sources.len())
+            .find(|&i| match fast.next_if(|(j, _)| *j == i) {
+                Some((_, f)) => f.matches(s),
+                None => self.each[i].is_match(s),
+            })
+            .map(|i| self.sources[i].as_str())
     }
 
     /// The patterns as written, joined for messages.
@@ -564,18 +904,49 @@ impl Globs {
     }
 }
 
-/// Build a regular expression with a size limit, mapping failure to a
-/// pattern error.
-pub(crate) fn build(src: &str) -> Result<Regex, PatternError> {
-    regex::RegexBuilder::new(src)
-        .size_limit(4 << 20)
-        .build()
-        .map_err(|e| {
-            PatternError::new(
-                format!("pattern is too large or invalid: {e}"),
-                Some("split it into several simpler patterns"),
-            )
-        })
+/// An expression matching any of `globs` (the `expanded` texts of compiled
+/// globs, of `weight` in all), compiled on first use; see [`Lazy`].
+pub(crate) fn build(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
+    Lazy::new(globs, weight)
+}
+
+/// Compile an expression over bytes: no captures and no full DFA (the lazy
+/// DFA is as fast on these anchored patterns and costs nothing up front);
+/// `limit` bounds the automaton's size.
+fn compile_regex(hir: &Hir, limit: Option<usize>) -> Result<Regex, PatternError> {
+    use regex_automata::nfa::thompson;
+    let too_large = |e: &dyn std::fmt::Display| {
+        PatternError::new(
+            format!("pattern is too large or invalid: {e}"),
+            Some("split it into several simpler patterns"),
+        )
+    };
+    let nfa = thompson::Compiler::new()
+        .configure(
+            thompson::Config::new()
+                .utf8(false)
+                .which_captures(thompson::WhichCaptures::None)
+                .nfa_size_limit(limit),
+        )
+        .build_from_hir(hir)
+        .map_err(|e| too_large(&e))?;
+    // Room for a good number of states of even the largest automaton (the
+    // default, 2 MiB, is less than the least some large ones need).
+    let capacity = (2usize << 20).max(nfa.memory_usage().saturating_mul(4));
+    let dfa = DFA::builder()
+        .configure(
+            DFA::config()
+                .minimum_cache_clear_count(None)
+                .cache_capacity(capacity),
+        )
+        .build_from_nfa(nfa)
+        .map_err(|e| too_large(&e))?;
+    let for_caches = dfa.clone();
+    let create: CacheFn = Box::new(move || for_caches.create_cache());
+    Ok(Regex {
+        dfa,
+        caches: Pool::new(create),
+    })
 }
 
 #[cfg(test)]
@@ -589,6 +960,42 @@ mod tests {
             workspace: PathBuf::from("/home/u/w*rk"),
             tmpdir: PathBuf::from("/tmp"),
         }
+    }
+
+    /// The translation as regular-expression text over characters (`?` as
+    /// `[^/]`, `**` as `.*`): the reference the byte-level form is tested
+    /// against.
+    fn char_regex(expanded: &str) -> String {
+        struct Text(String);
+        impl Emit for Text {
+            fn lit(&mut self, c: char) {
+                self.0.push_str(&regex::escape(c.encode_utf8(&mut [0; 4])));
+            }
+            fn dirs(&mut self) {
+                self.0.push_str("(?:.*/)?");
+            }
+            fn any(&mut self, min: u32) {
+                self.0.push_str(if min == 0 { ".*" } else { ".+" });
+            }
+            fn star(&mut self) {
+                self.0.push_str("[^/]*");
+            }
+            fn one(&mut self) {
+                self.0.push_str("[^/]");
+            }
+            fn open(&mut self) {
+                self.0.push_str("(?:");
+            }
+            fn alternative(&mut self) {
+                self.0.push('|');
+            }
+            fn close(&mut self) {
+                self.0.push(')');
+            }
+        }
+        let mut t = Text(String::new());
+        translate(expanded, expanded, &mut t).unwrap();
+        t.0
     }
 
     fn m(pattern: &str, s: &str) -> bool {
@@ -740,6 +1147,93 @@ mod tests {
                 .prefix,
             "/x/a"
         );
+    }
+
+    /// The byte-level expressions accept exactly what the character-level
+    /// translation (`?` as `[^/]`, `.` as any character) accepts, on
+    /// subjects with multi-byte characters and U+FFFD.
+    #[test]
+    fn byte_level_matching_agrees_with_character_level() {
+        use proptest::prelude::*;
+        let atom = prop::sample::select(vec![
+            "a", "é", "\u{fffd}", "€", "😀", "/", "*", "?", "**/", "/**", "{a,é}", "{?,**/x}", ".",
+            "b",
+        ]);
+        let subject_atom =
+            prop::sample::select(vec!["a", "é", "\u{fffd}", "€", "😀", "/", ".", "b", "x"]);
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 3000,
+            ..Default::default()
+        });
+        runner
+            .run(
+                &(
+                    prop::collection::vec(atom, 1..6),
+                    prop::collection::vec(prop::collection::vec(subject_atom, 0..7), 8),
+                ),
+                |(atoms, subjects)| {
+                    let pattern: String = atoms.concat();
+                    let Ok(c) = compile(&pattern, &Scope::new(&vars(), None)) else {
+                        return Ok(());
+                    };
+                    let chars = format!(r"(?s)\A(?:(?:{}))\z", char_regex(&c.expanded));
+                    let by_chars = regex::Regex::new(&chars).unwrap();
+                    let by_bytes = build(vec![c.expanded.clone()], c.weight).unwrap();
+                    let g = Globs::new(std::slice::from_ref(&pattern), &Scope::new(&vars(), None))
+                        .unwrap();
+                    for s in subjects {
+                        let s: String = s.concat();
+                        prop_assert_eq!(
+                            by_bytes.is_match(&s),
+                            by_chars.is_match(&s),
+                            "{} on {:?}",
+                            pattern,
+                            s
+                        );
+                        prop_assert_eq!(
+                            g.is_match(&s),
+                            by_chars.is_match(&s),
+                            "{} on {:?}",
+                            pattern,
+                            s
+                        );
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn long_expressions_are_checked_at_load() {
+        // Over the lazy threshold: compiled (and size-checked) at once.
+        let long = "/x/".to_string() + &"?".repeat(30_000);
+        let e = Globs::new(&[long], &Scope::new(&vars(), None)).unwrap_err();
+        assert!(e.1.message.contains("too large"), "{:?}", e.1);
+        // Heavy but within the limit: compiled at load, and it matches.
+        let heavy = "/x/".to_string() + &"?".repeat(3_000);
+        let g = Globs::new(std::slice::from_ref(&heavy), &Scope::new(&vars(), None)).unwrap();
+        assert!(g.is_match(&("/x/".to_string() + &"é".repeat(3_000))));
+        assert!(!g.is_match(&("/x/".to_string() + &"é".repeat(2_999))));
+        let fine = "/x/".to_string() + &"?".repeat(40);
+        let g = Globs::new(std::slice::from_ref(&fine), &Scope::new(&vars(), None)).unwrap();
+        assert!(g.is_match(&("/x/".to_string() + &"é".repeat(40))));
+        assert!(!g.is_match(&("/x/".to_string() + &"é".repeat(39))));
+        // The longest lazily compiled globs are well below the limit.
+        for worst in ["?", "é", "{a,?}", "**/", "*a"] {
+            let one = compile(worst, &Scope::new(&vars(), None)).unwrap().weight;
+            let c = compile(
+                &worst.repeat(COMPILE_AT_LOAD_ABOVE / one),
+                &Scope::new(&vars(), None),
+            )
+            .unwrap();
+            assert!(c.weight <= COMPILE_AT_LOAD_ABOVE);
+            compile_regex(
+                &anchored_any(&[hir_of(&c.expanded).unwrap()]),
+                Some(SIZE_LIMIT / 4),
+            )
+            .expect("well under the limit");
+        }
     }
 
     #[test]

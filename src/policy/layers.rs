@@ -422,10 +422,11 @@ pub(crate) fn load(
     origin: &str,
     vars: &Vars,
     env: &Env,
+    checks: Option<&dyn super::ExampleChecks>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let root = parse(text, origin)?;
     if top_entry(&root, "include").is_none() {
-        return Policy::single(text, &root, origin, vars, env, None);
+        return Policy::single(text, &root, origin, vars, env, None, checks);
     }
     let (identity, dir) = if origin.starts_with("builtin:") {
         (origin.to_string(), None)
@@ -510,7 +511,7 @@ fn load_node(
     };
     let above = (!above_example.is_empty()).then_some(&above);
     let mut errors = tightens(&src.origin, root, &above_real);
-    let mut real = match Policy::single(&src.text, root, &src.origin, ctx.vars, env, above) {
+    let mut real = match Policy::single(&src.text, root, &src.origin, ctx.vars, env, above, None) {
         Ok(p) if errors.is_empty() => p,
         Ok(_) => return Err(errors),
         Err(e) => {

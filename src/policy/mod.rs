@@ -1,8 +1,11 @@
 //! The policy language: YAML → compiled, deterministic matcher.
 //!
 //! A [`Policy`] exists only as the result of parsing and validating a file
-//! ([`Policy::from_file`], [`Policy::from_str`]): every pattern compiled,
-//! every variable expanded, every embedded example checked. Judging an action
+//! ([`Policy::from_file`], [`Policy::from_str`]): every pattern checked
+//! (and compiled when it is first matched, which cannot fail for a pattern
+//! that passed the check), every variable expanded, every embedded example
+//! checked (or, with [`ExampleChecks`], known to have passed with this very
+//! text). Judging an action
 //! ([`Policy::decide`]) is then pure: no I/O, no clock, no randomness, and no
 //! panic on any input. The language is documented in `docs/policy.md`.
 //!
@@ -212,6 +215,14 @@ pub fn example_vars() -> Vars {
     compile::example_vars()
 }
 
+/// Makes this process's policies refuse every action, as they do once a
+/// pattern could not be evaluated. For the test of that fail-closed path
+/// only (it cannot be undone).
+#[doc(hidden)]
+pub fn fail_pattern_evaluation_for_tests() {
+    glob::fail_evaluation();
+}
+
 /// How the ids of Lexecon's built-in rules begin (`lexecon.self-protect.keys`
 /// …); no policy rule may take such an id.
 pub const BUILTIN_PREFIX: &str = "lexecon.";
@@ -222,6 +233,35 @@ pub const ALIAS_LOADER: &str = "run through the dynamic loader as";
 pub const ALIAS_SAME_FILE: &str = "the same file as";
 /// The reason of a code mapping no block or escalate rule matches.
 pub const CODE_MAP_DEFAULT_REASON: &str = "no block or escalate exec rule matches the mapped file";
+
+/// A record of policy texts that passed the check of their embedded examples
+/// and tests (see [`Policy::from_file_checked_with`]). That check runs with
+/// fixed example variables and no environment, so its outcome depends only
+/// on the policy's text and on the Lexecon that ran it: [`examples_id`]
+/// names both, and an implementation must tell apart builds of Lexecon and
+/// must not be writable by anyone it does not trust (the supervisor keeps
+/// its record in the key directory, authenticated with a key derived from
+/// the signing key).
+pub trait ExampleChecks {
+    /// The number of examples and tests checked, if the text `id` names has
+    /// passed them.
+    fn passed(&self, id: &[u8; 32]) -> Option<usize>;
+    /// Remember that the text `id` names passed its `examples` checks.
+    fn record(&self, id: &[u8; 32], examples: usize);
+}
+
+/// The identity of a policy text for [`ExampleChecks`]:
+/// `SHA-256("lexecon-policy-examples-v1\0" || frame(crate version) ||
+/// frame(text))` (frames as in [`Policy::sha256`]).
+pub fn examples_id(text: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"lexecon-policy-examples-v1\0");
+    for b in [env!("CARGO_PKG_VERSION").as_bytes(), text.as_bytes()] {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    }
+    h.finalize().into()
+}
 
 /// A validated, compiled policy. Obtainable only by loading a file or text
 /// that passed every check.
@@ -253,6 +293,42 @@ impl Policy {
 
     /// [`Policy::from_file`] with `${env.…}` references read from `env`.
     pub fn from_file_with_env(path: &Path, vars: &Vars, env: &Env) -> Result<Policy, PolicyErrors> {
+        let text = Policy::read(path)?;
+        Policy::from_str_with_env(&text, &path.display().to_string(), vars, env)
+    }
+
+    /// [`Policy::from_file`], where the check of the embedded examples and
+    /// tests is skipped when `checks` says this very text passed it before
+    /// (and recorded when it passes now). Every other check runs: the
+    /// policy is compiled with `vars` and the environment as always, and one
+    /// that fails any check is refused.
+    pub fn from_file_checked_with(
+        path: &Path,
+        vars: &Vars,
+        checks: &dyn ExampleChecks,
+    ) -> Result<Policy, PolicyErrors> {
+        let text = Policy::read(path)?;
+        Policy::load(
+            &text,
+            &path.display().to_string(),
+            vars,
+            &Env::process(),
+            Some(checks),
+        )
+    }
+
+    /// [`Policy::from_str`] with [`ExampleChecks`], as
+    /// [`Policy::from_file_checked_with`].
+    pub fn from_str_checked_with(
+        text: &str,
+        origin: &str,
+        vars: &Vars,
+        checks: &dyn ExampleChecks,
+    ) -> Result<Policy, PolicyErrors> {
+        Policy::load(text, origin, vars, &Env::process(), Some(checks))
+    }
+
+    fn read(path: &Path) -> Result<String, PolicyErrors> {
         let origin = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|e| {
             PolicyErrors::new(vec![PolicyError {
@@ -277,7 +353,7 @@ impl Policy {
                 hint: Some("save the file as UTF-8".into()),
             }])
         })?;
-        Policy::from_str_with_env(&text, &origin, vars, env)
+        Ok(text)
     }
 
     /// Load a policy from text; `origin` names it in errors; `${env.…}`
@@ -294,7 +370,17 @@ impl Policy {
         vars: &Vars,
         env: &Env,
     ) -> Result<Policy, PolicyErrors> {
-        layers::load(text, origin, &vars.normalised(), env).map_err(PolicyErrors::new)
+        Policy::load(text, origin, vars, env, None)
+    }
+
+    fn load(
+        text: &str,
+        origin: &str,
+        vars: &Vars,
+        env: &Env,
+        checks: Option<&dyn ExampleChecks>,
+    ) -> Result<Policy, PolicyErrors> {
+        layers::load(text, origin, &vars.normalised(), env, checks).map_err(PolicyErrors::new)
     }
 
     /// One file's policy from its YAML tree, without the layers it
@@ -307,8 +393,10 @@ impl Policy {
         vars: &Vars,
         env: &Env,
         above: Option<&layers::Above<'_>>,
+        checks: Option<&dyn ExampleChecks>,
     ) -> Result<Policy, Vec<PolicyError>> {
-        let compiled = compile::load(root, origin, vars, env, above)?;
+        let checks = checks.map(|c| (c, examples_id(text)));
+        let compiled = compile::load(root, origin, vars, env, above, checks)?;
         Ok(Policy::assemble(text, origin, vars, compiled))
     }
 
@@ -355,10 +443,19 @@ impl Policy {
 
     /// Judge one action. Pure and deterministic; never panics.
     pub fn decide(&self, action: &Action) -> Decision {
-        match &self.stack {
+        let d = match &self.stack {
             None => self.decide_own(action),
             Some(stack) => layers::decide(stack, self, action),
+        };
+        if glob::evaluation_failed() {
+            return Decision {
+                verdict: Verdict::Block,
+                matched: d.matched,
+                rule: None,
+                reason: "a pattern of the policy could not be evaluated (an internal error): every action is refused; report it with the policy".into(),
+            };
         }
+        d
     }
 
     /// Judge one action as the supervisor does, with what it knew about the

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
+use regex_automata::meta::Regex;
 
 use super::argv::{self, ArgItem, FlagGroup, Parsed};
 use super::glob::Globs;
@@ -285,10 +285,10 @@ fn eval(
                 let joined = join_argv(v);
                 cond!(
                     "argv_regex",
-                    re.is_match(&joined),
+                    re.is_match(joined.as_str()),
                     format!(
                         "'{joined}' {} /{source}/",
-                        if re.is_match(&joined) {
+                        if re.is_match(joined.as_str()) {
                             "matches"
                         } else {
                             "does not match"

@@ -272,6 +272,7 @@ fn run_inner(
 ) -> Result<Outcome, SupervisorError> {
     let shared = Arc::new(notify::Shared::new(Arc::clone(&judge)).map_err(sys_err("read /proc"))?);
     let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
+    crate::timing::mark("command forked, listener received");
     let child = started.pid;
     let tty = Foreground::take(child);
 
@@ -300,7 +301,10 @@ fn run_inner(
             .map_err(sys_err("start the signal thread"))?
     };
 
-    let outcome = match started.release() {
+    crate::timing::mark("notification and signal threads started");
+    let released = started.release();
+    crate::timing::mark("command attached and released");
+    let outcome = match released {
         Err(e) => Err(sys_err("attach to the command")(e)),
         Ok(Err(errno)) => {
             let _ = sys::waitpid(child, libc::__WALL);
@@ -310,6 +314,7 @@ fn run_inner(
             .map(Outcome::Ran)
             .map_err(sys_err("wait for the command")),
     };
+    crate::timing::mark("command reaped");
     if outcome.is_err() {
         let _ = sys::kill(child, libc::SIGKILL);
     }
