@@ -191,21 +191,26 @@ fn rate_limited_decisions_are_re_derived_and_replayed_from_recorded_times() {
         &["sh", "-c", "for f in a b c d; do touch $f; done; true"],
     );
     assert!(out.status.success(), "{}", common::stderr(&out));
-    let lexecon = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new(common::lexecon())
-            .args(args)
-            .output()
-            .unwrap()
+    // `lexecon VERB LEDGER --pubkey K --policy P [--json]`.
+    let run = |verb: &str, p: &std::path::Path, json: bool| {
+        let mut c = std::process::Command::new(common::lexecon());
+        c.arg(verb)
+            .arg(&env.ledger)
+            .arg("--pubkey")
+            .arg(env.pubkey())
+            .arg("--policy")
+            .arg(p);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
     };
-    let (ledger, pubkey) = (env.ledger.as_os_str(), env.pubkey());
-    let o = lexecon(&[
-        "verify".as_ref(),
-        ledger,
-        "--pubkey".as_ref(),
-        pubkey.as_os_str(),
-        "--policy".as_ref(),
-        policy.as_os_str(),
-    ]);
+    let changes = |o: &std::process::Output| -> serde_json::Value {
+        assert_eq!(o.status.code(), Some(0), "{}", common::stderr(o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v
+    };
+    let o = run("verify", &policy, false);
     assert_eq!(
         o.status.code(),
         Some(0),
@@ -213,17 +218,7 @@ fn rate_limited_decisions_are_re_derived_and_replayed_from_recorded_times() {
         common::stdout(&o),
         common::stderr(&o)
     );
-    let o = lexecon(&[
-        "replay".as_ref(),
-        ledger,
-        "--pubkey".as_ref(),
-        pubkey.as_os_str(),
-        "--policy".as_ref(),
-        policy.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = changes(&run("replay", &policy, true));
     assert_eq!(
         v["changes"],
         serde_json::json!({"looser": 0, "refused": 0, "rule": 0, "stricter": 0}),
@@ -233,17 +228,7 @@ fn rate_limited_decisions_are_re_derived_and_replayed_from_recorded_times() {
     // With room for three, the first blocked touch (of c) would have run:
     // exactly one action gets a weaker verdict.
     let looser = env.policy(&yaml.replace("rate: 2/min", "rate: 3/min"));
-    let o = lexecon(&[
-        "replay".as_ref(),
-        ledger,
-        "--pubkey".as_ref(),
-        pubkey.as_os_str(),
-        "--policy".as_ref(),
-        looser.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = changes(&run("replay", &looser, true));
     assert_eq!(
         v["changes"],
         serde_json::json!({"looser": 1, "refused": 0, "rule": 0, "stricter": 0}),
@@ -261,13 +246,6 @@ fn rate_limited_decisions_are_re_derived_and_replayed_from_recorded_times() {
             .replace("decision: allow", "decision: block")
             .replace("    rate: 2/min\n", ""),
     );
-    let o = lexecon(&[
-        "replay".as_ref(),
-        ledger,
-        "--pubkey".as_ref(),
-        pubkey.as_os_str(),
-        "--policy".as_ref(),
-        none.as_os_str(),
-    ]);
+    let o = run("replay", &none, false);
     assert_eq!(o.status.code(), Some(1), "{}", common::stdout(&o));
 }

@@ -1535,30 +1535,26 @@ pub(crate) fn load(
     let examples_vars = example_vars();
     let example_scope = Scope::new(&examples_vars, None);
     let regexes = RefCell::new(HashMap::new());
-    if *vars == examples_vars {
-        let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
-        if with_examples.env.is_empty() {
-            return Ok(with_examples);
-        }
-        let mut compiled = load_pass(
+    let real_pass = || {
+        load_pass(
             root,
             file,
             &Scope::new(vars, Some(env)),
             false,
             None,
             &regexes,
-        )?;
+        )
+    };
+    if *vars == examples_vars {
+        let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
+        if with_examples.env.is_empty() {
+            return Ok(with_examples);
+        }
+        let mut compiled = real_pass()?;
         compiled.examples = with_examples.examples;
         return Ok(compiled);
     }
-    let mut compiled = load_pass(
-        root,
-        file,
-        &Scope::new(vars, Some(env)),
-        false,
-        None,
-        &regexes,
-    )?;
+    let mut compiled = real_pass()?;
     // The examples' pass depends on the text alone (fixed variables, no
     // environment): one that passed before with this build passes again.
     // Not for a layer below others: its examples and tests are judged with
