@@ -297,9 +297,15 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     if args.claude_code || args.gemini_cli {
         println!("     Its hook then asks the run's gate before each tool call.");
     }
-    println!("  2. Read what it did:  lexecon verify");
+    println!("  2. Read what it did:  lexecon verify; lexecon ledger show --last --blocked");
     println!(
-        "  3. When the records look right, set `mode: enforce` in {POLICY_FILE} (check it with `lexecon policy check {POLICY_FILE}`)."
+        "  3. When the records look right, set `mode: enforce` in {POLICY_FILE} (check it with `lexecon policy check {POLICY_FILE}`),"
+    );
+    println!(
+        "     or learn a tighter policy from the run: lexecon policy suggest -o suggested.yaml"
+    );
+    println!(
+        "     and see what it would have refused:      lexecon replay --policy suggested.yaml"
     );
     Ok(ExitCode::SUCCESS)
 }
