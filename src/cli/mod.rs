@@ -73,8 +73,9 @@ enum Command {
     /// Judge what a recorded run did against another policy and list what
     /// would change.
     Replay(replay::ReplayArgs),
-    /// Read a ledger (`show`, `stats`, `keys`), hand it to an auditor
-    /// (`bundle`), or repair it (`recover`).
+    /// Read a ledger (`show`, `stats`, `keys`), export it for log
+    /// collectors (`export`), hand it to an auditor (`bundle`), or repair it
+    /// (`recover`).
     Ledger(ledger::LedgerArgs),
     /// Explain one recorded action: what was done, the decision, its rule
     /// and reason, and with --policy each condition and what it compared.
