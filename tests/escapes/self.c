@@ -161,9 +161,11 @@ static void threads(void) {
     int sup = getppid();
     char p[4096], w[64];
     leak = open("leak.bin", O_WRONLY | O_CREAT | O_APPEND, 0644);
-    /* The supervisor's other threads, by tid (not listed in /proc). */
+    /* The supervisor's other threads, by tid (not listed in /proc): tids
+     * are taken from the machine-wide pid space, so on a busy machine a
+     * thread started a little after its process may be far above it. */
     int found = 0;
-    for (int t = sup + 1; t < sup + 200; t++) {
+    for (int t = sup + 1; t < sup + 4096; t++) {
         /* A refused status (EPERM) means the supervisor guards it as its own. */
         int tg = tgid_of(t);
         if (tg != sup && !(tg < 0 && errno == EPERM)) continue;
