@@ -18,6 +18,15 @@
 //!   escalations, and who may use it.
 //! - [`cli`]: argument parsing, output and exit codes.
 //! - [`timing`]: start-up timing marks for profiling (`LEXECON_TIMING=1`).
+//! - [`os`]: safe wrappers over the process-level kernel calls the code
+//!   outside the supervisor needs.
+//!
+//! `unsafe` code is refused everywhere but in the modules that wrap the
+//! kernel: [`os`] and, in [`supervisor`], `sys`, `netsys`, `creds`,
+//! `fileops`, `pathops`, `launch` and `codemap`. Each block there says
+//! why it is sound (`// SAFETY:`).
+
+#![deny(unsafe_code)]
 
 pub mod action;
 pub mod approval;
@@ -25,6 +34,8 @@ pub mod cli;
 pub mod escape;
 pub mod gate;
 pub mod ledger;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod policy;
 pub mod replay;
 pub mod session;

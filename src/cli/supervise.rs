@@ -468,8 +468,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn tempfile_dir(base: &Path) -> anyhow::Result<PathBuf> {
     for i in 0..100u32 {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = crate::os::pid();
         let p = base.join(format!("lexecon-demo-{pid}-{i}"));
         match std::fs::create_dir(&p) {
             Ok(()) => return Ok(std::fs::canonicalize(&p)?),
