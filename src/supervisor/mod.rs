@@ -250,6 +250,9 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
     // Emulated opens apply the caller's umask themselves. The command
     // is given the user's umask back in the child before its exec.
     let old_umask = os::umask(0) as libc::mode_t;
+    log::info!(
+        "umask: the command's is {old_umask:04o} (the user's); the supervisor's is 0, emulated creates apply each caller's own"
+    );
     let prepared = launch::Prepared::new(program, argv, envp, old_umask);
     let result = run_inner(&prepared, judge);
     // Restores the umask and signal mask set above.
@@ -266,6 +269,7 @@ fn run_inner(
     let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
     crate::timing::mark("command forked, listener received");
     let child = started.pid;
+    log_machine(started.wait_killable_recv);
     let tty = Foreground::take(child);
 
     let listener = Arc::new(sys::Listener::from_fd(
@@ -275,7 +279,13 @@ fn run_inner(
             .map_err(sys_err("duplicate the listener"))?,
     ));
     // Best effort: wake the supervisor on the caller's CPU (Linux 6.6+).
-    let _ = listener.set_sync_wakeup();
+    match listener.set_sync_wakeup() {
+        Ok(true) => log::info!("listener: SYNC_WAKE_UP on"),
+        Ok(false) => log::info!(
+            "listener: SYNC_WAKE_UP off (the kernel lacks it, before Linux 6.6): every judged call costs a cross-CPU wake-up"
+        ),
+        Err(e) => log::info!("listener: SYNC_WAKE_UP off (refused: {e})"),
+    }
     let stop = sys::eventfd().map_err(sys_err("create an eventfd"))?;
     let stop_rx = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
     let loop_listener = Arc::clone(&listener);
@@ -335,7 +345,8 @@ fn forward_signals(child: i32, stop: &OwnedFd, judge: &dyn Judge) {
     };
     let sfd = match sys::signalfd(&set) {
         Ok(fd) => fd,
-        Err(_) => {
+        Err(e) => {
+            log::info!("signals: no signalfd ({e}); waiting for them in 100 ms slices");
             // No signalfd: wait for signals in slices, checking `stop`.
             let timeout = std::time::Duration::from_millis(100);
             while !matches!(sys::poll_readable(&[stop.as_fd()], 0), Ok(r) if r[0] != 0) {
@@ -362,6 +373,39 @@ fn forward_signals(child: i32, stop: &OwnedFd, judge: &dyn Judge) {
         }
         judge.tick();
     }
+}
+
+/// Logs what the supervisor knows of the kernel's features: the listener's
+/// flags (`wait_killable_recv` as the child found it), and what the kernel
+/// release implies for `ADDFD` and `PROCMAP_QUERY`.
+fn log_machine(wait_killable_recv: bool) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    if wait_killable_recv {
+        log::info!("listener: WAIT_KILLABLE_RECV on");
+    } else {
+        log::info!(
+            "listener: WAIT_KILLABLE_RECV off (the kernel refused it, before Linux 5.19): a judged caller interrupted by a signal is notified again"
+        );
+    }
+    let release = sys::kernel_release();
+    let version = sys::release_version(&release);
+    let at_least = |v: (u32, u32)| version.is_some_and(|have| have >= v);
+    log::info!("kernel: Linux {}", crate::escape::word(release.as_bytes()));
+    if at_least((5, 14)) {
+        log::info!("ADDFD with SEND: available (opens are performed for the tree and installed atomically)");
+    } else {
+        log::info!(
+            "ADDFD with SEND: not available (before Linux 5.14, or the release is unknown): opens cannot be performed for the tree"
+        );
+    }
+    if at_least((6, 11)) {
+        log::debug!("PROCMAP_QUERY: expected (Linux 6.11); mprotect(PROT_EXEC) is judged with it");
+    } else {
+        log::debug!("PROCMAP_QUERY: not expected (before Linux 6.11): mprotect(PROT_EXEC) is judged by reading /proc/PID/maps");
+    }
+    log::debug!("supervisor: pid {}, euid {}", os::pid(), os::euid());
 }
 
 /// While the command runs, its process group is the terminal's foreground

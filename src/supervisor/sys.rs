@@ -584,6 +584,13 @@ pub fn kernel_release() -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The major and minor version of a kernel release (`6.8.0-41-generic` →
+/// `(6, 8)`).
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
 /// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
 /// a reporting command whose output goes to a pipe that closed (`| head`)
 /// ends quietly, as other command-line tools do, instead of failing on the
