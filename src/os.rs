@@ -174,7 +174,8 @@ pub fn mask_signals(set: &libc::sigset_t, block: bool) {
 /// `None` when none came.
 pub fn sigtimedwait(set: &libc::sigset_t, timeout: std::time::Duration) -> Option<i32> {
     let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
+        // `as _`: time_t differs between the C libraries; 32 bits hold it.
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as _,
         tv_nsec: timeout.subsec_nanos() as _,
     };
     // SAFETY: set and ts are valid for reads; siginfo may be null.
