@@ -29,7 +29,7 @@
 //! refused by the built-in rule `lexecon.self-protect.ledger`.
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+pub use crate::os::Cred;
 use crate::session::escalation::{Answer, By, Escalations, Scope};
 
 /// Longest request line accepted.
@@ -94,11 +95,9 @@ impl Server {
             Err(_) => {}
         }
         let listener = UnixListener::bind(&addr)?;
-        let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(addr.as_os_str()))
-            .map_err(io::Error::other)?;
-        // SAFETY: c is a NUL-terminated path; chmod takes no other pointer.
-        if unsafe { libc::chmod(c.as_ptr(), 0o600) } != 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) =
+            std::fs::set_permissions(&addr, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        {
             let _ = std::fs::remove_file(&addr);
             return Err(e);
         }
@@ -119,13 +118,12 @@ impl Server {
     /// writer's credentials to every byte the peer sends, even before the
     /// connection is accepted (see [`read_line_with_creds`]).
     pub fn pass_credentials(&self) -> io::Result<()> {
-        set_passcred(self.listener.as_raw_fd())
+        crate::os::set_passcred(self.listener.as_fd())
     }
 
     /// Serves requests until `stop` is set; removes the socket then.
     pub fn serve(self, table: Arc<Escalations>, stop: Arc<AtomicBool>) {
-        // SAFETY: getpid has no preconditions.
-        let me = unsafe { libc::getpid() };
+        let me = crate::os::pid();
         self.serve_with(stop, |stream| {
             let _ = serve_one(stream, &table, me);
         });
@@ -135,14 +133,7 @@ impl Server {
     /// socket then. (The approval socket and the gate socket share this.)
     pub fn serve_with(self, stop: Arc<AtomicBool>, mut handle: impl FnMut(UnixStream)) {
         while !stop.load(Ordering::SeqCst) {
-            let mut pfd = libc::pollfd {
-                fd: self.listener.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let n = unsafe { libc::poll(&mut pfd, 1, 100) };
-            if n <= 0 {
+            if !matches!(crate::os::poll_in(self.listener.as_fd(), 100), Ok(true)) {
                 continue;
             }
             while let Ok((stream, _)) = self.listener.accept() {
@@ -157,26 +148,7 @@ impl Server {
 
 /// uid and pid of the peer of `s`, from the kernel.
 fn peer_cred(s: &UnixStream) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: cred and len are valid for writes of the sizes given.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.uid, cred.pid))
+    crate::os::peer_cred(s.as_fd()).map(|c| (c.uid, c.pid))
 }
 
 fn status_field(pid: i32, field: &str) -> io::Result<i32> {
@@ -189,8 +161,7 @@ fn status_field(pid: i32, field: &str) -> io::Result<i32> {
 
 /// Why `pid` may not answer, or `None` when it may. `me` is the supervisor.
 pub fn refuse_reason(pid: i32, uid: u32, me: i32) -> Option<String> {
-    // SAFETY: getuid has no preconditions.
-    let own = unsafe { libc::getuid() };
+    let own = crate::os::uid();
     if uid != own && uid != 0 {
         return Some(format!("peer uid {uid} is not the supervisor's ({own})"));
     }
@@ -255,69 +226,21 @@ pub fn parent_of(pid: i32) -> i32 {
 /// kernel never joins chunks of different writers in one read); a line
 /// longer than `max` bytes, or one that does not end before the read
 /// timeout, is an error.
-fn set_passcred(fd: std::os::fd::RawFd) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` is a valid c_int for the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PASSCRED,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// (The listening socket must have [`Server::pass_credentials`] set, so
 /// that no byte arrives without them; a chunk without credentials, or with
 /// pid 0, is an error.)
-pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, libc::ucred)> {
-    set_passcred(s.as_raw_fd())?;
+pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, Cred)> {
+    crate::os::set_passcred(s.as_fd())?;
     let mut line: Vec<u8> = Vec::new();
-    let mut creds: Option<libc::ucred> = None;
+    let mut creds: Option<Cred> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        // Room for one SCM_CREDENTIALS message (u64-aligned).
-        let mut control = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: msghdr is plain data; zeroed is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        // SAFETY: msg points at the live iovec and control buffer above.
-        let n = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (n, got) = crate::os::recv_with_creds(s.as_fd(), &mut buf)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "the request ended before its newline",
             ));
-        }
-        let mut got: Option<libc::ucred> = None;
-        // SAFETY: the CMSG_* macros walk the control buffer the kernel
-        // filled in, bounded by msg_controllen.
-        unsafe {
-            let mut c = libc::CMSG_FIRSTHDR(&msg);
-            while !c.is_null() {
-                if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
-                    got = Some(std::ptr::read_unaligned(
-                        libc::CMSG_DATA(c).cast::<libc::ucred>(),
-                    ));
-                }
-                c = libc::CMSG_NXTHDR(&msg, c);
-            }
         }
         let Some(got) = got.filter(|c| c.pid > 0) else {
             return Err(io::Error::other(
@@ -326,14 +249,14 @@ pub fn read_line_with_creds(s: &UnixStream, max: usize) -> io::Result<(Vec<u8>, 
         };
         match creds {
             None => creds = Some(got),
-            Some(c) if (c.pid, c.uid, c.gid) == (got.pid, got.uid, got.gid) => {}
+            Some(c) if c == got => {}
             Some(_) => {
                 return Err(io::Error::other(
                     "the request was written by more than one process",
                 ))
             }
         }
-        let chunk = &buf[..n as usize];
+        let chunk = &buf[..n];
         match chunk.iter().position(|b| *b == b'\n') {
             Some(i) => {
                 line.extend_from_slice(&chunk[..i]);

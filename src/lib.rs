@@ -17,14 +17,27 @@
 //! - [`approval`]: the socket through which a human answers held
 //!   escalations, and who may use it.
 //! - [`cli`]: argument parsing, output and exit codes.
-//! - [`timing`]: start-up timing marks for profiling (`LEXECON_TIMING=1`).
+//! - [`diag`]: diagnostics on the supervisor's stderr (`LEXECON_LOG`, `-v`).
+//! - [`timing`]: start-up timing marks, logged at debug level (`LEXECON_TIMING=1`).
+//! - [`os`]: safe wrappers over the process-level kernel calls the code
+//!   outside the supervisor needs.
+//!
+//! `unsafe` code is refused everywhere but in the modules that wrap the
+//! kernel: [`os`] and, in [`supervisor`], `sys`, `netsys`, `creds`,
+//! `fileops`, `pathops`, `launch` and `codemap`. Each block there says
+//! why it is sound (`// SAFETY:`).
+
+#![deny(unsafe_code)]
 
 pub mod action;
 pub mod approval;
 pub mod cli;
+pub mod diag;
 pub mod escape;
 pub mod gate;
 pub mod ledger;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod policy;
 pub mod replay;
 pub mod session;

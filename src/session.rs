@@ -653,8 +653,7 @@ impl Session {
             .map(canonical_or_absolute)
             .filter(|d| ledger_file.starts_with(d))
             .filter(|d| !workspace.starts_with(d));
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = crate::os::pid();
         let metrics_file = cfg.metrics_file.as_deref().map(canonical_or_absolute);
         let protected = Protected::new(
             canonical_or_absolute(&cfg.keys_dir),
@@ -1441,8 +1440,7 @@ impl Judge for Session {
 /// Nothing is killed that is not part of the supervised tree (a one-shot
 /// decision's asker is not).
 fn stop_tree(caller: &Caller) {
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = crate::os::pid();
     if !matches!(crate::approval::in_tree(caller.pid, me), Ok(Some(_))) {
         return;
     }

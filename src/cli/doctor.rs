@@ -61,8 +61,7 @@ fn finding(
 
 /// `(major, minor)` of a release like `6.18.0-1-amd64`.
 fn version_of(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    sys::release_version(release)
 }
 
 fn status_field(text: &str, key: &str) -> Option<String> {

@@ -268,7 +268,7 @@ pub fn prepare_workspace_ledger(ledger: &Path, ws: &Path) -> anyhow::Result<Opti
 /// earlier version is writing it), renaming it or, across file systems,
 /// copying it and removing the original.
 fn move_legacy(old: &Path, new: &Path) -> anyhow::Result<()> {
-    use std::os::fd::AsRawFd as _;
+    use std::os::fd::AsFd as _;
     let what = || {
         format!(
             "cannot move the ledger of an earlier version {} to {}",
@@ -280,8 +280,7 @@ fn move_legacy(old: &Path, new: &Path) -> anyhow::Result<()> {
         .read(true)
         .open(old)
         .with_context(what)?;
-    // SAFETY: flock takes an fd valid while `f` lives.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if crate::os::flock_exclusive(f.as_fd(), crate::os::Wait::No).is_err() {
         bail!(
             "{}: another run is writing it; run again when it has finished (or pass --ledger {} to keep using it)",
             what(),

@@ -186,6 +186,7 @@ pub const VERSION: &str = crate::ledger::VERSION;
 
 /// Entry point of the `lexecon` binary.
 pub fn main_lexecon() -> ExitCode {
+    crate::diag::init_from_env();
     crate::timing::mark("start");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -248,6 +249,7 @@ struct SuperviseCli {
 
 /// Entry point of the `lexecon-supervise` binary.
 pub fn main_supervise() -> ExitCode {
+    crate::diag::init_from_env();
     crate::timing::mark("start");
     let cli = match SuperviseCli::try_parse() {
         Ok(cli) => cli,

@@ -134,6 +134,12 @@ pub struct SuperviseArgs {
     /// which a harness asks about a tool call before making it).
     #[arg(long)]
     pub no_gate: bool,
+    /// Diagnostics on the supervisor's stderr: `-v` what it found out about
+    /// the machine and where policy, keys and ledger are (info); `-vv` the
+    /// start-up timings too (debug). `LEXECON_LOG=LEVEL` does the same;
+    /// `LEXECON_LOG_FILE=FILE` sends the lines to FILE.
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// The command to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -288,7 +294,34 @@ pub fn check_root_tree(accepted_by: Option<&str>) -> anyhow::Result<Option<Strin
     )))
 }
 
+/// How a location was chosen, for the log.
+fn source_word(source: Source, env: &str) -> String {
+    match source {
+        Source::Argument => "from the command line".into(),
+        Source::Env => format!("from ${env}"),
+        Source::Default => "the default".into(),
+    }
+}
+
+/// The run's counters, at the end of it.
+fn log_counters(s: &Summary) {
+    let c = &s.counts;
+    log::info!(
+        "run {} ended: {} decisions (allow {}, escalate {}, block {}); {} allowed, {} refused, {} killed; {} record failures",
+        escape::word(s.run_id.as_bytes()),
+        c.decisions,
+        c.allow,
+        c.escalate,
+        c.block,
+        c.allowed,
+        c.refused,
+        c.killed,
+        s.record_failures
+    );
+}
+
 pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
+    crate::diag::raise(args.verbose);
     crate::timing::mark("supervise: arguments parsed");
     let root_warning = check_root_tree(args.allow_root_tree.then_some("--allow-root-tree"))?;
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
@@ -311,7 +344,19 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         _ => load_policy(&source, &vars)?,
     };
     crate::timing::mark("policy loaded and its examples checked");
+    log::info!("workspace: {}", escape::path(&ws));
+    log::info!(
+        "policy: {} (sha256 {}, {} layer(s))",
+        escape::path(&source.path()),
+        hex::encode(policy.sha256()),
+        policy.layers().len().max(1)
+    );
     let keys = keys?;
+    log::info!(
+        "key directory: {} ({})",
+        escape::path(&keys.dir),
+        source_word(keys.source, "LEXECON_KEYS")
+    );
     let key = key.unwrap_or_else(|| load_key(&keys, &[&ws, &cwd]))?;
 
     let name = PathBuf::from(&args.command[0]);
@@ -334,6 +379,11 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let ledger = locations::ledger_for_run(args.ledger.as_deref(), &ws)?;
+    log::info!(
+        "ledger: {} ({})",
+        escape::path(&ledger.path),
+        source_word(ledger.source, "LEXECON_LEDGER")
+    );
     let mut ledger_dir = None;
     if ledger.source == Source::Default {
         if let Some(notice) = locations::prepare_workspace_ledger(&ledger.path, &ws)? {
@@ -390,6 +440,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let mut summary = session::run(cfg, writer, &command, &cwd)?;
     crate::timing::mark("run sealed");
     let code = summary.decide_exit(args.fail_on_block);
+    log_counters(&summary);
     report(&summary, &args)?;
     // Said even with --quiet: an exit status that is not the command's
     // must not go unexplained.
@@ -468,8 +519,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 fn tempfile_dir(base: &Path) -> anyhow::Result<PathBuf> {
     for i in 0..100u32 {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = crate::os::pid();
         let p = base.join(format!("lexecon-demo-{pid}-{i}"));
         match std::fs::create_dir(&p) {
             Ok(()) => return Ok(std::fs::canonicalize(&p)?),

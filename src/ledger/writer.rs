@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -167,15 +167,12 @@ fn open_ledger(
         .map_err(|e| LedgerError::io("open ledger", path, e))?;
     // Always try without blocking first: whoever waits is told at once who
     // holds the lock.
-    let mut op = libc::LOCK_EX | libc::LOCK_NB;
+    let mut wait = crate::os::Wait::No;
     loop {
-        // SAFETY: flock only takes an integer fd, valid while `file` lives,
-        // and touches no memory of ours.
-        let r = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if r == 0 {
-            return Ok(file);
-        }
-        let e = io::Error::last_os_error();
+        let e = match crate::os::flock_exclusive(file.as_fd(), wait) {
+            Ok(()) => return Ok(file),
+            Err(e) => e,
+        };
         match e.raw_os_error() {
             Some(libc::EINTR) => continue,
             Some(libc::EWOULDBLOCK) => {
@@ -187,7 +184,7 @@ fn open_ledger(
                     return Err(locked);
                 }
                 on_wait(&locked);
-                op = libc::LOCK_EX;
+                wait = crate::os::Wait::Yes;
             }
             _ => return Err(LedgerError::io("lock", path, e)),
         }

@@ -364,8 +364,7 @@ fn serve_one(session: &Session, stream: std::os::unix::net::UnixStream, stop: &A
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(10)));
     let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
+    let me = crate::os::pid();
     let max = crate::gate::MAX_REQUEST;
     let reply = match crate::approval::read_line_with_creds(&stream, max) {
         Err(e) => json!({"ok": false, "error": format!("cannot read the request: {e}")}),

@@ -14,14 +14,15 @@
 //!   supervisor writes to the terminal.
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::escalation::{Answer, By, Escalations, Pending, Scope};
 use crate::escape;
+use crate::os;
 
 /// The supervisor's controlling terminal.
 pub struct Terminal {
@@ -101,8 +102,7 @@ impl Terminal {
                                     ""
                                 }
                             ));
-                            // SAFETY: getuid and getpid have no preconditions.
-                            let (uid, pid) = unsafe { (libc::getuid(), libc::getpid()) };
+                            let (uid, pid) = (crate::os::uid(), crate::os::pid());
                             break Some(Answer {
                                 allow,
                                 scope,
@@ -200,26 +200,13 @@ fn chain_entry(pid: i32, name: &[u8]) -> String {
 
 /// One byte from the terminal, waiting at most `ms`.
 fn read_byte(tty: &File, ms: i32) -> io::Result<Option<u8>> {
-    let mut pfd = libc::pollfd {
-        fd: tty.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n == 0 {
+    if !os::poll_in(tty.as_fd(), ms)? {
         return Ok(None);
     }
     let mut b = [0u8; 1];
-    // SAFETY: b is valid for one byte.
-    let r = unsafe { libc::read(tty.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
-    match r {
+    match (&*tty).read(&mut b)? {
         1 => Ok(Some(b[0])),
-        0 => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-        _ => Err(io::Error::last_os_error()),
+        _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
     }
 }
 
@@ -227,31 +214,25 @@ fn read_byte(tty: &File, ms: i32) -> io::Result<Option<u8>> {
 /// typed-ahead input is discarded.
 struct Foreground<'a> {
     tty: &'a File,
-    previous: libc::pid_t,
+    previous: Option<i32>,
 }
 
 impl<'a> Foreground<'a> {
     fn take(tty: &'a File) -> Foreground<'a> {
-        let fd = tty.as_fd().as_raw_fd();
-        // SAFETY: integer arguments only; SIGTTOU is ignored by the
-        // supervisor, so tcsetpgrp from a background group succeeds.
-        let previous = unsafe {
-            let previous = libc::tcgetpgrp(fd);
-            libc::tcsetpgrp(fd, libc::getpgrp());
-            libc::tcflush(fd, libc::TCIFLUSH);
-            previous
-        };
+        let fd = tty.as_fd();
+        // SIGTTOU is ignored by the supervisor, so tcsetpgrp from a
+        // background group succeeds.
+        let previous = os::tcgetpgrp(fd).ok();
+        let _ = os::tcsetpgrp(fd, os::pgrp());
+        let _ = os::tcflush_input(fd);
         Foreground { tty, previous }
     }
 }
 
 impl Drop for Foreground<'_> {
     fn drop(&mut self) {
-        if self.previous > 0 {
-            // SAFETY: as above.
-            unsafe {
-                libc::tcsetpgrp(self.tty.as_raw_fd(), self.previous);
-            }
+        if let Some(previous) = self.previous.filter(|p| *p > 0) {
+            let _ = os::tcsetpgrp(self.tty.as_fd(), previous);
         }
     }
 }

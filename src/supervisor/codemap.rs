@@ -93,7 +93,15 @@ pub fn vmas(tid: i32, addr: u64, len: u64) -> io::Result<Vec<Vma>> {
                 // No mapping at or above the address.
                 Some(libc::ENOENT) => Ok(out),
                 // Older kernels: read the text.
-                Some(libc::ENOTTY) | Some(libc::EINVAL) => vmas_from_text(tid, addr, end),
+                Some(libc::ENOTTY) | Some(libc::EINVAL) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        log::info!(
+                            "PROCMAP_QUERY: refused ({e}); mappings are read from /proc/PID/maps"
+                        )
+                    });
+                    vmas_from_text(tid, addr, end)
+                }
                 _ => Err(e),
             };
         }

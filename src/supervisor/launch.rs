@@ -11,8 +11,9 @@
 //!                                           no_new_privs
 //!                                           close every fd but 0-2 and the two pipes
 //!                                           seccomp(FILTER, NEW_LISTENER) → L
-//!   read L's number ◄──── socket ─────────  write L's number (a sendmsg
-//!   pidfd_getfd(child, L)                   would be notified already)
+//!   read L's number ◄──── socket ─────────  write L's number and whether
+//!   pidfd_getfd(child, L)                   WAIT_KILLABLE_RECV was taken
+//!                                           (a sendmsg would be notified)
 //!   PTRACE_SEIZE(child, TRACE{FORK,VFORK,
 //!     CLONE,EXEC}, EXITKILL)
 //!   send "go" ────────────── socket ─────►  close L, close socket
@@ -22,7 +23,9 @@
 //!
 //! The child runs only async-signal-safe raw syscalls between `fork` and
 //! `execve`: everything that allocates was prepared before the fork, and the
-//! parent forks before it starts any thread.
+//! parent forks before it starts any thread. Nothing is logged there: what
+//! the child found out (the listener flags) goes back to the parent over the
+//! socket, and the parent logs it.
 
 use std::ffi::CString;
 use std::io;
@@ -84,6 +87,10 @@ impl Prepared {
 pub struct Started {
     pub pid: i32,
     pub listener: OwnedFd,
+    /// The listener was created with `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`
+    /// (Linux 5.19); `false`: the kernel refused it and the child fell back
+    /// to a listener without it.
+    pub wait_killable_recv: bool,
     sock: OwnedFd,
     errpipe: OwnedFd,
 }
@@ -94,14 +101,21 @@ const PTRACE_OPTIONS: libc::c_int = libc::PTRACE_O_TRACEFORK
     | libc::PTRACE_O_TRACEEXEC
     | libc::PTRACE_O_EXITKILL;
 
-/// The child's listener: its number, read from `sock`, then the descriptor
-/// itself, taken with `pidfd_getfd`.
-fn take_listener(pid: i32, sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let mut num = [0u8; 4];
+/// The child's listener: its number and flags byte, read from `sock`, then
+/// the descriptor itself, taken with `pidfd_getfd`. The flags byte is 1 when
+/// the listener waits killably (`WAIT_KILLABLE_RECV`), 0 when not.
+fn take_listener(pid: i32, sock: BorrowedFd<'_>) -> io::Result<(OwnedFd, bool)> {
+    let mut num = [0u8; 5];
     let mut got = 0;
-    while got < 4 {
-        // SAFETY: reads at most 4 - got bytes into a local buffer.
-        let n = unsafe { libc::read(sock.as_raw_fd(), num[got..].as_mut_ptr().cast(), 4 - got) };
+    while got < num.len() {
+        // SAFETY: reads at most len - got bytes into a local buffer.
+        let n = unsafe {
+            libc::read(
+                sock.as_raw_fd(),
+                num[got..].as_mut_ptr().cast(),
+                num.len() - got,
+            )
+        };
         if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
             continue;
         }
@@ -113,8 +127,21 @@ fn take_listener(pid: i32, sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
         }
         got += n as usize;
     }
+    let killable = match num[4] {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(io::Error::other(format!(
+                "the child handed over its listener with unknown flags {other}"
+            )))
+        }
+    };
     let pidfd = sys::pidfd_open(pid, 0)?;
-    sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(num))
+    let fd = sys::pidfd_getfd(
+        pidfd.as_fd(),
+        i32::from_ne_bytes([num[0], num[1], num[2], num[3]]),
+    )?;
+    Ok((fd, killable))
 }
 
 /// Forks the child and receives its listener. The caller then starts the
@@ -138,7 +165,7 @@ pub fn spawn(p: &Prepared) -> io::Result<Started> {
     }
     drop(sock_child);
     drop(err_write);
-    let listener = match take_listener(pid, sock_parent.as_fd()) {
+    let (listener, wait_killable_recv) = match take_listener(pid, sock_parent.as_fd()) {
         Ok(l) => l,
         Err(e) => {
             // The child failed before installing the filter: reap it.
@@ -171,6 +198,7 @@ pub fn spawn(p: &Prepared) -> io::Result<Started> {
     Ok(Started {
         pid,
         listener,
+        wait_killable_recv,
         sock: sock_parent,
         errpipe: err_read,
     })
@@ -278,7 +306,9 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
             flags,
             &prog as *const libc::sock_fprog,
         );
+        let mut killable = 1u8;
         if listener < 0 && last_errno() == libc::EINVAL {
+            killable = 0;
             // Kernels before 5.19 lack WAIT_KILLABLE_RECV.
             listener = libc::syscall(
                 libc::SYS_seccomp,
@@ -302,8 +332,9 @@ unsafe fn child(p: &Prepared, parent_pid: i32, sock: RawFd, errpipe: RawFd) -> !
         // filter is in force already and notifies every `sendmsg` (which
         // nobody could answer yet). The supervisor takes the listener with
         // `pidfd_getfd`; it stays open here until the supervisor says go.
-        let num = listener.to_ne_bytes();
-        if libc::write(sock, num.as_ptr().cast(), 4) != 4 {
+        let n = listener.to_ne_bytes();
+        let num = [n[0], n[1], n[2], n[3], killable];
+        if libc::write(sock, num.as_ptr().cast(), num.len()) != num.len() as isize {
             fail(last_errno());
         }
         // Wait until the supervisor has attached.

@@ -29,32 +29,40 @@
 //! one thread serves notifications; one forwards SIGINT/SIGTERM/SIGHUP/
 //! SIGQUIT to the command's process group and calls [`Judge::tick`].
 
+#[allow(unsafe_code)]
 pub mod codemap;
+#[allow(unsafe_code)]
 pub mod creds;
 pub mod decode;
+#[allow(unsafe_code)]
 pub mod fileops;
 pub mod filter;
+#[allow(unsafe_code)]
 pub mod launch;
 pub mod loader;
 pub mod net;
+#[allow(unsafe_code)]
 pub mod netsys;
 pub mod notify;
+#[allow(unsafe_code)]
 pub mod pathops;
 pub mod privilege;
 pub mod procfs;
 pub mod resolve;
+#[allow(unsafe_code)]
 pub mod sys;
 pub mod tell;
 pub mod trace;
 
 use std::ffi::{CString, OsString};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::action::Action;
+use crate::os;
 
 pub use procfs::Identity;
 
@@ -192,8 +200,7 @@ pub fn find_program(name: &Path, path_var: Option<&std::ffi::OsStr>) -> Option<P
         let Ok(c) = CString::new(candidate.as_os_str().as_bytes()) else {
             continue;
         };
-        // SAFETY: c is NUL-terminated.
-        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && candidate.is_file() {
+        if crate::os::executable(&c) && candidate.is_file() {
             return Some(candidate);
         }
     }
@@ -207,15 +214,7 @@ fn cstr(s: &std::ffi::OsStr) -> Result<CString, SupervisorError> {
 const FORWARDED: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
 
 fn forwarded_set() -> libc::sigset_t {
-    // SAFETY: sigset_t is initialised by sigemptyset before use.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in FORWARDED {
-            libc::sigaddset(&mut set, s);
-        }
-        set
-    }
+    crate::os::sigset(&FORWARDED)
 }
 
 /// Runs `cmd` under supervision. Must be called before the process starts
@@ -234,35 +233,31 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
     }
     let program = cstr(cmd.program.as_os_str())?;
 
-    // SAFETY: plain prctl/umask/sigprocmask calls on this process.
-    let old_umask = unsafe {
-        // Nobody may ptrace the supervisor or open its /proc entries.
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        // Orphans of the tree are re-parented here, so they stay reapable.
-        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        let set = forwarded_set();
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        // The tree can aim SIGIO at any process of its uid (F_SETOWN on a
-        // file it owns, then I/O): its default action would kill us. The
-        // child restores the default before exec.
-        libc::signal(libc::SIGIO, libc::SIG_IGN);
-        // A tree that takes the terminal's foreground and sets `tostop`
-        // would stop a background supervisor the next time it writes to the
-        // terminal (SIGTTOU), or reads it (SIGTTIN): never stop.
-        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-        libc::signal(libc::SIGTTIN, libc::SIG_IGN);
-        // Emulated opens apply the caller's umask themselves. The command
-        // is given the user's umask back in the child before its exec.
-        libc::umask(0)
-    };
+    // Nobody may ptrace the supervisor or open its /proc entries.
+    let _ = os::set_undumpable();
+    // Orphans of the tree are re-parented here, so they stay reapable.
+    let _ = os::set_child_subreaper();
+    os::mask_signals(&forwarded_set(), true);
+    // The tree can aim SIGIO at any process of its uid (F_SETOWN on a
+    // file it owns, then I/O): its default action would kill us. The
+    // child restores the default before exec.
+    os::ignore_signal(libc::SIGIO);
+    // A tree that takes the terminal's foreground and sets `tostop`
+    // would stop a background supervisor the next time it writes to the
+    // terminal (SIGTTOU), or reads it (SIGTTIN): never stop.
+    os::ignore_signal(libc::SIGTTOU);
+    os::ignore_signal(libc::SIGTTIN);
+    // Emulated opens apply the caller's umask themselves. The command
+    // is given the user's umask back in the child before its exec.
+    let old_umask = os::umask(0) as libc::mode_t;
+    log::info!(
+        "umask: the command's is {old_umask:04o} (the user's); the supervisor's is 0, emulated creates apply each caller's own"
+    );
     let prepared = launch::Prepared::new(program, argv, envp, old_umask);
     let result = run_inner(&prepared, judge);
-    // SAFETY: restores the umask and signal mask set above.
-    unsafe {
-        libc::umask(old_umask);
-        let set = forwarded_set();
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
+    // Restores the umask and signal mask set above.
+    os::umask(old_umask as u32);
+    os::mask_signals(&forwarded_set(), false);
     result
 }
 
@@ -274,6 +269,7 @@ fn run_inner(
     let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
     crate::timing::mark("command forked, listener received");
     let child = started.pid;
+    log_machine(started.wait_killable_recv);
     let tty = Foreground::take(child);
 
     let listener = Arc::new(sys::Listener::from_fd(
@@ -283,7 +279,13 @@ fn run_inner(
             .map_err(sys_err("duplicate the listener"))?,
     ));
     // Best effort: wake the supervisor on the caller's CPU (Linux 6.6+).
-    let _ = listener.set_sync_wakeup();
+    match listener.set_sync_wakeup() {
+        Ok(true) => log::info!("listener: SYNC_WAKE_UP on"),
+        Ok(false) => log::info!(
+            "listener: SYNC_WAKE_UP off (the kernel lacks it, before Linux 6.6): every judged call costs a cross-CPU wake-up"
+        ),
+        Err(e) => log::info!("listener: SYNC_WAKE_UP off (refused: {e})"),
+    }
     let stop = sys::eventfd().map_err(sys_err("create an eventfd"))?;
     let stop_rx = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
     let loop_listener = Arc::clone(&listener);
@@ -343,16 +345,12 @@ fn forward_signals(child: i32, stop: &OwnedFd, judge: &dyn Judge) {
     };
     let sfd = match sys::signalfd(&set) {
         Ok(fd) => fd,
-        Err(_) => {
+        Err(e) => {
+            log::info!("signals: no signalfd ({e}); waiting for them in 100 ms slices");
             // No signalfd: wait for signals in slices, checking `stop`.
-            let timeout = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 100_000_000,
-            };
+            let timeout = std::time::Duration::from_millis(100);
             while !matches!(sys::poll_readable(&[stop.as_fd()], 0), Ok(r) if r[0] != 0) {
-                // SAFETY: set and timeout are valid; siginfo may be null.
-                let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
-                if sig > 0 {
+                if let Some(sig) = os::sigtimedwait(&set, timeout) {
                     forward(sig);
                 }
                 judge.tick();
@@ -377,45 +375,71 @@ fn forward_signals(child: i32, stop: &OwnedFd, judge: &dyn Judge) {
     }
 }
 
+/// Logs what the supervisor knows of the kernel's features: the listener's
+/// flags (`wait_killable_recv` as the child found it), and what the kernel
+/// release implies for `ADDFD` and `PROCMAP_QUERY`.
+fn log_machine(wait_killable_recv: bool) {
+    if !log::log_enabled!(log::Level::Info) {
+        return;
+    }
+    if wait_killable_recv {
+        log::info!("listener: WAIT_KILLABLE_RECV on");
+    } else {
+        log::info!(
+            "listener: WAIT_KILLABLE_RECV off (the kernel refused it, before Linux 5.19): a judged caller interrupted by a signal is notified again"
+        );
+    }
+    let release = sys::kernel_release();
+    let version = sys::release_version(&release);
+    let at_least = |v: (u32, u32)| version.is_some_and(|have| have >= v);
+    log::info!("kernel: Linux {}", crate::escape::word(release.as_bytes()));
+    if at_least((5, 14)) {
+        log::info!("ADDFD with SEND: available (opens are performed for the tree and installed atomically)");
+    } else {
+        log::info!(
+            "ADDFD with SEND: not available (before Linux 5.14, or the release is unknown): opens cannot be performed for the tree"
+        );
+    }
+    if at_least((6, 11)) {
+        log::debug!("PROCMAP_QUERY: expected (Linux 6.11); mprotect(PROT_EXEC) is judged with it");
+    } else {
+        log::debug!("PROCMAP_QUERY: not expected (before Linux 6.11): mprotect(PROT_EXEC) is judged by reading /proc/PID/maps");
+    }
+    log::debug!("supervisor: pid {}, euid {}", os::pid(), os::euid());
+}
+
 /// While the command runs, its process group is the terminal's foreground
 /// group (when the supervisor had the terminal): job control and Ctrl-C
 /// reach the command, not the supervisor.
 struct Foreground {
-    fd: i32,
     pgrp: i32,
 }
 
 impl Foreground {
     fn take(child: i32) -> Option<Foreground> {
-        let fd = std::io::stdin().as_raw_fd();
-        // SAFETY: isatty/tcgetpgrp/getpgrp/tcsetpgrp take integers only.
-        unsafe {
-            if libc::isatty(fd) != 1 {
-                return None;
-            }
-            let pgrp = libc::getpgrp();
-            if libc::tcgetpgrp(fd) != pgrp {
-                return None;
-            }
-            // The child calls setpgid(0,0) itself; call it here too so that
-            // the group exists before tcsetpgrp, whichever runs first.
-            libc::setpgid(child, child);
-            if libc::tcsetpgrp(fd, child) != 0 {
-                return None;
-            }
-            Some(Foreground { fd, pgrp })
+        let stdin = std::io::stdin();
+        let fd = stdin.as_fd();
+        if !sys::isatty(fd) {
+            return None;
         }
+        let pgrp = os::pgrp();
+        if os::tcgetpgrp(fd).ok() != Some(pgrp) {
+            return None;
+        }
+        // The child calls setpgid(0,0) itself; call it here too so that
+        // the group exists before tcsetpgrp, whichever runs first.
+        let _ = os::setpgid(child, child);
+        os::tcsetpgrp(fd, child).ok()?;
+        Some(Foreground { pgrp })
     }
 }
 
 impl Drop for Foreground {
     fn drop(&mut self) {
-        // SAFETY: as above; SIGTTOU is ignored around the call because the
-        // supervisor is now in a background group.
-        unsafe {
-            let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-            libc::tcsetpgrp(self.fd, self.pgrp);
-            libc::signal(libc::SIGTTOU, old);
-        }
+        // SIGTTOU is ignored around the call because the supervisor is now
+        // in a background group.
+        let old = os::ignore_signal(libc::SIGTTOU);
+        let _ = os::tcsetpgrp(std::io::stdin().as_fd(), self.pgrp);
+        os::restore_signal(libc::SIGTTOU, old);
     }
 }

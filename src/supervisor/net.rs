@@ -595,8 +595,7 @@ fn prepare(shared: &Shared, caller: &Caller, r: &NetRequest) -> Result<Prepared,
     // a root supervisor acting for a caller of another uid would lend it
     // root's. Not done: refused.
     if info.protocol == Protocol::Unix && shared.privileged && r.nr != nr::LISTEN {
-        // SAFETY: geteuid takes no arguments.
-        let me = unsafe { libc::geteuid() };
+        let me = crate::os::euid();
         let theirs = super::procfs::status(caller.tid).map(|s| s.uid[1]).ok();
         if theirs != Some(me) {
             return Err(libc::EACCES);

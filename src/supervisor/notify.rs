@@ -132,19 +132,15 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(judge: Arc<dyn Judge>) -> io::Result<Shared> {
-        // SAFETY: no arguments.
-        let (pid, pgid) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        let (pid, pgid) = (crate::os::pid(), crate::os::pgrp());
         let hashes = HashCache::default();
         // The command inherits stdin, stdout and stderr: a regular file
         // among them opened for writing is writable by the tree.
-        for fd in 0..3 {
-            // SAFETY: fcntl(F_GETFL) on a descriptor number only reads its
-            // flags; a closed one fails with EBADF.
-            let fl = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-            if fl >= 0 && fl & libc::O_ACCMODE != libc::O_RDONLY {
-                // SAFETY: fd is open (F_GETFL succeeded) for the duration of
-                // the borrow.
-                hashes.written(unsafe { BorrowedFd::borrow_raw(fd) });
+        let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
+        for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
+            // A closed one fails with EBADF.
+            if matches!(sys::getfl(fd), Ok(fl) if fl & libc::O_ACCMODE != libc::O_RDONLY) {
+                hashes.written(fd);
             }
         }
         Ok(Shared {
@@ -157,8 +153,7 @@ impl Shared {
             images: Mutex::new(HashMap::new()),
             supervisor_pid: pid,
             supervisor_pgid: pgid,
-            // SAFETY: geteuid takes no arguments.
-            privileged: unsafe { libc::geteuid() } == 0,
+            privileged: crate::os::euid() == 0,
             pidfds: Pidfds::new(),
             blocking: AtomicUsize::new(0),
             held: Mutex::new(Vec::new()),
@@ -705,8 +700,7 @@ fn perform_open(r: &Resolved, o: &OpenRequest, umask: u32) -> io::Result<OwnedFd
 }
 
 pub(super) fn at_fdcwd() -> BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is valid as a dirfd for the life of the process.
-    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+    sys::at_fdcwd()
 }
 
 /// Opens of FIFOs block until the other end shows up: do them on a thread

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -108,9 +108,7 @@ pub fn umask(tid: i32) -> u32 {
 /// Reads a `/proc/PID/…` symlink (`cwd`, `exe`, `fd/N`).
 pub fn readlink(pid: i32, what: &str) -> io::Result<PathBuf> {
     let link = CString::new(format!("/proc/{pid}/{what}")).map_err(io::Error::other)?;
-    // SAFETY: AT_FDCWD is always a valid dirfd.
-    let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
-    sys::readlinkat(cwd, &link).map(|b| PathBuf::from(OsString::from_vec(b)))
+    sys::readlinkat(sys::at_fdcwd(), &link).map(|b| PathBuf::from(OsString::from_vec(b)))
 }
 
 /// Reads `/proc/PID/cmdline` as argv, capped at `cap` bytes (longer → error).
@@ -296,10 +294,8 @@ impl HashCache {
         // and needs no path.
         let path =
             CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(io::Error::other)?;
-        // SAFETY: AT_FDCWD is always a valid dirfd.
-        let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
         let file = match sys::openat(
-            cwd,
+            sys::at_fdcwd(),
             &path,
             libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
             0,
@@ -347,20 +343,12 @@ fn hash_fd(fd: OwnedFd) -> io::Result<[u8; 32]> {
 /// Opens `/proc/PID/exe` (the program the process really runs).
 pub fn open_exe(pid: i32) -> io::Result<OwnedFd> {
     let path = CString::new(format!("/proc/{pid}/exe")).map_err(io::Error::other)?;
-    // SAFETY: AT_FDCWD is always a valid dirfd.
-    let cwd = unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) };
-    sys::openat(cwd, &path, libc::O_PATH, 0)
+    sys::openat(sys::at_fdcwd(), &path, libc::O_PATH, 0)
 }
 
 /// Duplicates a borrowed fd into an owned one (close-on-exec).
 pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    // SAFETY: F_DUPFD_CLOEXEC returns a new fd that nothing else owns.
-    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: n is a fresh descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    fd.try_clone_to_owned()
 }
 
 /// Whether `tid` is one of this process's own threads.
@@ -430,8 +418,7 @@ mod tests {
 
     #[test]
     fn own_status_and_pgid() {
-        // SAFETY: no arguments.
-        let (pid, pgrp) = unsafe { (libc::getpid(), libc::getpgrp()) };
+        let (pid, pgrp) = (crate::os::pid(), crate::os::pgrp());
         let s = status(sys::gettid()).unwrap();
         assert_eq!(s.tgid, pid);
         assert_eq!(pgid(pid).unwrap(), pgrp);
@@ -444,7 +431,6 @@ mod tests {
     /// writable descriptor for is hashed again every time.
     #[test]
     fn hash_cache_sees_writes_through_a_shared_mapping() {
-        use std::os::fd::AsRawFd;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("prog");
         fs::write(&p, vec![b'a'; 4096]).unwrap();
@@ -453,26 +439,14 @@ mod tests {
             .write(true)
             .open(&p)
             .unwrap();
-        // SAFETY: a fresh shared mapping of one page of a file we own.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                rw.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(map, libc::MAP_FAILED);
-        // SAFETY: the mapping is one page long and writable.
-        unsafe { *(map as *mut u8) = b'b' };
+        let mut map = sys::SharedMapping::new(rw.as_fd(), 4096).unwrap();
+        map.set(0, b'b');
         let ro = fs::File::open(&p).unwrap();
         let cache = HashCache::default();
         let first = cache.identify(ro.as_fd()).unwrap().sha256;
         let before = fs::metadata(&p).unwrap();
-        // SAFETY: as above; the page is already dirty: no fault, no mtime.
-        unsafe { *(map as *mut u8) = b'c' };
+        // The page is already dirty: no fault, no mtime.
+        map.set(0, b'c');
         let after = fs::metadata(&p).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_eq!(
@@ -489,8 +463,7 @@ mod tests {
         // ...unless the file is known to be writable by the tree.
         cache.written(rw.as_fd());
         assert_eq!(cache.identify(ro.as_fd()).unwrap().sha256, Some(truth));
-        // SAFETY: unmaps the mapping made above.
-        unsafe { libc::munmap(map, 4096) };
+        drop(map);
     }
 
     #[test]

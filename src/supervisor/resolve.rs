@@ -125,9 +125,7 @@ fn sys_root() -> io::Result<OwnedFd> {
 }
 
 fn cwd_fd() -> BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is a valid dirfd value for the *at family for the
-    // whole life of the process; it is never closed.
-    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+    sys::at_fdcwd()
 }
 
 fn open_path(dir: BorrowedFd<'_>, name: &CStr, follow: bool) -> io::Result<OwnedFd> {
@@ -551,8 +549,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn me() -> Caller {
-        // SAFETY: no arguments.
-        let pid = unsafe { libc::getpid() };
+        let pid = crate::os::pid();
         Caller {
             tid: sys::gettid(),
             tgid: pid,

@@ -2,9 +2,13 @@
 //! seccomp (filter installation and the user-notify ioctls), `openat2`,
 //! `process_vm_readv`, ptrace, and fd passing over a unix socket.
 //!
-//! Every `unsafe` block of the supervisor that talks to the kernel lives here
-//! or in [`super::launch`] (the code between `fork` and `exec`). Raw fds are
-//! wrapped into [`OwnedFd`] as soon as the kernel returns them.
+//! `unsafe` code is allowed only here and in the other kernel-wrapping
+//! modules of the supervisor: [`super::netsys`] (sockets), [`super::creds`]
+//! (credentials and pidfd info), [`super::fileops`] and [`super::pathops`]
+//! (the emulated file changes), [`super::launch`] (the code between `fork`
+//! and `exec`) and [`super::codemap`] (`PROCMAP_QUERY`); the crate denies it
+//! everywhere else. Raw fds are wrapped into [`OwnedFd`] as soon as the
+//! kernel returns them.
 
 use std::ffi::CStr;
 use std::io;
@@ -580,6 +584,13 @@ pub fn kernel_release() -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The major and minor version of a kernel release (`6.8.0-41-generic` →
+/// `(6, 8)`).
+pub fn release_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
 /// Restores the default action of `SIGPIPE` (the Rust runtime ignores it):
 /// a reporting command whose output goes to a pipe that closed (`| head`)
 /// ends quietly, as other command-line tools do, instead of failing on the
@@ -650,4 +661,59 @@ pub fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
         };
         cvt(n as libc::c_long).map(|n| n as usize)
     })
+}
+
+/// `AT_FDCWD` as a descriptor: the *at calls resolve relative paths from the
+/// current directory.
+pub fn at_fdcwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a valid dirfd value for the *at family for the
+    // whole life of the process; it is never closed.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
+/// A shared, writable mapping of the first `len` bytes of a file (for tests
+/// of what writes through a mapping change). Unmapped on drop.
+#[cfg(test)]
+pub struct SharedMapping {
+    addr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+#[cfg(test)]
+impl SharedMapping {
+    pub fn new(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMapping> {
+        // SAFETY: a fresh mapping chosen by the kernel; nothing of ours is
+        // overlapped (no MAP_FIXED).
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if addr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let addr = std::ptr::NonNull::new(addr.cast()).ok_or_else(|| io::Error::other("null"))?;
+        Ok(SharedMapping { addr, len })
+    }
+
+    /// Writes one byte at `offset` (checked against the length).
+    pub fn set(&mut self, offset: usize, byte: u8) {
+        assert!(offset < self.len, "offset {offset} outside the mapping");
+        // SAFETY: offset is inside the mapping, which is writable and lives
+        // until drop; `&mut self` excludes other writers of ours.
+        unsafe { self.addr.as_ptr().add(offset).write_volatile(byte) };
+    }
+}
+
+#[cfg(test)]
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`, once.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
+    }
 }

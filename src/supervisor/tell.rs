@@ -61,10 +61,10 @@ fn file_id(st: &libc::stat) -> FileId {
 fn own_stderr() -> Option<FileId> {
     static OWN: OnceLock<Option<FileId>> = OnceLock::new();
     *OWN.get_or_init(|| {
-        // SAFETY: fd 2 is borrowed only for the fstat; a closed fd 2 fails
-        // with EBADF.
-        let fd = unsafe { BorrowedFd::borrow_raw(2) };
-        sys::fstat(fd).ok().map(|st| file_id(&st))
+        // A closed fd 2 fails with EBADF.
+        sys::fstat(std::io::stderr().as_fd())
+            .ok()
+            .map(|st| file_id(&st))
     })
 }
 
@@ -156,7 +156,6 @@ fn deliver(caller: &Caller, line: &[u8], unless_ours: bool) -> io::Result<Told> 
 mod tests {
     use super::*;
     use std::io::Read as _;
-    use std::os::fd::FromRawFd;
     use std::process::{Child, Command, Stdio};
     use std::time::{Duration, Instant};
 
@@ -244,13 +243,10 @@ mod tests {
 
     #[test]
     fn the_supervisors_own_stderr_is_not_written_twice() {
-        // SAFETY: a duplicate of this process's fd 2, owned from here on.
-        let dup = unsafe { libc::dup(2) };
-        if dup < 0 {
+        let Ok(dup) = std::io::stderr().as_fd().try_clone_to_owned() else {
             return;
-        }
-        // SAFETY: dup returned a new fd nobody else owns.
-        let f = unsafe { std::fs::File::from_raw_fd(dup) };
+        };
+        let f = std::fs::File::from(dup);
         let (mut c, caller) = child(Stdio::from(f));
         let told = tell(&caller, "lexecon: blocked", true);
         c.kill().unwrap();
