@@ -1007,7 +1007,7 @@ fn the_c_library_resolver_pattern_is_judged_by_name_and_binds() {
     let p = policy_with(
         &env,
         "escalate",
-        "  - id: lo\n    connect: {address: 127.0.0.0/8}\n    decision: allow\n    reason: loopback\n  - id: no-exfil\n    connect: {host: '*.exfil.example'}\n    decision: block\n    reason: exfiltration\n",
+        "  - id: lo\n    connect: {address: 127.0.0.0/8}\n    decision: allow\n    reason: loopback\n  - id: mirror\n    connect: {host: mirror.example}\n    decision: allow\n    reason: the mirror\n  - id: no-exfil\n    connect: {host: '*.exfil.example'}\n    decision: block\n    reason: exfiltration\n",
     );
     let run = |name: &str| {
         env.supervise_cmd(&p, &[prog.to_str().unwrap(), &port, name])
@@ -1020,8 +1020,13 @@ fn the_c_library_resolver_pattern_is_judged_by_name_and_binds() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = run("c2VjcmV0.exfil.example");
     assert_eq!(stdout(&o), "refused 1\n", "{}", stderr(&o));
+    // A name no rule names gets the connect default (escalate; no approver
+    // attached, so refused): data in a name does not leave through DNS.
+    let o = run("c2VjcmV0.anywhere.example");
+    assert_eq!(stdout(&o), "refused 1\n", "{}", stderr(&o));
     let seen = asked.lock().unwrap().clone();
     assert!(!seen.iter().any(|n| n.contains("exfil")), "{seen:?}");
+    assert!(!seen.iter().any(|n| n.contains("c2VjcmV0")), "{seen:?}");
     // Both queries of the allowed name were judged and answered to the
     // supervisor too (the tree's two and the supervisor's two).
     assert_eq!(

@@ -291,7 +291,7 @@ fn decide_inner(
     action: &Action,
 ) -> Decision {
     let kind = action.kind();
-    let default = super::net::default_for(action, defaults[kind_index(kind)]);
+    let default = defaults[kind_index(kind)];
     let mut cands: Vec<u32> = Vec::with_capacity(16);
     // First pass: find candidates without decoding argv.
     with_view(action, false, |v| index.candidates(v, &mut cands));

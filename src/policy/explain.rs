@@ -94,7 +94,7 @@ pub(crate) fn explain(policy: &Policy, action: &Action) -> Explanation {
         &policy.rules,
         indices,
         kind,
-        super::net::default_for(action, policy.defaults[super::compile::kind_index(kind)]),
+        policy.defaults[super::compile::kind_index(kind)],
     );
     super::net::explain_default(
         action,

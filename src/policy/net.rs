@@ -244,26 +244,20 @@ pub(crate) fn eval(c: &ConnectConds, a: &ConnectAction, strict: bool, out: &mut 
     }
 }
 
-/// The verdict when no rule matched: the `connect` default, except that a
-/// DNS query is answered unless that default is `block` (the connection
-/// that follows is judged by the default anyway).
-pub(crate) fn default_for(action: &Action, default: Verdict) -> Verdict {
-    match action {
-        Action::Connect(c) if c.op == NetOp::Resolve && default != Verdict::Block => Verdict::Allow,
-        _ => default,
-    }
-}
-
-/// The reason of a DNS query's default decision, which differs from the
-/// kind's default (see [`default_for`]).
+/// The reason of a DNS query's default decision (the `connect` default):
+/// says why the query itself is judged. A query carries its name to
+/// whoever serves the domain, so a name no rule allows is not resolved
+/// without the question being asked (`escalate`) or at all (`block`): DNS
+/// is an exfiltration channel too.
 pub(crate) fn explain_default(
     action: &Action,
     configured: Verdict,
     d: &mut crate::action::Decision,
 ) {
-    if d.rule.is_none() && default_for(action, configured) != configured {
+    let resolve = matches!(action, Action::Connect(c) if c.op == NetOp::Resolve);
+    if d.rule.is_none() && resolve && configured != Verdict::Allow {
         d.reason = format!(
-            "no rule matched; a name no rule judges is resolved unless the default for connect (here {configured}) is block: the connection that follows is judged"
+            "no rule matched; a DNS query for a name no rule allows gets the default for connect ({configured}): the query itself carries the name out"
         );
     }
 }

@@ -1624,9 +1624,11 @@ rules:
         verdict(&ssh, &ip("203.0.113.9", 22, &["pypi.org"])),
         Verdict::Block
     );
-    // Unknown names are resolved (the connection is judged) unless the
-    // default is block.
-    assert_eq!(verdict(&p, &resolve("unknown.example")), Verdict::Allow);
+    // A name no rule allows gets the connect default: the query itself
+    // carries the name out.
+    assert_eq!(verdict(&p, &resolve("unknown.example")), Verdict::Escalate);
+    let open = load("version: 1\ndefaults: {connect: allow}\nrules: []\n");
+    assert_eq!(verdict(&open, &resolve("unknown.example")), Verdict::Allow);
     let strict = load("version: 1\ndefaults: {connect: block}\nrules: []\n");
     assert_eq!(
         verdict(&strict, &resolve("unknown.example")),
