@@ -71,9 +71,24 @@ pub fn parse_status(text: &str) -> Status {
 
 /// Reads `/proc/TID/status`.
 pub fn status(tid: i32) -> io::Result<Status> {
-    // Read into a buffer that fits the whole file: procfs reports a size of
-    // 0, so read_to_string would fstat it and then read in small steps.
-    let mut f = fs::File::open(format!("/proc/{tid}/status"))?;
+    let buf = read_small(&format!("/proc/{tid}/status"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let s = parse_status(&text);
+    if s.tgid == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{tid}/status has no Tgid"),
+        ));
+    }
+    Ok(s)
+}
+
+/// Reads a small `/proc` file whole. procfs reports a size of 0, so
+/// `fs::read` would `statx` it first and then read in small steps (three
+/// reads of `fdinfo`); one buffer that fits the file takes one read and the
+/// one that finds its end.
+fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    let mut f = fs::File::open(path)?;
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     loop {
@@ -88,15 +103,7 @@ pub fn status(tid: i32) -> io::Result<Status> {
         }
     }
     buf.truncate(len);
-    let text = String::from_utf8_lossy(&buf);
-    let s = parse_status(&text);
-    if s.tgid == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("/proc/{tid}/status has no Tgid"),
-        ));
-    }
-    Ok(s)
+    Ok(buf)
 }
 
 /// The umask of `tid`, for a file or directory the supervisor creates for
@@ -373,8 +380,9 @@ pub fn fd_flags(pid: i32, fd: i32) -> io::Result<i32> {
     if fd < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
-    text.lines()
+    let buf = read_small(&format!("/proc/{pid}/fdinfo/{fd}"))?;
+    String::from_utf8_lossy(&buf)
+        .lines()
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
         .ok_or_else(|| {
@@ -394,7 +402,8 @@ pub fn processes() -> io::Result<Vec<i32>> {
 
 /// The process group of `pid` (field 5 of `/proc/PID/stat`).
 pub fn pgid(pid: i32) -> io::Result<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let buf = read_small(&format!("/proc/{pid}/stat"))?;
+    let text = String::from_utf8_lossy(&buf);
     // The command name (field 2) may contain spaces and ')': parse after the
     // last ')'.
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -413,6 +422,35 @@ pub fn pgid(pid: i32) -> io::Result<i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn small_proc_files_are_read_whole() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::env::temp_dir().join(format!("lexecon-procfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join("f"))
+            .unwrap();
+        // SAFETY: getpid takes no arguments.
+        let pid = unsafe { libc::getpid() };
+        let flags = fd_flags(pid, f.as_raw_fd()).unwrap();
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_WRONLY);
+        assert_ne!(flags & libc::O_APPEND, 0);
+        assert_ne!(flags & libc::O_NOFOLLOW, 0);
+        assert!(fd_flags(pid, -1).is_err());
+        assert_eq!(status(pid).unwrap().tgid, pid);
+        // SAFETY: getpgrp takes no arguments.
+        assert_eq!(pgid(pid).unwrap(), unsafe { libc::getpgrp() });
+        // A file longer than the first buffer is read to its end.
+        let maps = read_small(&format!("/proc/{pid}/smaps")).unwrap();
+        assert!(maps.len() > 4096, "{}", maps.len());
+        assert_eq!(maps.last(), Some(&b'\n'));
+        drop(f);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn status_fields_are_parsed() {
