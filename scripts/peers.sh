@@ -17,6 +17,7 @@
 # peer_available NAME: 0 when NAME can run here, else 1 with PEER_WHY set.
 # peer_prefix NAME: sets the array PEER to the command prefix of NAME.
 
+PEER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 STRACE_CALLS=${STRACE_CALLS:-execve,openat}
 SYD_EXTRA=${SYD_EXTRA:-}
 if [ -n "${SYD_CHECK_ARGS:-}" ]; then
@@ -32,9 +33,7 @@ peer_syd() {
     command -v syd
     return 0
   fi
-  local here
-  here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-  "$here/install-syd" --check 2>/dev/null
+  "$PEER_DIR/install-syd" --check 2>/dev/null
 }
 
 peer_available() {
