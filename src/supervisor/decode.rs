@@ -76,13 +76,15 @@ impl TraceeMemory for PageCached<'_> {
             let page = cur & !(PAGE_SIZE - 1);
             let off = (cur - page) as usize;
             let mut pages = self.pages.borrow_mut();
-            if !pages.contains_key(&page) {
-                let mut bytes = vec![0u8; PAGE_SIZE as usize];
-                let n = self.inner.read(page, &mut bytes)?;
-                bytes.truncate(n);
-                pages.insert(page, bytes);
-            }
-            let bytes = &pages[&page];
+            let bytes = match pages.entry(page) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let mut bytes = vec![0u8; PAGE_SIZE as usize];
+                    let n = self.inner.read(page, &mut bytes)?;
+                    bytes.truncate(n);
+                    v.insert(bytes)
+                }
+            };
             if bytes.len() <= off {
                 // The page's start was not readable but `cur` may be: read
                 // it directly (what was asked, uncached).
