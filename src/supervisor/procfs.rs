@@ -83,17 +83,28 @@ pub fn status(tid: i32) -> io::Result<Status> {
     Ok(s)
 }
 
-/// Reads a small `/proc` file whole. procfs reports a size of 0, so
-/// `fs::read` would `statx` it first and then read in small steps (three
-/// reads of `fdinfo`); one buffer that fits the file takes one read and the
-/// one that finds its end.
+/// Reads a small `/proc` file whole.
 fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    read_capped(path, usize::MAX)
+}
+
+/// Reads a `/proc` file to its end, or to one byte past `cap` (so that the
+/// caller can tell it was longer). procfs reports a size of 0, so `fs::read`
+/// and `read_to_end` would `statx` it and then read in small steps (32 bytes
+/// first, then doubling: eight reads of a 2 KiB command line or environment,
+/// three of `fdinfo`); a first buffer of 16 KiB takes one read and the one
+/// that finds the end.
+fn read_capped(path: &str, cap: usize) -> io::Result<Vec<u8>> {
     let mut f = fs::File::open(path)?;
-    let mut buf = vec![0u8; 4096];
+    let limit = cap.saturating_add(1);
+    let mut buf = vec![0u8; limit.min(16 * 1024)];
     let mut len = 0;
     loop {
         if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
+            if len >= limit {
+                break;
+            }
+            buf.resize(len.saturating_mul(2).min(limit), 0);
         }
         match f.read(&mut buf[len..]) {
             Ok(0) => break,
@@ -122,9 +133,7 @@ pub fn readlink(pid: i32, what: &str) -> io::Result<PathBuf> {
 
 /// Reads `/proc/PID/cmdline` as argv, capped at `cap` bytes (longer → error).
 pub fn cmdline(pid: i32, cap: usize) -> io::Result<Vec<OsString>> {
-    let mut f = fs::File::open(format!("/proc/{pid}/cmdline"))?;
-    let mut buf = Vec::new();
-    f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+    let mut buf = read_capped(&format!("/proc/{pid}/cmdline"), cap)?;
     if buf.len() > cap {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -155,9 +164,7 @@ pub const INJECTING_VARIABLES: [&str; 4] =
 /// be read. `None`: nothing is injected this way.
 pub fn injection(pid: i32, cap: usize) -> Option<String> {
     let read = || -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(format!("/proc/{pid}/environ"))?;
-        let mut buf = Vec::new();
-        f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+        let buf = read_capped(&format!("/proc/{pid}/environ"), cap)?;
         if buf.len() > cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -448,6 +455,40 @@ mod tests {
         let maps = read_small(&format!("/proc/{pid}/smaps")).unwrap();
         assert!(maps.len() > 4096, "{}", maps.len());
         assert_eq!(maps.last(), Some(&b'\n'));
+        // Capped: one byte past the cap, whatever the first buffer's size.
+        for cap in [0, 10, 4095] {
+            let capped = read_capped(&format!("/proc/{pid}/smaps"), cap).unwrap();
+            assert_eq!(capped.len(), cap + 1, "cap {cap}");
+        }
+        // Past the first buffer: environ made longer than it.
+        let long = "x".repeat(20 * 1024);
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .env("LEXECON_TEST_LONG", &long)
+            .spawn()
+            .unwrap();
+        let cpid = child.id() as i32;
+        // The parent resumes when the child's exec has replaced its memory,
+        // a moment before the kernel has put the new environment in place.
+        let mut env = Vec::new();
+        for _ in 0..200 {
+            env = read_capped(&format!("/proc/{cpid}/environ"), 1 << 21).unwrap();
+            if !env.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(env.len() > 20 * 1024, "{}", env.len());
+        assert!(env.ends_with(b"\0"));
+        let env_capped = read_capped(&format!("/proc/{cpid}/environ"), 16 * 1024 + 5).unwrap();
+        assert_eq!(env_capped.len(), 16 * 1024 + 6);
+        assert_eq!(&env_capped[..], &env[..16 * 1024 + 6]);
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        let own = cmdline(pid, 1 << 21).unwrap();
+        assert_eq!(own, std::env::args_os().collect::<Vec<_>>());
+        assert!(cmdline(pid, 3).is_err(), "longer than the cap");
         drop(f);
         fs::remove_dir_all(&dir).unwrap();
     }
