@@ -92,12 +92,13 @@ fn read_small(path: &str) -> io::Result<Vec<u8>> {
 /// caller can tell it was longer). procfs reports a size of 0, so `fs::read`
 /// and `read_to_end` would `statx` it and then read in small steps (32 bytes
 /// first, then doubling: eight reads of a 2 KiB command line or environment,
-/// three of `fdinfo`); a first buffer of 16 KiB takes one read and the one
-/// that finds the end.
+/// three of `fdinfo`); a first buffer of 4 KiB, doubled when full, takes one
+/// read of most such files and the one that finds the end (the buffer is
+/// zeroed: a first one of 16 KiB showed up in profiles of exec-heavy runs).
 fn read_capped(path: &str, cap: usize) -> io::Result<Vec<u8>> {
     let mut f = fs::File::open(path)?;
     let limit = cap.saturating_add(1);
-    let mut buf = vec![0u8; limit.min(16 * 1024)];
+    let mut buf = vec![0u8; limit.min(4096)];
     let mut len = 0;
     loop {
         if len == buf.len() {
