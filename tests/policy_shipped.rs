@@ -1132,3 +1132,29 @@ fn chmod_in_the_workspace_is_allowed_and_outside_it_refused_by_default() {
     assert_eq!(d.verdict, Verdict::Block);
     assert_eq!(d.rule.as_deref(), Some("block-writes-outside-workspace"));
 }
+
+/// A configuration variable set to `/dev/null` (CI jobs disable git's,
+/// pip's and npm's user configuration so) must not make `/dev/null`
+/// unwritable: every program that discards output writes it.
+#[test]
+fn configuration_variables_pointing_at_dev_null_leave_it_writable() {
+    let env = Env::fixed([
+        ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ("PIP_CONFIG_FILE", "/dev/null"),
+        ("NPM_CONFIG_USERCONFIG", "/dev/null"),
+    ]);
+    for name in ["default.yaml", "ci.yaml", "observe.yaml"] {
+        let p = load_with(name, &env);
+        for access in [
+            Access::WRITE,
+            Access::WRITE | Access::TRUNCATE,
+            Access::APPEND,
+        ] {
+            let d = p.decide(&open("/dev/null", access));
+            assert_eq!(d.verdict, Verdict::Allow, "{name}: {d:?}");
+        }
+        // The files the variables would otherwise name stay protected.
+        let d = p.decide(&open("/home/user/.gitconfig", Access::WRITE));
+        assert_eq!(d.verdict, Verdict::Block, "{name}: {d:?}");
+    }
+}

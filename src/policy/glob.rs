@@ -111,7 +111,14 @@ impl<'a> Scope<'a> {
                 None,
             ));
         }
-        let set = self.env.and_then(|e| e.get(name)).filter(|v| !v.is_empty());
+        // `/dev/null` is how a file a variable names is switched off
+        // (`GIT_CONFIG_GLOBAL=/dev/null`): it names no configuration, and a
+        // rule about that file must not make /dev/null itself refused. The
+        // default is used, as for an unset variable.
+        let set = self
+            .env
+            .and_then(|e| e.get(name))
+            .filter(|v| !v.is_empty() && v.as_os_str() != "/dev/null");
         let value = match set {
             Some(raw) => {
                 let Some(text) = raw.to_str() else {

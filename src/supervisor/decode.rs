@@ -45,6 +45,64 @@ impl TraceeMemory for ProcessMemory {
     }
 }
 
+/// Another process's memory read a whole page at a time, each page once per
+/// decoded call: an exec's argv pointers and strings, which usually share a
+/// few pages, cost one `process_vm_readv` per page instead of two per
+/// argument. The caller is stopped in the kernel while its call is decoded;
+/// another of its threads may still write, so bytes read here are no more
+/// trusted than bytes read one argument at a time (the exec is confirmed at
+/// its exec event and opens are emulated).
+pub struct PageCached<'a> {
+    inner: &'a dyn TraceeMemory,
+    /// Page address -> its bytes as read from the page's start (fewer than a
+    /// page when the rest was not readable).
+    pages: std::cell::RefCell<std::collections::HashMap<u64, Vec<u8>>>,
+}
+
+impl<'a> PageCached<'a> {
+    pub fn new(inner: &'a dyn TraceeMemory) -> PageCached<'a> {
+        PageCached {
+            inner,
+            pages: Default::default(),
+        }
+    }
+}
+
+impl TraceeMemory for PageCached<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let cur = addr.wrapping_add(done as u64);
+            let page = cur & !(PAGE_SIZE - 1);
+            let off = (cur - page) as usize;
+            let mut pages = self.pages.borrow_mut();
+            let bytes = match pages.entry(page) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let mut bytes = vec![0u8; PAGE_SIZE as usize];
+                    let n = self.inner.read(page, &mut bytes)?;
+                    bytes.truncate(n);
+                    v.insert(bytes)
+                }
+            };
+            if bytes.len() <= off {
+                // The page's start was not readable but `cur` may be: read
+                // it directly (what was asked, uncached).
+                drop(pages);
+                return Ok(done + self.inner.read(cur, &mut buf[done..])?);
+            }
+            let n = (bytes.len() - off).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&bytes[off..off + n]);
+            done += n;
+            if off + n < PAGE_SIZE as usize && done < buf.len() {
+                // Short page: the byte after it is not readable.
+                break;
+            }
+        }
+        Ok(done)
+    }
+}
+
 /// Why a call could not be decoded. Each maps to the errno the kernel would
 /// have returned for the same input, so a refused call looks natural.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1212,6 +1270,88 @@ pub(crate) mod tests {
             x.argv,
             vec![b"rm".to_vec(), b"-rf".to_vec(), b"\xff\xfe\x01dir".to_vec()]
         );
+    }
+
+    /// Counts the reads that reach the memory it wraps.
+    struct Counting<'a>(&'a FakeMemory, std::cell::Cell<usize>);
+
+    impl TraceeMemory for Counting<'_> {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<usize> {
+            self.1.set(self.1.get() + 1);
+            self.0.read(addr, buf)
+        }
+    }
+
+    #[test]
+    fn page_cached_argv_costs_one_read_per_page() {
+        // Pointers and strings in one page, as a shell or make lays them out.
+        let mut page = Vec::new();
+        let args: Vec<Vec<u8>> = (0..40).map(|i| format!("-Darg{i}").into_bytes()).collect();
+        let strings_at = 0x3000u64 + 8 * (args.len() as u64 + 1);
+        let mut strings = Vec::new();
+        for a in &args {
+            page.extend_from_slice(&(strings_at + strings.len() as u64).to_ne_bytes());
+            strings.extend_from_slice(a);
+            strings.push(0);
+        }
+        page.extend_from_slice(&0u64.to_ne_bytes());
+        page.extend_from_slice(&strings);
+        page.resize(PAGE_SIZE as usize, 0xaa);
+        let mut m = FakeMemory::default();
+        m.map(0x1000, b"/usr/bin/gcc\0");
+        m.map(0x3000, &page);
+        let n = notif(nr::EXECVE, [0x1000, 0x3000, 0, 0, 0, 0]);
+
+        let direct = Counting(&m, Default::default());
+        let Request::Exec(a) = decode(&n, &direct).unwrap() else {
+            panic!()
+        };
+        let counted = Counting(&m, Default::default());
+        let Request::Exec(b) = decode(&n, &PageCached::new(&counted)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.argv, args);
+        assert_eq!((&b.path, &b.argv), (&a.path, &a.argv));
+        // The path's page and the argv page, instead of two reads per argument.
+        assert_eq!(counted.1.get(), 2);
+        assert!(direct.1.get() > 2 * args.len(), "{}", direct.1.get());
+    }
+
+    #[test]
+    fn page_cached_reads_what_the_memory_holds() {
+        let mut m = FakeMemory::default();
+        // Starts mid-page (the page's start is not readable), crosses into
+        // the next page and ends mid-page there.
+        let long: Vec<u8> = (0..6000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut s = long.clone();
+        s.push(0);
+        m.map(0x10_0f00, &s);
+        // A page-aligned string that ends the readable memory mid-page.
+        m.map(0x20_0000, b"short\0");
+        let c = PageCached::new(&m);
+        assert_eq!(read_cstr(&c, 0x10_0f00, PATH_MAX * 2, "s").unwrap(), long);
+        assert_eq!(
+            read_cstr(&c, 0x10_0f00 + 5000, PATH_MAX, "s").unwrap(),
+            &long[5000..]
+        );
+        assert_eq!(read_cstr(&c, 0x20_0000, PATH_MAX, "s").unwrap(), b"short");
+        assert_eq!(read_cstr(&c, 0x20_0002, PATH_MAX, "s").unwrap(), b"ort");
+        let mut buf = [0u8; 64];
+        assert_eq!(
+            c.read(0x20_0000, &mut buf).unwrap(),
+            6,
+            "stops where the memory ends"
+        );
+        assert_eq!(c.read(0x30_0000, &mut buf).unwrap(), 0, "unmapped");
+        assert!(matches!(
+            read_cstr(&c, 0x30_0000, PATH_MAX, "s"),
+            Err(DecodeError::Fault { .. })
+        ));
+        // Too long is still too long.
+        assert!(matches!(
+            read_cstr(&c, 0x10_0f00, 100, "path"),
+            Err(DecodeError::TooLong { .. })
+        ));
     }
 
     #[test]

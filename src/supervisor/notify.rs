@@ -342,7 +342,7 @@ fn syscall_name(nr: i32) -> &'static str {
 
 fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let tid = n.pid as i32;
-    let decoded = decode::decode(&n, &ProcessMemory { pid: tid });
+    let decoded = decode::decode(&n, &decode::PageCached::new(&ProcessMemory { pid: tid }));
     let caller = shared.caller(tid);
     // Everything read so far is trusted only if the call is still waiting:
     // otherwise the tid may already name another thread.

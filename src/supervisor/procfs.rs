@@ -71,23 +71,7 @@ pub fn parse_status(text: &str) -> Status {
 
 /// Reads `/proc/TID/status`.
 pub fn status(tid: i32) -> io::Result<Status> {
-    // Read into a buffer that fits the whole file: procfs reports a size of
-    // 0, so read_to_string would fstat it and then read in small steps.
-    let mut f = fs::File::open(format!("/proc/{tid}/status"))?;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match f.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
+    let buf = read_small(&format!("/proc/{tid}/status"))?;
     let text = String::from_utf8_lossy(&buf);
     let s = parse_status(&text);
     if s.tgid == 0 {
@@ -97,6 +81,41 @@ pub fn status(tid: i32) -> io::Result<Status> {
         ));
     }
     Ok(s)
+}
+
+/// Reads a small `/proc` file whole.
+fn read_small(path: &str) -> io::Result<Vec<u8>> {
+    read_capped(path, usize::MAX)
+}
+
+/// Reads a `/proc` file to its end, or to one byte past `cap` (so that the
+/// caller can tell it was longer). procfs reports a size of 0, so `fs::read`
+/// and `read_to_end` would `statx` it and then read in small steps (32 bytes
+/// first, then doubling: eight reads of a 2 KiB command line or environment,
+/// three of `fdinfo`); a first buffer of 4 KiB, doubled when full, takes one
+/// read of most such files and the one that finds the end (the buffer is
+/// zeroed: a first one of 16 KiB showed up in profiles of exec-heavy runs).
+fn read_capped(path: &str, cap: usize) -> io::Result<Vec<u8>> {
+    let mut f = fs::File::open(path)?;
+    let limit = cap.saturating_add(1);
+    let mut buf = vec![0u8; limit.min(4096)];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            if len >= limit {
+                break;
+            }
+            buf.resize(len.saturating_mul(2).min(limit), 0);
+        }
+        match f.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// The umask of `tid`, for a file or directory the supervisor creates for
@@ -113,9 +132,7 @@ pub fn readlink(pid: i32, what: &str) -> io::Result<PathBuf> {
 
 /// Reads `/proc/PID/cmdline` as argv, capped at `cap` bytes (longer → error).
 pub fn cmdline(pid: i32, cap: usize) -> io::Result<Vec<OsString>> {
-    let mut f = fs::File::open(format!("/proc/{pid}/cmdline"))?;
-    let mut buf = Vec::new();
-    f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+    let mut buf = read_capped(&format!("/proc/{pid}/cmdline"), cap)?;
     if buf.len() > cap {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -146,9 +163,7 @@ pub const INJECTING_VARIABLES: [&str; 4] =
 /// be read. `None`: nothing is injected this way.
 pub fn injection(pid: i32, cap: usize) -> Option<String> {
     let read = || -> io::Result<Vec<u8>> {
-        let mut f = fs::File::open(format!("/proc/{pid}/environ"))?;
-        let mut buf = Vec::new();
-        f.by_ref().take(cap as u64 + 1).read_to_end(&mut buf)?;
+        let buf = read_capped(&format!("/proc/{pid}/environ"), cap)?;
         if buf.len() > cap {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -361,8 +376,9 @@ pub fn fd_flags(pid: i32, fd: i32) -> io::Result<i32> {
     if fd < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    let text = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
-    text.lines()
+    let buf = read_small(&format!("/proc/{pid}/fdinfo/{fd}"))?;
+    String::from_utf8_lossy(&buf)
+        .lines()
         .find_map(|l| l.strip_prefix("flags:"))
         .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
         .ok_or_else(|| {
@@ -382,7 +398,8 @@ pub fn processes() -> io::Result<Vec<i32>> {
 
 /// The process group of `pid` (field 5 of `/proc/PID/stat`).
 pub fn pgid(pid: i32) -> io::Result<i32> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let buf = read_small(&format!("/proc/{pid}/stat"))?;
+    let text = String::from_utf8_lossy(&buf);
     // The command name (field 2) may contain spaces and ')': parse after the
     // last ')'.
     let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -401,6 +418,69 @@ pub fn pgid(pid: i32) -> io::Result<i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn small_proc_files_are_read_whole() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::env::temp_dir().join(format!("lexecon-procfs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dir.join("f"))
+            .unwrap();
+        // SAFETY: getpid takes no arguments.
+        let pid = unsafe { libc::getpid() };
+        let flags = fd_flags(pid, f.as_raw_fd()).unwrap();
+        assert_eq!(flags & libc::O_ACCMODE, libc::O_WRONLY);
+        assert_ne!(flags & libc::O_APPEND, 0);
+        assert_ne!(flags & libc::O_NOFOLLOW, 0);
+        assert!(fd_flags(pid, -1).is_err());
+        assert_eq!(status(pid).unwrap().tgid, pid);
+        // SAFETY: getpgrp takes no arguments.
+        assert_eq!(pgid(pid).unwrap(), unsafe { libc::getpgrp() });
+        // A file longer than the first buffer is read to its end.
+        let maps = read_small(&format!("/proc/{pid}/smaps")).unwrap();
+        assert!(maps.len() > 4096, "{}", maps.len());
+        assert_eq!(maps.last(), Some(&b'\n'));
+        // Capped: one byte past the cap, whatever the first buffer's size.
+        for cap in [0, 10, 4095] {
+            let capped = read_capped(&format!("/proc/{pid}/smaps"), cap).unwrap();
+            assert_eq!(capped.len(), cap + 1, "cap {cap}");
+        }
+        // Past the first buffer: environ made longer than it.
+        let long = "x".repeat(20 * 1024);
+        let child = std::process::Command::new("/bin/sleep")
+            .arg("5")
+            .env("LEXECON_TEST_LONG", &long)
+            .spawn()
+            .unwrap();
+        let cpid = child.id() as i32;
+        // The parent resumes when the child's exec has replaced its memory,
+        // a moment before the kernel has put the new environment in place.
+        let mut env = Vec::new();
+        for _ in 0..200 {
+            env = read_capped(&format!("/proc/{cpid}/environ"), 1 << 21).unwrap();
+            if !env.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(env.len() > 20 * 1024, "{}", env.len());
+        assert!(env.ends_with(b"\0"));
+        let env_capped = read_capped(&format!("/proc/{cpid}/environ"), 16 * 1024 + 5).unwrap();
+        assert_eq!(env_capped.len(), 16 * 1024 + 6);
+        assert_eq!(&env_capped[..], &env[..16 * 1024 + 6]);
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
+        let own = cmdline(pid, 1 << 21).unwrap();
+        assert_eq!(own, std::env::args_os().collect::<Vec<_>>());
+        assert!(cmdline(pid, 3).is_err(), "longer than the cap");
+        drop(f);
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn status_fields_are_parsed() {
