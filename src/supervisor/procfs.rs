@@ -430,16 +430,14 @@ mod tests {
             .custom_flags(libc::O_NOFOLLOW)
             .open(dir.join("f"))
             .unwrap();
-        // SAFETY: getpid takes no arguments.
-        let pid = unsafe { libc::getpid() };
+        let pid = crate::os::pid();
         let flags = fd_flags(pid, f.as_raw_fd()).unwrap();
         assert_eq!(flags & libc::O_ACCMODE, libc::O_WRONLY);
         assert_ne!(flags & libc::O_APPEND, 0);
         assert_ne!(flags & libc::O_NOFOLLOW, 0);
         assert!(fd_flags(pid, -1).is_err());
         assert_eq!(status(pid).unwrap().tgid, pid);
-        // SAFETY: getpgrp takes no arguments.
-        assert_eq!(pgid(pid).unwrap(), unsafe { libc::getpgrp() });
+        assert_eq!(pgid(pid).unwrap(), crate::os::pgrp());
         // A file longer than the first buffer is read to its end.
         let maps = read_small(&format!("/proc/{pid}/smaps")).unwrap();
         assert!(maps.len() > 4096, "{}", maps.len());
