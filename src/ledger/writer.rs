@@ -499,28 +499,14 @@ impl LedgerWriter {
         d: &DecisionEntry<'_>,
         time_ns: u128,
     ) -> Result<u64, LedgerError> {
-        let seq = self.next_seq;
-        let prev = self.last_hash;
-        let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "append_decision called outside a run".into(),
-            ));
-        };
-        self.buf.clear();
-        record::encode_decision(seq, prev.as_ref(), time_ns, d, &mut self.buf)
-            .map_err(LedgerError::Encode)?;
-        run.counts.add(d.verdict, d.outcome);
-        run.pending += 1;
-        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
-        let due = d.verdict == Verdict::Block
-            || d.outcome != Outcome::Allowed
-            || run.pending >= self.opts.checkpoint_every
-            || oldest.elapsed() >= self.opts.checkpoint_interval;
-        self.emit()?;
-        if due {
-            self.checkpoint(CheckpointKind::Regular)?;
-        }
-        Ok(seq)
+        let refused = d.verdict == Verdict::Block || d.outcome != Outcome::Allowed;
+        self.append(
+            "append_decision",
+            |seq, prev, buf| record::encode_decision(seq, prev, time_ns, d, buf),
+            Some((d.verdict, d.outcome)),
+            Sign::IfDueOr(refused),
+            |_| {},
+        )
     }
 
     /// Appends an `intent` record (an action asked about through the gate
@@ -531,26 +517,13 @@ impl LedgerWriter {
         d: &super::record::IntentEntry<'_>,
         time_ns: u128,
     ) -> Result<u64, LedgerError> {
-        let seq = self.next_seq;
-        let prev = self.last_hash;
-        let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "append_intent called outside a run".into(),
-            ));
-        };
-        self.buf.clear();
-        record::encode_intent(seq, prev.as_ref(), time_ns, d, &mut self.buf)
-            .map_err(LedgerError::Encode)?;
-        run.pending += 1;
-        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
-        let due = d.outcome != Outcome::Allowed
-            || run.pending >= self.opts.checkpoint_every
-            || oldest.elapsed() >= self.opts.checkpoint_interval;
-        self.emit()?;
-        if due {
-            self.checkpoint(CheckpointKind::Regular)?;
-        }
-        Ok(seq)
+        self.append(
+            "append_intent",
+            |seq, prev, buf| record::encode_intent(seq, prev, time_ns, d, buf),
+            None,
+            Sign::IfDueOr(d.outcome != Outcome::Allowed),
+            |_| {},
+        )
     }
 
     /// Appends a `limit` record (a rate limit reached, the breaker
@@ -561,22 +534,15 @@ impl LedgerWriter {
         l: &super::record::LimitEntry<'_>,
         time_ns: u128,
     ) -> Result<u64, LedgerError> {
-        let seq = self.next_seq;
-        let prev = self.last_hash;
-        let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "append_limit called outside a run".into(),
-            ));
-        };
-        self.buf.clear();
-        record::encode_limit(seq, prev.as_ref(), time_ns, l, &mut self.buf)
-            .map_err(LedgerError::Encode)?;
-        run.pending += 1;
-        run.oldest_pending.get_or_insert_with(Instant::now);
         // The block it is written for follows at once, and signs the
         // checkpoint after both.
-        self.emit()?;
-        Ok(seq)
+        self.append(
+            "append_limit",
+            |seq, prev, buf| record::encode_limit(seq, prev, time_ns, l, buf),
+            None,
+            Sign::Later,
+            |_| {},
+        )
     }
 
     /// Appends a refusal record (a call refused without being judged as an
@@ -585,40 +551,25 @@ impl LedgerWriter {
         &mut self,
         r: &super::record::RefusalEntry<'_>,
     ) -> Result<u64, LedgerError> {
-        let seq = self.next_seq;
-        let prev = self.last_hash;
-        let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "append_refusal called outside a run".into(),
-            ));
-        };
-        self.buf.clear();
-        record::encode_refusal(seq, prev.as_ref(), now_ns(), r, &mut self.buf)
-            .map_err(LedgerError::Encode)?;
-        run.pending += 1;
-        run.oldest_pending.get_or_insert_with(Instant::now);
-        self.emit()?;
-        self.checkpoint(CheckpointKind::Regular)?;
-        Ok(seq)
+        self.append(
+            "append_refusal",
+            |seq, prev, buf| record::encode_refusal(seq, prev, now_ns(), r, buf),
+            None,
+            Sign::Now,
+            |_| {},
+        )
     }
 
     /// Appends a `dns` record (an answer the supervisor obtained and the
     /// names it binds).
     pub fn append_dns(&mut self, d: &super::record::DnsEntry<'_>) -> Result<u64, LedgerError> {
-        let seq = self.next_seq;
-        let prev = self.last_hash;
-        let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "append_dns called outside a run".into(),
-            ));
-        };
-        self.buf.clear();
-        record::encode_dns(seq, prev.as_ref(), now_ns(), d, &mut self.buf)
-            .map_err(LedgerError::Encode)?;
-        run.pending += 1;
-        run.oldest_pending.get_or_insert_with(Instant::now);
-        self.emit()?;
-        Ok(seq)
+        self.append(
+            "append_dns",
+            |seq, prev, buf| record::encode_dns(seq, prev, now_ns(), d, buf),
+            None,
+            Sign::Later,
+            |_| {},
+        )
     }
 
     /// Appends an escalation record (a held question) and signs a
@@ -629,8 +580,11 @@ impl LedgerWriter {
         e: &super::record::EscalationEntry<'_>,
     ) -> Result<(u64, Hash), LedgerError> {
         let mut hash = None;
-        let seq = self.append_signed_then(
+        let seq = self.append(
+            "append_escalation",
             |seq, prev, buf| record::encode_escalation(seq, prev, now_ns(), e, buf),
+            None,
+            Sign::Now,
             |w| hash = w.last_hash,
         )?;
         let hash = hash.ok_or_else(|| LedgerError::Misuse("no record hash".into()))?;
@@ -643,37 +597,53 @@ impl LedgerWriter {
         &mut self,
         r: &super::record::ResolutionEntry<'_>,
     ) -> Result<u64, LedgerError> {
-        self.append_signed(|seq, prev, buf| record::encode_resolution(seq, prev, now_ns(), r, buf))
+        self.append(
+            "append_resolution",
+            |seq, prev, buf| record::encode_resolution(seq, prev, now_ns(), r, buf),
+            None,
+            Sign::Now,
+            |_| {},
+        )
     }
 
-    fn append_signed(
+    /// Appends one record of the open run: `encode` writes it given its seq
+    /// and the previous record's hash; `counts` is the decision it adds to
+    /// the run's counts; `sign` says when a checkpoint follows; `written`
+    /// sees the writer right after the record (before its checkpoint).
+    /// `what` names the caller in the error for a record outside a run.
+    fn append(
         &mut self,
+        what: &str,
         encode: impl FnOnce(u64, Option<&Hash>, &mut String) -> Result<(), String>,
-    ) -> Result<u64, LedgerError> {
-        self.append_signed_then(encode, |_| {})
-    }
-
-    /// As `append_signed`; `written` sees the writer right after the record
-    /// (before its checkpoint).
-    fn append_signed_then(
-        &mut self,
-        encode: impl FnOnce(u64, Option<&Hash>, &mut String) -> Result<(), String>,
+        counts: Option<(Verdict, Outcome)>,
+        sign: Sign,
         written: impl FnOnce(&Self),
     ) -> Result<u64, LedgerError> {
         let seq = self.next_seq;
         let prev = self.last_hash;
         let Some(run) = self.run.as_mut() else {
-            return Err(LedgerError::Misuse(
-                "a record appended outside a run".into(),
-            ));
+            return Err(LedgerError::Misuse(format!("{what} called outside a run")));
         };
         self.buf.clear();
         encode(seq, prev.as_ref(), &mut self.buf).map_err(LedgerError::Encode)?;
+        if let Some((verdict, outcome)) = counts {
+            run.counts.add(verdict, outcome);
+        }
         run.pending += 1;
-        run.oldest_pending.get_or_insert_with(Instant::now);
+        let oldest = *run.oldest_pending.get_or_insert_with(Instant::now);
+        let checkpoint = match sign {
+            Sign::Now => true,
+            Sign::IfDueOr(now) => {
+                now || run.pending >= self.opts.checkpoint_every
+                    || oldest.elapsed() >= self.opts.checkpoint_interval
+            }
+            Sign::Later => false,
+        };
         self.emit()?;
         written(self);
-        self.checkpoint(CheckpointKind::Regular)?;
+        if checkpoint {
+            self.checkpoint(CheckpointKind::Regular)?;
+        }
         Ok(seq)
     }
 
@@ -769,6 +739,17 @@ impl LedgerWriter {
         }
         Ok(())
     }
+}
+
+/// When a record appended to a run is followed by a signed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sign {
+    /// At once (blocks, refusals, escalations, resolutions).
+    Now,
+    /// When `true`, or when N records or T time have accumulated.
+    IfDueOr(bool),
+    /// With a later record (or when T has passed, at a tick).
+    Later,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
