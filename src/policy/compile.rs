@@ -191,6 +191,36 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// The action of an example of a rule of one kind: the entry `kind.0`
+    /// (an error naming `kind.1`, e.g. "an exec", with `hint` when it is
+    /// missing), after an error for each entry of `foreign` (keys of
+    /// other kinds' examples: "`KEY` {foreign_msg}").
+    pub(super) fn example_of<'n>(
+        &mut self,
+        node: &Node,
+        entries: &'n [(Node, Node)],
+        kind: (&str, &str),
+        foreign: &[&str],
+        foreign_msg: &str,
+        hint: &str,
+    ) -> Option<&'n Node> {
+        for k in foreign {
+            if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == *k) {
+                self.err(n.loc, format!("`{k}` {foreign_msg}"), None);
+            }
+        }
+        let (name, article) = kind;
+        let found = get(entries, name);
+        if found.is_none() {
+            self.err(
+                node.loc,
+                format!("an example of {article} rule needs `{name}:`"),
+                Some(hint.into()),
+            );
+        }
+        found
+    }
+
     pub(super) fn keys(&mut self, entries: &[(Node, Node)], allowed: &[&str], what: &str) {
         for (k, _) in entries {
             let name = key(k);
@@ -1205,23 +1235,14 @@ impl<'a> Loader<'a> {
         match kind {
             ActionKind::Tool => self.tool_example(node, entries, cwd),
             ActionKind::Exec => {
-                for k in ["access", "open", "op", "process"] {
-                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
-                        self.err(
-                            n.loc,
-                            format!("`{k}` belongs to examples of open rules"),
-                            None,
-                        );
-                    }
-                }
-                let Some(cmd) = get(entries, "exec") else {
-                    self.err(
-                        node.loc,
-                        "an example of an exec rule needs `exec:`",
-                        Some("write e.g. `- exec: rm -rf /` or `- exec: [rm, -rf, /]`".into()),
-                    );
-                    return None;
-                };
+                let cmd = self.example_of(
+                    node,
+                    entries,
+                    ("exec", "an exec"),
+                    &["access", "open", "op", "process"],
+                    "belongs to examples of open rules",
+                    "write e.g. `- exec: rm -rf /` or `- exec: [rm, -rf, /]`",
+                )?;
                 let words: Vec<String> = match &cmd.value {
                     Value::Seq(items) => {
                         let mut w = Vec::new();
@@ -1282,23 +1303,14 @@ impl<'a> Loader<'a> {
                 }))
             }
             ActionKind::Connect => {
-                for k in ["program", "sha256", "exec", "open", "access", "cwd"] {
-                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
-                        self.err(
-                            n.loc,
-                            format!("`{k}` does not belong to examples of connect rules"),
-                            None,
-                        );
-                    }
-                }
-                let Some(t) = get(entries, "connect") else {
-                    self.err(
-                        node.loc,
-                        "an example of a connect rule needs `connect:`",
-                        Some("write e.g. `- connect: pypi.org:443` or `- connect: /var/run/docker.sock`".into()),
-                    );
-                    return None;
-                };
+                let t = self.example_of(
+                    node,
+                    entries,
+                    ("connect", "a connect"),
+                    &["program", "sha256", "exec", "open", "access", "cwd"],
+                    "does not belong to examples of connect rules",
+                    "write e.g. `- connect: pypi.org:443` or `- connect: /var/run/docker.sock`",
+                )?;
                 let text = self.string(t, "connect")?.to_string();
                 let op = match get(entries, "op") {
                     Some(n) => {
@@ -1356,25 +1368,14 @@ impl<'a> Loader<'a> {
                 Some(Action::Connect(action))
             }
             ActionKind::Open => {
-                for k in ["program", "sha256", "exec"] {
-                    if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
-                        self.err(
-                            n.loc,
-                            format!("`{k}` belongs to examples of exec rules"),
-                            None,
-                        );
-                    }
-                }
-                let Some(p) = get(entries, "open") else {
-                    self.err(
-                        node.loc,
-                        "an example of an open rule needs `open:`",
-                        Some(
-                            "write e.g. `- {open: \"${HOME}/.ssh/id_rsa\", access: [read]}`".into(),
-                        ),
-                    );
-                    return None;
-                };
+                let p = self.example_of(
+                    node,
+                    entries,
+                    ("open", "an open"),
+                    &["program", "sha256", "exec"],
+                    "belongs to examples of exec rules",
+                    "write e.g. `- {open: \"${HOME}/.ssh/id_rsa\", access: [read]}`",
+                )?;
                 let s = self.string(p, "open")?;
                 let path = PathBuf::from(expand(self, p, s)?);
                 let access = match get(entries, "access") {

@@ -202,26 +202,17 @@ impl Loader<'_> {
         entries: &[(Node, Node)],
         cwd: PathBuf,
     ) -> Option<Action> {
-        for k in [
-            "exec", "open", "connect", "program", "sha256", "access", "process", "op", "protocol",
-            "names",
-        ] {
-            if let Some((n, _)) = entries.iter().find(|(n, _)| key(n) == k) {
-                self.err(
-                    n.loc,
-                    format!("`{k}` does not belong to examples of tool rules"),
-                    None,
-                );
-            }
-        }
-        let Some(t) = get(entries, "tool") else {
-            self.err(
-                node.loc,
-                "an example of a tool rule needs `tool:`",
-                Some("write e.g. `- {tool: deploy, input: {env: prod}}`".into()),
-            );
-            return None;
-        };
+        let t = self.example_of(
+            node,
+            entries,
+            ("tool", "a tool"),
+            &[
+                "exec", "open", "connect", "program", "sha256", "access", "process", "op",
+                "protocol", "names",
+            ],
+            "does not belong to examples of tool rules",
+            "write e.g. `- {tool: deploy, input: {env: prod}}`",
+        )?;
         let name = self.string(t, "tool")?.to_string();
         let input = match get(entries, "input") {
             Some(n) => yaml_json(n),
