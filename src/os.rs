@@ -1,7 +1,7 @@
 //! Safe, typed wrappers over the process-level kernel calls the code outside
 //! the supervisor needs: who this process is, advisory file locks, the
 //! terminal's foreground group, signal dispositions and masks, the umask,
-//! and unix-socket peer credentials.
+//! and unix-socket peer credentials; and a file written atomically.
 //!
 //! This module and the kernel-wrapping modules of [`crate::supervisor`]
 //! (`sys`, `netsys`, `creds`, `fileops`, `pathops`, `launch`, `codemap`) are
@@ -300,6 +300,38 @@ pub fn recv_with_creds(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize,
         }
     }
     Ok((n as usize, got))
+}
+
+/// Writes `data` as the file `path`, atomically: into a new file `tmp` (a
+/// stale one removed first; created exclusively, so nothing already there,
+/// such as a planted symlink, is followed) with exactly `mode`, synced,
+/// then renamed over `path`. A crash leaves either the old file or the new
+/// one; on failure `tmp` is removed.
+pub fn write_file_atomically(
+    path: &std::path::Path,
+    tmp: &std::path::Path,
+    mode: u32,
+    data: &[u8],
+) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let _ = std::fs::remove_file(tmp);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(tmp)?;
+        // The umask may have removed bits; set the exact mode.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
 }
 
 #[cfg(test)]

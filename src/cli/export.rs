@@ -132,7 +132,7 @@ fn common_fields(e: &Entry) -> Vec<(&'static str, Json)> {
             f.push(("process.pid", json!(r.pid)));
             f.push(("process.parent_pid", json!(r.ppid)));
             f.push(("lexecon.action", json!(read::action_kind(&r.action))));
-            f.push(("lexecon.verdict", json!(verdict_str(r.verdict))));
+            f.push(("lexecon.verdict", json!(r.verdict.as_str())));
             f.push(("lexecon.outcome", r.outcome.map(|o| o.as_str()).into()));
             f.push(("lexecon.stage", r.stage.map(|s| s.as_str()).into()));
             f.push((
@@ -164,14 +164,6 @@ fn common_fields(e: &Entry) -> Vec<(&'static str, Json)> {
     }
     f.push(("lexecon.record", Json::String(e.text.clone())));
     f
-}
-
-fn verdict_str(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Allow => "allow",
-        Verdict::Escalate => "escalate",
-        Verdict::Block => "block",
-    }
 }
 
 /// One OTLP `LogsData` document of `entries` (one `ResourceLogs` per run,
@@ -319,7 +311,7 @@ pub fn ecs(e: &Entry, run: Option<&str>, body: impl Fn(&Entry) -> Option<String>
                     v["lexecon"]["tool"] = json!({"name": t.name, "input": t.input});
                 }
             }
-            v["lexecon"]["verdict"] = json!(verdict_str(r.verdict));
+            v["lexecon"]["verdict"] = json!(r.verdict.as_str());
         }
         Item::Refusal {
             pid,

@@ -14,7 +14,6 @@
 //! different build, key, text or count) is ignored and the check runs
 //! again. Writing is best effort.
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -93,22 +92,14 @@ impl crate::policy::ExampleChecks for KeyDirChecks {
     }
 
     fn record(&self, id: &[u8; 32], examples: usize) {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::DirBuilderExt;
         let _ = std::fs::DirBuilder::new().mode(0o700).create(&self.dir);
         let line = format!("{examples} {}\n", hex::encode(self.tag(id, examples)));
         let tmp = self
             .dir
             .join(format!(".{}.{}", hex::encode(id), std::process::id()));
-        let written = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if written.is_ok() && std::fs::rename(&tmp, self.path(id)).is_ok() {
-            return;
-        }
-        let _ = std::fs::remove_file(&tmp);
+        // Best effort: a record not written only means the check runs again.
+        let _ = crate::os::write_file_atomically(&self.path(id), &tmp, 0o600, line.as_bytes());
     }
 }
 

@@ -9,9 +9,8 @@
 //! The fingerprint printed and stored in run headers is the lowercase hex
 //! SHA-256 of the 32-byte raw public key.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -178,27 +177,13 @@ pub(crate) fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
 /// Write `data` to a new file at `path` with `mode`, via a temporary file
 /// renamed into place (so a crash leaves either the old or the new file).
 fn write_new(path: &Path, mode: u32, data: &[u8], replace: bool) -> Result<(), LedgerError> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| LedgerError::io("create", &tmp, e))?;
-    // The umask may have removed bits; set the exact mode.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| LedgerError::io("set permissions of", &tmp, e))?;
-    f.write_all(data)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| LedgerError::io("write", &tmp, e))?;
     if !replace && fs::symlink_metadata(path).is_ok() {
-        let _ = fs::remove_file(&tmp);
         return Err(LedgerError::KeyExists {
             path: path.to_path_buf(),
         });
     }
-    fs::rename(&tmp, path).map_err(|e| LedgerError::io("rename into place", path, e))
+    crate::os::write_file_atomically(path, &path.with_extension("tmp"), mode, data)
+        .map_err(|e| LedgerError::io("write", path, e))
 }
 
 /// Load the private key from `dir/ledger.key`.

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -146,7 +145,7 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "lexecon_decisions_total{{kind=\"{kind}\",verdict=\"{}\",outcome=\"{}\",rule=\"{}\"}} {n}",
-                verdict_str(*verdict),
+                verdict.as_str(),
                 outcome.as_str(),
                 label(rule),
             );
@@ -218,14 +217,6 @@ impl Metrics {
     }
 }
 
-fn verdict_str(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Allow => "allow",
-        Verdict::Escalate => "escalate",
-        Verdict::Block => "block",
-    }
-}
-
 /// A label value escaped as the text format requires (`\`, `"`, newline).
 fn label(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -250,26 +241,11 @@ pub fn temp_path(path: &Path) -> Option<PathBuf> {
     Some(path.with_file_name(tmp_name))
 }
 
-/// Writes `bytes` to a new file next to `path` and renames it over `path`.
-/// The temporary file is created exclusively, so nothing already there (a
-/// symlink put in its place) is followed.
+/// Writes `bytes` as `path`, through [`temp_path`] renamed over it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     let tmp =
         temp_path(path).ok_or_else(|| std::io::Error::other("the metrics path names no file"))?;
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&tmp)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_data());
-    drop(f);
-    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    crate::os::write_file_atomically(path, &tmp, 0o644, bytes)
 }
 
 #[cfg(test)]
