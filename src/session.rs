@@ -445,7 +445,8 @@ pub struct Session {
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The commands printed to the user.
     hints: Hints,
-    metrics: Mutex<Option<metrics::Metrics>>,
+    /// Taken after the writer when both are (never the other way).
+    metrics: Option<Mutex<metrics::Metrics>>,
 }
 
 #[derive(Default)]
@@ -693,7 +694,7 @@ impl Session {
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
                 hints: cfg.hints,
-                metrics: Mutex::new(metrics),
+                metrics: metrics.map(Mutex::new),
             },
             info.run_id,
         );
@@ -941,7 +942,8 @@ impl Session {
         };
         let result = w.append_decision_at(&entry, now);
         if result.is_ok() {
-            if let Some(m) = lock(&self.metrics).as_mut() {
+            if let Some(m) = &self.metrics {
+                let mut m = lock(m);
                 m.decision(
                     action.kind().as_str(),
                     decision.verdict,
@@ -1128,13 +1130,13 @@ impl Session {
         }
     }
 
-    /// Seals the run and returns the summary.
     /// Writes the metrics file, if there is one: when `ended` (after the
-    /// run is sealed), else only when a write is due.
+    /// run is sealed), else only when a write is due. The writer's
+    /// statistics are read before the metrics are locked (records lock the
+    /// writer, then the metrics).
     fn write_metrics(&self, ended: bool) {
-        let mut m = lock(&self.metrics);
-        let Some(m) = m.as_mut() else { return };
-        if !ended && !m.due() {
+        let Some(m) = &self.metrics else { return };
+        if !ended && !lock(m).due() {
             return;
         }
         let gauges = metrics::Gauges {
@@ -1142,11 +1144,12 @@ impl Session {
             ledger: lock(&self.writer).stats(),
             ended,
         };
-        if let Some(e) = m.write(&gauges) {
+        if let Some(e) = lock(m).write(&gauges) {
             eprintln!("lexecon: {e}; the run goes on without metrics");
         }
     }
 
+    /// Seals the run and returns the summary.
     pub fn finish(
         self,
         outcome: supervisor::Outcome,
@@ -1238,7 +1241,8 @@ impl Judge for Session {
             identity,
             &mut note,
         );
-        if let Some(m) = lock(&self.metrics).as_mut() {
+        if let Some(m) = &self.metrics {
+            let mut m = lock(m);
             m.judged(started.elapsed());
         }
         let hint = match (decision.verdict, outcome) {
@@ -1384,7 +1388,8 @@ impl Judge for Session {
         };
         let seq = match lock(&self.writer).append_refusal(&entry) {
             Ok(seq) => {
-                if let Some(m) = lock(&self.metrics).as_mut() {
+                if let Some(m) = &self.metrics {
+                    let mut m = lock(m);
                     m.refusal();
                 }
                 Some(seq)
