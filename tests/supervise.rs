@@ -737,7 +737,10 @@ fn non_utf8_names_are_recorded_losslessly() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(env.ws.join(name).exists());
     let text = std::fs::read_to_string(&env.ledger).unwrap();
-    assert!(text.contains("\"b64\":"), "non-UTF-8 names are stored as base64");
+    assert!(
+        text.contains("\"b64\":"),
+        "non-UTF-8 names are stored as base64"
+    );
     env.assert_valid();
 }
 
