@@ -1077,17 +1077,37 @@ fn self_protection_proc_entries_of_the_supervisors_other_threads() {
     let w = World::new();
     let prog = cc_with(&w.env, "self", SELF_C, &[]);
     let parent = stand_in(&w);
+    let tids = w.ws().join("tids");
     // Natively: the stand-in's threads are reachable by tid, though /proc
     // does not list them.
-    let native = w.native(&[parent.as_os_str(), prog.as_os_str(), os("threads")]);
+    let mut native = std::process::Command::new(&parent);
+    native
+        .args([prog.as_os_str(), os("threads"), tids.as_os_str()])
+        .current_dir(w.ws());
+    let native = stdout(&with_threads_listed(native, &tids));
+    assert_eq!(field(&native, "threads-listed"), Some("2"), "{native}");
     assert_eq!(field(&native, "threads-found"), Some("2"), "{native}");
     assert!(bytes(&native, "thread-1-maps") > 0, "{native}");
     assert!(bytes(&native, "thread-1-environ") > 0, "{native}");
     w.reset();
-    let out = w.supervise(&w.policy(""), &[prog.as_os_str(), os("threads")]);
+    let cmd = w.env.supervise_cmd(
+        &w.policy(""),
+        &[prog.as_os_str(), os("threads"), tids.as_os_str()],
+    );
+    let out = with_threads_listed(cmd, &tids);
+    assert!(
+        out.status.code().is_some_and(|c| c != 125),
+        "the supervised run did not end normally ({:?}):\n{}\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    w.env.assert_valid();
     let s = stdout(&out);
-    let found: i64 = bytes(&s, "threads-found");
-    assert!(found >= 1, "the supervisor has other threads: {s}");
+    let listed = bytes(&s, "threads-listed");
+    assert!(listed >= 2, "the supervisor has other threads: {s}");
+    // Every one of them is still the supervisor's (or refused as such).
+    assert_eq!(bytes(&s, "threads-found"), listed, "{s}");
     for line in s.lines().filter(|l| l.starts_with("thread-")) {
         let (what, r) = line.split_once('=').unwrap();
         assert!(
@@ -1096,6 +1116,40 @@ fn self_protection_proc_entries_of_the_supervisors_other_threads() {
         );
     }
     assert!(leaked(&w).is_empty(), "{} bytes leaked", leaked(&w).len());
+}
+
+/// Runs `cmd` (whose process is the supervisor or its stand-in) and, once
+/// it has at least two threads besides its main one, writes their tids to
+/// `file` for the program it runs (`self threads FILE`), which waits for it:
+/// the thread ids are taken from outside, where /proc lists them, so the
+/// test does not depend on how far the machine's pid counter moved.
+fn with_threads_listed(mut cmd: std::process::Command, file: &Path) -> Output {
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let task = format!("/proc/{pid}/task");
+    let mut others: Vec<String> = Vec::new();
+    for _ in 0..2000 {
+        others = std::fs::read_dir(&task)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|t| *t != pid.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if others.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, others.join("\n") + "\nend\n").unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 #[test]

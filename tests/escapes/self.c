@@ -6,9 +6,12 @@
  *       environ, maps; stat, status and cmdline, which are readable), and
  *       a symlink to the private key. Everything read is appended to
  *       leak.bin. Prints "WHAT=N" (bytes read/written, or -errno).
- *   self threads
+ *   self threads TIDS_FILE
  *       The same /proc entries through the tids of the supervisor's other
- *       threads (not listed in /proc, found by their Tgid).
+ *       threads (not listed in /proc). The test, which is not supervised,
+ *       lists them and writes them to TIDS_FILE (one per line, then
+ *       "end"); this waits for it. Each tid is first checked to be a
+ *       thread of the parent (its Tgid), or refused as the supervisor's.
  *   self keylink PRIVKEY
  *       A hard link to the private key in the workspace, then read.
  *   self signals native|supervisor
@@ -157,15 +160,39 @@ static void files(const char *keys, const char *key, const char *ledger) {
     try_open("sup-stat-dotdot-environ", p, O_RDONLY);
 }
 
-static void threads(void) {
+/* Waits (up to 60 s) for FILE to hold a list of tids ending in "end". */
+static int read_tids(const char *file, int *tids, int max) {
+    for (int tries = 0; tries < 6000; tries++) {
+        FILE *f = fopen(file, "r");
+        if (f) {
+            char line[64];
+            int n = 0, complete = 0;
+            while (fgets(line, sizeof line, f)) {
+                if (!strncmp(line, "end", 3)) {
+                    complete = 1;
+                    break;
+                }
+                if (n < max) tids[n++] = atoi(line);
+            }
+            fclose(f);
+            if (complete) return n;
+        }
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static void threads(const char *tids_file) {
     int sup = getppid();
     char p[4096], w[64];
+    int tids[64];
     leak = open("leak.bin", O_WRONLY | O_CREAT | O_APPEND, 0644);
-    /* The supervisor's other threads, by tid (not listed in /proc): tids
-     * are taken from the machine-wide pid space, so on a busy machine a
-     * thread started a little after its process may be far above it. */
+    int listed = read_tids(tids_file, tids, 64);
+    printf("threads-listed=%d\n", listed);
     int found = 0;
-    for (int t = sup + 1; t < sup + 4096; t++) {
+    for (int i = 0; i < listed; i++) {
+        int t = tids[i];
         /* A refused status (EPERM) means the supervisor guards it as its own. */
         int tg = tgid_of(t);
         if (tg != sup && !(tg < 0 && errno == EPERM)) continue;
@@ -325,8 +352,8 @@ int main(int argc, char **argv) {
         files(argv[2], argv[3], argv[4]);
         return 0;
     }
-    if (argc >= 2 && !strcmp(argv[1], "threads")) {
-        threads();
+    if (argc >= 3 && !strcmp(argv[1], "threads")) {
+        threads(argv[2]);
         return 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "keylink")) {
