@@ -169,12 +169,18 @@ impl Shared {
                 ppid,
             });
         }
-        let st = procfs::status(tid)?;
-        lock(&self.threads).insert(tid, (st.tgid, st.ppid));
+        let (tgid, ppid) = match self.pidfds.tgid_ppid(tid) {
+            Some(ids) => ids,
+            None => {
+                let st = procfs::status(tid)?;
+                (st.tgid, st.ppid)
+            }
+        };
+        lock(&self.threads).insert(tid, (tgid, ppid));
         Ok(Caller {
             tid,
-            pid: st.tgid,
-            ppid: st.ppid,
+            pid: tgid,
+            ppid,
         })
     }
 
@@ -226,10 +232,19 @@ impl Shared {
     }
 
     pub fn forget_thread(&self, tid: i32) {
+        self.forget_program(tid);
+        self.pidfds.forget(tid);
+    }
+
+    /// What was known of `tid`'s program (its image, a pending exec, its
+    /// group and parent), for the leader of a process that has just
+    /// executed another program. Its pidfd is kept: after the exec it names
+    /// the same id, now the process's only thread (the kernel gives an
+    /// exec'ing thread the leader's id).
+    pub fn forget_program(&self, tid: i32) {
         lock(&self.threads).remove(&tid);
         lock(&self.images).remove(&tid);
         lock(&self.pending_exec).remove(&tid);
-        self.pidfds.forget(tid);
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -190,10 +190,12 @@ pub fn injecting_variable(env: &[u8]) -> Option<&'static str> {
     })
 }
 
-/// (device, inode) of the program `pid` runs.
+/// (device, inode) of the program `pid` runs: one `stat` of the magic
+/// link `/proc/PID/exe`, which leads to the very file (as opening it
+/// would, without the open and the close).
 pub fn exe_file(pid: i32) -> io::Result<(u64, u64)> {
-    let fd = open_exe(pid)?;
-    let st = sys::fstat(fd.as_fd())?;
+    let path = CString::new(format!("/proc/{pid}/exe")).map_err(io::Error::other)?;
+    let st = sys::statat(sys::at_fdcwd(), &path)?;
     Ok((st.st_dev, st.st_ino))
 }
 
@@ -282,6 +284,13 @@ impl HashCache {
     /// content hash when it is a regular file that can be read.
     pub fn identify(&self, fd: BorrowedFd<'_>) -> io::Result<Identity> {
         let st = sys::fstat(fd)?;
+        self.identify_stat(fd, &st)
+    }
+
+    /// As [`HashCache::identify`], with `st` the `fstat` of `fd` the
+    /// caller has just taken (not a `stat` of a name, which may lead
+    /// elsewhere by now).
+    pub fn identify_stat(&self, fd: BorrowedFd<'_>, st: &libc::stat) -> io::Result<Identity> {
         let mut id = Identity {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -296,7 +305,7 @@ impl HashCache {
             ctime: (st.st_ctime, st.st_ctime_nsec),
         };
         let key = (st.st_dev, st.st_ino);
-        let cacheable = self.cacheable(&st);
+        let cacheable = self.cacheable(st);
         if cacheable {
             if let Some((v, h)) = self.lock().get(&key) {
                 if *v == version {
@@ -418,6 +427,20 @@ pub fn pgid(pid: i32) -> io::Result<i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// The `stat` of `/proc/PID/exe` is the program file's, as through an
+    /// open of it.
+    #[test]
+    fn exe_file_is_the_program_file() {
+        let fd = open_exe(std::process::id() as i32).unwrap();
+        let st = sys::fstat(fd.as_fd()).unwrap();
+        let exe = exe_file(std::process::id() as i32).unwrap();
+        assert_eq!(exe, (st.st_dev, st.st_ino));
+        let own = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(exe, (own.dev(), own.ino()));
+        assert!(exe_file(i32::MAX).is_err());
+    }
 
     #[test]
     fn small_proc_files_are_read_whole() {

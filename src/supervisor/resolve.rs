@@ -124,6 +124,19 @@ fn sys_root() -> io::Result<OwnedFd> {
     sys::openat(cwd_fd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
+/// The supervisor's root directory, opened once: the start of the
+/// one-step walk of an absolute path, which then needs no descriptor of
+/// its own for `/` (an `openat` and a `close` per path). The supervisor
+/// never changes its root, and a fresh open of `/` leads to the same
+/// directory (a mount over `/` is not entered by a walk that starts there
+/// either); `None` if it could not be opened (each walk opens its own).
+fn shared_root() -> Option<BorrowedFd<'static>> {
+    static ROOT: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| sys_root().ok())
+        .as_ref()
+        .map(|fd| fd.as_fd())
+}
+
 fn cwd_fd() -> BorrowedFd<'static> {
     sys::at_fdcwd()
 }
@@ -290,8 +303,23 @@ fn walk(
     if path.is_empty() && !lookup.empty_path {
         return Err(libc::ENOENT);
     }
+    let trailing_slash = path.ends_with(b"/");
+    let mut queue: std::collections::VecDeque<Vec<u8>> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(<[u8]>::to_vec)
+        .collect();
+    // An absolute path's directory part in one step from the shared root.
+    let mut shortcut = None;
+    if fast && path.starts_with(b"/") {
+        if let Some(root) = shared_root() {
+            shortcut = fast_dir_walk(proc_info, root, &[], &queue);
+        }
+    }
     // Starting point.
-    let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if path.starts_with(b"/") {
+    let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if let Some((dir, n)) = shortcut {
+        (dir, queue.drain(..n).collect())
+    } else if path.starts_with(b"/") {
         (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
     } else {
         let from_cwd = dirfd == libc::AT_FDCWD;
@@ -333,20 +361,15 @@ fn walk(
         }
     };
 
-    let trailing_slash = path.ends_with(b"/");
-    let mut queue: std::collections::VecDeque<Vec<u8>> = path
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(<[u8]>::to_vec)
-        .collect();
     // `dir/.` and `dir/..` name directories: like a trailing slash.
     let ends_with_dot =
         path.ends_with(b"/.") || path == b"." || path.ends_with(b"/..") || path == b"..";
     let must_be_dir = trailing_slash || ends_with_dot;
     let mut symlinks = 0usize;
-    let shortcut = if fast {
+    let shortcut = if fast && !path.starts_with(b"/") {
         fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
     } else {
+        // An absolute path's was tried above, from the shared root.
         None
     };
     if let Some((dir, n)) = shortcut {
