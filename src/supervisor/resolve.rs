@@ -137,6 +137,37 @@ fn shared_root() -> Option<BorrowedFd<'static>> {
         .map(|fd| fd.as_fd())
 }
 
+/// The directory a walk stands in: its own descriptor, or the shared root.
+enum Dir {
+    Own(OwnedFd),
+    Root(BorrowedFd<'static>),
+}
+
+impl Dir {
+    /// `/`: the shared root when there is one, else a descriptor of its own.
+    fn root() -> Result<Dir, Errno> {
+        match shared_root() {
+            Some(fd) => Ok(Dir::Root(fd)),
+            None => sys_root().map(Dir::Own).map_err(|e| errno_of(&e)),
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Own(fd) => fd.as_fd(),
+            Dir::Root(fd) => *fd,
+        }
+    }
+
+    /// A descriptor the result can keep (the shared root is duplicated).
+    fn into_owned(self) -> Result<OwnedFd, Errno> {
+        match self {
+            Dir::Own(fd) => Ok(fd),
+            Dir::Root(fd) => fd.try_clone_to_owned().map_err(|e| errno_of(&e)),
+        }
+    }
+}
+
 fn cwd_fd() -> BorrowedFd<'static> {
     sys::at_fdcwd()
 }
@@ -317,10 +348,10 @@ fn walk(
         }
     }
     // Starting point.
-    let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if let Some((dir, n)) = shortcut {
-        (dir, queue.drain(..n).collect())
+    let (mut cur, mut canon): (Dir, Vec<Vec<u8>>) = if let Some((dir, n)) = shortcut {
+        (Dir::Own(dir), queue.drain(..n).collect())
     } else if path.starts_with(b"/") {
-        (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
+        (Dir::root()?, Vec::new())
     } else {
         let from_cwd = dirfd == libc::AT_FDCWD;
         let link = if from_cwd {
@@ -341,7 +372,7 @@ fn walk(
             let where_ = fd_path_of(fd.as_fd())?;
             let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
             *cwd_seen = Some(PathBuf::from(std::ffi::OsString::from_vec(where_)));
-            (fd, canon)
+            (Dir::Own(fd), canon)
         } else {
             let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
             let where_ = fd_path_of(fd.as_fd())?;
@@ -357,7 +388,7 @@ fn walk(
                 return Err(libc::ENOTDIR);
             }
             let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-            (fd, canon)
+            (Dir::Own(fd), canon)
         }
     };
 
@@ -373,7 +404,7 @@ fn walk(
         None
     };
     if let Some((dir, n)) = shortcut {
-        cur = dir;
+        cur = Dir::Own(dir);
         canon.extend(queue.drain(..n));
     }
 
@@ -384,7 +415,7 @@ fn walk(
             return Ok(Resolved {
                 path: join(&canon),
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name: c".".to_owned(),
                     stat,
                 },
@@ -395,7 +426,7 @@ fn walk(
         if comp == b".." {
             let up = open_path(cur.as_fd(), c"..", false).map_err(|e| errno_of(&e))?;
             canon.pop();
-            cur = up;
+            cur = Dir::Own(up);
             continue;
         }
         // /proc/self and /proc/thread-self mean the caller.
@@ -447,7 +478,7 @@ fn walk(
             return Ok(Resolved {
                 path,
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name,
                     stat,
                 },
@@ -472,7 +503,10 @@ fn walk(
                 canon.push(comp);
                 return Ok(Resolved {
                     path: join(&canon),
-                    target: Target::Missing { parent: cur, name },
+                    target: Target::Missing {
+                        parent: cur.into_owned()?,
+                        name,
+                    },
                     cwd: None,
                 });
             }
@@ -483,10 +517,12 @@ fn walk(
             if symlinks > MAX_SYMLINKS {
                 return Err(libc::ELOOP);
             }
-            let parent_st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
             let in_proc = st.st_dev == proc_info.dev;
-            let parent_is_proc_root =
-                parent_st.st_dev == proc_info.dev && parent_st.st_ino == PROC_ROOT_INO;
+            // Only a symlink on procfs needs to know where it lies.
+            let parent_is_proc_root = in_proc && {
+                let parent_st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
+                parent_st.st_dev == proc_info.dev && parent_st.st_ino == PROC_ROOT_INO
+            };
             if in_proc && !parent_is_proc_root {
                 // A magic link: jump to the object, as the kernel does. The
                 // `self` components were rewritten above, so the link is
@@ -508,7 +544,7 @@ fn walk(
                     return Err(libc::ENOTDIR);
                 }
                 canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-                cur = obj;
+                cur = Dir::Own(obj);
                 continue;
             }
             let target = match &child {
@@ -520,7 +556,7 @@ fn walk(
                 return Err(libc::ENOENT);
             }
             if target.starts_with(b"/") {
-                cur = sys_root().map_err(|e| errno_of(&e))?;
+                cur = Dir::root()?;
                 canon.clear();
             }
             let parts: Vec<Vec<u8>> = target
@@ -538,7 +574,7 @@ fn walk(
                 None
             };
             if let Some((dir, n)) = shortcut {
-                cur = dir;
+                cur = Dir::Own(dir);
                 canon.extend(queue.drain(..n));
             }
             continue;
@@ -551,7 +587,7 @@ fn walk(
             return Ok(Resolved {
                 path: join(&canon),
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name,
                     stat: st,
                 },
@@ -561,7 +597,7 @@ fn walk(
         if !is_dir(&st) {
             return Err(libc::ENOTDIR);
         }
-        cur = child.ok_or(libc::EIO)?;
+        cur = Dir::Own(child.ok_or(libc::EIO)?);
     }
 }
 
