@@ -266,16 +266,35 @@ fn supervisor_proc_entry(
 /// would have opened the very same directories one by one and found no
 /// symlink, so the canonical path is the start's followed by the components
 /// as written. Returns the directory and how many components it consumed;
+/// The directory part of a path, opened in one step.
+struct FastDir {
+    dir: OwnedFd,
+    /// How many components of the queue it consumed.
+    n: usize,
+    /// Its canonical path, when ordinary symlinks were followed on the way
+    /// (then it replaces the walk's; else the consumed components extend
+    /// it).
+    canon: Option<Vec<Vec<u8>>>,
+}
+
 /// `None` (the component-by-component walk decides) when the path has no
 /// directory part, contains `..`, or starts in or ends up in procfs (where
 /// `self` is rewritten and the supervisor's entries are named, never
 /// walked), and on any error, whose errno the full walk reproduces.
+///
+/// First without following any symlink. When one is met (`ELOOP`), once
+/// more letting the kernel follow ordinary symlinks (never magic links),
+/// as it would for the caller, and taking the canonical path of the
+/// directory reached from the kernel (`/proc/self/fd/N`): the directory is
+/// the one the component walk would reach, by the path it would build
+/// (`/lib/x86_64-linux-gnu` with `/lib -> usr/lib`: `/usr/lib/x86_64-linux-gnu`,
+/// in three syscalls where the component walk takes seven).
 fn fast_dir_walk(
     proc_info: &ProcInfo,
     start: BorrowedFd<'_>,
     start_canon: &[Vec<u8>],
     queue: &std::collections::VecDeque<Vec<u8>>,
-) -> Option<(OwnedFd, usize)> {
+) -> Option<FastDir> {
     let n = queue.len().checked_sub(1).filter(|&n| n > 0)?;
     let dir_part = queue.range(..n);
     if start_canon.first().is_some_and(|c| c == b"proc") {
@@ -300,12 +319,69 @@ fn fast_dir_walk(
         mode: 0,
         resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     };
-    let dir = sys::openat2(start, &rel, &how).ok()?;
-    let st = sys::fstat(dir.as_fd()).ok()?;
-    if st.st_dev == proc_info.dev {
-        return None;
+    match sys::openat2(start, &rel, &how) {
+        Ok(dir) => {
+            let st = sys::fstat(dir.as_fd()).ok()?;
+            if st.st_dev == proc_info.dev {
+                return None;
+            }
+            Some(FastDir {
+                dir,
+                n,
+                canon: None,
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let how = sys::OpenHow {
+                resolve: libc::RESOLVE_NO_MAGICLINKS,
+                ..how
+            };
+            let dir = sys::openat2(start, &rel, &how).ok()?;
+            let st = sys::fstat(dir.as_fd()).ok()?;
+            // Into procfs (where `self` would be the supervisor's), or a
+            // directory that was removed (its path is no longer one):
+            // the component walk decides.
+            if st.st_dev == proc_info.dev || st.st_nlink == 0 {
+                return None;
+            }
+            let path = fd_path_of(dir.as_fd()).ok()?;
+            if path.ends_with(b" (deleted)") {
+                return None;
+            }
+            let canon = split_abs(&path)?;
+            Some(FastDir {
+                dir,
+                n,
+                canon: Some(canon),
+            })
+        }
+        Err(_) => None,
     }
-    Some((dir, n))
+}
+
+impl FastDir {
+    /// Moves the walk into the directory reached: `canon` and `queue`
+    /// updated, and a symlink counted when some were followed (at least
+    /// one was; the kernel's own walk counted the others against its
+    /// limit).
+    fn enter(
+        self,
+        cur: &mut Dir,
+        canon: &mut Vec<Vec<u8>>,
+        queue: &mut std::collections::VecDeque<Vec<u8>>,
+        symlinks: &mut usize,
+    ) {
+        let consumed = queue.drain(..self.n);
+        match self.canon {
+            Some(c) => {
+                drop(consumed);
+                *canon = c;
+                *symlinks += 1;
+            }
+            None => canon.extend(consumed),
+        }
+        *cur = Dir::Own(self.dir);
+    }
 }
 
 /// Resolves `path` (relative to `dirfd` of `caller`) as the kernel would.
@@ -340,17 +416,9 @@ fn walk(
         .filter(|c| !c.is_empty() && *c != b".")
         .map(<[u8]>::to_vec)
         .collect();
-    // An absolute path's directory part in one step from the shared root.
-    let mut shortcut = None;
-    if fast && path.starts_with(b"/") {
-        if let Some(root) = shared_root() {
-            shortcut = fast_dir_walk(proc_info, root, &[], &queue);
-        }
-    }
+    let mut symlinks = 0usize;
     // Starting point.
-    let (mut cur, mut canon): (Dir, Vec<Vec<u8>>) = if let Some((dir, n)) = shortcut {
-        (Dir::Own(dir), queue.drain(..n).collect())
-    } else if path.starts_with(b"/") {
+    let (mut cur, mut canon): (Dir, Vec<Vec<u8>>) = if path.starts_with(b"/") {
         (Dir::root()?, Vec::new())
     } else {
         let from_cwd = dirfd == libc::AT_FDCWD;
@@ -396,16 +464,10 @@ fn walk(
     let ends_with_dot =
         path.ends_with(b"/.") || path == b"." || path.ends_with(b"/..") || path == b"..";
     let must_be_dir = trailing_slash || ends_with_dot;
-    let mut symlinks = 0usize;
-    let shortcut = if fast && !path.starts_with(b"/") {
-        fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
-    } else {
-        // An absolute path's was tried above, from the shared root.
-        None
-    };
-    if let Some((dir, n)) = shortcut {
-        cur = Dir::Own(dir);
-        canon.extend(queue.drain(..n));
+    if fast {
+        if let Some(f) = fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue) {
+            f.enter(&mut cur, &mut canon, &mut queue, &mut symlinks);
+        }
     }
 
     loop {
@@ -568,14 +630,10 @@ fn walk(
                 queue.push_front(c);
             }
             // `/lib/x/y` with `/lib -> usr/lib`: the rest in one step again.
-            let shortcut = if fast {
-                fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
-            } else {
-                None
-            };
-            if let Some((dir, n)) = shortcut {
-                cur = Dir::Own(dir);
-                canon.extend(queue.drain(..n));
+            if fast {
+                if let Some(f) = fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue) {
+                    f.enter(&mut cur, &mut canon, &mut queue, &mut symlinks);
+                }
             }
             continue;
         }
@@ -867,6 +925,19 @@ mod tests {
         symlink(d.join("a/b"), d.join("a/lb")).unwrap();
         symlink("b/c/f", d.join("a/lf")).unwrap();
         symlink("loop", d.join("a/loop")).unwrap();
+        // Symlinks in the directory part: absolute, relative with `..`,
+        // chained, dangling, to a file, into procfs, and to a directory
+        // that is removed.
+        symlink(d.join("a"), d.join("la")).unwrap();
+        symlink("../a/b", d.join("a/up")).unwrap();
+        symlink("la/lb", d.join("chain")).unwrap();
+        symlink("nowhere", d.join("a/dangling")).unwrap();
+        symlink("/proc/self", d.join("a/lproc")).unwrap();
+        symlink("/proc/self/../../etc", d.join("a/lthrough")).unwrap();
+        fs::create_dir(d.join("gone")).unwrap();
+        symlink(d.join("gone"), d.join("a/lgone")).unwrap();
+        let gone = std::fs::File::open(d.join("gone")).unwrap();
+        fs::remove_dir(d.join("gone")).unwrap();
         let f = std::fs::File::open(d.join("a")).unwrap();
         let fd_link = format!("/proc/self/fd/{}/b/c/f", f.as_raw_fd());
         let thread_fd_link = format!("/proc/thread-self/fd/{}/b/c", f.as_raw_fd());
@@ -890,6 +961,19 @@ mod tests {
             "a/lb/c/lf/x",
             "a/lb/c/../c/f",
             "a/lf/../x",
+            "la/b/c/f",
+            "la/lb/c/f",
+            "a/up/c/f",
+            "a/up/c/missing",
+            "chain/c/f",
+            "chain/c/lf",
+            "la/lb/c/",
+            "a/dangling/x",
+            "a/lf/c/x",
+            "a/lproc/status",
+            "a/lproc/fd/0",
+            "a/lthrough/hostname",
+            "a/lgone/x",
         ]
         .iter()
         .map(|p| format!("{}/{p}", d.display()))
@@ -901,6 +985,9 @@ mod tests {
             "/proc/self/cwd/x".to_string(),
             "/proc/sys/kernel/ostype".to_string(),
             "/etc/hostname".to_string(),
+            // `/bin -> usr/bin`, `/lib -> usr/lib` on merged-/usr systems.
+            "/bin/sh".to_string(),
+            "/lib/x86_64-linux-gnu/libc.so.6".to_string(),
         ])
         .collect();
         for p in &cases {
@@ -910,7 +997,15 @@ mod tests {
             }
         }
         // Relative to a dirfd.
-        for p in ["b/c/f", "lb/c/f", "b/../lb/c/f", "b/c/missing", "b/nope/f"] {
+        for p in [
+            "b/c/f",
+            "lb/c/f",
+            "b/../lb/c/f",
+            "b/c/missing",
+            "b/nope/f",
+            "up/c/f",
+            "lproc/status",
+        ] {
             let [fast, slow] = both(f.as_raw_fd(), p.as_bytes(), true);
             assert_eq!(summary(&fast), summary(&slow), "{p}");
         }
@@ -925,8 +1020,25 @@ mod tests {
         };
         let abs = format!("{}/a/b/c/f", d.display());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&abs)).is_some());
-        let lnk = format!("{}/a/lb/c/f", d.display());
-        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&lnk)).is_none());
+        // Through ordinary symlinks: taken, with the kernel's canonical path.
+        let lnk = format!("{}/la/lb/c/f", d.display());
+        let via = fast_dir_walk(&info, root.as_fd(), &[], &q(&lnk)).unwrap();
+        assert_eq!(via.n, q(&lnk).len() - 1);
+        let want = split_abs(format!("{}/a/b/c", d.display()).as_bytes());
+        assert_eq!(via.canon, want);
+        // Never into procfs, never to a removed directory, never through
+        // a magic link.
+        for p in ["a/lproc/fd/0", "a/lgone/x", "a/loop/x", "a/dangling/x"] {
+            let p = format!("{}/{p}", d.display());
+            assert!(
+                fast_dir_walk(&info, root.as_fd(), &[], &q(&p)).is_none(),
+                "{p}"
+            );
+        }
+        let magic = format!("{}/ml", d.display());
+        symlink(format!("/proc/self/fd/{}", f.as_raw_fd()), &magic).unwrap();
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&format!("{magic}/b/c"))).is_none());
+        drop(gone);
         let up = format!("{}/a/b/../b/c/f", d.display());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&up)).is_none());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q("/proc/sys/kernel/ostype")).is_none());
