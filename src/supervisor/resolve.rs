@@ -17,8 +17,11 @@
 //! When the directory part of what is left to walk contains no `..` and is
 //! not in procfs, it is first tried in one `openat2` that refuses every
 //! symlink (`RESOLVE_NO_SYMLINKS`): if that succeeds, the walk above would
-//! have opened the same directories and met no symlink; on any error the
-//! component-by-component walk decides.
+//! have opened the same directories and met no symlink. If it met one, once
+//! more with ordinary symlinks followed by the kernel (never magic links,
+//! `RESOLVE_NO_MAGICLINKS`), taking the directory's canonical path from the
+//! kernel; refused when it ends in procfs or at a removed directory. On any
+//! error the component-by-component walk decides.
 //!
 //! The result names the final object by its canonical absolute path (what
 //! the policy judges) and keeps the pinned parent directory and last name
@@ -226,6 +229,12 @@ fn join(components: &[Vec<u8>]) -> PathBuf {
 /// tree read.
 pub const PUBLIC_SUPERVISOR_ENTRIES: [&str; 3] = ["stat", "status", "cmdline"];
 
+/// The supervisor's pid, read once (`getpid` is a syscall each time).
+fn own_pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
+}
+
 /// When `comp`, looked up in `dir`, is the `/proc` entry of the supervisor
 /// (its pid, or the tid of any of its threads, which `/proc` does not list
 /// but resolves) and the caller is not the supervisor itself: the canonical
@@ -244,12 +253,17 @@ fn supervisor_proc_entry(
     else {
         return Ok(None);
     };
-    let own = std::process::id() as i32;
-    if caller.tgid == own || !(n == own || super::procfs::is_own_task(n)) {
+    let own = own_pid();
+    if caller.tgid == own {
         return Ok(None);
     }
+    // Where the name is looked up first (one fstat): a number anywhere but
+    // in `/proc` (`.git/objects/62`) is not the supervisor's entry.
     let st = sys::fstat(dir).map_err(|e| errno_of(&e))?;
     if st.st_dev != proc_info.dev || st.st_ino != PROC_ROOT_INO {
+        return Ok(None);
+    }
+    if !(n == own || super::procfs::is_own_task(n)) {
         return Ok(None);
     }
     let mut canon: Vec<Vec<u8>> = vec![b"proc".to_vec(), own.to_string().into_bytes()];
@@ -261,11 +275,6 @@ fn supervisor_proc_entry(
     Ok(Some(join(&canon)))
 }
 
-/// The directory part of a path (every component but the last) in one
-/// `openat2` that refuses to cross any symlink: when it succeeds, the walk
-/// would have opened the very same directories one by one and found no
-/// symlink, so the canonical path is the start's followed by the components
-/// as written. Returns the directory and how many components it consumed;
 /// The directory part of a path, opened in one step.
 struct FastDir {
     dir: OwnedFd,
@@ -516,7 +525,7 @@ fn walk(
             // The supervisor's own `stat`, `status` and `cmdline`, which the
             // built-in rules let the tree read: the entry itself, so that an
             // allowed open opens it (and not the directory above it).
-            let own = std::process::id().to_string();
+            let own = own_pid().to_string();
             if comp == own.as_bytes() && !must_be_dir && queue.len() == 1 {
                 let entry = &queue[0];
                 if PUBLIC_SUPERVISOR_ENTRIES
