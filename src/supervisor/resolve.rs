@@ -924,6 +924,40 @@ mod tests {
         Ok((r.path.clone(), kind, st))
     }
 
+    /// The system's own symlinked trees (`/lib -> usr/lib`, `/sys/class/net/*`
+    /// -> `../../devices/…`, `/dev/fd -> /proc/self/fd`), walked both ways:
+    /// every entry, and a name below each.
+    #[test]
+    fn system_paths_walk_alike_both_ways() {
+        let mut checked = 0;
+        for dir in [
+            "/bin",
+            "/lib",
+            "/lib/x86_64-linux-gnu",
+            "/etc",
+            "/etc/alternatives",
+            "/dev",
+            "/sys/class/net",
+            "/sys/class/block",
+            "/sys/bus/cpu/devices",
+        ] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.take(150).flatten() {
+                let base = format!("{dir}/{}", e.file_name().to_string_lossy());
+                for p in [base.clone(), format!("{base}/x"), format!("{base}/.")] {
+                    for follow in [true, false] {
+                        let [fast, slow] = both(libc::AT_FDCWD, p.as_bytes(), follow);
+                        assert_eq!(summary(&fast), summary(&slow), "{p} follow={follow}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} paths");
+    }
+
     #[test]
     fn the_one_step_directory_walk_agrees_with_the_full_walk() {
         let dir = tempfile::tempdir().unwrap();
