@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::notify::lock;
@@ -67,11 +68,24 @@ fn own_groups() -> io::Result<Vec<u32>> {
     }
 }
 
+/// Set once the kernel turned out to lack thread pidfds (before Linux 6.9)
+/// or `PIDFD_GET_INFO` (before 6.13): no pidfd is opened again, every
+/// caller uses `/proc` (rather than a `pidfd_open` and a `close` more for
+/// each thread).
+static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+
 fn pidfd_open(tid: i32) -> Option<OwnedFd> {
+    if NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        return None;
+    }
     // SAFETY: pidfd_open takes integers; a non-negative result is a new fd
     // that nobody else owns.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
     if fd < 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // PIDFD_THREAD unknown (a tid that is not a thread gives ESRCH).
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
+        }
         return None;
     }
     // SAFETY: as above.
@@ -95,6 +109,13 @@ fn pidfd_info(fd: BorrowedFd<'_>) -> Option<libc::pidfd_info> {
         )
     };
     if r < 0 {
+        if matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY) | Some(libc::EINVAL)
+        ) {
+            // The request is unknown (a reaped thread gives ESRCH).
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
+        }
         return None;
     }
     Some(info)
