@@ -205,7 +205,8 @@ fn map_of_fd(shared: &Arc<Shared>, caller: &Caller, syscall: &'static str, fd: i
         // Device mappings: not a program.
         return Ruling::Allow;
     }
-    let identity = shared.hashes.identify(obj.as_fd()).ok();
+    // `stat` is the walk's fstat of `obj` itself.
+    let identity = shared.hashes.identify_stat(obj.as_fd(), stat).ok();
     let action = exec_of(
         resolved.path.clone(),
         cwd_for(&resolved, caller.tid),

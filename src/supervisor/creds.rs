@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use super::notify::lock;
@@ -67,21 +68,34 @@ fn own_groups() -> io::Result<Vec<u32>> {
     }
 }
 
+/// Set once the kernel turned out to lack thread pidfds (before Linux 6.9)
+/// or `PIDFD_GET_INFO` (before 6.13): no pidfd is opened again, every
+/// caller uses `/proc` (rather than a `pidfd_open` and a `close` more for
+/// each thread).
+static NO_PIDFD_INFO: AtomicBool = AtomicBool::new(false);
+
 fn pidfd_open(tid: i32) -> Option<OwnedFd> {
+    if NO_PIDFD_INFO.load(Ordering::Relaxed) {
+        return None;
+    }
     // SAFETY: pidfd_open takes integers; a non-negative result is a new fd
     // that nobody else owns.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::PIDFD_THREAD) };
     if fd < 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            // PIDFD_THREAD unknown (a tid that is not a thread gives ESRCH).
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
+        }
         return None;
     }
     // SAFETY: as above.
     Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// The filesystem uid and gid of the thread a pidfd refers to
-/// (`PIDFD_GET_INFO`, Linux 6.13); `None` when the kernel lacks it or the
-/// thread is gone (reaped).
-fn pidfd_fs_ids(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
+/// What `PIDFD_GET_INFO` (Linux 6.13) says of the thread a pidfd refers
+/// to, credentials included; `None` when the kernel lacks it or the thread
+/// is gone (reaped).
+fn pidfd_info(fd: BorrowedFd<'_>) -> Option<libc::pidfd_info> {
     // SAFETY: pidfd_info is plain old data; all-zero is a valid value.
     let mut info: libc::pidfd_info = unsafe { std::mem::zeroed() };
     info.mask = libc::PIDFD_INFO_CREDS as u64;
@@ -94,10 +108,36 @@ fn pidfd_fs_ids(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
             &mut info as *mut libc::pidfd_info,
         )
     };
-    if r < 0 || info.mask & libc::PIDFD_INFO_CREDS as u64 == 0 {
+    if r < 0 {
+        if matches!(
+            io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENOTTY) | Some(libc::EINVAL)
+        ) {
+            // The request is unknown (a reaped thread gives ESRCH).
+            NO_PIDFD_INFO.store(true, Ordering::Relaxed);
+        }
+        return None;
+    }
+    Some(info)
+}
+
+/// The filesystem uid and gid of the thread a pidfd refers to.
+fn pidfd_fs_ids(fd: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    let info = pidfd_info(fd)?;
+    if info.mask & libc::PIDFD_INFO_CREDS as u64 == 0 {
         return None;
     }
     Some((info.fsuid, info.fsgid))
+}
+
+/// The thread group and parent process of thread `tid`, from its pidfd:
+/// `None` unless the kernel reports the ids of that very thread.
+fn pidfd_tgid_ppid(fd: BorrowedFd<'_>, tid: i32) -> Option<(i32, i32)> {
+    let info = pidfd_info(fd)?;
+    if info.mask & libc::PIDFD_INFO_PID as u64 == 0 || info.pid as i32 != tid || info.tgid == 0 {
+        return None;
+    }
+    Some((info.tgid as i32, info.ppid as i32))
 }
 
 /// `tid`'s filesystem uid and gid from a pidfd (thread pidfds, Linux 6.9):
@@ -160,6 +200,27 @@ impl Pidfds {
         }
         let fd = pidfd_open(tid)?;
         let ids = pidfd_fs_ids(fd.as_fd())?;
+        if fds.len() < MAX_PIDFDS {
+            fds.insert(tid, fd);
+        }
+        Some(ids)
+    }
+
+    /// `tid`'s thread group and parent process, read now from its pidfd
+    /// (opened and kept for its later opens): one `pidfd_open` and one
+    /// `PIDFD_GET_INFO` where `/proc/TID/status` costs four syscalls and
+    /// formatting the whole file. `None` when the kernel lacks either, or
+    /// the thread is gone: the caller falls back to `/proc`.
+    pub fn tgid_ppid(&self, tid: i32) -> Option<(i32, i32)> {
+        let mut fds = lock(&self.fds);
+        if let Some(fd) = fds.get(&tid) {
+            if let Some(ids) = pidfd_tgid_ppid(fd.as_fd(), tid) {
+                return Some(ids);
+            }
+            fds.remove(&tid);
+        }
+        let fd = pidfd_open(tid)?;
+        let ids = pidfd_tgid_ppid(fd.as_fd(), tid)?;
         if fds.len() < MAX_PIDFDS {
             fds.insert(tid, fd);
         }
@@ -252,6 +313,38 @@ mod tests {
         t.join().unwrap();
         assert_eq!(theirs, Some((65534, st.gid[3])));
         assert_eq!(mine, Some((st.uid[3], st.gid[3])));
+    }
+
+    /// The thread group and parent read from a pidfd are those of
+    /// `/proc/TID/status`, for the main thread and for another thread.
+    #[test]
+    fn tgid_and_parent_match_proc() {
+        let pidfds = Pidfds::new();
+        let me = super::super::sys::gettid();
+        let Some(ids) = pidfds.tgid_ppid(me) else {
+            // Kernel without thread pidfds or PIDFD_GET_INFO.
+            return;
+        };
+        let st = procfs::status(me).unwrap();
+        assert_eq!(ids, (st.tgid, st.ppid));
+        assert_eq!(ids.0, std::process::id() as i32);
+        assert_eq!(pidfds.kept(), 1);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            tx.send(super::super::sys::gettid()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        let tid = rx.recv().unwrap();
+        let theirs = pidfds.tgid_ppid(tid);
+        let st = procfs::status(tid).unwrap();
+        done_tx.send(()).unwrap();
+        t.join().unwrap();
+        assert_ne!(tid, me);
+        assert_eq!(theirs, Some((st.tgid, st.ppid)));
+        // Gone: no answer, and its pidfd is dropped.
+        assert_eq!(pidfds.tgid_ppid(tid), None);
+        assert_eq!(pidfds.kept(), 1);
     }
 
     /// A kept pidfd gives the ids the thread has now, not those it had when

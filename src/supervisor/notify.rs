@@ -169,12 +169,18 @@ impl Shared {
                 ppid,
             });
         }
-        let st = procfs::status(tid)?;
-        lock(&self.threads).insert(tid, (st.tgid, st.ppid));
+        let (tgid, ppid) = match self.pidfds.tgid_ppid(tid) {
+            Some(ids) => ids,
+            None => {
+                let st = procfs::status(tid)?;
+                (st.tgid, st.ppid)
+            }
+        };
+        lock(&self.threads).insert(tid, (tgid, ppid));
         Ok(Caller {
             tid,
-            pid: st.tgid,
-            ppid: st.ppid,
+            pid: tgid,
+            ppid,
         })
     }
 
@@ -226,10 +232,19 @@ impl Shared {
     }
 
     pub fn forget_thread(&self, tid: i32) {
+        self.forget_program(tid);
+        self.pidfds.forget(tid);
+    }
+
+    /// What was known of `tid`'s program (its image, a pending exec, its
+    /// group and parent), for the leader of a process that has just
+    /// executed another program. Its pidfd is kept: after the exec it names
+    /// the same id, now the process's only thread (the kernel gives an
+    /// exec'ing thread the leader's id).
+    pub fn forget_program(&self, tid: i32) {
         lock(&self.threads).remove(&tid);
         lock(&self.images).remove(&tid);
         lock(&self.pending_exec).remove(&tid);
-        self.pidfds.forget(tid);
     }
 }
 
@@ -345,15 +360,20 @@ fn handle(listener: &Arc<Listener>, shared: &Arc<Shared>, n: Notif) {
     let decoded = decode::decode(&n, &decode::PageCached::new(&ProcessMemory { pid: tid }));
     let caller = shared.caller(tid);
     // Everything read so far is trusted only if the call is still waiting:
-    // otherwise the tid may already name another thread.
-    if !listener.id_valid(n.id) {
+    // otherwise the tid may already name another thread. An open checks it
+    // once, later, after its walk and before anything is judged, recorded
+    // or opened (see `open`): until then it only looks, and a denial sent
+    // to a call that is gone reaches nobody.
+    let checked_later = matches!(decoded, Ok(Request::Open(_)));
+    if !checked_later && !listener.id_valid(n.id) {
         return;
     }
     let caller = match caller {
         Ok(c) => c,
         Err(_) => {
-            // The thread exists (the notification is valid) but its /proc
-            // entry cannot be read: fail closed.
+            // The thread exists (the notification is valid; for an open,
+            // a denial of a call that is gone is dropped by the kernel) but
+            // its ids cannot be read: fail closed.
             let _ = listener.deny(n.id, libc::EPERM);
             return;
         }
@@ -555,6 +575,9 @@ fn open(
             return Answer::Deny(errno);
         }
         let action = Action::Open(open_action(shared, &resolved, o.flags, caller.tid));
+        // The one check of this call's validity (see `handle`): the path,
+        // the caller's ids and credentials and the walk are trusted from
+        // here on. Nothing before it was recorded or carried out.
         if !listener.id_valid(id) {
             return Answer::Done;
         }
@@ -778,9 +801,7 @@ fn exec(shared: &Arc<Shared>, caller: &Caller, x: &ExecRequest) -> Answer {
         libc::S_IFREG => {}
         _ => return Answer::Deny(libc::EACCES),
     }
-    let identity = object_fd(&resolved)
-        .and_then(|fd| shared.hashes.identify(fd.as_fd()))
-        .ok();
+    let identity = identify_resolved(shared, &resolved);
     let argv: Vec<OsString> = x.argv.iter().map(|a| os(a)).collect();
     let cwd = cwd_for(&resolved, caller.tid);
     let loaded = loaded_program(
@@ -842,8 +863,8 @@ pub(super) fn loaded_program(
     let (path, sha256) = match resolve::resolve(&shared.proc_info, rc, libc::AT_FDCWD, prog, lookup)
     {
         Ok(r) => {
-            let id = object_fd(&r).and_then(|fd| shared.hashes.identify(fd.as_fd()));
-            (r.path, id.ok().and_then(|i| i.sha256))
+            let id = identify_resolved(shared, &r);
+            (r.path, id.and_then(|i| i.sha256))
         }
         // Not there (yet): judged by the name the caller gave, hash unknown.
         Err(_) => (cwd.join(std::ffi::OsStr::from_bytes(prog)), None),
@@ -959,6 +980,27 @@ fn process_call(shared: &Arc<Shared>, caller: &Caller, s: &ProcessRequest) -> An
 
 /// Identity (device, inode, hash) of the program `pid` runs.
 pub fn identify_exe(shared: &Shared, pid: i32) -> Option<Identity> {
+    // A program file hashed before and not writable by the tree: its
+    // `stat` alone (the process is stopped; its program cannot change).
+    if let Some(id) = procfs::exe_stat(pid)
+        .ok()
+        .and_then(|st| shared.hashes.cached(&st))
+    {
+        return Some(id);
+    }
     let fd = procfs::open_exe(pid).ok()?;
     shared.hashes.identify(fd.as_fd()).ok()
+}
+
+/// Identity of the file a resolved exec names: from the cache when the
+/// walk's `stat` of the name finds a hash there, else by opening it.
+fn identify_resolved(shared: &Shared, r: &Resolved) -> Option<Identity> {
+    if let Target::Entry { stat, .. } = &r.target {
+        if let Some(id) = shared.hashes.cached(stat) {
+            return Some(id);
+        }
+    }
+    object_fd(r)
+        .and_then(|fd| shared.hashes.identify(fd.as_fd()))
+        .ok()
 }

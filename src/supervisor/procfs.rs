@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -192,9 +192,16 @@ pub fn injecting_variable(env: &[u8]) -> Option<&'static str> {
 
 /// (device, inode) of the program `pid` runs.
 pub fn exe_file(pid: i32) -> io::Result<(u64, u64)> {
-    let fd = open_exe(pid)?;
-    let st = sys::fstat(fd.as_fd())?;
+    let st = exe_stat(pid)?;
     Ok((st.st_dev, st.st_ino))
+}
+
+/// The `stat` of the program `pid` runs: one `stat` of the magic link
+/// `/proc/PID/exe`, which leads to the very file (as opening it would,
+/// without the open and the close).
+pub fn exe_stat(pid: i32) -> io::Result<libc::stat> {
+    let path = CString::new(format!("/proc/{pid}/exe")).map_err(io::Error::other)?;
+    sys::statat(sys::at_fdcwd(), &path)
 }
 
 /// What was really opened or executed.
@@ -282,6 +289,42 @@ impl HashCache {
     /// content hash when it is a regular file that can be read.
     pub fn identify(&self, fd: BorrowedFd<'_>) -> io::Result<Identity> {
         let st = sys::fstat(fd)?;
+        self.identify_stat(fd, &st)
+    }
+
+    /// The identity of the file `st` describes when its hash can be
+    /// answered from the cache (a regular file the tree could never write,
+    /// hashed at this very version); `None` otherwise, and then the file
+    /// must be opened and identified ([`HashCache::identify`]). For a `stat`
+    /// of a name this is what an open of that name and an `fstat` of the
+    /// descriptor would give at that moment, without the open, the `fstat`
+    /// and the close.
+    pub fn cached(&self, st: &libc::stat) -> Option<Identity> {
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size > HASH_MAX_BYTES {
+            return None;
+        }
+        if !self.cacheable(st) {
+            return None;
+        }
+        let version = Version {
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        };
+        match self.lock().get(&(st.st_dev, st.st_ino)) {
+            Some((v, h)) if *v == version => Some(Identity {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                sha256: Some(*h),
+            }),
+            _ => None,
+        }
+    }
+
+    /// As [`HashCache::identify`], with `st` the `fstat` of `fd` the
+    /// caller has just taken (not a `stat` of a name, which may lead
+    /// elsewhere by now).
+    pub fn identify_stat(&self, fd: BorrowedFd<'_>, st: &libc::stat) -> io::Result<Identity> {
         let mut id = Identity {
             dev: st.st_dev,
             ino: st.st_ino,
@@ -296,7 +339,7 @@ impl HashCache {
             ctime: (st.st_ctime, st.st_ctime_nsec),
         };
         let key = (st.st_dev, st.st_ino);
-        let cacheable = self.cacheable(&st);
+        let cacheable = self.cacheable(st);
         if cacheable {
             if let Some((v, h)) = self.lock().get(&key) {
                 if *v == version {
@@ -418,6 +461,20 @@ pub fn pgid(pid: i32) -> io::Result<i32> {
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// The `stat` of `/proc/PID/exe` is the program file's, as through an
+    /// open of it.
+    #[test]
+    fn exe_file_is_the_program_file() {
+        let fd = open_exe(std::process::id() as i32).unwrap();
+        let st = sys::fstat(fd.as_fd()).unwrap();
+        let exe = exe_file(std::process::id() as i32).unwrap();
+        assert_eq!(exe, (st.st_dev, st.st_ino));
+        let own = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(exe, (own.dev(), own.ino()));
+        assert!(exe_file(i32::MAX).is_err());
+    }
 
     #[test]
     fn small_proc_files_are_read_whole() {
@@ -558,5 +615,48 @@ mod tests {
         let b = cache.identify(f.as_fd()).unwrap();
         assert_eq!(b.sha256.unwrap(), <[u8; 32]>::from(Sha256::digest(b"two")));
         assert_eq!((a.dev, a.ino), (b.dev, b.ino));
+    }
+
+    /// A `stat` alone finds a hash only for the version that was hashed,
+    /// and never for a file the tree could write or one that is unlinked.
+    #[test]
+    fn cached_hashes_by_stat_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prog");
+        fs::write(&p, b"one").unwrap();
+        let cache = HashCache::default();
+        let stat_of = || {
+            let c = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            sys::statat(sys::at_fdcwd(), &c).unwrap()
+        };
+        // Not hashed yet.
+        assert_eq!(cache.cached(&stat_of()), None);
+        let f = fs::File::open(&p).unwrap();
+        let a = cache.identify(f.as_fd()).unwrap();
+        assert_eq!(cache.cached(&stat_of()), Some(a));
+        // Another version: not answered.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::write(&p, b"two").unwrap();
+        assert_eq!(cache.cached(&stat_of()), None);
+        let b = cache.identify(f.as_fd()).unwrap();
+        assert_eq!(cache.cached(&stat_of()), Some(b));
+        // Writable by the tree: never answered again.
+        let rw = fs::OpenOptions::new().write(true).open(&p).unwrap();
+        cache.written(rw.as_fd());
+        assert_eq!(cache.cached(&stat_of()), None);
+        // Not a regular file.
+        let d = CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(
+            cache.cached(&sys::statat(sys::at_fdcwd(), &d).unwrap()),
+            None
+        );
+        // Unlinked: never answered.
+        let q = dir.path().join("other");
+        fs::write(&q, b"three").unwrap();
+        let g = fs::File::open(&q).unwrap();
+        cache.identify(g.as_fd()).unwrap();
+        assert!(cache.cached(&sys::fstat(g.as_fd()).unwrap()).is_some());
+        fs::remove_file(&q).unwrap();
+        assert_eq!(cache.cached(&sys::fstat(g.as_fd()).unwrap()), None);
     }
 }

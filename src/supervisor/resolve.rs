@@ -17,8 +17,11 @@
 //! When the directory part of what is left to walk contains no `..` and is
 //! not in procfs, it is first tried in one `openat2` that refuses every
 //! symlink (`RESOLVE_NO_SYMLINKS`): if that succeeds, the walk above would
-//! have opened the same directories and met no symlink; on any error the
-//! component-by-component walk decides.
+//! have opened the same directories and met no symlink. If it met one, once
+//! more with ordinary symlinks followed by the kernel (never magic links,
+//! `RESOLVE_NO_MAGICLINKS`), taking the directory's canonical path from the
+//! kernel; refused when it ends in procfs or at a removed directory. On any
+//! error the component-by-component walk decides.
 //!
 //! The result names the final object by its canonical absolute path (what
 //! the policy judges) and keeps the pinned parent directory and last name
@@ -124,6 +127,50 @@ fn sys_root() -> io::Result<OwnedFd> {
     sys::openat(cwd_fd(), c"/", libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
+/// The supervisor's root directory, opened once: the start of the
+/// one-step walk of an absolute path, which then needs no descriptor of
+/// its own for `/` (an `openat` and a `close` per path). The supervisor
+/// never changes its root, and a fresh open of `/` leads to the same
+/// directory (a mount over `/` is not entered by a walk that starts there
+/// either); `None` if it could not be opened (each walk opens its own).
+fn shared_root() -> Option<BorrowedFd<'static>> {
+    static ROOT: std::sync::OnceLock<Option<OwnedFd>> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| sys_root().ok())
+        .as_ref()
+        .map(|fd| fd.as_fd())
+}
+
+/// The directory a walk stands in: its own descriptor, or the shared root.
+enum Dir {
+    Own(OwnedFd),
+    Root(BorrowedFd<'static>),
+}
+
+impl Dir {
+    /// `/`: the shared root when there is one, else a descriptor of its own.
+    fn root() -> Result<Dir, Errno> {
+        match shared_root() {
+            Some(fd) => Ok(Dir::Root(fd)),
+            None => sys_root().map(Dir::Own).map_err(|e| errno_of(&e)),
+        }
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Own(fd) => fd.as_fd(),
+            Dir::Root(fd) => *fd,
+        }
+    }
+
+    /// A descriptor the result can keep (the shared root is duplicated).
+    fn into_owned(self) -> Result<OwnedFd, Errno> {
+        match self {
+            Dir::Own(fd) => Ok(fd),
+            Dir::Root(fd) => fd.try_clone_to_owned().map_err(|e| errno_of(&e)),
+        }
+    }
+}
+
 fn cwd_fd() -> BorrowedFd<'static> {
     sys::at_fdcwd()
 }
@@ -182,6 +229,12 @@ fn join(components: &[Vec<u8>]) -> PathBuf {
 /// tree read.
 pub const PUBLIC_SUPERVISOR_ENTRIES: [&str; 3] = ["stat", "status", "cmdline"];
 
+/// The supervisor's pid, read once (`getpid` is a syscall each time).
+fn own_pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| std::process::id() as i32)
+}
+
 /// When `comp`, looked up in `dir`, is the `/proc` entry of the supervisor
 /// (its pid, or the tid of any of its threads, which `/proc` does not list
 /// but resolves) and the caller is not the supervisor itself: the canonical
@@ -200,12 +253,17 @@ fn supervisor_proc_entry(
     else {
         return Ok(None);
     };
-    let own = std::process::id() as i32;
-    if caller.tgid == own || !(n == own || super::procfs::is_own_task(n)) {
+    let own = own_pid();
+    if caller.tgid == own {
         return Ok(None);
     }
+    // Where the name is looked up first (one fstat): a number anywhere but
+    // in `/proc` (`.git/objects/62`) is not the supervisor's entry.
     let st = sys::fstat(dir).map_err(|e| errno_of(&e))?;
     if st.st_dev != proc_info.dev || st.st_ino != PROC_ROOT_INO {
+        return Ok(None);
+    }
+    if !(n == own || super::procfs::is_own_task(n)) {
         return Ok(None);
     }
     let mut canon: Vec<Vec<u8>> = vec![b"proc".to_vec(), own.to_string().into_bytes()];
@@ -217,21 +275,35 @@ fn supervisor_proc_entry(
     Ok(Some(join(&canon)))
 }
 
-/// The directory part of a path (every component but the last) in one
-/// `openat2` that refuses to cross any symlink: when it succeeds, the walk
-/// would have opened the very same directories one by one and found no
-/// symlink, so the canonical path is the start's followed by the components
-/// as written. Returns the directory and how many components it consumed;
+/// The directory part of a path, opened in one step.
+struct FastDir {
+    dir: OwnedFd,
+    /// How many components of the queue it consumed.
+    n: usize,
+    /// Its canonical path, when ordinary symlinks were followed on the way
+    /// (then it replaces the walk's; else the consumed components extend
+    /// it).
+    canon: Option<Vec<Vec<u8>>>,
+}
+
 /// `None` (the component-by-component walk decides) when the path has no
 /// directory part, contains `..`, or starts in or ends up in procfs (where
 /// `self` is rewritten and the supervisor's entries are named, never
 /// walked), and on any error, whose errno the full walk reproduces.
+///
+/// First without following any symlink. When one is met (`ELOOP`), once
+/// more letting the kernel follow ordinary symlinks (never magic links),
+/// as it would for the caller, and taking the canonical path of the
+/// directory reached from the kernel (`/proc/self/fd/N`): the directory is
+/// the one the component walk would reach, by the path it would build
+/// (`/lib/x86_64-linux-gnu` with `/lib -> usr/lib`: `/usr/lib/x86_64-linux-gnu`,
+/// in three syscalls where the component walk takes seven).
 fn fast_dir_walk(
     proc_info: &ProcInfo,
     start: BorrowedFd<'_>,
     start_canon: &[Vec<u8>],
     queue: &std::collections::VecDeque<Vec<u8>>,
-) -> Option<(OwnedFd, usize)> {
+) -> Option<FastDir> {
     let n = queue.len().checked_sub(1).filter(|&n| n > 0)?;
     let dir_part = queue.range(..n);
     if start_canon.first().is_some_and(|c| c == b"proc") {
@@ -256,12 +328,69 @@ fn fast_dir_walk(
         mode: 0,
         resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     };
-    let dir = sys::openat2(start, &rel, &how).ok()?;
-    let st = sys::fstat(dir.as_fd()).ok()?;
-    if st.st_dev == proc_info.dev {
-        return None;
+    match sys::openat2(start, &rel, &how) {
+        Ok(dir) => {
+            let st = sys::fstat(dir.as_fd()).ok()?;
+            if st.st_dev == proc_info.dev {
+                return None;
+            }
+            Some(FastDir {
+                dir,
+                n,
+                canon: None,
+            })
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let how = sys::OpenHow {
+                resolve: libc::RESOLVE_NO_MAGICLINKS,
+                ..how
+            };
+            let dir = sys::openat2(start, &rel, &how).ok()?;
+            let st = sys::fstat(dir.as_fd()).ok()?;
+            // Into procfs (where `self` would be the supervisor's), or a
+            // directory that was removed (its path is no longer one):
+            // the component walk decides.
+            if st.st_dev == proc_info.dev || st.st_nlink == 0 {
+                return None;
+            }
+            let path = fd_path_of(dir.as_fd()).ok()?;
+            if path.ends_with(b" (deleted)") {
+                return None;
+            }
+            let canon = split_abs(&path)?;
+            Some(FastDir {
+                dir,
+                n,
+                canon: Some(canon),
+            })
+        }
+        Err(_) => None,
     }
-    Some((dir, n))
+}
+
+impl FastDir {
+    /// Moves the walk into the directory reached: `canon` and `queue`
+    /// updated, and a symlink counted when some were followed (at least
+    /// one was; the kernel's own walk counted the others against its
+    /// limit).
+    fn enter(
+        self,
+        cur: &mut Dir,
+        canon: &mut Vec<Vec<u8>>,
+        queue: &mut std::collections::VecDeque<Vec<u8>>,
+        symlinks: &mut usize,
+    ) {
+        let consumed = queue.drain(..self.n);
+        match self.canon {
+            Some(c) => {
+                drop(consumed);
+                *canon = c;
+                *symlinks += 1;
+            }
+            None => canon.extend(consumed),
+        }
+        *cur = Dir::Own(self.dir);
+    }
 }
 
 /// Resolves `path` (relative to `dirfd` of `caller`) as the kernel would.
@@ -290,9 +419,16 @@ fn walk(
     if path.is_empty() && !lookup.empty_path {
         return Err(libc::ENOENT);
     }
+    let trailing_slash = path.ends_with(b"/");
+    let mut queue: std::collections::VecDeque<Vec<u8>> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .map(<[u8]>::to_vec)
+        .collect();
+    let mut symlinks = 0usize;
     // Starting point.
-    let (mut cur, mut canon): (OwnedFd, Vec<Vec<u8>>) = if path.starts_with(b"/") {
-        (sys_root().map_err(|e| errno_of(&e))?, Vec::new())
+    let (mut cur, mut canon): (Dir, Vec<Vec<u8>>) = if path.starts_with(b"/") {
+        (Dir::root()?, Vec::new())
     } else {
         let from_cwd = dirfd == libc::AT_FDCWD;
         let link = if from_cwd {
@@ -313,7 +449,7 @@ fn walk(
             let where_ = fd_path_of(fd.as_fd())?;
             let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
             *cwd_seen = Some(PathBuf::from(std::ffi::OsString::from_vec(where_)));
-            (fd, canon)
+            (Dir::Own(fd), canon)
         } else {
             let st = sys::fstat(fd.as_fd()).map_err(|e| errno_of(&e))?;
             let where_ = fd_path_of(fd.as_fd())?;
@@ -329,29 +465,18 @@ fn walk(
                 return Err(libc::ENOTDIR);
             }
             let canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-            (fd, canon)
+            (Dir::Own(fd), canon)
         }
     };
 
-    let trailing_slash = path.ends_with(b"/");
-    let mut queue: std::collections::VecDeque<Vec<u8>> = path
-        .split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
-        .map(<[u8]>::to_vec)
-        .collect();
     // `dir/.` and `dir/..` name directories: like a trailing slash.
     let ends_with_dot =
         path.ends_with(b"/.") || path == b"." || path.ends_with(b"/..") || path == b"..";
     let must_be_dir = trailing_slash || ends_with_dot;
-    let mut symlinks = 0usize;
-    let shortcut = if fast {
-        fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
-    } else {
-        None
-    };
-    if let Some((dir, n)) = shortcut {
-        cur = dir;
-        canon.extend(queue.drain(..n));
+    if fast {
+        if let Some(f) = fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue) {
+            f.enter(&mut cur, &mut canon, &mut queue, &mut symlinks);
+        }
     }
 
     loop {
@@ -361,7 +486,7 @@ fn walk(
             return Ok(Resolved {
                 path: join(&canon),
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name: c".".to_owned(),
                     stat,
                 },
@@ -372,7 +497,7 @@ fn walk(
         if comp == b".." {
             let up = open_path(cur.as_fd(), c"..", false).map_err(|e| errno_of(&e))?;
             canon.pop();
-            cur = up;
+            cur = Dir::Own(up);
             continue;
         }
         // /proc/self and /proc/thread-self mean the caller.
@@ -400,7 +525,7 @@ fn walk(
             // The supervisor's own `stat`, `status` and `cmdline`, which the
             // built-in rules let the tree read: the entry itself, so that an
             // allowed open opens it (and not the directory above it).
-            let own = std::process::id().to_string();
+            let own = own_pid().to_string();
             if comp == own.as_bytes() && !must_be_dir && queue.len() == 1 {
                 let entry = &queue[0];
                 if PUBLIC_SUPERVISOR_ENTRIES
@@ -424,7 +549,7 @@ fn walk(
             return Ok(Resolved {
                 path,
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name,
                     stat,
                 },
@@ -449,7 +574,10 @@ fn walk(
                 canon.push(comp);
                 return Ok(Resolved {
                     path: join(&canon),
-                    target: Target::Missing { parent: cur, name },
+                    target: Target::Missing {
+                        parent: cur.into_owned()?,
+                        name,
+                    },
                     cwd: None,
                 });
             }
@@ -460,10 +588,12 @@ fn walk(
             if symlinks > MAX_SYMLINKS {
                 return Err(libc::ELOOP);
             }
-            let parent_st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
             let in_proc = st.st_dev == proc_info.dev;
-            let parent_is_proc_root =
-                parent_st.st_dev == proc_info.dev && parent_st.st_ino == PROC_ROOT_INO;
+            // Only a symlink on procfs needs to know where it lies.
+            let parent_is_proc_root = in_proc && {
+                let parent_st = sys::fstat(cur.as_fd()).map_err(|e| errno_of(&e))?;
+                parent_st.st_dev == proc_info.dev && parent_st.st_ino == PROC_ROOT_INO
+            };
             if in_proc && !parent_is_proc_root {
                 // A magic link: jump to the object, as the kernel does. The
                 // `self` components were rewritten above, so the link is
@@ -485,7 +615,7 @@ fn walk(
                     return Err(libc::ENOTDIR);
                 }
                 canon = split_abs(&where_).ok_or(libc::ENOTDIR)?;
-                cur = obj;
+                cur = Dir::Own(obj);
                 continue;
             }
             let target = match &child {
@@ -497,7 +627,7 @@ fn walk(
                 return Err(libc::ENOENT);
             }
             if target.starts_with(b"/") {
-                cur = sys_root().map_err(|e| errno_of(&e))?;
+                cur = Dir::root()?;
                 canon.clear();
             }
             let parts: Vec<Vec<u8>> = target
@@ -509,14 +639,10 @@ fn walk(
                 queue.push_front(c);
             }
             // `/lib/x/y` with `/lib -> usr/lib`: the rest in one step again.
-            let shortcut = if fast {
-                fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue)
-            } else {
-                None
-            };
-            if let Some((dir, n)) = shortcut {
-                cur = dir;
-                canon.extend(queue.drain(..n));
+            if fast {
+                if let Some(f) = fast_dir_walk(proc_info, cur.as_fd(), &canon, &queue) {
+                    f.enter(&mut cur, &mut canon, &mut queue, &mut symlinks);
+                }
             }
             continue;
         }
@@ -528,7 +654,7 @@ fn walk(
             return Ok(Resolved {
                 path: join(&canon),
                 target: Target::Entry {
-                    parent: cur,
+                    parent: cur.into_owned()?,
                     name,
                     stat: st,
                 },
@@ -538,7 +664,7 @@ fn walk(
         if !is_dir(&st) {
             return Err(libc::ENOTDIR);
         }
-        cur = child.ok_or(libc::EIO)?;
+        cur = Dir::Own(child.ok_or(libc::EIO)?);
     }
 }
 
@@ -798,6 +924,40 @@ mod tests {
         Ok((r.path.clone(), kind, st))
     }
 
+    /// The system's own symlinked trees (`/lib -> usr/lib`, `/sys/class/net/*`
+    /// -> `../../devices/…`, `/dev/fd -> /proc/self/fd`), walked both ways:
+    /// every entry, and a name below each.
+    #[test]
+    fn system_paths_walk_alike_both_ways() {
+        let mut checked = 0;
+        for dir in [
+            "/bin",
+            "/lib",
+            "/lib/x86_64-linux-gnu",
+            "/etc",
+            "/etc/alternatives",
+            "/dev",
+            "/sys/class/net",
+            "/sys/class/block",
+            "/sys/bus/cpu/devices",
+        ] {
+            let Ok(entries) = fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.take(150).flatten() {
+                let base = format!("{dir}/{}", e.file_name().to_string_lossy());
+                for p in [base.clone(), format!("{base}/x"), format!("{base}/.")] {
+                    for follow in [true, false] {
+                        let [fast, slow] = both(libc::AT_FDCWD, p.as_bytes(), follow);
+                        assert_eq!(summary(&fast), summary(&slow), "{p} follow={follow}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} paths");
+    }
+
     #[test]
     fn the_one_step_directory_walk_agrees_with_the_full_walk() {
         let dir = tempfile::tempdir().unwrap();
@@ -808,6 +968,19 @@ mod tests {
         symlink(d.join("a/b"), d.join("a/lb")).unwrap();
         symlink("b/c/f", d.join("a/lf")).unwrap();
         symlink("loop", d.join("a/loop")).unwrap();
+        // Symlinks in the directory part: absolute, relative with `..`,
+        // chained, dangling, to a file, into procfs, and to a directory
+        // that is removed.
+        symlink(d.join("a"), d.join("la")).unwrap();
+        symlink("../a/b", d.join("a/up")).unwrap();
+        symlink("la/lb", d.join("chain")).unwrap();
+        symlink("nowhere", d.join("a/dangling")).unwrap();
+        symlink("/proc/self", d.join("a/lproc")).unwrap();
+        symlink("/proc/self/../../etc", d.join("a/lthrough")).unwrap();
+        fs::create_dir(d.join("gone")).unwrap();
+        symlink(d.join("gone"), d.join("a/lgone")).unwrap();
+        let gone = std::fs::File::open(d.join("gone")).unwrap();
+        fs::remove_dir(d.join("gone")).unwrap();
         let f = std::fs::File::open(d.join("a")).unwrap();
         let fd_link = format!("/proc/self/fd/{}/b/c/f", f.as_raw_fd());
         let thread_fd_link = format!("/proc/thread-self/fd/{}/b/c", f.as_raw_fd());
@@ -831,6 +1004,19 @@ mod tests {
             "a/lb/c/lf/x",
             "a/lb/c/../c/f",
             "a/lf/../x",
+            "la/b/c/f",
+            "la/lb/c/f",
+            "a/up/c/f",
+            "a/up/c/missing",
+            "chain/c/f",
+            "chain/c/lf",
+            "la/lb/c/",
+            "a/dangling/x",
+            "a/lf/c/x",
+            "a/lproc/status",
+            "a/lproc/fd/0",
+            "a/lthrough/hostname",
+            "a/lgone/x",
         ]
         .iter()
         .map(|p| format!("{}/{p}", d.display()))
@@ -842,6 +1028,9 @@ mod tests {
             "/proc/self/cwd/x".to_string(),
             "/proc/sys/kernel/ostype".to_string(),
             "/etc/hostname".to_string(),
+            // `/bin -> usr/bin`, `/lib -> usr/lib` on merged-/usr systems.
+            "/bin/sh".to_string(),
+            "/lib/x86_64-linux-gnu/libc.so.6".to_string(),
         ])
         .collect();
         for p in &cases {
@@ -851,7 +1040,15 @@ mod tests {
             }
         }
         // Relative to a dirfd.
-        for p in ["b/c/f", "lb/c/f", "b/../lb/c/f", "b/c/missing", "b/nope/f"] {
+        for p in [
+            "b/c/f",
+            "lb/c/f",
+            "b/../lb/c/f",
+            "b/c/missing",
+            "b/nope/f",
+            "up/c/f",
+            "lproc/status",
+        ] {
             let [fast, slow] = both(f.as_raw_fd(), p.as_bytes(), true);
             assert_eq!(summary(&fast), summary(&slow), "{p}");
         }
@@ -866,8 +1063,25 @@ mod tests {
         };
         let abs = format!("{}/a/b/c/f", d.display());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&abs)).is_some());
-        let lnk = format!("{}/a/lb/c/f", d.display());
-        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&lnk)).is_none());
+        // Through ordinary symlinks: taken, with the kernel's canonical path.
+        let lnk = format!("{}/la/lb/c/f", d.display());
+        let via = fast_dir_walk(&info, root.as_fd(), &[], &q(&lnk)).unwrap();
+        assert_eq!(via.n, q(&lnk).len() - 1);
+        let want = split_abs(format!("{}/a/b/c", d.display()).as_bytes());
+        assert_eq!(via.canon, want);
+        // Never into procfs, never to a removed directory, never through
+        // a magic link.
+        for p in ["a/lproc/fd/0", "a/lgone/x", "a/loop/x", "a/dangling/x"] {
+            let p = format!("{}/{p}", d.display());
+            assert!(
+                fast_dir_walk(&info, root.as_fd(), &[], &q(&p)).is_none(),
+                "{p}"
+            );
+        }
+        let magic = format!("{}/ml", d.display());
+        symlink(format!("/proc/self/fd/{}", f.as_raw_fd()), &magic).unwrap();
+        assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&format!("{magic}/b/c"))).is_none());
+        drop(gone);
         let up = format!("{}/a/b/../b/c/f", d.display());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q(&up)).is_none());
         assert!(fast_dir_walk(&info, root.as_fd(), &[], &q("/proc/sys/kernel/ostype")).is_none());

@@ -287,6 +287,16 @@ pub fn lstatat(dirfd: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// `fstatat(dirfd, path, 0)`: the `stat` of what a name leads to, symlinks
+/// (and procfs magic links) followed, without opening it.
+pub fn statat(dirfd: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain old data, fully written by a successful fstatat.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: valid fd, NUL-terminated path and a buffer of the right type.
+    cvt_int(unsafe { libc::fstatat(dirfd.as_raw_fd(), path.as_ptr(), &mut st, 0) })?;
+    Ok(st)
+}
+
 /// `readlinkat(dirfd, path)`; `path` may be empty to read the link an
 /// `O_PATH|O_NOFOLLOW` fd refers to.
 pub fn readlinkat(dirfd: BorrowedFd<'_>, path: &CStr) -> io::Result<Vec<u8>> {

@@ -111,8 +111,10 @@ fn confirm_exec(pid: i32, shared: &Shared) {
     // The parent as the exec notification saw it (the same process, which
     // exec does not change), else read now.
     let known = lock(&shared.threads).get(&former).map(|&(_, ppid)| ppid);
-    shared.forget_thread(former);
-    shared.forget_thread(pid);
+    if former != pid {
+        shared.forget_thread(former);
+    }
+    shared.forget_program(pid);
     let ppid = match known {
         Some(ppid) => ppid,
         None => procfs::status(pid).map(|s| s.ppid).unwrap_or(0),
