@@ -578,7 +578,7 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
             s
         }
         Item::Damaged(why) => format!("line {}: DAMAGED: {}", e.line, escape::text(why)),
-        Item::Epoch { .. } | Item::Checkpoint { .. } => return None,
+        Item::Epoch { .. } | Item::Checkpoint { .. } | Item::Process { .. } => return None,
     })
 }
 

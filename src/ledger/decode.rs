@@ -14,7 +14,7 @@
 //! signatures: read a ledger that [`super::verify`] accepted. Any field it
 //! does not understand is an error, never skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -184,7 +184,26 @@ impl<'v, 'a> Members<'v, 'a> {
     }
 }
 
-fn decode_process(v: &Value<'_>) -> Result<ProcessInfo, String> {
+/// The run's `process` records by id (format 2), for resolving
+/// `"process":"ID"`; `None` where no reference may stand.
+type Processes = HashMap<u64, ProcessInfo>;
+
+fn decode_process(v: &Value<'_>, procs: Option<&Processes>) -> Result<ProcessInfo, String> {
+    if let Value::String(id) = v {
+        let Some(procs) = procs else {
+            return Err(format!(
+                "`action.process` refers to process record {id:?} where only a decision of a format-2 run may refer to one"
+            ));
+        };
+        return id
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| procs.get(&n))
+            .cloned()
+            .ok_or_else(|| {
+                format!("`action.process` refers to process record {id:?}, which its run does not have before it")
+            });
+    }
     let mut f = Members::of(v, "action.process")?;
     let dev = f
         .opt("dev")
@@ -254,7 +273,10 @@ fn decode_detail(op: FileOp, v: &Value<'_>) -> Result<OpDetail, String> {
     Ok(d)
 }
 
-fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
+fn decode_connect(
+    mut f: Members<'_, '_>,
+    procs: Option<&Processes>,
+) -> Result<ConnectAction, String> {
     let op_s = string(f.req("op")?, "action.op")?;
     let op = NetOp::from_name(op_s).ok_or_else(|| format!("unknown connect op {op_s:?}"))?;
     let proto_s = string(f.req("protocol")?, "action.protocol")?;
@@ -304,7 +326,10 @@ fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`action.names` must be an array of strings".into()),
     };
-    let process = f.opt("process").map(decode_process).transpose()?;
+    let process = f
+        .opt("process")
+        .map(|p| decode_process(p, procs))
+        .transpose()?;
     f.done()?;
     Ok(ConnectAction {
         op,
@@ -318,6 +343,12 @@ fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
 /// The action recorded in a `decision` or `escalation` record's `action`
 /// member.
 pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
+    decode_action_in(v, None)
+}
+
+/// [`decode_action`], resolving a format-2 reference to a `process`
+/// record through `procs`.
+fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, String> {
     let mut f = Members::of(v, "action")?;
     let kind = string(f.req("kind")?, "action.kind")?;
     let action = match kind {
@@ -374,7 +405,10 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
                 ));
             }
             let p = path(f.req("path")?, "action.path")?;
-            let process = f.opt("process").map(decode_process).transpose()?;
+            let process = f
+        .opt("process")
+        .map(|p| decode_process(p, procs))
+        .transpose()?;
             f.done()?;
             Action::Open(OpenAction {
                 path: p,
@@ -385,7 +419,7 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
                 detail,
             })
         }
-        "connect" => Action::Connect(decode_connect(f)?),
+        "connect" => Action::Connect(decode_connect(f, procs)?),
         "tool" => {
             // Absent when the asker gave no working directory.
             let cwd = f
@@ -438,6 +472,203 @@ fn mode(s: &str) -> Result<Mode, String> {
 /// A `decision` or `escalation` record as a [`Recorded`]; `Ok(None)` for
 /// records of every other kind.
 pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
+    decode_record_in(v, None)
+}
+
+/// What reading a record needs from the records before it in its run: the
+/// run's record format and mode, and (format 2) its `process` records.
+/// Every reader of a ledger feeds each record to [`Context::observe`], in
+/// file order, and decodes decisions with [`Context::decode_record`], so
+/// that a format-2 record reads exactly as the format-1 record of the same
+/// event would.
+///
+/// [`Context::observe`] also checks what a record may leave out or refer
+/// to, failing closed: in format 1 nothing may be left out and no `process`
+/// record or reference may appear; in format 2 a reference must name a
+/// `process` record of the same run written before it, ids are unique in
+/// a run, and a member left out must not be present with its default
+/// value (one encoding per record).
+#[derive(Debug, Clone)]
+pub struct Context {
+    format: u64,
+    mode: Option<Mode>,
+    processes: Processes,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            format: 1,
+            mode: None,
+            processes: HashMap::new(),
+        }
+    }
+}
+
+/// Whether an action value names its caller's program by reference.
+fn refers(action: Option<&Value<'_>>) -> bool {
+    matches!(
+        action.and_then(|a| a.get("process")),
+        Some(Value::String(_))
+    )
+}
+
+impl Context {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The record format of the current run (1 before any run header).
+    pub fn format(&self) -> u64 {
+        self.format
+    }
+
+    /// The caller's program a format-2 `process` record of the current run
+    /// gave id `id`.
+    pub fn process(&self, id: u64) -> Option<&ProcessInfo> {
+        self.processes.get(&id)
+    }
+
+    /// Takes in one record (any kind), in file order: a run header starts a
+    /// run's context, a `process` record adds to it. Errors are the rules
+    /// of the run's format a record breaks (see the type's docs).
+    pub fn observe(&mut self, v: &Value<'_>) -> Result<(), String> {
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "run" => {
+                self.format = match v.get("format") {
+                    None => 1,
+                    Some(Value::Number(n)) if *n == 2.0 => 2,
+                    Some(_) => return Err("unknown record format".into()),
+                };
+                self.mode = Some(mode(
+                    v.get("mode").and_then(Value::as_str).unwrap_or(""),
+                )?);
+                self.processes.clear();
+            }
+            "recovery" => {
+                *self = Context::default();
+            }
+            "process" => {
+                if self.format < 2 {
+                    return Err("a `process` record in a run of record format 1".into());
+                }
+                let Value::Object(m) = v else {
+                    return Err("a record must be an object".into());
+                };
+                let id = v
+                    .get("id")
+                    .map(|x| decimal(x, "id"))
+                    .transpose()?
+                    .ok_or("missing `id` in a `process` record")?;
+                let own: Vec<_> = m
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_ref(), "id" | "kind" | "prev" | "seq"))
+                    .cloned()
+                    .collect();
+                let p = decode_process(&Value::Object(own), None)?;
+                if self.processes.insert(id, p).is_some() {
+                    return Err(format!(
+                        "a second `process` record with id {id} in the same run"
+                    ));
+                }
+            }
+            "decision" => self.check_decision(v)?,
+            "escalation" => {
+                if refers(v.get("action")) {
+                    return Err("an escalation's action refers to a `process` record".into());
+                }
+            }
+            "intent" => {
+                let judged = match v.get("judged") {
+                    Some(Value::Array(a)) => a.iter().any(|j| refers(j.get("action"))),
+                    _ => false,
+                };
+                if refers(v.get("action")) || judged {
+                    return Err("an intent's action refers to a `process` record".into());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_decision(&self, v: &Value<'_>) -> Result<(), String> {
+        if refers(v.get("loaded")) {
+            return Err("a decision's `loaded` refers to a `process` record".into());
+        }
+        let action = v.get("action");
+        if self.format < 2 {
+            for k in ["matched", "mode", "outcome", "reason", "stage"] {
+                if v.get(k).is_none() {
+                    return Err(format!("missing `{k}` in a decision of record format 1"));
+                }
+            }
+            if refers(action) {
+                return Err("a decision of record format 1 refers to a `process` record".into());
+            }
+            return Ok(());
+        }
+        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        let default = |k: &str| format!("`{k}` is written with its default value, which record format 2 leaves out");
+        if matches!(v.get("matched"), Some(Value::Array(a)) if a.is_empty()) {
+            return Err(default("matched"));
+        }
+        if let (Some(m), Some(run)) = (text("mode"), self.mode) {
+            if m == run.as_str() {
+                return Err(default("mode"));
+            }
+        }
+        if text("stage") == Some("request") {
+            return Err(default("stage"));
+        }
+        let verdict_s = text("verdict").unwrap_or("");
+        if verdict_s == "allow" && text("outcome") == Some("allowed") {
+            return Err(default("outcome"));
+        }
+        if let (Some(reason), None) = (text("reason"), v.get("rule")) {
+            let kind = action
+                .and_then(|a| a.get("kind"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if reason == default_reason_of(kind, verdict(verdict_s)?, text("note"))? {
+                return Err(default("reason"));
+            }
+        }
+        if let Some(Value::String(id)) = action.and_then(|a| a.get("process")) {
+            if !id.parse::<u64>().is_ok_and(|n| self.processes.contains_key(&n)) {
+                return Err(format!(
+                    "`action.process` refers to process record {id:?}, which its run does not have before it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`decode_record`] for a record of this context's run: what format 2
+    /// left out is put back, references are resolved.
+    pub fn decode_record(&self, v: &Value<'_>) -> Result<Option<Recorded>, String> {
+        decode_record_in(v, Some(self))
+    }
+}
+
+/// [`super::record::default_reason`] from the action's kind name.
+fn default_reason_of(kind: &str, v: Verdict, note: Option<&str>) -> Result<String, String> {
+    use crate::action::ActionKind;
+    let k = match kind {
+        "exec" => ActionKind::Exec,
+        "open" => ActionKind::Open,
+        "connect" => ActionKind::Connect,
+        "tool" => ActionKind::Tool,
+        other => return Err(format!("unknown action kind {other:?}")),
+    };
+    if k == ActionKind::Exec && note.is_some_and(|n| n.starts_with(super::read::CODE_MAP_NOTE)) {
+        return Ok(crate::policy::CODE_MAP_DEFAULT_REASON.to_string());
+    }
+    Ok(crate::policy::default_reason(k, v))
+}
+
+fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recorded>, String> {
     let kind = v
         .get("kind")
         .and_then(Value::as_str)
@@ -454,8 +685,19 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
     let time_ns = decimal128(f.req("time")?, "time")?;
     let pid = int(f.req("pid")?, "pid")?;
     let ppid = int(f.req("ppid")?, "ppid")?;
-    let action = decode_action(f.req("action")?)?;
-    let reason = string(f.req("reason")?, "reason")?.to_string();
+    // Format 2 (a context of a format-2 run): members left out take their
+    // defaults (`record::DecisionDefaults`), `"process":"ID"` is resolved.
+    let ctx = ctx.filter(|c| c.format >= 2);
+    let procs = match record {
+        RecordKind::Decision => ctx.map(|c| &c.processes),
+        RecordKind::Escalation => None,
+    };
+    let action = decode_action_in(f.req("action")?, procs)?;
+    let reason = match (f.opt("reason"), ctx, record) {
+        (Some(r), _, _) => Some(string(r, "reason")?.to_string()),
+        (None, Some(_), RecordKind::Decision) => None,
+        (None, _, _) => return Err("missing `reason` in `record`".into()),
+    };
     let r = match record {
         RecordKind::Decision => {
             let identity = match f.opt("identity") {
@@ -472,17 +714,51 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                     Some(FileIdentity { dev, ino, sha256 })
                 }
             };
-            let matched = match f.req("matched")? {
-                Value::Array(a) => a
+            let omitted = |k: &str| match ctx {
+                Some(_) => Ok(()),
+                None => Err(format!("missing `{k}` in `record`")),
+            };
+            let matched = match f.opt("matched") {
+                Some(Value::Array(a)) => a
                     .iter()
                     .map(|x| string(x, "matched").map(str::to_string))
                     .collect::<Result<_, _>>()?,
-                _ => return Err("`matched` must be an array of strings".into()),
+                Some(_) => return Err("`matched` must be an array of strings".into()),
+                None => omitted("matched").map(|_| Vec::new())?,
             };
-            let stage = match string(f.req("stage")?, "stage")? {
-                "request" => Stage::Request,
-                "confirm" => Stage::Confirm,
-                other => return Err(format!("unknown stage {other:?}")),
+            let stage = match f.opt("stage") {
+                Some(x) => match string(x, "stage")? {
+                    "request" => Stage::Request,
+                    "confirm" => Stage::Confirm,
+                    other => return Err(format!("unknown stage {other:?}")),
+                },
+                None => omitted("stage").map(|_| Stage::Request)?,
+            };
+            let verdict = verdict(string(f.req("verdict")?, "verdict")?)?;
+            let outcome = match f.opt("outcome") {
+                Some(x) => outcome(string(x, "outcome")?)?,
+                None if verdict == Verdict::Allow => omitted("outcome").map(|_| Outcome::Allowed)?,
+                None => return Err("missing `outcome` in `record`".into()),
+            };
+            let mode = match (f.opt("mode"), ctx.and_then(|c| c.mode)) {
+                (Some(x), _) => mode(string(x, "mode")?)?,
+                (None, Some(run)) => run,
+                (None, None) => return Err("missing `mode` in `record`".into()),
+            };
+            let rule = f
+                .opt("rule")
+                .map(|x| string(x, "rule").map(str::to_string))
+                .transpose()?;
+            let note = f
+                .opt("note")
+                .map(|x| string(x, "note").map(str::to_string))
+                .transpose()?;
+            let reason = match (reason, &rule) {
+                (Some(r), _) => r,
+                (None, None) => {
+                    super::record::default_reason(&action, verdict, note.as_deref())
+                }
+                (None, Some(_)) => return Err("missing `reason` in `record`".into()),
             };
             let loaded = f.opt("loaded").map(decode_action).transpose()?;
             if loaded
@@ -499,21 +775,15 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 ppid,
                 action,
                 loaded,
-                verdict: verdict(string(f.req("verdict")?, "verdict")?)?,
-                outcome: Some(outcome(string(f.req("outcome")?, "outcome")?)?),
+                verdict,
+                outcome: Some(outcome),
                 stage: Some(stage),
-                rule: f
-                    .opt("rule")
-                    .map(|x| string(x, "rule").map(str::to_string))
-                    .transpose()?,
+                rule,
                 matched,
                 reason,
-                mode: Some(mode(string(f.req("mode")?, "mode")?)?),
+                mode: Some(mode),
                 identity,
-                note: f
-                    .opt("note")
-                    .map(|x| string(x, "note").map(str::to_string))
-                    .transpose()?,
+                note,
                 syscall: None,
                 request: None,
             }
@@ -533,7 +803,7 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 stage: None,
                 rule: Some(string(f.req("rule")?, "rule")?.to_string()),
                 matched: Vec::new(),
-                reason,
+                reason: reason.unwrap_or_default(),
                 mode: None,
                 identity: None,
                 note: None,
