@@ -406,9 +406,9 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
             }
             let p = path(f.req("path")?, "action.path")?;
             let process = f
-        .opt("process")
-        .map(|p| decode_process(p, procs))
-        .transpose()?;
+                .opt("process")
+                .map(|p| decode_process(p, procs))
+                .transpose()?;
             f.done()?;
             Action::Open(OpenAction {
                 path: p,
@@ -541,9 +541,7 @@ impl Context {
                     Some(Value::Number(n)) if *n == 2.0 => 2,
                     Some(_) => return Err("unknown record format".into()),
                 };
-                self.mode = Some(mode(
-                    v.get("mode").and_then(Value::as_str).unwrap_or(""),
-                )?);
+                self.mode = Some(mode(v.get("mode").and_then(Value::as_str).unwrap_or(""))?);
                 self.processes.clear();
             }
             "recovery" => {
@@ -610,7 +608,9 @@ impl Context {
             return Ok(());
         }
         let text = |k: &str| v.get(k).and_then(Value::as_str);
-        let default = |k: &str| format!("`{k}` is written with its default value, which record format 2 leaves out");
+        let default = |k: &str| {
+            format!("`{k}` is written with its default value, which record format 2 leaves out")
+        };
         if matches!(v.get("matched"), Some(Value::Array(a)) if a.is_empty()) {
             return Err(default("matched"));
         }
@@ -636,7 +636,10 @@ impl Context {
             }
         }
         if let Some(Value::String(id)) = action.and_then(|a| a.get("process")) {
-            if !id.parse::<u64>().is_ok_and(|n| self.processes.contains_key(&n)) {
+            if !id
+                .parse::<u64>()
+                .is_ok_and(|n| self.processes.contains_key(&n))
+            {
                 return Err(format!(
                     "`action.process` refers to process record {id:?}, which its run does not have before it"
                 ));
@@ -737,7 +740,9 @@ fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recor
             let verdict = verdict(string(f.req("verdict")?, "verdict")?)?;
             let outcome = match f.opt("outcome") {
                 Some(x) => outcome(string(x, "outcome")?)?,
-                None if verdict == Verdict::Allow => omitted("outcome").map(|_| Outcome::Allowed)?,
+                None if verdict == Verdict::Allow => {
+                    omitted("outcome").map(|_| Outcome::Allowed)?
+                }
                 None => return Err("missing `outcome` in `record`".into()),
             };
             let mode = match (f.opt("mode"), ctx.and_then(|c| c.mode)) {
@@ -755,9 +760,7 @@ fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recor
                 .transpose()?;
             let reason = match (reason, &rule) {
                 (Some(r), _) => r,
-                (None, None) => {
-                    super::record::default_reason(&action, verdict, note.as_deref())
-                }
+                (None, None) => super::record::default_reason(&action, verdict, note.as_deref()),
                 (None, Some(_)) => return Err("missing `reason` in `record`".into()),
             };
             let loaded = f.opt("loaded").map(decode_action).transpose()?;
@@ -825,6 +828,7 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
     for k in [
         "kind",
         "prev",
+        "format",
         "host_key",
         "host_fingerprint",
         "epoch_key",
@@ -1140,12 +1144,14 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut got = Vec::new();
         let mut runs = Vec::new();
+        let mut ctx = Context::new();
         for line in text.lines() {
             let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
             if let Some(r) = decode_run(&v).unwrap() {
                 runs.push(r);
             }
-            if let Some(r) = decode_record(&v).unwrap() {
+            if let Some(r) = ctx.decode_record(&v).unwrap() {
                 got.push(r);
             }
         }
@@ -1193,6 +1199,426 @@ mod tests {
         assert_eq!(e.rule.as_deref(), Some("ask"));
         assert_eq!(e.syscall.as_deref(), Some("openat"));
         assert_eq!(e.request, Some(7));
+    }
+
+    /// The same events written in record format 1 and in format 2: every
+    /// decision and escalation reads back identical (but for its `seq`,
+    /// format 2 having `process` records in between), and both verify.
+    fn write_both(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        use crate::action::{ConnectAction, NetFamily, NetOp, NetTarget, Protocol};
+        use crate::ledger::{
+            DecisionEntry, EscalationEntry, HostKey, LedgerWriter, LockMode, RunEnd, RunHeader,
+            SyncPolicy, WriterOptions,
+        };
+        let other = ProcessInfo {
+            program: "/usr/bin/sh".into(),
+            sha256: None,
+            file: None,
+            injected: None,
+        };
+        let open_by = |p: Option<ProcessInfo>, cwd: &str| {
+            Action::Open(OpenAction {
+                path: "/etc/hosts".into(),
+                access: Access::READ,
+                cwd: cwd.into(),
+                process: p,
+                op: FileOp::Open,
+                detail: None,
+            })
+        };
+        let connect = Action::Connect(ConnectAction {
+            op: NetOp::Connect,
+            protocol: Protocol::Tcp,
+            target: NetTarget::Ip {
+                family: NetFamily::Inet,
+                addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                port: 443,
+            },
+            names: vec!["a.example".into()],
+            process: Some(process()),
+        });
+        let exec = Action::Exec(ExecAction {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/w".into(),
+            sha256: Some([5; 32]),
+        });
+        let actions = [
+            open_by(Some(process()), "/w"),
+            open_by(Some(process()), "/w"),
+            open_by(Some(other.clone()), "/w"),
+            open_by(None, "/"),
+            open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE),
+            connect,
+            exec,
+        ];
+        let default = |a: &Action, v: Verdict| crate::policy::default_reason(a.kind(), v);
+        let mut out = Vec::new();
+        for format in [1, 2] {
+            let path = dir.join(format!("f{format}.jsonl"));
+            let key = HostKey::from_signing_key(
+                "lexecon",
+                ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]),
+            )
+            .unwrap();
+            let opts = WriterOptions {
+                checkpoint_every: 5,
+                checkpoint_interval: std::time::Duration::from_secs(3600),
+                sync: SyncPolicy::Never,
+                lock: LockMode::Fail,
+            };
+            let mut w = LedgerWriter::open(&path, key, opts)
+                .unwrap()
+                .with_format(format)
+                .unwrap();
+            // Two runs: ids and the process table start again in each.
+            for (run, mode) in [Mode::Enforce, Mode::Observe].into_iter().enumerate() {
+                w.begin_run(RunHeader {
+                    command: vec!["agent".into()],
+                    cwd: "/w".into(),
+                    workspace: None,
+                    policy_sha256: [9; 32],
+                    policy_path: None,
+                    mode,
+                    ci: BTreeMap::new(),
+                    vars: None,
+                    policy_layers: Vec::new(),
+                })
+                .unwrap();
+                let mut t = 1_000u128 * (run as u128 + 1);
+                for a in &actions {
+                    for (i, (stage, verdict, outcome, rule, matched, reason, dmode, note)) in [
+                        // Every default at once.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Allow),
+                            mode,
+                            None,
+                        ),
+                        // None of them.
+                        (
+                            Stage::Confirm,
+                            Verdict::Block,
+                            Outcome::Refused,
+                            Some("r"),
+                            vec!["r".to_string()],
+                            "custom".to_string(),
+                            Mode::Observe,
+                            None,
+                        ),
+                        (
+                            Stage::Request,
+                            Verdict::Block,
+                            Outcome::Killed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Block),
+                            Mode::Enforce,
+                            None,
+                        ),
+                        // The default reason of another verdict is not the default.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Block),
+                            mode,
+                            None,
+                        ),
+                        (
+                            Stage::Request,
+                            Verdict::Escalate,
+                            Outcome::Allowed,
+                            Some("ask"),
+                            vec!["ask".into(), "x".into()],
+                            "a human said yes".into(),
+                            mode,
+                            Some("allowed by request 1".to_string()),
+                        ),
+                        // A code mapping's own default reason.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            crate::policy::CODE_MAP_DEFAULT_REASON.to_string(),
+                            mode,
+                            Some(format!("{} (mmap)", crate::ledger::read::CODE_MAP_NOTE)),
+                        ),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        t += 1;
+                        let d = DecisionEntry {
+                            pid: 10 + i as i32,
+                            ppid: 9,
+                            action: a,
+                            loaded: None,
+                            stage,
+                            verdict,
+                            outcome,
+                            rule: rule.map(str::to_string),
+                            matched,
+                            reason,
+                            mode: dmode,
+                            identity: Some(FileIdentity {
+                                dev: 1,
+                                ino: 2,
+                                sha256: None,
+                            }),
+                            note,
+                        };
+                        w.append_decision_at(&d, t).unwrap();
+                    }
+                }
+                let esc = w
+                    .append_escalation(&EscalationEntry {
+                        request: 7,
+                        pid: 11,
+                        ppid: 10,
+                        syscall: "openat",
+                        action: &actions[0],
+                        rule: "ask",
+                        reason: "a human decides",
+                        deadline_ns: 1,
+                    })
+                    .unwrap();
+                w.append_resolution(&crate::ledger::ResolutionEntry {
+                    request: 7,
+                    escalation: esc.0,
+                    outcome: Outcome::Refused,
+                    by: "timeout",
+                    peer: None,
+                    scope: "once",
+                    receipt: None,
+                })
+                .unwrap();
+                w.end_run(RunEnd::default()).unwrap();
+            }
+            out.push(path);
+        }
+        (out.remove(0), out.remove(0))
+    }
+
+    fn read_all(path: &std::path::Path) -> Vec<Recorded> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut ctx = Context::new();
+        let mut got = Vec::new();
+        for line in text.lines() {
+            let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
+            if let Some(mut r) = ctx.decode_record(&v).unwrap() {
+                r.seq = 0;
+                if r.record == RecordKind::Escalation {
+                    // Written at the time it is written.
+                    r.time_ns = 0;
+                }
+                got.push(r);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn format_2_reads_back_exactly_as_format_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f1, f2) = write_both(dir.path());
+        let (r1, r2) = (read_all(&f1), read_all(&f2));
+        assert_eq!(r1.len(), 2 * (7 * 6 + 1));
+        assert_eq!(r1, r2);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]).verifying_key();
+        for f in [&f1, &f2] {
+            let report = crate::ledger::verify_file(f, Some(&key)).unwrap();
+            assert!(report.is_valid(), "{}: {:?}", f.display(), report.problems);
+        }
+        let t1 = std::fs::read_to_string(&f1).unwrap();
+        let t2 = std::fs::read_to_string(&f2).unwrap();
+        // Format 1 has no process records and no header `format`.
+        assert!(!t1.contains(r#""kind":"process""#) && !t1.contains(r#""format""#));
+        // Format 2: one process record per program per run (two programs
+        // of opens and connects, two runs), and smaller.
+        assert_eq!(t2.matches(r#""kind":"process""#).count(), 4);
+        assert!(t2.len() * 10 < t1.len() * 9, "{} vs {}", t2.len(), t1.len());
+        // The stateless decoder reads format 1 only: a reference needs its run.
+        let line = t2.lines().find(|l| l.contains(r#""process":"1""#)).unwrap();
+        assert!(decode_line(line).is_err());
+    }
+
+    /// Breaks the rules of format 2 in a line of `text` and returns the first
+    /// error the context finds reading the result.
+    fn context_error(text: &str, from: &str, to: &str, nth: usize) -> Option<String> {
+        let mut ctx = Context::new();
+        let mut seen = 0;
+        for line in text.lines() {
+            let line = if line.contains(from) {
+                seen += 1;
+                if seen == nth {
+                    line.replacen(from, to, 1)
+                } else {
+                    line.to_string()
+                }
+            } else {
+                line.to_string()
+            };
+            let v = jcs::parse(&line, jcs::Mode::Lenient).unwrap();
+            if let Err(e) = crate::ledger::record::parse(&v) {
+                return Some(e);
+            }
+            if let Err(e) = ctx
+                .observe(&v)
+                .and_then(|_| ctx.decode_record(&v).map(|_| ()))
+            {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn format_2_rules_fail_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f1, f2) = write_both(dir.path());
+        let t1 = std::fs::read_to_string(&f1).unwrap();
+        let t2 = std::fs::read_to_string(&f2).unwrap();
+        assert_eq!(context_error(&t2, "@", "@", 1), None);
+        assert_eq!(context_error(&t1, "@", "@", 1), None);
+        let bad = |text: &str, from: &str, to: &str, nth: usize, want: &str| {
+            let e = context_error(text, from, to, nth)
+                .unwrap_or_else(|| panic!("{from} -> {to} (#{nth}) was accepted"));
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        };
+        // A dangling reference; a forward one (the id of a later record).
+        bad(
+            &t2,
+            r#""process":"1""#,
+            r#""process":"9""#,
+            1,
+            "does not have before it",
+        );
+        bad(
+            &t2,
+            r#""process":"1""#,
+            r#""process":"2""#,
+            1,
+            "does not have before it",
+        );
+        // A duplicate id.
+        bad(
+            &t2,
+            r#""id":"2""#,
+            r#""id":"1""#,
+            1,
+            "a second `process` record",
+        );
+        // A reference across runs: the second run's first reference, after
+        // its own process record was renumbered.
+        bad(
+            &t2,
+            r#""id":"1""#,
+            r#""id":"3""#,
+            2,
+            "does not have before it",
+        );
+        // References and process records have no place in format 1.
+        bad(&t2, r#","format":2"#, "", 1, "record format 1");
+        // Nor references outside a decision's action.
+        let esc = t2
+            .lines()
+            .find(|l| l.contains(r#""kind":"escalation""#))
+            .unwrap();
+        let at = esc.find(r#""process":{"#).unwrap();
+        let end = at + esc[at..].find('}').unwrap() + 1;
+        let forged = format!(r#"{}"process":"1"{}"#, &esc[..at], &esc[end..]);
+        let mut ctx = Context::new();
+        for l in t2.lines().take_while(|l| *l != esc) {
+            ctx.observe(&jcs::parse(l, jcs::Mode::Strict).unwrap())
+                .unwrap();
+        }
+        let v = jcs::parse(&forged, jcs::Mode::Strict).unwrap();
+        assert!(crate::ledger::record::parse(&v).is_ok());
+        let e = ctx.observe(&v).unwrap_err();
+        assert!(e.contains("refers to a `process` record"), "{e}");
+        // Members left out only where their default is meant: a rule's
+        // reason may not be (the decision would read as the default's).
+        bad(
+            &t2,
+            r#""reason":"custom","#,
+            "",
+            1,
+            "missing field `reason`",
+        );
+        // A default value written out is a second encoding of the record.
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""matched":[],"pid":10,"#,
+            1,
+            "`matched` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""mode":"enforce","pid":10,"#,
+            1,
+            "`mode` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""seq":"#,
+            r#""stage":"request","seq":"#,
+            4,
+            "`stage` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""outcome":"allowed","pid":10,"#,
+            1,
+            "`outcome` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""pid":10,"reason":"no rule matched; the default for open is allow","#,
+            1,
+            "`reason` is written with its default",
+        );
+        // Format 1 may leave nothing out.
+        bad(&t1, r#""matched":[],"#, "", 1, "missing `matched`");
+        // A block may not leave its outcome out.
+        bad(
+            &t2,
+            r#""outcome":"killed","#,
+            "",
+            1,
+            "missing field `outcome`",
+        );
+        // A decision whose rule was removed with its custom reason reads as
+        // the default, not as that rule's: `verify --policy` re-derives it.
+        let line = t2
+            .lines()
+            .find(|l| l.contains(r#""reason":"custom""#))
+            .unwrap();
+        let forged = line
+            .replacen(r#""reason":"custom","rule":"r","#, "", 1)
+            .replacen(r#""matched":["r"],"#, "", 1);
+        let v = jcs::parse(&forged, jcs::Mode::Lenient).unwrap();
+        let mut ctx = Context::new();
+        for l in t2.lines().take_while(|l| *l != line) {
+            ctx.observe(&jcs::parse(l, jcs::Mode::Strict).unwrap())
+                .unwrap();
+        }
+        let r = ctx.decode_record(&v).unwrap().unwrap();
+        assert_eq!(r.rule, None);
+        assert_ne!(r.reason, "custom");
     }
 
     #[test]

@@ -376,7 +376,11 @@ fn entry(
         )),
         record::Body::Process { id } => Item::Process {
             id,
-            process: Box::new(ctx.process(id).ok_or("a process record not taken in")?.clone()),
+            process: Box::new(
+                ctx.process(id)
+                    .ok_or("a process record not taken in")?
+                    .clone(),
+            ),
         },
         record::Body::Refusal => Item::Refusal {
             pid: int(&v, "pid")? as i32,

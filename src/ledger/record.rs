@@ -2013,7 +2013,11 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             let outcome = match (outcome, verdict) {
                 (Some(o), _) => o,
                 (None, Verdict::Allow) => Outcome::Allowed,
-                (None, _) => return Err("missing field `outcome` (only an allow verdict may leave it out)".into()),
+                (None, _) => {
+                    return Err(
+                        "missing field `outcome` (only an allow verdict may leave it out)".into(),
+                    )
+                }
             };
             Body::Decision {
                 verdict,

@@ -1041,35 +1041,31 @@ impl Verifier {
             | Body::Dns
             | Body::Intent { .. }
             | Body::Limit { .. }
-            | Body::Process { .. } => {
-                match self.unit.as_ref() {
-                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
-                        if p.kind == Kind::Refusal {
-                            if let Some(r) =
-                                self.report.run_list.last_mut().filter(|r| r.id == u.id)
-                            {
-                                r.refusals += 1;
-                            }
+            | Body::Process { .. } => match self.unit.as_ref() {
+                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                    if p.kind == Kind::Refusal {
+                        if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
+                            r.refusals += 1;
                         }
                     }
-                    Some(u) if u.end_line.is_some() => {
-                        let l = u.end_line.unwrap_or(0);
-                        self.bad(
-                            seq,
-                            Check::Run,
-                            format!(
-                                "a {} record after the run's end record (line {l})",
-                                p.kind.as_str()
-                            ),
-                        )
-                    }
-                    _ => self.bad(
+                }
+                Some(u) if u.end_line.is_some() => {
+                    let l = u.end_line.unwrap_or(0);
+                    self.bad(
                         seq,
                         Check::Run,
-                        format!("a {} record outside any run", p.kind.as_str()),
-                    ),
+                        format!(
+                            "a {} record after the run's end record (line {l})",
+                            p.kind.as_str()
+                        ),
+                    )
                 }
-            }
+                _ => self.bad(
+                    seq,
+                    Check::Run,
+                    format!("a {} record outside any run", p.kind.as_str()),
+                ),
+            },
             Body::Escalation { request } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => u
