@@ -1851,7 +1851,12 @@ fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
         injected: None,
     }));
     let unknown = by(None);
-    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    // Format 1 keeps the caller's program in the decision (format 2 moves
+    // it to a `process` record: `format_2_reads_back_exactly_as_format_1`).
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4))
+        .expect("open")
+        .with_format(1)
+        .expect("format 1");
     w.begin_run(header()).expect("begin");
     for a in [&full, &bare, &unknown] {
         w.append_decision(&decision(a, Verdict::Allow))

@@ -478,6 +478,16 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(p, format!("{}\n", proved.record))
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
+    if let Ok(v) = crate::ledger::jcs::parse(&proved.record, crate::ledger::jcs::Mode::Strict) {
+        if let Some(crate::ledger::jcs::Value::String(id)) =
+            v.get("action").and_then(|a| a.get("process"))
+        {
+            eprintln!(
+                "lexecon: warning: record {seq} names its caller's program by process record {} of its run; a proof that carries that record too is not implemented: prove the process record as well (`lexecon ledger show --json` gives its seq)",
+                crate::escape::text(id)
+            );
+        }
+    }
     if !proved.host_signed {
         eprintln!(
             "lexecon: warning: checkpoint seq {} is signed only by an epoch key; `verify-proof` with the host key needs the run's first or final checkpoint",

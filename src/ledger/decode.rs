@@ -648,6 +648,43 @@ impl Context {
         Ok(())
     }
 
+    /// A format-2 decision record of this context's run written out as
+    /// format 1 writes the same event: every member present, the caller's
+    /// program in full (`seq`, `prev` and `time` as in the record; the line
+    /// is not in the chain). `Ok(None)` for every other record, which reads
+    /// the same in both formats, and for decisions of format-1 runs. For
+    /// tools that read records as plain JSON.
+    pub fn expanded(&self, v: &Value<'_>) -> Result<Option<String>, String> {
+        if self.format < 2 || v.get("kind").and_then(Value::as_str) != Some("decision") {
+            return Ok(None);
+        }
+        let Some(r) = self.decode_record(v)? else {
+            return Ok(None);
+        };
+        let prev = v.get("prev").map(|p| hash(p, "prev")).transpose()?;
+        let (Some(stage), Some(outcome), Some(mode)) = (r.stage, r.outcome, r.mode) else {
+            return Err("a decision without its stage, outcome or mode".into());
+        };
+        let d = super::record::DecisionEntry {
+            pid: r.pid,
+            ppid: r.ppid,
+            action: &r.action,
+            loaded: r.loaded.as_ref(),
+            stage,
+            verdict: r.verdict,
+            outcome,
+            rule: r.rule.clone(),
+            matched: r.matched.clone(),
+            reason: r.reason.clone(),
+            mode,
+            identity: r.identity,
+            note: r.note.clone(),
+        };
+        let mut out = String::new();
+        super::record::encode_decision(r.seq, prev.as_ref(), r.time_ns, &d, None, &mut out)?;
+        Ok(Some(out))
+    }
+
     /// [`decode_record`] for a record of this context's run: what format 2
     /// left out is put back, references are resolved.
     pub fn decode_record(&self, v: &Value<'_>) -> Result<Option<Recorded>, String> {
@@ -1447,6 +1484,31 @@ mod tests {
         // of opens and connects, two runs), and smaller.
         assert_eq!(t2.matches(r#""kind":"process""#).count(), 4);
         assert!(t2.len() * 10 < t1.len() * 9, "{} vs {}", t2.len(), t1.len());
+        // Written out as format 1, a format-2 decision is the format-1 line
+        // of the same event (but for `seq` and `prev`).
+        let strip = |l: &str| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut o = v.as_object().unwrap().clone();
+            o.remove("seq");
+            o.remove("prev");
+            o
+        };
+        let mut ctx = Context::new();
+        let mut expanded = Vec::new();
+        for line in t2.lines() {
+            let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
+            if let Some(l) = ctx.expanded(&v).unwrap() {
+                expanded.push(strip(&l));
+            }
+        }
+        let originals: Vec<_> = t1
+            .lines()
+            .filter(|l| l.contains(r#""kind":"decision""#))
+            .map(strip)
+            .collect();
+        assert_eq!(expanded.len(), 2 * 7 * 6);
+        assert_eq!(expanded, originals);
         // The stateless decoder reads format 1 only: a reference needs its run.
         let line = t2.lines().find(|l| l.contains(r#""process":"1""#)).unwrap();
         assert!(decode_line(line).is_err());
