@@ -376,15 +376,22 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
         }
         "open" => {
             let mut access = Access::empty();
-            match f.req("access")? {
-                Value::Array(a) => {
+            let listed = match (f.opt("access"), procs) {
+                (Some(v), _) => Some(v),
+                // A format-2 decision's plain open of `["read"]`.
+                (None, Some(_)) => None,
+                (None, None) => return Err("missing `access` in `action`".into()),
+            };
+            match listed {
+                Some(Value::Array(a)) => {
                     for x in a {
                         let n = string(x, "action.access")?;
                         access |= Access::from_name(n)
                             .ok_or_else(|| format!("unknown access {n:?} in `action.access`"))?;
                     }
                 }
-                _ => return Err("`action.access` must be an array of access names".into()),
+                Some(_) => return Err("`action.access` must be an array of access names".into()),
+                None => access = Access::READ,
             }
             let cwd = path(f.req("cwd")?, "action.cwd")?;
             // Absent in ledgers written before operations were recorded:
@@ -397,6 +404,9 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
                         .ok_or_else(|| format!("unknown operation {n:?} in `action.op`"))?
                 }
             };
+            if listed.is_none() && op != FileOp::Open {
+                return Err("missing `access` in `action`".into());
+            }
             let detail = f.opt("detail").map(|d| decode_detail(op, d)).transpose()?;
             if detail.is_none() && matches!(op, FileOp::Chmod | FileOp::Chown | FileOp::Symlink) {
                 return Err(format!(
@@ -505,12 +515,15 @@ impl Default for Context {
     }
 }
 
-/// Whether an action value names its caller's program by reference.
+/// Whether an action value names its caller's program by reference, or
+/// leaves out an open's `access`: forms only a format-2 decision's own
+/// action may take.
 fn refers(action: Option<&Value<'_>>) -> bool {
-    matches!(
-        action.and_then(|a| a.get("process")),
-        Some(Value::String(_))
-    )
+    let Some(a) = action else {
+        return false;
+    };
+    matches!(a.get("process"), Some(Value::String(_)))
+        || (a.get("kind").and_then(Value::as_str) == Some("open") && a.get("access").is_none())
 }
 
 impl Context {
@@ -574,7 +587,7 @@ impl Context {
             "decision" => self.check_decision(v)?,
             "escalation" => {
                 if refers(v.get("action")) {
-                    return Err("an escalation's action refers to a `process` record".into());
+                    return Err("an escalation's action refers to a `process` record or leaves out `access`".into());
                 }
             }
             "intent" => {
@@ -583,7 +596,10 @@ impl Context {
                     _ => false,
                 };
                 if refers(v.get("action")) || judged {
-                    return Err("an intent's action refers to a `process` record".into());
+                    return Err(
+                        "an intent's action refers to a `process` record or leaves out `access`"
+                            .into(),
+                    );
                 }
             }
             _ => {}
@@ -593,7 +609,9 @@ impl Context {
 
     fn check_decision(&self, v: &Value<'_>) -> Result<(), String> {
         if refers(v.get("loaded")) {
-            return Err("a decision's `loaded` refers to a `process` record".into());
+            return Err(
+                "a decision's `loaded` refers to a `process` record or leaves out `access`".into(),
+            );
         }
         let action = v.get("action");
         if self.format < 2 {
@@ -603,7 +621,7 @@ impl Context {
                 }
             }
             if refers(action) {
-                return Err("a decision of record format 1 refers to a `process` record".into());
+                return Err("a decision of record format 1 refers to a `process` record or leaves out `access`".into());
             }
             return Ok(());
         }
@@ -611,6 +629,16 @@ impl Context {
         let default = |k: &str| {
             format!("`{k}` is written with its default value, which record format 2 leaves out")
         };
+        if let Some(a) = action.filter(|a| a.get("kind").and_then(Value::as_str) == Some("open")) {
+            let op = a.get("op").and_then(Value::as_str);
+            if op == Some("open") {
+                return Err(default("action.op"));
+            }
+            let read_only = matches!(a.get("access"), Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
+            if op.is_none() && read_only {
+                return Err(default("action.access"));
+            }
+        }
         if matches!(v.get("matched"), Some(Value::Array(a)) if a.is_empty()) {
             return Err(default("matched"));
         }
@@ -1652,6 +1680,20 @@ mod tests {
             r#""pid":10,"reason":"no rule matched; the default for open is allow","#,
             1,
             "`reason` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""kind":"open","path""#,
+            r#""kind":"open","op":"open","path""#,
+            1,
+            "`action.op` is written with its default",
+        );
+        bad(
+            &t2,
+            r#"{"action":{"cwd""#,
+            r#"{"action":{"access":["read"],"cwd""#,
+            1,
+            "`action.access` is written with its default",
         );
         // Format 1 may leave nothing out.
         bad(&t1, r#""matched":[],"#, "", 1, "missing `matched`");

@@ -546,12 +546,14 @@ fn encode_process(p: &crate::action::ProcessInfo) -> Value<'_> {
 }
 
 pub(crate) fn encode_action(action: &Action) -> Members<'_> {
-    encode_action_with(action, None)
+    encode_action_with(action, None, false)
 }
 
 /// [`encode_action`], with the caller's program of an open or connect
-/// action given by the id of its run's `process` record (format 2).
-fn encode_action_with(action: &Action, process: Option<u64>) -> Members<'_> {
+/// action given by the id of its run's `process` record, and (`compact`:
+/// the action of a format-2 decision) a plain open's `op` (`open`) and its
+/// `access` when it is `["read"]` left out.
+fn encode_action_with(action: &Action, process: Option<u64>, compact: bool) -> Members<'_> {
     fn caller(p: &crate::action::ProcessInfo, process: Option<u64>) -> Value<'_> {
         match process {
             Some(id) => u64s(id),
@@ -576,18 +578,24 @@ fn encode_action_with(action: &Action, process: Option<u64>) -> Members<'_> {
         }
         Action::Open(o) => {
             let mut a = Vec::with_capacity(7);
-            put(
-                &mut a,
-                "access",
-                Value::Array(o.access.names().into_iter().map(s).collect()),
-            );
+            let plain = compact && o.op == crate::action::FileOp::Open;
+            if !(plain && o.access == crate::action::Access::READ) {
+                put(
+                    &mut a,
+                    "access",
+                    Value::Array(o.access.names().into_iter().map(s).collect()),
+                );
+            }
             put(&mut a, "cwd", os(o.cwd.as_os_str()));
             if let Some(d) = &o.detail {
                 put(&mut a, "detail", Value::Object(encode_detail(d)));
             }
             put(&mut a, "kind", s("open"));
-            // Absent in ledgers written before operations were recorded.
-            put(&mut a, "op", s(o.op.as_str()));
+            // Absent in ledgers written before operations were recorded,
+            // and for a plain open in format 2.
+            if !plain {
+                put(&mut a, "op", s(o.op.as_str()));
+            }
             put(&mut a, "path", os(o.path.as_os_str()));
             if let Some(p) = &o.process {
                 // The caller's program as confirmed at its exec (optional:
@@ -760,7 +768,7 @@ pub(crate) fn encode_decision(
     out: &mut String,
 ) -> Result<(), String> {
     // Members are pushed in canonical key order, so encoding needs no sort.
-    let action = encode_action_with(d.action, compact.and_then(|c| c.process));
+    let action = encode_action_with(d.action, compact.and_then(|c| c.process), compact.is_some());
     let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
     if let Some(id) = &d.identity {
@@ -1621,8 +1629,11 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
         }
         "open" => {
             f.bytes("path")?;
-            match f.req("access")? {
-                Value::Array(a)
+            // Absent only for a plain read in a format-2 decision, which
+            // `decode::Context` checks.
+            match f.opt("access") {
+                None => {}
+                Some(Value::Array(a))
                     if a.iter().all(|x| {
                         x.as_str()
                             .is_some_and(|n| crate::action::Access::from_name(n).is_some())
