@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::ledger::keys::{self, PublicKey};
-use crate::ledger::proof::{self, Proof};
+use crate::ledger::proof::{self, Proof, ProofCheck};
 use crate::ledger::verify::{self, KeySource, Report, Severity, Status};
 use crate::ledger::{self as lg, LedgerError};
 
@@ -478,16 +478,6 @@ pub fn prove(args: ProveArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(p, format!("{}\n", proved.record))
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
-    if let Ok(v) = crate::ledger::jcs::parse(&proved.record, crate::ledger::jcs::Mode::Strict) {
-        if let Some(crate::ledger::jcs::Value::String(id)) =
-            v.get("action").and_then(|a| a.get("process"))
-        {
-            eprintln!(
-                "lexecon: warning: record {seq} names its caller's program by process record {} of its run; a proof that carries that record too is not implemented: prove the process record as well (`lexecon ledger show --json` gives its seq)",
-                crate::escape::text(id)
-            );
-        }
-    }
     if !proved.host_signed {
         eprintln!(
             "lexecon: warning: checkpoint seq {} is signed only by an epoch key; `verify-proof` with the host key needs the run's first or final checkpoint",
@@ -522,6 +512,23 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
             }),
             Err(e) => serde_json::json!({"status": "INVALID", "error": e.to_string()}),
         };
+        let v = match (v, &result) {
+            (
+                mut v,
+                Ok(ProofCheck {
+                    process: Some((seq, p)),
+                    ..
+                }),
+            ) => {
+                v["process"] = serde_json::json!({
+                    "seq": seq.to_string(),
+                    "program": super::reader::bytes_json(std::os::unix::ffi::OsStrExt::as_bytes(p.program.as_os_str())),
+                    "sha256": p.sha256.map(hex::encode),
+                });
+                v
+            }
+            (v, _) => v,
+        };
         println!("{v}");
         return Ok(ExitCode::from(u8::from(result.is_err())));
     }
@@ -536,6 +543,15 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
                 c.origin,
                 key.fingerprint()
             );
+            if let Some((seq, p)) = &c.process {
+                println!(
+                    "Caller's program (process record seq {seq}, also included): {}{}",
+                    crate::escape::path(&p.program),
+                    p.sha256
+                        .map(|h| format!(" sha256 {}", hex::encode(h)))
+                        .unwrap_or_default()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -584,7 +584,7 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
 
 /// Bytes as JSON the way the ledger stores them: a string when UTF-8, else
 /// `{"b64": …}`.
-fn bytes_json(b: &[u8]) -> Json {
+pub(super) fn bytes_json(b: &[u8]) -> Json {
     match std::str::from_utf8(b) {
         Ok(s) => Json::String(s.to_string()),
         Err(_) => {

@@ -531,6 +531,16 @@ impl Context {
         Self::default()
     }
 
+    /// A context of a format-2 run of which nothing else is known: for
+    /// reading a `process` record on its own (an inclusion proof's).
+    pub fn for_process_records() -> Self {
+        Context {
+            format: 2,
+            mode: None,
+            processes: HashMap::new(),
+        }
+    }
+
     /// The record format of the current run (1 before any run header).
     pub fn format(&self) -> u64 {
         self.format

@@ -1328,6 +1328,16 @@ pub struct Parsed {
     pub body: Body,
 }
 
+impl Parsed {
+    /// The id of a `process` record.
+    pub fn body_process_id(&self) -> Option<u64> {
+        match self.body {
+            Body::Process { id } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 struct Fields<'v, 'a> {
     members: &'v [(Cow<'a, str>, Value<'a>)],
     used: usize,
