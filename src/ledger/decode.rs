@@ -184,9 +184,29 @@ impl<'v, 'a> Members<'v, 'a> {
     }
 }
 
+/// A format-2 `process` record: the caller's program, and the working
+/// directory of the opens that name it (absent for a record first named by
+/// a connect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Caller {
+    info: ProcessInfo,
+    cwd: Option<PathBuf>,
+}
+
 /// The run's `process` records by id (format 2), for resolving
 /// `"process":"ID"`; `None` where no reference may stand.
-type Processes = HashMap<u64, ProcessInfo>;
+type Processes = HashMap<u64, Caller>;
+
+/// The record a format-2 reference names.
+fn caller<'p>(v: &Value<'_>, procs: &'p Processes) -> Result<&'p Caller, String> {
+    let id = v.as_str().unwrap_or("");
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| procs.get(&n))
+        .ok_or_else(|| {
+            format!("`action.process` refers to process record {id:?}, which its run does not have before it")
+        })
+}
 
 fn decode_process(v: &Value<'_>, procs: Option<&Processes>) -> Result<ProcessInfo, String> {
     if let Value::String(id) = v {
@@ -195,14 +215,7 @@ fn decode_process(v: &Value<'_>, procs: Option<&Processes>) -> Result<ProcessInf
                 "`action.process` refers to process record {id:?} where only a decision of a format-2 run may refer to one"
             ));
         };
-        return id
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| procs.get(&n))
-            .cloned()
-            .ok_or_else(|| {
-                format!("`action.process` refers to process record {id:?}, which its run does not have before it")
-            });
+        return caller(v, procs).map(|c| c.info.clone());
     }
     let mut f = Members::of(v, "action.process")?;
     let dev = f
@@ -393,7 +406,16 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
                 Some(_) => return Err("`action.access` must be an array of access names".into()),
                 None => access = Access::READ,
             }
-            let cwd = path(f.req("cwd")?, "action.cwd")?;
+            let process_v = f.opt("process");
+            let cwd = match (f.opt("cwd"), procs, process_v) {
+                (Some(c), _, _) => path(c, "action.cwd")?,
+                // Format 2: that of the opens of the process record named.
+                (None, Some(procs), Some(r @ Value::String(_))) => caller(r, procs)?
+                    .cwd
+                    .clone()
+                    .ok_or("`action.cwd` is missing and the process record named has none")?,
+                (None, _, _) => return Err("missing `cwd` in `action`".into()),
+            };
             // Absent in ledgers written before operations were recorded:
             // those recorded plain opens only.
             let op = match f.opt("op") {
@@ -415,10 +437,7 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
                 ));
             }
             let p = path(f.req("path")?, "action.path")?;
-            let process = f
-                .opt("process")
-                .map(|p| decode_process(p, procs))
-                .transpose()?;
+            let process = process_v.map(|p| decode_process(p, procs)).transpose()?;
             f.done()?;
             Action::Open(OpenAction {
                 path: p,
@@ -516,14 +535,15 @@ impl Default for Context {
 }
 
 /// Whether an action value names its caller's program by reference, or
-/// leaves out an open's `access`: forms only a format-2 decision's own
-/// action may take.
+/// leaves out an open's `access` or `cwd`: forms only a format-2
+/// decision's own action may take.
 fn refers(action: Option<&Value<'_>>) -> bool {
     let Some(a) = action else {
         return false;
     };
     matches!(a.get("process"), Some(Value::String(_)))
-        || (a.get("kind").and_then(Value::as_str) == Some("open") && a.get("access").is_none())
+        || (a.get("kind").and_then(Value::as_str) == Some("open")
+            && (a.get("access").is_none() || a.get("cwd").is_none()))
 }
 
 impl Context {
@@ -549,7 +569,7 @@ impl Context {
     /// The caller's program a format-2 `process` record of the current run
     /// gave id `id`.
     pub fn process(&self, id: u64) -> Option<&ProcessInfo> {
-        self.processes.get(&id)
+        self.processes.get(&id).map(|c| &c.info)
     }
 
     /// Takes in one record (any kind), in file order: a run header starts a
@@ -584,11 +604,12 @@ impl Context {
                     .ok_or("missing `id` in a `process` record")?;
                 let own: Vec<_> = m
                     .iter()
-                    .filter(|(k, _)| !matches!(k.as_ref(), "id" | "kind" | "prev" | "seq"))
+                    .filter(|(k, _)| !matches!(k.as_ref(), "cwd" | "id" | "kind" | "prev" | "seq"))
                     .cloned()
                     .collect();
-                let p = decode_process(&Value::Object(own), None)?;
-                if self.processes.insert(id, p).is_some() {
+                let info = decode_process(&Value::Object(own), None)?;
+                let cwd = v.get("cwd").map(|c| path(c, "cwd")).transpose()?;
+                if self.processes.insert(id, Caller { info, cwd }).is_some() {
                     return Err(format!(
                         "a second `process` record with id {id} in the same run"
                     ));
@@ -647,6 +668,15 @@ impl Context {
             let read_only = matches!(a.get("access"), Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
             if op.is_none() && read_only {
                 return Err(default("action.access"));
+            }
+            // An open naming a process record has that record's cwd.
+            if let Some(r @ Value::String(_)) = a.get("process") {
+                if a.get("cwd").is_some() {
+                    return Err(default("action.cwd"));
+                }
+                if caller(r, &self.processes)?.cwd.is_none() {
+                    return Err("an open names a process record without `cwd`".into());
+                }
             }
         }
         if matches!(v.get("matched"), Some(Value::Array(a)) if a.is_empty()) {
@@ -1518,9 +1548,9 @@ mod tests {
         let t2 = std::fs::read_to_string(&f2).unwrap();
         // Format 1 has no process records and no header `format`.
         assert!(!t1.contains(r#""kind":"process""#) && !t1.contains(r#""format""#));
-        // Format 2: one process record per program per run (two programs
-        // of opens and connects, two runs), and smaller.
-        assert_eq!(t2.matches(r#""kind":"process""#).count(), 4);
+        // Per run: python3's opens in /w, sh's opens in /w, python3's
+        // connect (no cwd).
+        assert_eq!(t2.matches(r#""kind":"process""#).count(), 6);
         assert!(t2.len() * 10 < t1.len() * 9, "{} vs {}", t2.len(), t1.len());
         // Written out as format 1, a format-2 decision is the format-1 line
         // of the same event (but for `seq` and `prev`).

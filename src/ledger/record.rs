@@ -586,7 +586,11 @@ fn encode_action_with(action: &Action, process: Option<u64>, compact: bool) -> M
                     Value::Array(o.access.names().into_iter().map(s).collect()),
                 );
             }
-            put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            // A format-2 decision's open naming a process record has that
+            // record's cwd (the writer keys its records by program and cwd).
+            if !(compact && process.is_some() && o.process.is_some()) {
+                put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            }
             if let Some(d) = &o.detail {
                 put(&mut a, "detail", Value::Object(encode_detail(d)));
             }
@@ -739,13 +743,17 @@ pub(crate) fn encode_process_record(
     prev: Option<&Hash>,
     id: u64,
     p: &crate::action::ProcessInfo,
+    cwd: Option<&std::path::Path>,
     out: &mut String,
 ) -> Result<(), String> {
     let Value::Object(members) = encode_process(p) else {
         unreachable!("encode_process makes an object")
     };
-    let mut m = Vec::with_capacity(members.len() + 4);
+    let mut m = Vec::with_capacity(members.len() + 5);
     m.extend(members);
+    if let Some(c) = cwd {
+        put(&mut m, "cwd", os(c.as_os_str()));
+    }
     put(&mut m, "id", u64s(id));
     put(&mut m, "kind", s("process"));
     if let Some(p) = prev {
@@ -1478,7 +1486,7 @@ fn known(kind: &str, k: &str) -> bool {
             "policy_layers",
             "format",
         ],
-        "process" => &["id", "program", "dev", "ino", "sha256", "injected"],
+        "process" => &["id", "program", "dev", "ino", "sha256", "injected", "cwd"],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
             "reason", "mode", "identity", "note", "loaded",
@@ -1650,7 +1658,12 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
                     }) => {}
                 _ => return Err("`action.access` must be an array of access names".into()),
             }
-            f.bytes("cwd")?;
+            // Absent only in a format-2 decision naming a process record
+            // (`decode::Context` checks).
+            if f.opt("cwd").is_some() {
+                f.used -= 1;
+                f.bytes("cwd")?;
+            }
             let detail = f.opt("detail");
             let op = match f.opt_str("op")? {
                 Some(n) => Some(
@@ -1955,6 +1968,10 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         }
         Kind::Process => {
             // In key order (see `Fields::next`).
+            if f.opt("cwd").is_some() {
+                f.used -= 1;
+                f.bytes("cwd")?;
+            }
             let dev = f.opt("dev");
             let id = f.u64("id")?;
             f.opt_str("injected")?;

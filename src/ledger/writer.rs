@@ -99,7 +99,9 @@ struct RunState {
     mode: crate::action::Mode,
     /// Format 2: the callers' programs written as `process` records in
     /// this run, with their ids.
-    processes: std::collections::HashMap<crate::action::ProcessInfo, u64>,
+    /// Keyed by the program and, for opens, their working directory,
+    /// which the record holds and the opens naming it leave out.
+    processes: std::collections::HashMap<(crate::action::ProcessInfo, Option<PathBuf>), u64>,
 }
 
 /// Appends runs to one ledger file.
@@ -534,27 +536,30 @@ impl LedgerWriter {
     /// record first when it is the run's first action of that program.
     fn process_id(&mut self, action: &crate::action::Action) -> Result<Option<u64>, LedgerError> {
         use crate::action::Action;
-        let p = match action {
-            Action::Open(o) => o.process.as_ref(),
-            Action::Connect(c) => c.process.as_ref(),
-            Action::Exec(_) | Action::Tool(_) => None,
+        let (p, cwd) = match action {
+            Action::Open(o) => (o.process.as_ref(), Some(&o.cwd)),
+            Action::Connect(c) => (c.process.as_ref(), None),
+            Action::Exec(_) | Action::Tool(_) => (None, None),
         };
-        let (Some(p), Some(run)) = (p, self.run.as_ref()) else {
+        let (Some(p), Some(run)) = (p, self.run.as_mut()) else {
             return Ok(None);
         };
-        if let Some(id) = run.processes.get(p) {
+        let key = (p.clone(), cwd.cloned());
+        if let Some(id) = run.processes.get(&key) {
             return Ok(Some(*id));
         }
         let id = run.processes.len() as u64 + 1;
         self.append(
             "append_decision",
-            |seq, prev, buf| record::encode_process_record(seq, prev, id, p, buf),
+            |seq, prev, buf| {
+                record::encode_process_record(seq, prev, id, p, cwd.map(PathBuf::as_path), buf)
+            },
             None,
             Sign::Later,
             |_| {},
         )?;
         if let Some(run) = self.run.as_mut() {
-            run.processes.insert(p.clone(), id);
+            run.processes.insert(key, id);
         }
         Ok(Some(id))
     }
