@@ -96,7 +96,10 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
     for i in 0..records {
         let action = if i % 4 == 0 { &exec } else { &open };
         let reason = if defaults {
-            format!("no rule matched; the default for {} is allow", action.kind())
+            format!(
+                "no rule matched; the default for {} is allow",
+                action.kind()
+            )
         } else {
             "reading inside the workspace".into()
         };

@@ -616,10 +616,11 @@ impl Context {
                 }
             }
             "decision" => self.check_decision(v)?,
-            "escalation" => {
-                if refers(v.get("action")) {
-                    return Err("an escalation's action refers to a `process` record or leaves out `access`".into());
-                }
+            "escalation" if refers(v.get("action")) => {
+                return Err(
+                    "an escalation's action refers to a `process` record or leaves out `access` or `cwd`"
+                        .into(),
+                );
             }
             "intent" => {
                 let judged = match v.get("judged") {
@@ -628,7 +629,7 @@ impl Context {
                 };
                 if refers(v.get("action")) || judged {
                     return Err(
-                        "an intent's action refers to a `process` record or leaves out `access`"
+                        "an intent's action refers to a `process` record or leaves out `access` or `cwd`"
                             .into(),
                     );
                 }
@@ -641,7 +642,7 @@ impl Context {
     fn check_decision(&self, v: &Value<'_>) -> Result<(), String> {
         if refers(v.get("loaded")) {
             return Err(
-                "a decision's `loaded` refers to a `process` record or leaves out `access`".into(),
+                "a decision's `loaded` refers to a `process` record or leaves out `access` or `cwd`".into(),
             );
         }
         let action = v.get("action");
@@ -652,7 +653,7 @@ impl Context {
                 }
             }
             if refers(action) {
-                return Err("a decision of record format 1 refers to a `process` record or leaves out `access`".into());
+                return Err("a decision of record format 1 refers to a `process` record or leaves out `access` or `cwd`".into());
             }
             return Ok(());
         }
