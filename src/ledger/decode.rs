@@ -534,6 +534,57 @@ impl Default for Context {
     }
 }
 
+/// The members of a decision record [`Context::observe`] checks.
+#[derive(Default)]
+struct DecisionMembers<'v, 'a> {
+    action: Option<&'v Value<'a>>,
+    loaded: Option<&'v Value<'a>>,
+    matched: Option<&'v Value<'a>>,
+    mode: Option<&'v Value<'a>>,
+    note: Option<&'v Value<'a>>,
+    outcome: Option<&'v Value<'a>>,
+    reason: Option<&'v Value<'a>>,
+    rule: Option<&'v Value<'a>>,
+    stage: Option<&'v Value<'a>>,
+    verdict: Option<&'v Value<'a>>,
+}
+
+/// What of an action's form [`Context::observe`] checks, in one pass.
+#[derive(Default)]
+struct ActionForm<'v, 'a> {
+    kind: Option<&'v str>,
+    op: Option<&'v str>,
+    access: Option<&'v Value<'a>>,
+    cwd: bool,
+    process: Option<&'v Value<'a>>,
+}
+
+impl<'v, 'a> ActionForm<'v, 'a> {
+    fn of(action: Option<&'v Value<'a>>) -> Self {
+        let mut f = ActionForm::default();
+        if let Some(Value::Object(m)) = action {
+            for (k, x) in m {
+                match k.as_ref() {
+                    "kind" => f.kind = x.as_str(),
+                    "op" => f.op = x.as_str(),
+                    "access" => f.access = Some(x),
+                    "cwd" => f.cwd = true,
+                    "process" => f.process = Some(x),
+                    _ => {}
+                }
+            }
+        }
+        f
+    }
+
+    /// A form only a format-2 decision's own action may take: a reference
+    /// to a `process` record, an open without `access` or `cwd`.
+    fn compact(&self) -> bool {
+        matches!(self.process, Some(Value::String(_)))
+            || (self.kind == Some("open") && (self.access.is_none() || !self.cwd))
+    }
+}
+
 /// Whether an action value names its caller's program by reference, or
 /// leaves out an open's `access` or `cwd`: forms only a format-2
 /// decision's own action may take.
@@ -640,78 +691,96 @@ impl Context {
     }
 
     fn check_decision(&self, v: &Value<'_>) -> Result<(), String> {
-        if refers(v.get("loaded")) {
+        // One pass over the members (this runs for every decision `verify`
+        // reads).
+        let Value::Object(members) = v else {
+            return Err("a record must be an object".into());
+        };
+        let mut d = DecisionMembers::default();
+        for (k, x) in members {
+            match k.as_ref() {
+                "action" => d.action = Some(x),
+                "loaded" => d.loaded = Some(x),
+                "matched" => d.matched = Some(x),
+                "mode" => d.mode = Some(x),
+                "note" => d.note = Some(x),
+                "outcome" => d.outcome = Some(x),
+                "reason" => d.reason = Some(x),
+                "rule" => d.rule = Some(x),
+                "stage" => d.stage = Some(x),
+                "verdict" => d.verdict = Some(x),
+                _ => {}
+            }
+        }
+        if d.loaded.is_some() && ActionForm::of(d.loaded).compact() {
             return Err(
                 "a decision's `loaded` refers to a `process` record or leaves out `access` or `cwd`".into(),
             );
         }
-        let action = v.get("action");
+        let a = ActionForm::of(d.action);
         if self.format < 2 {
-            for k in ["matched", "mode", "outcome", "reason", "stage"] {
-                if v.get(k).is_none() {
+            for (k, x) in [
+                ("matched", d.matched),
+                ("mode", d.mode),
+                ("outcome", d.outcome),
+                ("reason", d.reason),
+                ("stage", d.stage),
+            ] {
+                if x.is_none() {
                     return Err(format!("missing `{k}` in a decision of record format 1"));
                 }
             }
-            if refers(action) {
+            if a.compact() {
                 return Err("a decision of record format 1 refers to a `process` record or leaves out `access` or `cwd`".into());
             }
             return Ok(());
         }
-        let text = |k: &str| v.get(k).and_then(Value::as_str);
+        let text = |x: Option<&Value<'_>>| x.and_then(Value::as_str).map(str::to_string);
         let default = |k: &str| {
             format!("`{k}` is written with its default value, which record format 2 leaves out")
         };
-        if let Some(a) = action.filter(|a| a.get("kind").and_then(Value::as_str) == Some("open")) {
-            let op = a.get("op").and_then(Value::as_str);
-            if op == Some("open") {
+        if a.kind == Some("open") {
+            if a.op == Some("open") {
                 return Err(default("action.op"));
             }
-            let read_only = matches!(a.get("access"), Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
-            if op.is_none() && read_only {
+            let read_only = matches!(a.access, Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
+            if a.op.is_none() && read_only {
                 return Err(default("action.access"));
             }
+        }
+        if let Some(r @ Value::String(_)) = a.process {
+            let c = caller(r, &self.processes)?;
             // An open naming a process record has that record's cwd.
-            if let Some(r @ Value::String(_)) = a.get("process") {
-                if a.get("cwd").is_some() {
+            if a.kind == Some("open") {
+                if a.cwd {
                     return Err(default("action.cwd"));
                 }
-                if caller(r, &self.processes)?.cwd.is_none() {
+                if c.cwd.is_none() {
                     return Err("an open names a process record without `cwd`".into());
                 }
             }
         }
-        if matches!(v.get("matched"), Some(Value::Array(a)) if a.is_empty()) {
+        if matches!(d.matched, Some(Value::Array(x)) if x.is_empty()) {
             return Err(default("matched"));
         }
-        if let (Some(m), Some(run)) = (text("mode"), self.mode) {
+        if let (Some(m), Some(run)) = (d.mode.and_then(Value::as_str), self.mode) {
             if m == run.as_str() {
                 return Err(default("mode"));
             }
         }
-        if text("stage") == Some("request") {
+        if d.stage.and_then(Value::as_str) == Some("request") {
             return Err(default("stage"));
         }
-        let verdict_s = text("verdict").unwrap_or("");
-        if verdict_s == "allow" && text("outcome") == Some("allowed") {
+        let verdict_s = d.verdict.and_then(Value::as_str).unwrap_or("");
+        if verdict_s == "allow" && d.outcome.and_then(Value::as_str) == Some("allowed") {
             return Err(default("outcome"));
         }
-        if let (Some(reason), None) = (text("reason"), v.get("rule")) {
-            let kind = action
-                .and_then(|a| a.get("kind"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if reason == default_reason_of(kind, verdict(verdict_s)?, text("note"))? {
-                return Err(default("reason"));
-            }
-        }
-        if let Some(Value::String(id)) = action.and_then(|a| a.get("process")) {
-            if !id
-                .parse::<u64>()
-                .is_ok_and(|n| self.processes.contains_key(&n))
+        if let (Some(reason), None) = (d.reason.and_then(Value::as_str), d.rule) {
+            let note = text(d.note);
+            if reason
+                == default_reason_of(a.kind.unwrap_or(""), verdict(verdict_s)?, note.as_deref())?
             {
-                return Err(format!(
-                    "`action.process` refers to process record {id:?}, which its run does not have before it"
-                ));
+                return Err(default("reason"));
             }
         }
         Ok(())
