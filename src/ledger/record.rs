@@ -832,6 +832,33 @@ pub(crate) fn encode_decision(
         .map_err(|e| e.to_string())
 }
 
+/// Whether a decision's reason is [`default_reason`], compared without
+/// building it (this runs for every decision written).
+fn is_default_reason(d: &DecisionEntry<'_>) -> bool {
+    if matches!(d.action, Action::Exec(_))
+        && d.note
+            .as_deref()
+            .is_some_and(|n| n.starts_with(super::read::CODE_MAP_NOTE))
+    {
+        return d.reason == crate::policy::CODE_MAP_DEFAULT_REASON;
+    }
+    // "no rule matched; the default for KIND is VERDICT"
+    let expected = [
+        "no rule matched; the default for ",
+        d.action.kind().as_str(),
+        " is ",
+        d.verdict.as_str(),
+    ];
+    let mut rest = d.reason.as_str();
+    for part in expected {
+        match rest.strip_prefix(part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 /// Which members of a decision record are written: all in format 1; in
 /// format 2 (`run_mode` given) each only when it differs from its default:
 /// `matched` when not empty, `mode` when not the run's, `outcome` unless
@@ -864,8 +891,7 @@ impl DecisionDefaults {
             matched: !d.matched.is_empty(),
             mode: d.mode != run_mode,
             outcome: !(d.verdict == Verdict::Allow && d.outcome == Outcome::Allowed),
-            reason: d.rule.is_some()
-                || d.reason != default_reason(d.action, d.verdict, d.note.as_deref()),
+            reason: d.rule.is_some() || !is_default_reason(d),
             stage: d.stage != Stage::Request,
         }
     }
@@ -2378,5 +2404,55 @@ mod tool_input_tests {
             json_value(&short).to_canonical().unwrap(),
             r#"{"content":"y"}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod default_reason_tests {
+    use super::*;
+    use crate::action::{ExecAction, ToolAction};
+
+    #[test]
+    fn the_default_reason_is_recognised_exactly() {
+        let exec = Action::Exec(ExecAction {
+            path: "/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            sha256: None,
+        });
+        let tool = Action::Tool(ToolAction {
+            name: "t".into(),
+            input: serde_json::Value::Null,
+            cwd: PathBuf::new(),
+        });
+        for a in [&exec, &tool] {
+            for v in [Verdict::Allow, Verdict::Escalate, Verdict::Block] {
+                for note in [
+                    None,
+                    Some(format!("{} (mmap)", super::super::read::CODE_MAP_NOTE)),
+                ] {
+                    let d = |reason: String| DecisionEntry {
+                        pid: 1,
+                        ppid: 0,
+                        action: a,
+                        loaded: None,
+                        stage: Stage::Request,
+                        verdict: v,
+                        outcome: Outcome::Allowed,
+                        rule: None,
+                        matched: vec![],
+                        reason,
+                        mode: Mode::Enforce,
+                        identity: None,
+                        note: note.clone(),
+                    };
+                    let right = default_reason(a, v, note.as_deref());
+                    assert!(is_default_reason(&d(right.clone())), "{right}");
+                    for wrong in [format!("{right}."), right[1..].to_string(), String::new()] {
+                        assert!(!is_default_reason(&d(wrong.clone())), "{wrong}");
+                    }
+                }
+            }
+        }
     }
 }

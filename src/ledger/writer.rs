@@ -102,6 +102,8 @@ struct RunState {
     /// Keyed by the program and, for opens, their working directory,
     /// which the record holds and the opens naming it leave out.
     processes: std::collections::HashMap<(crate::action::ProcessInfo, Option<PathBuf>), u64>,
+    /// The entry of `processes` the last decision named.
+    last_process: Option<(u64, (crate::action::ProcessInfo, Option<PathBuf>))>,
 }
 
 /// Appends runs to one ledger file.
@@ -488,6 +490,7 @@ impl LedgerWriter {
             counts: Counts::default(),
             mode: header.mode,
             processes: std::collections::HashMap::new(),
+            last_process: None,
         });
         self.emit_line(line)?;
         self.checkpoint(CheckpointKind::First)?;
@@ -544,8 +547,15 @@ impl LedgerWriter {
         let (Some(p), Some(run)) = (p, self.run.as_mut()) else {
             return Ok(None);
         };
+        // Most decisions follow one of the same caller: no key is built.
+        if let Some((id, (lp, lc))) = &run.last_process {
+            if lp == p && lc.as_ref() == cwd {
+                return Ok(Some(*id));
+            }
+        }
         let key = (p.clone(), cwd.cloned());
         if let Some(id) = run.processes.get(&key) {
+            run.last_process = Some((*id, key));
             return Ok(Some(*id));
         }
         let id = run.processes.len() as u64 + 1;
@@ -559,7 +569,8 @@ impl LedgerWriter {
             |_| {},
         )?;
         if let Some(run) = self.run.as_mut() {
-            run.processes.insert(key, id);
+            run.processes.insert(key.clone(), id);
+            run.last_process = Some((id, key));
         }
         Ok(Some(id))
     }
