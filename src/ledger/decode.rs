@@ -655,7 +655,9 @@ impl Context {
                     .ok_or("missing `id` in a `process` record")?;
                 let own: Vec<_> = m
                     .iter()
-                    .filter(|(k, _)| !matches!(k.as_ref(), "cwd" | "id" | "kind" | "prev" | "seq"))
+                    .filter(|(k, _)| {
+                        !matches!(k.as_ref(), "cwd" | "id" | "kind" | "prev" | "seq" | "time")
+                    })
                     .cloned()
                     .collect();
                 let info = decode_process(&Value::Object(own), None)?;

@@ -738,9 +738,11 @@ pub fn default_reason(action: &Action, verdict: Verdict, note: Option<&str>) -> 
 /// A format-2 `process` record: the program of callers that decision
 /// records of the run name by `id` (a decimal string, unique in the run,
 /// written before the first record that names it).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_process_record(
     seq: u64,
     prev: Option<&Hash>,
+    time_ns: u128,
     id: u64,
     p: &crate::action::ProcessInfo,
     cwd: Option<&std::path::Path>,
@@ -760,6 +762,7 @@ pub(crate) fn encode_process_record(
         put(&mut m, "prev", Value::String(hex_hash(p).into()));
     }
     put(&mut m, "seq", u64s(seq));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
     // Not in key order (`id`, `kind` go between the process's members):
     // `write_canonical` sorts them.
     Value::Object(m)
@@ -1512,7 +1515,9 @@ fn known(kind: &str, k: &str) -> bool {
             "policy_layers",
             "format",
         ],
-        "process" => &["id", "program", "dev", "ino", "sha256", "injected", "cwd"],
+        "process" => &[
+            "id", "program", "dev", "ino", "sha256", "injected", "cwd", "time",
+        ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
             "reason", "mode", "identity", "note", "loaded",
@@ -2017,6 +2022,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             if let Some(h) = f.opt_str("sha256")? {
                 hex32(h).ok_or("`sha256` must be 64 hex digits")?;
             }
+            check_time(&mut f)?;
             Body::Process { id }
         }
         Kind::Decision => {

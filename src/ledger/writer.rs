@@ -521,7 +521,7 @@ impl LedgerWriter {
         let compact = match (self.run.as_ref().map(|r| r.mode), self.format) {
             (Some(mode), 2) => Some(record::Compact {
                 mode,
-                process: self.process_id(d.action)?,
+                process: self.process_id(d.action, time_ns)?,
             }),
             _ => None,
         };
@@ -537,7 +537,11 @@ impl LedgerWriter {
     /// Format 2: the id of the `process` record of the caller's program of
     /// `action` (an open or connect action that names it), writing that
     /// record first when it is the run's first action of that program.
-    fn process_id(&mut self, action: &crate::action::Action) -> Result<Option<u64>, LedgerError> {
+    fn process_id(
+        &mut self,
+        action: &crate::action::Action,
+        time_ns: u128,
+    ) -> Result<Option<u64>, LedgerError> {
         use crate::action::Action;
         let (p, cwd) = match action {
             Action::Open(o) => (o.process.as_ref(), Some(&o.cwd)),
@@ -562,7 +566,15 @@ impl LedgerWriter {
         self.append(
             "append_decision",
             |seq, prev, buf| {
-                record::encode_process_record(seq, prev, id, p, cwd.map(PathBuf::as_path), buf)
+                record::encode_process_record(
+                    seq,
+                    prev,
+                    time_ns,
+                    id,
+                    p,
+                    cwd.map(PathBuf::as_path),
+                    buf,
+                )
             },
             None,
             Sign::Later,
