@@ -10,6 +10,13 @@
 //! [`decode_run`] reads a run header. Byte strings come back exactly as
 //! recorded (`{"b64":…}` for bytes that are not UTF-8).
 //!
+//! Record format 2 (docs/ledger.md, "Format versions") needs the records
+//! before a decision in its run: a [`Context`] takes in every record in
+//! file order and decodes a format-2 decision exactly as the format-1
+//! record of the same event reads (references resolved, defaults put
+//! back). The context-free [`decode_record`] and [`decode_line`] read
+//! format 1 only, and refuse a reference.
+//!
 //! Decoding checks the shape of what it reads but not the chain or the
 //! signatures: read a ledger that [`super::verify`] accepted. Any field it
 //! does not understand is an error, never skipped.

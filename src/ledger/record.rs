@@ -5,7 +5,10 @@
 //! line of a file, `prev` (hex hash of the previous line). Kinds:
 //! `run` (header), `decision`, `epoch` (next epoch key), `checkpoint`
 //! (signed note), `end` (run end), `recovery` (seal made by
-//! `lexecon ledger recover`). Byte strings (paths, argv) are JSON strings
+//! `lexecon ledger recover`), and in record format 2 (the header's
+//! `format`) `process` (a caller's program the run's decisions name by id;
+//! a format-2 decision also leaves out members equal to their default, see
+//! `DecisionDefaults`). Byte strings (paths, argv) are JSON strings
 //! when they are UTF-8 and `{"b64":"…"}` otherwise, so nothing is lost.
 //! Integers that may exceed 2^53 (seq, counts, times, device and inode
 //! numbers) are decimal strings.
