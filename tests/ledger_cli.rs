@@ -898,7 +898,10 @@ fn a_ledger_written_in_format_1_still_verifies_and_reads_as_before() {
         let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
         ctx.observe(&v).unwrap();
         assert_eq!(ctx.format(), 1);
-        assert_eq!(ctx.decode_record(&v).unwrap(), decode::decode_record(&v).unwrap());
+        assert_eq!(
+            ctx.decode_record(&v).unwrap(),
+            decode::decode_record(&v).unwrap()
+        );
         assert_eq!(ctx.expanded(&v).unwrap(), None);
         decisions += usize::from(line.contains(r#""kind":"decision""#));
     }

@@ -757,6 +757,12 @@ impl Context {
                 return Err(default("action.access"));
             }
         }
+        if let Some(Value::Object(_)) = a.process {
+            return Err(
+                "`action.process` is written in full, which record format 2 writes as a process record"
+                    .into(),
+            );
+        }
         if let Some(r @ Value::String(_)) = a.process {
             let c = caller(r, &self.processes)?;
             // An open naming a process record has that record's cwd.
@@ -1814,6 +1820,11 @@ mod tests {
             1,
             "`action.access` is written with its default",
         );
+        // A caller's program in full is a second encoding in format 2.
+        let full = t1.lines().find(|l| l.contains(r#""process":{"#)).unwrap();
+        let at = full.find(r#""process":{"#).unwrap();
+        let obj = &full[at..at + full[at..].find('}').unwrap() + 1];
+        bad(&t2, r#""process":"1""#, obj, 1, "written in full");
         // Format 1 may leave nothing out.
         bad(&t1, r#""matched":[],"#, "", 1, "missing `matched`");
         // A block may not leave its outcome out.
