@@ -1438,6 +1438,13 @@ impl<'v, 'a> Fields<'v, 'a> {
             Some(_) => Err(format!("field `{k}` must be an integer")),
         }
     }
+    fn opt_bytes(&mut self, k: &str) -> Result<(), String> {
+        match self.opt(k) {
+            None => Ok(()),
+            Some(v) if is_bytes_value(v) => Ok(()),
+            Some(_) => Err(format!("field `{k}` must be a string or {{\"b64\":…}}")),
+        }
+    }
     fn bytes(&mut self, k: &str) -> Result<(), String> {
         if is_bytes_value(self.req(k)?) {
             Ok(())
@@ -1694,10 +1701,7 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
             }
             // Absent only in a format-2 decision naming a process record
             // (`decode::Context` checks).
-            if f.opt("cwd").is_some() {
-                f.used -= 1;
-                f.bytes("cwd")?;
-            }
+            f.opt_bytes("cwd")?;
             let detail = f.opt("detail");
             let op = match f.opt_str("op")? {
                 Some(n) => Some(
@@ -2002,10 +2006,7 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         }
         Kind::Process => {
             // In key order (see `Fields::next`).
-            if f.opt("cwd").is_some() {
-                f.used -= 1;
-                f.bytes("cwd")?;
-            }
+            f.opt_bytes("cwd")?;
             let dev = f.opt("dev");
             let id = f.u64("id")?;
             f.opt_str("injected")?;
@@ -2058,9 +2059,8 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
             if let Some(m) = f.opt("matched") {
                 str_array(m, "matched")?;
             }
-            if f.opt("mode").is_some() {
-                f.used -= 1;
-                check_mode(f.str("mode")?)?;
+            if let Some(m) = f.opt_str("mode")? {
+                check_mode(m)?;
             }
             f.opt_str("note")?;
             let outcome = match f.opt_str("outcome")? {
