@@ -97,10 +97,12 @@ struct RunState {
     /// The run's mode, which format-2 decisions leave out when theirs is
     /// the same.
     mode: crate::action::Mode,
+    /// The record format of the run (its header's).
+    format: u64,
     /// Format 2: the callers' programs written as `process` records in
-    /// this run, with their ids.
-    /// Keyed by the program and, for opens, their working directory,
-    /// which the record holds and the opens naming it leave out.
+    /// this run, with their ids, keyed by the program and, for opens, their
+    /// working directory, which the record holds and the opens naming it
+    /// leave out.
     processes: std::collections::HashMap<(crate::action::ProcessInfo, Option<PathBuf>), u64>,
     /// The entry of `processes` the last decision named.
     last_process: Option<(u64, (crate::action::ProcessInfo, Option<PathBuf>))>,
@@ -489,6 +491,7 @@ impl LedgerWriter {
             oldest_pending: None,
             counts: Counts::default(),
             mode: header.mode,
+            format: self.format,
             processes: std::collections::HashMap::new(),
             last_process: None,
         });
@@ -518,8 +521,8 @@ impl LedgerWriter {
         time_ns: u128,
     ) -> Result<u64, LedgerError> {
         let refused = d.verdict == Verdict::Block || d.outcome != Outcome::Allowed;
-        let compact = match (self.run.as_ref().map(|r| r.mode), self.format) {
-            (Some(mode), 2) => Some(record::Compact {
+        let compact = match self.run.as_ref().map(|r| (r.mode, r.format)) {
+            Some((mode, 2)) => Some(record::Compact {
                 mode,
                 process: self.process_id(d.action, time_ns)?,
             }),
@@ -590,7 +593,7 @@ impl LedgerWriter {
     /// Write records in format `format` (1: as lexecon wrote them before
     /// formats were numbered, for tests and for tools that read only
     /// format 1; 2: [`record::FORMAT`], the default). Takes effect at the
-    /// next run.
+    /// next run header; a run keeps the format its header says.
     pub fn with_format(mut self, format: u64) -> Result<Self, LedgerError> {
         if !(1..=record::FORMAT).contains(&format) {
             return Err(LedgerError::Misuse(format!(
