@@ -4,6 +4,12 @@
 //! excluded, then separately with fdatasync at each checkpoint), verify
 //! throughput, and bytes per record. Run with `scripts/bench-ledger` or
 //! `cargo bench --bench ledger [-- RECORDS]`.
+//!
+//! `BENCH_LEDGER_FORMAT=1` writes record format 1 (the default is the
+//! current format), for A/B runs with one build. `BENCH_LEDGER_DEFAULTS=1`
+//! writes decisions as a run under the default policy has them (no rule
+//! matched, the default's reason, the caller's program on opens) instead of
+//! a rule's.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +36,17 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
+fn env_is(name: &str, value: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == value)
+}
+
 fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, Duration) {
+    let format = if env_is("BENCH_LEDGER_FORMAT", "1") {
+        1
+    } else {
+        record::FORMAT
+    };
+    let defaults = env_is("BENCH_LEDGER_DEFAULTS", "1");
     let key = HostKey::from_signing_key("lexecon", SigningKey::from_bytes(&[7u8; 32]))
         .expect("valid name");
     let opts = WriterOptions {
@@ -51,11 +67,19 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         path: "/home/dev/project/src/main.rs".into(),
         access: Access::READ,
         cwd: "/home/dev/project".into(),
-        process: None,
+        process: defaults.then(|| lexecon::action::ProcessInfo {
+            program: "/usr/bin/python3.11".into(),
+            sha256: Some([0x3c; 32]),
+            file: Some((66306, 1_357_911)),
+            injected: None,
+        }),
     });
     let start = Instant::now();
     let cpu = thread_cpu();
-    let mut w = LedgerWriter::open(path, key, opts).expect("open");
+    let mut w = LedgerWriter::open(path, key, opts)
+        .expect("open")
+        .with_format(format)
+        .expect("format");
     w.begin_run(RunHeader {
         command: vec!["agent".into()],
         cwd: "/home/dev/project".into(),
@@ -68,8 +92,17 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
         policy_layers: Vec::new(),
     })
     .expect("begin");
+    let rule = (!defaults).then(|| "workspace-read".to_string());
     for i in 0..records {
         let action = if i % 4 == 0 { &exec } else { &open };
+        let reason = if defaults {
+            format!(
+                "no rule matched; the default for {} is allow",
+                action.kind()
+            )
+        } else {
+            "reading inside the workspace".into()
+        };
         w.append_decision(&DecisionEntry {
             pid: 4242,
             ppid: 4241,
@@ -78,9 +111,9 @@ fn write(path: &std::path::Path, records: u64, sync: SyncPolicy) -> (Duration, D
             stage: Stage::Request,
             verdict: Verdict::Allow,
             outcome: Outcome::Allowed,
-            rule: Some("workspace-read".into()),
-            matched: vec!["workspace-read".into()],
-            reason: "reading inside the workspace".into(),
+            rule: rule.clone(),
+            matched: rule.iter().cloned().collect(),
+            reason,
             mode: Mode::Enforce,
             identity: Some(FileIdentity {
                 dev: 66306,
@@ -115,7 +148,11 @@ fn main() {
         .iter()
         .filter(|&&b| b == b'\n')
         .count() as u64;
-    println!("records:            {records} decisions ({lines} lines incl. checkpoints), N=1024");
+    println!(
+        "records:            {records} decisions ({lines} lines incl. checkpoints), N=1024, format {}{}",
+        if env_is("BENCH_LEDGER_FORMAT", "1") { 1 } else { record::FORMAT },
+        if env_is("BENCH_LEDGER_DEFAULTS", "1") { ", default-policy decisions" } else { "" }
+    );
     println!(
         "append (no fsync):  {:.2} µs/record amortised wall, {:.2} µs/record CPU (incl. write(2) and checkpoint signing)",
         t.as_secs_f64() * 1e6 / records as f64,

@@ -247,7 +247,7 @@ pub enum OpDetail {
 /// first instruction), and inherited across `fork` (a child runs its
 /// parent's image until it executes another). Never `argv[0]` or the
 /// process's name, which the process chooses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProcessInfo {
     /// Absolute path of the program file as the kernel resolved it at the
     /// exec (symlinks followed). For a `#!` script, the interpreter.

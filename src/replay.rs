@@ -90,7 +90,12 @@ struct LimitRecord {
 /// Reads one line: a run header, a decision or escalation record (decoded
 /// when `records`), or something else (other kinds, lines that are not
 /// canonical JSON: a torn tail).
-fn item(line: u64, text: &str, records: bool) -> Item {
+///
+/// `ctx` takes in every line read with `records` (format 2: a decision
+/// reads its run's mode and `process` records from it); a line that breaks
+/// its run's record format is [`Item::Undecodable`] when it should hold an
+/// action, else [`Item::Other`].
+fn item(line: u64, text: &str, records: bool, ctx: &mut decode::Context) -> Item {
     // A run header's canonical text holds `"kind":"run"` outside any
     // string (quotes inside strings are escaped): a cheap test first.
     if !records && !text.contains("\"kind\":\"run\"") {
@@ -99,7 +104,25 @@ fn item(line: u64, text: &str, records: bool) -> Item {
     let Ok(v) = jcs::parse(text, jcs::Mode::Strict) else {
         return Item::Other;
     };
-    match v.get("kind").and_then(jcs::Value::as_str) {
+    let seq = || {
+        v.get("seq")
+            .and_then(jcs::Value::as_str)
+            .and_then(|s| s.parse().ok())
+    };
+    let kind = v.get("kind").and_then(jcs::Value::as_str);
+    if records {
+        if let Err(message) = ctx.observe(&v) {
+            return match kind {
+                Some("decision" | "escalation") => Item::Undecodable(Undecodable {
+                    line,
+                    seq: seq(),
+                    message,
+                }),
+                _ => Item::Other,
+            };
+        }
+    }
+    match kind {
         Some("run") => match decode::decode_run(&v) {
             Ok(Some(h)) => Item::Run(Box::new(h)),
             _ => Item::Other,
@@ -112,15 +135,12 @@ fn item(line: u64, text: &str, records: bool) -> Item {
                 time_ns: text("time").and_then(|t| t.parse().ok()).unwrap_or(0),
             })
         }
-        Some("decision" | "escalation") if records => match decode::decode_record(&v) {
+        Some("decision" | "escalation") if records => match ctx.decode_record(&v) {
             Ok(Some(r)) => Item::Record(Box::new(r)),
             Ok(None) => Item::Other,
             Err(message) => Item::Undecodable(Undecodable {
                 line,
-                seq: v
-                    .get("seq")
-                    .and_then(jcs::Value::as_str)
-                    .and_then(|s| s.parse().ok()),
+                seq: seq(),
                 message,
             }),
         },
@@ -132,7 +152,7 @@ fn item(line: u64, text: &str, records: bool) -> Item {
 pub fn run_headers(path: &Path) -> std::io::Result<Vec<(u64, RunRecord)>> {
     let mut out = Vec::new();
     each_line(path, &mut |n, text| {
-        if let Item::Run(h) = item(n, text, false) {
+        if let Item::Run(h) = item(n, text, false, &mut decode::Context::new()) {
             out.push((n, *h));
         }
     })?;
@@ -172,11 +192,12 @@ pub fn each_record(
     run: &RunInLedger,
     f: &mut dyn FnMut(u64, Result<Recorded, Undecodable>),
 ) -> Result<(), String> {
+    let mut ctx = decode::Context::new();
     each_line(path, &mut |n, text| {
-        if n <= run.first || n >= run.end {
+        if n < run.first || n >= run.end {
             return;
         }
-        match item(n, text, true) {
+        match item(n, text, true, &mut ctx) {
             Item::Record(r) => f(n, Ok(*r)),
             Item::Undecodable(u) => f(n, Err(u)),
             Item::Run(_) | Item::Limit(_) | Item::Other => {}
@@ -755,7 +776,8 @@ pub fn rederive(
     let mut current: Option<(Judge, Mode)> = None;
     // The `limit` record just before this one, if it was one.
     let mut last_limit: Option<LimitRecord> = None;
-    each_line(path, &mut |n, text| match item(n, text, true) {
+    let mut ctx = decode::Context::new();
+    each_line(path, &mut |n, text| match item(n, text, true, &mut ctx) {
         Item::Limit(l) => last_limit = Some(l),
         Item::Run(h) => {
             last_limit = None;

@@ -1851,7 +1851,12 @@ fn the_program_of_an_opens_caller_is_recorded_and_verifies() {
         injected: None,
     }));
     let unknown = by(None);
-    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    // Format 1 keeps the caller's program in the decision (format 2 moves
+    // it to a `process` record: `format_2_reads_back_exactly_as_format_1`).
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4))
+        .expect("open")
+        .with_format(1)
+        .expect("format 1");
     w.begin_run(header()).expect("begin");
     for a in [&full, &bare, &unknown] {
         w.append_decision(&decision(a, Verdict::Allow))
@@ -1965,14 +1970,17 @@ fn operations_and_their_details_are_recorded_and_verify() {
     assert!(action(1).contains(r#""detail":{"gid":"100"},"kind":"open","op":"chown""#));
     assert!(action(2).contains(r#""detail":{"target":{"b64":"Li4v/3NlY3JldA=="}}"#));
     assert!(action(3).contains(r#""op":"delete""#) && !action(3).contains("detail"));
-    assert!(action(4).contains(r#""op":"open""#));
+    // A plain open: record format 2 leaves its `op` (and a read `access`)
+    // out.
+    assert!(!action(4).contains(r#""op""#), "{}", action(4));
+    assert!(!action(4).contains(r#""access""#), "{}", action(4));
 }
 
 #[test]
 fn tamper_edit_an_operation_or_its_detail_is_located_exactly() {
     for (from, to) in [
         (r#""mode":"4755""#, r#""mode":"0755""#),
-        (r#""op":"delete""#, r#""op":"open""#),
+        (r#""op":"delete""#, r#""op":"truncate""#),
         (r#""gid":"100""#, r#""gid":"0""#),
     ] {
         let (_d, p, mut lines) = ops_ledger();
@@ -2169,6 +2177,133 @@ fn breaker_records_counting_blocks_are_re_derived() {
         r.problems.iter().any(|x| x
             .message
             .contains("but the records show 2 within its window")),
+        "{:?}",
+        r.problems
+    );
+}
+
+// ------------------------------------------------------- record format 2
+
+/// A format-2 run: opens by two programs (a `process` record each), a
+/// plain exec; returns the ledger's path and lines.
+fn format_2_fixture(dir: &Path) -> (PathBuf, Vec<String>) {
+    use lexecon::action::ProcessInfo;
+    let p = dir.join("f2.jsonl");
+    let by = |program: &str, path: &str| {
+        Action::Open(OpenAction {
+            op: lexecon::action::FileOp::Open,
+            detail: None,
+            path: path.into(),
+            access: Access::READ,
+            cwd: "/w".into(),
+            process: Some(ProcessInfo {
+                program: program.into(),
+                sha256: Some([3; 32]),
+                file: Some((2049, 7)),
+                injected: None,
+            }),
+        })
+    };
+    let a = by("/usr/bin/python3", "/etc/hosts");
+    let b = by("/usr/bin/sh", "/etc/passwd");
+    let mut w = LedgerWriter::open(&p, host_key(), opts(4)).expect("open");
+    w.begin_run(header()).expect("begin");
+    for x in [&a, &a, &b, &a] {
+        w.append_decision(&decision(x, Verdict::Allow))
+            .expect("append");
+    }
+    w.end_run(RunEnd::default()).expect("end");
+    drop(w);
+    let lines = read_lines(&p);
+    (p, lines)
+}
+
+#[test]
+fn a_format_2_decisions_proof_carries_its_process_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (p, lines) = format_2_fixture(dir.path());
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains(r#""kind":"process""#))
+            .count(),
+        2
+    );
+    // The decision of the second program, which names process record 2.
+    let i = find(&lines, "decision", 2);
+    assert!(lines[i].contains(r#""process":"2""#), "{}", lines[i]);
+    let pi = find(&lines, "process", 1);
+    let proved = proof::prove(&p, seq_of(&lines[i]), None).expect("prove");
+    assert_eq!(proved.record, format!("{}\n{}", lines[i], lines[pi]));
+    let text = proved.proof.to_text();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\nextra "), "{text}");
+    let parsed = proof::Proof::parse(&text).expect("parse");
+    let key = host_key().public();
+    let c = proof::verify_proof(&parsed, &format!("{}\n", proved.record), &key).expect("verifies");
+    let (pseq, program) = c.process.expect("the caller's program");
+    assert_eq!(pseq, seq_of(&lines[pi]));
+    assert_eq!(program.program, PathBuf::from("/usr/bin/sh"));
+    // Without the process record, with another one, with it changed, or
+    // without its inclusion: refused.
+    let other = find(&lines, "process", 0);
+    let changed = lines[pi].replace("/usr/bin/sh", "/usr/bin/ls");
+    for (record, why) in [
+        (lines[i].clone(), "does not hold"),
+        (
+            format!("{}\n{}", lines[i], lines[other]),
+            "not process record 2",
+        ),
+        (format!("{}\n{}", lines[i], changed), "the process record"),
+    ] {
+        let e = proof::verify_proof(&parsed, &record, &key).expect_err(why);
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    let mut stripped = parsed.clone();
+    stripped.extra = None;
+    let e = proof::verify_proof(&stripped, &proved.record, &key).expect_err("no extra");
+    assert!(e.to_string().contains("no `extra` line"), "{e}");
+    // A proof of a record that names no process record has no `extra`.
+    let x = find(&lines, "run", 0);
+    let proved = proof::prove(&p, seq_of(&lines[x]), None).expect("prove");
+    assert!(proved.proof.extra.is_none());
+    assert_eq!(proved.record, lines[x]);
+}
+
+#[test]
+fn a_changed_or_dangling_process_record_does_not_verify() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (p, lines) = format_2_fixture(dir.path());
+    let pubkey = *host_key().public().verifying_key();
+    let check = |lines: &[String]| {
+        let q = dir.path().join("t.jsonl");
+        std::fs::write(&q, lines.join("\n") + "\n").expect("write");
+        verify::verify_file(&q, Some(&pubkey)).expect("verify")
+    };
+    assert!(check(&lines).is_valid());
+    assert!(verify::verify_file(&p, Some(&pubkey))
+        .expect("verify")
+        .is_valid());
+    // The program changed after the fact: the chain breaks.
+    let pi = find(&lines, "process", 0);
+    let mut changed = lines.clone();
+    changed[pi] = changed[pi].replace("/usr/bin/python3", "/usr/bin/true");
+    let r = check(&changed);
+    assert!(!r.is_valid());
+    assert!(
+        r.problems.iter().any(|x| x.check == Check::Chain),
+        "{:?}",
+        r.problems
+    );
+    // A dangling reference is a structure problem, even where the chain
+    // would be mended.
+    let i = find(&lines, "decision", 0);
+    let mut dangling = lines.clone();
+    dangling[i] = dangling[i].replace(r#""process":"1""#, r#""process":"5""#);
+    let r = check(&dangling);
+    assert!(
+        r.problems
+            .iter()
+            .any(|x| x.check == Check::Structure && x.message.contains("does not have before it")),
         "{:?}",
         r.problems
     );

@@ -871,3 +871,72 @@ fn xdg_variables_and_lexecon_ledger_choose_the_places() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains(&format!("Ledger: {}", at.display())));
 }
+
+/// A ledger written by lexecon before record formats were numbered
+/// (format 1: `sh -c 'cat secret; echo hi > out'` under
+/// `tests/data/format1/policy.yaml`, the open of `secret` blocked by a
+/// rule), with its public key.
+fn format_1_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format1")
+}
+
+#[test]
+fn a_ledger_written_in_format_1_still_verifies_and_reads_as_before() {
+    use lexecon::ledger::{decode, jcs, read, verify};
+    let dir = format_1_fixture();
+    let ledger = dir.join("ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    assert!(!text.contains(r#""format""#) && !text.contains(r#""kind":"process""#));
+    let key = keys::load_public_key(&dir.join("ledger.pub")).unwrap();
+    let report = verify::verify_file(&ledger, Some(key.verifying_key())).unwrap();
+    assert!(report.is_valid(), "{:?}", report.problems);
+    // Its decisions read through a context exactly as without one (format
+    // 1 knows no references), and none is rewritten.
+    let mut ctx = decode::Context::new();
+    let mut decisions = 0;
+    for line in text.lines() {
+        let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+        ctx.observe(&v).unwrap();
+        assert_eq!(ctx.format(), 1);
+        assert_eq!(
+            ctx.decode_record(&v).unwrap(),
+            decode::decode_record(&v).unwrap()
+        );
+        assert_eq!(ctx.expanded(&v).unwrap(), None);
+        decisions += usize::from(line.contains(r#""kind":"decision""#));
+    }
+    assert!(decisions > 10);
+    let mut blocked = Vec::new();
+    read::read(&ledger, Some(&report), |e| {
+        if e.is_blocked() {
+            blocked.push(e);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(blocked.len(), 1);
+    match &blocked[0].item {
+        read::Item::Action(r) => {
+            assert_eq!(r.rule.as_deref(), Some("no-secret"));
+            assert_eq!(r.reason, "secrets stay");
+        }
+        other => panic!("{other:?}"),
+    }
+    // And its decisions are re-derived from the policy it pinned.
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir.display().to_string();
+    let out = lexecon(
+        tmp.path(),
+        &[
+            "verify",
+            &format!("{d}/ledger.jsonl"),
+            "--pubkey",
+            &format!("{d}/ledger.pub"),
+            "--policy",
+            &format!("{d}/policy.yaml"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("Status: VALID"), "{stdout}");
+}

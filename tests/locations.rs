@@ -106,11 +106,7 @@ impl Home {
     }
 
     fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.ledger())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+        common::expanded_records(&std::fs::read_to_string(self.ledger()).unwrap_or_default())
     }
 
     fn policy(&self, yaml: &str) -> PathBuf {

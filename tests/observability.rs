@@ -181,6 +181,20 @@ fn exports_carry_every_record_and_only_from_a_verified_ledger() {
         serde_json::json!(["access", "denied"])
     );
     assert!(denied["@timestamp"].as_str().unwrap().ends_with('Z'));
+    // The caller's program (`cat`), which record format 2 keeps in a
+    // `process` record, is on the event itself.
+    assert!(
+        denied["process"]["executable"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/cat")),
+        "{denied}"
+    );
+    assert!(
+        attr(blocked, "process.executable.path")["stringValue"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("/cat")),
+        "{blocked}"
+    );
     // The tree's bytes reach the human-readable message escaped.
     let messages: Vec<&str> = events
         .iter()

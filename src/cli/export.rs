@@ -73,6 +73,18 @@ fn severity(e: &Entry) -> (u32, &'static str) {
     }
 }
 
+/// The caller's program of an open or connect (ECS `process.executable`,
+/// `process.hash.sha256`), resolved from its run's `process` record in
+/// record format 2.
+fn caller_fields(v: &mut Json, p: Option<&crate::action::ProcessInfo>) {
+    if let Some(p) = p {
+        v["process"]["executable"] = json!(p.program.to_string_lossy());
+        if let Some(h) = p.sha256 {
+            v["process"]["hash"] = json!({"sha256": hex::encode(h)});
+        }
+    }
+}
+
 /// The attributes a record's action gives, by the semantic conventions.
 fn action_fields(a: &Action) -> Vec<(&'static str, Json)> {
     let lossy = |s: &std::ffi::OsStr| Json::String(s.to_string_lossy().into_owned());
@@ -86,11 +98,19 @@ fn action_fields(a: &Action) -> Vec<(&'static str, Json)> {
             ("process.working_directory", lossy(x.cwd.as_os_str())),
             ("lexecon.sha256", x.sha256.map(hex::encode).into()),
         ],
-        Action::Open(o) => vec![
-            ("file.path", lossy(o.path.as_os_str())),
-            ("lexecon.access", Json::String(o.access.to_string())),
-            ("lexecon.op", Json::String(o.op.as_str().to_string())),
-        ],
+        Action::Open(o) => {
+            let mut f = vec![
+                ("file.path", lossy(o.path.as_os_str())),
+                ("lexecon.access", Json::String(o.access.to_string())),
+                ("lexecon.op", Json::String(o.op.as_str().to_string())),
+                ("process.working_directory", lossy(o.cwd.as_os_str())),
+            ];
+            if let Some(p) = &o.process {
+                f.push(("process.executable.path", lossy(p.program.as_os_str())));
+                f.push(("lexecon.sha256", p.sha256.map(hex::encode).into()));
+            }
+            f
+        }
         Action::Connect(c) => {
             let mut f = vec![
                 (
@@ -99,6 +119,10 @@ fn action_fields(a: &Action) -> Vec<(&'static str, Json)> {
                 ),
                 ("lexecon.op", Json::String(c.op.as_str().to_string())),
             ];
+            if let Some(p) = &c.process {
+                f.push(("process.executable.path", lossy(p.program.as_os_str())));
+                f.push(("lexecon.sha256", p.sha256.map(hex::encode).into()));
+            }
             match &c.target {
                 NetTarget::Ip { addr, port, .. } => {
                     f.push(("server.address", Json::String(addr.to_string())));
@@ -290,8 +314,13 @@ pub fn ecs(e: &Entry, run: Option<&str>, body: impl Fn(&Entry) -> Option<String>
                         v["process"]["hash"] = json!({"sha256": hex::encode(h)});
                     }
                 }
-                Action::Open(o) => v["file"] = json!({"path": o.path.to_string_lossy()}),
+                Action::Open(o) => {
+                    v["file"] = json!({"path": o.path.to_string_lossy()});
+                    v["process"]["working_directory"] = json!(o.cwd.to_string_lossy());
+                    caller_fields(&mut v, o.process.as_ref());
+                }
                 Action::Connect(c) => {
+                    caller_fields(&mut v, c.process.as_ref());
                     v["network"] = json!({"transport": c.protocol.as_str()});
                     match &c.target {
                         NetTarget::Ip { addr, port, .. } => {

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
 use crate::ledger::keys::{self, PublicKey};
-use crate::ledger::proof::{self, Proof};
+use crate::ledger::proof::{self, Proof, ProofCheck};
 use crate::ledger::verify::{self, KeySource, Report, Severity, Status};
 use crate::ledger::{self as lg, LedgerError};
 
@@ -512,6 +512,23 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
             }),
             Err(e) => serde_json::json!({"status": "INVALID", "error": e.to_string()}),
         };
+        let v = match (v, &result) {
+            (
+                mut v,
+                Ok(ProofCheck {
+                    process: Some((seq, p)),
+                    ..
+                }),
+            ) => {
+                v["process"] = serde_json::json!({
+                    "seq": seq.to_string(),
+                    "program": super::reader::bytes_json(std::os::unix::ffi::OsStrExt::as_bytes(p.program.as_os_str())),
+                    "sha256": p.sha256.map(hex::encode),
+                });
+                v
+            }
+            (v, _) => v,
+        };
         println!("{v}");
         return Ok(ExitCode::from(u8::from(result.is_err())));
     }
@@ -526,6 +543,15 @@ pub fn verify_proof(args: VerifyProofArgs) -> anyhow::Result<ExitCode> {
                 c.origin,
                 key.fingerprint()
             );
+            if let Some((seq, p)) = &c.process {
+                println!(
+                    "Caller's program (process record seq {seq}, also included): {}{}",
+                    crate::escape::path(&p.program),
+                    p.sha256
+                        .map(|h| format!(" sha256 {}", hex::encode(h)))
+                        .unwrap_or_default()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

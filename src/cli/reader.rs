@@ -579,12 +579,25 @@ pub(super) fn text_line(e: &Entry) -> Option<String> {
         }
         Item::Damaged(why) => format!("line {}: DAMAGED: {}", e.line, escape::text(why)),
         Item::Epoch { .. } | Item::Checkpoint { .. } => return None,
+        Item::Process { id, process } => format!(
+            "{time} process record {id} (record {seq}): the program {}{}{} of the run's decisions that name it",
+            escape::path(&process.program),
+            process
+                .sha256
+                .map(|h| format!(" (sha256 {})", hex::encode(h)))
+                .unwrap_or_default(),
+            process
+                .injected
+                .as_deref()
+                .map(|w| format!(", code injected: {}", escape::text(w)))
+                .unwrap_or_default()
+        ),
     })
 }
 
 /// Bytes as JSON the way the ledger stores them: a string when UTF-8, else
 /// `{"b64": …}`.
-fn bytes_json(b: &[u8]) -> Json {
+pub(super) fn bytes_json(b: &[u8]) -> Json {
     match std::str::from_utf8(b) {
         Ok(s) => Json::String(s.to_string()),
         Err(_) => {
@@ -668,7 +681,9 @@ pub fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
         read_all(&o, |e| {
-            if wanted(&e) {
+            // A format-2 process record is shown in the decisions that
+            // name it (and in `--json`).
+            if wanted(&e) && !matches!(e.item, Item::Process { .. }) {
                 if let Some(l) = text_line(&e) {
                     shown += 1;
                     writeln!(out, "{l}").map_err(|e| e.to_string())?;

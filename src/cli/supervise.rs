@@ -644,10 +644,18 @@ fn demo_findings(path: &Path) -> anyhow::Result<(String, bool, u64)> {
         if argv.first() != Some(&"rm") {
             continue;
         }
-        if v["stage"] == "request" && argv.iter().any(|a| a.contains("important_data")) {
+        // Record format 2 leaves out a `request` stage and the `allowed`
+        // outcome of an allow verdict.
+        let stage = v["stage"].as_str().unwrap_or("request");
+        let outcome = match (v["outcome"].as_str(), v["verdict"].as_str()) {
+            (Some(o), _) => o,
+            (None, Some("allow")) => "allowed",
+            (None, _) => "?",
+        };
+        if stage == "request" && argv.iter().any(|a| a.contains("important_data")) {
             decision = v["verdict"].as_str().unwrap_or("?").to_string();
         }
-        if v["stage"] == "confirm" && v["outcome"] == "allowed" {
+        if stage == "confirm" && outcome == "allowed" {
             executed = true;
         }
     }

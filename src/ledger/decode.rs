@@ -10,11 +10,18 @@
 //! [`decode_run`] reads a run header. Byte strings come back exactly as
 //! recorded (`{"b64":…}` for bytes that are not UTF-8).
 //!
+//! Record format 2 (docs/ledger.md, "Format versions") needs the records
+//! before a decision in its run: a [`Context`] takes in every record in
+//! file order and decodes a format-2 decision exactly as the format-1
+//! record of the same event reads (references resolved, defaults put
+//! back). The context-free [`decode_record`] and [`decode_line`] read
+//! format 1 only, and refuse a reference.
+//!
 //! Decoding checks the shape of what it reads but not the chain or the
 //! signatures: read a ledger that [`super::verify`] accepted. Any field it
 //! does not understand is an error, never skipped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -184,7 +191,39 @@ impl<'v, 'a> Members<'v, 'a> {
     }
 }
 
-fn decode_process(v: &Value<'_>) -> Result<ProcessInfo, String> {
+/// A format-2 `process` record: the caller's program, and the working
+/// directory of the opens that name it (absent for a record first named by
+/// a connect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Caller {
+    info: ProcessInfo,
+    cwd: Option<PathBuf>,
+}
+
+/// The run's `process` records by id (format 2), for resolving
+/// `"process":"ID"`; `None` where no reference may stand.
+type Processes = HashMap<u64, Caller>;
+
+/// The record a format-2 reference names.
+fn caller<'p>(v: &Value<'_>, procs: &'p Processes) -> Result<&'p Caller, String> {
+    let id = v.as_str().unwrap_or("");
+    id.parse::<u64>()
+        .ok()
+        .and_then(|n| procs.get(&n))
+        .ok_or_else(|| {
+            format!("`action.process` refers to process record {id:?}, which its run does not have before it")
+        })
+}
+
+fn decode_process(v: &Value<'_>, procs: Option<&Processes>) -> Result<ProcessInfo, String> {
+    if let Value::String(id) = v {
+        let Some(procs) = procs else {
+            return Err(format!(
+                "`action.process` refers to process record {id:?} where only a decision of a format-2 run may refer to one"
+            ));
+        };
+        return caller(v, procs).map(|c| c.info.clone());
+    }
     let mut f = Members::of(v, "action.process")?;
     let dev = f
         .opt("dev")
@@ -254,7 +293,10 @@ fn decode_detail(op: FileOp, v: &Value<'_>) -> Result<OpDetail, String> {
     Ok(d)
 }
 
-fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
+fn decode_connect(
+    mut f: Members<'_, '_>,
+    procs: Option<&Processes>,
+) -> Result<ConnectAction, String> {
     let op_s = string(f.req("op")?, "action.op")?;
     let op = NetOp::from_name(op_s).ok_or_else(|| format!("unknown connect op {op_s:?}"))?;
     let proto_s = string(f.req("protocol")?, "action.protocol")?;
@@ -304,7 +346,10 @@ fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("`action.names` must be an array of strings".into()),
     };
-    let process = f.opt("process").map(decode_process).transpose()?;
+    let process = f
+        .opt("process")
+        .map(|p| decode_process(p, procs))
+        .transpose()?;
     f.done()?;
     Ok(ConnectAction {
         op,
@@ -318,6 +363,12 @@ fn decode_connect(mut f: Members<'_, '_>) -> Result<ConnectAction, String> {
 /// The action recorded in a `decision` or `escalation` record's `action`
 /// member.
 pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
+    decode_action_in(v, None)
+}
+
+/// [`decode_action`], resolving a format-2 reference to a `process`
+/// record through `procs`.
+fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, String> {
     let mut f = Members::of(v, "action")?;
     let kind = string(f.req("kind")?, "action.kind")?;
     let action = match kind {
@@ -345,17 +396,33 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
         }
         "open" => {
             let mut access = Access::empty();
-            match f.req("access")? {
-                Value::Array(a) => {
+            let listed = match (f.opt("access"), procs) {
+                (Some(v), _) => Some(v),
+                // A format-2 decision's plain open of `["read"]`.
+                (None, Some(_)) => None,
+                (None, None) => return Err("missing `access` in `action`".into()),
+            };
+            match listed {
+                Some(Value::Array(a)) => {
                     for x in a {
                         let n = string(x, "action.access")?;
                         access |= Access::from_name(n)
                             .ok_or_else(|| format!("unknown access {n:?} in `action.access`"))?;
                     }
                 }
-                _ => return Err("`action.access` must be an array of access names".into()),
+                Some(_) => return Err("`action.access` must be an array of access names".into()),
+                None => access = Access::READ,
             }
-            let cwd = path(f.req("cwd")?, "action.cwd")?;
+            let process_v = f.opt("process");
+            let cwd = match (f.opt("cwd"), procs, process_v) {
+                (Some(c), _, _) => path(c, "action.cwd")?,
+                // Format 2: that of the opens of the process record named.
+                (None, Some(procs), Some(r @ Value::String(_))) => caller(r, procs)?
+                    .cwd
+                    .clone()
+                    .ok_or("`action.cwd` is missing and the process record named has none")?,
+                (None, _, _) => return Err("missing `cwd` in `action`".into()),
+            };
             // Absent in ledgers written before operations were recorded:
             // those recorded plain opens only.
             let op = match f.opt("op") {
@@ -366,6 +433,9 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
                         .ok_or_else(|| format!("unknown operation {n:?} in `action.op`"))?
                 }
             };
+            if listed.is_none() && op != FileOp::Open {
+                return Err("missing `access` in `action`".into());
+            }
             let detail = f.opt("detail").map(|d| decode_detail(op, d)).transpose()?;
             if detail.is_none() && matches!(op, FileOp::Chmod | FileOp::Chown | FileOp::Symlink) {
                 return Err(format!(
@@ -374,7 +444,7 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
                 ));
             }
             let p = path(f.req("path")?, "action.path")?;
-            let process = f.opt("process").map(decode_process).transpose()?;
+            let process = process_v.map(|p| decode_process(p, procs)).transpose()?;
             f.done()?;
             Action::Open(OpenAction {
                 path: p,
@@ -385,7 +455,7 @@ pub fn decode_action(v: &Value<'_>) -> Result<Action, String> {
                 detail,
             })
         }
-        "connect" => Action::Connect(decode_connect(f)?),
+        "connect" => Action::Connect(decode_connect(f, procs)?),
         "tool" => {
             // Absent when the asker gave no working directory.
             let cwd = f
@@ -438,6 +508,360 @@ fn mode(s: &str) -> Result<Mode, String> {
 /// A `decision` or `escalation` record as a [`Recorded`]; `Ok(None)` for
 /// records of every other kind.
 pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
+    decode_record_in(v, None)
+}
+
+/// What reading a record needs from the records before it in its run: the
+/// run's record format and mode, and (format 2) its `process` records.
+/// Every reader of a ledger feeds each record to [`Context::observe`], in
+/// file order, and decodes decisions with [`Context::decode_record`], so
+/// that a format-2 record reads exactly as the format-1 record of the same
+/// event would.
+///
+/// [`Context::observe`] also checks what a record may leave out or refer
+/// to, failing closed: in format 1 nothing may be left out and no `process`
+/// record or reference may appear; in format 2 a reference must name a
+/// `process` record of the same run written before it, ids are unique in
+/// a run, and a member left out must not be present with its default
+/// value (one encoding per record).
+#[derive(Debug, Clone)]
+pub struct Context {
+    format: u64,
+    mode: Option<Mode>,
+    processes: Processes,
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            format: 1,
+            mode: None,
+            processes: HashMap::new(),
+        }
+    }
+}
+
+/// The members of a decision record [`Context::observe`] checks.
+#[derive(Default)]
+struct DecisionMembers<'v, 'a> {
+    action: Option<&'v Value<'a>>,
+    loaded: Option<&'v Value<'a>>,
+    matched: Option<&'v Value<'a>>,
+    mode: Option<&'v Value<'a>>,
+    note: Option<&'v Value<'a>>,
+    outcome: Option<&'v Value<'a>>,
+    reason: Option<&'v Value<'a>>,
+    rule: Option<&'v Value<'a>>,
+    stage: Option<&'v Value<'a>>,
+    verdict: Option<&'v Value<'a>>,
+}
+
+/// What of an action's form [`Context::observe`] checks, in one pass.
+#[derive(Default)]
+struct ActionForm<'v, 'a> {
+    kind: Option<&'v str>,
+    op: Option<&'v str>,
+    access: Option<&'v Value<'a>>,
+    cwd: bool,
+    process: Option<&'v Value<'a>>,
+}
+
+impl<'v, 'a> ActionForm<'v, 'a> {
+    fn of(action: Option<&'v Value<'a>>) -> Self {
+        let mut f = ActionForm::default();
+        if let Some(Value::Object(m)) = action {
+            for (k, x) in m {
+                match k.as_ref() {
+                    "kind" => f.kind = x.as_str(),
+                    "op" => f.op = x.as_str(),
+                    "access" => f.access = Some(x),
+                    "cwd" => f.cwd = true,
+                    "process" => f.process = Some(x),
+                    _ => {}
+                }
+            }
+        }
+        f
+    }
+
+    /// A form only a format-2 decision's own action may take: a reference
+    /// to a `process` record, an open without `access` or `cwd`.
+    fn compact(&self) -> bool {
+        matches!(self.process, Some(Value::String(_)))
+            || (self.kind == Some("open") && (self.access.is_none() || !self.cwd))
+    }
+}
+
+/// Whether an action value names its caller's program by reference, or
+/// leaves out an open's `access` or `cwd`: forms only a format-2
+/// decision's own action may take.
+fn refers(action: Option<&Value<'_>>) -> bool {
+    let Some(a) = action else {
+        return false;
+    };
+    matches!(a.get("process"), Some(Value::String(_)))
+        || (a.get("kind").and_then(Value::as_str) == Some("open")
+            && (a.get("access").is_none() || a.get("cwd").is_none()))
+}
+
+impl Context {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A context of a format-2 run of which nothing else is known: for
+    /// reading a `process` record on its own (an inclusion proof's).
+    pub fn for_process_records() -> Self {
+        Context {
+            format: 2,
+            mode: None,
+            processes: HashMap::new(),
+        }
+    }
+
+    /// The record format of the current run (1 before any run header).
+    pub fn format(&self) -> u64 {
+        self.format
+    }
+
+    /// The caller's program a format-2 `process` record of the current run
+    /// gave id `id`.
+    pub fn process(&self, id: u64) -> Option<&ProcessInfo> {
+        self.processes.get(&id).map(|c| &c.info)
+    }
+
+    /// Takes in one record (any kind), in file order: a run header starts a
+    /// run's context, a `process` record adds to it. Errors are the rules
+    /// of the run's format a record breaks (see the type's docs).
+    pub fn observe(&mut self, v: &Value<'_>) -> Result<(), String> {
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "run" => {
+                self.format = match v.get("format") {
+                    None => 1,
+                    Some(Value::Number(n)) if *n == 2.0 => 2,
+                    Some(_) => return Err("unknown record format".into()),
+                };
+                self.mode = Some(mode(v.get("mode").and_then(Value::as_str).unwrap_or(""))?);
+                self.processes.clear();
+            }
+            "recovery" => {
+                *self = Context::default();
+            }
+            "process" => {
+                if self.format < 2 {
+                    return Err("a `process` record in a run of record format 1".into());
+                }
+                let Value::Object(m) = v else {
+                    return Err("a record must be an object".into());
+                };
+                let id = v
+                    .get("id")
+                    .map(|x| decimal(x, "id"))
+                    .transpose()?
+                    .ok_or("missing `id` in a `process` record")?;
+                let own: Vec<_> = m
+                    .iter()
+                    .filter(|(k, _)| {
+                        !matches!(k.as_ref(), "cwd" | "id" | "kind" | "prev" | "seq" | "time")
+                    })
+                    .cloned()
+                    .collect();
+                let info = decode_process(&Value::Object(own), None)?;
+                let cwd = v.get("cwd").map(|c| path(c, "cwd")).transpose()?;
+                if self.processes.insert(id, Caller { info, cwd }).is_some() {
+                    return Err(format!(
+                        "a second `process` record with id {id} in the same run"
+                    ));
+                }
+            }
+            "decision" => self.check_decision(v)?,
+            "escalation" if refers(v.get("action")) => {
+                return Err(
+                    "an escalation's action refers to a `process` record or leaves out `access` or `cwd`"
+                        .into(),
+                );
+            }
+            "intent" => {
+                let judged = match v.get("judged") {
+                    Some(Value::Array(a)) => a.iter().any(|j| refers(j.get("action"))),
+                    _ => false,
+                };
+                if refers(v.get("action")) || judged {
+                    return Err(
+                        "an intent's action refers to a `process` record or leaves out `access` or `cwd`"
+                            .into(),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn check_decision(&self, v: &Value<'_>) -> Result<(), String> {
+        // One pass over the members (this runs for every decision `verify`
+        // reads).
+        let Value::Object(members) = v else {
+            return Err("a record must be an object".into());
+        };
+        let mut d = DecisionMembers::default();
+        for (k, x) in members {
+            match k.as_ref() {
+                "action" => d.action = Some(x),
+                "loaded" => d.loaded = Some(x),
+                "matched" => d.matched = Some(x),
+                "mode" => d.mode = Some(x),
+                "note" => d.note = Some(x),
+                "outcome" => d.outcome = Some(x),
+                "reason" => d.reason = Some(x),
+                "rule" => d.rule = Some(x),
+                "stage" => d.stage = Some(x),
+                "verdict" => d.verdict = Some(x),
+                _ => {}
+            }
+        }
+        if d.loaded.is_some() && ActionForm::of(d.loaded).compact() {
+            return Err(
+                "a decision's `loaded` refers to a `process` record or leaves out `access` or `cwd`".into(),
+            );
+        }
+        let a = ActionForm::of(d.action);
+        if self.format < 2 {
+            for (k, x) in [
+                ("matched", d.matched),
+                ("mode", d.mode),
+                ("outcome", d.outcome),
+                ("reason", d.reason),
+                ("stage", d.stage),
+            ] {
+                if x.is_none() {
+                    return Err(format!("missing `{k}` in a decision of record format 1"));
+                }
+            }
+            if a.compact() {
+                return Err("a decision of record format 1 refers to a `process` record or leaves out `access` or `cwd`".into());
+            }
+            return Ok(());
+        }
+        let text = |x: Option<&Value<'_>>| x.and_then(Value::as_str).map(str::to_string);
+        let default = |k: &str| {
+            format!("`{k}` is written with its default value, which record format 2 leaves out")
+        };
+        if a.kind == Some("open") {
+            if a.op == Some("open") {
+                return Err(default("action.op"));
+            }
+            let read_only = matches!(a.access, Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
+            if a.op.is_none() && read_only {
+                return Err(default("action.access"));
+            }
+        }
+        if let Some(Value::Object(_)) = a.process {
+            return Err(
+                "`action.process` is written in full, which record format 2 writes as a process record"
+                    .into(),
+            );
+        }
+        if let Some(r @ Value::String(_)) = a.process {
+            let c = caller(r, &self.processes)?;
+            // An open naming a process record has that record's cwd.
+            if a.kind == Some("open") {
+                if a.cwd {
+                    return Err(default("action.cwd"));
+                }
+                if c.cwd.is_none() {
+                    return Err("an open names a process record without `cwd`".into());
+                }
+            }
+        }
+        if matches!(d.matched, Some(Value::Array(x)) if x.is_empty()) {
+            return Err(default("matched"));
+        }
+        if let (Some(m), Some(run)) = (d.mode.and_then(Value::as_str), self.mode) {
+            if m == run.as_str() {
+                return Err(default("mode"));
+            }
+        }
+        if d.stage.and_then(Value::as_str) == Some("request") {
+            return Err(default("stage"));
+        }
+        let verdict_s = d.verdict.and_then(Value::as_str).unwrap_or("");
+        if verdict_s == "allow" && d.outcome.and_then(Value::as_str) == Some("allowed") {
+            return Err(default("outcome"));
+        }
+        if let (Some(reason), None) = (d.reason.and_then(Value::as_str), d.rule) {
+            let note = text(d.note);
+            if reason
+                == default_reason_of(a.kind.unwrap_or(""), verdict(verdict_s)?, note.as_deref())?
+            {
+                return Err(default("reason"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A format-2 decision record of this context's run written out as
+    /// format 1 writes the same event: every member present, the caller's
+    /// program in full (`seq`, `prev` and `time` as in the record; the line
+    /// is not in the chain). `Ok(None)` for every other record, which reads
+    /// the same in both formats, and for decisions of format-1 runs. For
+    /// tools that read records as plain JSON.
+    pub fn expanded(&self, v: &Value<'_>) -> Result<Option<String>, String> {
+        if self.format < 2 || v.get("kind").and_then(Value::as_str) != Some("decision") {
+            return Ok(None);
+        }
+        let Some(r) = self.decode_record(v)? else {
+            return Ok(None);
+        };
+        let prev = v.get("prev").map(|p| hash(p, "prev")).transpose()?;
+        let (Some(stage), Some(outcome), Some(mode)) = (r.stage, r.outcome, r.mode) else {
+            return Err("a decision without its stage, outcome or mode".into());
+        };
+        let d = super::record::DecisionEntry {
+            pid: r.pid,
+            ppid: r.ppid,
+            action: &r.action,
+            loaded: r.loaded.as_ref(),
+            stage,
+            verdict: r.verdict,
+            outcome,
+            rule: r.rule.clone(),
+            matched: r.matched.clone(),
+            reason: r.reason.clone(),
+            mode,
+            identity: r.identity,
+            note: r.note.clone(),
+        };
+        let mut out = String::new();
+        super::record::encode_decision(r.seq, prev.as_ref(), r.time_ns, &d, None, &mut out)?;
+        Ok(Some(out))
+    }
+
+    /// [`decode_record`] for a record of this context's run: what format 2
+    /// left out is put back, references are resolved.
+    pub fn decode_record(&self, v: &Value<'_>) -> Result<Option<Recorded>, String> {
+        decode_record_in(v, Some(self))
+    }
+}
+
+/// [`super::record::default_reason`] from the action's kind name.
+fn default_reason_of(kind: &str, v: Verdict, note: Option<&str>) -> Result<String, String> {
+    use crate::action::ActionKind;
+    let k = match kind {
+        "exec" => ActionKind::Exec,
+        "open" => ActionKind::Open,
+        "connect" => ActionKind::Connect,
+        "tool" => ActionKind::Tool,
+        other => return Err(format!("unknown action kind {other:?}")),
+    };
+    if k == ActionKind::Exec && note.is_some_and(|n| n.starts_with(super::read::CODE_MAP_NOTE)) {
+        return Ok(crate::policy::CODE_MAP_DEFAULT_REASON.to_string());
+    }
+    Ok(crate::policy::default_reason(k, v))
+}
+
+fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recorded>, String> {
     let kind = v
         .get("kind")
         .and_then(Value::as_str)
@@ -454,8 +878,19 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
     let time_ns = decimal128(f.req("time")?, "time")?;
     let pid = int(f.req("pid")?, "pid")?;
     let ppid = int(f.req("ppid")?, "ppid")?;
-    let action = decode_action(f.req("action")?)?;
-    let reason = string(f.req("reason")?, "reason")?.to_string();
+    // Format 2 (a context of a format-2 run): members left out take their
+    // defaults (`record::DecisionDefaults`), `"process":"ID"` is resolved.
+    let ctx = ctx.filter(|c| c.format >= 2);
+    let procs = match record {
+        RecordKind::Decision => ctx.map(|c| &c.processes),
+        RecordKind::Escalation => None,
+    };
+    let action = decode_action_in(f.req("action")?, procs)?;
+    let reason = match (f.opt("reason"), ctx, record) {
+        (Some(r), _, _) => Some(string(r, "reason")?.to_string()),
+        (None, Some(_), RecordKind::Decision) => None,
+        (None, _, _) => return Err("missing `reason` in `record`".into()),
+    };
     let r = match record {
         RecordKind::Decision => {
             let identity = match f.opt("identity") {
@@ -472,17 +907,51 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                     Some(FileIdentity { dev, ino, sha256 })
                 }
             };
-            let matched = match f.req("matched")? {
-                Value::Array(a) => a
+            let omitted = |k: &str| match ctx {
+                Some(_) => Ok(()),
+                None => Err(format!("missing `{k}` in `record`")),
+            };
+            let matched = match f.opt("matched") {
+                Some(Value::Array(a)) => a
                     .iter()
                     .map(|x| string(x, "matched").map(str::to_string))
                     .collect::<Result<_, _>>()?,
-                _ => return Err("`matched` must be an array of strings".into()),
+                Some(_) => return Err("`matched` must be an array of strings".into()),
+                None => omitted("matched").map(|_| Vec::new())?,
             };
-            let stage = match string(f.req("stage")?, "stage")? {
-                "request" => Stage::Request,
-                "confirm" => Stage::Confirm,
-                other => return Err(format!("unknown stage {other:?}")),
+            let stage = match f.opt("stage") {
+                Some(x) => match string(x, "stage")? {
+                    "request" => Stage::Request,
+                    "confirm" => Stage::Confirm,
+                    other => return Err(format!("unknown stage {other:?}")),
+                },
+                None => omitted("stage").map(|_| Stage::Request)?,
+            };
+            let verdict = verdict(string(f.req("verdict")?, "verdict")?)?;
+            let outcome = match f.opt("outcome") {
+                Some(x) => outcome(string(x, "outcome")?)?,
+                None if verdict == Verdict::Allow => {
+                    omitted("outcome").map(|_| Outcome::Allowed)?
+                }
+                None => return Err("missing `outcome` in `record`".into()),
+            };
+            let mode = match (f.opt("mode"), ctx.and_then(|c| c.mode)) {
+                (Some(x), _) => mode(string(x, "mode")?)?,
+                (None, Some(run)) => run,
+                (None, None) => return Err("missing `mode` in `record`".into()),
+            };
+            let rule = f
+                .opt("rule")
+                .map(|x| string(x, "rule").map(str::to_string))
+                .transpose()?;
+            let note = f
+                .opt("note")
+                .map(|x| string(x, "note").map(str::to_string))
+                .transpose()?;
+            let reason = match (reason, &rule) {
+                (Some(r), _) => r,
+                (None, None) => super::record::default_reason(&action, verdict, note.as_deref()),
+                (None, Some(_)) => return Err("missing `reason` in `record`".into()),
             };
             let loaded = f.opt("loaded").map(decode_action).transpose()?;
             if loaded
@@ -499,21 +968,15 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 ppid,
                 action,
                 loaded,
-                verdict: verdict(string(f.req("verdict")?, "verdict")?)?,
-                outcome: Some(outcome(string(f.req("outcome")?, "outcome")?)?),
+                verdict,
+                outcome: Some(outcome),
                 stage: Some(stage),
-                rule: f
-                    .opt("rule")
-                    .map(|x| string(x, "rule").map(str::to_string))
-                    .transpose()?,
+                rule,
                 matched,
                 reason,
-                mode: Some(mode(string(f.req("mode")?, "mode")?)?),
+                mode: Some(mode),
                 identity,
-                note: f
-                    .opt("note")
-                    .map(|x| string(x, "note").map(str::to_string))
-                    .transpose()?,
+                note,
                 syscall: None,
                 request: None,
             }
@@ -533,7 +996,7 @@ pub fn decode_record(v: &Value<'_>) -> Result<Option<Recorded>, String> {
                 stage: None,
                 rule: Some(string(f.req("rule")?, "rule")?.to_string()),
                 matched: Vec::new(),
-                reason,
+                reason: reason.unwrap_or_default(),
                 mode: None,
                 identity: None,
                 note: None,
@@ -555,6 +1018,7 @@ pub fn decode_run(v: &Value<'_>) -> Result<Option<RunRecord>, String> {
     for k in [
         "kind",
         "prev",
+        "format",
         "host_key",
         "host_fingerprint",
         "epoch_key",
@@ -870,12 +1334,14 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let mut got = Vec::new();
         let mut runs = Vec::new();
+        let mut ctx = Context::new();
         for line in text.lines() {
             let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
             if let Some(r) = decode_run(&v).unwrap() {
                 runs.push(r);
             }
-            if let Some(r) = decode_record(&v).unwrap() {
+            if let Some(r) = ctx.decode_record(&v).unwrap() {
                 got.push(r);
             }
         }
@@ -923,6 +1389,470 @@ mod tests {
         assert_eq!(e.rule.as_deref(), Some("ask"));
         assert_eq!(e.syscall.as_deref(), Some("openat"));
         assert_eq!(e.request, Some(7));
+    }
+
+    /// The same events written in record format 1 and in format 2: every
+    /// decision and escalation reads back identical (but for its `seq`,
+    /// format 2 having `process` records in between), and both verify.
+    fn write_both(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+        use crate::action::{ConnectAction, NetFamily, NetOp, NetTarget, Protocol};
+        use crate::ledger::{
+            DecisionEntry, EscalationEntry, HostKey, LedgerWriter, LockMode, RunEnd, RunHeader,
+            SyncPolicy, WriterOptions,
+        };
+        let other = ProcessInfo {
+            program: "/usr/bin/sh".into(),
+            sha256: None,
+            file: None,
+            injected: None,
+        };
+        let open_by = |p: Option<ProcessInfo>, cwd: &str| {
+            Action::Open(OpenAction {
+                path: "/etc/hosts".into(),
+                access: Access::READ,
+                cwd: cwd.into(),
+                process: p,
+                op: FileOp::Open,
+                detail: None,
+            })
+        };
+        let connect = Action::Connect(ConnectAction {
+            op: NetOp::Connect,
+            protocol: Protocol::Tcp,
+            target: NetTarget::Ip {
+                family: NetFamily::Inet,
+                addr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                port: 443,
+            },
+            names: vec!["a.example".into()],
+            process: Some(process()),
+        });
+        let exec = Action::Exec(ExecAction {
+            path: "/usr/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/w".into(),
+            sha256: Some([5; 32]),
+        });
+        let actions = [
+            open_by(Some(process()), "/w"),
+            open_by(Some(process()), "/w"),
+            open_by(Some(other.clone()), "/w"),
+            open_by(None, "/"),
+            open(FileOp::Chmod, Some(OpDetail::Mode(0o600)), Access::WRITE),
+            connect,
+            exec,
+        ];
+        let default = |a: &Action, v: Verdict| crate::policy::default_reason(a.kind(), v);
+        let mut out = Vec::new();
+        for format in [1, 2] {
+            let path = dir.join(format!("f{format}.jsonl"));
+            let key = HostKey::from_signing_key(
+                "lexecon",
+                ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]),
+            )
+            .unwrap();
+            let opts = WriterOptions {
+                checkpoint_every: 5,
+                checkpoint_interval: std::time::Duration::from_secs(3600),
+                sync: SyncPolicy::Never,
+                lock: LockMode::Fail,
+            };
+            let mut w = LedgerWriter::open(&path, key, opts)
+                .unwrap()
+                .with_format(format)
+                .unwrap();
+            // Two runs: ids and the process table start again in each.
+            for (run, mode) in [Mode::Enforce, Mode::Observe].into_iter().enumerate() {
+                w.begin_run(RunHeader {
+                    command: vec!["agent".into()],
+                    cwd: "/w".into(),
+                    workspace: None,
+                    policy_sha256: [9; 32],
+                    policy_path: None,
+                    mode,
+                    ci: BTreeMap::new(),
+                    vars: None,
+                    policy_layers: Vec::new(),
+                })
+                .unwrap();
+                let mut t = 1_000u128 * (run as u128 + 1);
+                for a in &actions {
+                    for (i, (stage, verdict, outcome, rule, matched, reason, dmode, note)) in [
+                        // Every default at once.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Allow),
+                            mode,
+                            None,
+                        ),
+                        // None of them.
+                        (
+                            Stage::Confirm,
+                            Verdict::Block,
+                            Outcome::Refused,
+                            Some("r"),
+                            vec!["r".to_string()],
+                            "custom".to_string(),
+                            Mode::Observe,
+                            None,
+                        ),
+                        (
+                            Stage::Request,
+                            Verdict::Block,
+                            Outcome::Killed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Block),
+                            Mode::Enforce,
+                            None,
+                        ),
+                        // The default reason of another verdict is not the default.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            default(a, Verdict::Block),
+                            mode,
+                            None,
+                        ),
+                        (
+                            Stage::Request,
+                            Verdict::Escalate,
+                            Outcome::Allowed,
+                            Some("ask"),
+                            vec!["ask".into(), "x".into()],
+                            "a human said yes".into(),
+                            mode,
+                            Some("allowed by request 1".to_string()),
+                        ),
+                        // A code mapping's own default reason.
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            crate::policy::CODE_MAP_DEFAULT_REASON.to_string(),
+                            mode,
+                            Some(format!("{} (mmap)", crate::ledger::read::CODE_MAP_NOTE)),
+                        ),
+                    ]
+                    .into_iter()
+                    .enumerate()
+                    {
+                        t += 1;
+                        let d = DecisionEntry {
+                            pid: 10 + i as i32,
+                            ppid: 9,
+                            action: a,
+                            loaded: None,
+                            stage,
+                            verdict,
+                            outcome,
+                            rule: rule.map(str::to_string),
+                            matched,
+                            reason,
+                            mode: dmode,
+                            identity: Some(FileIdentity {
+                                dev: 1,
+                                ino: 2,
+                                sha256: None,
+                            }),
+                            note,
+                        };
+                        w.append_decision_at(&d, t).unwrap();
+                    }
+                }
+                let esc = w
+                    .append_escalation(&EscalationEntry {
+                        request: 7,
+                        pid: 11,
+                        ppid: 10,
+                        syscall: "openat",
+                        action: &actions[0],
+                        rule: "ask",
+                        reason: "a human decides",
+                        deadline_ns: 1,
+                    })
+                    .unwrap();
+                w.append_resolution(&crate::ledger::ResolutionEntry {
+                    request: 7,
+                    escalation: esc.0,
+                    outcome: Outcome::Refused,
+                    by: "timeout",
+                    peer: None,
+                    scope: "once",
+                    receipt: None,
+                })
+                .unwrap();
+                w.end_run(RunEnd::default()).unwrap();
+            }
+            out.push(path);
+        }
+        (out.remove(0), out.remove(0))
+    }
+
+    fn read_all(path: &std::path::Path) -> Vec<Recorded> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut ctx = Context::new();
+        let mut got = Vec::new();
+        for line in text.lines() {
+            let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
+            if let Some(mut r) = ctx.decode_record(&v).unwrap() {
+                r.seq = 0;
+                if r.record == RecordKind::Escalation {
+                    // Written at the time it is written.
+                    r.time_ns = 0;
+                }
+                got.push(r);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn format_2_reads_back_exactly_as_format_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f1, f2) = write_both(dir.path());
+        let (r1, r2) = (read_all(&f1), read_all(&f2));
+        assert_eq!(r1.len(), 2 * (7 * 6 + 1));
+        assert_eq!(r1, r2);
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]).verifying_key();
+        for f in [&f1, &f2] {
+            let report = crate::ledger::verify_file(f, Some(&key)).unwrap();
+            assert!(report.is_valid(), "{}: {:?}", f.display(), report.problems);
+        }
+        let t1 = std::fs::read_to_string(&f1).unwrap();
+        let t2 = std::fs::read_to_string(&f2).unwrap();
+        // Format 1 has no process records and no header `format`.
+        assert!(!t1.contains(r#""kind":"process""#) && !t1.contains(r#""format""#));
+        // Per run: python3's opens in /w, sh's opens in /w, python3's
+        // connect (no cwd).
+        assert_eq!(t2.matches(r#""kind":"process""#).count(), 6);
+        assert!(t2.len() * 10 < t1.len() * 9, "{} vs {}", t2.len(), t1.len());
+        // Written out as format 1, a format-2 decision is the format-1 line
+        // of the same event (but for `seq` and `prev`).
+        let strip = |l: &str| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let mut o = v.as_object().unwrap().clone();
+            o.remove("seq");
+            o.remove("prev");
+            o
+        };
+        let mut ctx = Context::new();
+        let mut expanded = Vec::new();
+        for line in t2.lines() {
+            let v = jcs::parse(line, jcs::Mode::Strict).unwrap();
+            ctx.observe(&v).unwrap();
+            if let Some(l) = ctx.expanded(&v).unwrap() {
+                expanded.push(strip(&l));
+            }
+        }
+        let originals: Vec<_> = t1
+            .lines()
+            .filter(|l| l.contains(r#""kind":"decision""#))
+            .map(strip)
+            .collect();
+        assert_eq!(expanded.len(), 2 * 7 * 6);
+        assert_eq!(expanded, originals);
+        // The stateless decoder reads format 1 only: a reference needs its run.
+        let line = t2.lines().find(|l| l.contains(r#""process":"1""#)).unwrap();
+        assert!(decode_line(line).is_err());
+    }
+
+    /// Breaks the rules of format 2 in a line of `text` and returns the first
+    /// error the context finds reading the result.
+    fn context_error(text: &str, from: &str, to: &str, nth: usize) -> Option<String> {
+        let mut ctx = Context::new();
+        let mut seen = 0;
+        for line in text.lines() {
+            let line = if line.contains(from) {
+                seen += 1;
+                if seen == nth {
+                    line.replacen(from, to, 1)
+                } else {
+                    line.to_string()
+                }
+            } else {
+                line.to_string()
+            };
+            let v = jcs::parse(&line, jcs::Mode::Lenient).unwrap();
+            if let Err(e) = crate::ledger::record::parse(&v) {
+                return Some(e);
+            }
+            if let Err(e) = ctx
+                .observe(&v)
+                .and_then(|_| ctx.decode_record(&v).map(|_| ()))
+            {
+                return Some(e);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn format_2_rules_fail_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f1, f2) = write_both(dir.path());
+        let t1 = std::fs::read_to_string(&f1).unwrap();
+        let t2 = std::fs::read_to_string(&f2).unwrap();
+        assert_eq!(context_error(&t2, "@", "@", 1), None);
+        assert_eq!(context_error(&t1, "@", "@", 1), None);
+        let bad = |text: &str, from: &str, to: &str, nth: usize, want: &str| {
+            let e = context_error(text, from, to, nth)
+                .unwrap_or_else(|| panic!("{from} -> {to} (#{nth}) was accepted"));
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        };
+        // A dangling reference; a forward one (the id of a later record).
+        bad(
+            &t2,
+            r#""process":"1""#,
+            r#""process":"9""#,
+            1,
+            "does not have before it",
+        );
+        bad(
+            &t2,
+            r#""process":"1""#,
+            r#""process":"2""#,
+            1,
+            "does not have before it",
+        );
+        // A duplicate id.
+        bad(
+            &t2,
+            r#""id":"2""#,
+            r#""id":"1""#,
+            1,
+            "a second `process` record",
+        );
+        // A reference across runs: the second run's first reference, after
+        // its own process record was renumbered.
+        bad(
+            &t2,
+            r#""id":"1""#,
+            r#""id":"3""#,
+            2,
+            "does not have before it",
+        );
+        // References and process records have no place in format 1.
+        bad(&t2, r#","format":2"#, "", 1, "record format 1");
+        // Nor references outside a decision's action.
+        let esc = t2
+            .lines()
+            .find(|l| l.contains(r#""kind":"escalation""#))
+            .unwrap();
+        let at = esc.find(r#""process":{"#).unwrap();
+        let end = at + esc[at..].find('}').unwrap() + 1;
+        let forged = format!(r#"{}"process":"1"{}"#, &esc[..at], &esc[end..]);
+        let mut ctx = Context::new();
+        for l in t2.lines().take_while(|l| *l != esc) {
+            ctx.observe(&jcs::parse(l, jcs::Mode::Strict).unwrap())
+                .unwrap();
+        }
+        let v = jcs::parse(&forged, jcs::Mode::Strict).unwrap();
+        assert!(crate::ledger::record::parse(&v).is_ok());
+        let e = ctx.observe(&v).unwrap_err();
+        assert!(e.contains("refers to a `process` record"), "{e}");
+        // Members left out only where their default is meant: a rule's
+        // reason may not be (the decision would read as the default's).
+        bad(
+            &t2,
+            r#""reason":"custom","#,
+            "",
+            1,
+            "missing field `reason`",
+        );
+        // A default value written out is a second encoding of the record.
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""matched":[],"pid":10,"#,
+            1,
+            "`matched` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""mode":"enforce","pid":10,"#,
+            1,
+            "`mode` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""seq":"#,
+            r#""stage":"request","seq":"#,
+            4,
+            "`stage` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""outcome":"allowed","pid":10,"#,
+            1,
+            "`outcome` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""pid":10,"#,
+            r#""pid":10,"reason":"no rule matched; the default for open is allow","#,
+            1,
+            "`reason` is written with its default",
+        );
+        bad(
+            &t2,
+            r#""kind":"open","path""#,
+            r#""kind":"open","op":"open","path""#,
+            1,
+            "`action.op` is written with its default",
+        );
+        bad(
+            &t2,
+            r#"{"action":{"cwd""#,
+            r#"{"action":{"access":["read"],"cwd""#,
+            1,
+            "`action.access` is written with its default",
+        );
+        // A caller's program in full is a second encoding in format 2.
+        let full = t1.lines().find(|l| l.contains(r#""process":{"#)).unwrap();
+        let at = full.find(r#""process":{"#).unwrap();
+        let obj = &full[at..at + full[at..].find('}').unwrap() + 1];
+        bad(&t2, r#""process":"1""#, obj, 1, "written in full");
+        // Format 1 may leave nothing out.
+        bad(&t1, r#""matched":[],"#, "", 1, "missing `matched`");
+        // A block may not leave its outcome out.
+        bad(
+            &t2,
+            r#""outcome":"killed","#,
+            "",
+            1,
+            "missing field `outcome`",
+        );
+        // A decision whose rule was removed with its custom reason reads as
+        // the default, not as that rule's: `verify --policy` re-derives it.
+        let line = t2
+            .lines()
+            .find(|l| l.contains(r#""reason":"custom""#))
+            .unwrap();
+        let forged = line
+            .replacen(r#""reason":"custom","rule":"r","#, "", 1)
+            .replacen(r#""matched":["r"],"#, "", 1);
+        let v = jcs::parse(&forged, jcs::Mode::Lenient).unwrap();
+        let mut ctx = Context::new();
+        for l in t2.lines().take_while(|l| *l != line) {
+            ctx.observe(&jcs::parse(l, jcs::Mode::Strict).unwrap())
+                .unwrap();
+        }
+        let r = ctx.decode_record(&v).unwrap().unwrap();
+        assert_eq!(r.rule, None);
+        assert_ne!(r.reason, "custom");
     }
 
     #[test]

@@ -101,6 +101,12 @@ pub enum Item {
         /// (name, address)
         bindings: Vec<(String, String)>,
     },
+    /// A caller's program that the run's decisions refer to by `id`
+    /// (record format 2); readers see it resolved in those decisions.
+    Process {
+        id: u64,
+        process: Box<crate::action::ProcessInfo>,
+    },
     /// The next epoch key.
     Epoch { epoch: u64, key: [u8; 32] },
     /// A signed checkpoint.
@@ -136,6 +142,7 @@ impl Entry {
             Item::Dns { .. } => "dns",
             Item::Intent { .. } => "intent",
             Item::Limit { .. } => "limit",
+            Item::Process { .. } => "process",
             Item::Epoch { .. } => "epoch",
             Item::Checkpoint { .. } => "checkpoint",
             Item::End { .. } => "end",
@@ -290,6 +297,7 @@ pub fn read(
     let mut line_no = 0u64;
     let mut prev: Option<Hash> = None;
     let mut run: Option<String> = None;
+    let mut ctx = decode::Context::new();
     let limit = verified.map(|v| v.lines);
     loop {
         if limit.is_some_and(|l| line_no == l) {
@@ -307,7 +315,7 @@ pub fn read(
         let content = &buf[..buf.len() - 1];
         let h = leaf_hash(content);
         let text = String::from_utf8_lossy(content).into_owned();
-        let entry = match entry(line_no, &text, &mut run) {
+        let entry = match entry(line_no, &text, &mut run, &mut ctx) {
             Ok((e, link)) => {
                 if verified.is_some() && link != prev {
                     return Err(changed(
@@ -344,9 +352,15 @@ pub fn read(
 
 /// One line as an [`Entry`], with its `prev` link; the run it belongs to is
 /// tracked in `run`.
-fn entry(line: u64, text: &str, run: &mut Option<String>) -> Result<(Entry, Option<Hash>), String> {
+fn entry(
+    line: u64,
+    text: &str,
+    run: &mut Option<String>,
+    ctx: &mut decode::Context,
+) -> Result<(Entry, Option<Hash>), String> {
     let v = jcs::parse(text, jcs::Mode::Strict).map_err(|e| format!("not canonical JSON: {e}"))?;
     let p = record::parse(&v)?;
+    ctx.observe(&v)?;
     let time_ns = v
         .get("time")
         .and_then(Value::as_str)
@@ -357,8 +371,17 @@ fn entry(line: u64, text: &str, run: &mut Option<String>) -> Result<(Entry, Opti
             Item::Run(Box::new(decode::decode_run(&v)?.ok_or("not a run header")?))
         }
         record::Body::Decision { .. } | record::Body::Escalation { .. } => Item::Action(Box::new(
-            decode::decode_record(&v)?.ok_or("not a decision or escalation")?,
+            ctx.decode_record(&v)?
+                .ok_or("not a decision or escalation")?,
         )),
+        record::Body::Process { id } => Item::Process {
+            id,
+            process: Box::new(
+                ctx.process(id)
+                    .ok_or("a process record not taken in")?
+                    .clone(),
+            ),
+        },
         record::Body::Refusal => Item::Refusal {
             pid: int(&v, "pid")? as i32,
             ppid: int(&v, "ppid")? as i32,

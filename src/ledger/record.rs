@@ -5,7 +5,10 @@
 //! line of a file, `prev` (hex hash of the previous line). Kinds:
 //! `run` (header), `decision`, `epoch` (next epoch key), `checkpoint`
 //! (signed note), `end` (run end), `recovery` (seal made by
-//! `lexecon ledger recover`). Byte strings (paths, argv) are JSON strings
+//! `lexecon ledger recover`), and in record format 2 (the header's
+//! `format`) `process` (a caller's program the run's decisions name by id;
+//! a format-2 decision also leaves out members equal to their default, see
+//! `DecisionDefaults`). Byte strings (paths, argv) are JSON strings
 //! when they are UTF-8 and `{"b64":"…"}` otherwise, so nothing is lost.
 //! Integers that may exceed 2^53 (seq, counts, times, device and inode
 //! numbers) are decimal strings.
@@ -418,6 +421,8 @@ pub(crate) struct HeaderExtra<'a> {
     pub host_fingerprint: &'a str,
     pub epoch_key: &'a [u8; 32],
     pub prev_run: Option<&'a str>,
+    /// The record format (1: written as before formats were numbered).
+    pub format: u64,
 }
 
 pub(crate) fn encode_header(
@@ -436,6 +441,9 @@ pub(crate) fn encode_header(
         Value::Array(h.command.iter().map(|a| os(a)).collect()),
     );
     put(&mut m, "cwd", os(h.cwd.as_os_str()));
+    if x.format != 1 {
+        put(&mut m, "format", int(x.format as i64));
+    }
     if let Some(w) = &h.workspace {
         put(&mut m, "workspace", os(w.as_os_str()));
     }
@@ -541,6 +549,20 @@ fn encode_process(p: &crate::action::ProcessInfo) -> Value<'_> {
 }
 
 pub(crate) fn encode_action(action: &Action) -> Members<'_> {
+    encode_action_with(action, None, false)
+}
+
+/// [`encode_action`], with the caller's program of an open or connect
+/// action given by the id of its run's `process` record, and (`compact`:
+/// the action of a format-2 decision) a plain open's `op` (`open`) and its
+/// `access` when it is `["read"]` left out.
+fn encode_action_with(action: &Action, process: Option<u64>, compact: bool) -> Members<'_> {
+    fn caller(p: &crate::action::ProcessInfo, process: Option<u64>) -> Value<'_> {
+        match process {
+            Some(id) => u64s(id),
+            None => encode_process(p),
+        }
+    }
     match action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
@@ -559,27 +581,37 @@ pub(crate) fn encode_action(action: &Action) -> Members<'_> {
         }
         Action::Open(o) => {
             let mut a = Vec::with_capacity(7);
-            put(
-                &mut a,
-                "access",
-                Value::Array(o.access.names().into_iter().map(s).collect()),
-            );
-            put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            let plain = compact && o.op == crate::action::FileOp::Open;
+            if !(plain && o.access == crate::action::Access::READ) {
+                put(
+                    &mut a,
+                    "access",
+                    Value::Array(o.access.names().into_iter().map(s).collect()),
+                );
+            }
+            // A format-2 decision's open naming a process record has that
+            // record's cwd (the writer keys its records by program and cwd).
+            if !(compact && process.is_some() && o.process.is_some()) {
+                put(&mut a, "cwd", os(o.cwd.as_os_str()));
+            }
             if let Some(d) = &o.detail {
                 put(&mut a, "detail", Value::Object(encode_detail(d)));
             }
             put(&mut a, "kind", s("open"));
-            // Absent in ledgers written before operations were recorded.
-            put(&mut a, "op", s(o.op.as_str()));
+            // Absent in ledgers written before operations were recorded,
+            // and for a plain open in format 2.
+            if !plain {
+                put(&mut a, "op", s(o.op.as_str()));
+            }
             put(&mut a, "path", os(o.path.as_os_str()));
             if let Some(p) = &o.process {
                 // The caller's program as confirmed at its exec (optional:
                 // absent in ledgers written before it was recorded).
-                put(&mut a, "process", encode_process(p));
+                put(&mut a, "process", caller(p, process));
             }
             a
         }
-        Action::Connect(c) => encode_connect(c),
+        Action::Connect(c) => encode_connect(c, process),
         Action::Tool(t) => {
             let mut a = Vec::with_capacity(4);
             if !t.cwd.as_os_str().is_empty() {
@@ -629,7 +661,7 @@ fn json_value(v: &serde_json::Value) -> Value<'_> {
 
 /// A connection, datagram, bind, listen or DNS query (members in canonical
 /// order).
-fn encode_connect(c: &crate::action::ConnectAction) -> Members<'_> {
+fn encode_connect(c: &crate::action::ConnectAction, process: Option<u64>) -> Members<'_> {
     use crate::action::NetTarget;
     let mut a = Vec::with_capacity(9);
     match &c.target {
@@ -670,10 +702,75 @@ fn encode_connect(c: &crate::action::ConnectAction) -> Members<'_> {
         put(&mut a, "port", u64s(u64::from(*port)));
     }
     if let Some(p) = &c.process {
-        put(&mut a, "process", encode_process(p));
+        match process {
+            Some(id) => put(&mut a, "process", u64s(id)),
+            None => put(&mut a, "process", encode_process(p)),
+        }
     }
     put(&mut a, "protocol", s(c.protocol.as_str()));
     a
+}
+
+/// The record format this lexecon writes (the run header's `format`;
+/// absent: format 1). See docs/ledger.md, "Format versions".
+pub const FORMAT: u64 = 2;
+
+/// What a format-2 decision record leaves out because its run already
+/// says it: the run's mode, and the caller's program by the id of the
+/// run's `process` record.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Compact {
+    pub mode: Mode,
+    pub process: Option<u64>,
+}
+
+/// The reason a decision no rule decided has: the kind's default
+/// ([`crate::policy::default_reason`]), or, for a code mapping (an exec
+/// action whose note begins with [`super::read::CODE_MAP_NOTE`]),
+/// [`crate::policy::CODE_MAP_DEFAULT_REASON`]. Format 2 leaves such a reason
+/// out; readers derive it with this function.
+pub fn default_reason(action: &Action, verdict: Verdict, note: Option<&str>) -> String {
+    if matches!(action, Action::Exec(_))
+        && note.is_some_and(|n| n.starts_with(super::read::CODE_MAP_NOTE))
+    {
+        return crate::policy::CODE_MAP_DEFAULT_REASON.to_string();
+    }
+    crate::policy::default_reason(action.kind(), verdict)
+}
+
+/// A format-2 `process` record: the program of callers that decision
+/// records of the run name by `id` (a decimal string, unique in the run,
+/// written before the first record that names it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_process_record(
+    seq: u64,
+    prev: Option<&Hash>,
+    time_ns: u128,
+    id: u64,
+    p: &crate::action::ProcessInfo,
+    cwd: Option<&std::path::Path>,
+    out: &mut String,
+) -> Result<(), String> {
+    let Value::Object(members) = encode_process(p) else {
+        unreachable!("encode_process makes an object")
+    };
+    let mut m = Vec::with_capacity(members.len() + 5);
+    m.extend(members);
+    if let Some(c) = cwd {
+        put(&mut m, "cwd", os(c.as_os_str()));
+    }
+    put(&mut m, "id", u64s(id));
+    put(&mut m, "kind", s("process"));
+    if let Some(p) = prev {
+        put(&mut m, "prev", Value::String(hex_hash(p).into()));
+    }
+    put(&mut m, "seq", u64s(seq));
+    put(&mut m, "time", Value::String(time_ns.to_string().into()));
+    // Not in key order (`id`, `kind` go between the process's members):
+    // `write_canonical` sorts them.
+    Value::Object(m)
+        .write_canonical(out)
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn encode_decision(
@@ -681,10 +778,11 @@ pub(crate) fn encode_decision(
     prev: Option<&Hash>,
     time_ns: u128,
     d: &DecisionEntry<'_>,
+    compact: Option<Compact>,
     out: &mut String,
 ) -> Result<(), String> {
     // Members are pushed in canonical key order, so encoding needs no sort.
-    let action = encode_action(d.action);
+    let action = encode_action_with(d.action, compact.and_then(|c| c.process), compact.is_some());
     let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
     if let Some(id) = &d.identity {
@@ -700,32 +798,109 @@ pub(crate) fn encode_decision(
     if let Some(l) = d.loaded {
         put(&mut m, "loaded", Value::Object(encode_action(l)));
     }
-    put(
-        &mut m,
-        "matched",
-        Value::Array(d.matched.iter().map(|x| s(x)).collect()),
-    );
-    put(&mut m, "mode", s(d.mode.as_str()));
+    // Format 2 leaves out what equals its default (see `decision_defaults`).
+    let keep = DecisionDefaults::of(d, compact.map(|c| c.mode));
+    if keep.matched {
+        put(
+            &mut m,
+            "matched",
+            Value::Array(d.matched.iter().map(|x| s(x)).collect()),
+        );
+    }
+    if keep.mode {
+        put(&mut m, "mode", s(d.mode.as_str()));
+    }
     if let Some(n) = &d.note {
         put(&mut m, "note", s(n));
     }
-    put(&mut m, "outcome", s(d.outcome.as_str()));
+    if keep.outcome {
+        put(&mut m, "outcome", s(d.outcome.as_str()));
+    }
     put(&mut m, "pid", int(d.pid.into()));
     put(&mut m, "ppid", int(d.ppid.into()));
     if let Some(p) = prev {
         put(&mut m, "prev", Value::String(hex_hash(p).into()));
     }
-    put(&mut m, "reason", s(&d.reason));
+    if keep.reason {
+        put(&mut m, "reason", s(&d.reason));
+    }
     if let Some(r) = &d.rule {
         put(&mut m, "rule", s(r));
     }
     put(&mut m, "seq", u64s(seq));
-    put(&mut m, "stage", s(d.stage.as_str()));
+    if keep.stage {
+        put(&mut m, "stage", s(d.stage.as_str()));
+    }
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
     put(&mut m, "verdict", s(d.verdict.as_str()));
     Value::Object(m)
         .write_canonical(out)
         .map_err(|e| e.to_string())
+}
+
+/// Whether a decision's reason is [`default_reason`], compared without
+/// building it (this runs for every decision written).
+fn is_default_reason(d: &DecisionEntry<'_>) -> bool {
+    if matches!(d.action, Action::Exec(_))
+        && d.note
+            .as_deref()
+            .is_some_and(|n| n.starts_with(super::read::CODE_MAP_NOTE))
+    {
+        return d.reason == crate::policy::CODE_MAP_DEFAULT_REASON;
+    }
+    // "no rule matched; the default for KIND is VERDICT"
+    let expected = [
+        "no rule matched; the default for ",
+        d.action.kind().as_str(),
+        " is ",
+        d.verdict.as_str(),
+    ];
+    let mut rest = d.reason.as_str();
+    for part in expected {
+        match rest.strip_prefix(part) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Which members of a decision record are written: all in format 1; in
+/// format 2 (`run_mode` given) each only when it differs from its default:
+/// `matched` when not empty, `mode` when not the run's, `outcome` unless
+/// the verdict is `allow` and the outcome `allowed`, `reason` unless no
+/// rule decided and it is [`default_reason`], `stage` unless `request`.
+/// The reader applies the same rules the other way
+/// ([`super::decode::Context`]), and refuses a member present with its
+/// default value, so that a record keeps exactly one encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecisionDefaults {
+    pub matched: bool,
+    pub mode: bool,
+    pub outcome: bool,
+    pub reason: bool,
+    pub stage: bool,
+}
+
+impl DecisionDefaults {
+    fn of(d: &DecisionEntry<'_>, run_mode: Option<Mode>) -> DecisionDefaults {
+        let Some(run_mode) = run_mode else {
+            return DecisionDefaults {
+                matched: true,
+                mode: true,
+                outcome: true,
+                reason: true,
+                stage: true,
+            };
+        };
+        DecisionDefaults {
+            matched: !d.matched.is_empty(),
+            mode: d.mode != run_mode,
+            outcome: !(d.verdict == Verdict::Allow && d.outcome == Outcome::Allowed),
+            reason: d.rule.is_some() || !is_default_reason(d),
+            stage: d.stage != Stage::Request,
+        }
+    }
 }
 
 pub(crate) fn encode_intent(
@@ -1079,6 +1254,7 @@ pub enum Kind {
     Dns,
     Intent,
     Limit,
+    Process,
 }
 
 impl Kind {
@@ -1096,6 +1272,7 @@ impl Kind {
             Kind::Dns => "dns",
             Kind::Intent => "intent",
             Kind::Limit => "limit",
+            Kind::Process => "process",
         }
     }
 }
@@ -1121,6 +1298,13 @@ pub enum Body {
         host_fingerprint: String,
         epoch_key: [u8; 32],
         prev_run: Option<String>,
+        /// The record format of the run (1 when the header has none).
+        format: u64,
+    },
+    /// A format-2 `process` record: a caller's program, by its run-local
+    /// id.
+    Process {
+        id: u64,
     },
     Decision {
         verdict: Verdict,
@@ -1184,6 +1368,16 @@ pub struct Parsed {
     pub body: Body,
 }
 
+impl Parsed {
+    /// The id of a `process` record.
+    pub fn body_process_id(&self) -> Option<u64> {
+        match self.body {
+            Body::Process { id } => Some(id),
+            _ => None,
+        }
+    }
+}
+
 struct Fields<'v, 'a> {
     members: &'v [(Cow<'a, str>, Value<'a>)],
     used: usize,
@@ -1242,6 +1436,13 @@ impl<'v, 'a> Fields<'v, 'a> {
                 Ok(Some(*n as i64))
             }
             Some(_) => Err(format!("field `{k}` must be an integer")),
+        }
+    }
+    fn opt_bytes(&mut self, k: &str) -> Result<(), String> {
+        match self.opt(k) {
+            None => Ok(()),
+            Some(v) if is_bytes_value(v) => Ok(()),
+            Some(_) => Err(format!("field `{k}` must be a string or {{\"b64\":…}}")),
         }
     }
     fn bytes(&mut self, k: &str) -> Result<(), String> {
@@ -1322,6 +1523,10 @@ fn known(kind: &str, k: &str) -> bool {
             "prev_run",
             "vars",
             "policy_layers",
+            "format",
+        ],
+        "process" => &[
+            "id", "program", "dev", "ino", "sha256", "injected", "cwd", "time",
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
@@ -1483,15 +1688,20 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
         }
         "open" => {
             f.bytes("path")?;
-            match f.req("access")? {
-                Value::Array(a)
+            // Absent only for a plain read in a format-2 decision, which
+            // `decode::Context` checks.
+            match f.opt("access") {
+                None => {}
+                Some(Value::Array(a))
                     if a.iter().all(|x| {
                         x.as_str()
                             .is_some_and(|n| crate::action::Access::from_name(n).is_some())
                     }) => {}
                 _ => return Err("`action.access` must be an array of access names".into()),
             }
-            f.bytes("cwd")?;
+            // Absent only in a format-2 decision naming a process record
+            // (`decode::Context` checks).
+            f.opt_bytes("cwd")?;
             let detail = f.opt("detail");
             let op = match f.opt_str("op")? {
                 Some(n) => Some(
@@ -1642,6 +1852,13 @@ fn check_connect(f: &mut Fields<'_, '_>) -> Result<(), String> {
 /// The caller's program of an open action: `program`, and optionally
 /// `dev`+`ino`, `sha256`, `injected`.
 fn check_process(v: &Value<'_>) -> Result<(), String> {
+    if let Value::String(id) = v {
+        // Format 2: the id of a `process` record, resolved by the reader
+        // (`decode::Context`), which refuses it in format 1.
+        return dec(id)
+            .map(|_| ())
+            .ok_or_else(|| "`action.process` must be an object or a decimal id".into());
+    }
     let Value::Object(m) = v else {
         return Err("`action.process` must be an object".into());
     };
@@ -1720,9 +1937,10 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         "checkpoint" => Kind::Checkpoint,
         "end" => Kind::End,
         "recovery" => Kind::Recovery,
+        "process" => Kind::Process,
         other => {
             return Err(format!(
-                "unknown record kind {other:?} (this lexecon knows run, decision, refusal, dns, intent, limit, escalation, resolution, epoch, checkpoint, end, recovery)"
+                "unknown record kind {other:?} (this lexecon knows run, process, decision, refusal, dns, intent, limit, escalation, resolution, epoch, checkpoint, end, recovery)"
             ))
         }
     };
@@ -1741,6 +1959,15 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 _ => return Err("`command` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
+            let format = match f.int("format")? {
+                None => 1,
+                Some(2) => 2,
+                Some(n) => {
+                    return Err(format!(
+                        "record format {n} is not one this lexecon reads (`format` absent: 1; 2)"
+                    ))
+                }
+            };
             if f.opt("workspace").is_some() {
                 f.used -= 1;
                 f.bytes("workspace")?;
@@ -1774,7 +2001,33 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 host_fingerprint,
                 epoch_key,
                 prev_run,
+                format,
             }
+        }
+        Kind::Process => {
+            // In key order (see `Fields::next`).
+            f.opt_bytes("cwd")?;
+            let dev = f.opt("dev");
+            let id = f.u64("id")?;
+            f.opt_str("injected")?;
+            let ino = f.opt("ino");
+            let decimal = |v: &Value<'_>| v.as_str().and_then(dec).is_some();
+            match (dev, ino) {
+                (None, None) => {}
+                (Some(d), Some(i)) if decimal(d) && decimal(i) => {}
+                _ => {
+                    return Err(
+                        "`dev` and `ino` of a process record must both be decimal strings, or both absent"
+                            .into(),
+                    )
+                }
+            }
+            f.bytes("program")?;
+            if let Some(h) = f.opt_str("sha256")? {
+                hex32(h).ok_or("`sha256` must be 64 hex digits")?;
+            }
+            check_time(&mut f)?;
+            Body::Process { id }
         }
         Kind::Decision => {
             // In key order (see `Fields::next`).
@@ -1799,25 +2052,46 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                     return Err("`loaded` must be an exec action".into());
                 }
             }
-            str_array(f.req("matched")?, "matched")?;
-            check_mode(f.str("mode")?)?;
+            // `matched`, `mode`, `outcome`, `reason` and `stage` may be
+            // absent in format 2 (their defaults: `DecisionDefaults`); the
+            // reader (`decode::Context`) refuses their absence in format 1
+            // and their default values present in format 2.
+            if let Some(m) = f.opt("matched") {
+                str_array(m, "matched")?;
+            }
+            if let Some(m) = f.opt_str("mode")? {
+                check_mode(m)?;
+            }
             f.opt_str("note")?;
-            let outcome_s = f.str("outcome")?;
-            let outcome = Outcome::parse(outcome_s)
-                .ok_or_else(|| format!("unknown outcome {outcome_s:?}"))?;
+            let outcome = match f.opt_str("outcome")? {
+                Some(o) => Some(Outcome::parse(o).ok_or_else(|| format!("unknown outcome {o:?}"))?),
+                None => None,
+            };
             f.int("pid")?.ok_or("missing field `pid`")?;
             f.int("ppid")?.ok_or("missing field `ppid`")?;
-            f.str("reason")?;
+            let reason = f.opt_str("reason")?;
             let rule = f.opt_str("rule")?.map(str::to_string);
-            let request = match f.str("stage")? {
-                "request" => true,
-                "confirm" => false,
-                other => return Err(format!("unknown stage {other:?}")),
+            if reason.is_none() && rule.is_some() {
+                return Err("missing field `reason` (only a decision no rule decided may leave its reason out)".into());
+            }
+            let request = match f.opt_str("stage")? {
+                None | Some("request") => true,
+                Some("confirm") => false,
+                Some(other) => return Err(format!("unknown stage {other:?}")),
             };
             let time = f.u64("time")?;
             let verdict_s = f.str("verdict")?;
             let verdict =
                 parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            let outcome = match (outcome, verdict) {
+                (Some(o), _) => o,
+                (None, Verdict::Allow) => Outcome::Allowed,
+                (None, _) => {
+                    return Err(
+                        "missing field `outcome` (only an allow verdict may leave it out)".into(),
+                    )
+                }
+            };
             Body::Decision {
                 verdict,
                 outcome,
@@ -2139,5 +2413,55 @@ mod tool_input_tests {
             json_value(&short).to_canonical().unwrap(),
             r#"{"content":"y"}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod default_reason_tests {
+    use super::*;
+    use crate::action::{ExecAction, ToolAction};
+
+    #[test]
+    fn the_default_reason_is_recognised_exactly() {
+        let exec = Action::Exec(ExecAction {
+            path: "/bin/true".into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            sha256: None,
+        });
+        let tool = Action::Tool(ToolAction {
+            name: "t".into(),
+            input: serde_json::Value::Null,
+            cwd: PathBuf::new(),
+        });
+        for a in [&exec, &tool] {
+            for v in [Verdict::Allow, Verdict::Escalate, Verdict::Block] {
+                for note in [
+                    None,
+                    Some(format!("{} (mmap)", super::super::read::CODE_MAP_NOTE)),
+                ] {
+                    let d = |reason: String| DecisionEntry {
+                        pid: 1,
+                        ppid: 0,
+                        action: a,
+                        loaded: None,
+                        stage: Stage::Request,
+                        verdict: v,
+                        outcome: Outcome::Allowed,
+                        rule: None,
+                        matched: vec![],
+                        reason,
+                        mode: Mode::Enforce,
+                        identity: None,
+                        note: note.clone(),
+                    };
+                    let right = default_reason(a, v, note.as_deref());
+                    assert!(is_default_reason(&d(right.clone())), "{right}");
+                    for wrong in [format!("{right}."), right[1..].to_string(), String::new()] {
+                        assert!(!is_default_reason(&d(wrong.clone())), "{wrong}");
+                    }
+                }
+            }
+        }
     }
 }

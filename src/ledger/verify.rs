@@ -475,6 +475,9 @@ fn check_receipt(
 
 struct Verifier {
     pubkey: Option<VerifyingKey>,
+    /// The current run's record format and `process` records (part of
+    /// check 3).
+    context: super::decode::Context,
     /// With `--approver-pubkey`: allowed escalations need its receipt.
     approver: Option<VerifyingKey>,
     line_no: u64,
@@ -494,6 +497,7 @@ impl Verifier {
     fn new(pubkey: Option<VerifyingKey>) -> Verifier {
         Verifier {
             pubkey,
+            context: super::decode::Context::new(),
             approver: None,
             line_no: 0,
             expect_seq: 0,
@@ -712,7 +716,14 @@ impl Verifier {
             }
         };
         match record::parse(&value) {
-            Ok(p) => Some(p),
+            Ok(p) => {
+                // What the record may leave out or refer to in its run's
+                // record format (format 2: `process` records).
+                if let Err(e) = self.context.observe(&value) {
+                    self.bad(Some(p.seq), Check::Structure, e);
+                }
+                Some(p)
+            }
             Err(e) => {
                 let seq = value
                     .get("seq")
@@ -915,6 +926,7 @@ impl Verifier {
                 host_fingerprint,
                 epoch_key,
                 prev_run,
+                ..
             } => {
                 self.close_unsealed_before_header(seq, "run header");
                 self.report.runs += 1;
@@ -1025,35 +1037,35 @@ impl Verifier {
                     _ => self.bad(seq, Check::Run, "a decision outside any run".into()),
                 }
             }
-            Body::Refusal | Body::Dns | Body::Intent { .. } | Body::Limit { .. } => {
-                match self.unit.as_ref() {
-                    Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
-                        if p.kind == Kind::Refusal {
-                            if let Some(r) =
-                                self.report.run_list.last_mut().filter(|r| r.id == u.id)
-                            {
-                                r.refusals += 1;
-                            }
+            Body::Refusal
+            | Body::Dns
+            | Body::Intent { .. }
+            | Body::Limit { .. }
+            | Body::Process { .. } => match self.unit.as_ref() {
+                Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => {
+                    if p.kind == Kind::Refusal {
+                        if let Some(r) = self.report.run_list.last_mut().filter(|r| r.id == u.id) {
+                            r.refusals += 1;
                         }
                     }
-                    Some(u) if u.end_line.is_some() => {
-                        let l = u.end_line.unwrap_or(0);
-                        self.bad(
-                            seq,
-                            Check::Run,
-                            format!(
-                                "a {} record after the run's end record (line {l})",
-                                p.kind.as_str()
-                            ),
-                        )
-                    }
-                    _ => self.bad(
+                }
+                Some(u) if u.end_line.is_some() => {
+                    let l = u.end_line.unwrap_or(0);
+                    self.bad(
                         seq,
                         Check::Run,
-                        format!("a {} record outside any run", p.kind.as_str()),
-                    ),
+                        format!(
+                            "a {} record after the run's end record (line {l})",
+                            p.kind.as_str()
+                        ),
+                    )
                 }
-            }
+                _ => self.bad(
+                    seq,
+                    Check::Run,
+                    format!("a {} record outside any run", p.kind.as_str()),
+                ),
+            },
             Body::Escalation { request } => {
                 let msg = match self.unit.as_mut() {
                     Some(u) if u.kind == UnitKind::Run && u.end_line.is_none() => u

@@ -94,6 +94,18 @@ struct RunState {
     pending: u64,
     oldest_pending: Option<Instant>,
     counts: Counts,
+    /// The run's mode, which format-2 decisions leave out when theirs is
+    /// the same.
+    mode: crate::action::Mode,
+    /// The record format of the run (its header's).
+    format: u64,
+    /// Format 2: the callers' programs written as `process` records in
+    /// this run, with their ids, keyed by the program and, for opens, their
+    /// working directory, which the record holds and the opens naming it
+    /// leave out.
+    processes: std::collections::HashMap<(crate::action::ProcessInfo, Option<PathBuf>), u64>,
+    /// The entry of `processes` the last decision named.
+    last_process: Option<(u64, (crate::action::ProcessInfo, Option<PathBuf>))>,
 }
 
 /// Appends runs to one ledger file.
@@ -113,6 +125,9 @@ pub struct LedgerWriter {
     /// The signed note of the final checkpoint of the last run sealed.
     last_seal: Option<String>,
     stats: WriterStats,
+    /// The record format written ([`record::FORMAT`] unless
+    /// [`Self::with_format`] chose format 1).
+    format: u64,
 }
 
 /// What this writer has written since it was opened (for metrics).
@@ -380,6 +395,7 @@ impl LedgerWriter {
             poisoned: false,
             last_seal: None,
             stats: WriterStats::default(),
+            format: record::FORMAT,
         })
     }
 
@@ -462,6 +478,7 @@ impl LedgerWriter {
                 host_fingerprint: &self.host_fingerprint,
                 epoch_key: epoch_key.verifying_key().as_bytes(),
                 prev_run: self.last_unit.as_deref(),
+                format: self.format,
             },
         );
         self.run = Some(RunState {
@@ -473,6 +490,10 @@ impl LedgerWriter {
             pending: 0,
             oldest_pending: None,
             counts: Counts::default(),
+            mode: header.mode,
+            format: self.format,
+            processes: std::collections::HashMap::new(),
+            last_process: None,
         });
         self.emit_line(line)?;
         self.checkpoint(CheckpointKind::First)?;
@@ -500,13 +521,88 @@ impl LedgerWriter {
         time_ns: u128,
     ) -> Result<u64, LedgerError> {
         let refused = d.verdict == Verdict::Block || d.outcome != Outcome::Allowed;
+        let compact = match self.run.as_ref().map(|r| (r.mode, r.format)) {
+            Some((mode, 2)) => Some(record::Compact {
+                mode,
+                process: self.process_id(d.action, time_ns)?,
+            }),
+            _ => None,
+        };
         self.append(
             "append_decision",
-            |seq, prev, buf| record::encode_decision(seq, prev, time_ns, d, buf),
+            |seq, prev, buf| record::encode_decision(seq, prev, time_ns, d, compact, buf),
             Some((d.verdict, d.outcome)),
             Sign::IfDueOr(refused),
             |_| {},
         )
+    }
+
+    /// Format 2: the id of the `process` record of the caller's program of
+    /// `action` (an open or connect action that names it), writing that
+    /// record first when it is the run's first action of that program.
+    fn process_id(
+        &mut self,
+        action: &crate::action::Action,
+        time_ns: u128,
+    ) -> Result<Option<u64>, LedgerError> {
+        use crate::action::Action;
+        let (p, cwd) = match action {
+            Action::Open(o) => (o.process.as_ref(), Some(&o.cwd)),
+            Action::Connect(c) => (c.process.as_ref(), None),
+            Action::Exec(_) | Action::Tool(_) => (None, None),
+        };
+        let (Some(p), Some(run)) = (p, self.run.as_mut()) else {
+            return Ok(None);
+        };
+        // Most decisions follow one of the same caller: no key is built.
+        if let Some((id, (lp, lc))) = &run.last_process {
+            if lp == p && lc.as_ref() == cwd {
+                return Ok(Some(*id));
+            }
+        }
+        let key = (p.clone(), cwd.cloned());
+        if let Some(id) = run.processes.get(&key) {
+            run.last_process = Some((*id, key));
+            return Ok(Some(*id));
+        }
+        let id = run.processes.len() as u64 + 1;
+        self.append(
+            "append_decision",
+            |seq, prev, buf| {
+                record::encode_process_record(
+                    seq,
+                    prev,
+                    time_ns,
+                    id,
+                    p,
+                    cwd.map(PathBuf::as_path),
+                    buf,
+                )
+            },
+            None,
+            Sign::Later,
+            |_| {},
+        )?;
+        if let Some(run) = self.run.as_mut() {
+            run.processes.insert(key.clone(), id);
+            run.last_process = Some((id, key));
+        }
+        Ok(Some(id))
+    }
+
+    /// Write records in format `format` (1: as lexecon wrote them before
+    /// formats were numbered, for tests and for tools that read only
+    /// format 1; 2: [`record::FORMAT`], the default). Takes effect at the
+    /// next run header; a run keeps the format its header says.
+    pub fn with_format(mut self, format: u64) -> Result<Self, LedgerError> {
+        if !(1..=record::FORMAT).contains(&format) {
+            return Err(LedgerError::Misuse(format!(
+                "record format {format} is not one this lexecon writes (1 to {})",
+                record::FORMAT
+            )));
+        }
+        self.format = format;
+        Ok(self)
     }
 
     /// Appends an `intent` record (an action asked about through the gate

@@ -241,7 +241,7 @@ pub(crate) fn default_decision(kind: ActionKind, verdict: Verdict) -> Decision {
         verdict,
         matched: Vec::new(),
         rule: None,
-        reason: format!("no rule matched; the default for {kind} is {verdict}"),
+        reason: super::default_reason(kind, verdict),
     }
 }
 

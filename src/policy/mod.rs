@@ -234,6 +234,13 @@ pub const ALIAS_SAME_FILE: &str = "the same file as";
 /// The reason of a code mapping no block or escalate rule matches.
 pub const CODE_MAP_DEFAULT_REASON: &str = "no block or escalate exec rule matches the mapped file";
 
+/// The reason of a decision no rule matched: the kind's default verdict.
+/// Ledgers of format 2 leave it out and readers derive it again
+/// ([`crate::ledger::record::default_reason`]).
+pub fn default_reason(kind: crate::action::ActionKind, verdict: Verdict) -> String {
+    format!("no rule matched; the default for {kind} is {verdict}")
+}
+
 /// A record of policy texts that passed the check of their embedded examples
 /// and tests (see [`Policy::from_file_checked_with`]). That check runs with
 /// fixed example variables and no environment, so its outcome depends only

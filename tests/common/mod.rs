@@ -154,8 +154,16 @@ impl Env {
         panic!("no public key file in {}", self.keys.display());
     }
 
-    /// Every record of the ledger, parsed.
+    /// Every record of the ledger, parsed; decisions of format-2 runs as
+    /// format 1 has them (every member present, the caller's program in
+    /// full: `lexecon::ledger::decode::Context::expanded`).
     pub fn records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.ledger).unwrap_or_default();
+        expanded_records(&text)
+    }
+
+    /// The lines of the ledger as written.
+    pub fn raw_records(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.ledger).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
@@ -261,3 +269,21 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
+
+/// The records of a ledger's text, parsed, with the decisions of format-2
+/// runs written out as format 1 has them; lines that are not records (a
+/// torn tail) are left out.
+pub fn expanded_records(text: &str) -> Vec<serde_json::Value> {
+    use lexecon::ledger::{decode::Context, jcs};
+    let mut ctx = Context::new();
+    text.lines()
+        .filter_map(|l| {
+            let v = jcs::parse(l, jcs::Mode::Strict).ok()?;
+            let line = match ctx.observe(&v).and_then(|_| ctx.expanded(&v)) {
+                Ok(Some(x)) => x,
+                _ => l.to_string(),
+            };
+            serde_json::from_str(&line).ok()
+        })
+        .collect()
+}
