@@ -13,6 +13,7 @@ pub mod approve;
 pub mod doctor;
 pub mod export;
 pub mod gate;
+pub mod hash_cache;
 pub mod init;
 pub mod ledger;
 pub mod locations;

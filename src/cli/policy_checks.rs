@@ -104,7 +104,7 @@ impl crate::policy::ExampleChecks for KeyDirChecks {
 }
 
 /// HMAC-SHA-256 (RFC 2104) with a 32-byte key.
-fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+pub(super) fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 64];
     k[..32].copy_from_slice(key);
     let pad = |b: u8| -> [u8; 64] { k.map(|x| x ^ b) };

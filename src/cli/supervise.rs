@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -358,6 +359,17 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         source_word(keys.source, "LEXECON_KEYS")
     );
     let key = key.unwrap_or_else(|| load_key(&keys, &[&ws, &cwd]))?;
+    // Hashes kept across runs, for a tree that is neither root nor holds
+    // capabilities only: a privileged one reads and writes none.
+    let hash_cache = if root_warning.is_none() {
+        super::hash_cache::HashCacheFile::load(&keys.dir, &key)
+    } else {
+        None
+    };
+    let lasting = hash_cache.as_ref().and_then(|f| {
+        supervisor::lasting::LastingHashes::new(f.entries().iter().copied()).map(Arc::new)
+    });
+    crate::timing::mark("hash cache loaded");
 
     let name = PathBuf::from(&args.command[0]);
     let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
@@ -427,6 +439,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         program,
         argv: args.command.clone(),
         env: std::env::vars_os().collect(),
+        lasting_hashes: lasting.clone(),
     };
     if !args.quiet {
         if let Some(w) = &root_warning {
@@ -439,6 +452,17 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     }
     let mut summary = session::run(cfg, writer, &command, &cwd)?;
     crate::timing::mark("run sealed");
+    if let (Some(file), Some(lasting)) = (&hash_cache, &lasting) {
+        let added = lasting.added();
+        log::info!(
+            "hash cache: {} of {} kept hashes used, {} added",
+            lasting.hits(),
+            file.entries().len(),
+            added.len()
+        );
+        file.save(&added);
+        crate::timing::mark("hash cache saved");
+    }
     let code = summary.decide_exit(args.fail_on_block);
     log_counters(&summary);
     report(&summary, &args)?;
@@ -590,6 +614,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         program: agent.clone(),
         argv: vec![OsString::from("./agent.sh")],
         env: std::env::vars_os().collect(),
+        lasting_hashes: None,
     };
     let prev = std::env::current_dir()?;
     std::env::set_current_dir(ws)?;

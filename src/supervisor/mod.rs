@@ -19,6 +19,7 @@
 //! - [`netsys`]: the socket calls it needs;
 //! - [`trace`]: ptrace for exec confirmation, containment and reaping;
 //! - [`procfs`]: what is read from `/proc`, and program identities;
+//! - [`lasting`]: which files' hashes may be kept across runs;
 //! - [`creds`]: opening with the caller's credentials when run as root;
 //! - [`privilege`]: whether the command would start as root or with
 //!   capabilities;
@@ -37,6 +38,7 @@ pub mod decode;
 #[allow(unsafe_code)]
 pub mod fileops;
 pub mod filter;
+pub mod lasting;
 #[allow(unsafe_code)]
 pub mod launch;
 pub mod loader;
@@ -185,6 +187,9 @@ pub struct Command {
     pub argv: Vec<OsString>,
     /// Its environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Hashes of files kept across runs (see [`lasting`]); `None`: this
+    /// run's only.
+    pub lasting_hashes: Option<Arc<lasting::LastingHashes>>,
 }
 
 /// Finds `name` the way a shell would: as given when it contains a `/`,
@@ -254,7 +259,7 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         "umask: the command's is {old_umask:04o} (the user's); the supervisor's is 0, emulated creates apply each caller's own"
     );
     let prepared = launch::Prepared::new(program, argv, envp, old_umask);
-    let result = run_inner(&prepared, judge);
+    let result = run_inner(&prepared, judge, cmd.lasting_hashes.clone());
     // Restores the umask and signal mask set above.
     os::umask(old_umask as u32);
     os::mask_signals(&forwarded_set(), false);
@@ -264,8 +269,10 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
 fn run_inner(
     prepared: &launch::Prepared,
     judge: Arc<dyn Judge>,
+    lasting: Option<Arc<lasting::LastingHashes>>,
 ) -> Result<Outcome, SupervisorError> {
-    let shared = Arc::new(notify::Shared::new(Arc::clone(&judge)).map_err(sys_err("read /proc"))?);
+    let shared =
+        Arc::new(notify::Shared::new(Arc::clone(&judge), lasting).map_err(sys_err("read /proc"))?);
     let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
     crate::timing::mark("command forked, listener received");
     let child = started.pid;

@@ -131,9 +131,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(judge: Arc<dyn Judge>) -> io::Result<Shared> {
+    pub fn new(
+        judge: Arc<dyn Judge>,
+        lasting: Option<Arc<super::lasting::LastingHashes>>,
+    ) -> io::Result<Shared> {
         let (pid, pgid) = (crate::os::pid(), crate::os::pgrp());
-        let hashes = HashCache::default();
+        let hashes = HashCache::with_lasting(lasting);
         // The command inherits stdin, stdout and stderr: a regular file
         // among them opened for writing is writable by the tree.
         let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use super::lasting::LastingHashes;
 use super::sys;
 
 /// The fields of `/proc/TID/status` the supervisor uses.
@@ -243,6 +244,8 @@ pub struct HashCache {
     written: Mutex<Option<std::collections::HashSet<(u64, u64)>>>,
     /// Set once `written` overflowed.
     untrusted: std::sync::atomic::AtomicBool,
+    /// Hashes kept across runs, for files the tree cannot write.
+    lasting: Option<std::sync::Arc<LastingHashes>>,
 }
 
 /// Most files tracked as written before the cache stops being used at all.
@@ -254,6 +257,15 @@ const HASH_CACHE_MAX: usize = 4096;
 pub const HASH_MAX_BYTES: i64 = 512 * 1024 * 1024;
 
 impl HashCache {
+    /// A cache that also answers from, and adds to, the hashes of earlier
+    /// runs (`None`: this run's only).
+    pub fn with_lasting(lasting: Option<std::sync::Arc<LastingHashes>>) -> HashCache {
+        HashCache {
+            lasting,
+            ..HashCache::default()
+        }
+    }
+
     /// The tree can write to the file open as `fd` (it was given a writable
     /// descriptor of it): its hash is never taken from the cache again.
     pub fn written(&self, fd: BorrowedFd<'_>) {
@@ -348,6 +360,22 @@ impl HashCache {
                 }
             }
         }
+        // A version that may outlast the run (see `lasting`): from an
+        // earlier run's hash when there is one.
+        let lasting = match &self.lasting {
+            Some(l) if cacheable => sys::fstatfs(fd)
+                .ok()
+                .and_then(|fs| l.version(st, &fs))
+                .map(|v| (l, v)),
+            _ => None,
+        };
+        if let Some((l, v)) = &lasting {
+            if let Some(hash) = l.get(v) {
+                self.remember(key, version, hash);
+                id.sha256 = Some(hash);
+                return Ok(id);
+            }
+        }
         // Reopen for reading through our own fd table: works for O_PATH fds
         // and needs no path.
         let path =
@@ -365,14 +393,21 @@ impl HashCache {
         };
         let hash = hash_fd(file)?;
         if cacheable {
-            let mut map = self.lock();
-            if map.len() >= HASH_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(key, (version, hash));
+            self.remember(key, version, hash);
+        }
+        if let Some((l, v)) = lasting {
+            l.add(v, hash);
         }
         id.sha256 = Some(hash);
         Ok(id)
+    }
+
+    fn remember(&self, key: (u64, u64), version: Version, hash: [u8; 32]) {
+        let mut map = self.lock();
+        if map.len() >= HASH_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (version, hash));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Hashes> {
@@ -658,5 +693,114 @@ mod tests {
         assert!(cache.cached(&sys::fstat(g.as_fd()).unwrap()).is_some());
         fs::remove_file(&q).unwrap();
         assert_eq!(cache.cached(&sys::fstat(g.as_fd()).unwrap()), None);
+    }
+
+    /// A directory on a filesystem whose files may keep a hash across runs
+    /// (the temporary directory, else the source tree's).
+    fn lasting_dir() -> tempfile::TempDir {
+        let trusted = |d: tempfile::TempDir| {
+            let f = fs::File::open(d.path()).ok()?;
+            let fs = sys::fstatfs(f.as_fd()).ok()?;
+            let st = sys::fstat(f.as_fd()).ok()?;
+            let probe = LastingHashes::for_tree([st.st_uid ^ 1, st.st_uid ^ 1], []);
+            let mut reg = st;
+            reg.st_mode = libc::S_IFREG | 0o644;
+            probe.version(&reg, &fs).map(|_| d)
+        };
+        trusted(tempfile::tempdir().unwrap())
+            .or_else(|| trusted(tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap()))
+            .expect("no directory on a filesystem whose files keep hashes")
+    }
+
+    /// A hash from an earlier run answers only for the very version it was
+    /// taken of, of a file the tree cannot write; any other is hashed.
+    #[test]
+    fn hashes_from_earlier_runs_hold_only_for_unchanged_unwritable_files() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        use std::sync::Arc;
+        let dir = lasting_dir();
+        let p = dir.path().join("lib.so");
+        fs::write(&p, vec![b'a'; 8192]).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let owner = fs::metadata(&p).unwrap().uid();
+        // The tree is another user than the file's owner.
+        let tree = [owner ^ 0x4000, owner ^ 0x4000];
+        let truth =
+            |p: &std::path::Path| -> [u8; 32] { Sha256::digest(fs::read(p).unwrap()).into() };
+        let hash = |l: &Arc<LastingHashes>| {
+            let cache = HashCache::with_lasting(Some(Arc::clone(l)));
+            let f = fs::File::open(&p).unwrap();
+            cache.identify(f.as_fd()).unwrap().sha256.unwrap()
+        };
+        // A first run hashes the file and adds it.
+        let first = Arc::new(LastingHashes::for_tree(tree, []));
+        assert_eq!(hash(&first), truth(&p));
+        let added = first.added();
+        assert_eq!(added.len(), 1);
+        assert_eq!(first.hits(), 0);
+        // A later run is answered from it: an entry that says another hash
+        // for the same version is what is returned (so it was not hashed).
+        let planted = [7u8; 32];
+        let warm = |v: FileVersionOf| Arc::new(LastingHashes::for_tree(tree, [(v, planted)]));
+        type FileVersionOf = super::super::lasting::FileVersion;
+        let second = Arc::new(LastingHashes::for_tree(tree, added.clone()));
+        assert_eq!(hash(&second), truth(&p));
+        assert_eq!(second.hits(), 1);
+        assert!(second.added().is_empty(), "nothing new");
+        let l = warm(added[0].0);
+        assert_eq!(hash(&l), planted);
+        // The version of the file as it is now.
+        let now = || {
+            let f = fs::File::open(&p).unwrap();
+            let st = sys::fstat(f.as_fd()).unwrap();
+            let fsys = sys::fstatfs(f.as_fd()).unwrap();
+            FileVersionOf {
+                dev: st.st_dev,
+                ino: st.st_ino,
+                size: st.st_size,
+                mtime: (st.st_mtime, st.st_mtime_nsec),
+                ctime: (st.st_ctime, st.st_ctime_nsec),
+                fsid: fsys.fsid,
+            }
+        };
+        assert_eq!(now(), added[0].0);
+        // Rewritten in place, same size: another version.
+        let before = now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::write(&p, vec![b'b'; 8192]).unwrap();
+        assert_ne!(now(), before);
+        assert_eq!(hash(&warm(before)), truth(&p));
+        // Only the modification time changed (touch).
+        let before = now();
+        let f = fs::File::options().write(true).open(&p).unwrap();
+        f.set_modified(
+            std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
+        )
+        .unwrap();
+        drop(f);
+        assert_ne!(now(), before);
+        assert_eq!(hash(&warm(before)), truth(&p));
+        // Writable by others, even with an entry for this very version.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o646)).unwrap();
+        let l = warm(now());
+        assert_eq!(hash(&l), truth(&p));
+        assert!(l.added().is_empty(), "a writable file keeps no hash");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o664)).unwrap();
+        assert_eq!(hash(&warm(now())), truth(&p));
+        // Owned by the tree's user, even read-only.
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o444)).unwrap();
+        let own = Arc::new(LastingHashes::for_tree([owner, owner], [(now(), planted)]));
+        assert_eq!(hash(&own), truth(&p));
+        assert!(own.added().is_empty());
+        // Back to read-only for others: the entry for this version holds...
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        let l = warm(now());
+        assert_eq!(hash(&l), planted);
+        // ...but not once the tree was given a writable descriptor of it.
+        let cache = HashCache::with_lasting(Some(Arc::clone(&l)));
+        let rw = fs::File::options().write(true).open(&p).unwrap();
+        cache.written(rw.as_fd());
+        let ro = fs::File::open(&p).unwrap();
+        assert_eq!(cache.identify(ro.as_fd()).unwrap().sha256, Some(truth(&p)));
     }
 }

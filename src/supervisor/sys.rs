@@ -270,6 +270,29 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     Ok(st)
 }
 
+/// The filesystem a file is on, from `fstatfs`: its type (`f_type`, a
+/// magic number) and its identity (`f_fsid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filesystem {
+    pub kind: i64,
+    pub fsid: u64,
+}
+
+/// `fstatfs(fd)`: the filesystem the file open as `fd` is on.
+pub fn fstatfs(fd: BorrowedFd<'_>) -> io::Result<Filesystem> {
+    // SAFETY: statfs is plain old data, fully written by a successful fstatfs.
+    let mut st: libc::statfs = unsafe { mem::zeroed() };
+    // SAFETY: valid fd and a buffer of the right type.
+    cvt_int(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    // SAFETY: fsid_t is two C ints (its fields are private in libc), plain
+    // old data of the same size as [i32; 2].
+    let words: [i32; 2] = unsafe { mem::transmute::<libc::fsid_t, [i32; 2]>(st.f_fsid) };
+    Ok(Filesystem {
+        kind: st.f_type as i64,
+        fsid: (u64::from(words[0] as u32) << 32) | u64::from(words[1] as u32),
+    })
+}
+
 /// `fstatat(dirfd, path, AT_SYMLINK_NOFOLLOW)`: the `lstat` of a name in a
 /// directory, without opening it.
 pub fn lstatat(dirfd: BorrowedFd<'_>, path: &CStr) -> io::Result<libc::stat> {
