@@ -2154,3 +2154,61 @@ rules:
     assert_eq!(by_op("delete")[0]["rule"], "keep-forever");
     env.assert_valid();
 }
+
+/// Hashes outlast a run only for a tree that is neither root nor holds
+/// capabilities: as root the key directory gets no hash cache, and one
+/// planted there is neither read nor replaced; as another user the second
+/// run of the same command takes the hashes of its programs and libraries
+/// from the first (when they lie on a filesystem whose files keep hashes).
+#[test]
+fn hashes_outlast_a_run_only_for_an_unprivileged_tree() {
+    let env = Env::new();
+    let policy = env.policy(ALLOW_ALL);
+    let run = || {
+        let out = env
+            .supervise_cmd_with(&policy, &["-v"], &["/bin/sh", "-c", "/bin/true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    // "hash cache: H of K kept hashes used, A added" → (H, K, A).
+    let counts = |err: &str| -> Option<(u64, u64, u64)> {
+        let line = err.lines().find_map(|l| l.split_once("hash cache: "))?.1;
+        let n: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        Some((n[0], n[1], n[2]))
+    };
+    let cache = env.keys.join("hash-cache");
+    // `/proc/self` belongs to the process's effective uid.
+    let euid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    if euid == 0 {
+        let err = run();
+        assert_eq!(counts(&err), None, "{err}");
+        assert!(!cache.exists());
+        std::fs::write(&cache, b"planted").unwrap();
+        let err = run();
+        assert_eq!(counts(&err), None, "{err}");
+        assert_eq!(std::fs::read(&cache).unwrap(), b"planted");
+        return;
+    }
+    let (used, known, added) = counts(&run()).expect("no hash cache line");
+    assert_eq!((used, known), (0, 0));
+    if added == 0 {
+        // /bin/sh and its libraries are on a filesystem (an overlay, a
+        // tmpfs) whose files keep no hash: nothing to use or write.
+        assert!(!cache.exists());
+        return;
+    }
+    assert!(cache.exists());
+    let (used, known, again) = counts(&run()).unwrap();
+    assert_eq!((used, known, again), (added, added, 0));
+    // A cache that does not carry the key's tag is ignored.
+    let mut bytes = std::fs::read(&cache).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&cache, &bytes).unwrap();
+    assert_eq!(counts(&run()).unwrap(), (0, 0, added));
+}

@@ -461,7 +461,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
             added.len()
         );
         file.save(&added);
-        crate::timing::mark("hash cache saved");
+        crate::timing::mark("hash cache saved (when hashes were added)");
     }
     let code = summary.decide_exit(args.fail_on_block);
     log_counters(&summary);
