@@ -27,6 +27,10 @@
 //!   filesystem and no metadata). FUSE, NFS and other network filesystems
 //!   report what their server says; tmpfs and overlayfs can be mounted by
 //!   the tree in a user namespace of its own: none of them is trusted.
+//!   Only the loop and nbd majors are recognised: a Btrfs, ZFS or bcachefs
+//!   file carries an anonymous device number, and a device-mapper device
+//!   may stand on a loop device, so a filesystem that root mounted from an
+//!   image the user can write is not seen for what it is.
 //!
 //! A file found so is keyed by its device, inode, size, modification and
 //! change times (nanoseconds; the change time cannot be set from user
