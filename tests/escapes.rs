@@ -1697,6 +1697,75 @@ fn program_rewritten_through_a_shared_mapping_keeps_its_old_hash() {
     assert_eq!(field(&s, "second"), Some(&*errno_str(libc::EPERM)), "{s}");
 }
 
+/// The same attack across two runs: a first run hashes the program (at an
+/// exec the kernel then refuses), the bytes change through the mapping with
+/// no metadata changing, and a second run executes it. A hash kept from the
+/// first run is never used for a file the tree's user owns: the second run
+/// hashes the program again and refuses the forbidden content.
+#[test]
+fn program_rewritten_through_a_shared_mapping_between_runs_is_hashed_again() {
+    use std::io::{BufRead, Write};
+    use std::os::unix::fs::MetadataExt;
+    let w = World::new();
+    let holder = w.env.cc(
+        "stale_hash_between_runs",
+        include_str!("escapes/stale_hash_between_runs.c"),
+    );
+    let good = w.env.cc("good", "int main(void) { return 0; }");
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as usize;
+    let n = size(&good).max(size(&w.marker)).div_ceil(4096) * 4096;
+    let policy = w.env.policy(&format!(
+        "version: 1\nmode: enforce\ndefaults: {{exec: allow, open: allow}}\nrules:\n  - id: block-marker-content\n    exec:\n      sha256: [\"{}\"]\n    decision: block\n    reason: forbidden content\n",
+        padded_sha256_hex(&w.marker, n)
+    ));
+    let prog = w.ws().join("prog");
+    let mut hold = Command::new(&holder)
+        .args([prog.as_os_str(), good.as_os_str(), w.marker.as_os_str()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(hold.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let first = w.supervise(&policy, &["/bin/sh", "-c", "./prog ran.txt; echo first=$?"]);
+    let s = stdout(&first);
+    assert_eq!(field(&s, "first"), Some("126"), "ETXTBSY: {s}");
+    let meta = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec(),
+        )
+    };
+    let before = meta(&prog);
+    hold.stdin.take().unwrap().write_all(b"x").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "swapped");
+    assert!(hold.wait().unwrap().success());
+    assert_eq!(
+        meta(&prog),
+        before,
+        "the bytes changed, the metadata did not"
+    );
+    assert_eq!(sha256_hex(&prog), padded_sha256_hex(&w.marker, n));
+    let second = w.supervise(
+        &policy,
+        &["/bin/sh", "-c", "./prog ran.txt; echo second=$?"],
+    );
+    let s = stdout(&second);
+    assert!(
+        !w.exists("ran.txt"),
+        "the rewritten program ran with the first run's hash: {s}"
+    );
+    assert_eq!(field(&s, "second"), Some("126"), "refused: {s}");
+    // Natively it runs.
+    let native = w.native(&["/bin/sh", "-c", "./prog ran.txt; echo native=$?"]);
+    assert_eq!(field(&native, "native"), Some("0"), "{native}");
+    assert!(w.exists("ran.txt"));
+}
+
 // ------------------------------------ self-protection that follows objects
 
 /// `key=status` lines from a shell script run in the workspace.
