@@ -2,7 +2,8 @@
 //! JSON object, and how the verifier reads one back.
 //!
 //! Every record has `kind`, `seq` (decimal string) and, except for the first
-//! line of a file, `prev` (hex hash of the previous line). Kinds:
+//! line of a file, `prev` (the hash of the previous line: hex, or base64 in
+//! the records of a format-2 run after its header, see `Prev`). Kinds:
 //! `run` (header), `decision`, `epoch` (next epoch key), `checkpoint`
 //! (signed note), `end` (run end), `recovery` (seal made by
 //! `lexecon ledger recover`), and in record format 2 (the header's
