@@ -2338,3 +2338,77 @@ fn a_changed_or_dangling_process_record_does_not_verify() {
         r.problems
     );
 }
+
+#[test]
+fn a_second_encoding_of_a_format_2_record_is_a_structure_problem_with_the_chain_mended() {
+    // Each edit keeps the record's meaning and recomputes the chain after
+    // it: only the one-encoding rule can find it.
+    let first_allow = |lines: &[String]| {
+        (0..lines.len())
+            .find(|&i| kind_of(&lines[i]) == "decision" && !lines[i].contains(r#""verdict""#))
+            .expect("an allow")
+    };
+    /// What is edited, the edit, what the problem must say.
+    type Edit = (&'static str, fn(&str) -> String, &'static str);
+    let edits: [Edit; 3] = [
+        (
+            "verdict",
+            |l| set_field(l, "verdict", Value::str("allow")),
+            "`verdict` is written with its default",
+        ),
+        (
+            "prev in hex",
+            |l| {
+                let v = jcs::parse(l, jcs::Mode::Strict).expect("canonical");
+                let p = v.get("prev").and_then(Value::as_str).expect("prev");
+                let h = lexecon::ledger::record::prev_hash(p).expect("a hash");
+                set_field(l, "prev", Value::String(hex::encode(h).into()))
+            },
+            "`prev` is in hex",
+        ),
+        (
+            // The object form with the action's hash (the fixture's file
+            // has another), which only `"DEV:INO"` may say.
+            "identity object",
+            |l| {
+                let v = jcs::parse(l, jcs::Mode::Strict).expect("canonical");
+                let id = v.get("identity").expect("an identity");
+                let own = |k: &str| {
+                    let x = id.get(k).and_then(Value::as_str).expect("dev, ino");
+                    Value::String(x.to_string().into())
+                };
+                let h = v
+                    .get("action")
+                    .and_then(|a| a.get("sha256"))
+                    .and_then(Value::as_str)
+                    .expect("the action's hash")
+                    .to_string();
+                assert!(id.get("sha256").is_some_and(|x| x.as_str() != Some(&h)));
+                let id = vec![
+                    ("dev".to_string().into(), own("dev")),
+                    ("ino".to_string().into(), own("ino")),
+                    ("sha256".to_string().into(), Value::String(h.into())),
+                ];
+                set_field(l, "identity", Value::Object(id))
+            },
+            "written as an object with the hash of its action",
+        ),
+    ];
+    for (what, edit, want) in edits {
+        let (_d, p, mut lines) = fixture();
+        let i = first_allow(&lines);
+        lines[i] = edit(&lines[i]);
+        rechain(&mut lines, i);
+        write_lines(&p, &lines);
+        let r = check(&p);
+        assert_eq!(r.status, Status::Invalid, "{what}");
+        let f = first(&r);
+        assert_eq!(
+            (f.line, f.check),
+            (i as u64 + 1, Check::Structure),
+            "{what}: {}",
+            f.message
+        );
+        assert!(f.message.contains(want), "{what}: {}", f.message);
+    }
+}
