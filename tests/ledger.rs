@@ -170,11 +170,40 @@ fn set_field(line: &str, key: &str, value: Value<'static>) -> String {
     Value::Object(m).to_canonical().expect("finite")
 }
 
+/// Remove field `key` of a line, re-encoding canonically.
+fn remove_field(line: &str, key: &str) -> String {
+    let v = jcs::parse(line, jcs::Mode::Strict).expect("canonical");
+    let Value::Object(mut m) = v else {
+        panic!("not an object")
+    };
+    m.retain(|(k, _)| k != key);
+    Value::Object(m).to_canonical().expect("finite")
+}
+
+/// A `prev` naming `h` in the encoding the `prev` of `like` has (hex, or
+/// base64 in a format-2 run after its header), as an attacker would write it.
+fn prev_like(like: &str, h: Hash) -> Value<'static> {
+    use base64::Engine as _;
+    let v = jcs::parse(like, jcs::Mode::Strict).expect("canonical");
+    let base64 = v
+        .get("prev")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.len() == 44);
+    Value::String(
+        if base64 {
+            base64::engine::general_purpose::STANDARD.encode(h)
+        } else {
+            hex::encode(h)
+        }
+        .into(),
+    )
+}
+
 /// Recompute `prev` of every line after `from`, as an attacker would.
 fn rechain(lines: &mut [String], from: usize) {
     for i in from + 1..lines.len() {
         let h = merkle::leaf_hash(lines[i - 1].as_bytes());
-        lines[i] = set_field(&lines[i], "prev", Value::String(hex::encode(h).into()));
+        lines[i] = set_field(&lines[i], "prev", prev_like(&lines[i], h));
     }
 }
 
@@ -812,7 +841,7 @@ fn tamper_insert_a_forged_record() {
     let forged = set_field(
         &forged,
         "prev",
-        Value::String(hex::encode(merkle::leaf_hash(lines[i].as_bytes())).into()),
+        prev_like(&lines[i], merkle::leaf_hash(lines[i].as_bytes())),
     );
     lines.insert(i + 1, forged);
     write_lines(&p, &lines);
@@ -836,7 +865,7 @@ fn tamper_append_a_forged_record_after_the_seal() {
     let forged = set_field(
         &forged,
         "prev",
-        Value::String(hex::encode(merkle::leaf_hash(lines[last].as_bytes())).into()),
+        prev_like(&lines[d], merkle::leaf_hash(lines[last].as_bytes())),
     );
     lines.push(forged);
     write_lines(&p, &lines);
@@ -935,7 +964,8 @@ fn tamper_remove_the_end_seal() {
 fn tamper_edit_with_chain_recomputed_is_located_to_its_interval() {
     let (_d, p, mut lines) = fixture();
     let i = find(&lines, "decision", 4);
-    lines[i] = set_field(&lines[i], "verdict", Value::str("allow"));
+    // An allow (format 2 leaves its verdict out).
+    lines[i] = remove_field(&lines[i], "verdict");
     lines[i] = set_field(&lines[i], "reason", Value::str("nothing to see"));
     rechain(&mut lines, i);
     write_lines(&p, &lines);
@@ -2307,4 +2337,78 @@ fn a_changed_or_dangling_process_record_does_not_verify() {
         "{:?}",
         r.problems
     );
+}
+
+#[test]
+fn a_second_encoding_of_a_format_2_record_is_a_structure_problem_with_the_chain_mended() {
+    // Each edit keeps the record's meaning and recomputes the chain after
+    // it: only the one-encoding rule can find it.
+    let first_allow = |lines: &[String]| {
+        (0..lines.len())
+            .find(|&i| kind_of(&lines[i]) == "decision" && !lines[i].contains(r#""verdict""#))
+            .expect("an allow")
+    };
+    /// What is edited, the edit, what the problem must say.
+    type Edit = (&'static str, fn(&str) -> String, &'static str);
+    let edits: [Edit; 3] = [
+        (
+            "verdict",
+            |l| set_field(l, "verdict", Value::str("allow")),
+            "`verdict` is written with its default",
+        ),
+        (
+            "prev in hex",
+            |l| {
+                let v = jcs::parse(l, jcs::Mode::Strict).expect("canonical");
+                let p = v.get("prev").and_then(Value::as_str).expect("prev");
+                let h = lexecon::ledger::record::prev_hash(p).expect("a hash");
+                set_field(l, "prev", Value::String(hex::encode(h).into()))
+            },
+            "`prev` is in hex",
+        ),
+        (
+            // The object form with the action's hash (the fixture's file
+            // has another), which only `"DEV:INO"` may say.
+            "identity object",
+            |l| {
+                let v = jcs::parse(l, jcs::Mode::Strict).expect("canonical");
+                let id = v.get("identity").expect("an identity");
+                let own = |k: &str| {
+                    let x = id.get(k).and_then(Value::as_str).expect("dev, ino");
+                    Value::String(x.to_string().into())
+                };
+                let h = v
+                    .get("action")
+                    .and_then(|a| a.get("sha256"))
+                    .and_then(Value::as_str)
+                    .expect("the action's hash")
+                    .to_string();
+                assert!(id.get("sha256").is_some_and(|x| x.as_str() != Some(&h)));
+                let id = vec![
+                    ("dev".to_string().into(), own("dev")),
+                    ("ino".to_string().into(), own("ino")),
+                    ("sha256".to_string().into(), Value::String(h.into())),
+                ];
+                set_field(l, "identity", Value::Object(id))
+            },
+            "written as an object with the hash of its action",
+        ),
+    ];
+    for (what, edit, want) in edits {
+        let (_d, p, mut lines) = fixture();
+        let i = first_allow(&lines);
+        lines[i] = edit(&lines[i]);
+        rechain(&mut lines, i);
+        write_lines(&p, &lines);
+        let r = check(&p);
+        assert_eq!(r.status, Status::Invalid, "{what}");
+        let f = first(&r);
+        assert_eq!(
+            (f.line, f.check),
+            (i as u64 + 1, Check::Structure),
+            "{what}: {}",
+            f.message
+        );
+        assert!(f.message.contains(want), "{what}: {}", f.message);
+    }
 }

@@ -669,16 +669,17 @@ fn demo_findings(path: &Path) -> anyhow::Result<(String, bool, u64)> {
         if argv.first() != Some(&"rm") {
             continue;
         }
-        // Record format 2 leaves out a `request` stage and the `allowed`
-        // outcome of an allow verdict.
+        // Record format 2 leaves out a `request` stage, an `allow` verdict
+        // and the `allowed` outcome of an allow verdict.
         let stage = v["stage"].as_str().unwrap_or("request");
-        let outcome = match (v["outcome"].as_str(), v["verdict"].as_str()) {
+        let verdict = v["verdict"].as_str().unwrap_or("allow");
+        let outcome = match (v["outcome"].as_str(), verdict) {
             (Some(o), _) => o,
-            (None, Some("allow")) => "allowed",
+            (None, "allow") => "allowed",
             (None, _) => "?",
         };
         if stage == "request" && argv.iter().any(|a| a.contains("important_data")) {
-            decision = v["verdict"].as_str().unwrap_or("?").to_string();
+            decision = verdict.to_string();
         }
         if stage == "confirm" && outcome == "allowed" {
             executed = true;

@@ -373,15 +373,20 @@ fn decode_action_in(v: &Value<'_>, procs: Option<&Processes>) -> Result<Action, 
     let kind = string(f.req("kind")?, "action.kind")?;
     let action = match kind {
         "exec" => {
-            let argv = match f.req("argv")? {
-                Value::Array(a) => a
-                    .iter()
-                    .map(|x| os(x, "action.argv"))
-                    .collect::<Result<_, _>>()?,
-                _ => return Err("`action.argv` must be an array of byte strings".into()),
+            let argv = match (f.opt("argv"), procs) {
+                (Some(Value::Array(a)), _) => Some(
+                    a.iter()
+                        .map(|x| os(x, "action.argv"))
+                        .collect::<Result<_, _>>()?,
+                ),
+                (Some(_), _) => return Err("`action.argv` must be an array of byte strings".into()),
+                // A format-2 decision's argv of its path alone.
+                (None, Some(_)) => None,
+                (None, None) => return Err("missing `argv` in `action`".into()),
             };
             let cwd = path(f.req("cwd")?, "action.cwd")?;
             let p = path(f.req("path")?, "action.path")?;
+            let argv = argv.unwrap_or_else(|| vec![p.clone().into_os_string()]);
             let sha256 = f
                 .opt("sha256")
                 .map(|x| hash(x, "action.sha256"))
@@ -554,6 +559,8 @@ struct DecisionMembers<'v, 'a> {
     rule: Option<&'v Value<'a>>,
     stage: Option<&'v Value<'a>>,
     verdict: Option<&'v Value<'a>>,
+    identity: Option<&'v Value<'a>>,
+    map: Option<&'v Value<'a>>,
 }
 
 /// What of an action's form [`Context::observe`] checks, in one pass.
@@ -564,6 +571,9 @@ struct ActionForm<'v, 'a> {
     access: Option<&'v Value<'a>>,
     cwd: bool,
     process: Option<&'v Value<'a>>,
+    argv: Option<&'v Value<'a>>,
+    path: Option<&'v Value<'a>>,
+    sha256: Option<&'v Value<'a>>,
 }
 
 impl<'v, 'a> ActionForm<'v, 'a> {
@@ -577,6 +587,9 @@ impl<'v, 'a> ActionForm<'v, 'a> {
                     "access" => f.access = Some(x),
                     "cwd" => f.cwd = true,
                     "process" => f.process = Some(x),
+                    "argv" => f.argv = Some(x),
+                    "path" => f.path = Some(x),
+                    "sha256" => f.sha256 = Some(x),
                     _ => {}
                 }
             }
@@ -585,23 +598,20 @@ impl<'v, 'a> ActionForm<'v, 'a> {
     }
 
     /// A form only a format-2 decision's own action may take: a reference
-    /// to a `process` record, an open without `access` or `cwd`.
+    /// to a `process` record, an open without `access` or `cwd`, an exec
+    /// without `argv`.
     fn compact(&self) -> bool {
         matches!(self.process, Some(Value::String(_)))
             || (self.kind == Some("open") && (self.access.is_none() || !self.cwd))
+            || (self.kind == Some("exec") && self.argv.is_none())
     }
 }
 
 /// Whether an action value names its caller's program by reference, or
-/// leaves out an open's `access` or `cwd`: forms only a format-2
-/// decision's own action may take.
+/// leaves out an open's `access` or `cwd` or an exec's `argv`: forms only
+/// a format-2 decision's own action may take.
 fn refers(action: Option<&Value<'_>>) -> bool {
-    let Some(a) = action else {
-        return false;
-    };
-    matches!(a.get("process"), Some(Value::String(_)))
-        || (a.get("kind").and_then(Value::as_str) == Some("open")
-            && (a.get("access").is_none() || a.get("cwd").is_none()))
+    action.is_some_and(|a| ActionForm::of(Some(a)).compact())
 }
 
 impl Context {
@@ -635,6 +645,20 @@ impl Context {
     /// of the run's format a record breaks (see the type's docs).
     pub fn observe(&mut self, v: &Value<'_>) -> Result<(), String> {
         let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+        // `prev` in base64 in a format-2 run but for the records that open
+        // a run (`record::Prev`), in hex everywhere else.
+        if let Some(p) = v.get("prev").and_then(Value::as_str) {
+            let base64 = self.format >= 2 && !matches!(kind, "run" | "recovery");
+            if (p.len() == super::record::PREV_BASE64_LEN) != base64 {
+                return Err(if base64 {
+                    "`prev` is in hex, which record format 2 writes in base64".into()
+                } else if self.format >= 2 {
+                    "`prev` of a run header or recovery record is in base64, which is written in hex".into()
+                } else {
+                    "`prev` is in base64 in a run of record format 1, which writes hex".into()
+                });
+            }
+        }
         match kind {
             "run" => {
                 self.format = match v.get("format") {
@@ -678,7 +702,7 @@ impl Context {
             "decision" => self.check_decision(v)?,
             "escalation" if refers(v.get("action")) => {
                 return Err(
-                    "an escalation's action refers to a `process` record or leaves out `access` or `cwd`"
+                    "an escalation's action refers to a `process` record or leaves out `access`, `cwd` or `argv`"
                         .into(),
                 );
             }
@@ -689,7 +713,7 @@ impl Context {
                 };
                 if refers(v.get("action")) || judged {
                     return Err(
-                        "an intent's action refers to a `process` record or leaves out `access` or `cwd`"
+                        "an intent's action refers to a `process` record or leaves out `access`, `cwd` or `argv`"
                             .into(),
                     );
                 }
@@ -718,12 +742,14 @@ impl Context {
                 "rule" => d.rule = Some(x),
                 "stage" => d.stage = Some(x),
                 "verdict" => d.verdict = Some(x),
+                "identity" => d.identity = Some(x),
+                "map" => d.map = Some(x),
                 _ => {}
             }
         }
         if d.loaded.is_some() && ActionForm::of(d.loaded).compact() {
             return Err(
-                "a decision's `loaded` refers to a `process` record or leaves out `access` or `cwd`".into(),
+                "a decision's `loaded` refers to a `process` record or leaves out `access`, `cwd` or `argv`".into(),
             );
         }
         let a = ActionForm::of(d.action);
@@ -734,13 +760,22 @@ impl Context {
                 ("outcome", d.outcome),
                 ("reason", d.reason),
                 ("stage", d.stage),
+                ("verdict", d.verdict),
             ] {
                 if x.is_none() {
                     return Err(format!("missing `{k}` in a decision of record format 1"));
                 }
             }
+            if d.map.is_some() {
+                return Err("`map` in a decision of record format 1".into());
+            }
+            if matches!(d.identity, Some(Value::String(_))) {
+                return Err(
+                    "an `identity` of record format 2 in a decision of record format 1".into(),
+                );
+            }
             if a.compact() {
-                return Err("a decision of record format 1 refers to a `process` record or leaves out `access` or `cwd`".into());
+                return Err("a decision of record format 1 refers to a `process` record or leaves out `access`, `cwd` or `argv`".into());
             }
             return Ok(());
         }
@@ -755,6 +790,40 @@ impl Context {
             let read_only = matches!(a.access, Some(Value::Array(x)) if x.len() == 1 && x[0].as_str() == Some("read"));
             if a.op.is_none() && read_only {
                 return Err(default("action.access"));
+            }
+        }
+        if a.kind == Some("exec") {
+            if let (Some(Value::Array(x)), Some(p)) = (a.argv, a.path) {
+                if x.len() == 1 && &x[0] == p {
+                    return Err(default("action.argv"));
+                }
+            }
+        }
+        // A code mapping's note is `"map":true`.
+        if a.kind == Some("exec")
+            && d.note.and_then(Value::as_str) == Some(super::read::CODE_MAP_NOTE)
+        {
+            return Err(
+                "a code mapping's note is written in full, which record format 2 writes as `\"map\":true`"
+                    .into(),
+            );
+        }
+        if d.map.is_some() && (a.kind != Some("exec") || d.note.is_some()) {
+            return Err("`map` stands only in a decision of an exec action, without `note`".into());
+        }
+        // An identity whose hash is its action's is `"DEV:INO"`.
+        if let Some(Value::Object(i)) = d.identity {
+            let own = i.iter().find(|(k, _)| k == "sha256").map(|(_, x)| x);
+            let action = if a.kind == Some("exec") {
+                a.sha256
+            } else {
+                None
+            };
+            if own == action {
+                return Err(
+                    "`identity` is written as an object with the hash of its action, which record format 2 writes as \"DEV:INO\""
+                        .into(),
+                );
             }
         }
         if let Some(Value::Object(_)) = a.process {
@@ -786,7 +855,10 @@ impl Context {
         if d.stage.and_then(Value::as_str) == Some("request") {
             return Err(default("stage"));
         }
-        let verdict_s = d.verdict.and_then(Value::as_str).unwrap_or("");
+        let verdict_s = d.verdict.and_then(Value::as_str).unwrap_or("allow");
+        if d.verdict.is_some() && verdict_s == "allow" {
+            return Err(default("verdict"));
+        }
         if verdict_s == "allow" && d.outcome.and_then(Value::as_str) == Some("allowed") {
             return Err(default("outcome"));
         }
@@ -814,7 +886,19 @@ impl Context {
         let Some(r) = self.decode_record(v)? else {
             return Ok(None);
         };
-        let prev = v.get("prev").map(|p| hash(p, "prev")).transpose()?;
+        // Format 1 writes `prev` in hex.
+        let prev = v
+            .get("prev")
+            .map(|p| {
+                p.as_str()
+                    .and_then(super::record::prev_hash)
+                    .map(|hash| super::record::Prev {
+                        hash,
+                        base64: false,
+                    })
+                    .ok_or_else(|| "`prev` is not a hash".to_string())
+            })
+            .transpose()?;
         let (Some(stage), Some(outcome), Some(mode)) = (r.stage, r.outcome, r.mode) else {
             return Err("a decision without its stage, outcome or mode".into());
         };
@@ -834,7 +918,7 @@ impl Context {
             note: r.note.clone(),
         };
         let mut out = String::new();
-        super::record::encode_decision(r.seq, prev.as_ref(), r.time_ns, &d, None, &mut out)?;
+        super::record::encode_decision(r.seq, prev, r.time_ns, &d, None, &mut out)?;
         Ok(Some(out))
     }
 
@@ -893,9 +977,19 @@ fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recor
     };
     let r = match record {
         RecordKind::Decision => {
-            let identity = match f.opt("identity") {
-                None => None,
-                Some(iv) => {
+            let identity = match (f.opt("identity"), ctx) {
+                (None, _) => None,
+                // Format 2: `"DEV:INO"`, the hash that of the action.
+                (Some(Value::String(t)), Some(_)) => {
+                    let (dev, ino) = super::record::identity_pair(t)
+                        .ok_or("`identity` must be an object or \"DEV:INO\"")?;
+                    Some(FileIdentity {
+                        dev,
+                        ino,
+                        sha256: super::record::identity_hash(&action),
+                    })
+                }
+                (Some(iv), _) => {
                     let mut i = Members::of(iv, "identity")?;
                     let dev = decimal(i.req("dev")?, "identity.dev")?;
                     let ino = decimal(i.req("ino")?, "identity.ino")?;
@@ -927,7 +1021,10 @@ fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recor
                 },
                 None => omitted("stage").map(|_| Stage::Request)?,
             };
-            let verdict = verdict(string(f.req("verdict")?, "verdict")?)?;
+            let verdict = match f.opt("verdict") {
+                Some(x) => verdict(string(x, "verdict")?)?,
+                None => omitted("verdict").map(|_| Verdict::Allow)?,
+            };
             let outcome = match f.opt("outcome") {
                 Some(x) => outcome(string(x, "outcome")?)?,
                 None if verdict == Verdict::Allow => {
@@ -948,6 +1045,19 @@ fn decode_record_in(v: &Value<'_>, ctx: Option<&Context>) -> Result<Option<Recor
                 .opt("note")
                 .map(|x| string(x, "note").map(str::to_string))
                 .transpose()?;
+            // Format 2: a code mapping's note.
+            let note = match (f.opt("map"), ctx, note) {
+                (None, _, note) => note,
+                (Some(Value::Bool(true)), Some(_), None) if matches!(action, Action::Exec(_)) => {
+                    Some(super::read::CODE_MAP_NOTE.to_string())
+                }
+                (Some(_), _, _) => {
+                    return Err(
+                        "`map` stands only in a format-2 decision of an exec action, as `true` and without `note`"
+                            .into(),
+                    )
+                }
+            };
             let reason = match (reason, &rule) {
                 (Some(r), _) => r,
                 (None, None) => super::record::default_reason(&action, verdict, note.as_deref()),
@@ -1433,7 +1543,15 @@ mod tests {
             cwd: "/w".into(),
             sha256: Some([5; 32]),
         });
+        // A code mapping: argv its path, a hash known.
+        let mapped = Action::Exec(ExecAction {
+            path: "/usr/lib/libx.so".into(),
+            argv: vec!["/usr/lib/libx.so".into()],
+            cwd: "/w".into(),
+            sha256: Some([6; 32]),
+        });
         let actions = [
+            mapped,
             open_by(Some(process()), "/w"),
             open_by(Some(process()), "/w"),
             open_by(Some(other.clone()), "/w"),
@@ -1542,6 +1660,17 @@ mod tests {
                             mode,
                             Some(format!("{} (mmap)", crate::ledger::read::CODE_MAP_NOTE)),
                         ),
+                        // A code mapping's note exactly (`"map":true`).
+                        (
+                            Stage::Request,
+                            Verdict::Allow,
+                            Outcome::Allowed,
+                            None,
+                            vec![],
+                            crate::policy::CODE_MAP_DEFAULT_REASON.to_string(),
+                            mode,
+                            Some(crate::ledger::read::CODE_MAP_NOTE.to_string()),
+                        ),
                     ]
                     .into_iter()
                     .enumerate()
@@ -1559,10 +1688,16 @@ mod tests {
                             matched,
                             reason,
                             mode: dmode,
+                            // The action's hash (`"DEV:INO"` in format
+                            // 2), none, or another.
                             identity: Some(FileIdentity {
                                 dev: 1,
                                 ino: 2,
-                                sha256: None,
+                                sha256: match i % 3 {
+                                    0 => crate::ledger::record::identity_hash(a),
+                                    1 => None,
+                                    _ => Some([7; 32]),
+                                },
                             }),
                             note,
                         };
@@ -1575,7 +1710,7 @@ mod tests {
                         pid: 11,
                         ppid: 10,
                         syscall: "openat",
-                        action: &actions[0],
+                        action: &actions[1],
                         rule: "ask",
                         reason: "a human decides",
                         deadline_ns: 1,
@@ -1622,7 +1757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (f1, f2) = write_both(dir.path());
         let (r1, r2) = (read_all(&f1), read_all(&f2));
-        assert_eq!(r1.len(), 2 * (7 * 6 + 1));
+        assert_eq!(r1.len(), 2 * (8 * 7 + 1));
         assert_eq!(r1, r2);
         let key = ed25519_dalek::SigningKey::from_bytes(&[3u8; 32]).verifying_key();
         for f in [&f1, &f2] {
@@ -1660,7 +1795,7 @@ mod tests {
             .filter(|l| l.contains(r#""kind":"decision""#))
             .map(strip)
             .collect();
-        assert_eq!(expanded.len(), 2 * 7 * 6);
+        assert_eq!(expanded.len(), 2 * 8 * 7);
         assert_eq!(expanded, originals);
         // The stateless decoder reads format 1 only: a reference needs its run.
         let line = t2.lines().find(|l| l.contains(r#""process":"1""#)).unwrap();
@@ -1789,7 +1924,7 @@ mod tests {
             &t2,
             r#""seq":"#,
             r#""stage":"request","seq":"#,
-            4,
+            3,
             "`stage` is written with its default",
         );
         bad(
@@ -1802,7 +1937,7 @@ mod tests {
         bad(
             &t2,
             r#""pid":10,"#,
-            r#""pid":10,"reason":"no rule matched; the default for open is allow","#,
+            r#""pid":10,"reason":"no rule matched; the default for exec is allow","#,
             1,
             "`reason` is written with its default",
         );
@@ -1815,8 +1950,8 @@ mod tests {
         );
         bad(
             &t2,
-            r#"{"action":{"cwd""#,
-            r#"{"action":{"access":["read"],"cwd""#,
+            r#"{"action":{"cwd":"/","kind":"open""#,
+            r#"{"action":{"access":["read"],"cwd":"/","kind":"open""#,
             1,
             "`action.access` is written with its default",
         );
@@ -1835,6 +1970,119 @@ mod tests {
             1,
             "missing field `outcome`",
         );
+        // An `allow` verdict, an argv of the path alone, a code mapping's
+        // note, an identity with its action's hash: each has one form.
+        bad(
+            &t2,
+            r#""time":"1001"}"#,
+            r#""time":"1001","verdict":"allow"}"#,
+            1,
+            "`verdict` is written with its default",
+        );
+        bad(&t1, r#","verdict":"allow""#, "", 1, "missing `verdict`");
+        let lib = r#"{"action":{"cwd":"/w","kind":"exec","path":"/usr/lib/libx.so""#;
+        bad(
+            &t2,
+            lib,
+            r#"{"action":{"argv":["/usr/lib/libx.so"],"cwd":"/w","kind":"exec","path":"/usr/lib/libx.so""#,
+            1,
+            "`action.argv` is written with its default",
+        );
+        let full_note = format!(r#""note":"{}""#, crate::ledger::read::CODE_MAP_NOTE);
+        bad(&t2, r#""map":true"#, &full_note, 1, "written in full");
+        bad(
+            &t2,
+            r#""map":true"#,
+            r#""map":true,"note":"x""#,
+            1,
+            "`map` stands only",
+        );
+        bad(
+            &t2,
+            r#""kind":"decision","pid":10,"#,
+            r#""kind":"decision","map":true,"pid":10,"#,
+            2,
+            "`map` stands only",
+        );
+        bad(&t1, &full_note, r#""map":true"#, 1, "record format 1");
+        bad(
+            &t2,
+            r#""identity":"1:2""#,
+            r#""identity":{"dev":"1","ino":"2"}"#,
+            4,
+            "written as an object with the hash of its action",
+        );
+        let hash6 = format!(r#""sha256":"{}""#, "06".repeat(32));
+        bad(
+            &t2,
+            r#""identity":{"dev":"1","ino":"2"}"#,
+            &format!(r#""identity":{{"dev":"1","ino":"2",{hash6}}}"#),
+            1,
+            "written as an object with the hash of its action",
+        );
+        bad(
+            &t1,
+            r#""identity":{"dev":"1","ino":"2"}"#,
+            r#""identity":"1:2""#,
+            1,
+            "record format 1",
+        );
+        bad(
+            &t2,
+            r#""identity":"1:2""#,
+            r#""identity":"1:02""#,
+            1,
+            "DEV:INO",
+        );
+        // `prev`: base64 in a format-2 run but for its header, hex in
+        // format 1; the chain check reads both.
+        let recode = |text: &str, kind: &str, base64: bool| -> String {
+            let line = text.lines().find(|l| l.contains(kind)).unwrap();
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let p = v["prev"].as_str().unwrap();
+            let h = crate::ledger::record::prev_hash(p).unwrap();
+            let other = if base64 {
+                base64::engine::general_purpose::STANDARD.encode(h)
+            } else {
+                hex::encode(h)
+            };
+            format!("{p}@{other}")
+        };
+        use base64::Engine as _;
+        for (text, kind, base64, want) in [
+            (&t2, r#""kind":"decision""#, false, "`prev` is in hex"),
+            (&t2, r#""kind":"process""#, false, "`prev` is in hex"),
+            (
+                &t1,
+                r#""kind":"decision""#,
+                true,
+                "record format 1, which writes hex",
+            ),
+        ] {
+            let r = recode(text, kind, base64);
+            let (from, to) = r.split_once('@').unwrap();
+            bad(text, from, to, 1, want);
+        }
+        // A format-2 run's second header links in hex.
+        let second = t2
+            .lines()
+            .filter(|l| l.contains(r#""kind":"run""#))
+            .nth(1)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(second).unwrap();
+        let p = v["prev"].as_str().unwrap();
+        assert_eq!(p.len(), 64);
+        let b = base64::engine::general_purpose::STANDARD
+            .encode(crate::ledger::record::prev_hash(p).unwrap());
+        bad(&t2, p, &b, 1, "run header or recovery record");
+        // One base64 per hash: unused bits set, or no padding, are refused.
+        let h = [0xabu8; 32];
+        let b = base64::engine::general_purpose::STANDARD.encode(h);
+        assert_eq!(crate::ledger::record::prev_hash(&b), Some(h));
+        let last = b.as_bytes()[42];
+        let flipped = format!("{}{}=", &b[..42], char::from(last ^ 1));
+        assert_eq!(crate::ledger::record::prev_hash(&flipped), None);
+        assert_eq!(crate::ledger::record::prev_hash(&b[..43]), None);
         // A decision whose rule was removed with its custom reason reads as
         // the default, not as that rule's: `verify --policy` re-derives it.
         let line = t2

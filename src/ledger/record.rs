@@ -2,7 +2,8 @@
 //! JSON object, and how the verifier reads one back.
 //!
 //! Every record has `kind`, `seq` (decimal string) and, except for the first
-//! line of a file, `prev` (hex hash of the previous line). Kinds:
+//! line of a file, `prev` (the hash of the previous line: hex, or base64 in
+//! the records of a format-2 run after its header, see `Prev`). Kinds:
 //! `run` (header), `decision`, `epoch` (next epoch key), `checkpoint`
 //! (signed note), `end` (run end), `recovery` (seal made by
 //! `lexecon ledger recover`), and in record format 2 (the header's
@@ -403,14 +404,66 @@ fn put<'a>(m: &mut Members<'a>, k: &'static str, v: Value<'a>) {
     m.push((Cow::Borrowed(k), v));
 }
 
+/// A record's `prev`: the hash of the line before it, and how it is
+/// written (see [`Prev::value`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Prev {
+    pub hash: Hash,
+    /// Base64 (a record of a format-2 run other than its header) rather
+    /// than hex.
+    pub base64: bool,
+}
+
+impl Prev {
+    /// 64 lowercase hex digits in format 1 and in every run header and
+    /// recovery record (which open a run, whatever came before them);
+    /// base64 of the 32 bytes (44 characters, padded) in the other records
+    /// of a format-2 run. [`prev_hash`] reads both.
+    fn value(self) -> Value<'static> {
+        if self.base64 {
+            Value::String(B64.encode(self.hash).into())
+        } else {
+            Value::String(hex_hash(&self.hash).into())
+        }
+    }
+}
+
+/// Length of a `prev` written in base64 (format 2).
+pub(crate) const PREV_BASE64_LEN: usize = 44;
+
+/// The hash a `prev` names, in either of its encodings: 64 lowercase hex
+/// digits, or the canonical padded base64 of 32 bytes (44 characters).
+/// Which one a record must use is its run's format's
+/// ([`super::decode::Context::observe`] checks it); the chain check
+/// compares the hash.
+pub fn prev_hash(s: &str) -> Option<Hash> {
+    match s.len() {
+        64 => hex32(s),
+        PREV_BASE64_LEN => {
+            // `STANDARD` refuses missing padding and nonzero unused bits:
+            // one encoding per hash.
+            let mut out = [0u8; 33];
+            match B64.decode_slice(s, &mut out) {
+                Ok(32) => out[..32].try_into().ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn put_prev(m: &mut Members<'_>, prev: Option<Prev>) {
+    if let Some(p) = prev {
+        put(m, "prev", p.value());
+    }
+}
+
 /// The members every record starts with.
-pub(crate) fn common<'a>(kind: &'static str, seq: u64, prev: Option<&Hash>) -> Members<'a> {
+pub(crate) fn common<'a>(kind: &'static str, seq: u64, prev: Option<Prev>) -> Members<'a> {
     let mut m = Vec::with_capacity(16);
     put(&mut m, "kind", s(kind));
     put(&mut m, "seq", u64s(seq));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     m
 }
 
@@ -427,7 +480,7 @@ pub(crate) struct HeaderExtra<'a> {
 
 pub(crate) fn encode_header(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     h: &RunHeader,
     x: &HeaderExtra<'_>,
 ) -> Result<String, String> {
@@ -552,6 +605,12 @@ pub(crate) fn encode_action(action: &Action) -> Members<'_> {
     encode_action_with(action, None, false)
 }
 
+/// Whether an exec's argv is its path alone, which a format-2 decision
+/// leaves out.
+pub(crate) fn argv_is_path(e: &crate::action::ExecAction) -> bool {
+    matches!(e.argv.as_slice(), [a] if a.as_os_str() == e.path.as_os_str())
+}
+
 /// [`encode_action`], with the caller's program of an open or connect
 /// action given by the id of its run's `process` record, and (`compact`:
 /// the action of a format-2 decision) a plain open's `op` (`open`) and its
@@ -566,11 +625,15 @@ fn encode_action_with(action: &Action, process: Option<u64>, compact: bool) -> M
     match action {
         Action::Exec(e) => {
             let mut a = Vec::with_capacity(5);
-            put(
-                &mut a,
-                "argv",
-                Value::Array(e.argv.iter().map(|x| os(x)).collect()),
-            );
+            // A format-2 decision leaves out an argv that is exactly
+            // `[path]` (every code mapping's).
+            if !(compact && argv_is_path(e)) {
+                put(
+                    &mut a,
+                    "argv",
+                    Value::Array(e.argv.iter().map(|x| os(x)).collect()),
+                );
+            }
             put(&mut a, "cwd", os(e.cwd.as_os_str()));
             put(&mut a, "kind", s("exec"));
             put(&mut a, "path", os(e.path.as_os_str()));
@@ -744,7 +807,7 @@ pub fn default_reason(action: &Action, verdict: Verdict, note: Option<&str>) -> 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn encode_process_record(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     id: u64,
     p: &crate::action::ProcessInfo,
@@ -761,9 +824,7 @@ pub(crate) fn encode_process_record(
     }
     put(&mut m, "id", u64s(id));
     put(&mut m, "kind", s("process"));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     put(&mut m, "seq", u64s(seq));
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
     // Not in key order (`id`, `kind` go between the process's members):
@@ -775,7 +836,7 @@ pub(crate) fn encode_process_record(
 
 pub(crate) fn encode_decision(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     d: &DecisionEntry<'_>,
     compact: Option<Compact>,
@@ -786,13 +847,22 @@ pub(crate) fn encode_decision(
     let mut m = Vec::with_capacity(16);
     put(&mut m, "action", Value::Object(action));
     if let Some(id) = &d.identity {
-        let mut i = Vec::with_capacity(3);
-        put(&mut i, "dev", u64s(id.dev));
-        put(&mut i, "ino", u64s(id.ino));
-        if let Some(h) = &id.sha256 {
-            put(&mut i, "sha256", Value::String(hex_hash(h).into()));
+        if compact.is_some() && id.sha256 == identity_hash(d.action) {
+            // Format 2: `"DEV:INO"`, the hash that of the action.
+            put(
+                &mut m,
+                "identity",
+                Value::String(format!("{}:{}", id.dev, id.ino).into()),
+            );
+        } else {
+            let mut i = Vec::with_capacity(3);
+            put(&mut i, "dev", u64s(id.dev));
+            put(&mut i, "ino", u64s(id.ino));
+            if let Some(h) = &id.sha256 {
+                put(&mut i, "sha256", Value::String(hex_hash(h).into()));
+            }
+            put(&mut m, "identity", Value::Object(i));
         }
-        put(&mut m, "identity", Value::Object(i));
     }
     put(&mut m, "kind", s("decision"));
     if let Some(l) = d.loaded {
@@ -800,6 +870,10 @@ pub(crate) fn encode_decision(
     }
     // Format 2 leaves out what equals its default (see `decision_defaults`).
     let keep = DecisionDefaults::of(d, compact.map(|c| c.mode));
+    let map_marker = compact.is_some() && is_code_map_note(d.action, d.note.as_deref());
+    if map_marker {
+        put(&mut m, "map", Value::Bool(true));
+    }
     if keep.matched {
         put(
             &mut m,
@@ -810,7 +884,7 @@ pub(crate) fn encode_decision(
     if keep.mode {
         put(&mut m, "mode", s(d.mode.as_str()));
     }
-    if let Some(n) = &d.note {
+    if let Some(n) = d.note.as_deref().filter(|_| !map_marker) {
         put(&mut m, "note", s(n));
     }
     if keep.outcome {
@@ -818,9 +892,7 @@ pub(crate) fn encode_decision(
     }
     put(&mut m, "pid", int(d.pid.into()));
     put(&mut m, "ppid", int(d.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     if keep.reason {
         put(&mut m, "reason", s(&d.reason));
     }
@@ -832,10 +904,32 @@ pub(crate) fn encode_decision(
         put(&mut m, "stage", s(d.stage.as_str()));
     }
     put(&mut m, "time", Value::String(time_ns.to_string().into()));
-    put(&mut m, "verdict", s(d.verdict.as_str()));
+    if keep.verdict {
+        put(&mut m, "verdict", s(d.verdict.as_str()));
+    }
     Value::Object(m)
         .write_canonical(out)
         .map_err(|e| e.to_string())
+}
+
+/// The hash a format-2 decision's identity written as `"DEV:INO"` has:
+/// that of its exec action (`None` for every other action, and for an
+/// exec whose program's hash is not known). An identity whose hash is
+/// another (an exec's file not hashed while its action's was) is written
+/// as the object `{"dev","ino","sha256"?}`, which then says exactly what
+/// is known.
+pub(crate) fn identity_hash(action: &Action) -> Option<[u8; 32]> {
+    match action {
+        Action::Exec(e) => e.sha256,
+        _ => None,
+    }
+}
+
+/// Whether a decision's note is exactly a code mapping's
+/// ([`super::read::CODE_MAP_NOTE`], on an exec action), which a format-2
+/// decision writes as `"map":true`.
+pub(crate) fn is_code_map_note(action: &Action, note: Option<&str>) -> bool {
+    matches!(action, Action::Exec(_)) && note == Some(super::read::CODE_MAP_NOTE)
 }
 
 /// Whether a decision's reason is [`default_reason`], compared without
@@ -869,7 +963,8 @@ fn is_default_reason(d: &DecisionEntry<'_>) -> bool {
 /// format 2 (`run_mode` given) each only when it differs from its default:
 /// `matched` when not empty, `mode` when not the run's, `outcome` unless
 /// the verdict is `allow` and the outcome `allowed`, `reason` unless no
-/// rule decided and it is [`default_reason`], `stage` unless `request`.
+/// rule decided and it is [`default_reason`], `stage` unless `request`,
+/// `verdict` unless `allow`.
 /// The reader applies the same rules the other way
 /// ([`super::decode::Context`]), and refuses a member present with its
 /// default value, so that a record keeps exactly one encoding.
@@ -880,6 +975,7 @@ pub(crate) struct DecisionDefaults {
     pub outcome: bool,
     pub reason: bool,
     pub stage: bool,
+    pub verdict: bool,
 }
 
 impl DecisionDefaults {
@@ -891,6 +987,7 @@ impl DecisionDefaults {
                 outcome: true,
                 reason: true,
                 stage: true,
+                verdict: true,
             };
         };
         DecisionDefaults {
@@ -899,13 +996,14 @@ impl DecisionDefaults {
             outcome: !(d.verdict == Verdict::Allow && d.outcome == Outcome::Allowed),
             reason: d.rule.is_some() || !is_default_reason(d),
             stage: d.stage != Stage::Request,
+            verdict: d.verdict != Verdict::Allow,
         }
     }
 }
 
 pub(crate) fn encode_intent(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     d: &IntentEntry<'_>,
     out: &mut String,
@@ -944,9 +1042,7 @@ pub(crate) fn encode_intent(
     put(&mut m, "outcome", s(d.outcome.as_str()));
     put(&mut m, "pid", int(d.pid.into()));
     put(&mut m, "ppid", int(d.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     if let Some(p) = d.program {
         put(&mut m, "program", os(p.as_os_str()));
     }
@@ -964,7 +1060,7 @@ pub(crate) fn encode_intent(
 
 pub(crate) fn encode_limit(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     l: &LimitEntry<'_>,
     out: &mut String,
@@ -980,9 +1076,7 @@ pub(crate) fn encode_limit(
     put(&mut m, "limit", u64s(l.limit));
     put(&mut m, "pid", int(l.pid.into()));
     put(&mut m, "ppid", int(l.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     put(&mut m, "reason", s(l.reason));
     if let Some(r) = l.rule {
         put(&mut m, "rule", s(r));
@@ -1000,7 +1094,7 @@ pub(crate) fn encode_limit(
 
 pub(crate) fn encode_refusal(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     r: &RefusalEntry<'_>,
     out: &mut String,
@@ -1011,9 +1105,7 @@ pub(crate) fn encode_refusal(
     put(&mut m, "kind", s("refusal"));
     put(&mut m, "pid", int(r.pid.into()));
     put(&mut m, "ppid", int(r.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     put(&mut m, "reason", s(r.reason));
     put(&mut m, "rule", s(r.rule));
     put(&mut m, "seq", u64s(seq));
@@ -1026,7 +1118,7 @@ pub(crate) fn encode_refusal(
 
 pub(crate) fn encode_dns(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     d: &DnsEntry<'_>,
     out: &mut String,
@@ -1050,9 +1142,7 @@ pub(crate) fn encode_dns(
     put(&mut m, "kind", s("dns"));
     put(&mut m, "pid", int(d.pid.into()));
     put(&mut m, "ppid", int(d.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     put(&mut m, "query", s(d.query));
     if let Some(rc) = d.rcode {
         put(&mut m, "rcode", int(rc.into()));
@@ -1067,7 +1157,7 @@ pub(crate) fn encode_dns(
 
 pub(crate) fn encode_escalation(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     e: &EscalationEntry<'_>,
     out: &mut String,
@@ -1083,9 +1173,7 @@ pub(crate) fn encode_escalation(
     put(&mut m, "kind", s("escalation"));
     put(&mut m, "pid", int(e.pid.into()));
     put(&mut m, "ppid", int(e.ppid.into()));
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     put(&mut m, "reason", s(e.reason));
     put(&mut m, "request", u64s(e.request));
     put(&mut m, "rule", s(e.rule));
@@ -1099,7 +1187,7 @@ pub(crate) fn encode_escalation(
 
 pub(crate) fn encode_resolution(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     r: &ResolutionEntry<'_>,
     out: &mut String,
@@ -1116,9 +1204,7 @@ pub(crate) fn encode_resolution(
     if let Some((uid, _)) = r.peer {
         put(&mut m, "peer_uid", u64s(uid.into()));
     }
-    if let Some(p) = prev {
-        put(&mut m, "prev", Value::String(hex_hash(p).into()));
-    }
+    put_prev(&mut m, prev);
     if let Some((key, sig)) = &r.receipt {
         let mut rc = Vec::with_capacity(2);
         put(&mut rc, "key", Value::String(B64.encode(key).into()));
@@ -1136,7 +1222,7 @@ pub(crate) fn encode_resolution(
 
 pub(crate) fn encode_epoch(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     epoch: u64,
     key: &[u8; 32],
@@ -1150,7 +1236,7 @@ pub(crate) fn encode_epoch(
 
 pub(crate) fn encode_checkpoint(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     note: &str,
     is_final: bool,
 ) -> Result<String, String> {
@@ -1179,7 +1265,7 @@ fn counts_values(c: &Counts) -> (Value<'static>, Value<'static>) {
 
 pub(crate) fn encode_end(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     time_ns: u128,
     end: &RunEnd,
     counts: &Counts,
@@ -1215,7 +1301,7 @@ pub(crate) struct RecoveryFields<'a> {
 
 pub(crate) fn encode_recovery(
     seq: u64,
-    prev: Option<&Hash>,
+    prev: Option<Prev>,
     r: &RecoveryFields<'_>,
 ) -> Result<String, String> {
     let mut m = common("recovery", seq, prev);
@@ -1530,7 +1616,7 @@ fn known(kind: &str, k: &str) -> bool {
         ],
         "decision" => &[
             "time", "pid", "ppid", "action", "stage", "verdict", "outcome", "rule", "matched",
-            "reason", "mode", "identity", "note", "loaded",
+            "reason", "mode", "identity", "note", "loaded", "map",
         ],
         "refusal" => &["time", "pid", "ppid", "syscall", "rule", "reason", "errno"],
         "limit" => &[
@@ -1592,6 +1678,12 @@ fn known(kind: &str, k: &str) -> bool {
         _ => &[],
     };
     COMMON.contains(&k) || own.contains(&k)
+}
+
+/// A format-2 identity `"DEV:INO"`: two canonical decimals.
+pub(crate) fn identity_pair(s: &str) -> Option<(u64, u64)> {
+    let (d, i) = s.split_once(':')?;
+    Some((dec(d)?, dec(i)?))
 }
 
 /// A canonical decimal (no sign, no leading zeros).
@@ -1677,8 +1769,11 @@ fn check_action(v: &Value<'_>) -> Result<(), String> {
     match kind {
         "exec" => {
             f.bytes("path")?;
-            match f.req("argv")? {
-                Value::Array(a) if a.iter().all(is_bytes_value) => {}
+            // Absent only for `[path]` in a format-2 decision, which
+            // `decode::Context` checks.
+            match f.opt("argv") {
+                None => {}
+                Some(Value::Array(a)) if a.iter().all(is_bytes_value) => {}
                 _ => return Err("`action.argv` must be an array of byte strings".into()),
             }
             f.bytes("cwd")?;
@@ -1947,7 +2042,9 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
     let seq = f.u64("seq")?;
     let prev = match f.opt_str("prev")? {
         None => None,
-        Some(p) => Some(hex32(p).ok_or("`prev` must be 64 lowercase hex digits")?),
+        Some(p) => Some(prev_hash(p).ok_or(
+            "`prev` must be 64 lowercase hex digits (format 1, run headers) or 44 characters of base64 (format 2)",
+        )?),
     };
     let body = match kind {
         Kind::Run => {
@@ -2032,25 +2129,35 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         Kind::Decision => {
             // In key order (see `Fields::next`).
             check_action(f.req("action")?)?;
-            if let Some(id) = f.opt("identity") {
-                let Value::Object(im) = id else {
-                    return Err("`identity` must be an object".into());
-                };
-                let mut i = Fields::new(im);
-                i.u64("dev")?;
-                i.u64("ino")?;
-                if let Some(h) = i.opt_str("sha256")? {
-                    hex32(h).ok_or("`identity.sha256` must be 64 hex digits")?;
+            match f.opt("identity") {
+                None => {}
+                // Format 2 (`decode::Context` checks where it may stand).
+                Some(Value::String(t)) => {
+                    identity_pair(t).ok_or("`identity` must be an object or \"DEV:INO\"")?;
                 }
-                if i.used != im.len() {
-                    return Err("unexpected member in `identity`".into());
+                Some(Value::Object(im)) => {
+                    let mut i = Fields::new(im);
+                    i.u64("dev")?;
+                    i.u64("ino")?;
+                    if let Some(h) = i.opt_str("sha256")? {
+                        hex32(h).ok_or("`identity.sha256` must be 64 hex digits")?;
+                    }
+                    if i.used != im.len() {
+                        return Err("unexpected member in `identity`".into());
+                    }
                 }
+                Some(_) => return Err("`identity` must be an object or \"DEV:INO\"".into()),
             }
             if let Some(l) = f.opt("loaded") {
                 check_action(l)?;
                 if l.get("kind").and_then(Value::as_str) != Some("exec") {
                     return Err("`loaded` must be an exec action".into());
                 }
+            }
+            // Format 2: a code mapping's note (`decode::Context` checks it).
+            match f.opt("map") {
+                None | Some(Value::Bool(true)) => {}
+                Some(_) => return Err("`map` must be true".into()),
             }
             // `matched`, `mode`, `outcome`, `reason` and `stage` may be
             // absent in format 2 (their defaults: `DecisionDefaults`); the
@@ -2080,9 +2187,12 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
                 Some(other) => return Err(format!("unknown stage {other:?}")),
             };
             let time = f.u64("time")?;
-            let verdict_s = f.str("verdict")?;
-            let verdict =
-                parse_verdict(verdict_s).ok_or_else(|| format!("unknown verdict {verdict_s:?}"))?;
+            // Absent: `allow` (format 2; `decode::Context` refuses its
+            // absence in format 1).
+            let verdict = match f.opt_str("verdict")? {
+                None => Verdict::Allow,
+                Some(v) => parse_verdict(v).ok_or_else(|| format!("unknown verdict {v:?}"))?,
+            };
             let outcome = match (outcome, verdict) {
                 (Some(o), _) => o,
                 (None, Verdict::Allow) => Outcome::Allowed,

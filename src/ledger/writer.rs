@@ -467,9 +467,13 @@ impl LedgerWriter {
         let id = random_id();
         let epoch_key = SigningKey::generate(&mut OsRng);
         let first_seq = self.next_seq;
+        // A header's `prev` is hex in every format: it opens the run.
         let line = record::encode_header(
             first_seq,
-            self.last_hash.as_ref(),
+            self.last_hash.map(|hash| record::Prev {
+                hash,
+                base64: false,
+            }),
             &header,
             &record::HeaderExtra {
                 run_id: &id,
@@ -710,18 +714,18 @@ impl LedgerWriter {
     fn append(
         &mut self,
         what: &str,
-        encode: impl FnOnce(u64, Option<&Hash>, &mut String) -> Result<(), String>,
+        encode: impl FnOnce(u64, Option<record::Prev>, &mut String) -> Result<(), String>,
         counts: Option<(Verdict, Outcome)>,
         sign: Sign,
         written: impl FnOnce(&Self),
     ) -> Result<u64, LedgerError> {
         let seq = self.next_seq;
-        let prev = self.last_hash;
+        let prev = self.link();
         let Some(run) = self.run.as_mut() else {
             return Err(LedgerError::Misuse(format!("{what} called outside a run")));
         };
         self.buf.clear();
-        encode(seq, prev.as_ref(), &mut self.buf).map_err(LedgerError::Encode)?;
+        encode(seq, prev, &mut self.buf).map_err(LedgerError::Encode)?;
         if let Some((verdict, outcome)) = counts {
             run.counts.add(verdict, outcome);
         }
@@ -743,6 +747,13 @@ impl LedgerWriter {
         Ok(seq)
     }
 
+    /// The `prev` of the next record of the current run: the last line's
+    /// hash, in base64 in a format-2 run (`record::Prev`).
+    fn link(&self) -> Option<record::Prev> {
+        let base64 = self.run.as_ref().is_some_and(|r| r.format >= 2);
+        self.last_hash.map(|hash| record::Prev { hash, base64 })
+    }
+
     /// Sign a checkpoint if records have waited longer than T. Call it from
     /// an idle loop.
     pub fn checkpoint_if_due(&mut self) -> Result<(), LedgerError> {
@@ -762,11 +773,11 @@ impl LedgerWriter {
     /// checkpoint, signed by the epoch key and the host key, then sync.
     pub fn end_run(&mut self, end: RunEnd) -> Result<(), LedgerError> {
         let seq = self.next_seq;
-        let prev = self.last_hash;
+        let prev = self.link();
         let Some(run) = self.run.as_ref() else {
             return Err(LedgerError::Misuse("end_run called outside a run".into()));
         };
-        let line = record::encode_end(seq, prev.as_ref(), now_ns(), &end, &run.counts);
+        let line = record::encode_end(seq, prev, now_ns(), &end, &run.counts);
         self.emit_line(line)?;
         // The final checkpoint is synced like every checkpoint (unless the
         // policy is `Never`).
@@ -781,15 +792,10 @@ impl LedgerWriter {
         // A regular checkpoint first commits to the next epoch's key.
         let next = if kind == CheckpointKind::Regular {
             let k = SigningKey::generate(&mut OsRng);
-            let (seq, prev) = (self.next_seq, self.last_hash);
+            let (seq, prev) = (self.next_seq, self.link());
             let epoch = self.run.as_ref().map(|r| r.epoch + 1).unwrap_or(1);
-            let line = record::encode_epoch(
-                seq,
-                prev.as_ref(),
-                now_ns(),
-                epoch,
-                k.verifying_key().as_bytes(),
-            );
+            let line =
+                record::encode_epoch(seq, prev, now_ns(), epoch, k.verifying_key().as_bytes());
             self.emit_line(line)?;
             Some(k)
         } else {
@@ -821,7 +827,7 @@ impl LedgerWriter {
         run.oldest_pending = None;
         let line = record::encode_checkpoint(
             self.next_seq,
-            self.last_hash.as_ref(),
+            self.link(),
             &signed,
             kind == CheckpointKind::Final,
         );
@@ -920,7 +926,10 @@ pub fn recover(path: &Path, key: HostKey) -> Result<Recovered, LedgerError> {
     let fp = public.fingerprint();
     let line = record::encode_recovery(
         seq,
-        prev.as_ref(),
+        prev.map(|hash| record::Prev {
+            hash,
+            base64: false,
+        }),
         &record::RecoveryFields {
             id: &id,
             time_ns: now_ns(),
@@ -941,8 +950,16 @@ pub fn recover(path: &Path, key: HostKey) -> Result<Recovered, LedgerError> {
     }
     .body();
     let signed = note::sign(&body, &[(key.name(), key.signing_key())]);
-    let cp =
-        record::encode_checkpoint(seq + 1, Some(&h), &signed, true).map_err(LedgerError::Encode)?;
+    let cp = record::encode_checkpoint(
+        seq + 1,
+        Some(record::Prev {
+            hash: h,
+            base64: false,
+        }),
+        &signed,
+        true,
+    )
+    .map_err(LedgerError::Encode)?;
     let out = format!("{line}\n{cp}\n");
     (&file)
         .write_all(out.as_bytes())
