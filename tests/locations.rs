@@ -363,7 +363,9 @@ fn wait_for(p: &Path, what: &str) -> String {
     let t = Instant::now();
     loop {
         let s = std::fs::read_to_string(p).unwrap_or_default();
-        if s.contains(what) {
+        // The whole line: stderr is unbuffered, so a line may be written
+        // in pieces.
+        if s.find(what).is_some_and(|at| s[at..].contains('\n')) {
             return s;
         }
         assert!(t.elapsed() < PATIENCE, "{what:?} never appeared in:\n{s}");

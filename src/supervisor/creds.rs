@@ -281,6 +281,18 @@ impl Drop for AsCaller {
 mod tests {
     use super::*;
 
+    /// Whether `released` becomes true within 10 s: a joined thread has
+    /// cleared its tid but may not be released by the kernel yet.
+    fn gone(released: impl Fn() -> bool) -> bool {
+        for _ in 0..1000 {
+            if released() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        false
+    }
+
     /// The pidfd read gives the filesystem ids of that very thread (they are
     /// per thread), matching `/proc/TID/status`.
     #[test]
@@ -342,8 +354,12 @@ mod tests {
         t.join().unwrap();
         assert_ne!(tid, me);
         assert_eq!(theirs, Some((st.tgid, st.ppid)));
-        // Gone: no answer, and its pidfd is dropped.
-        assert_eq!(pidfds.tgid_ppid(tid), None);
+        // Gone (once the kernel released it, a moment after `join`): no
+        // answer, and its pidfd is dropped.
+        assert!(
+            gone(|| pidfds.tgid_ppid(tid).is_none()),
+            "a thread that exited still has ids"
+        );
         assert_eq!(pidfds.kept(), 1);
     }
 
@@ -388,7 +404,12 @@ mod tests {
         done_tx.send(()).unwrap();
         t.join().unwrap();
         // Joined: the thread is gone, its pidfd no longer reads anything.
-        assert_eq!(pidfds.fs_ids(tid), None);
+        // (`join` returns when the thread has cleared its tid, a moment
+        // before the kernel releases it: wait for that.)
+        assert!(
+            gone(|| pidfds.fs_ids(tid).is_none()),
+            "the pidfd of a thread that exited still reads ids"
+        );
         assert_eq!(pidfds.kept(), 1);
         pidfds.forget(me);
         assert_eq!(pidfds.kept(), 0);
