@@ -128,7 +128,11 @@ rules:
     /// command's status, or 128+N when a refused image was killed; never
     /// 125, Lexecon's own failure) and sealed a valid ledger.
     fn supervise<S: AsRef<std::ffi::OsStr>>(&self, policy: &Path, cmd: &[S]) -> Output {
-        let out = self.env.supervise(policy, cmd);
+        self.ended_normally(self.env.supervise(policy, cmd))
+    }
+
+    /// `out`, of a supervised run, once its end and its ledger are checked.
+    fn ended_normally(&self, out: Output) -> Output {
         assert!(
             out.status.code().is_some_and(|c| c != 125),
             "the supervised run did not end normally ({:?}):\n{}\n{}",
@@ -1094,15 +1098,7 @@ fn self_protection_proc_entries_of_the_supervisors_other_threads() {
         &w.policy(""),
         &[prog.as_os_str(), os("threads"), tids.as_os_str()],
     );
-    let out = with_threads_listed(cmd, &tids);
-    assert!(
-        out.status.code().is_some_and(|c| c != 125),
-        "the supervised run did not end normally ({:?}):\n{}\n{}",
-        out.status,
-        stdout(&out),
-        stderr(&out)
-    );
-    w.env.assert_valid();
+    let out = w.ended_normally(with_threads_listed(cmd, &tids));
     let s = stdout(&out);
     let listed = bytes(&s, "threads-listed");
     assert!(listed >= 2, "the supervisor has other threads: {s}");
@@ -1668,6 +1664,7 @@ fn program_rewritten_through_a_shared_mapping_keeps_its_old_hash() {
     let n = size(&good).max(size(&w.marker)).div_ceil(4096) * 4096;
     let args = [
         prog.as_os_str(),
+        os("run"),
         os("swapped"),
         good.as_os_str(),
         w.marker.as_os_str(),
@@ -1707,10 +1704,7 @@ fn program_rewritten_through_a_shared_mapping_between_runs_is_hashed_again() {
     use std::io::{BufRead, Write};
     use std::os::unix::fs::MetadataExt;
     let w = World::new();
-    let holder = w.env.cc(
-        "stale_hash_between_runs",
-        include_str!("escapes/stale_hash_between_runs.c"),
-    );
+    let holder = w.env.cc("stale_hash", include_str!("escapes/stale_hash.c"));
     let good = w.env.cc("good", "int main(void) { return 0; }");
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as usize;
     let n = size(&good).max(size(&w.marker)).div_ceil(4096) * 4096;
@@ -1720,7 +1714,12 @@ fn program_rewritten_through_a_shared_mapping_between_runs_is_hashed_again() {
     ));
     let prog = w.ws().join("prog");
     let mut hold = Command::new(&holder)
-        .args([prog.as_os_str(), good.as_os_str(), w.marker.as_os_str()])
+        .args([
+            os("hold"),
+            prog.as_os_str(),
+            good.as_os_str(),
+            w.marker.as_os_str(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
