@@ -1958,6 +1958,17 @@ fn check_process(v: &Value<'_>) -> Result<(), String> {
         return Err("`action.process` must be an object".into());
     };
     let mut f = Fields::new(m);
+    check_program(&mut f, "`action.process`")?;
+    if f.used != m.len() {
+        return Err("unexpected member in `action.process`".into());
+    }
+    Ok(())
+}
+
+/// A caller's program, in an open's `action.process` or a `process`
+/// record (`what`): `program`, and optionally `dev`+`ino`, `sha256`,
+/// `injected`.
+fn check_program(f: &mut Fields<'_, '_>, what: &str) -> Result<(), String> {
     let dev = f.opt("dev");
     f.opt_str("injected")?;
     let ino = f.opt("ino");
@@ -1966,18 +1977,14 @@ fn check_process(v: &Value<'_>) -> Result<(), String> {
         (None, None) => {}
         (Some(d), Some(i)) if decimal(d) && decimal(i) => {}
         _ => {
-            return Err(
-                "`action.process.dev` and `ino` must both be decimal strings, or both absent"
-                    .into(),
-            )
+            return Err(format!(
+                "`dev` and `ino` of {what} must both be decimal strings, or both absent"
+            ))
         }
     }
     f.bytes("program")?;
     if let Some(h) = f.opt_str("sha256")? {
-        hex32(h).ok_or("`action.process.sha256` must be 64 hex digits")?;
-    }
-    if f.used != m.len() {
-        return Err("unexpected member in `action.process`".into());
+        hex32(h).ok_or_else(|| format!("`sha256` of {what} must be 64 hex digits"))?;
     }
     Ok(())
 }
@@ -2104,25 +2111,8 @@ pub fn parse(v: &Value<'_>) -> Result<Parsed, String> {
         Kind::Process => {
             // In key order (see `Fields::next`).
             f.opt_bytes("cwd")?;
-            let dev = f.opt("dev");
             let id = f.u64("id")?;
-            f.opt_str("injected")?;
-            let ino = f.opt("ino");
-            let decimal = |v: &Value<'_>| v.as_str().and_then(dec).is_some();
-            match (dev, ino) {
-                (None, None) => {}
-                (Some(d), Some(i)) if decimal(d) && decimal(i) => {}
-                _ => {
-                    return Err(
-                        "`dev` and `ino` of a process record must both be decimal strings, or both absent"
-                            .into(),
-                    )
-                }
-            }
-            f.bytes("program")?;
-            if let Some(h) = f.opt_str("sha256")? {
-                hex32(h).ok_or("`sha256` must be 64 hex digits")?;
-            }
+            check_program(&mut f, "a process record")?;
             check_time(&mut f)?;
             Body::Process { id }
         }
