@@ -76,6 +76,18 @@ pub struct Server {
     listener: UnixListener,
     path: PathBuf,
     _dir: OwnedFd,
+    /// Wakes [`Server::serve_with`] to see its stop flag at once.
+    wake: OwnedFd,
+}
+
+/// Wakes a serving [`Server`] so that it sees its stop flag at once
+/// rather than at its next poll timeout.
+pub struct Waker(OwnedFd);
+
+impl Waker {
+    pub fn wake(&self) {
+        let _ = crate::os::eventfd_signal(self.0.as_fd());
+    }
 }
 
 impl Server {
@@ -102,11 +114,18 @@ impl Server {
             return Err(e);
         }
         listener.set_nonblocking(true)?;
+        let wake = crate::os::eventfd()?;
         Ok(Server {
             listener,
             path: path.to_path_buf(),
             _dir: dir,
+            wake,
         })
+    }
+
+    /// A [`Waker`] for this server: set the stop flag, then wake it.
+    pub fn waker(&self) -> io::Result<Waker> {
+        self.wake.try_clone().map(Waker)
     }
 
     pub fn path(&self) -> &Path {
@@ -133,8 +152,11 @@ impl Server {
     /// socket then. (The approval socket and the gate socket share this.)
     pub fn serve_with(self, stop: Arc<AtomicBool>, mut handle: impl FnMut(UnixStream)) {
         while !stop.load(Ordering::SeqCst) {
-            if !matches!(crate::os::poll_in(self.listener.as_fd(), 100), Ok(true)) {
-                continue;
+            // The timeout only bounds how late a stop without a wake-up
+            // is seen.
+            match crate::os::poll_in_or(self.listener.as_fd(), self.wake.as_fd(), 100) {
+                Ok((true, _)) => {}
+                _ => continue,
             }
             while let Ok((stream, _)) = self.listener.accept() {
                 handle(stream);

@@ -84,6 +84,45 @@ pub fn poll_in(fd: BorrowedFd<'_>, ms: i32) -> io::Result<bool> {
     Ok(n > 0)
 }
 
+/// Waits up to `ms` for `fd` or `wake` to be readable: (`fd` is, `wake` is).
+pub fn poll_in_or(fd: BorrowedFd<'_>, wake: BorrowedFd<'_>, ms: i32) -> io::Result<(bool, bool)> {
+    let mut pfd = [
+        libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: wake.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid, writable pollfds, and a count of 2.
+    cvt(unsafe { libc::poll(pfd.as_mut_ptr(), 2, ms) })?;
+    Ok((pfd[0].revents != 0, pfd[1].revents != 0))
+}
+
+/// A non-blocking, close-on-exec eventfd: a waker for [`poll_in_or`].
+pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: integer arguments only.
+    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+    // SAFETY: eventfd returned a new descriptor that nothing else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Makes the eventfd `fd` readable (adds one to its counter).
+pub fn eventfd_signal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a local u64.
+    let n = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    if n == 8 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Whether `path` names a file this process may execute (`access(X_OK)`).
 pub fn executable(path: &CStr) -> bool {
     // SAFETY: path is NUL-terminated; access reads nothing else of ours.

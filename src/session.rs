@@ -441,6 +441,8 @@ pub struct Session {
     gate_start: Mutex<Option<(crate::approval::Server, Arc<Session>)>>,
     gate_server: Mutex<Option<gate::GateServer>>,
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Wakes the approval socket's thread to see `approval_stop` at once.
+    approval_waker: Mutex<Option<crate::approval::Waker>>,
     terminal: Mutex<Option<prompt::Terminal>>,
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The commands printed to the user.
@@ -691,6 +693,7 @@ impl Session {
                 gate_start: Mutex::new(None),
                 gate_server: Mutex::new(None),
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                approval_waker: Mutex::new(None),
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
                 hints: cfg.hints,

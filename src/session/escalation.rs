@@ -557,6 +557,7 @@ impl Session {
         if let Some(server) = lock(&self.approval_server).take() {
             let table = Arc::clone(&self.escalations);
             let stop = Arc::clone(&self.approval_stop);
+            *lock(&self.approval_waker) = server.waker().ok();
             start_thread(
                 "lexecon-approval",
                 "the approval socket",
@@ -600,6 +601,9 @@ impl Session {
     pub(super) fn approval_stop(&self) {
         self.approval_stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = lock(&self.approval_waker).take() {
+            w.wake();
+        }
         if let Some(t) = lock(&self.approval_thread).take() {
             let _ = t.join();
         }

@@ -298,6 +298,7 @@ impl Session {
 /// The running gate socket of a supervised run.
 pub(super) struct GateServer {
     stop: Arc<AtomicBool>,
+    waker: crate::approval::Waker,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -306,6 +307,7 @@ impl GateServer {
     pub fn start(server: crate::approval::Server, session: Arc<Session>) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
+        let waker = server.waker()?;
         let thread = std::thread::Builder::new()
             .name("lexecon-gate".into())
             .spawn(move || {
@@ -345,6 +347,7 @@ impl GateServer {
             })?;
         Ok(GateServer {
             stop,
+            waker,
             thread: Some(thread),
         })
     }
@@ -353,6 +356,7 @@ impl GateServer {
     /// withdrawn) and removes the socket.
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
