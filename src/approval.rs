@@ -85,6 +85,11 @@ pub struct Server {
 pub struct Waker(OwnedFd);
 
 impl Waker {
+    /// A waker of whoever polls `fd`, an eventfd (see [`crate::os::eventfd`]).
+    pub fn of(fd: &OwnedFd) -> io::Result<Waker> {
+        fd.try_clone().map(Waker)
+    }
+
     pub fn wake(&self) {
         let _ = crate::os::eventfd_signal(self.0.as_fd());
     }
@@ -125,7 +130,7 @@ impl Server {
 
     /// A [`Waker`] for this server: set the stop flag, then wake it.
     pub fn waker(&self) -> io::Result<Waker> {
-        self.wake.try_clone().map(Waker)
+        Waker::of(&self.wake)
     }
 
     pub fn path(&self) -> &Path {

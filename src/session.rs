@@ -441,8 +441,9 @@ pub struct Session {
     gate_start: Mutex<Option<(crate::approval::Server, Arc<Session>)>>,
     gate_server: Mutex<Option<gate::GateServer>>,
     approval_stop: Arc<std::sync::atomic::AtomicBool>,
-    /// Wakes the approval socket's thread to see `approval_stop` at once.
-    approval_waker: Mutex<Option<crate::approval::Waker>>,
+    /// Wake the approval socket's and the terminal prompt's threads to see
+    /// `approval_stop` at once.
+    approval_wakers: Mutex<Vec<crate::approval::Waker>>,
     terminal: Mutex<Option<prompt::Terminal>>,
     terminal_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The commands printed to the user.
@@ -693,7 +694,7 @@ impl Session {
                 gate_start: Mutex::new(None),
                 gate_server: Mutex::new(None),
                 approval_stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-                approval_waker: Mutex::new(None),
+                approval_wakers: Mutex::new(Vec::new()),
                 terminal: Mutex::new(None),
                 terminal_thread: Mutex::new(None),
                 hints: cfg.hints,

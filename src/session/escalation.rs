@@ -557,7 +557,9 @@ impl Session {
         if let Some(server) = lock(&self.approval_server).take() {
             let table = Arc::clone(&self.escalations);
             let stop = Arc::clone(&self.approval_stop);
-            *lock(&self.approval_waker) = server.waker().ok();
+            if let Ok(w) = server.waker() {
+                lock(&self.approval_wakers).push(w);
+            }
             start_thread(
                 "lexecon-approval",
                 "the approval socket",
@@ -566,6 +568,9 @@ impl Session {
             );
         }
         if let Some(terminal) = lock(&self.terminal).take() {
+            if let Ok(w) = terminal.waker() {
+                lock(&self.approval_wakers).push(w);
+            }
             let table = Arc::clone(&self.escalations);
             let stop = Arc::clone(&self.approval_stop);
             start_thread(
@@ -601,7 +606,7 @@ impl Session {
     pub(super) fn approval_stop(&self) {
         self.approval_stop
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(w) = lock(&self.approval_waker).take() {
+        for w in lock(&self.approval_wakers).drain(..) {
             w.wake();
         }
         if let Some(t) = lock(&self.approval_thread).take() {

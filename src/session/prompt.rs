@@ -27,6 +27,8 @@ use crate::os;
 /// The supervisor's controlling terminal.
 pub struct Terminal {
     tty: File,
+    /// Written when the run stops, so that an idle prompt sees it at once.
+    wake: std::os::fd::OwnedFd,
 }
 
 impl Terminal {
@@ -40,7 +42,15 @@ impl Terminal {
             .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
             .open("/dev/tty")
             .ok()
-            .map(|tty| Terminal { tty })
+            .and_then(|tty| {
+                let wake = os::eventfd().ok()?;
+                Some(Terminal { tty, wake })
+            })
+    }
+
+    /// A waker for [`Terminal::serve`]: set its stop flag, then wake it.
+    pub fn waker(&self) -> io::Result<crate::approval::Waker> {
+        crate::approval::Waker::of(&self.wake)
     }
 
     /// Asks every held request in turn until `stop` is set.
@@ -52,7 +62,10 @@ impl Terminal {
                         let _ = table.answer(p.id, a);
                     }
                 }
-                None => std::thread::sleep(Duration::from_millis(50)),
+                // Nothing to ask: wait for a request, or the stop's wake-up.
+                None => {
+                    let _ = os::poll_in(self.wake.as_fd(), 50);
+                }
             }
         }
     }
