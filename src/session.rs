@@ -1153,6 +1153,39 @@ impl Session {
         }
     }
 
+    /// Opens what answers held escalations: the approval socket (`wait`;
+    /// protected from the tree as the ledger's own) and the terminal prompt
+    /// (`ask`). Their threads start later ([`Session::approval_tick`]).
+    fn open_approvers(&mut self, wait: bool, ask: bool) -> Result<(), String> {
+        if wait {
+            let path = self.protected.approval_socket.clone();
+            let s = crate::approval::Server::bind(&path).map_err(|e| {
+                format!("cannot create the approval socket {}: {e}", path.display())
+            })?;
+            self.protected.add_ledger_object(&path);
+            *lock(&self.approval_server) = Some(s);
+        }
+        if ask {
+            let t = prompt::Terminal::open().ok_or(
+                "--on-escalate prompt needs a controlling terminal, and the supervisor has none (use wait and answer with `lexecon approve/deny`)",
+            )?;
+            *lock(&self.terminal) = Some(t);
+        }
+        Ok(())
+    }
+
+    /// Seals a run that failed with `e` before its command's outcome was
+    /// known (its set-up, or supervising it): what was recorded is sealed,
+    /// with `e` as the run's failure. Returns `e`, to be reported.
+    fn abandon(self, run_id: String, e: anyhow::Error) -> anyhow::Error {
+        self.finish(
+            supervisor::Outcome::NotStarted(libc::EIO),
+            run_id,
+            Some(e.to_string()),
+        );
+        e
+    }
+
     /// Seals the run and returns the summary.
     pub fn finish(
         self,
@@ -1479,40 +1512,8 @@ pub fn run(
     let gate_wanted = cfg.gate;
     let (mut session, run_id) = Session::begin(cfg, writer, &command.argv, cwd)?;
     crate::timing::mark("run header written");
-    if wait {
-        let path = session.protected.approval_socket.clone();
-        match crate::approval::Server::bind(&path) {
-            Ok(s) => {
-                session.protected.add_ledger_object(&path);
-                *lock(&session.approval_server) = Some(s)
-            }
-            Err(e) => {
-                let e =
-                    anyhow::anyhow!("cannot create the approval socket {}: {e}", path.display());
-                session.finish(
-                    supervisor::Outcome::NotStarted(libc::EIO),
-                    run_id,
-                    Some(e.to_string()),
-                );
-                return Err(e);
-            }
-        }
-    }
-    if ask {
-        match prompt::Terminal::open() {
-            Some(t) => *lock(&session.terminal) = Some(t),
-            None => {
-                let e = anyhow::anyhow!(
-                    "--on-escalate prompt needs a controlling terminal, and the supervisor has none (use wait and answer with `lexecon approve/deny`)"
-                );
-                session.finish(
-                    supervisor::Outcome::NotStarted(libc::EIO),
-                    run_id,
-                    Some(e.to_string()),
-                );
-                return Err(e);
-            }
-        }
+    if let Err(e) = session.open_approvers(wait, ask) {
+        return Err(session.abandon(run_id, anyhow::anyhow!(e)));
     }
     let mut command = command.clone();
     let mut gate_server = None;
@@ -1540,12 +1541,7 @@ pub fn run(
                 Err(e) => {
                     let e =
                         anyhow::anyhow!("cannot create the gate socket {}: {e}", path.display());
-                    session.finish(
-                        supervisor::Outcome::NotStarted(libc::EIO),
-                        run_id,
-                        Some(e.to_string()),
-                    );
-                    return Err(e);
+                    return Err(session.abandon(run_id, e));
                 }
             }
         }
@@ -1581,15 +1577,7 @@ pub fn run(
     crate::timing::mark("session released by every thread");
     match outcome {
         Ok(outcome) => Ok(session.finish(outcome, run_id, None)),
-        Err(e) => {
-            // Seal what was recorded, then report the failure.
-            session.finish(
-                supervisor::Outcome::NotStarted(libc::EIO),
-                run_id,
-                Some(e.to_string()),
-            );
-            Err(e.into())
-        }
+        Err(e) => Err(session.abandon(run_id, e.into())),
     }
 }
 

@@ -443,29 +443,9 @@ pub fn decide_once(
             ));
         }
     };
-    if wait {
-        let path = session.protected.approval_socket.clone();
-        match crate::approval::Server::bind(&path) {
-            Ok(s) => {
-                session.protected.add_ledger_object(&path);
-                *lock(&session.approval_server) = Some(s);
-            }
-            Err(e) => {
-                let e = format!("cannot create the approval socket {}: {e}", path.display());
-                finish(session, Some(e.clone()));
-                anyhow::bail!(e);
-            }
-        }
-    }
-    if ask {
-        match super::prompt::Terminal::open() {
-            Some(t) => *lock(&session.terminal) = Some(t),
-            None => {
-                let e = "--on-escalate prompt needs a controlling terminal, and there is none (use wait and answer with `lexecon approve/deny`)".to_string();
-                finish(session, Some(e.clone()));
-                anyhow::bail!(e);
-            }
-        }
+    if let Err(e) = session.open_approvers(wait, ask) {
+        finish(session, Some(e.clone()));
+        anyhow::bail!(e);
     }
     session.approval_tick();
     let asker = Asker::of(asker_pid, "decide");
