@@ -337,6 +337,25 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
     let keys = locations::keys(args.keys.as_deref());
     let key = keys.as_ref().ok().map(|k| load_key(k, &[&ws, &cwd]));
     crate::timing::mark("signing key loaded");
+    // Hashes kept across runs, for a tree that is neither root nor holds
+    // capabilities only: a privileged one reads and writes none.
+    let hash_cache = match (&keys, &key) {
+        (Ok(k), Some(Ok(key))) if root_warning.is_none() => {
+            super::hash_cache::HashCacheFile::load(&k.dir, key)
+        }
+        _ => None,
+    };
+    let lasting = hash_cache.as_ref().and_then(|f| {
+        supervisor::lasting::LastingHashes::new(f.entries().iter().copied()).map(Arc::new)
+    });
+    crate::timing::mark("hash cache loaded");
+    // The files the command's first exec maps are hashed while the policy
+    // loads (those kept from earlier runs are not hashed again).
+    let name = PathBuf::from(&args.command[0]);
+    let program = supervisor::find_program(&name, std::env::var_os("PATH").as_deref());
+    let prehash = program
+        .as_ref()
+        .and_then(|p| supervisor::prehash::Prehash::start(p, lasting.clone()));
     let policy = match (&keys, &key) {
         (Ok(k), Some(Ok(key))) => {
             let checks = super::policy_checks::KeyDirChecks::new(&k.dir, key);
@@ -359,20 +378,7 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         source_word(keys.source, "LEXECON_KEYS")
     );
     let key = key.unwrap_or_else(|| load_key(&keys, &[&ws, &cwd]))?;
-    // Hashes kept across runs, for a tree that is neither root nor holds
-    // capabilities only: a privileged one reads and writes none.
-    let hash_cache = if root_warning.is_none() {
-        super::hash_cache::HashCacheFile::load(&keys.dir, &key)
-    } else {
-        None
-    };
-    let lasting = hash_cache.as_ref().and_then(|f| {
-        supervisor::lasting::LastingHashes::new(f.entries().iter().copied()).map(Arc::new)
-    });
-    crate::timing::mark("hash cache loaded");
-
-    let name = PathBuf::from(&args.command[0]);
-    let Some(program) = supervisor::find_program(&name, std::env::var_os("PATH").as_deref()) else {
+    let Some(program) = program else {
         eprintln!("lexecon: error: {}: command not found", escape::path(&name));
         return Ok(ExitCode::from(127));
     };
@@ -440,7 +446,9 @@ pub fn run(args: SuperviseArgs) -> anyhow::Result<ExitCode> {
         argv: args.command.clone(),
         env: std::env::vars_os().collect(),
         lasting_hashes: lasting.clone(),
+        prehashed: prehash.map(|p| Arc::new(p.finish())),
     };
+    crate::timing::mark("hashes taken ahead");
     if !args.quiet {
         if let Some(w) = &root_warning {
             eprintln!("{w}");
@@ -615,6 +623,7 @@ fn demo_in(ws: &Path) -> anyhow::Result<ExitCode> {
         argv: vec![OsString::from("./agent.sh")],
         env: std::env::vars_os().collect(),
         lasting_hashes: None,
+        prehashed: None,
     };
     let prev = std::env::current_dir()?;
     std::env::set_current_dir(ws)?;

@@ -209,6 +209,11 @@ impl LastingHashes {
         h
     }
 
+    /// Whether an earlier run hashed `v` (not counted as a hit).
+    pub(super) fn knows(&self, v: &FileVersion) -> bool {
+        self.known.contains_key(v)
+    }
+
     /// This run hashed `v`.
     pub(super) fn add(&self, v: FileVersion, hash: [u8; 32]) {
         if self.known.get(&v) == Some(&hash) {

@@ -16,7 +16,6 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -113,35 +112,8 @@ pub fn program_arg<A: AsRef<[u8]>>(argv: &[A]) -> Option<usize> {
 
 /// The `PT_INTERP` of the ELF file at `path`, if it has one.
 fn interpreter_of(path: &Path) -> Option<PathBuf> {
-    let mut head = Vec::new();
-    fs::File::open(path)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .ok()?;
-    let u16_at = |o: usize| Some(u16::from_le_bytes(head.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(head.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(head.get(o..o + 8)?.try_into().ok()?));
-    // ELF64, little-endian.
-    if head.get(..6)? != b"\x7fELF\x02\x01" {
-        return None;
-    }
-    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
-    let phentsize = usize::from(u16_at(0x36)?);
-    let phnum = usize::from(u16_at(0x38)?);
-    for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        const PT_INTERP: u32 = 3;
-        if u32_at(ph)? != PT_INTERP {
-            continue;
-        }
-        let off = usize::try_from(u64_at(ph + 8)?).ok()?;
-        let len = usize::try_from(u64_at(ph + 32)?).ok()?;
-        let bytes = head.get(off..off.checked_add(len)?)?;
-        let bytes = bytes.strip_suffix(b"\0").unwrap_or(bytes);
-        return Some(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)));
-    }
-    None
+    let file = fs::File::open(path).ok()?;
+    super::elf::Elf::read(&file)?.interpreter()
 }
 
 #[cfg(test)]

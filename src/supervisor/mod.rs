@@ -35,6 +35,7 @@ pub mod codemap;
 #[allow(unsafe_code)]
 pub mod creds;
 pub mod decode;
+pub mod elf;
 #[allow(unsafe_code)]
 pub mod fileops;
 pub mod filter;
@@ -48,6 +49,7 @@ pub mod netsys;
 pub mod notify;
 #[allow(unsafe_code)]
 pub mod pathops;
+pub mod prehash;
 pub mod privilege;
 pub mod procfs;
 pub mod resolve;
@@ -190,6 +192,8 @@ pub struct Command {
     /// Hashes of files kept across runs (see [`lasting`]); `None`: this
     /// run's only.
     pub lasting_hashes: Option<Arc<lasting::LastingHashes>>,
+    /// Hashes taken before the command started (see [`prehash`]).
+    pub prehashed: Option<Arc<procfs::Prehashed>>,
 }
 
 /// Finds `name` the way a shell would: as given when it contains a `/`,
@@ -259,7 +263,7 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
         "umask: the command's is {old_umask:04o} (the user's); the supervisor's is 0, emulated creates apply each caller's own"
     );
     let prepared = launch::Prepared::new(program, argv, envp, old_umask);
-    let result = run_inner(&prepared, judge, cmd.lasting_hashes.clone());
+    let result = run_inner(&prepared, judge, cmd);
     // Restores the umask and signal mask set above.
     os::umask(old_umask as u32);
     os::mask_signals(&forwarded_set(), false);
@@ -269,10 +273,14 @@ pub fn run(cmd: &Command, judge: Arc<dyn Judge>) -> Result<Outcome, SupervisorEr
 fn run_inner(
     prepared: &launch::Prepared,
     judge: Arc<dyn Judge>,
-    lasting: Option<Arc<lasting::LastingHashes>>,
+    cmd: &Command,
 ) -> Result<Outcome, SupervisorError> {
-    let shared =
-        Arc::new(notify::Shared::new(Arc::clone(&judge), lasting).map_err(sys_err("read /proc"))?);
+    let shared = notify::Shared::new(
+        Arc::clone(&judge),
+        cmd.lasting_hashes.clone(),
+        cmd.prehashed.as_deref(),
+    );
+    let shared = Arc::new(shared.map_err(sys_err("read /proc"))?);
     let started = launch::spawn(prepared).map_err(sys_err("start the command"))?;
     crate::timing::mark("command forked, listener received");
     let child = started.pid;

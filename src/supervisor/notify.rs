@@ -134,9 +134,13 @@ impl Shared {
     pub fn new(
         judge: Arc<dyn Judge>,
         lasting: Option<Arc<super::lasting::LastingHashes>>,
+        prehashed: Option<&super::procfs::Prehashed>,
     ) -> io::Result<Shared> {
         let (pid, pgid) = (crate::os::pid(), crate::os::pgrp());
         let hashes = HashCache::with_lasting(lasting);
+        if let Some(pre) = prehashed {
+            hashes.seed(pre);
+        }
         // The command inherits stdin, stdout and stderr: a regular file
         // among them opened for writing is writable by the tree.
         let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());

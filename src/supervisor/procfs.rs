@@ -213,11 +213,22 @@ pub struct Identity {
     pub sha256: Option<[u8; 32]>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Version {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Version {
     size: i64,
     mtime: (i64, i64),
     ctime: (i64, i64),
+}
+
+impl Version {
+    /// The version `st` describes.
+    pub fn of(st: &libc::stat) -> Version {
+        Version {
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
 }
 
 /// SHA-256 of program files, cached by (device, inode) and invalidated when
@@ -263,6 +274,15 @@ impl HashCache {
         HashCache {
             lasting,
             ..HashCache::default()
+        }
+    }
+
+    /// Starts the cache with hashes taken before the command started.
+    /// Each is used as the cache's own are: for that file at that version,
+    /// and only while the tree could not write it.
+    pub fn seed(&self, pre: &Prehashed) {
+        for &(key, version, hash) in &pre.entries {
+            self.remember(key, version, hash);
         }
     }
 
@@ -318,11 +338,7 @@ impl HashCache {
         if !self.cacheable(st) {
             return None;
         }
-        let version = Version {
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-        };
+        let version = Version::of(st);
         match self.lock().get(&(st.st_dev, st.st_ino)) {
             Some((v, h)) if *v == version => Some(Identity {
                 dev: st.st_dev,
@@ -345,11 +361,7 @@ impl HashCache {
         if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size > HASH_MAX_BYTES {
             return Ok(id);
         }
-        let version = Version {
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-        };
+        let version = Version::of(st);
         let key = (st.st_dev, st.st_ino);
         let cacheable = self.cacheable(st);
         if cacheable {
@@ -418,10 +430,23 @@ impl HashCache {
 }
 
 fn hash_fd(fd: OwnedFd) -> io::Result<[u8; 32]> {
-    let mut file = fs::File::from(fd);
-    let mut h = Sha256::new();
+    let never = std::sync::atomic::AtomicBool::new(false);
+    hash_until(&mut fs::File::from(fd), &never)
+        .map(|h| h.expect("a hash that cannot be stopped is whole"))
+}
+
+/// SHA-256 of what `file` reads from its offset to its end; `None` when
+/// `stop` was set before the end.
+fn hash_until(
+    file: &mut fs::File,
+    stop: &std::sync::atomic::AtomicBool,
+) -> io::Result<Option<[u8; 32]>> {
     let mut buf = vec![0u8; 256 * 1024];
+    let mut h = Sha256::new();
     loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(None);
+        }
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -430,7 +455,49 @@ fn hash_fd(fd: OwnedFd) -> io::Result<[u8; 32]> {
         };
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().into())
+    Ok(Some(h.finalize().into()))
+}
+
+/// Hashes taken before the command started, to seed its run's
+/// [`HashCache`] (see [`super::prehash`]).
+#[derive(Debug, Default)]
+pub struct Prehashed {
+    entries: Vec<((u64, u64), Version, [u8; 32])>,
+}
+
+impl Prehashed {
+    pub fn push(&mut self, entry: ((u64, u64), Version, [u8; 32])) {
+        self.entries.push(entry);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The hash taken of the file (device, inode), if any.
+    pub fn entry(&self, key: (u64, u64)) -> Option<[u8; 32]> {
+        self.entries.iter().find(|e| e.0 == key).map(|e| e.2)
+    }
+}
+
+/// The (device, inode), version and SHA-256 of the regular file `file`,
+/// when it is one the cache may hold and did not change while it was read
+/// (same version before and after); `None` when `stop` was set first.
+pub fn hash_versioned(
+    mut file: fs::File,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<((u64, u64), Version, [u8; 32])> {
+    use std::os::fd::AsFd;
+    let before = sys::fstat(file.as_fd()).ok()?;
+    if before.st_mode & libc::S_IFMT != libc::S_IFREG || before.st_size > HASH_MAX_BYTES {
+        return None;
+    }
+    let hash = hash_until(&mut file, stop).ok()??;
+    let after = sys::fstat(file.as_fd()).ok()?;
+    let version = Version::of(&before);
+    (version == Version::of(&after)
+        && (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino))
+        .then_some(((before.st_dev, before.st_ino), version, hash))
 }
 
 /// Opens `/proc/PID/exe` (the program the process really runs).
@@ -693,6 +760,53 @@ mod tests {
         assert!(cache.cached(&sys::fstat(g.as_fd()).unwrap()).is_some());
         fs::remove_file(&q).unwrap();
         assert_eq!(cache.cached(&sys::fstat(g.as_fd()).unwrap()), None);
+    }
+
+    /// Hashes taken before the run answer as the run's own do: for the
+    /// version hashed only, and never once the tree could write the file.
+    #[test]
+    fn hashes_taken_ahead_hold_only_for_the_version_hashed_and_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, q) = (dir.path().join("prog"), dir.path().join("lib"));
+        fs::write(&p, b"one").unwrap();
+        fs::write(&q, b"lib").unwrap();
+        let never = std::sync::atomic::AtomicBool::new(false);
+        let mut pre = Prehashed::default();
+        for f in [&p, &q] {
+            pre.push(hash_versioned(fs::File::open(f).unwrap(), &never).unwrap());
+        }
+        // A stopped hash gives nothing.
+        let stopped = std::sync::atomic::AtomicBool::new(true);
+        assert!(hash_versioned(fs::File::open(&p).unwrap(), &stopped).is_none());
+        // Not a regular file: nothing.
+        assert!(hash_versioned(fs::File::open(dir.path()).unwrap(), &never).is_none());
+
+        let cache = HashCache::default();
+        cache.seed(&pre);
+        let (fp, fq) = (fs::File::open(&p).unwrap(), fs::File::open(&q).unwrap());
+        let st = sys::fstat(fp.as_fd()).unwrap();
+        let seeded = cache
+            .cached(&st)
+            .expect("answered from the hashes taken ahead");
+        assert_eq!(
+            seeded.sha256,
+            Some(<[u8; 32]>::from(Sha256::digest(b"one")))
+        );
+        // Rewritten after it was hashed: the new bytes are hashed.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::write(&p, b"two").unwrap();
+        assert_eq!(cache.cached(&sys::fstat(fp.as_fd()).unwrap()), None);
+        assert_eq!(
+            cache.identify(fp.as_fd()).unwrap().sha256,
+            Some(<[u8; 32]>::from(Sha256::digest(b"two")))
+        );
+        // Writable by the tree: the hash taken ahead is not used, even for
+        // the version it was taken of (a write through a shared mapping
+        // changes no metadata).
+        assert!(cache.cached(&sys::fstat(fq.as_fd()).unwrap()).is_some());
+        let rw = fs::OpenOptions::new().write(true).open(&q).unwrap();
+        cache.written(rw.as_fd());
+        assert_eq!(cache.cached(&sys::fstat(fq.as_fd()).unwrap()), None);
     }
 
     /// A directory on a filesystem whose files may keep a hash across runs
