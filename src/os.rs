@@ -228,6 +228,27 @@ pub fn umask(mask: u32) -> u32 {
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
 
+/// Puts the calling thread under `SCHED_IDLE`: it runs only when nothing
+/// else wants its CPU. (An unprivileged thread cannot leave it again.)
+pub fn set_sched_idle() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: param is a valid sched_param for the call; pid 0 is the
+    // calling thread.
+    cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
+}
+
+/// The CPUs the calling thread may run on (`sched_getaffinity`).
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain old data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: set is a valid cpu_set_t of the size passed.
+    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: cpu is below CPU_SETSIZE; set is initialised.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
 /// Makes this process undumpable (`PR_SET_DUMPABLE 0`): no process of the
 /// same uid may ptrace it or open its sensitive `/proc` entries.
 pub fn set_undumpable() -> io::Result<()> {

@@ -53,6 +53,7 @@ pub mod prehash;
 pub mod privilege;
 pub mod procfs;
 pub mod resolve;
+pub mod spin;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod tell;
@@ -194,6 +195,9 @@ pub struct Command {
     pub lasting_hashes: Option<Arc<lasting::LastingHashes>>,
     /// Hashes taken before the command started (see [`prehash`]).
     pub prehashed: Option<Arc<procfs::Prehashed>>,
+    /// How long idle CPUs are kept awake after each notification (see
+    /// [`spin`]); zero: never.
+    pub wake_spin: std::time::Duration,
 }
 
 /// Finds `name` the way a shell would: as given when it contains a `/`,
@@ -305,9 +309,13 @@ fn run_inner(
     let stop_rx = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
     let loop_listener = Arc::clone(&listener);
     let loop_shared = Arc::clone(&shared);
+    let wake_spin = cmd.wake_spin;
     let server = std::thread::Builder::new()
         .name("lexecon-notify".into())
-        .spawn(move || notify::serve(loop_listener, loop_shared, stop_rx))
+        .spawn(move || {
+            let spinners = spin::Spinners::start(wake_spin);
+            notify::serve(loop_listener, loop_shared, stop_rx, spinners.as_ref())
+        })
         .map_err(sys_err("start the notification thread"))?;
     let signals_stop = stop.try_clone().map_err(sys_err("duplicate an eventfd"))?;
     let signals = {

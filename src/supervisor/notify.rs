@@ -262,7 +262,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Runs the loop until `stop` becomes readable.
-pub fn serve(listener: Arc<Listener>, shared: Arc<Shared>, stop: OwnedFd) {
+pub fn serve(
+    listener: Arc<Listener>,
+    shared: Arc<Shared>,
+    stop: OwnedFd,
+    spinners: Option<&super::spin::Spinners>,
+) {
     loop {
         let revents = match sys::poll_readable(&[listener.as_fd(), stop.as_fd()], -1) {
             Ok(r) => r,
@@ -286,6 +291,9 @@ pub fn serve(listener: Arc<Listener>, shared: Arc<Shared>, stop: OwnedFd) {
             }
             Err(_) => return,
         };
+        if let Some(s) = spinners {
+            s.notified();
+        }
         handle(&listener, &shared, n);
     }
 }
