@@ -177,6 +177,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
+    lexecon::diag::init_from_env();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .find(|a| a.chars().next().is_some_and(|c| c.is_ascii_digit()))
