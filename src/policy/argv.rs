@@ -338,7 +338,7 @@ mod tests {
         let vars = crate::policy::compile::example_vars();
         let re = |s: &str| {
             let c = glob::compile(s, &glob::Scope::new(&vars, None)).unwrap();
-            ArgItem::Glob(glob::build(vec![c.clone()], c.weight).unwrap())
+            ArgItem::Glob(glob::build(vec![c.expanded], c.weight).unwrap())
         };
         let items = vec![re("push"), ArgItem::Many, re("+*"), ArgItem::Many];
         assert!(match_positional(

@@ -133,9 +133,8 @@ pub(super) struct Loader<'a> {
 }
 
 // For the tests that compare loading with the way it was done before
-// rules were shared between the passes and globs' ends were checked:
-// while set on a thread, its loads compile every rule in both passes and
-// match every glob by its automaton.
+// rules were shared between the passes: while set on a thread, its loads
+// compile every rule in both passes.
 #[cfg(test)]
 thread_local! {
     pub(super) static REFERENCE_LOAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -938,10 +937,9 @@ impl<'a> Loader<'a> {
                         let it = match s {
                             "*" => ArgItem::One,
                             "**" => ArgItem::Many,
-                            p => match glob::compile(p, self.scope).and_then(|g| {
-                                let w = g.weight;
-                                glob::build(vec![g], w)
-                            }) {
+                            p => match glob::compile(p, self.scope)
+                                .and_then(|g| glob::build(vec![g.expanded], g.weight))
+                            {
                                 Ok(re) => ArgItem::Glob(re),
                                 Err(e) => {
                                     self.err(

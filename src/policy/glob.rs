@@ -263,27 +263,8 @@ pub(crate) struct CompiledGlob {
     /// The literal text before the first wildcard or brace (the whole text
     /// for a literal pattern): every match starts with it.
     pub prefix: String,
-    /// For a pattern with a wildcard or a brace, the literal text after the
-    /// last of them outside braces (empty for a literal pattern): every
-    /// match ends with it, after the prefix (the two do not overlap).
-    pub suffix: String,
     /// `Some(dir)` when the pattern is exactly `dir/**` with `dir` literal.
     pub subtree: Option<String>,
-}
-
-impl CompiledGlob {
-    /// What an expression needs of it: the expanded text, the prefix and
-    /// the suffix.
-    fn parts(&self) -> CompiledGlob {
-        CompiledGlob {
-            expanded: self.expanded.clone(),
-            weight: self.weight,
-            literal: None,
-            prefix: self.prefix.clone(),
-            suffix: self.suffix.clone(),
-            subtree: None,
-        }
-    }
 }
 
 /// Check one glob (variables expanded first) and work out its shape; the
@@ -386,8 +367,6 @@ fn translate(
 ) -> Result<CompiledGlob, PatternError> {
     let chars: Vec<char> = expanded.chars().collect();
     let mut literal = String::new();
-    // The literal text since the last wildcard or closing brace at depth 0.
-    let mut tail = String::new();
     let mut is_literal = true;
     let mut prefix: Option<String> = None;
     let mut wild_tokens = 0usize;
@@ -412,9 +391,6 @@ fn translate(
                 };
                 e.lit(next);
                 literal.push(next);
-                if depth == 0 {
-                    tail.push(next);
-                }
             }
             '*' if chars.get(i + 1) == Some(&'*') => {
                 if is_literal {
@@ -440,7 +416,6 @@ fn translate(
                         Some("write 'dir/**/name' or 'dir/**'; use '*' to match within one name"),
                     ));
                 }
-                tail.clear();
                 if after == Some('/') {
                     e.dirs();
                     i += 3;
@@ -461,19 +436,16 @@ fn translate(
             }
             '*' => {
                 wild_tokens += 1;
-                tail.clear();
                 e.star();
             }
             '?' => {
                 wild_tokens += 1;
                 questions += 1;
-                tail.clear();
                 e.one();
             }
             '{' => {
                 wild_tokens += 1;
                 depth += 1;
-                tail.clear();
                 if depth > 16 {
                     return Err(PatternError::new(
                         format!("braces nested deeper than 16 levels in '{pattern}'"),
@@ -485,7 +457,6 @@ fn translate(
             }
             '}' if depth > 0 => {
                 depth -= 1;
-                tail.clear();
                 e.close();
             }
             '}' => {
@@ -501,17 +472,11 @@ fn translate(
             '/' => {
                 e.lit('/');
                 literal.push('/');
-                if depth == 0 {
-                    tail.push('/');
-                }
                 boundary = true;
             }
             _ => {
                 e.lit(c);
                 literal.push(c);
-                if depth == 0 {
-                    tail.push(c);
-                }
             }
         }
         at_boundary = boundary;
@@ -530,7 +495,6 @@ fn translate(
         expanded: String::new(),
         weight: chars.len() + 7 * questions,
         prefix: prefix.unwrap_or_else(|| literal.clone()),
-        suffix: if is_literal { String::new() } else { tail },
         literal: is_literal.then_some(literal),
         subtree,
     })
@@ -667,10 +631,6 @@ pub(crate) struct Lazy(std::sync::Arc<LazyInner>);
 struct LazyInner {
     /// The globs (their `expanded` text), any of which may match.
     globs: Vec<String>,
-    /// The prefix and suffix of each glob ([`CompiledGlob::prefix`],
-    /// [`CompiledGlob::suffix`]): a subject that has those of none of them
-    /// cannot match, and is told so without the expression.
-    ends: Vec<(String, String)>,
     re: OnceLock<Option<Regex>>,
 }
 
@@ -707,18 +667,11 @@ impl Regex {
 }
 
 impl Lazy {
-    /// Prepare the globs `globs` (compiled globs), of `weight` in all:
-    /// compiled now if they are heavy.
-    pub fn new(globs: Vec<CompiledGlob>, weight: usize) -> Result<Lazy, PatternError> {
-        let mut texts = Vec::with_capacity(globs.len());
-        let mut ends = Vec::with_capacity(globs.len());
-        for g in globs {
-            texts.push(g.expanded);
-            ends.push((g.prefix, g.suffix));
-        }
+    /// Prepare the globs `globs` (each the `expanded` text of a compiled
+    /// glob), of `weight` in all: compiled now if they are heavy.
+    pub fn new(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
         let inner = LazyInner {
-            globs: texts,
-            ends,
+            globs,
             re: OnceLock::new(),
         };
         if weight > COMPILE_AT_LOAD_ABOVE {
@@ -738,19 +691,6 @@ impl Lazy {
     /// on, and the policy refuses every action (it cannot tell which rule
     /// would have matched: nothing unknown may help the tree).
     pub fn is_match(&self, s: &str) -> bool {
-        // Until the expression is compiled, a subject without the ends of
-        // any glob is told apart without compiling it (most subjects the
-        // examples of a policy try against a rule are); once compiled, the
-        // automaton, which reads the subject once, is faster than comparing
-        // the ends of many globs.
-        if self.0.re.get().is_none()
-            && !super::compile::reference_load()
-            && !self.0.ends.iter().any(|(p, x)| {
-                s.len() >= p.len() + x.len() && s.starts_with(p.as_str()) && s.ends_with(x.as_str())
-            })
-        {
-            return false;
-        }
         match self.regex().and_then(|re| re.is_match(s.as_bytes())) {
             Some(hit) => hit,
             None => {
@@ -838,8 +778,8 @@ impl Globs {
         Globs::from_compiled(patterns, compiled)
     }
 
-    /// [`Globs::new`] from the patterns already checked: `compiled[i]` is
-    /// what [`compile`] made of `patterns[i]`.
+    /// [`Globs::new`] from patterns already checked: `compiled[i]` is what
+    /// [`compile`] made of `patterns[i]` (each is translated once).
     pub fn from_compiled(
         patterns: &[String],
         compiled: Vec<CompiledGlob>,
@@ -849,18 +789,16 @@ impl Globs {
         let mut each = Vec::with_capacity(patterns.len());
         let mut fast = Vec::new();
         let mut rest_bodies = Vec::new();
-        let mut rest_index = Vec::new();
         let mut bodies = Vec::new();
         let mut total = 0;
         for (i, c) in compiled.into_iter().enumerate() {
-            let re = build(vec![c.parts()], c.weight).map_err(|e| (i, e))?;
+            let re = build(vec![c.expanded.clone()], c.weight).map_err(|e| (i, e))?;
             each.push(re);
             match (&c.literal, &c.subtree) {
                 (Some(l), _) => fast.push((i, Fast::Exact(l.clone()))),
                 (None, Some(d)) => fast.push((i, Fast::Subtree(d.clone()))),
                 (None, None) => {
-                    rest_bodies.push(c.parts());
-                    rest_index.push(i);
+                    rest_bodies.push(i);
                     total += c.weight;
                 }
             }
@@ -868,10 +806,16 @@ impl Globs {
             literals.push(c.literal);
             prefixes.push(c.prefix);
         }
-        let rest = match rest_bodies.len() {
-            0 => Rest::None,
-            1 => Rest::One(rest_index[0]),
-            _ => Rest::Many(build(rest_bodies, total).map_err(|e| (0, e))?),
+        let rest = match rest_bodies.as_slice() {
+            [] => Rest::None,
+            [only] => Rest::One(*only),
+            _ => Rest::Many(
+                build(
+                    rest_bodies.iter().map(|&i| bodies[i].clone()).collect(),
+                    total,
+                )
+                .map_err(|e| (0, e))?,
+            ),
         };
         Ok(Globs {
             sources: patterns.to_vec(),
@@ -983,7 +927,7 @@ impl Globs {
 
 /// An expression matching any of `globs` (the `expanded` texts of compiled
 /// globs, of `weight` in all), compiled on first use; see [`Lazy`].
-pub(crate) fn build(globs: Vec<CompiledGlob>, weight: usize) -> Result<Lazy, PatternError> {
+pub(crate) fn build(globs: Vec<String>, weight: usize) -> Result<Lazy, PatternError> {
     Lazy::new(globs, weight)
 }
 
@@ -1234,11 +1178,10 @@ mod tests {
         use proptest::prelude::*;
         let atom = prop::sample::select(vec![
             "a", "é", "\u{fffd}", "€", "😀", "/", "*", "?", "**/", "/**", "{a,é}", "{?,**/x}", ".",
-            "b", "x/", "\\*", "{a/b,}", "a{b,x}a", "{\\*,b}",
+            "b",
         ]);
-        let subject_atom = prop::sample::select(vec![
-            "a", "é", "\u{fffd}", "€", "😀", "/", ".", "b", "x", "*",
-        ]);
+        let subject_atom =
+            prop::sample::select(vec!["a", "é", "\u{fffd}", "€", "😀", "/", ".", "b", "x"]);
         let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
             cases: 3000,
             ..Default::default()
@@ -1256,7 +1199,7 @@ mod tests {
                     };
                     let chars = format!(r"(?s)\A(?:(?:{}))\z", char_regex(&c.expanded));
                     let by_chars = regex::Regex::new(&chars).unwrap();
-                    let by_bytes = build(vec![c.clone()], c.weight).unwrap();
+                    let by_bytes = build(vec![c.expanded.clone()], c.weight).unwrap();
                     let g = Globs::new(std::slice::from_ref(&pattern), &Scope::new(&vars(), None))
                         .unwrap();
                     for s in subjects {

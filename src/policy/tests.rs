@@ -1942,3 +1942,38 @@ mod load_as_before {
         );
     }
 }
+
+/// Each pattern of a list is checked once: every bad one is reported at
+/// its own entry (also among good ones, and in every kind of list that
+/// takes globs), and a list whose patterns are good loads.
+#[test]
+fn every_bad_pattern_of_a_list_is_reported_at_its_entry() {
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: [\"/ok/**\", \"/a**\", \"/b/*\", \"${NOPE}/x\", \"/c/{\"]\n      process:\n        name: [\"ssh\", \"x**\"]\n    decision: block\n    reason: x\n  - id: s\n    connect:\n      host: [\"a.example\", \"b**\"]\n      path: [\"/run/x.sock\", \"/y**\"]\n    decision: block\n    reason: x\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "t.yaml:5:24: rule 'r': bad pattern in path: '**' is not a whole path component in '/a**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:5:40: rule 'r': bad pattern in path: unknown variable '${NOPE}' (the variables are ${HOME}, ${WORKSPACE}, ${TMPDIR} and ${env.NAME:-DEFAULT})",
+            "t.yaml:5:53: rule 'r': bad pattern in path: unclosed '{' in '/c/{' (close the alternatives with '}', or write '\\{' for a literal brace)",
+            "t.yaml:7:23: rule 'r': bad pattern in name: '**' is not a whole path component in 'x**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:12:27: rule 's': bad pattern in host: '**' is not a whole path component in 'b**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:13:29: rule 's': bad pattern in path: '**' is not a whole path component in '/y**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+        ],
+        "{e:#?}"
+    );
+    let p = load(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: [\"/ok/**\", \"/b/*\", \"${HOME}/{x,y}\", \"/lit\"]\n    decision: block\n    reason: x\n",
+    );
+    for (path, v) in [
+        ("/ok/a", Verdict::Block),
+        ("/b/c", Verdict::Block),
+        ("/home/u/y", Verdict::Block),
+        ("/lit", Verdict::Block),
+        ("/b/c/d", Verdict::Allow),
+        ("/ok", Verdict::Allow),
+    ] {
+        assert_eq!(verdict(&p, &open(path, Access::READ)), v, "{path}");
+    }
+}
