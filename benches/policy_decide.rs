@@ -8,6 +8,7 @@
 //! Run: `cargo bench --bench policy_decide [-- SIZES]` (or
 //! `scripts/bench-policy [SIZES]`), SIZES a comma list of rule counts
 //! (default `200,10000`; `BENCH_RULES` is read when no size is given).
+//! `LEXECON_TIMING=1` also prints the steps of every load.
 
 use std::ffi::OsString;
 use std::hint::black_box;
@@ -177,6 +178,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn main() {
+    lexecon::diag::init_from_env();
     let sizes: Vec<usize> = std::env::args()
         .skip(1)
         .find(|a| a.chars().next().is_some_and(|c| c.is_ascii_digit()))

@@ -125,6 +125,50 @@ pub(super) struct Loader<'a> {
     /// `argv_regex` expressions compiled so far, by their text after
     /// variable expansion (shared by both passes of a load).
     regexes: &'a RefCell<HashMap<String, ArgvRegex>>,
+    /// In the examples' pass: the rules the pass with the real variables
+    /// compiled, to share those that reference no variable.
+    shared: Option<Vec<Rule>>,
+    /// The shared rules' real versions that this pass replaced, by index.
+    displaced: Vec<(usize, Rule)>,
+}
+
+// For the tests that compare loading with the way it was done before
+// rules were shared between the passes: while set on a thread, its loads
+// compile every rule in both passes.
+#[cfg(test)]
+thread_local! {
+    pub(super) static REFERENCE_LOAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread loads as before (see `REFERENCE_LOAD`; never outside
+/// tests).
+pub(super) fn reference_load() -> bool {
+    #[cfg(test)]
+    {
+        REFERENCE_LOAD.with(|r| r.get())
+    }
+    #[cfg(not(test))]
+    {
+        false
+    }
+}
+
+/// Whether a rule's text (anything but its `examples`) references a
+/// variable: `${` anywhere in a key or a value.
+fn references_variables(rule: &Node) -> bool {
+    fn any(n: &Node) -> bool {
+        match &n.value {
+            Value::Scalar(s, _) => s.contains("${"),
+            Value::Seq(items) => items.iter().any(any),
+            Value::Map(entries) => entries.iter().any(|(k, v)| any(k) || any(v)),
+        }
+    }
+    match &rule.value {
+        Value::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| key(k) != "examples" && (any(k) || any(v))),
+        _ => any(rule),
+    }
 }
 
 pub(super) fn key(n: &Node) -> &str {
@@ -263,9 +307,13 @@ impl<'a> Loader<'a> {
                 let mut out = Vec::new();
                 let mut ok = true;
                 for item in items {
-                    match self.string(item, &format!("each entry of {what}")) {
-                        Some(s) => out.push((s.to_string(), item.loc)),
-                        None => ok = false,
+                    match &item.value {
+                        Value::Scalar(s, _) if !item.is_null() => out.push((s.clone(), item.loc)),
+                        _ => {
+                            // The error `string` reports for it.
+                            self.string(item, &format!("each entry of {what}"));
+                            ok = false;
+                        }
                     }
                 }
                 ok.then_some(out)
@@ -300,7 +348,12 @@ impl<'a> Loader<'a> {
         let mut refused: Vec<String> = Vec::new();
         for (p, loc) in &items {
             if path_like {
-                if let Ok(expanded) = glob::expand(p, self.scope, &|v| v.to_string()) {
+                let expanded = if p.contains("${") {
+                    glob::expand(p, self.scope, &|v| v.to_string()).map(std::borrow::Cow::Owned)
+                } else {
+                    Ok(std::borrow::Cow::Borrowed(p.as_str()))
+                };
+                if let Ok(expanded) = expanded {
                     let absolute_ish = expanded.starts_with(['/', '*', '{', '?'])
                         || ["pipe:", "socket:", "anon_inode:"]
                             .iter()
@@ -410,10 +463,18 @@ impl<'a> Loader<'a> {
             Some(node) if node.is_null() => {}
             Some(node) => match &node.value {
                 Value::Seq(items) => {
-                    for item in items {
-                        self.rule = None;
-                        if let Some(rule) = self.rule_node(item) {
-                            rules.push(rule);
+                    match self.shared.take() {
+                        Some(real) if real.len() == items.len() => {
+                            rules = self.rules_sharing(items, real);
+                        }
+                        unused => {
+                            self.shared = unused;
+                            for item in items {
+                                self.rule = None;
+                                if let Some(rule) = self.rule_node(item) {
+                                    rules.push(rule);
+                                }
+                            }
                         }
                     }
                     self.rule = None;
@@ -549,6 +610,62 @@ impl<'a> Loader<'a> {
                     Some("fix the rules or the test; `lexecon policy explain` shows why".into()),
                 );
             }
+        }
+    }
+
+    /// The rules of the examples' pass when the pass with the real
+    /// variables compiled `real` from the same `items` (one rule each). A
+    /// rule that references no variable compiles the same with any
+    /// variables (they are read only through `${…}`), so the real pass's
+    /// rule is used as is and only its examples are run; the others are
+    /// compiled again with this pass's variables. The rules of the real
+    /// pass that were set aside are kept in `displaced`, to be put back
+    /// ([`restore`]).
+    fn rules_sharing(&mut self, items: &[Node], real: Vec<Rule>) -> Vec<Rule> {
+        let mut rules = real;
+        let mut failed = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            self.rule = None;
+            if references_variables(item) {
+                match self.rule_node(item) {
+                    Some(rule) => {
+                        let real = std::mem::replace(&mut rules[i], rule);
+                        self.displaced.push((i, real));
+                    }
+                    None => failed.push(i),
+                }
+            } else {
+                self.shared_rule(item, &rules[i]);
+            }
+        }
+        if !failed.is_empty() {
+            // As if compiled here: a rule that failed is not among the
+            // rules the tests are decided by (the pass fails anyway, so
+            // the real rules need not be put back).
+            self.displaced.clear();
+            let mut failed = failed.into_iter().peekable();
+            rules = rules
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| failed.next_if_eq(i).is_none())
+                .map(|(_, r)| r)
+                .collect();
+        }
+        rules
+    }
+
+    /// What [`Loader::rule_node`] does in the examples' pass for a rule
+    /// that compiled without errors to `rule` (its id, its examples).
+    fn shared_rule(&mut self, node: &Node, rule: &Rule) {
+        let Value::Map(entries) = &node.value else {
+            return;
+        };
+        if let Some(n) = get(entries, "id") {
+            self.ids.insert(rule.id.clone(), n.loc.line);
+        }
+        self.rule = Some(rule.id.clone());
+        if let Some(ex) = get(entries, "examples") {
+            self.examples(ex, rule);
         }
     }
 
@@ -1069,22 +1186,22 @@ impl<'a> Loader<'a> {
         node: &Node,
         what: &str,
     ) -> Option<Globs> {
-        let mut ok = true;
+        let mut compiled = Vec::with_capacity(items.len());
         for (p, loc) in items {
-            if let Err(e) = glob::compile(p, self.scope) {
-                self.err(
+            match glob::compile(p, self.scope) {
+                Ok(c) => compiled.push(c),
+                Err(e) => self.err(
                     *loc,
                     format!("bad pattern in {what}: {}", e.message),
                     e.hint,
-                );
-                ok = false;
+                ),
             }
         }
-        if !ok {
+        if compiled.len() != items.len() {
             return None;
         }
         let sources: Vec<String> = items.iter().map(|(s, _)| s.clone()).collect();
-        match Globs::new(&sources, self.scope) {
+        match Globs::from_compiled(&sources, compiled) {
             Ok(g) => Some(g),
             Err((_, e)) => {
                 self.err(
@@ -1556,6 +1673,7 @@ pub(crate) fn load(
         return Ok(compiled);
     }
     let mut compiled = real_pass()?;
+    crate::timing::mark("policy: compiled and checked with the real variables");
     // The examples' pass depends on the text alone (fixed variables, no
     // environment): one that passed before with this build passes again.
     // Not for a layer below others: its examples and tests are judged with
@@ -1565,8 +1683,23 @@ pub(crate) fn load(
         compiled.examples = n;
         return Ok(compiled);
     }
-    let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
+    if reference_load() {
+        let with_examples = load_pass(root, file, &example_scope, true, above, &regexes)?;
+        compiled.examples = with_examples.examples;
+        if let Some((c, id)) = checks {
+            c.record(&id, compiled.examples);
+        }
+        return Ok(compiled);
+    }
+    let real_rules = std::mem::take(&mut compiled.rules);
+    let (with_examples, sharing) =
+        examples_pass(root, file, &example_scope, above, &regexes, real_rules)?;
+    compiled.rules = match sharing {
+        Sharing::Unused(real) => real,
+        Sharing::Displaced(displaced) => restore(with_examples.rules, displaced),
+    };
     compiled.examples = with_examples.examples;
+    crate::timing::mark("policy: examples and tests checked");
     if let Some((c, id)) = checks {
         c.record(&id, compiled.examples);
     }
@@ -1596,6 +1729,49 @@ fn load_pass(
     above: Option<&super::layers::Above<'_>>,
     regexes: &RefCell<HashMap<String, ArgvRegex>>,
 ) -> Result<Compiled, Vec<PolicyError>> {
+    pass(root, file, scope, check_examples, above, regexes, None).map(|(c, _)| c)
+}
+
+/// What became of the real rules given to the examples' pass.
+enum Sharing {
+    /// Not shared (the pass found no list of as many rules): as given.
+    Unused(Vec<Rule>),
+    /// Shared: the real rules the pass replaced, by index.
+    Displaced(Vec<(usize, Rule)>),
+}
+
+/// The pass that runs the examples and tests, sharing with it the rules
+/// of the pass with the real variables (`real`, see
+/// [`Loader::rules_sharing`]): its rules, and the real rules it replaced.
+fn examples_pass(
+    root: &Node,
+    file: &str,
+    scope: &Scope,
+    above: Option<&super::layers::Above<'_>>,
+    regexes: &RefCell<HashMap<String, ArgvRegex>>,
+    real: Vec<Rule>,
+) -> Result<(Compiled, Sharing), Vec<PolicyError>> {
+    pass(root, file, scope, true, above, regexes, Some(real))
+}
+
+/// The rules of the real pass again: `rules` with each displaced rule put
+/// back at its index.
+fn restore(mut rules: Vec<Rule>, displaced: Vec<(usize, Rule)>) -> Vec<Rule> {
+    for (i, rule) in displaced {
+        rules[i] = rule;
+    }
+    rules
+}
+
+fn pass(
+    root: &Node,
+    file: &str,
+    scope: &Scope,
+    check_examples: bool,
+    above: Option<&super::layers::Above<'_>>,
+    regexes: &RefCell<HashMap<String, ArgvRegex>>,
+    shared: Option<Vec<Rule>>,
+) -> Result<(Compiled, Sharing), Vec<PolicyError>> {
     let mut l = Loader {
         file,
         scope,
@@ -1606,10 +1782,18 @@ fn load_pass(
         check_examples,
         above,
         regexes,
+        shared,
+        displaced: Vec::new(),
     };
     let compiled = l.load(root);
     match compiled {
-        Some(c) if l.errors.is_empty() => Ok(c),
+        Some(c) if l.errors.is_empty() => {
+            let sharing = match l.shared {
+                Some(real) => Sharing::Unused(real),
+                None => Sharing::Displaced(l.displaced),
+            };
+            Ok((c, sharing))
+        }
         _ => Err(l.errors),
     }
 }

@@ -768,7 +768,22 @@ const BENEATH_DFA_LIMIT: usize = 8 << 20;
 
 impl Globs {
     /// Compile several patterns. Errors carry the index of the bad pattern.
+    #[cfg(test)]
     pub fn new(patterns: &[String], scope: &Scope) -> Result<Globs, (usize, PatternError)> {
+        let compiled = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| compile(p, scope).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Globs::from_compiled(patterns, compiled)
+    }
+
+    /// [`Globs::new`] from patterns already checked: `compiled[i]` is what
+    /// [`compile`] made of `patterns[i]` (each is translated once).
+    pub fn from_compiled(
+        patterns: &[String],
+        compiled: Vec<CompiledGlob>,
+    ) -> Result<Globs, (usize, PatternError)> {
         let mut literals = Vec::with_capacity(patterns.len());
         let mut prefixes = Vec::with_capacity(patterns.len());
         let mut each = Vec::with_capacity(patterns.len());
@@ -776,8 +791,7 @@ impl Globs {
         let mut rest_bodies = Vec::new();
         let mut bodies = Vec::new();
         let mut total = 0;
-        for (i, p) in patterns.iter().enumerate() {
-            let c = compile(p, scope).map_err(|e| (i, e))?;
+        for (i, c) in compiled.into_iter().enumerate() {
             let re = build(vec![c.expanded.clone()], c.weight).map_err(|e| (i, e))?;
             each.push(re);
             match (&c.literal, &c.subtree) {

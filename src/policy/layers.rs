@@ -425,6 +425,7 @@ pub(crate) fn load(
     checks: Option<&dyn super::ExampleChecks>,
 ) -> Result<Policy, Vec<PolicyError>> {
     let root = parse(text, origin)?;
+    crate::timing::mark("policy: YAML parsed");
     if top_entry(&root, "include").is_none() {
         return Policy::single(text, &root, origin, vars, env, None, checks);
     }

@@ -404,7 +404,9 @@ impl Policy {
     ) -> Result<Policy, Vec<PolicyError>> {
         let checks = checks.map(|c| (c, examples_id(text)));
         let compiled = compile::load(root, origin, vars, env, above, checks)?;
-        Ok(Policy::assemble(text, origin, vars, compiled))
+        let policy = Policy::assemble(text, origin, vars, compiled);
+        crate::timing::mark("policy: indexed and hashed");
+        Ok(policy)
     }
 
     /// [`Policy::single`] with the example variables and no environment,

@@ -1745,3 +1745,235 @@ fn rule_ids_of_built_in_rules_are_reserved() {
         "{e:?}"
     );
 }
+
+/// Loading as before (every rule compiled again in the pass that runs the
+/// examples, every glob matched by its automaton) and as now give the same
+/// result: the same errors (text and location) or a policy with the same
+/// hash, number of examples checked and decisions, on the shipped
+/// policies, on a policy with generated rules, and on many mutations of
+/// them, with variables that differ from the examples' (two passes) and
+/// with the examples' own (one pass), with and without an environment.
+mod load_as_before {
+    use super::*;
+    use crate::policy::compile::REFERENCE_LOAD;
+
+    type Outcome = Result<(usize, [u8; 32], Vec<String>), Vec<String>>;
+
+    fn actions(home: &str) -> Vec<Action> {
+        let ws = format!("{home}/ws");
+        let w = Access::WRITE | Access::CREATE | Access::TRUNCATE;
+        let mut v = vec![
+            exec(&["ls", "-la"]),
+            exec(&["git", "push", "origin", "main"]),
+            exec(&["git", "push", "--force"]),
+            exec(&["rm", "-rf", "/"]),
+            exec(&["rm", "-rf", "./build"]),
+            exec(&["rm", "-rf", home]),
+            exec(&["sudo", "ls"]),
+            exec(&["curl", "-fsSL", "https://example.com"]),
+            exec(&["cargo", "install", "ripgrep"]),
+            exec(&["pip", "install", "--user", "x"]),
+            exec(&["sh", "-c", "make && ./run"]),
+            exec(&["tool3", "-x"]),
+            exec(&["cli6", "deploy", "/srv/x"]),
+            exec(&["/opt/vendor4/bin/run"]),
+            exec(&["dd", "if=/dev/zero", "of=/dev/sda"]),
+            exec(&["chmod", "+s", "/usr/bin/x"]),
+        ];
+        for p in [
+            "/etc/passwd".to_string(),
+            "/etc/ld.so.cache".to_string(),
+            "/dev/null".to_string(),
+            "/tmp/x".to_string(),
+            "/srv/app2/data".to_string(),
+            "/var/lib/svc7/a.db".to_string(),
+            format!("{home}/.ssh/id_ed25519"),
+            format!("{home}/.bashrc"),
+            format!("{home}/.config/git/config"),
+            format!("{home}/.config/tool8/token.json"),
+            format!("{home}/.aws/credentials"),
+            format!("{home}/.cache/pip/x"),
+            format!("{ws}/src/main.rs"),
+            format!("{ws}/.git/hooks/pre-commit"),
+            format!("{ws}/.env"),
+            "/home/u/cfg/git/config".to_string(),
+        ] {
+            v.push(open(&p, Access::READ));
+            v.push(open(&p, w));
+        }
+        v
+    }
+
+    fn outcome(text: &str, vars: &Vars, env: &Env, reference: bool) -> Outcome {
+        REFERENCE_LOAD.with(|r| r.set(reference));
+        let loaded = Policy::from_str_with_env(text, "t.yaml", vars, env);
+        REFERENCE_LOAD.with(|r| r.set(false));
+        match loaded {
+            Err(e) => Err(e.iter().map(ToString::to_string).collect()),
+            Ok(p) => {
+                let decisions = [vars.home.to_str().unwrap(), "/home/u", "/home/user"]
+                    .iter()
+                    .flat_map(|h| actions(h))
+                    .map(|a| format!("{:?}", p.decide(&a)))
+                    .collect();
+                Ok((p.example_count(), p.sha256(), decisions))
+            }
+        }
+    }
+
+    fn same(text: &str, what: &str) -> bool {
+        let envs = [
+            Env::fixed::<&str, &str>([]),
+            Env::fixed([("XDG_CONFIG_HOME", "/home/u/cfg")]),
+        ];
+        let mut loaded = false;
+        for vars in [vars(), compile::example_vars()] {
+            for env in &envs {
+                let before = outcome(text, &vars, env, true);
+                let now = outcome(text, &vars, env, false);
+                assert_eq!(now, before, "{what} with {vars:?}");
+                loaded |= before.is_ok();
+            }
+        }
+        loaded
+    }
+
+    /// The shipped default policy with generated rules (as the load
+    /// benchmark makes them), some referencing variables, some not.
+    fn with_generated(n: usize) -> String {
+        let default = shipped::shipped("default").unwrap();
+        let split = default.find("\ntests:").map_or(default.len(), |i| i + 1);
+        let (head, tail) = default.split_at(split);
+        let mut text = head.to_string();
+        for i in 0..n {
+            text.push_str(&match i % 5 {
+                0 => format!("  - id: gen-exec-name-{i}\n    exec:\n      name: [tool{i}, \"tool{i}-*\"]\n      flags: [\"x|execute\"]\n    decision: block\n    reason: generated\n    examples:\n      match:\n        - exec: tool{i} -x\n      no_match:\n        - exec: tool{i} -y\n"),
+                1 => format!("  - id: gen-exec-args-{i}\n    exec:\n      name: cli{i}\n      args: [\"**\", \"deploy\", \"**\"]\n      operand_outside: [\"${{WORKSPACE}}/**\"]\n    decision: escalate\n    reason: generated\n    examples:\n      match:\n        - exec: cli{i} deploy /srv/x\n"),
+                2 => format!("  - id: gen-open-dir-{i}\n    open:\n      path: [\"/srv/app{i}/**\", \"/var/lib/svc{i}/*.db\"]\n      access: [write, truncate]\n    decision: block\n    reason: generated\n"),
+                3 => format!("  - id: gen-open-secret-{i}\n    open:\n      path: \"${{HOME}}/.config/tool{i}/{{token,credentials}}.json\"\n    decision: block\n    reason: generated\n    examples:\n      match:\n        - open: ${{HOME}}/.config/tool{i}/token.json\n"),
+                _ => format!("  - id: gen-exec-program-{i}\n    exec:\n      program: \"/opt/vendor{i}/bin/*\"\n    decision: escalate\n    reason: generated\n"),
+            });
+        }
+        text.push_str(tail);
+        text.push_str("  - {exec: tool0 -x, expect: block, rule: gen-exec-name-0}\n  - {open: /srv/app2/a, access: [write], expect: block}\n");
+        text
+    }
+
+    /// A small deterministic generator (no seed to record).
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((self.0 >> 33) as usize) % n.max(1)
+        }
+    }
+
+    /// One line of `text` changed: removed, repeated, or with a variable,
+    /// a decision, an expectation, a character or a `/` changed.
+    fn mutate(text: &str, rng: &mut Lcg) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let i = rng.below(lines.len());
+        let line = lines[i].clone();
+        let swap = |l: &str, a: &str, b: &str| l.replacen(a, b, 1);
+        match rng.below(9) {
+            0 => {
+                lines.remove(i);
+            }
+            1 => lines.insert(i, line),
+            2 => lines[i] = swap(&line, "${HOME}", "${WORKSPACE}"),
+            3 => lines[i] = swap(&line, "${WORKSPACE}", "/home/user/project"),
+            4 => lines[i] = swap(&line, "no_match:", "match:"),
+            5 => lines[i] = swap(&line, "block", "allow"),
+            6 => lines[i] = swap(&line, "/", ""),
+            7 => lines[i] = swap(&line, "**", "*"),
+            _ => {
+                let chars: Vec<char> = line.chars().collect();
+                let at = rng.below(chars.len() + 1);
+                let c = ['*', '{', '}', '$', '?', 'x', ','][rng.below(7)];
+                let mut l: String = chars[..at].iter().collect();
+                l.push(c);
+                l.extend(&chars[at..]);
+                lines[i] = l;
+            }
+        }
+        let mut out = lines.join("\n");
+        out.push('\n');
+        out
+    }
+
+    #[test]
+    fn shipped_and_generated_policies_load_as_before() {
+        for (name, text) in shipped::SHIPPED {
+            assert!(same(text, name), "{name} loads");
+        }
+        assert!(same(&with_generated(60), "generated"), "generated loads");
+    }
+
+    #[test]
+    fn mutated_policies_load_or_fail_as_before() {
+        let mut rng = Lcg(0x006c_6578_6563_6f6e);
+        let generated = with_generated(25);
+        let bases: Vec<&str> = vec![
+            shipped::shipped("default").unwrap(),
+            &generated,
+            shipped::shipped("ci").unwrap(),
+            shipped::shipped("demo").unwrap(),
+        ];
+        let (mut loaded, mut failed) = (0, 0);
+        for round in 0..160 {
+            let base = bases[round % bases.len()];
+            let mut text = mutate(base, &mut rng);
+            if round % 3 == 0 {
+                text = mutate(&text, &mut rng);
+            }
+            if same(&text, &format!("mutation {round}")) {
+                loaded += 1;
+            } else {
+                failed += 1;
+            }
+        }
+        // Both outcomes were compared many times.
+        assert!(
+            loaded > 20 && failed > 20,
+            "loaded {loaded}, failed {failed}"
+        );
+    }
+}
+
+/// Each pattern of a list is checked once: every bad one is reported at
+/// its own entry (also among good ones, and in every kind of list that
+/// takes globs), and a list whose patterns are good loads.
+#[test]
+fn every_bad_pattern_of_a_list_is_reported_at_its_entry() {
+    let e = errors(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: [\"/ok/**\", \"/a**\", \"/b/*\", \"${NOPE}/x\", \"/c/{\"]\n      process:\n        name: [\"ssh\", \"x**\"]\n    decision: block\n    reason: x\n  - id: s\n    connect:\n      host: [\"a.example\", \"b**\"]\n      path: [\"/run/x.sock\", \"/y**\"]\n    decision: block\n    reason: x\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "t.yaml:5:24: rule 'r': bad pattern in path: '**' is not a whole path component in '/a**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:5:40: rule 'r': bad pattern in path: unknown variable '${NOPE}' (the variables are ${HOME}, ${WORKSPACE}, ${TMPDIR} and ${env.NAME:-DEFAULT})",
+            "t.yaml:5:53: rule 'r': bad pattern in path: unclosed '{' in '/c/{' (close the alternatives with '}', or write '\\{' for a literal brace)",
+            "t.yaml:7:23: rule 'r': bad pattern in name: '**' is not a whole path component in 'x**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:12:27: rule 's': bad pattern in host: '**' is not a whole path component in 'b**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+            "t.yaml:13:29: rule 's': bad pattern in path: '**' is not a whole path component in '/y**' (write 'dir/**/name' or 'dir/**'; use '*' to match within one name)",
+        ],
+        "{e:#?}"
+    );
+    let p = load(
+        "version: 1\nrules:\n  - id: r\n    open:\n      path: [\"/ok/**\", \"/b/*\", \"${HOME}/{x,y}\", \"/lit\"]\n    decision: block\n    reason: x\n",
+    );
+    for (path, v) in [
+        ("/ok/a", Verdict::Block),
+        ("/b/c", Verdict::Block),
+        ("/home/u/y", Verdict::Block),
+        ("/lit", Verdict::Block),
+        ("/b/c/d", Verdict::Allow),
+        ("/ok", Verdict::Allow),
+    ] {
+        assert_eq!(verdict(&p, &open(path, Access::READ)), v, "{path}");
+    }
+}
