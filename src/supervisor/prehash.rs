@@ -17,7 +17,9 @@
 //! nothing of the tree can have touched the files yet.
 //!
 //! The thread must be finished ([`Prehash::finish`]) before the supervisor
-//! forks: it stops after the block it is reading.
+//! forks: it stops after the file it is reading (whose hash the first exec
+//! needs anyway: the program first, then what it maps), never in the
+//! middle of one, so no hashing is thrown away.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::OsStr;
@@ -78,8 +80,8 @@ impl Prehash {
         Some(Prehash { stop, thread })
     }
 
-    /// Stops the thread after the block it is reading, waits for it, and
-    /// gives what it hashed completely.
+    /// Stops the thread after the file it is hashing, waits for it, and
+    /// gives what it hashed.
     pub fn finish(self) -> Prehashed {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap_or_default()
@@ -124,7 +126,9 @@ fn hash_tree(program: &Path, lasting: Option<&LastingHashes>, stop: &AtomicBool)
         }
         files += 1;
         bytes += meta.len();
-        if let Some(entry) = procfs::hash_versioned(file, stop) {
+        // A file begun is finished: stopping halfway would only make the
+        // first exec hash it again.
+        if let Some(entry) = procfs::hash_versioned(file) {
             // Kept for later runs when it is still the version judged
             // fit to keep.
             if let Some((l, v, version)) = keep {

@@ -430,23 +430,14 @@ impl HashCache {
 }
 
 fn hash_fd(fd: OwnedFd) -> io::Result<[u8; 32]> {
-    let never = std::sync::atomic::AtomicBool::new(false);
-    hash_until(&mut fs::File::from(fd), &never)
-        .map(|h| h.expect("a hash that cannot be stopped is whole"))
+    hash_file(&mut fs::File::from(fd))
 }
 
-/// SHA-256 of what `file` reads from its offset to its end; `None` when
-/// `stop` was set before the end.
-fn hash_until(
-    file: &mut fs::File,
-    stop: &std::sync::atomic::AtomicBool,
-) -> io::Result<Option<[u8; 32]>> {
+/// SHA-256 of what `file` reads from its offset to its end.
+fn hash_file(file: &mut fs::File) -> io::Result<[u8; 32]> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut h = Sha256::new();
     loop {
-        if stop.load(std::sync::atomic::Ordering::Relaxed) {
-            return Ok(None);
-        }
         let n = match file.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -455,7 +446,7 @@ fn hash_until(
         };
         h.update(&buf[..n]);
     }
-    Ok(Some(h.finalize().into()))
+    Ok(h.finalize().into())
 }
 
 /// Hashes taken before the command started, to seed its run's
@@ -482,17 +473,14 @@ impl Prehashed {
 
 /// The (device, inode), version and SHA-256 of the regular file `file`,
 /// when it is one the cache may hold and did not change while it was read
-/// (same version before and after); `None` when `stop` was set first.
-pub fn hash_versioned(
-    mut file: fs::File,
-    stop: &std::sync::atomic::AtomicBool,
-) -> Option<((u64, u64), Version, [u8; 32])> {
+/// (same version before and after).
+pub fn hash_versioned(mut file: fs::File) -> Option<((u64, u64), Version, [u8; 32])> {
     use std::os::fd::AsFd;
     let before = sys::fstat(file.as_fd()).ok()?;
     if before.st_mode & libc::S_IFMT != libc::S_IFREG || before.st_size > HASH_MAX_BYTES {
         return None;
     }
-    let hash = hash_until(&mut file, stop).ok()??;
+    let hash = hash_file(&mut file).ok()?;
     let after = sys::fstat(file.as_fd()).ok()?;
     let version = Version::of(&before);
     (version == Version::of(&after)
@@ -770,16 +758,12 @@ mod tests {
         let (p, q) = (dir.path().join("prog"), dir.path().join("lib"));
         fs::write(&p, b"one").unwrap();
         fs::write(&q, b"lib").unwrap();
-        let never = std::sync::atomic::AtomicBool::new(false);
         let mut pre = Prehashed::default();
         for f in [&p, &q] {
-            pre.push(hash_versioned(fs::File::open(f).unwrap(), &never).unwrap());
+            pre.push(hash_versioned(fs::File::open(f).unwrap()).unwrap());
         }
-        // A stopped hash gives nothing.
-        let stopped = std::sync::atomic::AtomicBool::new(true);
-        assert!(hash_versioned(fs::File::open(&p).unwrap(), &stopped).is_none());
         // Not a regular file: nothing.
-        assert!(hash_versioned(fs::File::open(dir.path()).unwrap(), &never).is_none());
+        assert!(hash_versioned(fs::File::open(dir.path()).unwrap()).is_none());
 
         let cache = HashCache::default();
         cache.seed(&pre);
