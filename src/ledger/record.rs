@@ -1470,24 +1470,60 @@ struct Fields<'v, 'a> {
     /// Where the next lookup starts: members are in key order, and lookups
     /// mostly are too, so most are found at the first probe.
     next: usize,
+    /// Whether the member names are in strictly increasing byte order (as
+    /// in every canonical record): then a name absent from the record is
+    /// known absent from the two members around `next`, without a scan.
+    sorted: bool,
+}
+
+/// Whether two member names are equal (most differ in length or in their
+/// first byte, which is tested before the rest).
+#[inline]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// Whether member name `a` comes before `b` in byte order (names are
+/// short: a byte loop, no call).
+#[inline]
+fn name_before(a: &[u8], b: &[u8]) -> bool {
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x < y;
+        }
+    }
+    a.len() < b.len()
 }
 
 impl<'v, 'a> Fields<'v, 'a> {
     fn new(members: &'v [(Cow<'a, str>, Value<'a>)]) -> Self {
+        let sorted = members
+            .windows(2)
+            .all(|w| name_before(w[0].0.as_bytes(), w[1].0.as_bytes()));
         Fields {
             members,
             used: 0,
             next: 0,
+            sorted,
         }
     }
 
     fn opt(&mut self, k: &str) -> Option<&'v Value<'a>> {
         let kb = k.as_bytes();
         let n = self.members.len();
-        for j in 0..n {
-            let idx = (self.next + j) % n;
+        let next = self.next.min(n);
+        if self.sorted {
+            // Sorted names: `k` is at `next` (the usual case), or it is
+            // absent when it falls between `next - 1` and `next`.
+            let above = next == n || name_before(kb, self.members[next].0.as_bytes());
+            let below = next == 0 || name_before(self.members[next - 1].0.as_bytes(), kb);
+            if above && below {
+                return None;
+            }
+        }
+        for idx in (next..n).chain(0..next) {
             let (name, v) = &self.members[idx];
-            if name.as_bytes() == kb {
+            if same_name(name.as_bytes(), kb) {
                 self.next = idx + 1;
                 self.used += 1;
                 return Some(v);

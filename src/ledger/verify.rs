@@ -337,8 +337,15 @@ pub fn verify_reader_with<R: BufRead>(
 }
 
 /// As [`verify_reader_with`], with anchors (see [`verify_file_anchored`]).
+///
+/// Two threads share the work: a second thread hashes each line and
+/// parses it as canonical JSON (the per-line work that needs no state),
+/// this one runs every other check on the lines in file order, so that the
+/// report is the one a single thread makes (see
+/// [`verify_reader_one_thread`]). When no second thread can be started,
+/// this thread does both.
 pub fn verify_reader_anchored<R: BufRead>(
-    mut r: R,
+    r: R,
     pubkey: Option<&VerifyingKey>,
     approver: Option<&VerifyingKey>,
     anchors: Vec<Anchor>,
@@ -346,6 +353,20 @@ pub fn verify_reader_anchored<R: BufRead>(
     let mut v = Verifier::new(pubkey.copied());
     v.approver = approver.copied();
     v.anchors = Collector::new(anchors);
+    pipelined(r, v, SEGMENT_BYTES, BATCH_LINES)
+}
+
+/// The verifier of [`verify_reader_anchored`] on the calling thread alone,
+/// reading line by line; the two-thread verifier must report exactly what
+/// this one does (the tests compare them).
+#[doc(hidden)]
+pub fn verify_reader_one_thread<R: BufRead>(
+    mut r: R,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+) -> Result<Report, std::io::Error> {
+    let mut v = Verifier::new(pubkey.copied());
+    v.approver = approver.copied();
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
@@ -357,7 +378,208 @@ pub fn verify_reader_anchored<R: BufRead>(
             v.torn(buf.len() as u64);
             break;
         }
-        v.line(&buf[..buf.len() - 1]);
+        v.line(&Pre::of(&buf[..buf.len() - 1]));
+    }
+    Ok(v.finish())
+}
+
+/// [`verify_reader_anchored`] without anchors, reading `segment_bytes` at
+/// a time and handing over batches of `batch_lines` lines, so that tests
+/// can put segment and batch boundaries anywhere.
+#[doc(hidden)]
+pub fn verify_reader_batched<R: BufRead>(
+    r: R,
+    pubkey: Option<&VerifyingKey>,
+    approver: Option<&VerifyingKey>,
+    segment_bytes: usize,
+    batch_lines: usize,
+) -> Result<Report, std::io::Error> {
+    let mut v = Verifier::new(pubkey.copied());
+    v.approver = approver.copied();
+    pipelined(r, v, segment_bytes.max(1), batch_lines.max(1))
+}
+
+/// The file is read this much at a time (at least; a segment ends after a
+/// newline), so that the verifier holds two segments and a few batches
+/// whatever the size of the file.
+const SEGMENT_BYTES: usize = 4 << 20;
+/// Lines handed from the parsing thread to the checking thread at a time.
+const BATCH_LINES: usize = 128;
+/// Batches parsed ahead of the checks.
+const BATCHES_AHEAD: usize = 8;
+
+/// What a line is, found without any state: its record hash, and its
+/// value when it is UTF-8 and canonical JSON.
+struct Pre<'a> {
+    hash: Hash,
+    value: Result<jcs::Value<'a>, NotCanonical>,
+}
+
+/// Why a line has no value (check 2).
+enum NotCanonical {
+    Utf8(std::str::Utf8Error),
+    Json(jcs::JcsError),
+}
+
+impl<'a> Pre<'a> {
+    fn of(line: &'a [u8]) -> Pre<'a> {
+        let value = match std::str::from_utf8(line) {
+            Err(e) => Err(NotCanonical::Utf8(e)),
+            Ok(text) => jcs::parse(text, jcs::Mode::Strict).map_err(NotCanonical::Json),
+        };
+        Pre {
+            hash: leaf_hash(line),
+            value,
+        }
+    }
+}
+
+/// Append to `buf` what `r` gives until `buf` holds at least `want` bytes
+/// and a newline after `from`, or the file ends (`true`).
+fn read_segment<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    from: usize,
+    want: usize,
+) -> Result<bool, std::io::Error> {
+    let mut newline = buf[from.min(buf.len())..].contains(&b'\n');
+    loop {
+        if buf.len() >= want && newline {
+            return Ok(false);
+        }
+        let got = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if got.is_empty() {
+            return Ok(true);
+        }
+        newline |= got.contains(&b'\n');
+        let n = got.len();
+        buf.extend_from_slice(got);
+        r.consume(n);
+    }
+}
+
+/// The complete lines of `data`, each without its newline.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let (line, after) = (&rest[..nl], &rest[nl + 1..]);
+        rest = after;
+        Some(line)
+    })
+}
+
+/// The two-stage verifier (see [`verify_reader_anchored`]): the file is
+/// read a segment at a time; the second thread parses the lines of a
+/// segment ahead, batch by batch, while this one reads the next segment
+/// and then checks the parsed lines in order.
+fn pipelined<R: BufRead>(
+    mut r: R,
+    mut v: Verifier,
+    segment_bytes: usize,
+    batch_lines: usize,
+) -> Result<Report, std::io::Error> {
+    use std::sync::mpsc;
+    let mut cur: Vec<u8> = Vec::new();
+    let mut next: Vec<u8> = Vec::new();
+    let mut eof = read_segment(&mut r, &mut cur, 0, segment_bytes)?;
+    let mut two_threads = true;
+    loop {
+        // The complete lines of `cur`, and the start of a line after them.
+        let complete = cur.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let read = if two_threads {
+            std::thread::scope(|scope| {
+                let (lines_of, tail) = cur.split_at(complete);
+                let (tx, rx) = mpsc::sync_channel::<Vec<Pre<'_>>>(BATCHES_AHEAD);
+                // Checked batches go back to the parser, which frees what
+                // it allocated (freeing on the thread that allocated is
+                // cheaper) and reuses them.
+                let (back_tx, back_rx) = mpsc::channel::<Vec<Pre<'_>>>();
+                let parser = std::thread::Builder::new()
+                    .name("ledger-verify".into())
+                    .spawn_scoped(scope, move || {
+                        let fresh = || {
+                            let mut b = back_rx
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(batch_lines));
+                            b.clear();
+                            b
+                        };
+                        let mut batch = fresh();
+                        for line in lines(lines_of) {
+                            batch.push(Pre::of(line));
+                            if batch.len() == batch_lines {
+                                let full = std::mem::replace(&mut batch, fresh());
+                                if tx.send(full).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        if !batch.is_empty() && tx.send(batch).is_err() {
+                            return;
+                        }
+                        drop(tx);
+                        // Free the last batches here too.
+                        for b in back_rx {
+                            drop(b);
+                        }
+                    });
+                let Ok(parser) = parser else {
+                    return None;
+                };
+                // While the parser starts on this segment, read the next.
+                let read = if eof {
+                    Ok(true)
+                } else {
+                    next.clear();
+                    next.extend_from_slice(tail);
+                    read_segment(&mut r, &mut next, tail.len(), segment_bytes)
+                };
+                for batch in rx {
+                    for pre in &batch {
+                        v.line(pre);
+                    }
+                    let _ = back_tx.send(batch);
+                }
+                drop(back_tx);
+                if let Err(panic) = parser.join() {
+                    std::panic::resume_unwind(panic);
+                }
+                Some(read)
+            })
+        } else {
+            None
+        };
+        let read = match read {
+            Some(read) => read,
+            None => {
+                // No second thread: parse and check here.
+                two_threads = false;
+                for line in lines(&cur[..complete]) {
+                    v.line(&Pre::of(line));
+                }
+                if eof {
+                    Ok(true)
+                } else {
+                    next.clear();
+                    next.extend_from_slice(&cur[complete..]);
+                    let from = next.len();
+                    read_segment(&mut r, &mut next, from, segment_bytes)
+                }
+            }
+        };
+        if eof {
+            if complete < cur.len() {
+                v.torn((cur.len() - complete) as u64);
+            }
+            break;
+        }
+        eof = read?;
+        std::mem::swap(&mut cur, &mut next);
     }
     Ok(v.finish())
 }
@@ -606,11 +828,14 @@ impl Verifier {
     ///     sealed.
     /// 13. anchor — with anchors given, the lines of the runs they name
     ///     are gathered here and checked in [`Verifier::finish`].
-    fn line(&mut self, content: &[u8]) {
+    ///
+    /// `pre` is what the line is without any state: its record hash, its
+    /// value.
+    fn line(&mut self, pre: &Pre<'_>) {
         self.line_no += 1;
         self.report.lines += 1;
-        let h = leaf_hash(content);
-        let parsed = self.decode(content);
+        let h = pre.hash;
+        let parsed = self.decode(&pre.value);
         let seq = parsed.as_ref().map(|p| p.seq);
 
         // 4. sequence, 5. chain
@@ -692,10 +917,10 @@ impl Verifier {
     }
 
     /// Checks 2 and 3.
-    fn decode(&mut self, content: &[u8]) -> Option<Parsed> {
-        let text = match std::str::from_utf8(content) {
-            Ok(t) => t,
-            Err(e) => {
+    fn decode(&mut self, value: &Result<jcs::Value<'_>, NotCanonical>) -> Option<Parsed> {
+        let value = match value {
+            Ok(v) => v,
+            Err(NotCanonical::Utf8(e)) => {
                 self.bad(
                     None,
                     Check::Canonical,
@@ -703,10 +928,7 @@ impl Verifier {
                 );
                 return None;
             }
-        };
-        let value = match jcs::parse(text, jcs::Mode::Strict) {
-            Ok(v) => v,
-            Err(e) => {
+            Err(NotCanonical::Json(e)) => {
                 self.bad(
                     None,
                     Check::Canonical,
@@ -715,11 +937,11 @@ impl Verifier {
                 return None;
             }
         };
-        match record::parse(&value) {
+        match record::parse(value) {
             Ok(p) => {
                 // What the record may leave out or refer to in its run's
                 // record format (format 2: `process` records).
-                if let Err(e) = self.context.observe(&value) {
+                if let Err(e) = self.context.observe(value) {
                     self.bad(Some(p.seq), Check::Structure, e);
                 }
                 Some(p)
