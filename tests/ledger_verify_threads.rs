@@ -149,13 +149,21 @@ fn agree(data: &[u8], what: &str) -> Report {
     let key = pubkey();
     let one = verify::verify_reader_one_thread(data, Some(&key), None).expect("in memory");
     let expected = summary(&one);
-    for (segment, batch) in [(1, 1), (1, 3), (97, 2), (700, 5), (4096, 7), (1 << 20, 128)] {
-        let two =
-            verify::verify_reader_batched(data, Some(&key), None, segment, batch).expect("mem");
+    // (read size, segment, batch): a segment per line, a batch per line,
+    // several lines per batch, batches cutting lines, one segment.
+    for (read, segment, batch) in [
+        (1, 1, 400),
+        (64, 97, 16),
+        (700, 700, 64),
+        (4096, 4096, 700),
+        (1 << 16, 1 << 20, 32 << 10),
+    ] {
+        let r = std::io::BufReader::with_capacity(read, data);
+        let two = verify::verify_reader_batched(r, Some(&key), None, segment, batch).expect("mem");
         assert_eq!(
             summary(&two),
             expected,
-            "{what}: segments of {segment} bytes, batches of {batch} lines"
+            "{what}: reads of {read} bytes, segments of {segment}, batches of {batch}"
         );
     }
     // The default sizes, through a reader that gives a few bytes at a time.
@@ -196,9 +204,9 @@ fn the_fixture_ledger_reads_the_same_on_two_threads() {
     let one = verify::verify_reader_one_thread(&data[..], Some(key.verifying_key()), None)
         .expect("in memory");
     assert_eq!(one.status, Status::Valid, "{:?}", one.problems);
-    for (segment, batch) in [(1, 1), (333, 4), (1 << 22, 128)] {
+    for (segment, batch) in [(1, 400), (333, 40), (1 << 22, 32 << 10)] {
         let two = verify::verify_reader_batched(
-            &data[..],
+            std::io::BufReader::with_capacity(segment.min(4096), &data[..]),
             Some(key.verifying_key()),
             None,
             segment,
@@ -258,7 +266,7 @@ fn a_torn_tail_is_reported_as_on_one_thread() {
     let d = tempfile::tempdir().expect("tempdir");
     let data = ledger(&d.path().join("l.jsonl"));
     // Every cut: inside a line (a torn tail), right after a newline.
-    for cut in (0..data.len()).step_by(37).chain([data.len() - 1]) {
+    for cut in (0..data.len()).step_by(53).chain([data.len() - 1]) {
         let r = agree(&data[..cut], &format!("cut at byte {cut}"));
         if cut > 0 {
             assert_ne!(r.status, Status::Valid);

@@ -338,12 +338,12 @@ pub fn verify_reader_with<R: BufRead>(
 
 /// As [`verify_reader_with`], with anchors (see [`verify_file_anchored`]).
 ///
-/// Two threads share the work: a second thread hashes each line and
-/// parses it as canonical JSON (the per-line work that needs no state),
+/// Two threads share the work: a second thread hashes lines and parses
+/// them as canonical JSON ahead (the per-line work that needs no state),
 /// this one runs every other check on the lines in file order, so that the
 /// report is the one a single thread makes (see
-/// [`verify_reader_one_thread`]). When no second thread can be started,
-/// this thread does both.
+/// [`verify_reader_one_thread`]). This thread parses the lines the other
+/// has not (when no second thread can be started, all of them).
 pub fn verify_reader_anchored<R: BufRead>(
     r: R,
     pubkey: Option<&VerifyingKey>,
@@ -353,7 +353,7 @@ pub fn verify_reader_anchored<R: BufRead>(
     let mut v = Verifier::new(pubkey.copied());
     v.approver = approver.copied();
     v.anchors = Collector::new(anchors);
-    pipelined(r, v, SEGMENT_BYTES, BATCH_LINES)
+    pipelined(r, v, SEGMENT_BYTES, BATCH_BYTES)
 }
 
 /// The verifier of [`verify_reader_anchored`] on the calling thread alone,
@@ -384,29 +384,28 @@ pub fn verify_reader_one_thread<R: BufRead>(
 }
 
 /// [`verify_reader_anchored`] without anchors, reading `segment_bytes` at
-/// a time and handing over batches of `batch_lines` lines, so that tests
-/// can put segment and batch boundaries anywhere.
+/// a time in batches of `batch_bytes`, so that tests can put segment and
+/// batch boundaries anywhere.
 #[doc(hidden)]
 pub fn verify_reader_batched<R: BufRead>(
     r: R,
     pubkey: Option<&VerifyingKey>,
     approver: Option<&VerifyingKey>,
     segment_bytes: usize,
-    batch_lines: usize,
+    batch_bytes: usize,
 ) -> Result<Report, std::io::Error> {
     let mut v = Verifier::new(pubkey.copied());
     v.approver = approver.copied();
-    pipelined(r, v, segment_bytes.max(1), batch_lines.max(1))
+    pipelined(r, v, segment_bytes.max(1), batch_bytes.max(1))
 }
 
 /// The file is read this much at a time (at least; a segment ends after a
-/// newline), so that the verifier holds two segments and a few batches
-/// whatever the size of the file.
-const SEGMENT_BYTES: usize = 4 << 20;
-/// Lines handed from the parsing thread to the checking thread at a time.
-const BATCH_LINES: usize = 128;
-/// Batches parsed ahead of the checks.
-const BATCHES_AHEAD: usize = 8;
+/// newline), so that the verifier holds two segments and the values of
+/// one whatever the size of the file.
+const SEGMENT_BYTES: usize = 1 << 20;
+/// The lines that start in this many bytes of a segment are one batch,
+/// parsed by one thread.
+const BATCH_BYTES: usize = 32 << 10;
 
 /// What a line is, found without any state: its record hash, and its
 /// value when it is UTF-8 and canonical JSON.
@@ -442,7 +441,7 @@ fn read_segment<R: BufRead>(
     from: usize,
     want: usize,
 ) -> Result<bool, std::io::Error> {
-    let mut newline = buf[from.min(buf.len())..].contains(&b'\n');
+    let mut newline = memchr::memchr(b'\n', &buf[from.min(buf.len())..]).is_some();
     loop {
         if buf.len() >= want && newline {
             return Ok(false);
@@ -455,7 +454,7 @@ fn read_segment<R: BufRead>(
         if got.is_empty() {
             return Ok(true);
         }
-        newline |= got.contains(&b'\n');
+        newline = newline || memchr::memchr(b'\n', got).is_some();
         let n = got.len();
         buf.extend_from_slice(got);
         r.consume(n);
@@ -466,112 +465,71 @@ fn read_segment<R: BufRead>(
 fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = data;
     std::iter::from_fn(move || {
-        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let nl = memchr::memchr(b'\n', rest)?;
         let (line, after) = (&rest[..nl], &rest[nl + 1..]);
         rest = after;
         Some(line)
     })
 }
 
-/// The two-stage verifier (see [`verify_reader_anchored`]): the file is
-/// read a segment at a time; the second thread parses the lines of a
-/// segment ahead, batch by batch, while this one reads the next segment
-/// and then checks the parsed lines in order.
+/// The two-thread verifier (see [`verify_reader_anchored`]). The file is
+/// read a segment at a time. The lines of a segment are cut into batches
+/// (the lines that start in each `batch_bytes` of it); the second thread
+/// parses batches ahead, in order, while this one reads the next segment
+/// and then checks the lines batch by batch, in file order. A batch not
+/// parsed yet when its turn comes is parsed here: by claiming it when the
+/// second thread has not, or, when the second thread is not done with it
+/// soon (it may not be running at all on a busy machine), by parsing it a
+/// second time. Parsing has no state, so either parse gives the same
+/// values, and no line waits for long on the other thread.
 fn pipelined<R: BufRead>(
     mut r: R,
     mut v: Verifier,
     segment_bytes: usize,
-    batch_lines: usize,
+    batch_bytes: usize,
 ) -> Result<Report, std::io::Error> {
-    use std::sync::mpsc;
     let mut cur: Vec<u8> = Vec::new();
     let mut next: Vec<u8> = Vec::new();
     let mut eof = read_segment(&mut r, &mut cur, 0, segment_bytes)?;
-    let mut two_threads = true;
     loop {
         // The complete lines of `cur`, and the start of a line after them.
-        let complete = cur.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let read = if two_threads {
-            std::thread::scope(|scope| {
-                let (lines_of, tail) = cur.split_at(complete);
-                let (tx, rx) = mpsc::sync_channel::<Vec<Pre<'_>>>(BATCHES_AHEAD);
-                // Checked batches go back to the parser, which frees what
-                // it allocated (freeing on the thread that allocated is
-                // cheaper) and reuses them.
-                let (back_tx, back_rx) = mpsc::channel::<Vec<Pre<'_>>>();
-                let parser = std::thread::Builder::new()
+        let complete = memchr::memrchr(b'\n', &cur).map_or(0, |i| i + 1);
+        let (lines_of, tail) = cur.split_at(complete);
+        let batches = Batches::new(lines_of, batch_bytes);
+        let read = std::thread::scope(|scope| {
+            let parser = if batches.count > 1 {
+                std::thread::Builder::new()
                     .name("ledger-verify".into())
-                    .spawn_scoped(scope, move || {
-                        let fresh = || {
-                            let mut b = back_rx
-                                .try_recv()
-                                .unwrap_or_else(|_| Vec::with_capacity(batch_lines));
-                            b.clear();
-                            b
-                        };
-                        let mut batch = fresh();
-                        for line in lines(lines_of) {
-                            batch.push(Pre::of(line));
-                            if batch.len() == batch_lines {
-                                let full = std::mem::replace(&mut batch, fresh());
-                                if tx.send(full).is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        if !batch.is_empty() && tx.send(batch).is_err() {
-                            return;
-                        }
-                        drop(tx);
-                        // Free the last batches here too.
-                        for b in back_rx {
-                            drop(b);
-                        }
-                    });
-                let Ok(parser) = parser else {
-                    return None;
-                };
-                // While the parser starts on this segment, read the next.
-                let read = if eof {
-                    Ok(true)
-                } else {
-                    next.clear();
-                    next.extend_from_slice(tail);
-                    read_segment(&mut r, &mut next, tail.len(), segment_bytes)
-                };
-                for batch in rx {
-                    for pre in &batch {
-                        v.line(pre);
-                    }
-                    let _ = back_tx.send(batch);
+                    .spawn_scoped(scope, || batches.parse_ahead())
+                    .ok()
+            } else {
+                None
+            };
+            // While the parser starts on this segment, read the next.
+            let read = if eof {
+                Ok(true)
+            } else {
+                next.clear();
+                next.extend_from_slice(tail);
+                read_segment(&mut r, &mut next, tail.len(), segment_bytes)
+            };
+            for k in 0..batches.count {
+                let (batch, theirs) = batches.take(k, parser.is_some());
+                for pre in &batch {
+                    v.line(pre);
                 }
-                drop(back_tx);
-                if let Err(panic) = parser.join() {
-                    std::panic::resume_unwind(panic);
-                }
-                Some(read)
-            })
-        } else {
-            None
-        };
-        let read = match read {
-            Some(read) => read,
-            None => {
-                // No second thread: parse and check here.
-                two_threads = false;
-                for line in lines(&cur[..complete]) {
-                    v.line(&Pre::of(line));
-                }
-                if eof {
-                    Ok(true)
-                } else {
-                    next.clear();
-                    next.extend_from_slice(&cur[complete..]);
-                    let from = next.len();
-                    read_segment(&mut r, &mut next, from, segment_bytes)
+                if theirs {
+                    // Freed by the thread that allocated it.
+                    lock(&batches.done).push(batch);
                 }
             }
-        };
+            if let Some(p) = parser {
+                if let Err(panic) = p.join() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+            read
+        });
         if eof {
             if complete < cur.len() {
                 v.torn((cur.len() - complete) as u64);
@@ -582,6 +540,101 @@ fn pipelined<R: BufRead>(
         std::mem::swap(&mut cur, &mut next);
     }
     Ok(v.finish())
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How long the checking thread waits for a batch the parsing thread is
+/// parsing before it parses the batch itself.
+const WAIT_FOR_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// The batches of one segment, shared by the two threads.
+struct Batches<'a> {
+    data: &'a [u8],
+    batch_bytes: usize,
+    count: usize,
+    /// The next batch not claimed by either thread.
+    claim: std::sync::atomic::AtomicUsize,
+    /// Batches the parsing thread has parsed, not yet checked.
+    parsed: Vec<std::sync::Mutex<Option<Vec<Pre<'a>>>>>,
+    /// Batches checked, for the parsing thread to free.
+    done: std::sync::Mutex<Vec<Vec<Pre<'a>>>>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(data: &'a [u8], batch_bytes: usize) -> Batches<'a> {
+        let count = data.len().div_ceil(batch_bytes);
+        Batches {
+            data,
+            batch_bytes,
+            count,
+            claim: std::sync::atomic::AtomicUsize::new(0),
+            parsed: (0..count).map(|_| std::sync::Mutex::new(None)).collect(),
+            done: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Where the first line that starts at or after byte `x` starts.
+    fn boundary(&self, x: usize) -> usize {
+        if x == 0 {
+            return 0;
+        }
+        if x >= self.data.len() {
+            return self.data.len();
+        }
+        match memchr::memchr(b'\n', &self.data[x - 1..]) {
+            Some(p) => x + p,
+            None => self.data.len(),
+        }
+    }
+
+    /// Batch `k` parsed: its lines' hashes and values.
+    fn parse(&self, k: usize) -> Vec<Pre<'a>> {
+        let from = self.boundary(k * self.batch_bytes);
+        let to = self.boundary((k + 1) * self.batch_bytes);
+        lines(&self.data[from..to]).map(Pre::of).collect()
+    }
+
+    /// The parsing thread: claim and parse batches in order until none is
+    /// left.
+    fn parse_ahead(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            drop(std::mem::take(&mut *lock(&self.done)));
+            let k = self.claim.fetch_add(1, Ordering::AcqRel);
+            if k >= self.count {
+                return;
+            }
+            let batch = self.parse(k);
+            *lock(&self.parsed[k]) = Some(batch);
+        }
+    }
+
+    /// Batch `k` for checking, and whether the parsing thread parsed it.
+    fn take(&self, k: usize, parser: bool) -> (Vec<Pre<'a>>, bool) {
+        use std::sync::atomic::Ordering;
+        if !parser
+            || self
+                .claim
+                .compare_exchange(k, k + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            return (self.parse(k), false);
+        }
+        // Claimed by the parsing thread: parsed already, or soon.
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(b) = lock(&self.parsed[k]).take() {
+                return (b, true);
+            }
+            if start.elapsed() > WAIT_FOR_BATCH {
+                return (self.parse(k), false);
+            }
+            std::hint::spin_loop();
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
