@@ -547,7 +547,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// How long the checking thread waits for a batch the parsing thread is
-/// parsing before it parses the batch itself.
+/// parsing, once no batch is left to parse ahead, before it parses the
+/// batch itself.
 const WAIT_FOR_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// The batches of one segment, shared by the two threads.
@@ -557,8 +558,9 @@ struct Batches<'a> {
     count: usize,
     /// The next batch not claimed by either thread.
     claim: std::sync::atomic::AtomicUsize,
-    /// Batches the parsing thread has parsed, not yet checked.
-    parsed: Vec<std::sync::Mutex<Option<Vec<Pre<'a>>>>>,
+    /// Batches parsed ahead, not yet checked, and whether the parsing
+    /// thread parsed them.
+    parsed: Vec<std::sync::Mutex<Option<(Vec<Pre<'a>>, bool)>>>,
     /// Batches checked, for the parsing thread to free.
     done: std::sync::Mutex<Vec<Vec<Pre<'a>>>>,
 }
@@ -608,7 +610,7 @@ impl<'a> Batches<'a> {
                 return;
             }
             let batch = self.parse(k);
-            *lock(&self.parsed[k]) = Some(batch);
+            *lock(&self.parsed[k]) = Some((batch, true));
         }
     }
 
@@ -623,16 +625,24 @@ impl<'a> Batches<'a> {
         {
             return (self.parse(k), false);
         }
-        // Claimed by the parsing thread: parsed already, or soon.
-        let start = std::time::Instant::now();
+        // Claimed by the parsing thread: parsed already, or soon. Until it
+        // is, parse the batches after it that neither thread has claimed.
+        let mut start = None;
         loop {
             if let Some(b) = lock(&self.parsed[k]).take() {
-                return (b, true);
+                return b;
             }
-            if start.elapsed() > WAIT_FOR_BATCH {
+            let j = self.claim.fetch_add(1, Ordering::AcqRel);
+            if j < self.count {
+                let b = self.parse(j);
+                *lock(&self.parsed[j]) = Some((b, false));
+                continue;
+            }
+            let since = *start.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > WAIT_FOR_BATCH {
                 return (self.parse(k), false);
             }
-            std::hint::spin_loop();
+            std::thread::yield_now();
         }
     }
 }
