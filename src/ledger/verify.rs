@@ -551,6 +551,9 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// batch itself.
 const WAIT_FOR_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
 
+/// A batch parsed ahead, and whether the parsing thread parsed it.
+type Ahead<'a> = (Vec<Pre<'a>>, bool);
+
 /// The batches of one segment, shared by the two threads.
 struct Batches<'a> {
     data: &'a [u8],
@@ -560,7 +563,7 @@ struct Batches<'a> {
     claim: std::sync::atomic::AtomicUsize,
     /// Batches parsed ahead, not yet checked, and whether the parsing
     /// thread parsed them.
-    parsed: Vec<std::sync::Mutex<Option<(Vec<Pre<'a>>, bool)>>>,
+    parsed: Vec<std::sync::Mutex<Option<Ahead<'a>>>>,
     /// Batches checked, for the parsing thread to free.
     done: std::sync::Mutex<Vec<Vec<Pre<'a>>>>,
 }
