@@ -36,19 +36,6 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-/// CPU time of the whole process (every thread).
-fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the valid, exclusively
-    // borrowed `ts`.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(r, 0, "clock_gettime");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 fn env_is(name: &str, value: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == value)
 }
@@ -177,29 +164,16 @@ fn main() {
     );
 
     let start = Instant::now();
-    let cpu = process_cpu();
+    let cpu = thread_cpu();
     let report = verify::verify_file(&path, None).expect("readable");
     let tv = start.elapsed();
-    let tvc = process_cpu() - cpu;
+    let tvc = thread_cpu() - cpu;
     assert_eq!(report.status, Status::Valid, "{:?}", report.problems);
     assert_eq!(report.counts.decisions, records);
     println!(
-        "verify:             {:.0} records/s wall, {:.0} records/s CPU ({lines} lines, two threads: read and hash, parse and check)",
+        "verify:             {:.0} records/s wall, {:.0} records/s CPU ({lines} lines, one thread)",
         lines as f64 / tv.as_secs_f64(),
         lines as f64 / tvc.as_secs_f64(),
-    );
-    let start = Instant::now();
-    let cpu = thread_cpu();
-    let file =
-        std::io::BufReader::with_capacity(256 * 1024, std::fs::File::open(&path).expect("open"));
-    let one = verify::verify_reader_one_thread(file, None, None).expect("readable");
-    let t1 = start.elapsed();
-    let t1c = thread_cpu() - cpu;
-    assert_eq!(one.status, Status::Valid, "{:?}", one.problems);
-    println!(
-        "verify, one thread: {:.0} records/s wall, {:.0} records/s CPU",
-        lines as f64 / t1.as_secs_f64(),
-        lines as f64 / t1c.as_secs_f64(),
     );
 
     // Reading it back as `ledger stats` does: the verified lines, checked

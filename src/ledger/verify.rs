@@ -337,15 +337,8 @@ pub fn verify_reader_with<R: BufRead>(
 }
 
 /// As [`verify_reader_with`], with anchors (see [`verify_file_anchored`]).
-///
-/// Two threads share the work: a second thread hashes lines and parses
-/// them as canonical JSON ahead (the per-line work that needs no state),
-/// this one runs every other check on the lines in file order, so that the
-/// report is the one a single thread makes (see
-/// [`verify_reader_one_thread`]). This thread parses the lines the other
-/// has not (when no second thread can be started, all of them).
 pub fn verify_reader_anchored<R: BufRead>(
-    r: R,
+    mut r: R,
     pubkey: Option<&VerifyingKey>,
     approver: Option<&VerifyingKey>,
     anchors: Vec<Anchor>,
@@ -353,20 +346,6 @@ pub fn verify_reader_anchored<R: BufRead>(
     let mut v = Verifier::new(pubkey.copied());
     v.approver = approver.copied();
     v.anchors = Collector::new(anchors);
-    pipelined(r, v, SEGMENT_BYTES, BATCH_BYTES)
-}
-
-/// The verifier of [`verify_reader_anchored`] on the calling thread alone,
-/// reading line by line; the two-thread verifier must report exactly what
-/// this one does (the tests compare them).
-#[doc(hidden)]
-pub fn verify_reader_one_thread<R: BufRead>(
-    mut r: R,
-    pubkey: Option<&VerifyingKey>,
-    approver: Option<&VerifyingKey>,
-) -> Result<Report, std::io::Error> {
-    let mut v = Verifier::new(pubkey.copied());
-    v.approver = approver.copied();
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();
@@ -378,276 +357,9 @@ pub fn verify_reader_one_thread<R: BufRead>(
             v.torn(buf.len() as u64);
             break;
         }
-        v.line(&Pre::of(&buf[..buf.len() - 1]));
+        v.line(&buf[..buf.len() - 1]);
     }
     Ok(v.finish())
-}
-
-/// [`verify_reader_anchored`] without anchors, reading `segment_bytes` at
-/// a time in batches of `batch_bytes`, so that tests can put segment and
-/// batch boundaries anywhere.
-#[doc(hidden)]
-pub fn verify_reader_batched<R: BufRead>(
-    r: R,
-    pubkey: Option<&VerifyingKey>,
-    approver: Option<&VerifyingKey>,
-    segment_bytes: usize,
-    batch_bytes: usize,
-) -> Result<Report, std::io::Error> {
-    let mut v = Verifier::new(pubkey.copied());
-    v.approver = approver.copied();
-    pipelined(r, v, segment_bytes.max(1), batch_bytes.max(1))
-}
-
-/// The file is read this much at a time (at least; a segment ends after a
-/// newline), so that the verifier holds two segments and the values of
-/// one whatever the size of the file.
-const SEGMENT_BYTES: usize = 1 << 20;
-/// The lines that start in this many bytes of a segment are one batch,
-/// parsed by one thread.
-const BATCH_BYTES: usize = 32 << 10;
-
-/// What a line is, found without any state: its record hash, and its
-/// value when it is UTF-8 and canonical JSON.
-struct Pre<'a> {
-    hash: Hash,
-    value: Result<jcs::Value<'a>, NotCanonical>,
-}
-
-/// Why a line has no value (check 2).
-enum NotCanonical {
-    Utf8(std::str::Utf8Error),
-    Json(jcs::JcsError),
-}
-
-impl<'a> Pre<'a> {
-    fn of(line: &'a [u8]) -> Pre<'a> {
-        let value = match std::str::from_utf8(line) {
-            Err(e) => Err(NotCanonical::Utf8(e)),
-            Ok(text) => jcs::parse(text, jcs::Mode::Strict).map_err(NotCanonical::Json),
-        };
-        Pre {
-            hash: leaf_hash(line),
-            value,
-        }
-    }
-}
-
-/// Append to `buf` what `r` gives until `buf` holds at least `want` bytes
-/// and a newline after `from`, or the file ends (`true`).
-fn read_segment<R: BufRead>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    from: usize,
-    want: usize,
-) -> Result<bool, std::io::Error> {
-    let mut newline = memchr::memchr(b'\n', &buf[from.min(buf.len())..]).is_some();
-    loop {
-        if buf.len() >= want && newline {
-            return Ok(false);
-        }
-        let got = match r.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if got.is_empty() {
-            return Ok(true);
-        }
-        newline = newline || memchr::memchr(b'\n', got).is_some();
-        let n = got.len();
-        buf.extend_from_slice(got);
-        r.consume(n);
-    }
-}
-
-/// The complete lines of `data`, each without its newline.
-fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = data;
-    std::iter::from_fn(move || {
-        let nl = memchr::memchr(b'\n', rest)?;
-        let (line, after) = (&rest[..nl], &rest[nl + 1..]);
-        rest = after;
-        Some(line)
-    })
-}
-
-/// The two-thread verifier (see [`verify_reader_anchored`]). The file is
-/// read a segment at a time. The lines of a segment are cut into batches
-/// (the lines that start in each `batch_bytes` of it); the second thread
-/// parses batches ahead, in order, while this one reads the next segment
-/// and then checks the lines batch by batch, in file order. A batch not
-/// parsed yet when its turn comes is parsed here: by claiming it when the
-/// second thread has not, or, when the second thread is not done with it
-/// soon (it may not be running at all on a busy machine), by parsing it a
-/// second time. Parsing has no state, so either parse gives the same
-/// values, and no line waits for long on the other thread.
-fn pipelined<R: BufRead>(
-    mut r: R,
-    mut v: Verifier,
-    segment_bytes: usize,
-    batch_bytes: usize,
-) -> Result<Report, std::io::Error> {
-    let mut cur: Vec<u8> = Vec::new();
-    let mut next: Vec<u8> = Vec::new();
-    let mut eof = read_segment(&mut r, &mut cur, 0, segment_bytes)?;
-    loop {
-        // The complete lines of `cur`, and the start of a line after them.
-        let complete = memchr::memrchr(b'\n', &cur).map_or(0, |i| i + 1);
-        let (lines_of, tail) = cur.split_at(complete);
-        let batches = Batches::new(lines_of, batch_bytes);
-        let read = std::thread::scope(|scope| {
-            let parser = if batches.count > 1 {
-                std::thread::Builder::new()
-                    .name("ledger-verify".into())
-                    .spawn_scoped(scope, || batches.parse_ahead())
-                    .ok()
-            } else {
-                None
-            };
-            // While the parser starts on this segment, read the next.
-            let read = if eof {
-                Ok(true)
-            } else {
-                next.clear();
-                next.extend_from_slice(tail);
-                read_segment(&mut r, &mut next, tail.len(), segment_bytes)
-            };
-            for k in 0..batches.count {
-                let (batch, theirs) = batches.take(k, parser.is_some());
-                for pre in &batch {
-                    v.line(pre);
-                }
-                if theirs {
-                    // Freed by the thread that allocated it.
-                    lock(&batches.done).push(batch);
-                }
-            }
-            if let Some(p) = parser {
-                if let Err(panic) = p.join() {
-                    std::panic::resume_unwind(panic);
-                }
-            }
-            read
-        });
-        if eof {
-            if complete < cur.len() {
-                v.torn((cur.len() - complete) as u64);
-            }
-            break;
-        }
-        eof = read?;
-        std::mem::swap(&mut cur, &mut next);
-    }
-    Ok(v.finish())
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// How long the checking thread waits for a batch the parsing thread is
-/// parsing, once no batch is left to parse ahead, before it parses the
-/// batch itself.
-const WAIT_FOR_BATCH: std::time::Duration = std::time::Duration::from_micros(100);
-
-/// A batch parsed ahead, and whether the parsing thread parsed it.
-type Ahead<'a> = (Vec<Pre<'a>>, bool);
-
-/// The batches of one segment, shared by the two threads.
-struct Batches<'a> {
-    data: &'a [u8],
-    batch_bytes: usize,
-    count: usize,
-    /// The next batch not claimed by either thread.
-    claim: std::sync::atomic::AtomicUsize,
-    /// Batches parsed ahead, not yet checked, and whether the parsing
-    /// thread parsed them.
-    parsed: Vec<std::sync::Mutex<Option<Ahead<'a>>>>,
-    /// Batches checked, for the parsing thread to free.
-    done: std::sync::Mutex<Vec<Vec<Pre<'a>>>>,
-}
-
-impl<'a> Batches<'a> {
-    fn new(data: &'a [u8], batch_bytes: usize) -> Batches<'a> {
-        let count = data.len().div_ceil(batch_bytes);
-        Batches {
-            data,
-            batch_bytes,
-            count,
-            claim: std::sync::atomic::AtomicUsize::new(0),
-            parsed: (0..count).map(|_| std::sync::Mutex::new(None)).collect(),
-            done: std::sync::Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Where the first line that starts at or after byte `x` starts.
-    fn boundary(&self, x: usize) -> usize {
-        if x == 0 {
-            return 0;
-        }
-        if x >= self.data.len() {
-            return self.data.len();
-        }
-        match memchr::memchr(b'\n', &self.data[x - 1..]) {
-            Some(p) => x + p,
-            None => self.data.len(),
-        }
-    }
-
-    /// Batch `k` parsed: its lines' hashes and values.
-    fn parse(&self, k: usize) -> Vec<Pre<'a>> {
-        let from = self.boundary(k * self.batch_bytes);
-        let to = self.boundary((k + 1) * self.batch_bytes);
-        lines(&self.data[from..to]).map(Pre::of).collect()
-    }
-
-    /// The parsing thread: claim and parse batches in order until none is
-    /// left.
-    fn parse_ahead(&self) {
-        use std::sync::atomic::Ordering;
-        loop {
-            drop(std::mem::take(&mut *lock(&self.done)));
-            let k = self.claim.fetch_add(1, Ordering::AcqRel);
-            if k >= self.count {
-                return;
-            }
-            let batch = self.parse(k);
-            *lock(&self.parsed[k]) = Some((batch, true));
-        }
-    }
-
-    /// Batch `k` for checking, and whether the parsing thread parsed it.
-    fn take(&self, k: usize, parser: bool) -> (Vec<Pre<'a>>, bool) {
-        use std::sync::atomic::Ordering;
-        if !parser
-            || self
-                .claim
-                .compare_exchange(k, k + 1, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            return (self.parse(k), false);
-        }
-        // Claimed by the parsing thread: parsed already, or soon. Until it
-        // is, parse the batches after it that neither thread has claimed.
-        let mut start = None;
-        loop {
-            if let Some(b) = lock(&self.parsed[k]).take() {
-                return b;
-            }
-            let j = self.claim.fetch_add(1, Ordering::AcqRel);
-            if j < self.count {
-                let b = self.parse(j);
-                *lock(&self.parsed[j]) = Some((b, false));
-                continue;
-            }
-            let since = *start.get_or_insert_with(std::time::Instant::now);
-            if since.elapsed() > WAIT_FOR_BATCH {
-                return (self.parse(k), false);
-            }
-            std::thread::yield_now();
-        }
-    }
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -894,14 +606,11 @@ impl Verifier {
     ///     sealed.
     /// 13. anchor — with anchors given, the lines of the runs they name
     ///     are gathered here and checked in [`Verifier::finish`].
-    ///
-    /// `pre` is what the line is without any state: its record hash, its
-    /// value.
-    fn line(&mut self, pre: &Pre<'_>) {
+    fn line(&mut self, content: &[u8]) {
         self.line_no += 1;
         self.report.lines += 1;
-        let h = pre.hash;
-        let parsed = self.decode(&pre.value);
+        let h = leaf_hash(content);
+        let parsed = self.decode(content);
         let seq = parsed.as_ref().map(|p| p.seq);
 
         // 4. sequence, 5. chain
@@ -983,10 +692,10 @@ impl Verifier {
     }
 
     /// Checks 2 and 3.
-    fn decode(&mut self, value: &Result<jcs::Value<'_>, NotCanonical>) -> Option<Parsed> {
-        let value = match value {
-            Ok(v) => v,
-            Err(NotCanonical::Utf8(e)) => {
+    fn decode(&mut self, content: &[u8]) -> Option<Parsed> {
+        let text = match std::str::from_utf8(content) {
+            Ok(t) => t,
+            Err(e) => {
                 self.bad(
                     None,
                     Check::Canonical,
@@ -994,7 +703,10 @@ impl Verifier {
                 );
                 return None;
             }
-            Err(NotCanonical::Json(e)) => {
+        };
+        let value = match jcs::parse(text, jcs::Mode::Strict) {
+            Ok(v) => v,
+            Err(e) => {
                 self.bad(
                     None,
                     Check::Canonical,
@@ -1003,11 +715,11 @@ impl Verifier {
                 return None;
             }
         };
-        match record::parse(value) {
+        match record::parse(&value) {
             Ok(p) => {
                 // What the record may leave out or refer to in its run's
                 // record format (format 2: `process` records).
-                if let Err(e) = self.context.observe(value) {
+                if let Err(e) = self.context.observe(&value) {
                     self.bad(Some(p.seq), Check::Structure, e);
                 }
                 Some(p)
