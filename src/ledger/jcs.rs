@@ -113,10 +113,22 @@ impl<'a> Value<'a> {
                 let sorted = members
                     .windows(2)
                     .all(|w| cmp_keys(&w[0].0, &w[1].0) == Ordering::Less);
-                let mut order: Vec<usize> = (0..members.len()).collect();
-                if !sorted {
-                    order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
+                if sorted {
+                    // No duplicates either (strictly increasing keys).
+                    out.push('{');
+                    for (i, (k, v)) in members.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        write_string(k, out);
+                        out.push(':');
+                        v.write_canonical(out)?;
+                    }
+                    out.push('}');
+                    return Ok(());
                 }
+                let mut order: Vec<usize> = (0..members.len()).collect();
+                order.sort_by(|&x, &y| cmp_keys(&members[x].0, &members[y].0));
                 out.push('{');
                 for (i, &m) in order.iter().enumerate() {
                     if i > 0 {
