@@ -231,7 +231,9 @@ pub fn umask(mask: u32) -> u32 {
 /// Puts the calling thread under `SCHED_IDLE`: it runs only when nothing
 /// else wants its CPU. (An unprivileged thread cannot leave it again.)
 pub fn set_sched_idle() -> io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_param is plain old data (its fields differ between the
+    // C libraries); all zeroes is priority 0, the only one SCHED_IDLE takes.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
     // SAFETY: param is a valid sched_param for the call; pid 0 is the
     // calling thread.
     cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
