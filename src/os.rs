@@ -239,18 +239,6 @@ pub fn set_sched_idle() -> io::Result<()> {
     cvt(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(|_| ())
 }
 
-/// The CPUs the calling thread may run on (`sched_getaffinity`).
-pub fn allowed_cpus() -> io::Result<Vec<usize>> {
-    // SAFETY: cpu_set_t is plain old data; all zeroes is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: set is a valid cpu_set_t of the size passed.
-    cvt(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: cpu is below CPU_SETSIZE; set is initialised.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect())
-}
-
 /// Makes this process undumpable (`PR_SET_DUMPABLE 0`): no process of the
 /// same uid may ptrace it or open its sensitive `/proc` entries.
 pub fn set_undumpable() -> io::Result<()> {

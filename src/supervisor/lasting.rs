@@ -63,6 +63,19 @@ impl FileVersion {
     /// Length of [`FileVersion::to_bytes`].
     pub const LEN: usize = 64;
 
+    /// The version of the file `st` describes, on the filesystem `fs`
+    /// (whether it may keep a hash is [`LastingHashes::version`]'s).
+    pub fn of(st: &libc::stat, fs: &Filesystem) -> FileVersion {
+        FileVersion {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            fsid: fs.fsid,
+        }
+    }
+
     /// Eight big-endian 64-bit words.
     pub fn to_bytes(&self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
@@ -190,14 +203,7 @@ impl LastingHashes {
         {
             return None;
         }
-        Some(FileVersion {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec),
-            ctime: (st.st_ctime, st.st_ctime_nsec),
-            fsid: fs.fsid,
-        })
+        Some(FileVersion::of(st, fs))
     }
 
     /// The hash an earlier run took of `v`.

@@ -102,9 +102,10 @@ fn hash_tree(program: &Path, lasting: Option<&LastingHashes>, stop: &AtomicBool)
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        let Ok(meta) = file.metadata() else { continue };
-        use std::os::unix::fs::MetadataExt;
-        if !meta.is_file() || !seen.insert((meta.dev(), meta.ino())) {
+        let Ok(st) = sys::fstat(file.as_fd()) else {
+            continue;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || !seen.insert((st.st_dev, st.st_ino)) {
             continue;
         }
         if let Some(elf) = Elf::read(&file) {
@@ -118,14 +119,13 @@ fn hash_tree(program: &Path, lasting: Option<&LastingHashes>, stop: &AtomicBool)
         // Kept from an earlier run: the run's cache answers it from there.
         let keep = lasting.and_then(|l| {
             let fs = sys::fstatfs(file.as_fd()).ok()?;
-            let st = sys::fstat(file.as_fd()).ok()?;
             Some((l, l.version(&st, &fs)?, Version::of(&st)))
         });
         if keep.is_some_and(|(l, v, _)| l.knows(&v)) {
             continue;
         }
         files += 1;
-        bytes += meta.len();
+        bytes += st.st_size.max(0) as u64;
         // A file begun is finished: stopping halfway would only make the
         // first exec hash it again.
         if let Some(entry) = procfs::hash_versioned(file) {

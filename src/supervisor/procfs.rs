@@ -461,11 +461,13 @@ impl Prehashed {
         self.entries.push(entry);
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// The hash taken of the file (device, inode), if any.
+    #[cfg(test)]
     pub fn entry(&self, key: (u64, u64)) -> Option<[u8; 32]> {
         self.entries.iter().find(|e| e.0 == key).map(|e| e.2)
     }
@@ -852,14 +854,7 @@ mod tests {
             let f = fs::File::open(&p).unwrap();
             let st = sys::fstat(f.as_fd()).unwrap();
             let fsys = sys::fstatfs(f.as_fd()).unwrap();
-            FileVersionOf {
-                dev: st.st_dev,
-                ino: st.st_ino,
-                size: st.st_size,
-                mtime: (st.st_mtime, st.st_mtime_nsec),
-                ctime: (st.st_ctime, st.st_ctime_nsec),
-                fsid: fsys.fsid,
-            }
+            FileVersionOf::of(&st, &fsys)
         };
         assert_eq!(now(), added[0].0);
         // Rewritten in place, same size: another version.

@@ -66,8 +66,9 @@ impl Spinners {
     /// single CPU. A spinner that cannot make itself `SCHED_IDLE` ends at
     /// once.
     pub fn start(window: Duration) -> Option<Spinners> {
-        let cpus = crate::os::allowed_cpus().unwrap_or_default();
-        if window.is_zero() || cpus.len() < 2 {
+        // The CPUs this process may use (its affinity, and a cgroup quota).
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if window.is_zero() || cpus < 2 {
             return None;
         }
         let state = Arc::new(State {
@@ -79,7 +80,7 @@ impl Spinners {
         // (it is never "cache hot"), so the spinners follow the CPUs that
         // fall idle, and the caller and the notification thread can stay
         // together on one CPU.
-        let threads: Vec<_> = (0..cpus.len().min(MAX_SPINNERS))
+        let threads: Vec<_> = (0..cpus.min(MAX_SPINNERS))
             .filter_map(|_| {
                 let state = Arc::clone(&state);
                 std::thread::Builder::new()
@@ -111,7 +112,11 @@ impl Spinners {
         self.state
             .until
             .store(now_ns() + self.window, Ordering::SeqCst);
-        if self.state.asleep.swap(false, Ordering::SeqCst) {
+        // A plain read first: while the spinners spin (every notification
+        // of a burst), no read-modify-write on the notification's path.
+        if self.state.asleep.load(Ordering::SeqCst)
+            && self.state.asleep.swap(false, Ordering::SeqCst)
+        {
             for t in &self.threads {
                 t.thread().unpark();
             }
@@ -156,21 +161,24 @@ fn spin(state: &State) {
 mod tests {
     use super::*;
 
-    /// The policy each spinner runs under, read from outside.
-    fn policies_of_spinners() -> Vec<String> {
-        let mut out = Vec::new();
-        for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-            let dir = t.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-            if comm.trim() != "lexecon-spin" {
-                continue;
-            }
-            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
-            // Field 41 (policy), after the parenthesised name.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            out.push(rest.split(' ').nth(38).unwrap().to_string());
-        }
-        out
+    /// Each spinner's state letter and scheduling policy (fields 3 and 41
+    /// of its `/proc/self/task/TID/stat`), read from outside.
+    fn spinners() -> Vec<(char, String)> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "lexecon-spin")
+            })
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // The fields after the parenthesised name.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let state = rest.chars().next()?;
+                Some((state, rest.split(' ').nth(38)?.to_string()))
+            })
+            .collect()
     }
 
     #[test]
@@ -186,7 +194,7 @@ mod tests {
         // SCHED_IDLE is policy 5 (each thread sets it as it starts).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let policies = policies_of_spinners();
+            let policies: Vec<String> = spinners().into_iter().map(|(_, p)| p).collect();
             if policies.len() == n && policies.iter().all(|p| p == "5") {
                 break;
             }
@@ -194,20 +202,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         // Asleep before any notification; spinning (runnable) after one.
-        let state_of = || -> Vec<char> {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .flatten()
-                .filter(|t| {
-                    std::fs::read_to_string(t.path().join("comm"))
-                        .is_ok_and(|c| c.trim() == "lexecon-spin")
-                })
-                .filter_map(|t| {
-                    let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-                    stat[stat.rfind(')')? + 2..].chars().next()
-                })
-                .collect()
-        };
+        let state_of = || -> Vec<char> { spinners().into_iter().map(|(c, _)| c).collect() };
         let deadline = Instant::now() + Duration::from_secs(10);
         while !state_of().iter().all(|&c| c == 'S') {
             assert!(Instant::now() < deadline, "spinners never slept");
@@ -223,6 +218,6 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(s);
-        assert!(policies_of_spinners().is_empty(), "joined when dropped");
+        assert!(spinners().is_empty(), "joined when dropped");
     }
 }
